@@ -1,0 +1,321 @@
+"""The registry model: instances, services and the state built from etcd events.
+
+Keys look like ``{prefix}{ServiceName}/{InstanceId}`` and values are JSON objects
+written by .NET (PascalCase), JavaScript (camelCase) or anything else (lower-case).
+Nothing is ever dropped: a key or value that does not fit the format is kept and
+carries the reason in ``key_error`` / ``parse_error``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Protocol
+
+#: Service name under which entries whose *key* does not fit the format are grouped.
+UNRECOGNISED = "(unrecognised keys)"
+
+_FIELD_ALIASES: dict[str, tuple[str, ...]] = {
+    "id": ("Id", "id", "ID", "instanceId", "InstanceId"),
+    "name": ("Name", "name", "serviceName", "ServiceName"),
+    "address": ("Address", "address", "url", "Url", "URL"),
+}
+
+
+class KeyValueLike(Protocol):
+    """What etcd hands out for a key: aetcd ``KeyValue`` and the raw protobuf both fit."""
+
+    key: bytes
+    value: bytes
+    create_revision: int
+    mod_revision: int
+    version: int
+    lease: int
+
+
+def _pick(fields: dict[str, Any], role: str) -> str | None:
+    for alias in _FIELD_ALIASES[role]:
+        if alias in fields:
+            value = fields[alias]
+            return value if isinstance(value, str) else json.dumps(value)
+    return None
+
+
+def decode_key(raw_key: bytes) -> tuple[str, str | None]:
+    """Key as text, and an error when it is not valid UTF-8 (undecodable bytes escaped)."""
+    try:
+        return raw_key.decode("utf-8"), None
+    except UnicodeDecodeError:
+        return raw_key.decode("utf-8", "backslashreplace"), "key is not valid UTF-8"
+
+
+def split_key(key: str, prefix: str) -> tuple[str, str, str | None]:
+    """Split ``{prefix}{service}/{id}`` into (service, id, error)."""
+    rest = key[len(prefix) :] if key.startswith(prefix) else key
+    parts = rest.split("/")
+    if len(parts) == 1:
+        return "", rest, "key sits directly under the prefix (no service name)"
+    if len(parts) > 2:
+        return parts[0], "/".join(parts[1:]), f"key is {len(parts)} levels deep, expected 2"
+    service, instance_id = parts
+    if not service:
+        return "", instance_id, "empty service name"
+    if not instance_id:
+        return service, "", "empty instance id"
+    return service, instance_id, None
+
+
+def parse_value(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
+    """Parse a registry value into its JSON object, or say why it is not one."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, f"value is not UTF-8 text ({len(raw)} bytes, bad byte at {exc.start})"
+    if not text.strip():
+        return None, "value is empty"
+    try:
+        parsed = json.loads(text)
+    except ValueError as exc:
+        return None, f"value is not JSON: {exc}"
+    if not isinstance(parsed, dict):
+        return None, f"value is JSON {type(parsed).__name__}, expected an object"
+    return parsed, None
+
+
+@dataclass(slots=True, eq=False)
+class Instance:
+    """One key under the prefix, usually a registered service instance."""
+
+    raw_key: bytes
+    key: str
+    service: str
+    instance_id: str
+    value: bytes
+    fields: dict[str, Any] | None
+    address: str | None
+    parse_error: str | None
+    key_error: str | None
+    create_revision: int
+    mod_revision: int
+    version: int
+    lease: int
+    first_seen: float = field(default_factory=time.time)
+
+    @classmethod
+    def from_kv(cls, kv: KeyValueLike, prefix: str, first_seen: float | None = None) -> Instance:
+        key, key_error = decode_key(kv.key)
+        service, instance_id, split_error = split_key(key, prefix)
+        fields, parse_error = parse_value(kv.value)
+        address = _pick(fields, "address") if fields is not None else None
+        return cls(
+            raw_key=kv.key,
+            key=key,
+            service=service,
+            instance_id=instance_id,
+            value=kv.value,
+            fields=fields,
+            address=address,
+            parse_error=parse_error,
+            key_error=key_error or split_error,
+            create_revision=kv.create_revision,
+            mod_revision=kv.mod_revision,
+            version=kv.version,
+            lease=kv.lease,
+            first_seen=time.time() if first_seen is None else first_seen,
+        )
+
+    @property
+    def group(self) -> str:
+        """The tree group: the service name, or :data:`UNRECOGNISED` for odd keys."""
+        return UNRECOGNISED if self.key_error else self.service
+
+    @property
+    def name(self) -> str | None:
+        return _pick(self.fields, "name") if self.fields is not None else None
+
+    @property
+    def declared_id(self) -> str | None:
+        return _pick(self.fields, "id") if self.fields is not None else None
+
+    @property
+    def has_problem(self) -> bool:
+        return self.key_error is not None or self.parse_error is not None
+
+    @property
+    def problems(self) -> list[str]:
+        return [p for p in (self.key_error, self.parse_error) if p]
+
+    @property
+    def lease_hex(self) -> str:
+        """Lease id as etcdctl prints it (lowercase hex, no 0x)."""
+        return format(self.lease, "x")
+
+    def value_text(self) -> str:
+        """The value for display: pretty JSON, raw text, or a hex dump for binary data."""
+        if self.fields is not None:
+            return json.dumps(self.fields, indent=2, ensure_ascii=False)
+        try:
+            return self.value.decode("utf-8")
+        except UnicodeDecodeError:
+            return hexdump(self.value)
+
+
+def hexdump(data: bytes, width: int = 16, limit: int = 4096) -> str:
+    lines = []
+    for offset in range(0, min(len(data), limit), width):
+        chunk = data[offset : offset + width]
+        hexes = " ".join(f"{b:02x}" for b in chunk)
+        text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
+        lines.append(f"{offset:08x}  {hexes:<{width * 3}} {text}")
+    if len(data) > limit:
+        lines.append(f"… {len(data) - limit} more bytes")
+    return "\n".join(lines)
+
+
+@dataclass(slots=True)
+class Service:
+    name: str
+    instances: dict[bytes, Instance] = field(default_factory=dict)
+
+    def sorted_instances(self) -> list[Instance]:
+        return sorted(self.instances.values(), key=lambda i: (i.instance_id, i.raw_key))
+
+
+class ChangeKind(str, Enum):
+    CREATE = "PUT"
+    UPDATE = "UPDATE"
+    DELETE = "DELETE"
+
+
+@dataclass(slots=True, frozen=True)
+class Change:
+    """One applied change. ``instance`` is the new entry (or the removed one for DELETE)."""
+
+    kind: ChangeKind
+    instance: Instance
+    previous: Instance | None
+    revision: int
+
+    @property
+    def key(self) -> bytes:
+        return self.instance.raw_key
+
+
+class RegistryState:
+    """Everything under the prefix, indexed by key, group and lease.
+
+    It is fed by :meth:`load` (a snapshot) and :meth:`apply_put` / :meth:`apply_delete`
+    (watch events) and never talks to etcd itself.
+    """
+
+    def __init__(self, prefix: str = "/services/") -> None:
+        self.prefix = prefix
+        self.revision = 0
+        self.instances: dict[bytes, Instance] = {}
+        self.groups: dict[str, Service] = {}
+        self.by_lease: dict[int, set[bytes]] = {}
+
+    # -- queries -------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.instances)
+
+    def __contains__(self, raw_key: object) -> bool:
+        return raw_key in self.instances
+
+    def get(self, raw_key: bytes) -> Instance | None:
+        return self.instances.get(raw_key)
+
+    @property
+    def service_count(self) -> int:
+        return sum(1 for name in self.groups if name != UNRECOGNISED)
+
+    def sorted_groups(self) -> list[Service]:
+        """Services sorted by name, the unrecognised group last."""
+        return sorted(self.groups.values(), key=lambda s: (s.name == UNRECOGNISED, s.name))
+
+    def keys_on_lease(self, lease: int) -> set[bytes]:
+        return self.by_lease.get(lease, set()) if lease else set()
+
+    def leases(self) -> set[int]:
+        return set(self.by_lease)
+
+    def as_dict(self) -> dict[bytes, tuple[bytes, int, int]]:
+        """Comparable content: key -> (value, lease, mod_revision)."""
+        return {k: (i.value, i.lease, i.mod_revision) for k, i in self.instances.items()}
+
+    def __iter__(self) -> Iterator[Instance]:
+        return iter(self.instances.values())
+
+    # -- mutation ------------------------------------------------------------
+    def _insert(self, inst: Instance) -> None:
+        self.instances[inst.raw_key] = inst
+        group = self.groups.get(inst.group)
+        if group is None:
+            group = self.groups[inst.group] = Service(inst.group)
+        group.instances[inst.raw_key] = inst
+        if inst.lease:
+            self.by_lease.setdefault(inst.lease, set()).add(inst.raw_key)
+
+    def _remove(self, inst: Instance) -> None:
+        del self.instances[inst.raw_key]
+        group = self.groups.get(inst.group)
+        if group is not None:
+            group.instances.pop(inst.raw_key, None)
+            if not group.instances:
+                del self.groups[inst.group]
+        if inst.lease:
+            keys = self.by_lease.get(inst.lease)
+            if keys is not None:
+                keys.discard(inst.raw_key)
+                if not keys:
+                    del self.by_lease[inst.lease]
+
+    def apply_put(self, kv: KeyValueLike) -> Change | None:
+        """Apply a PUT; events at or below an already applied revision are ignored."""
+        previous = self.instances.get(kv.key)
+        if previous is not None and kv.mod_revision <= previous.mod_revision:
+            return None
+        first_seen = previous.first_seen if previous is not None else None
+        inst = Instance.from_kv(kv, self.prefix, first_seen)
+        if previous is not None:
+            self._remove(previous)
+        self._insert(inst)
+        self.revision = max(self.revision, kv.mod_revision)
+        kind = ChangeKind.UPDATE if previous is not None else ChangeKind.CREATE
+        return Change(kind, inst, previous, kv.mod_revision)
+
+    def apply_delete(self, raw_key: bytes, revision: int) -> Change | None:
+        self.revision = max(self.revision, revision)
+        previous = self.instances.get(raw_key)
+        if previous is None or previous.mod_revision >= revision:
+            return None
+        self._remove(previous)
+        return Change(ChangeKind.DELETE, previous, previous, revision)
+
+    def load(self, kvs: Iterable[KeyValueLike], revision: int) -> list[Change]:
+        """Replace the content with a snapshot taken at ``revision``.
+
+        Returns the difference to what was held before as ordinary changes, so a
+        consumer sees a reload (after a compaction, say) like any other update.
+        """
+        old = self.instances
+        self.instances = {}
+        self.groups = {}
+        self.by_lease = {}
+        changes: list[Change] = []
+        for kv in kvs:
+            previous = old.pop(kv.key, None)
+            if previous is not None and previous.mod_revision == kv.mod_revision:
+                self._insert(previous)
+                continue
+            inst = Instance.from_kv(kv, self.prefix, previous.first_seen if previous else None)
+            self._insert(inst)
+            kind = ChangeKind.UPDATE if previous is not None else ChangeKind.CREATE
+            changes.append(Change(kind, inst, previous, kv.mod_revision))
+        for gone in old.values():
+            changes.append(Change(ChangeKind.DELETE, gone, gone, revision))
+        self.revision = revision
+        return changes
