@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 from .model import Change
 
 
-class ConnState(str, Enum):
+class ConnState(StrEnum):
     CONNECTING = "connecting"
     LOADING = "loading"
     LIVE = "live"

@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Protocol
 
 #: Service name under which entries whose *key* does not fit the format are grouped.
@@ -184,7 +184,7 @@ class Service:
         return sorted(self.instances.values(), key=lambda i: (i.instance_id, i.raw_key))
 
 
-class ChangeKind(str, Enum):
+class ChangeKind(StrEnum):
     CREATE = "PUT"
     UPDATE = "UPDATE"
     DELETE = "DELETE"

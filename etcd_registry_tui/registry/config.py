@@ -1,0 +1,157 @@
+"""Connection settings, named and defaulted the way etcdctl names them."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from .errors import ConfigError
+
+DEFAULT_ENDPOINT = "127.0.0.1:2379"
+DEFAULT_PREFIX = "/services/"
+
+
+def parse_endpoint(text: str) -> tuple[str, int, bool]:
+    """``[http[s]://]host[:port]`` -> (host, port, tls)."""
+    raw = text.strip()
+    tls = False
+    lowered = raw.lower()
+    if lowered.startswith("https://"):
+        tls, raw = True, raw[8:]
+    elif lowered.startswith("http://"):
+        raw = raw[7:]
+    elif "://" in raw:
+        raise ConfigError(f"endpoint {text!r}: only http:// and https:// are understood")
+    raw = raw.rstrip("/")
+    if not raw:
+        raise ConfigError(f"endpoint {text!r} is empty")
+    if raw.startswith("["):  # [::1]:2379
+        host, _, rest = raw[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+    elif raw.count(":") == 1:
+        host, port_text = raw.split(":")
+    else:
+        host, port_text = raw, ""
+    if not host:
+        raise ConfigError(f"endpoint {text!r} has no host")
+    try:
+        port = int(port_text) if port_text else 2379
+    except ValueError:
+        raise ConfigError(f"endpoint {text!r}: port {port_text!r} is not a number") from None
+    if not 0 < port < 65536:
+        raise ConfigError(f"endpoint {text!r}: port {port} is out of range")
+    return host, port, tls
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionConfig:
+    endpoints: tuple[str, ...] = (DEFAULT_ENDPOINT,)
+    user: str | None = None
+    password: str | None = None
+    dial_timeout: float = 5.0
+    command_timeout: float = 5.0
+    prefix: str = DEFAULT_PREFIX
+    cacert: str | None = None
+    cert: str | None = None
+    key: str | None = None
+    hosts: tuple[tuple[str, int], ...] = field(default=(), compare=False)
+    tls: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.endpoints:
+            raise ConfigError("no endpoint given")
+        parsed = [parse_endpoint(e) for e in self.endpoints]
+        object.__setattr__(self, "hosts", tuple((h, p) for h, p, _ in parsed))
+        tls = any(t for _, _, t in parsed) or bool(self.cacert or self.cert)
+        object.__setattr__(self, "tls", tls)
+        if (self.user is None) != (self.password is None):
+            raise ConfigError("--user needs a password: use --user name:password")
+        if (self.cert is None) != (self.key is None):
+            raise ConfigError("--cert and --key go together")
+        if self.dial_timeout <= 0 or self.command_timeout <= 0:
+            raise ConfigError("timeouts must be positive")
+        if not self.prefix.startswith("/") or not self.prefix.endswith("/"):
+            raise ConfigError(f"prefix {self.prefix!r} must start and end with '/'")
+
+    @property
+    def label(self) -> str:
+        """The endpoints as a user typed them, for messages."""
+        return ",".join(f"{h}:{p}" for h, p in self.hosts)
+
+    @property
+    def grpc_target(self) -> str:
+        """A gRPC target: one ``host:port``, or an ``ipv4:``/``ipv6:`` address list."""
+        if len(self.hosts) == 1:
+            host, port = self.hosts[0]
+            return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        addresses = []
+        for host, port in self.hosts:
+            try:
+                ip = ipaddress.ip_address(host)
+            except ValueError:
+                try:
+                    ip = ipaddress.ip_address(socket.getaddrinfo(host, port)[0][4][0])
+                except OSError as exc:
+                    raise ConfigError(f"cannot resolve endpoint host {host!r}: {exc}") from None
+            addresses.append((ip, port))
+        if all(ip.version == 4 for ip, _ in addresses):
+            return "ipv4:" + ",".join(f"{ip}:{port}" for ip, port in addresses)
+        return "ipv6:" + ",".join(f"[{ip}]:{port}" for ip, port in addresses)
+
+    @classmethod
+    def from_options(
+        cls,
+        endpoints: str | None = None,
+        user: str | None = None,
+        password: str | None = None,
+        dial_timeout: float | None = None,
+        command_timeout: float | None = None,
+        prefix: str | None = None,
+        cacert: str | None = None,
+        cert: str | None = None,
+        key: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> ConnectionConfig:
+        """Build from command-line values, falling back to the ``ETCDCTL_*`` variables."""
+        env = os.environ if env is None else env
+        endpoints = endpoints or env.get("ETCDCTL_ENDPOINTS") or DEFAULT_ENDPOINT
+        user = user or env.get("ETCDCTL_USER") or None
+        password = password or env.get("ETCDCTL_PASSWORD") or None
+        if user is not None and password is None and ":" in user:
+            user, password = user.split(":", 1)
+        if dial_timeout is None and env.get("ETCDCTL_DIAL_TIMEOUT"):
+            dial_timeout = parse_duration(env["ETCDCTL_DIAL_TIMEOUT"])
+        if command_timeout is None and env.get("ETCDCTL_COMMAND_TIMEOUT"):
+            command_timeout = parse_duration(env["ETCDCTL_COMMAND_TIMEOUT"])
+        return cls(
+            endpoints=tuple(e for e in endpoints.split(",") if e.strip()),
+            user=user,
+            password=password,
+            dial_timeout=dial_timeout if dial_timeout is not None else 5.0,
+            command_timeout=command_timeout if command_timeout is not None else 5.0,
+            prefix=prefix or DEFAULT_PREFIX,
+            cacert=cacert or env.get("ETCDCTL_CACERT") or None,
+            cert=cert or env.get("ETCDCTL_CERT") or None,
+            key=key or env.get("ETCDCTL_KEY") or None,
+        )
+
+
+def parse_duration(text: str) -> float:
+    """etcdctl-style durations: ``5s``, ``500ms``, ``1m``, or plain seconds."""
+    raw = text.strip().lower()
+    units = (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0))
+    number, factor = raw, 1.0
+    for suffix, unit in units:
+        if raw.endswith(suffix):
+            number, factor = raw[: -len(suffix)], unit
+            break
+    try:
+        value = float(number) * factor
+    except ValueError:
+        raise ConfigError(f"duration {text!r} is not understood (try 5s or 500ms)") from None
+    if value <= 0:
+        raise ConfigError(f"duration {text!r} must be positive")
+    return value

@@ -1,0 +1,95 @@
+"""Errors of the data layer, each with a message a user can act on."""
+
+from __future__ import annotations
+
+import grpc
+from aetcd import exceptions as aetcd_exc
+
+
+class RegistryError(Exception):
+    """Base class: ``str(err)`` is a one-line message, ``hint`` says what to do."""
+
+    hint: str = ""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        if hint:
+            self.hint = hint
+
+    def user_message(self) -> str:
+        return f"{self} — {self.hint}" if self.hint else str(self)
+
+
+class ConfigError(RegistryError):
+    hint = "check the connection options (--endpoints host:port, --user name:password)"
+
+
+class EtcdUnavailable(RegistryError):
+    hint = "is etcd running there? start one, or pass --endpoints host:port"
+
+
+class EtcdTimeout(EtcdUnavailable):
+    hint = "etcd did not answer in time; it may be overloaded, frozen or unreachable"
+
+
+class EtcdAuthError(RegistryError):
+    hint = "check --user name:password (or ETCDCTL_USER)"
+
+
+class EtcdPermissionDenied(RegistryError):
+    hint = "the user lacks a role with access to the prefix"
+
+
+class LeaseNotFound(RegistryError):
+    hint = "the lease already expired or was revoked"
+
+
+class RevisionCompacted(RegistryError):
+    def __init__(self, compact_revision: int) -> None:
+        super().__init__(f"revision compacted up to {compact_revision}")
+        self.compact_revision = compact_revision
+
+
+class WatchRejected(RegistryError):
+    hint = "the watch was cancelled by etcd; it will be re-created"
+
+
+def translate(exc: BaseException, endpoint: str) -> RegistryError:
+    """Turn a gRPC or aetcd error into a :class:`RegistryError` naming the endpoint."""
+    if isinstance(exc, RegistryError):
+        return exc
+    if isinstance(exc, aetcd_exc.RevisionCompactedError):
+        return RevisionCompacted(exc.compacted_revision)
+    code: grpc.StatusCode | None = None
+    details = str(exc)
+    cause = exc.__cause__ if isinstance(exc, aetcd_exc.ClientError) else exc
+    if isinstance(cause, grpc.aio.AioRpcError):
+        code = cause.code()
+        details = cause.details() or code.name
+    elif isinstance(exc, aetcd_exc.ConnectionFailedError):
+        code = grpc.StatusCode.UNAVAILABLE
+    elif isinstance(exc, aetcd_exc.ConnectionTimeoutError | TimeoutError):
+        code = grpc.StatusCode.DEADLINE_EXCEEDED
+    elif isinstance(exc, aetcd_exc.UnauthenticatedError):
+        code = grpc.StatusCode.UNAUTHENTICATED
+    lowered = details.lower()
+    if "lease not found" in lowered:
+        return LeaseNotFound(f"lease not found ({details})")
+    if "authentication failed" in lowered or "invalid auth token" in lowered:
+        return EtcdAuthError(f"etcd at {endpoint} refused the credentials: {details}")
+    if "user name is empty" in lowered or "user name not found" in lowered:
+        return EtcdAuthError(f"etcd at {endpoint} requires a valid user: {details}")
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return EtcdAuthError(f"etcd at {endpoint}: not authenticated ({details})")
+    if code == grpc.StatusCode.PERMISSION_DENIED or "permission denied" in lowered:
+        return EtcdPermissionDenied(f"etcd at {endpoint} denied access: {details}")
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return EtcdTimeout(f"etcd at {endpoint} did not answer in time")
+    if code == grpc.StatusCode.UNAVAILABLE:
+        reason = details.splitlines()[0] if details else "unavailable"
+        if "connection refused" in lowered or "failed to connect" in lowered:
+            reason = "connection refused"
+        return EtcdUnavailable(f"cannot reach etcd at {endpoint}: {reason}")
+    if code == grpc.StatusCode.CANCELLED:
+        return EtcdUnavailable(f"connection to etcd at {endpoint} was closed")
+    return RegistryError(f"etcd at {endpoint}: {details}")

@@ -1,0 +1,204 @@
+"""Lease countdowns without one RPC per key per second.
+
+The tracker asks LeaseTimeToLive once per *unique* lease, counts down locally
+from a monotonic deadline, and re-syncs in bounded batches: often for leases
+near expiry or never synced, rarely for healthy ones. A lease kept alive by
+another process thus shows its renewed TTL within a few seconds, and the RPC
+rate stays under ``max_rate`` calls a second however many keys there are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from .connection import EtcdConnection
+from .errors import RegistryError
+
+
+@dataclass(slots=True)
+class LeaseInfo:
+    lease_id: int
+    granted: int | None = None
+    deadline: float | None = None  # monotonic time the lease runs out
+    synced_at: float | None = None
+    next_sync: float = 0.0
+    exists: bool = True
+
+    def remaining(self, now: float) -> float | None:
+        if not self.exists:
+            return 0.0
+        if self.deadline is None:
+            return None
+        return max(0.0, self.deadline - now)
+
+
+class LeaseTracker:
+    """Remaining and granted TTL for every lease the registry uses."""
+
+    def __init__(
+        self,
+        conn: EtcdConnection,
+        max_rate: float = 200.0,
+        concurrency: int = 16,
+        healthy_interval: float = 4.0,
+        urgent_interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.conn = conn
+        self.max_rate = max_rate
+        self.concurrency = concurrency
+        self.healthy_interval = healthy_interval
+        self.urgent_interval = urgent_interval
+        self.clock = clock
+        self.leases: dict[int, LeaseInfo] = {}
+        self.calls = 0
+        self.errors = 0
+        self.last_error: str | None = None
+        self._queue: list[tuple[float, int]] = []
+        self._wake = asyncio.Event()
+
+    # -- what to track -------------------------------------------------------
+    def track(self, lease_ids: Iterable[int]) -> None:
+        """Start following these leases (0 and known ones are ignored)."""
+        now = self.clock()
+        added = False
+        for lease_id in lease_ids:
+            if lease_id and lease_id not in self.leases:
+                self.leases[lease_id] = LeaseInfo(lease_id, next_sync=now)
+                heapq.heappush(self._queue, (now, lease_id))
+                added = True
+        if added:
+            self._wake.set()
+
+    def untrack(self, lease_ids: Iterable[int]) -> None:
+        for lease_id in lease_ids:
+            self.leases.pop(lease_id, None)
+
+    def retain(self, lease_ids: set[int]) -> None:
+        """Track exactly these leases."""
+        self.untrack([lease for lease in self.leases if lease not in lease_ids])
+        self.track(lease_ids)
+
+    def resync(self, lease_id: int | None = None) -> None:
+        """Ask for a fresh TTL soon (one lease, or all of them)."""
+        now = self.clock()
+        targets = [lease_id] if lease_id is not None else list(self.leases)
+        for lid in targets:
+            info = self.leases.get(lid)
+            if info is not None:
+                info.next_sync = now
+                heapq.heappush(self._queue, (now, lid))
+        self._wake.set()
+
+    # -- what the UI reads ---------------------------------------------------
+    def remaining(self, lease_id: int) -> float | None:
+        info = self.leases.get(lease_id)
+        return info.remaining(self.clock()) if info else None
+
+    def granted(self, lease_id: int) -> int | None:
+        info = self.leases.get(lease_id)
+        return info.granted if info else None
+
+    def ttl(self, lease_id: int) -> tuple[float | None, int | None]:
+        """(remaining seconds or None if unknown, granted TTL or None)."""
+        info = self.leases.get(lease_id)
+        if info is None:
+            return None, None
+        return info.remaining(self.clock()), info.granted
+
+    def note(self, lease_id: int, ttl: int, granted: int | None = None) -> None:
+        """Record a TTL learnt elsewhere (a keep-alive response, a grant): no RPC."""
+        info = self.leases.get(lease_id)
+        if info is None:
+            info = self.leases[lease_id] = LeaseInfo(lease_id)
+        self._record(info, ttl, granted if granted is not None else info.granted or ttl, None)
+
+    # -- syncing -------------------------------------------------------------
+    def _interval(self, info: LeaseInfo, now: float) -> float:
+        remaining = info.remaining(now)
+        if not info.exists:
+            return 30.0
+        if remaining is None or info.granted is None:
+            return self.urgent_interval
+        if remaining < 5 or remaining < info.granted / 3:
+            return self.urgent_interval
+        # Healthy: look again before it could have dropped to a third, at most
+        # every ``healthy_interval`` so renewals by others show up quickly.
+        return min(self.healthy_interval, max(self.urgent_interval, remaining - info.granted / 3))
+
+    def _record(self, info: LeaseInfo, ttl: int, granted: int, sent_at: float | None) -> None:
+        now = self.clock()
+        info.synced_at = now
+        if ttl < 0:
+            info.exists = False
+            info.deadline = now
+        else:
+            info.exists = True
+            info.granted = granted
+            # etcd truncates to whole seconds; the middle of that second is closest.
+            start = sent_at if sent_at is not None else now
+            info.deadline = start + (now - start) / 2 + ttl + 0.5
+        info.next_sync = now + self._interval(info, now)
+        heapq.heappush(self._queue, (info.next_sync, info.lease_id))
+
+    async def sync_one(self, lease_id: int) -> None:
+        info = self.leases.get(lease_id)
+        if info is None:
+            return
+        sent_at = self.clock()
+        self.calls += 1
+        ttl, granted, _ = await self.conn.time_to_live(lease_id)
+        if lease_id in self.leases:
+            self._record(self.leases[lease_id], ttl, granted, sent_at)
+
+    def _due(self, now: float, limit: int) -> list[int]:
+        due: list[int] = []
+        seen: set[int] = set()
+        while self._queue and len(due) < limit and self._queue[0][0] <= now:
+            when, lease_id = heapq.heappop(self._queue)
+            info = self.leases.get(lease_id)
+            if info is None or lease_id in seen or info.next_sync != when:
+                continue  # stale heap entry
+            seen.add(lease_id)
+            due.append(lease_id)
+        return due
+
+    async def run(self, period: float = 0.25) -> None:
+        """Sync due leases forever, at most ``max_rate`` calls a second."""
+        semaphore = asyncio.Semaphore(self.concurrency)
+
+        async def one(lease_id: int) -> None:
+            async with semaphore:
+                try:
+                    await self.sync_one(lease_id)
+                except RegistryError as exc:
+                    self.errors += 1
+                    self.last_error = str(exc)
+                    info = self.leases.get(lease_id)
+                    if info is not None:
+                        info.next_sync = self.clock() + 2.0
+                        heapq.heappush(self._queue, (info.next_sync, lease_id))
+
+        budget = 0.0
+        last = self.clock()
+        while True:
+            now = self.clock()
+            budget = min(self.max_rate, budget + (now - last) * self.max_rate)
+            last = now
+            due = self._due(now, int(budget))
+            if due:
+                budget -= len(due)
+                await asyncio.gather(*(one(lease_id) for lease_id in due))
+            self._wake.clear()
+            wait = period
+            if self._queue:
+                wait = min(period, max(0.0, self._queue[0][0] - self.clock()))
+            if wait > 0 or not due:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), max(wait, 0.05))
+                except TimeoutError:
+                    pass

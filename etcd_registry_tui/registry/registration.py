@@ -1,0 +1,212 @@
+"""The registration side: how a Python service joins the registry.
+
+The Python counterpart of the .NET ``ServiceRegistry``: grant a lease, put
+``{"Id", "Name", "Address"}`` under ``/services/{Name}/{Id}`` bound to it, keep the
+lease alive with heartbeats, and revoke it on shutdown so the key goes at once.
+
+    async with EtcdConnection(ConnectionConfig(endpoints=("127.0.0.1:2379",))) as conn:
+        async with ServiceRegistration(conn, "OrderShippingService", "http://localhost:5000"):
+            await serve_forever()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import aetcd
+
+from .config import ConnectionConfig
+from .connection import EtcdConnection
+from .errors import ConfigError, LeaseNotFound, RegistryError
+
+log = logging.getLogger(__name__)
+
+
+def validate_name(name: str) -> str:
+    name = name.strip()
+    if not name:
+        raise ConfigError("service name is empty")
+    if "/" in name:
+        raise ConfigError(f"service name {name!r} must not contain '/'")
+    return name
+
+
+def validate_ttl(ttl: int) -> int:
+    if not isinstance(ttl, int) or isinstance(ttl, bool) or ttl <= 0:
+        raise ConfigError(f"TTL must be a positive whole number of seconds, not {ttl!r}")
+    return ttl
+
+
+class ServiceRegistration:
+    """Register one instance, keep it alive, unregister it.
+
+    ``client`` is an :class:`EtcdConnection` or an already configured ``aetcd.Client``
+    (its host, port and credentials are reused).
+    """
+
+    def __init__(
+        self,
+        client: EtcdConnection | aetcd.Client,
+        name: str,
+        address: str,
+        ttl: int = 30,
+        instance_id: str | None = None,
+        prefix: str = "/services/",
+        extra: dict[str, Any] | None = None,
+        on_event: Callable[[str, ServiceRegistration], None] | None = None,
+    ) -> None:
+        if isinstance(client, aetcd.Client):
+            client = EtcdConnection(
+                ConnectionConfig(
+                    endpoints=(f"{client._host}:{client._port}",),
+                    user=client._username,
+                    password=client._password,
+                    prefix=prefix,
+                )
+            )
+        self.conn = client
+        self.name = validate_name(name)
+        self.address = address
+        self.ttl = validate_ttl(ttl)
+        self.instance_id = instance_id or str(uuid.uuid4())
+        if "/" in self.instance_id or not self.instance_id:
+            raise ConfigError(f"instance id {self.instance_id!r} must be non-empty without '/'")
+        self.prefix = prefix
+        self.extra = dict(extra or {})
+        self.on_event = on_event
+        self.lease_id: int | None = None
+        self.last_ttl: int | None = None
+        self.last_heartbeat: float | None = None
+        self.registrations = 0
+        self.paused = False
+        self._task: asyncio.Task[None] | None = None
+        self._stream = self.conn.keepalive_stream()
+
+    # -- the record ----------------------------------------------------------
+    @property
+    def key(self) -> str:
+        return f"{self.prefix}{self.name}/{self.instance_id}"
+
+    def value(self) -> dict[str, Any]:
+        return {"Id": self.instance_id, "Name": self.name, "Address": self.address, **self.extra}
+
+    def _emit(self, what: str) -> None:
+        if self.on_event is not None:
+            self.on_event(what, self)
+
+    # -- register / unregister -----------------------------------------------
+    async def register(self) -> int:
+        """Grant a lease and put the instance bound to it; returns the lease id."""
+        lease_id, granted = await self.conn.grant(self.ttl)
+        payload = json.dumps(self.value()).encode()
+        try:
+            await self.conn.put(self.key.encode(), payload, lease=lease_id)
+        except RegistryError:
+            with contextlib.suppress(RegistryError):
+                await self.conn.revoke(lease_id)
+            raise
+        self.lease_id, self.last_ttl = lease_id, granted
+        self.last_heartbeat = time.monotonic()
+        self.registrations += 1
+        log.info("registered %s with lease %x", self.key, lease_id)
+        self._emit("registered")
+        return lease_id
+
+    async def unregister(self) -> None:
+        """Stop heartbeats and revoke the lease, so the key goes at once."""
+        await self.stop_keepalive()
+        lease_id, self.lease_id = self.lease_id, None
+        if lease_id is None:
+            return
+        try:
+            await self.conn.revoke(lease_id)
+        except LeaseNotFound:
+            # Already expired: make sure the key is gone anyway.
+            await self.conn.delete(self.key.encode())
+        log.info("unregistered %s", self.key)
+        self._emit("unregistered")
+
+    # -- heartbeats ----------------------------------------------------------
+    def start_keepalive(self) -> asyncio.Task[None]:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self.keep_alive(), name=f"keepalive {self.key}")
+        return self._task
+
+    async def stop_keepalive(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._stream.close()
+
+    def pause(self) -> None:
+        """Stop sending heartbeats (the lease runs out) without unregistering."""
+        self.paused = True
+        self._emit("paused")
+
+    def resume(self) -> None:
+        self.paused = False
+        self._emit("resumed")
+
+    async def heartbeat(self) -> bool:
+        """Renew the lease once; re-register with a new lease when it was lost.
+
+        Returns True when the lease was renewed, False when a new one was needed.
+        """
+        if self.lease_id is None:
+            await self.register()
+            return False
+        ttl = await self._stream.keepalive(self.lease_id)
+        if ttl <= 0:
+            log.warning("lease %x of %s was lost; registering again", self.lease_id, self.key)
+            self._emit("lost")
+            self.lease_id = None
+            await self.register()
+            return False
+        self.last_ttl = ttl
+        self.last_heartbeat = time.monotonic()
+        self._emit("heartbeat")
+        return True
+
+    async def keep_alive(self) -> None:
+        """Heartbeat every third of the TTL until cancelled; survive etcd outages."""
+        failures = 0
+        while True:
+            interval = max(0.5, self.ttl / 3)
+            if self.paused:
+                await asyncio.sleep(0.2)
+                continue
+            try:
+                if self.lease_id is None or self._lease_certainly_gone():
+                    self.lease_id = None
+                await self.heartbeat()
+                failures = 0
+            except RegistryError as exc:
+                failures += 1
+                interval = min(interval, 0.5 * 2 ** min(failures, 4))
+                log.warning("heartbeat for %s failed: %s", self.key, exc)
+                self._emit("error")
+            await asyncio.sleep(interval)
+
+    def _lease_certainly_gone(self) -> bool:
+        """After a long pause (a suspended process) the old lease has expired."""
+        if self.last_heartbeat is None or self.last_ttl is None:
+            return False
+        return time.monotonic() - self.last_heartbeat > self.last_ttl + 1
+
+    # -- context manager -----------------------------------------------------
+    async def __aenter__(self) -> ServiceRegistration:
+        await self.register()
+        self.start_keepalive()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.unregister()
