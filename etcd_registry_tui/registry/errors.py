@@ -77,6 +77,11 @@ def translate(exc: BaseException, endpoint: str) -> RegistryError:
         return LeaseNotFound(f"lease not found ({details})")
     if "authentication failed" in lowered or "invalid auth token" in lowered:
         return EtcdAuthError(f"etcd at {endpoint} refused the credentials: {details}")
+    if "authentication is not enabled" in lowered:
+        return EtcdAuthError(
+            f"etcd at {endpoint} has authentication turned off",
+            "drop --user (and ETCDCTL_USER) for this etcd",
+        )
     if "user name is empty" in lowered or "user name not found" in lowered:
         return EtcdAuthError(f"etcd at {endpoint} requires a valid user: {details}")
     if code == grpc.StatusCode.UNAUTHENTICATED:

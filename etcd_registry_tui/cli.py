@@ -1,0 +1,236 @@
+"""Command line: the dashboard (default), ``list``, ``register`` and ``demo``.
+
+Connection options are named as etcdctl names them and fall back to the same
+``ETCDCTL_*`` variables, so an etcd user feels at home.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import humanize
+
+from . import __version__
+from .registry.config import ConnectionConfig, parse_duration
+from .registry.connection import EtcdConnection
+from .registry.errors import RegistryError
+from .registry.model import RegistryState
+from .registry.registration import ServiceRegistration
+
+PROG = "etcd-registry-tui"
+
+
+def _add_connection_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    default = argparse.SUPPRESS if suppress else None
+    group = parser.add_argument_group("connection (as etcdctl)")
+    group.add_argument(
+        "--endpoints",
+        default=default,
+        help="comma-separated etcd endpoints (default $ETCDCTL_ENDPOINTS or 127.0.0.1:2379)",
+    )
+    group.add_argument(
+        "--user", default=default, help="name:password for etcd auth (default $ETCDCTL_USER)"
+    )
+    group.add_argument("--password", default=default, help="password (instead of name:password)")
+    group.add_argument(
+        "--dial-timeout", default=default, help="time to wait for etcd, e.g. 5s (default 5s)"
+    )
+    group.add_argument(
+        "--command-timeout", default=default, help="deadline of each request (default 5s)"
+    )
+    group.add_argument("--prefix", default=default, help="registry key prefix (default /services/)")
+    group.add_argument("--cacert", default=default, help="CA bundle to verify etcd's TLS cert")
+    group.add_argument("--cert", default=default, help="client TLS certificate")
+    group.add_argument("--key", default=default, help="client TLS key")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="A live terminal dashboard for service registries kept in etcd.",
+        epilog="Without a command it opens the dashboard. `demo` runs it on a private etcd.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--read-only", action="store_true", help="turn every writing action off (monitoring)"
+    )
+    _add_connection_options(parser, suppress=False)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p_list = sub.add_parser("list", help="print services, instances and their lease TTLs")
+    p_list.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_connection_options(p_list, suppress=True)
+
+    p_reg = sub.add_parser("register", help="register an instance and keep it alive until ^C")
+    p_reg.add_argument("--name", required=True, help="service name, e.g. OrderShippingService")
+    p_reg.add_argument("--address", required=True, help="instance URL, e.g. http://localhost:5000")
+    p_reg.add_argument("--ttl", type=int, default=30, help="lease TTL in seconds (default 30)")
+    p_reg.add_argument("--id", dest="instance_id", help="instance id (default: a new UUID)")
+    _add_connection_options(p_reg, suppress=True)
+
+    p_demo = sub.add_parser("demo", help="the dashboard on a private etcd with a simulated fleet")
+    p_demo.add_argument("--services", type=int, default=5, help="number of services (default 5)")
+    p_demo.add_argument(
+        "--instances", type=int, default=6, help="most instances per service (default 6)"
+    )
+    p_demo.add_argument("--seed", type=int, default=None, help="same seed, same fleet")
+    p_demo.add_argument("--etcd-binary", help="etcd executable (default: etcd on PATH)")
+    p_demo.add_argument(
+        "--no-ui", action="store_true", help="run only etcd and the fleet, print the endpoint"
+    )
+    p_demo.add_argument(
+        "--read-only", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
+    _add_connection_options(p_demo, suppress=True)
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> ConnectionConfig:
+    def duration(value: str | None) -> float | None:
+        return parse_duration(value) if value else None
+
+    return ConnectionConfig.from_options(
+        endpoints=args.endpoints,
+        user=args.user,
+        password=args.password,
+        dial_timeout=duration(args.dial_timeout),
+        command_timeout=duration(args.command_timeout),
+        prefix=args.prefix,
+        cacert=args.cacert,
+        cert=args.cert,
+        key=args.key,
+    )
+
+
+# -- list ---------------------------------------------------------------------
+async def _lease_ttls(conn: EtcdConnection, leases: set[int]) -> dict[int, tuple[int, int]]:
+    semaphore = asyncio.Semaphore(16)
+
+    async def one(lease_id: int) -> tuple[int, tuple[int, int]]:
+        async with semaphore:
+            ttl, granted, _ = await conn.time_to_live(lease_id)
+            return lease_id, (ttl, granted)
+
+    return dict(await asyncio.gather(*(one(lease) for lease in leases)))
+
+
+def _instance_record(inst: Any, ttls: dict[int, tuple[int, int]]) -> dict[str, Any]:
+    ttl, granted = ttls.get(inst.lease, (None, None)) if inst.lease else (None, None)
+    record: dict[str, Any] = {
+        "key": inst.key,
+        "id": inst.instance_id,
+        "address": inst.address,
+        "lease": inst.lease_hex if inst.lease else None,
+        "ttl": (max(ttl, 0) if ttl is not None else None),
+        "granted_ttl": granted,
+        "expired": bool(inst.lease and ttl is not None and ttl < 0),
+        "create_revision": inst.create_revision,
+        "mod_revision": inst.mod_revision,
+        "version": inst.version,
+        "value": inst.fields if inst.fields is not None else inst.value_text(),
+    }
+    if inst.problems:
+        record["error"] = "; ".join(inst.problems)
+    return record
+
+
+def _ttl_text(record: dict[str, Any]) -> str:
+    if record["lease"] is None:
+        return "no lease"
+    if record["expired"] or record["ttl"] is None:
+        return "expired"
+    return humanize.naturaldelta(record["ttl"])
+
+
+async def cmd_list(config: ConnectionConfig, as_json: bool) -> int:
+    async with EtcdConnection(config) as conn:
+        kvs, revision = await conn.get_prefix(config.prefix.encode())
+        state = RegistryState(config.prefix)
+        state.load(kvs, revision)
+        ttls = await _lease_ttls(conn, state.leases())
+    groups = [
+        {
+            "name": group.name,
+            "instances": [_instance_record(i, ttls) for i in group.sorted_instances()],
+        }
+        for group in state.sorted_groups()
+    ]
+    if as_json:
+        doc = {"endpoint": config.label, "prefix": config.prefix, "revision": revision}
+        doc["services"] = groups  # type: ignore[assignment]
+        print(json.dumps(doc, indent=2, ensure_ascii=False))
+        return 0
+    if not groups:
+        print(f"No instances under {config.prefix} at {config.label} (revision {revision}).")
+        return 0
+    for group in groups:
+        count = len(group["instances"])
+        print(f"{group['name']}  ({count} instance{'s' if count != 1 else ''})")
+        for rec in group["instances"]:
+            line = f"  {rec['id'][:8]:<8}  {rec['address'] or '(no address)':<32}  {_ttl_text(rec)}"
+            if "error" in rec:
+                line += f"  ⚠ {rec['error']}"
+            print(line)
+    return 0
+
+
+# -- register -----------------------------------------------------------------
+async def cmd_register(config: ConnectionConfig, args: argparse.Namespace) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with EtcdConnection(config) as conn:
+        reg = ServiceRegistration(
+            conn, args.name, args.address, ttl=args.ttl, instance_id=args.instance_id,
+            prefix=config.prefix,
+        )  # fmt: skip
+        async with reg:
+            print(
+                f"registered {reg.key} at {config.label} (lease {reg.lease_id:x}, TTL {reg.ttl}s);"
+                " Ctrl-C to unregister",
+                flush=True,
+            )
+            await stop.wait()
+        print(f"unregistered {reg.key}", flush=True)
+    return 0
+
+
+# -- main ---------------------------------------------------------------------
+def _fail(message: str, code: int = 1) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = config_from_args(args)
+        if args.command == "list":
+            return asyncio.run(cmd_list(config, args.json))
+        if args.command == "register":
+            return asyncio.run(cmd_register(config, args))
+        if args.command == "demo":
+            from .demo import run_demo
+
+            return run_demo(args, config)
+        from .app import run_app
+
+        return run_app(config, read_only=args.read_only)
+    except RegistryError as exc:
+        return _fail(exc.user_message())
+    except KeyboardInterrupt:
+        return 130
+    except OSError as exc:
+        return _fail(str(exc))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
