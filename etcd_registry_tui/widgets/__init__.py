@@ -1,0 +1,3 @@
+"""Textual widgets."""
+
+from .registry_tree import RegistryTree as RegistryTree
