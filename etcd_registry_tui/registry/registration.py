@@ -97,6 +97,10 @@ class ServiceRegistration:
     def value(self) -> dict[str, Any]:
         return {"Id": self.instance_id, "Name": self.name, "Address": self.address, **self.extra}
 
+    def payload(self) -> bytes:
+        """The bytes stored under :attr:`key` (PascalCase JSON, as .NET writes it)."""
+        return json.dumps(self.value()).encode()
+
     def _emit(self, what: str) -> None:
         if self.on_event is not None:
             self.on_event(what, self)
@@ -105,9 +109,8 @@ class ServiceRegistration:
     async def register(self) -> int:
         """Grant a lease and put the instance bound to it; returns the lease id."""
         lease_id, granted = await self.conn.grant(self.ttl)
-        payload = json.dumps(self.value()).encode()
         try:
-            await self.conn.put(self.key.encode(), payload, lease=lease_id)
+            await self.conn.put(self.key.encode(), self.payload(), lease=lease_id)
         except RegistryError:
             with contextlib.suppress(RegistryError):
                 await self.conn.revoke(lease_id)

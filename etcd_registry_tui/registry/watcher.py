@@ -51,7 +51,7 @@ class RegistryWatcher:
     ) -> None:
         self.conn = conn
         self.prefix = prefix or conn.config.prefix
-        self.state = state or RegistryState(self.prefix)
+        self.state = state if state is not None else RegistryState(self.prefix)
         self.on_batch = on_batch
         self.on_status = on_status
         self.backoff_initial = backoff_initial

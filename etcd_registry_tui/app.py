@@ -1,0 +1,475 @@
+"""The live dashboard: services → instances, lease countdowns, actions on single keys."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input
+from textual.worker import Worker, WorkerState
+
+from .messages import RegistryDirty, StatusChanged
+from .registry.config import ConnectionConfig
+from .registry.errors import RegistryError
+from .registry.events import ChangeBatch, ConnectionStatus
+from .registry.model import UNRECOGNISED, Change, Instance
+from .registry.session import LogEntry, LogKind, RegistrySession
+from .screens.confirm import ConfirmScreen
+from .screens.help import HelpScreen
+from .screens.inspect import InspectScreen
+from .screens.register import RegisterRequest, RegisterScreen, free_port
+from .widgets.detail_pane import DetailPane
+from .widgets.event_log import EventLog
+from .widgets.registry_tree import RegistryTree
+from .widgets.status_bar import StatusBar
+
+WRITE_ACTIONS = {"register", "revoke", "delete", "pause"}
+
+BackgroundTask = Callable[[], Awaitable[Any]]
+
+
+class RegistryApp(App[int]):
+    """The dashboard. ``start_session=False`` shows the session's state without
+    connecting (used for snapshot tests of a prepared state)."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "etcd registry"
+    ENABLE_COMMAND_PALETTE = True
+
+    BINDINGS = [
+        Binding("r", "register", "Register"),
+        Binding("x", "revoke", "Revoke"),
+        Binding("d", "delete", "Delete"),
+        Binding("p", "pause", "Pause"),
+        Binding("i", "inspect", "Inspect"),
+        Binding("slash", "filter", "Filter", key_display="/"),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(
+        self,
+        config: ConnectionConfig | None = None,
+        read_only: bool = False,
+        session: RegistrySession | None = None,
+        start_session: bool = True,
+        background: Iterable[BackgroundTask] = (),
+        on_shutdown: Iterable[BackgroundTask] = (),
+        subtitle: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config or ConnectionConfig()
+        self.session = session or RegistrySession(self.config, read_only=read_only)
+        self.session.on_batch = self._on_session_batch
+        self.session.on_status = self._on_session_status
+        self.read_only = read_only or self.session.read_only
+        self.session.read_only = self.read_only
+        self.start_session = start_session
+        self.background = list(background)
+        self.on_shutdown = list(on_shutdown)
+        self.sub_title = subtitle or f"{self.config.label}  {self.config.prefix}"
+        self._pending_changes: list[Change] = []
+        self._pending_log: list[LogEntry] = []
+        self._pending_snapshot = False
+        self._quitting = False
+        self.updates_applied = 0
+
+    # -- layout --------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield Header(icon="◉")
+        with Horizontal(id="main"):
+            yield RegistryTree(id="tree", ttl_source=self.session.ttl)
+            with Vertical(id="side"):
+                yield DetailPane(id="detail")
+                yield EventLog(prefix=self.config.prefix, id="events")
+        yield Input(placeholder="filter: service name, id or address", id="filter")
+        yield StatusBar(self.config.label, read_only=self.read_only, id="status")
+        yield Footer()
+
+    @property
+    def tree(self) -> RegistryTree:
+        return self.query_one(RegistryTree)
+
+    def on_mount(self) -> None:
+        tree = self.tree
+        tree.border_title = "Services"
+        tree.focus()
+        self.query_one("#filter", Input).display = False
+        if self.start_session:
+            self.run_worker(self.session.run(), name="registry", exit_on_error=False)
+            for task in self.background:
+                self.run_worker(task(), name="background", exit_on_error=False)
+        else:
+            self._pending_snapshot = True
+            self._flush()
+        self.set_interval(1.0, self._tick, name="countdown")
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signal.SIGTERM, self._quit_on_signal)
+            loop.add_signal_handler(signal.SIGHUP, self._hangup)
+
+    def _quit_on_signal(self) -> None:
+        self.run_worker(self.action_quit(), name="quit", exit_on_error=False)
+
+    def _hangup(self) -> None:
+        """The terminal is gone: clean up without drawing anything more, then leave."""
+
+        async def leave() -> None:
+            await self.shutdown_session()
+            os._exit(129)
+
+        self.run_worker(leave(), name="hangup", exit_on_error=False)
+
+    # -- data layer → UI -----------------------------------------------------
+    def _on_session_batch(self, batch: ChangeBatch, entries: list[LogEntry]) -> None:
+        if batch.snapshot:
+            self._pending_snapshot = True
+            self._pending_changes.clear()
+        else:
+            self._pending_changes.extend(batch.changes)
+        self._pending_log.extend(entries)
+        self.post_message(RegistryDirty())
+
+    def _on_session_status(self, status: ConnectionStatus) -> None:
+        self.post_message(StatusChanged(status))
+
+    def on_registry_dirty(self, _: RegistryDirty) -> None:
+        self._flush()
+
+    def _flush(self) -> None:
+        tree = self.tree
+        with self.batch_update():
+            if self._pending_snapshot:
+                self._pending_snapshot = False
+                self._pending_changes.clear()
+                tree.set_state(self.session.state)
+                if tree.highlighted_instance is None and tree.highlighted_service is None:
+                    self._highlight_first()
+            elif self._pending_changes:
+                changes, self._pending_changes = self._pending_changes, []
+                tree.apply_changes(changes)
+            if self._pending_log:
+                entries, self._pending_log = self._pending_log, []
+                self.query_one(EventLog).add(entries)
+            self._sync_marks()
+            self._show_detail()
+            self._update_counts()
+        self.updates_applied += 1
+
+    def on_status_changed(self, message: StatusChanged) -> None:
+        status = message.status
+        self.query_one(StatusBar).set_status(status)
+        if status.error and status.attempt <= 1:
+            self.query_one(EventLog).add([LogEntry(LogKind.ERROR, "", status.describe())])
+
+    def _update_counts(self) -> None:
+        state = self.session.state
+        self.query_one(StatusBar).set_counts(state.revision, state.service_count, len(state))
+
+    def _sync_marks(self) -> None:
+        tree = self.tree
+        own = set(self.session.own)
+        paused = self.session.paused_keys()
+        if own != tree.own_keys:
+            tree.own_keys = own
+        if paused != tree.paused_keys:
+            tree.paused_keys = paused
+
+    def _tick(self) -> None:
+        self.tree.tick()
+        self._sync_marks()
+        detail = self.query_one(DetailPane)
+        if detail.instance is not None:
+            detail.update_ttl(self.session.ttl(detail.instance.lease))
+        screen = self.screen
+        if isinstance(screen, InspectScreen):
+            screen.update_ttl(self.session.ttl(screen.instance.lease))
+        self._update_counts()
+
+    # -- highlighted row -----------------------------------------------------
+    def _highlight_first(self) -> None:
+        for group in self.session.state.sorted_groups():
+            for inst in group.sorted_instances():
+                self.tree.select_key(inst.raw_key)
+                return
+
+    def _highlighted(self) -> Instance | None:
+        key = self.tree.highlighted_instance
+        return self.session.state.get(key) if key is not None else None
+
+    def _show_detail(self) -> None:
+        detail = self.query_one(DetailPane)
+        inst = self._highlighted()
+        if inst is None:
+            service = self.tree.highlighted_service
+            group = self.session.state.groups.get(service) if service else None
+            summary = None
+            if group is not None:
+                leases = {i.lease for i in group.instances.values() if i.lease}
+                summary = (
+                    f"{group.name}: {len(group.instances)} instance(s) on {len(leases)} lease(s)"
+                )
+            detail.show(None, service_summary=summary)
+            return
+        detail.show(
+            inst,
+            self.session.ttl(inst.lease),
+            len(self.session.state.keys_on_lease(inst.lease)),
+            self.session.is_own(inst.raw_key),
+        )
+
+    @on(RegistryTree.Highlighted)
+    def _highlight_changed(self, _: RegistryTree.Highlighted) -> None:
+        self._show_detail()
+
+    @on(RegistryTree.Selected)
+    def _selected(self, _: RegistryTree.Selected) -> None:
+        self.action_inspect()
+
+    # -- actions -------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in WRITE_ACTIONS and self.read_only:
+            return False
+        return True
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        commands = [
+            ("Register a test instance", "Grant a lease and register an instance", "register"),
+            ("Revoke lease", "Revoke the highlighted instance's lease", "revoke"),
+            ("Delete key", "Delete the highlighted key", "delete"),
+            ("Pause / resume heartbeat", "Of an instance registered here", "pause"),
+            ("Inspect instance", "Full value and metadata", "inspect"),
+            ("Filter", "Filter by service, id or address", "filter"),
+            ("Keys", "Show every key", "help"),
+        ]
+        for title, help_text, action in commands:
+            if self.check_action(action, ()):
+                yield SystemCommand(title, help_text, getattr(self, f"action_{action}"))
+
+    def _fail(self, exc: BaseException, what: str) -> None:
+        if isinstance(exc, RegistryError):
+            message = exc.user_message()
+        else:
+            message = f"{type(exc).__name__}: {exc}"
+        self.notify(f"{what} failed: {message}", severity="error", timeout=8)
+
+    def action_register(self) -> None:
+        service = self.tree.highlighted_service
+        default = service if service and service != UNRECOGNISED else "TestService"
+        screen = RegisterScreen(
+            default_name=default, default_address=f"http://localhost:{free_port()}"
+        )
+        self.push_screen(screen, self._register_submitted)
+
+    def _register_submitted(self, request: RegisterRequest | None) -> None:
+        if request is not None:
+            self._do_register(request)
+
+    @work(exclusive=False, group="actions", exit_on_error=False)
+    async def _do_register(self, request: RegisterRequest) -> None:
+        try:
+            reg = await self.session.register(
+                request.name, request.address, request.ttl, request.extra
+            )
+        except Exception as exc:
+            self._fail(exc, "Register")
+            return
+        self.notify(f"Registered {reg.key} (lease {reg.lease_id:x}, TTL {reg.ttl}s)")
+        self._sync_marks()
+        self.tree.select_key(reg.key.encode())
+
+    def _revoke_target(self) -> tuple[set[int], str] | None:
+        inst = self._highlighted()
+        state = self.session.state
+        if inst is not None:
+            if not inst.lease:
+                self.notify(
+                    f"{inst.key} has no lease (a permanent key); use d to delete it",
+                    severity="warning",
+                )
+                return None
+            keys = state.keys_on_lease(inst.lease)
+            return {inst.lease}, f"Revoke lease {inst.lease_hex}? {_keys_phrase(keys)}"
+        service = self.tree.highlighted_service
+        group = state.groups.get(service) if service else None
+        if group is None:
+            self.notify("Highlight an instance or a service first", severity="warning")
+            return None
+        leases = {i.lease for i in group.instances.values() if i.lease}
+        if not leases:
+            self.notify(f"No instance of {group.name} has a lease", severity="warning")
+            return None
+        keys = set().union(*(state.keys_on_lease(lease) for lease in leases))
+        return leases, (f"Revoke all {len(leases)} lease(s) of {group.name}? {_keys_phrase(keys)}")
+
+    def action_revoke(self) -> None:
+        target = self._revoke_target()
+        if target is None:
+            return
+        leases, message = target
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._do_revoke(leases)
+
+        self.push_screen(ConfirmScreen("Revoke", message), confirmed)
+
+    @work(exclusive=False, group="actions", exit_on_error=False)
+    async def _do_revoke(self, leases: set[int]) -> None:
+        try:
+            gone, expired = await self.session.revoke_many(leases)
+        except Exception as exc:
+            self._fail(exc, "Revoke")
+            return
+        if expired and not gone:
+            self.notify("The lease had already expired; nothing to revoke", severity="warning")
+        elif expired:
+            self.notify(f"Revoked: {gone} key(s) went; {expired} lease(s) had already expired")
+        else:
+            self.notify(f"Revoked {len(leases)} lease(s); {gone} key(s) went with them")
+
+    def action_delete(self) -> None:
+        inst = self._highlighted()
+        if inst is None:
+            self.notify("Highlight an instance to delete its key", severity="warning")
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._do_delete(inst.raw_key, inst.key)
+
+        self.push_screen(ConfirmScreen("Delete", f"Delete key {inst.key}?"), confirmed)
+
+    @work(exclusive=False, group="actions", exit_on_error=False)
+    async def _do_delete(self, raw_key: bytes, key: str) -> None:
+        try:
+            deleted = await self.session.delete(raw_key)
+        except Exception as exc:
+            self._fail(exc, "Delete")
+            return
+        if deleted:
+            self.notify(f"Deleted {key}")
+        else:
+            self.notify(f"{key} was already gone", severity="warning")
+
+    def action_pause(self) -> None:
+        inst = self._highlighted()
+        if inst is None or not self.session.is_own(inst.raw_key):
+            self.notify(
+                "Only instances registered from this dashboard (★) can be paused",
+                severity="warning",
+            )
+            return
+        try:
+            paused = self.session.toggle_pause(inst.raw_key)
+        except RegistryError as exc:
+            self._fail(exc, "Pause")
+            return
+        self._sync_marks()
+        self.notify(
+            f"Heartbeats of {inst.instance_id[:8]} paused: watch its lease run out"
+            if paused
+            else f"Heartbeats of {inst.instance_id[:8]} resumed"
+        )
+
+    def action_inspect(self) -> None:
+        inst = self._highlighted()
+        if inst is None:
+            self.notify("Highlight an instance to inspect it", severity="warning")
+            return
+        self.push_screen(
+            InspectScreen(
+                inst,
+                self.session.ttl(inst.lease),
+                len(self.session.state.keys_on_lease(inst.lease)),
+                self.session.is_own(inst.raw_key),
+            )
+        )
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.value = ""
+        box.display = False
+        self.tree.set_filter("")
+        self.query_one(StatusBar).set_filter("")
+        self.tree.focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.tree.set_filter(event.value)
+        self.query_one(StatusBar).set_filter(event.value)
+
+    @on(Input.Submitted, "#filter")
+    def _filter_submitted(self, event: Input.Submitted) -> None:
+        if not event.value:
+            self.query_one("#filter", Input).display = False
+        self.tree.focus()
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    async def action_quit(self) -> None:
+        if self._quitting:
+            return
+        self._quitting = True
+        own = len(self.session.own)
+        if own:
+            self.notify(f"Unregistering {own} instance(s) registered here…")
+        await self.shutdown_session()
+        self.exit(0)
+
+    async def shutdown_session(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.session.shutdown()
+        for hook in self.on_shutdown:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(hook(), 5)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state is WorkerState.ERROR and event.worker.error is not None:
+            self._fail(event.worker.error, event.worker.name or "background task")
+
+
+def _keys_phrase(keys: set[bytes]) -> str:
+    count = len(keys)
+    if count == 0:
+        return "No key is attached to it."
+    names = sorted(k.decode("utf-8", "backslashreplace") for k in keys)
+    shown = ", ".join(names[:3]) + (f" and {count - 3} more" if count > 3 else "")
+    return f"{count} key{'s' if count != 1 else ''} go with it: {shown}"
+
+
+def run_app(
+    config: ConnectionConfig,
+    read_only: bool = False,
+    background: Iterable[BackgroundTask] = (),
+    on_shutdown: Iterable[BackgroundTask] = (),
+    subtitle: str | None = None,
+) -> int:
+    app = RegistryApp(
+        config,
+        read_only=read_only,
+        background=background,
+        on_shutdown=on_shutdown,
+        subtitle=subtitle,
+    )
+    app.run()
+    if app.return_code not in (None, 0):
+        return int(app.return_code)
+    return 0

@@ -1,0 +1,183 @@
+"""A simulated fleet for the demo: services that register, heartbeat, crash and join.
+
+Everything goes through :class:`ServiceRegistration`, the same library a real
+Python service would use. The same seed gives the same fleet (names, ids, TTLs,
+addresses and the order of crashes and joins).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import uuid
+from dataclasses import dataclass
+
+from .config import ConnectionConfig
+from .connection import EtcdConnection
+from .errors import RegistryError
+from .registration import ServiceRegistration
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = [
+    "OrderShippingService",
+    "PaymentService",
+    "InventoryService",
+    "CatalogService",
+    "NotificationService",
+    "CustomerService",
+    "PricingService",
+    "SearchService",
+    "ReportingService",
+    "AuthService",
+]
+TTLS = (10, 15, 20, 30)
+ZONES = ("eu-west-1a", "eu-west-1b", "eu-central-1a")
+
+
+@dataclass(frozen=True, slots=True)
+class FleetPlan:
+    """What the fleet starts with."""
+
+    services: dict[str, int]  # name -> initial instance count
+    seed: int
+
+
+class _LegacyRegistration(ServiceRegistration):
+    """An old service that writes ``key=value`` text instead of JSON."""
+
+    def payload(self) -> bytes:
+        return f"status=UP;addr={self.address}".encode()
+
+
+class Fleet:
+    """Runs in the background next to the dashboard (``await fleet.run()``)."""
+
+    def __init__(
+        self,
+        config: ConnectionConfig,
+        services: int = 5,
+        max_instances: int = 6,
+        seed: int | None = None,
+        churn_every: tuple[float, float] = (4.0, 9.0),
+    ) -> None:
+        if services < 1:
+            raise RegistryError("--services must be at least 1")
+        if max_instances < 1:
+            raise RegistryError("--instances must be at least 1")
+        self.config = config
+        self.seed = seed if seed is not None else random.randrange(2**31)
+        self.rng = random.Random(self.seed)
+        self.max_instances = max_instances
+        self.min_instances = min(2, max_instances)
+        self.churn_every = churn_every
+        self.conn = EtcdConnection(config)
+        names = [SERVICE_NAMES[i % len(SERVICE_NAMES)] for i in range(services)]
+        names = [n if i < len(SERVICE_NAMES) else f"{n}{i}" for i, n in enumerate(names)]
+        self.plan = FleetPlan(
+            {n: self.rng.randint(self.min_instances, max_instances) for n in names}, self.seed
+        )
+        self.live: dict[str, ServiceRegistration] = {}  # key -> registration
+        self.crashed = 0
+        self.joined = 0
+        self._port = 5000
+        self._static_keys: list[bytes] = []
+        self.gone: list[ServiceRegistration] = []  # crashed; their keys linger until expiry
+
+    # -- building instances --------------------------------------------------
+    def _new_registration(self, service: str) -> ServiceRegistration:
+        self._port += 1
+        instance_id = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+        return ServiceRegistration(
+            self.conn,
+            service,
+            f"http://127.0.0.1:{self._port}",
+            ttl=self.rng.choice(TTLS),
+            instance_id=instance_id,
+            prefix=self.config.prefix,
+            extra={"Zone": self.rng.choice(ZONES), "Version": f"1.{self.rng.randint(0, 9)}.0"},
+        )
+
+    def initial_registrations(self) -> list[ServiceRegistration]:
+        return [
+            self._new_registration(name)
+            for name, count in self.plan.services.items()
+            for _ in range(count)
+        ]
+
+    async def _start(self, reg: ServiceRegistration) -> None:
+        await reg.register()
+        reg.start_keepalive()
+        self.live[reg.key] = reg
+
+    async def _add_oddities(self) -> None:
+        prefix = self.config.prefix
+        # A legacy service whose value is not JSON, kept alive like any other.
+        odd = _LegacyRegistration(
+            self.conn, "LegacyBillingService", "http://127.0.0.1:4999", ttl=30,
+            instance_id="legacy-1", prefix=prefix,
+        )  # fmt: skip
+        await self._start(odd)
+        # A key without a lease: a permanent entry.
+        key = f"{prefix}ConfigService/static-1".encode()
+        value = {"Id": "static-1", "Name": "ConfigService", "Address": "http://127.0.0.1:4000"}
+        await self.conn.put(key, json.dumps(value).encode())
+        self._static_keys.append(key)
+
+    # -- the life of the fleet -----------------------------------------------
+    async def start(self) -> None:
+        await self.conn.connect()
+        await asyncio.gather(*(self._start(r) for r in self.initial_registrations()))
+        await self._add_oddities()
+
+    async def churn_once(self) -> str:
+        """One step: an instance crashes (its lease will expire) or a new one joins."""
+        by_service: dict[str, list[ServiceRegistration]] = {}
+        for reg in self.live.values():
+            by_service.setdefault(reg.name, []).append(reg)
+        service = self.rng.choice(sorted(self.plan.services))
+        members = sorted(by_service.get(service, []), key=lambda r: r.key)
+        crash = len(members) > self.min_instances and (
+            len(members) >= self.max_instances or self.rng.random() < 0.5
+        )
+        if crash:
+            victim = self.rng.choice(members)
+            # A crash: heartbeats stop, nobody unregisters; etcd expires the lease.
+            await victim.stop_keepalive()
+            del self.live[victim.key]
+            self.gone.append(victim)
+            self.crashed += 1
+            return f"crash {victim.key}"
+        reg = self._new_registration(service)
+        await self._start(reg)
+        self.joined += 1
+        return f"join {reg.key}"
+
+    async def run(self) -> None:
+        """Start the fleet, then crash and join instances until cancelled."""
+        try:
+            await self.start()
+            while True:
+                await asyncio.sleep(self.rng.uniform(*self.churn_every))
+                try:
+                    what = await self.churn_once()
+                    log.info("fleet: %s", what)
+                except RegistryError as exc:
+                    log.warning("fleet step failed: %s", exc)
+        except asyncio.CancelledError:
+            raise
+
+    async def stop(self) -> None:
+        """Remove every key the fleet wrote (revoke leases, delete static keys)."""
+        regs = list(self.live.values()) + self.gone
+        self.live.clear()
+        self.gone.clear()
+        with contextlib.suppress(Exception):
+            await asyncio.gather(*(r.unregister() for r in regs), return_exceptions=True)
+        for key in self._static_keys:
+            with contextlib.suppress(Exception):
+                await self.conn.delete(key)
+        await self.conn.close()

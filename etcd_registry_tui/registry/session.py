@@ -1,0 +1,225 @@
+"""Everything the dashboard does with etcd, with no UI in it.
+
+A :class:`RegistrySession` owns the connection, the watcher, the lease tracker and
+the instances the dashboard registered itself. It turns watch batches into log
+entries (PUT, UPDATE, DELETE, lease expiry, revoke) and carries out the actions
+(register, revoke, delete, pause heartbeats). The UI only reads and calls it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from .config import ConnectionConfig
+from .connection import EtcdConnection
+from .errors import LeaseNotFound, RegistryError
+from .events import ChangeBatch, ConnectionStatus
+from .leases import LeaseTracker
+from .model import ChangeKind, Instance, RegistryState
+from .registration import ServiceRegistration
+from .watcher import RegistryWatcher
+
+
+class LogKind(StrEnum):
+    PUT = "PUT"
+    UPDATE = "UPDATE"
+    DELETE = "DELETE"
+    EXPIRED = "EXPIRED"
+    REVOKED = "REVOKED"
+    INFO = "INFO"
+    ERROR = "ERROR"
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    kind: LogKind
+    key: str
+    detail: str = ""
+    at: float = field(default_factory=time.time)
+
+
+BatchListener = Callable[[ChangeBatch, list[LogEntry]], None]
+StatusListener = Callable[[ConnectionStatus], None]
+
+
+def _noop(*_: Any) -> None:
+    return None
+
+
+class ReadOnlyError(RegistryError):
+    hint = "the dashboard was started with --read-only"
+
+
+class RegistrySession:
+    """Connection + watcher + lease tracker + the dashboard's own instances."""
+
+    def __init__(
+        self,
+        config: ConnectionConfig,
+        on_batch: BatchListener = _noop,
+        on_status: StatusListener = _noop,
+        read_only: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.read_only = read_only
+        self.conn = EtcdConnection(config)
+        self.state = RegistryState(config.prefix)
+        self.on_batch = on_batch
+        self.on_status = on_status
+        self.watcher = RegistryWatcher(
+            self.conn, self._batch, self._status, state=self.state, prefix=config.prefix
+        )
+        self.tracker = LeaseTracker(self.conn, clock=clock)
+        self.own: dict[bytes, ServiceRegistration] = {}
+        self._revoked_leases: set[int] = set()
+        self._deleted_keys: set[bytes] = set()
+
+    # -- running -------------------------------------------------------------
+    @property
+    def status(self) -> ConnectionStatus:
+        return self.watcher.status
+
+    async def run(self) -> None:
+        """Watch and track leases until cancelled."""
+        tasks = [
+            asyncio.create_task(self.watcher.run(), name="registry watcher"),
+            asyncio.create_task(self.tracker.run(), name="lease tracker"),
+        ]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            with contextlib.suppress(BaseException):
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def shutdown(self, timeout: float = 3.0) -> None:
+        """Unregister the dashboard's own instances, then close the connection."""
+        regs = list(self.own.values())
+        self.own.clear()
+        if regs:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    asyncio.gather(*(r.unregister() for r in regs), return_exceptions=True),
+                    timeout,
+                )
+        await self.conn.close()
+
+    # -- feeding the UI ------------------------------------------------------
+    def _status(self, status: ConnectionStatus) -> None:
+        self.on_status(status)
+
+    def _batch(self, batch: ChangeBatch) -> None:
+        leases = self.state.leases()
+        self.tracker.retain(leases)
+        entries: list[LogEntry] = []
+        if not batch.snapshot or self.watcher.snapshots_loaded > 1:
+            entries = [self._log_entry(change.kind, change.instance) for change in batch.changes]
+        for change in batch.changes:
+            if change.kind is ChangeKind.DELETE:
+                self._deleted_keys.discard(change.key)
+        self._revoked_leases &= leases | {
+            c.instance.lease for c in batch.changes if c.kind is ChangeKind.DELETE
+        }
+        self.on_batch(batch, entries)
+
+    def _log_entry(self, kind: ChangeKind, inst: Instance) -> LogEntry:
+        if kind is ChangeKind.CREATE:
+            return LogEntry(LogKind.PUT, inst.key, inst.address or "")
+        if kind is ChangeKind.UPDATE:
+            return LogEntry(LogKind.UPDATE, inst.key, f"version {inst.version}")
+        if inst.lease and inst.lease in self._revoked_leases:
+            return LogEntry(LogKind.REVOKED, inst.key, f"lease {inst.lease_hex} revoked")
+        if inst.raw_key in self._deleted_keys:
+            return LogEntry(LogKind.DELETE, inst.key, "deleted from the dashboard")
+        if inst.lease:
+            remaining = self.tracker.remaining(inst.lease)
+            if remaining is not None and remaining <= 1.5:
+                return LogEntry(LogKind.EXPIRED, inst.key, f"lease {inst.lease_hex} expired")
+        return LogEntry(LogKind.DELETE, inst.key)
+
+    # -- queries -------------------------------------------------------------
+    def ttl(self, lease_id: int) -> tuple[float | None, int | None]:
+        return self.tracker.ttl(lease_id) if lease_id else (None, None)
+
+    def is_own(self, raw_key: bytes) -> bool:
+        return raw_key in self.own
+
+    def paused_keys(self) -> set[bytes]:
+        return {key for key, reg in self.own.items() if reg.paused}
+
+    # -- actions -------------------------------------------------------------
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise ReadOnlyError("writing is turned off")
+
+    async def register(
+        self, name: str, address: str, ttl: int = 30, extra: dict[str, Any] | None = None
+    ) -> ServiceRegistration:
+        self._check_writable()
+        reg = ServiceRegistration(
+            self.conn, name, address, ttl=ttl, prefix=self.config.prefix, extra=extra
+        )
+        await reg.register()
+        assert reg.lease_id is not None
+        self.tracker.note(reg.lease_id, reg.ttl, reg.ttl)
+        self.own[reg.key.encode()] = reg
+        reg.start_keepalive()
+        return reg
+
+    async def revoke(self, lease_id: int) -> int:
+        """Revoke a lease; returns how many keys went with it. LeaseNotFound if gone."""
+        self._check_writable()
+        keys = self.state.keys_on_lease(lease_id)
+        self._revoked_leases.add(lease_id)
+        try:
+            await self.conn.revoke(lease_id)
+        except LeaseNotFound:
+            self._revoked_leases.discard(lease_id)
+            raise
+        for key in keys:
+            reg = self.own.pop(key, None)
+            if reg is not None:
+                await reg.stop_keepalive()
+        return len(keys)
+
+    async def revoke_many(self, lease_ids: set[int]) -> tuple[int, int]:
+        """Revoke several leases; returns (keys gone, leases already expired)."""
+        gone = expired = 0
+        for lease_id in sorted(lease_ids):
+            try:
+                gone += await self.revoke(lease_id)
+            except LeaseNotFound:
+                expired += 1
+        return gone, expired
+
+    async def delete(self, raw_key: bytes) -> bool:
+        self._check_writable()
+        self._deleted_keys.add(raw_key)
+        reg = self.own.pop(raw_key, None)
+        if reg is not None:
+            await reg.stop_keepalive()
+            if reg.lease_id is not None:
+                with contextlib.suppress(RegistryError):
+                    await self.conn.revoke(reg.lease_id)
+        deleted = await self.conn.delete(raw_key)
+        return deleted > 0 or reg is not None
+
+    def toggle_pause(self, raw_key: bytes) -> bool:
+        """Pause or resume the heartbeats of one of our own instances; True if paused."""
+        self._check_writable()
+        reg = self.own.get(raw_key)
+        if reg is None:
+            raise RegistryError("only instances registered from this dashboard can be paused")
+        if reg.paused:
+            reg.resume()
+        else:
+            reg.pause()
+        return reg.paused

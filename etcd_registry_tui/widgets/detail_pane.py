@@ -1,0 +1,103 @@
+"""The detail pane: value and etcd metadata of the highlighted instance."""
+
+from __future__ import annotations
+
+import time
+
+import humanize
+from rich.console import Group, RenderableType
+from rich.syntax import Syntax
+from rich.table import Table
+from rich.text import Text
+from textual.containers import VerticalScroll
+from textual.widgets import Static
+
+from ..registry.model import Instance
+from .ttl_text import describe_ttl
+
+
+class DetailPane(VerticalScroll):
+    """Shows one instance; ``show(None)`` shows a hint instead."""
+
+    DEFAULT_CSS = """
+    DetailPane { height: 1fr; }
+    DetailPane > #detail-meta { height: auto; }
+    DetailPane > #detail-value { height: auto; margin-top: 1; }
+    """
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.instance: Instance | None = None
+        self._ttl: tuple[float | None, int | None] = (None, None)
+        self._lease_keys = 0
+        self._own = False
+        self._meta = Static(id="detail-meta")
+        self._value = Static(id="detail-value")
+
+    def compose(self):  # type: ignore[override]
+        yield self._meta
+        yield self._value
+
+    def on_mount(self) -> None:
+        self.border_title = "Instance"
+        self.show(None)
+
+    def show(
+        self,
+        instance: Instance | None,
+        ttl: tuple[float | None, int | None] = (None, None),
+        lease_keys: int = 0,
+        own: bool = False,
+        service_summary: str | None = None,
+    ) -> None:
+        changed = instance is not self.instance
+        self.instance, self._ttl, self._lease_keys, self._own = instance, ttl, lease_keys, own
+        if instance is None:
+            self._meta.update(
+                Text(service_summary or "Highlight an instance to see it here.", "dim")
+            )
+            self._value.update("")
+            return
+        self._meta.update(self._meta_table())
+        if changed:
+            self._value.update(value_renderable(instance))
+
+    def update_ttl(self, ttl: tuple[float | None, int | None]) -> None:
+        """Called every second: only the metadata (countdown) is redrawn."""
+        if self.instance is not None and ttl != self._ttl:
+            self._ttl = ttl
+            self._meta.update(self._meta_table())
+
+    def _meta_table(self) -> Table:
+        inst = self.instance
+        assert inst is not None
+        table = Table.grid(padding=(0, 1))
+        table.add_column(style="bold", no_wrap=True)
+        table.add_column(overflow="fold")
+        remaining, granted = self._ttl
+        table.add_row("key", Text(inst.key))
+        table.add_row("service", inst.service or "—")
+        table.add_row("address", inst.address or Text("(none)", "dim"))
+        if inst.lease:
+            table.add_row("lease", f"{inst.lease_hex}  ({self._lease_keys} key(s) share it)")
+        else:
+            table.add_row("lease", Text("none — permanent key", "dim"))
+        table.add_row("TTL", describe_ttl(inst.lease, remaining, granted))
+        table.add_row(
+            "revisions",
+            f"create {inst.create_revision} · mod {inst.mod_revision} · version {inst.version}",
+        )
+        table.add_row("first seen", humanize.naturaltime(time.time() - inst.first_seen))
+        if self._own:
+            table.add_row("owner", Text("★ registered by this dashboard", "bold"))
+        for problem in inst.problems:
+            table.add_row(Text("⚠", "yellow"), Text(problem, "yellow"))
+        return table
+
+
+def value_renderable(inst: Instance) -> RenderableType:
+    text = inst.value_text()
+    if inst.fields is not None:
+        return Syntax(text, "json", theme="ansi_dark", word_wrap=True, background_color="default")
+    title = "hex dump" if "value is not UTF-8" in (inst.parse_error or "") else "raw value"
+    return Group(Text(title, "bold yellow"), Text(text))
