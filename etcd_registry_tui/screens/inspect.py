@@ -1,0 +1,253 @@
+"""Full-screen view of one key: its value and everything etcd knows about it."""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import UTC, datetime, timedelta
+
+import humanize
+from rich.syntax import Syntax
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Label, Static
+
+from ..registry.model import Instance
+
+#: Clock used for "first seen"; tests replace it to get stable output.
+_now = time.time
+
+TTL = tuple[float | None, int | None]
+
+
+def format_seconds(seconds: float) -> str:
+    """``25 seconds``, ``1 minute and 5 seconds``: whole seconds, humanized."""
+    return humanize.precisedelta(timedelta(seconds=round(seconds)), minimum_unit="seconds")
+
+
+def ttl_class(remaining: float | None, granted: int | None, lease: int) -> str:
+    """CSS class for a remaining TTL, matching the legend of the help screen."""
+    if not lease:
+        return "ttl-none"
+    if remaining is None:
+        return "ttl-unknown"
+    if remaining < 5:
+        return "ttl-critical"
+    if granted and remaining < granted / 3:
+        return "ttl-low"
+    return "ttl-ok"
+
+
+def describe_remaining(remaining: float | None, granted: int | None, lease: int) -> str:
+    if not lease:
+        return "— (permanent key)"
+    if remaining is None:
+        return "unknown (not asked etcd yet)"
+    if remaining <= 0:
+        return "expired"
+    text = format_seconds(math.ceil(remaining))
+    if granted:
+        text += f" ({min(100, round(100 * remaining / granted))}% left)"
+    return text
+
+
+def describe_granted(granted: int | None, lease: int) -> str:
+    if not lease:
+        return "—"
+    if granted is None:
+        return "unknown"
+    if granted < 60:
+        return f"{granted} s"
+    return f"{granted} s ({format_seconds(granted)})"
+
+
+def describe_lease_keys(count: int, lease: int) -> str:
+    if not lease:
+        return "—"
+    if count <= 1:
+        return "1 (only this key)"
+    others = count - 1
+    return f"{count} (this and {others} other{'s' if others != 1 else ''})"
+
+
+def describe_first_seen(first_seen: float) -> str:
+    ago = humanize.naturaltime(timedelta(seconds=max(0.0, _now() - first_seen)))
+    stamp = datetime.fromtimestamp(first_seen, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return f"{ago} ({stamp})"
+
+
+def copy_text(instance: Instance) -> str:
+    """What ``c`` copies: the value as stored when it is text, else the hex dump."""
+    try:
+        return instance.value.decode("utf-8")
+    except UnicodeDecodeError:
+        return instance.value_text()
+
+
+class InspectScreen(Screen[None]):
+    """One instance in full: key, value (highlighted JSON or raw text/hex) and metadata.
+
+    ``ttl`` is ``(remaining seconds, granted TTL)`` as the lease tracker reports it;
+    ``lease_keys`` is how many keys are bound to the lease (this one included); ``own``
+    marks an instance registered from this dashboard. Call :meth:`update_ttl` to refresh
+    the remaining TTL.
+    """
+
+    BINDINGS = [
+        Binding("escape", "close", "Close"),
+        Binding("c", "copy_value", "Copy value"),
+        Binding("k", "copy_key", "Copy key"),
+    ]
+
+    DEFAULT_CSS = """
+    InspectScreen #heading {
+        height: auto;
+        padding: 0 1;
+        background: $panel;
+    }
+    InspectScreen #key {
+        text-style: bold;
+    }
+    InspectScreen #meta {
+        grid-size: 4;
+        grid-columns: 15 3fr 15 2fr;
+        grid-rows: auto;
+        grid-gutter: 0 1;
+        height: auto;
+        padding: 0 1;
+        border-bottom: solid $primary;
+    }
+    InspectScreen #meta Label {
+        width: 100%;
+    }
+    InspectScreen #meta .meta-name {
+        color: $text-muted;
+    }
+    InspectScreen #value-pane {
+        height: 1fr;
+        padding: 0 1;
+    }
+    InspectScreen #problems {
+        color: $error;
+        text-style: bold;
+        margin-bottom: 1;
+    }
+    InspectScreen .ttl-ok { color: $success; }
+    InspectScreen .ttl-low { color: $warning; }
+    InspectScreen .ttl-critical { color: $error; text-style: bold; }
+    InspectScreen .ttl-none, InspectScreen .ttl-unknown { color: $text-muted; }
+    """
+
+    def __init__(
+        self,
+        instance: Instance,
+        ttl: TTL = (None, None),
+        lease_keys: int = 0,
+        own: bool = False,
+        *,
+        name: str | None = None,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        self.instance = instance
+        self.ttl: TTL = ttl
+        self.lease_keys = lease_keys
+        self.own = own
+
+    # -- building ------------------------------------------------------------
+    def _value_renderable(self) -> Syntax | Text:
+        inst = self.instance
+        if inst.fields is not None:
+            return Syntax(
+                inst.value_text(),
+                "json",
+                word_wrap=True,
+                background_color="default",
+                theme="monokai",
+            )
+        if not inst.value:
+            return Text("(empty value)", style="italic")
+        return Text(inst.value_text())
+
+    def _meta_rows(self) -> list[tuple[str, str, str]]:
+        """(row id, label, value) for the metadata grid, filled left pair, right pair."""
+        inst = self.instance
+        remaining, granted = self.ttl
+        lease = inst.lease
+        rows = [
+            ("service", "Service", inst.service or "—"),
+            ("lease", "Lease", inst.lease_hex if lease else "none (permanent key)"),
+            ("instance-id", "Instance id", inst.instance_id or "—"),
+            ("granted-ttl", "Granted TTL", describe_granted(granted, lease)),
+            ("address", "Address", inst.address or "—"),
+            ("remaining-ttl", "Remaining TTL", describe_remaining(remaining, granted, lease)),
+            ("first-seen", "First seen", describe_first_seen(inst.first_seen)),
+            ("lease-keys", "Keys on lease", describe_lease_keys(self.lease_keys, lease)),
+            ("create-revision", "Created at rev", str(inst.create_revision)),
+            ("version", "Version", str(inst.version)),
+            ("mod-revision", "Modified at rev", str(inst.mod_revision)),
+        ]
+        if self.own:
+            rows.append(("own", "Registered by", "★ this dashboard"))
+        return rows
+
+    def compose(self) -> ComposeResult:
+        inst = self.instance
+        with Vertical(id="heading"):
+            yield Label(Text(inst.key), id="key")
+        with Grid(id="meta"):
+            for row_id, label, value in self._meta_rows():
+                yield Label(label, classes="meta-name", markup=False)
+                yield Label(value, id=f"meta-{row_id}", markup=False)
+        with VerticalScroll(id="value-pane"):
+            if inst.problems:
+                problems = "\n".join(f"⚠ {problem}" for problem in inst.problems)
+                yield Static(problems, id="problems", markup=False)
+            yield Static(self._value_renderable(), id="value")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#value-pane").focus()
+        self._style_remaining()
+
+    # -- live TTL ------------------------------------------------------------
+    def _style_remaining(self) -> None:
+        remaining, granted = self.ttl
+        label = self.query_one("#meta-remaining-ttl", Label)
+        wanted = ttl_class(remaining, granted, self.instance.lease)
+        for cls in ("ttl-ok", "ttl-low", "ttl-critical", "ttl-none", "ttl-unknown"):
+            label.set_class(cls == wanted, cls)
+
+    def update_ttl(self, ttl: TTL) -> None:
+        """Show a new ``(remaining, granted)``; only touches the two TTL labels."""
+        if ttl == self.ttl:
+            return
+        self.ttl = ttl
+        if not self.is_mounted:
+            return
+        remaining, granted = ttl
+        lease = self.instance.lease
+        for row_id, text in (
+            ("remaining-ttl", describe_remaining(remaining, granted, lease)),
+            ("granted-ttl", describe_granted(granted, lease)),
+        ):
+            label = self.query_one(f"#meta-{row_id}", Label)
+            if str(label.content) != text:
+                label.update(text)
+        self._style_remaining()
+
+    # -- actions -------------------------------------------------------------
+    def action_copy_value(self) -> None:
+        self.app.copy_to_clipboard(copy_text(self.instance))
+        self.notify(f"Copied value of {self.instance.key}")
+
+    def action_copy_key(self) -> None:
+        self.app.copy_to_clipboard(self.instance.key)
+        self.notify(f"Copied key {self.instance.key}")
+
+    def action_close(self) -> None:
+        self.dismiss(None)
