@@ -43,9 +43,10 @@ CHANNEL_OPTIONS: dict[str, Any] = {
     "grpc.http2.ping_timeout_ms": 4000,
     "grpc.keepalive_permit_without_calls": 1,
     "grpc.http2.max_pings_without_data": 0,
-    # Come back quickly after a restart.
+    # Come back quickly after a restart. (Not "grpc.min_reconnect_backoff_ms": gRPC takes
+    # that as the connect-attempt timeout, see _Client; 300 ms there gave up on any etcd
+    # whose handshake took longer, however long the dial timeout.)
     "grpc.initial_reconnect_backoff_ms": 300,
-    "grpc.min_reconnect_backoff_ms": 300,
     "grpc.max_reconnect_backoff_ms": 2000,
 }
 
@@ -61,7 +62,11 @@ class _Client(aetcd.Client):
             username=config.user,
             password=config.password,
             timeout=config.command_timeout,  # type: ignore[arg-type]
-            options=dict(CHANNEL_OPTIONS),
+            # gRPC's minimum connect-attempt timeout is the dial timeout.
+            options={
+                **CHANNEL_OPTIONS,
+                "grpc.min_reconnect_backoff_ms": int(config.dial_timeout * 1000),
+            },
             connect_wait_timeout=int(max(3, config.dial_timeout)),
         )
         self._config = config
