@@ -92,8 +92,10 @@ def translate(exc: BaseException, endpoint: str) -> RegistryError:
         return EtcdTimeout(f"etcd at {endpoint} did not answer in time")
     if code == grpc.StatusCode.UNAVAILABLE:
         reason = details.splitlines()[0] if details else "unavailable"
-        if "connection refused" in lowered or "failed to connect" in lowered:
+        if "connection refused" in lowered:
             reason = "connection refused"
+        elif "timed out" in lowered:  # something listens but never completes the handshake
+            return EtcdTimeout(f"etcd at {endpoint} did not answer in time (connect timed out)")
         return EtcdUnavailable(f"cannot reach etcd at {endpoint}: {reason}")
     if code == grpc.StatusCode.CANCELLED:
         return EtcdUnavailable(f"connection to etcd at {endpoint} was closed")
