@@ -14,6 +14,13 @@ DEFAULT_ENDPOINT = "127.0.0.1:2379"
 DEFAULT_PREFIX = "/services/"
 
 
+def _is_ipv6(text: str) -> bool:
+    try:
+        return ipaddress.ip_address(text).version == 6
+    except ValueError:
+        return False
+
+
 def parse_endpoint(text: str) -> tuple[str, int, bool]:
     """``[http[s]://]host[:port]`` -> (host, port, tls)."""
     raw = text.strip()
@@ -33,8 +40,10 @@ def parse_endpoint(text: str) -> tuple[str, int, bool]:
         port_text = rest[1:] if rest.startswith(":") else ""
     elif raw.count(":") == 1:
         host, port_text = raw.split(":")
-    else:
+    else:  # no port, or a bare IPv6 address ("::1")
         host, port_text = raw, ""
+        if ":" in host and not _is_ipv6(host):
+            raise ConfigError(f"endpoint {text!r} is not host:port (too many ':')")
     if not host:
         raise ConfigError(f"endpoint {text!r} has no host")
     try:
