@@ -14,8 +14,11 @@ etcd's own output never reaches the terminal: it goes to ``etcd.log`` in each me
 (etcd logs a harmless "found invalid file under data directory" warning about it).
 
 Every child is stopped on every way out: ``stop()``/``cleanup()``/context manager, an ``atexit``
-hook, and on Linux ``prctl(PR_SET_PDEATHSIG, SIGTERM)`` so the kernel terminates etcd if the
-Python process dies without running atexit hooks (SIGKILL, crash).  Note that PDEATHSIG fires
+hook, and on Linux ``PR_SET_PDEATHSIG`` = SIGTERM so the kernel terminates etcd if the
+Python process dies without running atexit hooks (SIGKILL, crash).  PDEATHSIG is set by
+``setpriv --pdeathsig TERM`` (util-linux) when available, else by ``prctl`` via ctypes in a
+``preexec_fn`` (which forces fork() and is fragile with live gRPC channels, see
+``_pdeathsig_wrapper``); elsewhere there is only atexit.  Note that PDEATHSIG fires
 when the *thread* that spawned the child exits, so ``start()`` should be called from a thread
 that lives as long as etcd should (the main thread, normally).  ``astart()`` therefore spawns
 the process in the calling (event loop) thread and only waits for health in a worker thread.
@@ -120,6 +123,32 @@ def _stop_all_at_exit() -> None:
     for member in members:
         with contextlib.suppress(Exception):
             member.stop(timeout=3)
+
+
+_SETPRIV: list[str] | None = None
+
+
+def _pdeathsig_wrapper() -> list[str]:
+    """``setpriv --pdeathsig TERM --`` when util-linux's setpriv supports it, else ``[]``.
+
+    A ``preexec_fn`` forces subprocess to fork() instead of vfork(), and fork() runs
+    gRPC's atfork handlers: with gRPC channels active in this process (any test or tool
+    using aetcd), the child then sometimes aborts before exec (etcd "exited with code -6",
+    ``epoll_wait error: Bad file descriptor`` in its log). setpriv sets the same
+    PDEATHSIG and execs etcd, so no Python code runs in the child.
+    """
+    global _SETPRIV
+    if _SETPRIV is None:
+        _SETPRIV = []
+        found = shutil.which("setpriv") if sys.platform.startswith("linux") else None
+        if found is not None:
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                help_text = subprocess.run(
+                    [found, "--help"], capture_output=True, timeout=5, check=False
+                ).stdout
+                if b"--pdeathsig" in help_text:
+                    _SETPRIV = [found, "--pdeathsig", "TERM", "--"]
+    return _SETPRIV
 
 
 def _make_preexec() -> Callable[[], None] | None:
@@ -246,12 +275,13 @@ class EtcdMember:
         self._log.write(f"\n# launching {self.name} at {time.ctime()}\n".encode())
         self._log.flush()
         self._frozen = False
+        wrapper = _pdeathsig_wrapper()
         self._proc = subprocess.Popen(
-            self.command(),
+            wrapper + self.command(),
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            preexec_fn=_make_preexec(),
+            preexec_fn=None if wrapper else _make_preexec(),
             close_fds=True,
         )
         with _live_lock:
