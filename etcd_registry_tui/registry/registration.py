@@ -144,11 +144,11 @@ class ServiceRegistration:
 
     async def stop_keepalive(self) -> None:
         task, self._task = self._task, None
+        # Cancel the gRPC stream first: it unblocks a heartbeat stuck in write/read.
+        self._stream.close()
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._stream.close()
+            await asyncio.wait({task}, timeout=2)
 
     def pause(self) -> None:
         """Stop sending heartbeats (the lease runs out) without unregistering."""

@@ -1,0 +1,114 @@
+"""The demo: a deterministic fleet on a private etcd that is always cleaned up."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from etcd_registry_tui.registry.config import ConnectionConfig
+from etcd_registry_tui.registry.fleet import Fleet
+
+CLI = [sys.executable, "-m", "etcd_registry_tui"]
+
+
+def _plan(seed: int) -> list[tuple[str, str, str, int]]:
+    fleet = Fleet(ConnectionConfig(), services=5, max_instances=6, seed=seed)
+    return [(r.name, r.instance_id, r.address, r.ttl) for r in fleet.initial_registrations()]
+
+
+def test_same_seed_same_fleet():
+    assert _plan(42) == _plan(42)
+    assert _plan(42) != _plan(43)
+    names = {name for name, *_ in _plan(42)}
+    assert len(names) == 5
+    counts = [sum(1 for n, *_ in _plan(42) if n == name) for name in names]
+    assert all(2 <= c <= 6 for c in counts)
+    assert all(10 <= ttl <= 30 for *_, ttl in _plan(42))
+
+
+async def test_fleet_registers_oddities_churns_and_cleans_up(etcd, etcdctl):
+    fleet = Fleet(ConnectionConfig(endpoints=(etcd.endpoint,)), services=3, max_instances=3, seed=1)
+    await fleet.start()
+    try:
+        kvs, _ = etcdctl.get_prefix("/services/")
+        keys = {k.decode(): kv for k, kv in kvs.items()}
+        expected = sum(fleet.plan.services.values()) + 2
+        assert len(keys) == expected
+        legacy = keys["/services/LegacyBillingService/legacy-1"]
+        assert legacy["lease"] != 0
+        with pytest.raises(ValueError):
+            json.loads(legacy["value"])
+        assert keys["/services/ConfigService/static-1"]["lease"] == 0
+        for key, kv in keys.items():
+            if "LegacyBilling" not in key and "ConfigService" not in key:
+                value = json.loads(kv["value"])
+                assert set(value) >= {"Id", "Name", "Address"}
+                assert value["Address"].startswith("http://127.0.0.1:")
+        steps = [await fleet.churn_once() for _ in range(6)]
+        assert any(s.startswith(("crash", "join")) for s in steps)
+        assert fleet.crashed + fleet.joined == 6
+    finally:
+        await fleet.stop()
+    kvs, _ = etcdctl.get_prefix("/services/")
+    assert kvs == {}, "the fleet must remove every key it wrote, crashed ones included"
+
+
+def _etcd_children(pid: int) -> list[psutil.Process]:
+    try:
+        return [p for p in psutil.Process(pid).children(recursive=True) if "etcd" in p.name()]
+    except psutil.NoSuchProcess:
+        return []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_demo_headless_starts_private_etcd_and_stops_it(sig, make_etcdctl):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETCDCTL_")}
+    proc = subprocess.Popen(
+        [*CLI, "demo", "--no-ui", "--seed", "3", "--services", "2", "--instances", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        line = proc.stdout.readline()
+        match = re.search(r"running on (127\.0\.0\.1:\d+)", line)
+        assert match, (line, proc.stderr.read() if proc.poll() is not None else "")
+        endpoint = match.group(1)
+        children = _etcd_children(proc.pid)
+        assert len(children) == 1
+        data_dir = next(
+            a.split("=", 1)[1] if "=" in a else children[0].cmdline()[i + 1]
+            for i, a in enumerate(children[0].cmdline())
+            if a.startswith("--data-dir")
+        )
+        ctl = make_etcdctl(endpoint)
+
+        deadline = time.monotonic() + 15
+        while len(ctl.get_prefix("/services/")[0]) < 2 * 2 + 2:
+            assert time.monotonic() < deadline, "the fleet did not register in time"
+            time.sleep(0.2)
+        proc.send_signal(sig)
+        proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    assert not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children)
+    assert not os.path.exists(data_dir), "the temporary data dir must be removed"
+
+
+def test_demo_without_etcd_binary_says_how_to_get_one(tmp_path):
+    result = subprocess.run(
+        [*CLI, "demo", "--etcd-binary", str(tmp_path / "no-such-etcd")],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "apt-get install etcd-server" in result.stderr
+    assert "docker compose" in result.stderr
