@@ -90,7 +90,7 @@ def test_demo_headless_starts_private_etcd_and_stops_it(sig, make_etcdctl):
         ctl = make_etcdctl(endpoint)
 
         deadline = time.monotonic() + 15
-        while len(ctl.get_prefix("/services/")[0]) < 2 * 2 + 2:
+        while len(ctl.get_prefix("/services/").kvs) < 2 * 2 + 2:
             assert time.monotonic() < deadline, "the fleet did not register in time"
             time.sleep(0.2)
         proc.send_signal(sig)
