@@ -58,7 +58,11 @@ class LeaseTracker:
         self.calls = 0
         self.errors = 0
         self.last_error: str | None = None
-        self._queue: list[tuple[float, int]] = []
+        self._queue: list[tuple[float, int]] = []  # healthy leases: (next sync, lease)
+        # Never synced, asked for, or near expiry: served before any healthy lease, so
+        # they are not stuck behind a backlog when there are more leases than max_rate
+        # can re-sync every healthy_interval.
+        self._urgent: list[tuple[float, int]] = []
         self._wake = asyncio.Event()
 
     # -- what to track -------------------------------------------------------
@@ -69,7 +73,7 @@ class LeaseTracker:
         for lease_id in lease_ids:
             if lease_id and lease_id not in self.leases:
                 self.leases[lease_id] = LeaseInfo(lease_id, next_sync=now)
-                heapq.heappush(self._queue, (now, lease_id))
+                heapq.heappush(self._urgent, (now, lease_id))
                 added = True
         if added:
             self._wake.set()
@@ -91,7 +95,7 @@ class LeaseTracker:
             info = self.leases.get(lid)
             if info is not None:
                 info.next_sync = now
-                heapq.heappush(self._queue, (now, lid))
+                heapq.heappush(self._urgent, (now, lid))
         self._wake.set()
 
     # -- what the UI reads ---------------------------------------------------
@@ -142,8 +146,10 @@ class LeaseTracker:
             # etcd truncates to whole seconds; the middle of that second is closest.
             start = sent_at if sent_at is not None else now
             info.deadline = start + (now - start) / 2 + ttl + 0.5
-        info.next_sync = now + self._interval(info, now)
-        heapq.heappush(self._queue, (info.next_sync, info.lease_id))
+        interval = self._interval(info, now)
+        info.next_sync = now + interval
+        queue = self._urgent if interval <= self.urgent_interval else self._queue
+        heapq.heappush(queue, (info.next_sync, info.lease_id))
 
     async def sync_one(self, lease_id: int) -> None:
         info = self.leases.get(lease_id)
@@ -158,13 +164,14 @@ class LeaseTracker:
     def _due(self, now: float, limit: int) -> list[int]:
         due: list[int] = []
         seen: set[int] = set()
-        while self._queue and len(due) < limit and self._queue[0][0] <= now:
-            when, lease_id = heapq.heappop(self._queue)
-            info = self.leases.get(lease_id)
-            if info is None or lease_id in seen or info.next_sync != when:
-                continue  # stale heap entry
-            seen.add(lease_id)
-            due.append(lease_id)
+        for queue in (self._urgent, self._queue):
+            while queue and len(due) < limit and queue[0][0] <= now:
+                when, lease_id = heapq.heappop(queue)
+                info = self.leases.get(lease_id)
+                if info is None or lease_id in seen or info.next_sync != when:
+                    continue  # stale heap entry
+                seen.add(lease_id)
+                due.append(lease_id)
         return due
 
     async def run(self, period: float = 0.25) -> None:
@@ -181,7 +188,7 @@ class LeaseTracker:
                     info = self.leases.get(lease_id)
                     if info is not None:
                         info.next_sync = self.clock() + 2.0
-                        heapq.heappush(self._queue, (info.next_sync, lease_id))
+                        heapq.heappush(self._urgent, (info.next_sync, lease_id))
 
         budget = 0.0
         last = self.clock()
@@ -195,8 +202,9 @@ class LeaseTracker:
                 await asyncio.gather(*(one(lease_id) for lease_id in due))
             self._wake.clear()
             wait = period
-            if self._queue:
-                wait = min(period, max(0.0, self._queue[0][0] - self.clock()))
+            heads = [q[0][0] for q in (self._urgent, self._queue) if q]
+            if heads:
+                wait = min(period, max(0.0, min(heads) - self.clock()))
             if wait > 0 or not due:
                 try:
                     await asyncio.wait_for(self._wake.wait(), max(wait, 0.05))
