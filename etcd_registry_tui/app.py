@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 from collections.abc import Awaitable, Callable, Iterable
@@ -35,6 +36,9 @@ from .widgets.status_bar import StatusBar
 WRITE_ACTIONS = {"register", "revoke", "delete", "pause"}
 
 BackgroundTask = Callable[[], Awaitable[Any]]
+
+#: From this many instances on, a snapshot is moved out of the cyclic GC's reach.
+FREEZE_SNAPSHOT_AT = 1_000
 
 
 class RegistryApp(App[int]):
@@ -135,6 +139,12 @@ class RegistryApp(App[int]):
         if batch.snapshot:
             self._pending_snapshot = True
             self._pending_changes.clear()
+            if len(self.session.state) >= FREEZE_SNAPSHOT_AT:
+                # The instances of a snapshot live until they change; without this every
+                # full collection rescans them all: 40-130 ms pauses at 10,000 instances, every
+                # few seconds as the lease tracker's RPCs keep allocating. Frozen objects
+                # are still freed by reference counting when the registry drops them.
+                gc.freeze()
         else:
             self._pending_changes.extend(batch.changes)
         self._pending_log.extend(entries)
