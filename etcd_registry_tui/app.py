@@ -115,7 +115,7 @@ class RegistryApp(App[int]):
                 self.run_worker(task(), name="background", exit_on_error=False)
         else:
             self._pending_snapshot = True
-            self._flush()
+            self._apply_pending()
         self.set_interval(1.0, self._tick, name="countdown")
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
@@ -154,9 +154,11 @@ class RegistryApp(App[int]):
         self.post_message(StatusChanged(status))
 
     def on_registry_dirty(self, _: RegistryDirty) -> None:
-        self._flush()
+        self._apply_pending()
 
-    def _flush(self) -> None:
+    def _apply_pending(self) -> None:
+        # Not ``_flush``: that is Textual's App._flush(stderr), called whenever stdout or
+        # stderr is flushed while the app runs (print(flush=True), logging's last resort).
         tree = self.tree
         with self.batch_update():
             if self._pending_snapshot:
