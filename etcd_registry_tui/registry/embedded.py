@@ -419,7 +419,40 @@ class EtcdMember:
 # A single private etcd
 
 
-class EmbeddedEtcd(EtcdMember):
+class _CleansUp:
+    """``with`` / ``async with``: start on entry; stop and remove the data on every exit."""
+
+    def start(self, timeout: float = 15) -> Self:
+        raise NotImplementedError
+
+    async def astart(self, timeout: float = 15) -> Self:
+        raise NotImplementedError
+
+    def cleanup(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            return self.start()
+        except BaseException:
+            self.cleanup()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
+    async def __aenter__(self) -> Self:
+        try:
+            return await self.astart()
+        except BaseException:
+            self.cleanup()
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.to_thread(self.cleanup)
+
+
+class EmbeddedEtcd(EtcdMember, _CleansUp):
     """A private single-member etcd on free loopback ports with a temp data dir.
 
     ``data_dir``: use (and keep) this directory instead of a fresh temp dir, e.g. to start a
@@ -478,32 +511,12 @@ class EmbeddedEtcd(EtcdMember):
         if self._owns_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
-    def __enter__(self) -> Self:
-        try:
-            return self.start()
-        except BaseException:
-            self.cleanup()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.cleanup()
-
-    async def __aenter__(self) -> Self:
-        try:
-            return await self.astart()
-        except BaseException:
-            self.cleanup()
-            raise
-
-    async def __aexit__(self, *exc: object) -> None:
-        await asyncio.to_thread(self.cleanup)
-
 
 # --------------------------------------------------------------------------------------------
 # A 3-member loopback cluster
 
 
-class EmbeddedCluster:
+class EmbeddedCluster(_CleansUp):
     """A static-bootstrap etcd cluster (members m1..mN, default 3) on loopback ports.
 
     ``members`` are EtcdMember handles (kill/stop/start/restart/freeze/thaw one at a time);
@@ -592,26 +605,6 @@ class EmbeddedCluster:
         self.stop()
         if self._owns_dir:
             shutil.rmtree(self.base_dir, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        try:
-            return self.start()
-        except BaseException:
-            self.cleanup()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.cleanup()
-
-    async def __aenter__(self) -> Self:
-        try:
-            return await self.astart()
-        except BaseException:
-            self.cleanup()
-            raise
-
-    async def __aexit__(self, *exc: object) -> None:
-        await asyncio.to_thread(self.cleanup)
 
     def __repr__(self) -> str:
         return f"<EmbeddedCluster {self.members!r}>"
