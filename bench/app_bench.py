@@ -1,0 +1,679 @@
+"""Benchmark the whole dashboard (RegistryApp, headless) on a real private etcd.
+
+``bench/ui_tree_bench.py`` measures the tree widget alone on fake data; this one runs the
+real app (session, watcher, lease tracker, every widget) against an EmbeddedEtcd filled
+with a fleet of instances, each on its own lease, and measures:
+
+* first full frame after the snapshot: from the snapshot batch reaching the app (the
+  session's ``on_batch``) to the end of the first screen refresh after the flush that
+  applied it (at 10,000 instances, and at 100,000 unless ``--quick``);
+* a put or delete shown on screen: from the watch delivering it (``on_batch``) to the
+  end of the first screen refresh after the flush that applied it, median and p99;
+* the 1 Hz countdown tick: CPU time of ``_tick()`` plus the render that follows
+  (``await pilot.pause()``), and idle CPU over a window with the tick running;
+* bursts of deletes: 5,000 keys on 50 leases (100 keys each, TTL 3 s) expiring together,
+  and 5,000 keys of one service removed by one delete-prefix; time from the first delete
+  batch to the view showing none of them, and the longest event-loop stall meanwhile
+  (a task sleeping 10 ms in a loop records its overshoot);
+* resident memory of the app process before loading and with the fleet shown.
+
+The app runs in a fresh child process (``--child``), so its RSS and CPU figures are not
+polluted by the setup done here (starting etcd, writing the fleet). Every figure is
+printed with its target and "ok" or "over"; the script exits 0 either way (it exits 1
+only when the benchmark itself could not run).
+
+``--quick`` runs 2,000 instances in 20 services (1,000-key bursts, shorter windows) in
+well under a minute; ``--sizes 10000x100,...`` picks other sizes (over 20,000 instances
+only the first frame and memory are measured). To profile the app process, set
+``APP_BENCH_CHILD_WRAP``, e.g. ``"py-spy record -f raw -o app.txt --"``.
+
+Usage: ``python bench/app_bench.py [--quick] [--sizes 10000x100,100000x1000]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(ROOT))
+
+from aetcd import rpc  # noqa: E402
+
+from etcd_registry_tui.registry.config import ConnectionConfig  # noqa: E402
+from etcd_registry_tui.registry.connection import EtcdConnection  # noqa: E402
+from etcd_registry_tui.registry.embedded import EmbeddedEtcd  # noqa: E402
+
+PREFIX = "/services/"
+SIZE = (120, 40)
+ZONES = ("eu-west-1a", "eu-west-1b", "eu-central-1a")
+FLEET_TTL = 3600  # fleet leases outlive the run: no keep-alives needed
+BURST_TTL = 3  # etcd's minimum TTL with default election settings
+BURST_LEASES = 50
+TXN_OPS = 100  # etcd allows 128 operations per transaction by default
+CONCURRENCY = 64
+
+
+# --------------------------------------------------------------------------------------
+# Writing to etcd (used by the parent for the fleet and by the child for single changes)
+
+
+def service_name(index: int) -> str:
+    return f"Service{index:04d}"
+
+
+def instance_value(service: str, instance_id: str, n: int) -> bytes:
+    return json.dumps(
+        {
+            "Id": instance_id,
+            "Name": service,
+            "Address": f"http://10.{n // 65536 % 256}.{n // 256 % 256}.{n % 256}:8080",
+            "Zone": ZONES[n % len(ZONES)],
+            "Version": f"1.{n % 10}.0",
+        }
+    ).encode()
+
+
+def fleet_items(instances: int, services: int, seed: int = 7) -> list[tuple[bytes, bytes]]:
+    """Deterministic ``(key, value)`` pairs: ``instances`` spread over ``services``."""
+    rng = random.Random(seed)
+    items = []
+    for n in range(instances):
+        service = service_name(n % services)
+        instance_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        items.append(
+            (f"{PREFIX}{service}/{instance_id}".encode(), instance_value(service, instance_id, n))
+        )
+    return items
+
+
+async def grant_many(conn: EtcdConnection, count: int, ttl: int) -> list[int]:
+    semaphore = asyncio.Semaphore(CONCURRENCY)
+
+    async def one() -> int:
+        async with semaphore:
+            lease_id, _ = await conn.grant(ttl)
+            return lease_id
+
+    return list(await asyncio.gather(*(one() for _ in range(count))))
+
+
+async def put_many(conn: EtcdConnection, items: list[tuple[bytes, bytes, int]]) -> None:
+    """Put ``(key, value, lease)`` items in transactions of TXN_OPS puts, 64 at a time."""
+    client = await conn._ready()
+    semaphore = asyncio.Semaphore(CONCURRENCY)
+
+    async def txn(chunk: list[tuple[bytes, bytes, int]]) -> None:
+        ops = [
+            rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=v, lease=lease))
+            for k, v, lease in chunk
+        ]
+        async with semaphore:
+            await client.kvstub.Txn(rpc.TxnRequest(success=ops), timeout=60)
+
+    chunks = [items[i : i + TXN_OPS] for i in range(0, len(items), TXN_OPS)]
+    await asyncio.gather(*(txn(chunk) for chunk in chunks))
+
+
+async def load_fleet(endpoint: str, instances: int, services: int) -> float:
+    """Write the fleet, one lease per instance; returns the seconds it took."""
+    started = time.perf_counter()
+    async with EtcdConnection(ConnectionConfig(endpoints=(endpoint,))) as conn:
+        leases = await grant_many(conn, instances, FLEET_TTL)
+        items = fleet_items(instances, services)
+        await put_many(conn, [(k, v, lease) for (k, v), lease in zip(items, leases, strict=True)])
+    return time.perf_counter() - started
+
+
+# --------------------------------------------------------------------------------------
+# The child: the app itself, with probes
+
+
+@dataclass(slots=True)
+class Record:
+    """One thing on its way to the screen."""
+
+    batch_at: float
+    flush_end: float | None = None
+    frame_end: float | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Probe:
+    """Wraps the session's on_batch, the app's _apply_pending and the screen refresh.
+
+    A record moves on at the end of the first flush that *started* after its batch
+    arrived (that flush applied it) and is done at the end of the first screen refresh
+    after that flush (the frame that shows it).
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.snapshot: Record | None = None
+        self.loading_at: float | None = None
+        self.watch: dict[bytes, Record] = {}
+        self.burst_keys: set[bytes] = set()
+        self.burst_left = 0
+        self.burst_first: float | None = None
+        self.burst_batches = 0
+        self.burst_done: Record | None = None
+        self.flushes: list[float] = []  # flush durations
+        self._to_flush: list[Record] = []
+        self._to_frame: list[Record] = []
+        self.frames = 0
+
+        session = app.session
+        on_batch, on_status = session.on_batch, session.on_status
+        flush = app._apply_pending
+
+        def batch_hook(batch: Any, entries: Any) -> None:
+            now = time.perf_counter()
+            if batch.snapshot:
+                if self.snapshot is None:
+                    self.snapshot = Record(now)
+                    self._to_flush.append(self.snapshot)
+            else:
+                for change in batch.changes:
+                    record = self.watch.pop(change.key, None)
+                    if record is not None:
+                        record.batch_at = now
+                        self._to_flush.append(record)
+                if self.burst_left:
+                    hits = sum(
+                        1
+                        for c in batch.changes
+                        if c.kind.name == "DELETE" and c.key in self.burst_keys
+                    )
+                    if hits:
+                        self.burst_batches += 1
+                        if self.burst_first is None:
+                            self.burst_first = now
+                        self.burst_left -= hits
+                        if self.burst_left <= 0:
+                            self.burst_done = Record(now)
+                            self._to_flush.append(self.burst_done)
+            on_batch(batch, entries)
+
+        def status_hook(status: Any) -> None:
+            if self.loading_at is None and status.state.value == "loading":
+                self.loading_at = time.perf_counter()
+            on_status(status)
+
+        def flush_hook() -> None:
+            waiting, self._to_flush = self._to_flush, []
+            started = time.perf_counter()
+            flush()
+            ended = time.perf_counter()
+            self.flushes.append(ended - started)
+            for record in waiting:
+                record.flush_end = ended
+            self._to_frame.extend(waiting)
+
+        session.on_batch = batch_hook
+        session.on_status = status_hook
+        app._apply_pending = flush_hook
+
+    def hook_screen(self) -> None:
+        screen = self.app.screen
+        refresh = screen._compositor_refresh
+
+        def refresh_hook() -> None:
+            refresh()
+            ended = time.perf_counter()
+            self.frames += 1
+            waiting, self._to_frame = self._to_frame, []
+            for record in waiting:
+                record.frame_end = ended
+                record.done.set()
+
+        screen._compositor_refresh = refresh_hook
+
+    def expect(self, key: bytes) -> Record:
+        record = self.watch[key] = Record(0.0)
+        return record
+
+    def expect_burst(self, keys: set[bytes]) -> None:
+        self.burst_keys = keys
+        self.burst_left = len(keys)
+        self.burst_first = None
+        self.burst_batches = 0
+        self.burst_done = None
+
+
+class LagMonitor:
+    """Sleeps 10 ms in a loop and records by how much each sleep overshot."""
+
+    def __init__(self, period: float = 0.01) -> None:
+        self.period = period
+        self.worst = 0.0
+        self.samples = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        while True:
+            started = time.perf_counter()
+            await asyncio.sleep(self.period)
+            self.worst = max(self.worst, time.perf_counter() - started - self.period)
+            self.samples += 1
+
+    def start(self) -> None:
+        self.worst, self.samples = 0.0, 0
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> float:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        return self.worst
+
+
+def rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+async def wait_for(cond: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+class GcWatch:
+    """The longest garbage collection pause (gc.callbacks), per generation."""
+
+    def __init__(self) -> None:
+        self.worst = [0.0, 0.0, 0.0]
+        self.count = [0, 0, 0]
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            gen = info["generation"]
+            self.worst[gen] = max(self.worst[gen], time.perf_counter() - self._started)
+            self.count[gen] += 1
+
+
+async def child_main(opts: dict[str, Any]) -> dict[str, Any]:
+    gc.collect()
+    gcw = GcWatch()
+    result: dict[str, Any] = {"rss_before_mb": rss_mb()}
+
+    from etcd_registry_tui.app import RegistryApp
+
+    endpoint = opts["endpoint"]
+    instances = opts["instances"]
+    config = ConnectionConfig(endpoints=(endpoint,), prefix=PREFIX)
+    app = RegistryApp(config)
+    probe = Probe(app)
+    async with app.run_test(size=SIZE) as pilot:
+        probe.hook_screen()
+        await wait_for(
+            lambda: probe.snapshot is not None and probe.snapshot.done.is_set(),
+            opts["load_timeout"],
+            "the first frame after the snapshot",
+        )
+        snap = probe.snapshot
+        assert snap is not None and snap.frame_end is not None and snap.flush_end is not None
+        tree = app.tree
+        assert len(app.session.state) == instances, (len(app.session.state), instances)
+        assert tree.row_count > instances, tree.row_count
+        result["first_frame_ms"] = (snap.frame_end - snap.batch_at) * 1000
+        result["first_flush_ms"] = (snap.flush_end - snap.batch_at) * 1000
+        if probe.loading_at is not None:
+            result["snapshot_load_ms"] = (snap.batch_at - probe.loading_at) * 1000
+
+        await asyncio.sleep(1.0)
+        gc.collect()
+        result["rss_mb"] = rss_mb()
+        if opts["mode"] == "frame":
+            return result
+
+        # -- idle CPU with the countdown ticking ------------------------------------
+        import psutil
+
+        proc = psutil.Process()
+        proc.cpu_percent(None)
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        calls0 = app.session.tracker.calls
+        await asyncio.sleep(opts["idle_seconds"])
+        wall = time.perf_counter() - wall0
+        result["idle_cpu_pct"] = (time.process_time() - cpu0) / wall * 100
+        result["idle_cpu_psutil_pct"] = proc.cpu_percent(None)
+        result["idle_seconds"] = wall
+        result["lease_rps"] = (app.session.tracker.calls - calls0) / wall
+
+        # -- one tick plus the render that follows ----------------------------------
+        with_pause: list[float] = []
+        direct: list[float] = []
+        for _ in range(opts["ticks"]):
+            await asyncio.sleep(0.05)
+            cpu = time.process_time()
+            app._tick()
+            await pilot.pause()
+            with_pause.append(time.process_time() - cpu)
+            await asyncio.sleep(0.05)
+            cpu = time.process_time()
+            app._tick()
+            frames = probe.frames
+            await wait_for(lambda frames=frames: probe.frames > frames, 5, "a frame")
+            direct.append(time.process_time() - cpu)
+        result["tick_cpu_ms"] = statistics.median(with_pause) * 1000
+        result["tick_cpu_max_ms"] = max(with_pause) * 1000
+        result["tick_direct_ms"] = statistics.median(direct) * 1000
+
+        # -- single puts and deletes --------------------------------------------------
+        writer = EtcdConnection(config)
+        await writer.connect()
+        rng = random.Random(11)
+        services = opts["services"]
+        visible = tree.highlighted_service
+        lease, _ = await writer.grant(FLEET_TTL)
+        added: list[bytes] = []
+        latencies: list[float] = []
+        flush_lat: list[float] = []
+        for i in range(opts["singles"]):
+            if i % 2 == 0 or not added:
+                service = (
+                    visible if i % 4 == 0 and visible else service_name(rng.randrange(services))
+                )
+                instance_id = f"bench-{i:05d}"
+                key = f"{PREFIX}{service}/{instance_id}".encode()
+                record = probe.expect(key)
+                await writer.put(key, instance_value(service, instance_id, i), lease)
+                added.append(key)
+            else:
+                key = added.pop(rng.randrange(len(added)))
+                record = probe.expect(key)
+                await writer.delete(key)
+            await asyncio.wait_for(record.done.wait(), 10)
+            assert record.frame_end is not None and record.flush_end is not None
+            latencies.append(record.frame_end - record.batch_at)
+            flush_lat.append(record.flush_end - record.batch_at)
+            await asyncio.sleep(rng.uniform(0.02, 0.04))
+        result["single_median_ms"] = statistics.median(latencies) * 1000
+        result["single_p99_ms"] = percentile(latencies, 0.99) * 1000
+        result["single_max_ms"] = max(latencies) * 1000
+        worst = latencies.index(max(latencies))
+        result["single_max_flush_ms"] = flush_lat[worst] * 1000
+        result["single_flush_median_ms"] = statistics.median(flush_lat) * 1000
+        result["singles"] = len(latencies)
+        for key in added:
+            await writer.delete(key)
+
+        # -- burst of expiries --------------------------------------------------------
+        burst = opts["burst"]
+        monitor = LagMonitor()
+        per_lease = burst // BURST_LEASES
+        burst_leases = await grant_many(writer, BURST_LEASES, BURST_TTL)
+        granted_at = time.perf_counter()
+        items = []
+        for n in range(burst):
+            service = service_name(n % services)
+            instance_id = f"expiring-{n:05d}"
+            items.append(
+                (
+                    f"{PREFIX}{service}/{instance_id}".encode(),
+                    instance_value(service, instance_id, n),
+                    burst_leases[n // per_lease],
+                )
+            )
+        target = len(app.session.state) + len(items)
+        await put_many(writer, items)
+        put_done = time.perf_counter() - granted_at
+        probe.expect_burst({k for k, _, _ in items})
+        await wait_for(lambda: len(app.session.state) >= target, 10, "the burst keys to show")
+        monitor.start()
+        await wait_for(
+            lambda: probe.burst_done is not None and probe.burst_done.done.is_set(),
+            30,
+            "the expired keys to go",
+        )
+        await asyncio.sleep(0.3)
+        stall = await monitor.stop()
+        done = probe.burst_done
+        assert done is not None and done.frame_end is not None and probe.burst_first is not None
+        assert not any(k in tree._where for k, _, _ in items)
+        result["expiry_ms"] = (done.frame_end - probe.burst_first) * 1000
+        result["expiry_stall_ms"] = stall * 1000
+        result["expiry_batches"] = probe.burst_batches
+        result["expiry_put_s"] = put_done
+
+        # -- burst of deletes: one delete-prefix --------------------------------------
+        service = "BurstDeleteService"
+        items = [
+            (
+                f"{PREFIX}{service}/gone-{n:05d}".encode(),
+                instance_value(service, f"gone-{n:05d}", n),
+                lease,
+            )
+            for n in range(burst)
+        ]
+        target = len(app.session.state) + len(items)
+        await put_many(writer, items)
+        await wait_for(lambda: len(app.session.state) >= target, 10, "the burst keys to show")
+        await pilot.pause()
+        probe.expect_burst({k for k, _, _ in items})
+        monitor.start()
+        await writer.delete(f"{PREFIX}{service}/".encode(), prefix=True)
+        await wait_for(
+            lambda: probe.burst_done is not None and probe.burst_done.done.is_set(),
+            30,
+            "the deleted keys to go",
+        )
+        await asyncio.sleep(0.3)
+        stall = await monitor.stop()
+        done = probe.burst_done
+        assert done is not None and done.frame_end is not None and probe.burst_first is not None
+        result["prefix_ms"] = (done.frame_end - probe.burst_first) * 1000
+        result["prefix_stall_ms"] = stall * 1000
+        result["prefix_batches"] = probe.burst_batches
+
+        await writer.revoke(lease)
+        await writer.close()
+        result["flush_max_ms"] = max(probe.flushes) * 1000
+        result["gc_worst_ms"] = [w * 1000 for w in gcw.worst]
+        result["gc_count"] = gcw.count
+    return result
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
+
+
+# --------------------------------------------------------------------------------------
+# The parent: etcd, the fleet, the child, the figures
+
+
+VERDICTS: list[str] = []
+
+
+def figure(label: str, value: float, unit: str, target: float | None, note: str = "") -> None:
+    """One figure line: label, value, target and ok/over (or "info" without a target)."""
+    shown = f"{value:9.1f} {unit}"
+    if target is None:
+        verdict = "info"
+        goal = ""
+    else:
+        verdict = "ok" if value <= target else "over"
+        VERDICTS.append(verdict)
+        goal = f"target <= {target:g} {unit}"
+    line = f"{label:<44} {shown:<13} {goal:<22} {verdict}"
+    print(line + (f"   {note}" if note else ""), flush=True)
+
+
+def run_child(opts: dict[str, Any], timeout: float) -> dict[str, Any]:
+    wrap = os.environ.get("APP_BENCH_CHILD_WRAP", "").split()  # e.g. "py-spy record -o x.svg --"
+    cmd = [*wrap, sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(opts)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    raise RuntimeError(
+        f"the app process failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}"
+        f"\n{proc.stderr[-5000:]}"
+    )
+
+
+def bench_size(instances: int, services: int, mode: str, quick: bool) -> None:
+    etcd = EmbeddedEtcd(name="bench", log_level="warn")
+    etcd.start()
+    try:
+        load_time = asyncio.run(load_fleet(etcd.endpoint, instances, services))
+        print(
+            f"\n== {instances:,} instances in {services:,} services, one lease each "
+            f"(written in {load_time:.1f} s) ==",
+            flush=True,
+        )
+        opts = {
+            "endpoint": etcd.endpoint,
+            "instances": instances,
+            "services": services,
+            "mode": mode,
+            "load_timeout": 120.0,
+            "idle_seconds": 3.0 if quick else 10.0,
+            "ticks": 5 if quick else 20,
+            "singles": 50 if quick else 200,
+            "burst": 1_000 if quick else 5_000,
+        }
+        r = run_child(opts, timeout=600)
+    finally:
+        etcd.cleanup()
+
+    size = f"[{instances:,}]"
+    frame_target = 150.0 if instances <= 10_000 else 1000.0
+    figure(f"first frame after snapshot {size}", r["first_frame_ms"], "ms", frame_target)
+    figure(f"  of which applying it (flush) {size}", r["first_flush_ms"], "ms", None)
+    if "snapshot_load_ms" in r:
+        figure(f"  snapshot Range + parse, before it {size}", r["snapshot_load_ms"], "ms", None)
+    figure(f"RSS before loading {size}", r["rss_before_mb"], "MB", None)
+    rss_target = 120.0 if instances <= 10_000 else None
+    figure(f"RSS with the fleet shown {size}", r["rss_mb"], "MB", rss_target)
+    if mode == "frame":
+        return
+    figure(
+        "put/delete to screen, median",
+        r["single_median_ms"],
+        "ms",
+        30.0,
+        f"{r['singles']} changes; to the end of the flush {r['single_flush_median_ms']:.1f} ms",
+    )
+    figure(
+        "put/delete to screen, p99",
+        r["single_p99_ms"],
+        "ms",
+        80.0,
+        f"max {r['single_max_ms']:.1f} ms ({r['single_max_flush_ms']:.1f} ms to its flush)",
+    )
+    figure(
+        "tick + render CPU (tick, pilot.pause)",
+        r["tick_cpu_ms"],
+        "ms",
+        15.0,
+        f"median of {opts['ticks']}; max {r['tick_cpu_max_ms']:.1f} ms; "
+        f"tick to the next frame alone {r['tick_direct_ms']:.1f} ms",
+    )
+    figure(
+        "idle CPU with the tick running",
+        r["idle_cpu_pct"],
+        "%",
+        3.0,
+        f"over {r['idle_seconds']:.0f} s (psutil {r['idle_cpu_psutil_pct']:.1f} %); "
+        f"lease tracker {r['lease_rps']:.0f} TimeToLive RPCs/s meanwhile",
+    )
+    figure(
+        "expiry burst: first delete to view",
+        r["expiry_ms"],
+        "ms",
+        None,
+        f"{opts['burst']:,} keys on {BURST_LEASES} leases (TTL {BURST_TTL} s) expiring; "
+        f"{r['expiry_batches']} watch batches",
+    )
+    figure("expiry burst: longest UI stall", r["expiry_stall_ms"], "ms", 50.0)
+    figure(
+        "delete-prefix burst: first delete to view",
+        r["prefix_ms"],
+        "ms",
+        None,
+        f"{opts['burst']:,} keys of one service, one DeleteRange; "
+        f"{r['prefix_batches']} watch batch(es)",
+    )
+    figure("delete-prefix burst: longest UI stall", r["prefix_stall_ms"], "ms", 50.0)
+    figure("longest flush (applying a batch)", r["flush_max_ms"], "ms", None)
+    figure(
+        "longest garbage collection pause",
+        max(r["gc_worst_ms"]),
+        "ms",
+        None,
+        "by generation: "
+        + ", ".join(
+            f"{w:.1f} ms ({n}x)" for w, n in zip(r["gc_worst_ms"], r["gc_count"], strict=True)
+        ),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="2,000 instances, < 60 s")
+    parser.add_argument(
+        "--sizes",
+        help="comma-separated INSTANCESxSERVICES (default 10000x100,100000x1000); "
+        "sizes over 20,000 only measure the first frame and memory",
+    )
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        result = asyncio.run(child_main(json.loads(args.child)))
+        print("RESULT " + json.dumps(result), flush=True)
+        return 0
+    print(
+        f"RegistryApp benchmark on a private etcd, python {sys.version.split()[0]}, "
+        f"terminal {SIZE[0]}x{SIZE[1]}, {os.cpu_count()} CPUs",
+        flush=True,
+    )
+    started = time.perf_counter()
+    try:
+        if args.sizes:
+            sizes = [
+                tuple(int(n) for n in part.lower().split("x")) for part in args.sizes.split(",")
+            ]
+        elif args.quick:
+            sizes = [(2_000, 20)]
+        else:
+            sizes = [(10_000, 100), (100_000, 1_000)]
+        for instances, services in sizes:
+            mode = "full" if instances <= 20_000 else "frame"
+            bench_size(instances, services, mode, quick=args.quick)
+    except Exception as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        return 1
+    over = VERDICTS.count("over")
+    print(
+        f"\n{len(VERDICTS) - over} of {len(VERDICTS)} figures within target, {over} over "
+        f"(done in {time.perf_counter() - started:.0f} s)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

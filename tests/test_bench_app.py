@@ -1,0 +1,62 @@
+"""The whole-app benchmark's quick run: it must work and print every figure.
+
+No wall-clock assertions: the figures are for people to read (and the machine running
+the tests may be busy). Needs etcd; skipped without it (an error on CI).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import require_etcd
+
+ROOT = Path(__file__).resolve().parent.parent
+
+FIGURES = (
+    "first frame after snapshot [2,000]",
+    "of which applying it (flush) [2,000]",
+    "snapshot Range + parse, before it [2,000]",
+    "RSS before loading [2,000]",
+    "RSS with the fleet shown [2,000]",
+    "put/delete to screen, median",
+    "put/delete to screen, p99",
+    "tick + render CPU (tick, pilot.pause)",
+    "idle CPU with the tick running",
+    "expiry burst: first delete to view",
+    "expiry burst: longest UI stall",
+    "delete-prefix burst: first delete to view",
+    "delete-prefix burst: longest UI stall",
+    "longest flush (applying a batch)",
+    "longest garbage collection pause",
+)
+
+# A figure line: label, a number with its unit, then a target and a verdict, or "info".
+LINE = re.compile(r"^\s*(?P<label>.+?)\s+(?P<value>-?\d+\.\d) (?P<unit>ms|MB|%)\s+(?P<rest>.*)$")
+
+
+def test_app_bench_quick() -> None:
+    require_etcd()
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "app_bench.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=ROOT,
+    )
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    lines = {}
+    for line in out.splitlines():
+        match = LINE.match(line)
+        if match:
+            lines[match["label"]] = match["rest"]
+    for label in FIGURES:
+        assert label in lines, f"no figure line {label!r} in:\n{out}"
+        rest = lines[label]
+        assert re.match(r"target <= [\d.]+ (ms|MB|%)\s+(ok|over)\b", rest) or rest.startswith(
+            "info"
+        ), f"{label!r}: no target and verdict in {rest!r}"
+    assert re.search(r"\d+ of \d+ figures within target", out), out
