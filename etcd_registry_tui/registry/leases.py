@@ -122,13 +122,20 @@ class LeaseTracker:
         self._record(info, ttl, granted if granted is not None else info.granted or ttl, None)
 
     # -- syncing -------------------------------------------------------------
+    def _is_urgent(self, info: LeaseInfo, now: float) -> bool:
+        """Unknown TTL or near expiry: re-sync often, ahead of healthy leases."""
+        remaining = info.remaining(now)
+        if not info.exists:
+            return False
+        if remaining is None or info.granted is None:
+            return True
+        return remaining < 5 or remaining < info.granted / 3
+
     def _interval(self, info: LeaseInfo, now: float) -> float:
         remaining = info.remaining(now)
         if not info.exists:
             return 30.0
-        if remaining is None or info.granted is None:
-            return self.urgent_interval
-        if remaining < 5 or remaining < info.granted / 3:
+        if self._is_urgent(info, now) or remaining is None or info.granted is None:
             return self.urgent_interval
         # Healthy: look again before it could have dropped to a third, at most
         # every ``healthy_interval`` so renewals by others show up quickly.
@@ -148,7 +155,7 @@ class LeaseTracker:
             info.deadline = start + (now - start) / 2 + ttl + 0.5
         interval = self._interval(info, now)
         info.next_sync = now + interval
-        queue = self._urgent if interval <= self.urgent_interval else self._queue
+        queue = self._urgent if self._is_urgent(info, now) else self._queue
         heapq.heappush(queue, (info.next_sync, info.lease_id))
 
     async def sync_one(self, lease_id: int) -> None:
