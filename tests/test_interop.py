@@ -327,21 +327,21 @@ async def test_lease_revoked_behind_its_back_is_replaced(
 async def test_overloaded_tracker_still_syncs_new_and_expiring_leases_first(
     conn: EtcdConnection, watch: WatcherRun, etcdctl: Etcdctl
 ) -> None:
-    # More leases than the rate allows re-syncing every few seconds (a 400-lease round at
-    # 40 calls/s takes ~10 s): a lease that appears meanwhile must still get its TTL
-    # soon, not after the whole backlog of healthy ones.
-    leases = [lease for lease, _ in await asyncio.gather(*(conn.grant(300) for _ in range(400)))]
-    tracker = LeaseTracker(conn, max_rate=40)
+    # More leases than the rate allows re-syncing every healthy_interval (a 120-lease
+    # round at 20 calls/s takes ~6 s, re-syncs are wanted every second): a lease that
+    # appears meanwhile must still get its TTL soon, not after the backlog of healthy ones.
+    leases = [lease for lease, _ in await asyncio.gather(*(conn.grant(300) for _ in range(120)))]
+    tracker = LeaseTracker(conn, max_rate=20, healthy_interval=1.0)
     task = asyncio.create_task(tracker.run())
     try:
         tracker.track(leases)
-        await eventually(lambda: all(tracker.remaining(x) is not None for x in leases), 30)
-        await asyncio.sleep(3)  # the healthy ones are due again: a backlog builds up
+        await eventually(lambda: all(tracker.remaining(x) is not None for x in leases), 20)
+        await asyncio.sleep(1.5)  # the healthy ones are due again: a backlog builds up
         lease = etcdctl.lease_grant(45)
         etcdctl.put("/services/Late/l-1", '{"Id": "l-1"}', lease=lease)
         await eventually(lambda: lease in watch.state.leases(), timeout=5)
         tracker.track(watch.state.leases())
-        await eventually(lambda: tracker.remaining(lease) is not None, timeout=3, interval=0.05)
+        await eventually(lambda: tracker.remaining(lease) is not None, timeout=2, interval=0.05)
         await eventually(lambda: tracker_close_to_etcdctl(tracker, etcdctl, lease), timeout=5)
     finally:
         task.cancel()
