@@ -26,6 +26,7 @@ from etcd_registry_tui.registry.embedded import EmbeddedCluster, EmbeddedEtcd, E
 from etcd_registry_tui.registry.errors import RegistryError
 from etcd_registry_tui.registry.events import ConnState
 from etcd_registry_tui.registry.model import ChangeKind
+from etcd_registry_tui.registry.registration import ServiceRegistration
 
 PREFIX = "/services/"
 
@@ -365,3 +366,63 @@ async def test_soak_repeated_crashes_under_write_load(
         assert written > 0
         await wait_state(run, ConnState.LIVE, timeout=30)
         await assert_matches_etcdctl(run.watcher, etcdctl, PREFIX, timeout=30)
+
+
+# --------------------------------------------------------------------------------------------
+# auth tokens and registrations across restarts
+
+
+async def test_restart_of_an_auth_enabled_etcd(
+    etcd: EmbeddedEtcd, etcdctl: Etcdctl, make_etcdctl: Callable[[str | list[str]], Etcdctl]
+) -> None:
+    # etcd's simple auth tokens live in memory: after a restart the watcher's token is
+    # unknown to etcd and it must authenticate again by itself.
+    etcdctl.run("user", "add", "root:pw")
+    etcdctl.run("auth", "enable")
+    authed = make_etcdctl(etcd.endpoint)
+    authed.env = {**authed.env, "ETCDCTL_USER": "root:pw"}
+    seed(authed)
+    async with (
+        connection(etcd.endpoint, user="root", password="pw", dial_timeout=2.0) as conn,
+        running_watcher(conn) as run,
+    ):
+        await assert_matches_etcdctl(run.watcher, authed, PREFIX)
+        mark = len(run.statuses)
+        etcd.kill()
+        await wait_state(run, ConnState.RECONNECTING, timeout=10)
+        await etcd.astart()
+        authed.put("/services/Orders/after-restart", "{}")
+        await wait_state(run, ConnState.LIVE, timeout=20)
+        assert run.saw(ConnState.RECONNECTING, ConnState.LIVE, since=mark)
+        await assert_matches_etcdctl(run.watcher, authed, PREFIX)
+        # and plain calls on the same connection work again too
+        await conn.put(b"/services/Orders/via-conn", b"{}")
+        await assert_matches_etcdctl(run.watcher, authed, PREFIX)
+
+
+async def test_registration_survives_an_etcd_restart(
+    etcd: EmbeddedEtcd, conn: EtcdConnection, etcdctl: Etcdctl
+) -> None:
+    events: list[str] = []
+    reg = ServiceRegistration(
+        conn, "Survivor", "http://s", ttl=5, on_event=lambda what, _: events.append(what)
+    )
+    async with running_watcher(conn) as run, reg:
+        lease = reg.lease_id
+        key = reg.key.encode()
+        await eventually(lambda: key in run.state, timeout=5)
+        etcd.kill()
+        await wait_state(run, ConnState.RECONNECTING, timeout=10)
+        await asyncio.sleep(2)  # heartbeats fail meanwhile
+        await etcd.astart()
+        await wait_state(run, ConnState.LIVE, timeout=20)
+        # heartbeats resume on the same lease (etcd extends leases on restart)
+        beats = events.count("heartbeat")
+        await eventually(lambda: events.count("heartbeat") > beats + 1, timeout=10)
+        assert "error" in events
+        assert reg.lease_id == lease and reg.registrations == 1
+        ttl, granted = etcdctl.lease_timetolive(lease)  # type: ignore[arg-type]
+        assert granted == 5 and ttl > 0
+        await assert_matches_etcdctl(run.watcher, etcdctl, PREFIX)
+        assert run.state.get(key).lease == lease  # type: ignore[union-attr]
+    assert etcdctl.get(reg.key) is None
