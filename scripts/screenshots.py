@@ -1,0 +1,279 @@
+"""Regenerate ``screenshots/*.svg`` from the real dashboard on a real (private) etcd.
+
+A private EmbeddedEtcd gets a deterministic fleet (``Fleet`` with a fixed seed: five
+services, a legacy service whose value is not JSON, a key without a lease), plus a key
+that does not fit the ``{prefix}{service}/{id}`` format and a PaymentService instance
+whose heartbeats have stopped (short TTL, no keep-alive). The dashboard runs headless
+(``app.run_test(size=(120, 36))``) and is photographed once it is live and every lease
+countdown is known:
+
+* ``main.svg``      the main view: services, instances, countdowns, detail pane, events;
+* ``expiring.svg``  the instance about to expire highlighted, its countdown red;
+* ``inspect.svg``   the inspect view of an instance (``i``);
+* ``register.svg``  the register form (``r``);
+* ``readonly.svg``  a second dashboard started read-only, the non-JSON value highlighted.
+
+Everything is stopped at the end (the fleet's leases revoked, etcd stopped, its data
+dir removed). Usage: ``python scripts/screenshots.py [--out DIR]`` (default: the
+repository's ``screenshots/``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from random import Random
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(ROOT))
+
+from textual.pilot import Pilot  # noqa: E402
+from textual.widgets import Input  # noqa: E402
+
+from etcd_registry_tui.app import RegistryApp  # noqa: E402
+from etcd_registry_tui.registry.config import ConnectionConfig  # noqa: E402
+from etcd_registry_tui.registry.connection import EtcdConnection  # noqa: E402
+from etcd_registry_tui.registry.embedded import EmbeddedEtcd  # noqa: E402
+from etcd_registry_tui.registry.events import ConnState  # noqa: E402
+from etcd_registry_tui.registry.fleet import Fleet  # noqa: E402
+from etcd_registry_tui.registry.registration import ServiceRegistration  # noqa: E402
+from etcd_registry_tui.screens.inspect import InspectScreen  # noqa: E402
+from etcd_registry_tui.screens.register import RegisterScreen  # noqa: E402
+
+PREFIX = "/services/"
+SIZE = (120, 36)
+SEED = 20240611
+NAMES = ("main.svg", "expiring.svg", "inspect.svg", "register.svg", "readonly.svg")
+
+#: The instance whose heartbeats stopped: TTL short enough to run out during the run.
+EXPIRING_SERVICE = "PaymentService"
+EXPIRING_TTL = 15
+#: Photographed when its countdown is this low: red ("under 5 s") and, under a third of
+#: the TTL, counted as expiring in its service's header.
+EXPIRING_SHOT_AT = (2.0, 3.9)
+
+
+def fixed_id(rng: Random) -> str:
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+class Scene:
+    """The fleet and the extra keys written to etcd for the screenshots."""
+
+    def __init__(self, config: ConnectionConfig) -> None:
+        self.config = config
+        self.fleet = Fleet(config, services=5, max_instances=4, seed=SEED)
+        self.conn = EtcdConnection(config)
+        self.rng = Random(SEED + 1)
+        self.expiring: ServiceRegistration | None = None
+        self.extra: list[ServiceRegistration] = []
+
+    async def start(self) -> None:
+        await self.fleet.start()
+        await self.conn.connect()
+        # A key that does not fit {prefix}{service}/{id}: shown as an unrecognised key.
+        await self.conn.put(
+            f"{PREFIX}orphan-entry".encode(),
+            json.dumps({"Id": "orphan-entry", "Address": "http://127.0.0.1:4100"}).encode(),
+        )
+        await self.start_expiring()
+
+    async def start_expiring(self) -> ServiceRegistration:
+        """Register an instance and never send a heartbeat: a crashed service."""
+        if self.expiring is not None:
+            await self.expiring.unregister()
+        self.expiring = ServiceRegistration(
+            self.conn,
+            EXPIRING_SERVICE,
+            "http://127.0.0.1:5301",
+            ttl=EXPIRING_TTL,
+            instance_id=fixed_id(Random(SEED + 2)),
+            prefix=PREFIX,
+            extra={"Zone": "eu-west-1b", "Version": "1.4.0"},
+        )
+        await self.expiring.register()
+        return self.expiring
+
+    @property
+    def expiring_key(self) -> bytes:
+        assert self.expiring is not None
+        return self.expiring.key.encode()
+
+    async def some_events(self) -> None:
+        """A join, an update and a short-lived key, so the event log has something."""
+        joined = ServiceRegistration(
+            self.conn,
+            "CatalogService",
+            "http://127.0.0.1:5201",
+            ttl=30,
+            instance_id=fixed_id(self.rng),
+            prefix=PREFIX,
+            extra={"Zone": "eu-central-1a", "Version": "2.0.0"},
+        )
+        await joined.register()
+        joined.start_keepalive()
+        self.extra.append(joined)
+        static = f"{PREFIX}ConfigService/static-1".encode()
+        value = {
+            "Id": "static-1",
+            "Name": "ConfigService",
+            "Address": "http://127.0.0.1:4000",
+            "Version": "2",
+        }
+        await self.conn.put(static, json.dumps(value).encode())
+        temp = f"{PREFIX}MigrationJob/run-42".encode()
+        await self.conn.put(temp, json.dumps({"Id": "run-42", "Name": "MigrationJob"}).encode())
+        await self.conn.delete(temp)
+
+    async def stop(self) -> None:
+        for reg in [*self.extra, *([self.expiring] if self.expiring else [])]:
+            with contextlib.suppress(Exception):  # best effort on the way out
+                await reg.unregister()
+        await self.conn.delete(f"{PREFIX}orphan-entry".encode())
+        await self.fleet.stop()
+        await self.conn.close()
+
+
+async def until(pilot: Pilot, cond: Callable[[], object], what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+        await pilot.pause(0.05)
+
+
+def settled(app: RegistryApp, count: int) -> bool:
+    """Live, showing ``count`` keys, every lease countdown known."""
+    session = app.session
+    if session.status.state is not ConnState.LIVE or len(session.state) != count:
+        return False
+    if app.tree.row_count == 0:
+        return False
+    return all(session.ttl(inst.lease)[0] is not None for inst in session.state if inst.lease)
+
+
+async def expected_count(conn: EtcdConnection) -> int:
+    kvs, _ = await conn.get_prefix(PREFIX.encode())
+    return len(kvs)
+
+
+async def shoot(app: RegistryApp, pilot: Pilot, out: Path, name: str) -> Path:
+    app.clear_notifications()
+    # Countdowns are repainted by the 1 Hz tick: tick now, so none shows a stale value
+    # (or "lease ?" for a lease the tracker learnt about since the last tick).
+    app._tick()
+    await pilot.pause()
+    path = Path(app.save_screenshot(name, str(out)))
+    print(f"wrote {path}", flush=True)
+    return path
+
+
+def first_instance_of(app: RegistryApp, service: str) -> bytes:
+    group = app.session.state.groups[service]
+    return group.sorted_instances()[0].raw_key
+
+
+async def dashboard_shots(scene: Scene, out: Path) -> None:
+    app = RegistryApp(scene.config)
+    async with app.run_test(size=SIZE) as pilot:
+        count = await expected_count(scene.conn)
+        await until(pilot, lambda: settled(app, count), "the dashboard to be live")
+        await scene.some_events()
+        count = await expected_count(scene.conn)
+        await until(pilot, lambda: settled(app, count), "the new events")
+        await until(pilot, lambda: len(app.query_one("#events").entries) >= 4, "4 log entries")
+        app.tree.select_key(first_instance_of(app, "CatalogService"))
+        await shoot(app, pilot, out, "main.svg")
+
+        app.tree.select_key(first_instance_of(app, "OrderShippingService"))
+        await pilot.press("i")
+        await until(pilot, lambda: isinstance(app.screen, InspectScreen), "the inspect view")
+        await shoot(app, pilot, out, "inspect.svg")
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, InspectScreen), "the main view")
+
+        await pilot.press("r")
+        await until(pilot, lambda: isinstance(app.screen, RegisterScreen), "the register form")
+        form = app.screen
+        # The form proposes a free port; a fixed one keeps the picture stable.
+        form.query_one("#address", Input).value = "http://localhost:5000"
+        form.query_one("#extra", Input).value = '{"Zone": "eu-west-1a"}'
+        form.query_one("#name", Input).focus()
+        await shoot(app, pilot, out, "register.svg")
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, RegisterScreen), "the main view")
+
+        # The crashed instance: photographed when its lease is about to run out.
+        remaining = app.session.ttl(app.session.state.get(scene.expiring_key).lease)[0]
+        if remaining is None or remaining < EXPIRING_SHOT_AT[0] + 1:
+            await scene.start_expiring()  # too late already (a slow machine): once more
+        key = scene.expiring_key
+
+        def about_to_expire() -> bool:
+            inst = app.session.state.get(key)
+            if inst is None:
+                return False
+            left = app.session.ttl(inst.lease)[0]
+            return left is not None and EXPIRING_SHOT_AT[0] < left <= EXPIRING_SHOT_AT[1]
+
+        await until(pilot, about_to_expire, "the instance to be about to expire", timeout=40)
+        app.tree.select_key(key)
+        await shoot(app, pilot, out, "expiring.svg")
+        await app.shutdown_session()
+
+
+async def readonly_shot(scene: Scene, out: Path) -> None:
+    app = RegistryApp(scene.config, read_only=True)
+    async with app.run_test(size=SIZE) as pilot:
+        count = await expected_count(scene.conn)
+        await until(pilot, lambda: settled(app, count), "the read-only dashboard to be live")
+        app.tree.select_key(first_instance_of(app, "LegacyBillingService"))
+        await shoot(app, pilot, out, "readonly.svg")
+        await app.shutdown_session()
+
+
+async def run(endpoint: str, out: Path) -> None:
+    config = ConnectionConfig(endpoints=(endpoint,), prefix=PREFIX)
+    scene = Scene(config)
+    await scene.start()
+    try:
+        await dashboard_shots(scene, out)
+        if scene.expiring is not None:  # gone by now or about to: not part of the next shot
+            await scene.expiring.unregister()
+            scene.expiring = None
+        await readonly_shot(scene, out)
+    finally:
+        await scene.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "screenshots", help="directory for the SVG files"
+    )
+    args = parser.parse_args(argv)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    etcd = EmbeddedEtcd(name="screenshots", log_level="warn")
+    etcd.start()
+    try:
+        asyncio.run(run(etcd.endpoint, out))
+    finally:
+        etcd.cleanup()
+    missing = [name for name in NAMES if not (out / name).is_file()]
+    if missing:
+        print(f"missing: {', '.join(missing)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""scripts/screenshots.py: run it into a temp dir and read what the five SVGs show.
+
+It runs the real dashboard on a private etcd, so it needs etcd (skipped without it,
+an error on CI).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import require_etcd
+
+ROOT = Path(__file__).resolve().parent.parent
+NAMES = ("main.svg", "expiring.svg", "inspect.svg", "register.svg", "readonly.svg")
+SERVICES = (
+    "CatalogService",
+    "ConfigService",
+    "InventoryService",
+    "LegacyBillingService",
+    "NotificationService",
+    "OrderShippingService",
+    "PaymentService",
+)
+
+_TEXT = re.compile(
+    r'<text [^>]*x="([\d.]+)"[^>]*clip-path="url\(#[^)]*-line-(\d+)\)"[^>]*>([^<]*)</text>'
+)
+CELL = 12.2  # the width of one terminal cell in Rich's SVG export
+
+
+def screen_lines(svg: str) -> list[str]:
+    """The terminal lines of a Rich/Textual SVG export, as plain text (blanks restored:
+    the export draws only the backgrounds of empty cells)."""
+    lines: dict[int, dict[int, str]] = {}
+    for x, number, text in _TEXT.findall(svg):
+        column = round(float(x) / CELL)
+        lines.setdefault(int(number), {})[column] = html.unescape(text).replace("\xa0", " ")
+    result = []
+    for _, spans in sorted(lines.items()):
+        line = ""
+        for column, text in sorted(spans.items()):
+            line = line.ljust(column) + text
+        result.append(line.rstrip())
+    return result
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    require_etcd()
+    out = tmp_path_factory.mktemp("screenshots")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "screenshots.py"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    found = sorted(p.name for p in out.iterdir())
+    assert found == sorted(NAMES), found
+    return {name: "\n".join(screen_lines((out / name).read_text())) for name in NAMES}
+
+
+def test_every_svg_is_a_whole_screen(shots: dict[str, str]) -> None:
+    for name, text in shots.items():
+        assert len(text.splitlines()) == 36, name  # run_test(size=(120, 36))
+
+
+def test_main_view(shots: dict[str, str]) -> None:
+    text = shots["main.svg"]
+    for service in SERVICES:
+        assert service in text
+    assert "(unrecognised keys)" in text
+    assert "value is not JSON" in text  # the legacy service's text value
+    assert "no lease" in text  # ConfigService/static-1
+    assert "lease ?" not in text  # every countdown known
+    assert re.search(r"\d+ seconds", text)
+    assert "live" in text and "7 services · 20 instances" in text
+    for kind in ("PUT", "UPDATE", "DELETE"):
+        assert kind in text  # the event log
+    for action in ("Register", "Revoke", "Delete", "Inspect", "Quit"):
+        assert action in text  # the footer
+
+
+def test_expiring_instance_highlighted_with_little_time_left(shots: dict[str, str]) -> None:
+    text = shots["expiring.svg"]
+    assert "PaymentService  4 instances  (1 expiring)" in text
+    # Its tree row (id, address, countdown): under five seconds left.
+    row = re.search(r"│\s+[0-9a-f]{8}  http://127\.0\.0\.1:5301\s+(\d+) seconds? │", text)
+    assert row is not None, text
+    assert 1 <= int(row[1]) <= 5, row[0]
+    assert "/services/PaymentService/" in text  # its key in the detail pane
+    assert "of 15s" in text
+
+
+def test_inspect_view(shots: dict[str, str]) -> None:
+    text = shots["inspect.svg"]
+    assert "/services/OrderShippingService/" in text
+    for label in ("Service", "Lease", "Granted TTL", "Remaining TTL", "Keys on lease"):
+        assert label in text
+    assert '"Address": "http://127.0.0.1:' in text
+    assert "Copy value" in text and "Close" in text
+
+
+def test_register_form(shots: dict[str, str]) -> None:
+    text = shots["register.svg"]
+    assert "Register a test instance" in text
+    for label in ("Service name", "Address", "TTL (seconds)", "Extra fields"):
+        assert label in text
+    assert "http://localhost:5000" in text
+    assert "Register" in text and "Cancel" in text
+
+
+def test_read_only_view(shots: dict[str, str]) -> None:
+    text = shots["readonly.svg"]
+    assert "READ-ONLY" in text
+    for service in SERVICES:
+        assert service in text
+    assert "raw value" in text and "status=UP;addr=http://127.0.0.1:4999" in text
+    footer = text.splitlines()[-1]
+    assert "Inspect" in footer and "Quit" in footer
+    for action in ("Register", "Revoke", "Delete", "Pause"):
+        assert action not in footer, footer
