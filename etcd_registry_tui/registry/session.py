@@ -118,10 +118,11 @@ class RegistrySession:
 
     def _batch(self, batch: ChangeBatch) -> None:
         leases = self.state.leases()
-        self.tracker.retain(leases)
         entries: list[LogEntry] = []
         if not batch.snapshot or self.watcher.snapshots_loaded > 1:
             entries = [self._log_entry(change.kind, change.instance) for change in batch.changes]
+        # Only now: the log asks the tracker how much time a deleted key's lease had left.
+        self.tracker.retain(leases)
         for change in batch.changes:
             if change.kind is ChangeKind.DELETE:
                 self._deleted_keys.discard(change.key)
