@@ -178,7 +178,8 @@ class RegistrySession:
     async def revoke(self, lease_id: int) -> int:
         """Revoke a lease; returns how many keys went with it. LeaseNotFound if gone."""
         self._check_writable()
-        keys = self.state.keys_on_lease(lease_id)
+        # A copy: the state's own set empties as the watch reports the keys gone.
+        keys = set(self.state.keys_on_lease(lease_id))
         self._revoked_leases.add(lease_id)
         try:
             await self.conn.revoke(lease_id)
