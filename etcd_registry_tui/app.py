@@ -164,8 +164,10 @@ class RegistryApp(App[int]):
             if self._pending_snapshot:
                 self._pending_snapshot = False
                 self._pending_changes.clear()
+                # Asked before set_state, which puts the cursor on the first row (a header).
+                nothing_highlighted = tree.cursor_index < 0
                 tree.set_state(self.session.state)
-                if tree.highlighted_instance is None and tree.highlighted_service is None:
+                if nothing_highlighted:
                     self._highlight_first()
             elif self._pending_changes:
                 changes, self._pending_changes = self._pending_changes, []
