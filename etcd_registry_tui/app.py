@@ -154,7 +154,8 @@ class RegistryApp(App[int]):
         self.post_message(StatusChanged(status))
 
     def on_registry_dirty(self, _: RegistryDirty) -> None:
-        self._apply_pending()
+        if self.is_running:  # not while shutting down: the widgets may be gone
+            self._apply_pending()
 
     def _apply_pending(self) -> None:
         # Not ``_flush``: that is Textual's App._flush(stderr), called whenever stdout or
@@ -181,6 +182,10 @@ class RegistryApp(App[int]):
         self.updates_applied += 1
 
     def on_status_changed(self, message: StatusChanged) -> None:
+        if not self.is_running:
+            # Shutting down (the watcher reports STOPPED as its worker is cancelled):
+            # the screens and their widgets may be gone already.
+            return
         status = message.status
         self.query_one(StatusBar).set_status(status)
         if status.error and status.attempt <= 1:
