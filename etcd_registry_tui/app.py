@@ -86,6 +86,7 @@ class RegistryApp(App[int]):
         self._pending_log: list[LogEntry] = []
         self._pending_snapshot = False
         self._quitting = False
+        self._select_when_shown: bytes | None = None
         self.updates_applied = 0
 
     # -- layout --------------------------------------------------------------
@@ -176,6 +177,9 @@ class RegistryApp(App[int]):
             if self._pending_log:
                 entries, self._pending_log = self._pending_log, []
                 self.query_one(EventLog).add(entries)
+            wanted = self._select_when_shown
+            if wanted is not None and (tree.select_key(wanted) or wanted in self.session.state):
+                self._select_when_shown = None  # selected, or hidden by the filter
             self._sync_marks()
             self._show_detail()
             self._update_counts()
@@ -306,7 +310,10 @@ class RegistryApp(App[int]):
             return
         self.notify(f"Registered {reg.key} (lease {reg.lease_id:x}, TTL {reg.ttl}s)")
         self._sync_marks()
-        self.tree.select_key(reg.key.encode())
+        key = reg.key.encode()
+        # The watch may not have brought the new key to the tree yet: then select it
+        # when it arrives.
+        self._select_when_shown = None if self.tree.select_key(key) else key
 
     def _revoke_target(self) -> tuple[set[int], str] | None:
         inst = self._highlighted()
