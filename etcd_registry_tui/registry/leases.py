@@ -27,6 +27,11 @@ class LeaseInfo:
     synced_at: float | None = None
     next_sync: float = 0.0
     exists: bool = True
+    # The deadline lies in [lo, hi]: etcd truncates TTLs to whole seconds, so each
+    # reading bounds it by a second plus the round trip; readings of a lease that
+    # was not renewed in between narrow the window to well under a second.
+    lo: float | None = None
+    hi: float | None = None
 
     def remaining(self, now: float) -> float | None:
         if not self.exists:
@@ -46,10 +51,14 @@ class LeaseTracker:
         concurrency: int = 16,
         healthy_interval: float = 4.0,
         urgent_interval: float = 1.0,
+        healthy_rate: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.conn = conn
         self.max_rate = max_rate
+        # Healthy leases share a smaller budget, so a large, stable registry costs little
+        # CPU while leases that are new or close to expiry still get the full max_rate.
+        self.healthy_rate = min(healthy_rate, max_rate)
         self.concurrency = concurrency
         self.healthy_interval = healthy_interval
         self.urgent_interval = urgent_interval
@@ -146,15 +155,24 @@ class LeaseTracker:
         info.synced_at = now
         if ttl < 0:
             info.exists = False
-            info.deadline = now
+            info.deadline = info.lo = info.hi = now
         else:
             info.exists = True
             info.granted = granted
-            # etcd truncates to whole seconds; the middle of that second is closest.
-            start = sent_at if sent_at is not None else now
-            info.deadline = start + (now - start) / 2 + ttl + 0.5
-        interval = self._interval(info, now)
-        info.next_sync = now + interval
+            if sent_at is None:  # a keep-alive or grant answer: renewed just now, to the second
+                lo, hi = now + ttl - 0.25, now + ttl
+            else:  # etcd truncates the remaining time: it lies in [ttl, ttl + 1)
+                lo, hi = sent_at + ttl, now + ttl + 1
+            if info.lo is not None and info.hi is not None and lo <= info.hi and info.lo <= hi:
+                lo, hi = max(lo, info.lo), min(hi, info.hi)  # not renewed: narrow the window
+            info.lo, info.hi = lo, hi
+            info.deadline = (lo + hi) / 2
+        info.next_sync = now + self._interval(info, now)
+        if info.exists and info.lo is not None and info.hi is not None and info.hi - info.lo > 0.1:
+            # Ask when a whole number of seconds is left at the window's middle: the
+            # answer then says which half holds the deadline (a binary search).
+            middle = (info.lo + info.hi) / 2
+            info.next_sync += (middle - info.next_sync) % 1.0
         queue = self._urgent if self._is_urgent(info, now) else self._queue
         heapq.heappush(queue, (info.next_sync, info.lease_id))
 
@@ -168,18 +186,23 @@ class LeaseTracker:
         if lease_id in self.leases:
             self._record(self.leases[lease_id], ttl, granted, sent_at)
 
-    def _due(self, now: float, limit: int) -> list[int]:
+    def _due(self, now: float, limit: int, healthy_limit: int) -> tuple[list[int], int]:
+        """Leases to sync now: urgent ones first; returns (leases, how many healthy)."""
         due: list[int] = []
         seen: set[int] = set()
+        healthy = 0
         for queue in (self._urgent, self._queue):
             while queue and len(due) < limit and queue[0][0] <= now:
+                if queue is self._queue and healthy >= healthy_limit:
+                    break
                 when, lease_id = heapq.heappop(queue)
                 info = self.leases.get(lease_id)
                 if info is None or lease_id in seen or info.next_sync != when:
                     continue  # stale heap entry
                 seen.add(lease_id)
                 due.append(lease_id)
-        return due
+                healthy += queue is self._queue
+        return due, healthy
 
     async def run(self, period: float = 0.25) -> None:
         """Sync due leases forever, at most ``max_rate`` calls a second."""
@@ -197,15 +220,19 @@ class LeaseTracker:
                         info.next_sync = self.clock() + 2.0
                         heapq.heappush(self._urgent, (info.next_sync, lease_id))
 
-        budget = 0.0
+        budget = healthy_budget = 0.0
         last = self.clock()
         while True:
             now = self.clock()
             budget = min(self.max_rate, budget + (now - last) * self.max_rate)
+            healthy_budget = min(
+                self.healthy_rate, healthy_budget + (now - last) * self.healthy_rate
+            )
             last = now
-            due = self._due(now, int(budget))
+            due, healthy = self._due(now, int(budget), int(healthy_budget))
             if due:
                 budget -= len(due)
+                healthy_budget -= healthy
                 await asyncio.gather(*(one(lease_id) for lease_id in due))
             self._wake.clear()
             wait = period
