@@ -34,6 +34,7 @@ from .widgets.registry_tree import RegistryTree
 from .widgets.status_bar import StatusBar
 
 WRITE_ACTIONS = {"register", "revoke", "delete", "pause"}
+DASHBOARD_ACTIONS = WRITE_ACTIONS | {"inspect", "filter", "clear_filter"}
 
 BackgroundTask = Callable[[], Awaitable[Any]]
 
@@ -263,6 +264,8 @@ class RegistryApp(App[int]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in WRITE_ACTIONS and self.read_only:
             return False
+        if action in DASHBOARD_ACTIONS and len(self.screen_stack) > 1:
+            return False  # they act on the tree, which is behind the inspect/help screen
         return True
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:

@@ -67,5 +67,7 @@ class EventLog(ScrollView):
         ]
         if entry.detail:
             segments.append(Segment(f"  {entry.detail}", Style(dim=True)))
-        strip = Strip(segments).crop(0, width)
+        strip = Strip(segments)
+        if strip.cell_length > width > 1:
+            strip = Strip(list(strip.crop(0, width - 1)) + [Segment("…", Style(dim=True))])
         return strip.extend_cell_length(width).apply_style(self.rich_style)

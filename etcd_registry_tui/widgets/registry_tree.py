@@ -832,7 +832,11 @@ class RegistryTree(ScrollView, can_focus=True):
                     style("registry-tree--instance", "registry-tree--problem", cursor=cursor),
                 )
             )
-        return list(Strip(parts).adjust_cell_length(width, row))
+        strip = Strip(parts)
+        if strip.cell_length > width > 1:
+            # Cut with a visible mark rather than silently.
+            strip = Strip(list(strip.crop(0, width - 1)) + [Segment("…", row)])
+        return list(strip.adjust_cell_length(width, row))
 
     def _countdown(self, lease: int, width: int, cursor: bool) -> list[Segment]:
         if not lease:
@@ -850,9 +854,12 @@ class RegistryTree(ScrollView, can_focus=True):
             if len(self._countdown_cache) > 4096:
                 self._countdown_cache.clear()
             row = self._style("registry-tree--instance", cursor=cursor)
-            text_style = self._style(
-                "registry-tree--instance", f"registry-tree--{level}", cursor=cursor
-            )
+            text_style = self._style("registry-tree--instance", f"registry-tree--{level}")
+            if cursor:
+                # A coloured countdown on the cursor's background is hard to read: show
+                # it as a pill of its own colour instead.
+                text_style += Style(reverse=True)
+                text = f" {text} "
             text = text[: max(0, width - 1)]
             pad = width - 1 - cell_len(text)
             segments = [Segment(" " * pad, row), Segment(text, text_style), Segment(" ", row)]
