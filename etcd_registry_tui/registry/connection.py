@@ -312,7 +312,9 @@ class EtcdConnection:
         except (Exception, TimeoutError) as exc:
             raise translate(exc, self.endpoint) from None
         stub = rpc.WatchStub(client.channel)
-        call = stub.Watch(metadata=client.metadata)
+        # "hasleader": a member cut off from its cluster cancels the watch instead of
+        # silently serving a stale view; we then reconnect, possibly to another member.
+        call = stub.Watch(metadata=(*(client.metadata or ()), ("hasleader", "true")))
         create = rpc.WatchCreateRequest(
             key=prefix,
             range_end=utils.prefix_range_end(prefix),

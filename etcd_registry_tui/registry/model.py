@@ -295,11 +295,28 @@ class RegistryState:
         self._remove(previous)
         return Change(ChangeKind.DELETE, previous, previous, revision)
 
-    def load(self, kvs: Iterable[KeyValueLike], revision: int) -> list[Change]:
+    def parse(self, kvs: Iterable[KeyValueLike]) -> dict[bytes, Instance]:
+        """Build the instances for kvs that are new or changed since what is held."""
+        held = self.instances
+        parsed: dict[bytes, Instance] = {}
+        for kv in kvs:
+            previous = held.get(kv.key)
+            if previous is None or previous.mod_revision != kv.mod_revision:
+                first_seen = previous.first_seen if previous is not None else None
+                parsed[kv.key] = Instance.from_kv(kv, self.prefix, first_seen)
+        return parsed
+
+    def load(
+        self,
+        kvs: Iterable[KeyValueLike],
+        revision: int,
+        parsed: dict[bytes, Instance] | None = None,
+    ) -> list[Change]:
         """Replace the content with a snapshot taken at ``revision``.
 
         Returns the difference to what was held before as ordinary changes, so a
         consumer sees a reload (after a compaction, say) like any other update.
+        ``parsed`` may hold instances already built from these kvs (see :meth:`parse`).
         """
         old = self.instances
         self.instances = {}
@@ -311,7 +328,9 @@ class RegistryState:
             if previous is not None and previous.mod_revision == kv.mod_revision:
                 self._insert(previous)
                 continue
-            inst = Instance.from_kv(kv, self.prefix, previous.first_seen if previous else None)
+            inst = parsed.get(kv.key) if parsed else None
+            if inst is None or inst.mod_revision != kv.mod_revision:
+                inst = Instance.from_kv(kv, self.prefix, previous.first_seen if previous else None)
             self._insert(inst)
             kind = ChangeKind.UPDATE if previous is not None else ChangeKind.CREATE
             changes.append(Change(kind, inst, previous, kv.mod_revision))

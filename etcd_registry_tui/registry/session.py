@@ -117,19 +117,34 @@ class RegistrySession:
         self.on_status(status)
 
     def _batch(self, batch: ChangeBatch) -> None:
-        leases = self.state.leases()
         entries: list[LogEntry] = []
         if not batch.snapshot or self.watcher.snapshots_loaded > 1:
             entries = [self._log_entry(change.kind, change.instance) for change in batch.changes]
         # Only now: the log asks the tracker how much time a deleted key's lease had left.
-        self.tracker.retain(leases)
+        self._follow_leases(batch)
+        deleted_leases: set[int] = set()
         for change in batch.changes:
             if change.kind is ChangeKind.DELETE:
                 self._deleted_keys.discard(change.key)
-        self._revoked_leases &= leases | {
-            c.instance.lease for c in batch.changes if c.kind is ChangeKind.DELETE
+                deleted_leases.add(change.instance.lease)
+        by_lease = self.state.by_lease
+        self._revoked_leases = {
+            lease for lease in self._revoked_leases if lease in by_lease or lease in deleted_leases
         }
         self.on_batch(batch, entries)
+
+    def _follow_leases(self, batch: ChangeBatch) -> None:
+        """Tell the tracker which leases are in use: all of them after a snapshot, else
+        only those the batch touched (cheap for small batches on a large registry)."""
+        if batch.snapshot:
+            self.tracker.retain(self.state.leases())
+            return
+        touched = {c.instance.lease for c in batch.changes}
+        touched.update(c.previous.lease for c in batch.changes if c.previous is not None)
+        touched.discard(0)
+        by_lease = self.state.by_lease
+        self.tracker.track(lease for lease in touched if lease in by_lease)
+        self.tracker.untrack(lease for lease in touched if lease not in by_lease)
 
     def _log_entry(self, kind: ChangeKind, inst: Instance) -> LogEntry:
         if kind is ChangeKind.CREATE:

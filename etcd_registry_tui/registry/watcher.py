@@ -18,7 +18,7 @@ from typing import Any
 from .connection import EtcdConnection
 from .errors import RegistryError, RevisionCompacted
 from .events import ChangeBatch, ConnectionStatus, ConnState
-from .model import Change, RegistryState
+from .model import Change, Instance, RegistryState
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,7 @@ BatchCallback = Callable[[ChangeBatch], None]
 StatusCallback = Callable[[ConnectionStatus], None]
 
 _PUT = 0  # mvccpb.Event.PUT; DELETE is 1
+PARSE_SLICE = 5000
 
 
 def _ignore(_: Any) -> None:
@@ -120,7 +121,13 @@ class RegistryWatcher:
 
     async def _load_snapshot(self, prefix: bytes) -> None:
         kvs, revision = await self.conn.get_prefix(prefix)
-        changes = self.state.load(kvs, revision)
+        # Parse in slices, letting the event loop breathe between them: a UI on the
+        # same loop stays responsive while 100,000 instances load.
+        parsed: dict[bytes, Instance] = {}
+        for start in range(0, len(kvs), PARSE_SLICE):
+            parsed.update(self.state.parse(kvs[start : start + PARSE_SLICE]))
+            await asyncio.sleep(0)
+        changes = self.state.load(kvs, revision, parsed)
         self.snapshots_loaded += 1
         self.on_batch(ChangeBatch(changes, revision, snapshot=True))
 
