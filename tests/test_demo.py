@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+import pty
 import re
+import select
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import time
 
 import psutil
@@ -112,3 +118,87 @@ def test_demo_without_etcd_binary_says_how_to_get_one(tmp_path):
     assert "Traceback" not in result.stderr
     assert "apt-get install etcd-server" in result.stderr
     assert "docker compose" in result.stderr
+
+
+def test_demo_fleet_on_existing_etcd_removes_its_keys_on_exit(etcd, etcdctl):
+    etcdctl.put("/services/Theirs/keep-me", '{"Id": "keep-me"}')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETCDCTL_")}
+    proc = subprocess.Popen(
+        [*CLI, "demo", "--no-ui", "--seed", "5", "--endpoints", etcd.endpoint],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        assert etcd.endpoint in proc.stdout.readline()
+        assert _etcd_children(proc.pid) == [], "no private etcd with --endpoints"
+        deadline = time.monotonic() + 15
+        while len(etcdctl.get_prefix("/services/").kvs) < 5:
+            assert time.monotonic() < deadline, "the fleet did not register in time"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert set(etcdctl.get_prefix("/services/").kvs) == {b"/services/Theirs/keep-me"}, err
+
+
+def _read_until(fd: int, needle: bytes, timeout: float) -> bytes:
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while needle not in seen:
+        left = deadline - time.monotonic()
+        assert left > 0, f"{needle!r} did not appear on the terminal"
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+    return seen
+
+
+@pytest.mark.parametrize("how", ["q", "SIGTERM", "SIGHUP"])
+def test_demo_dashboard_on_a_terminal_stops_its_etcd(how):
+    """The real dashboard on a pseudo-terminal: every way out stops the private etcd."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETCDCTL_")}
+    env.update(TERM="xterm-256color", COLUMNS="120", LINES="40")
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: become the demo
+        os.execvpe(sys.executable, [*CLI, "demo", "--seed", "2"], env)
+    try:
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+        _read_until(fd, b"live", timeout=30)
+        children = _etcd_children(pid)
+        assert len(children) == 1
+        if how == "q":
+            os.write(fd, b"q")
+        else:
+            os.kill(pid, getattr(signal, how))
+        deadline = time.monotonic() + 20
+        status = None
+        while status is None:
+            done, status_code = os.waitpid(pid, os.WNOHANG)
+            if done:
+                status = status_code
+                break
+            try:  # keep draining the terminal so the app never blocks on output
+                while select.select([fd], [], [], 0.1)[0] and os.read(fd, 65536):
+                    pass
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "the demo did not exit"
+    finally:
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(fd)
+    if how == "q":
+        assert os.waitstatus_to_exitcode(status) == 0
+    gone = time.monotonic() + 10
+    while any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children):
+        assert time.monotonic() < gone, "the private etcd outlived the demo"
+        time.sleep(0.1)

@@ -109,9 +109,13 @@ class Fleet:
         ]
 
     async def _start(self, reg: ServiceRegistration) -> None:
-        await reg.register()
+        self.live[reg.key] = reg  # first: stop() then revokes it even if cancelled midway
+        try:
+            await reg.register()
+        except RegistryError:
+            del self.live[reg.key]
+            raise
         reg.start_keepalive()
-        self.live[reg.key] = reg
 
     async def _add_oddities(self) -> None:
         prefix = self.config.prefix
@@ -124,8 +128,8 @@ class Fleet:
         # A key without a lease: a permanent entry.
         key = f"{prefix}ConfigService/static-1".encode()
         value = {"Id": "static-1", "Name": "ConfigService", "Address": "http://127.0.0.1:4000"}
-        await self.conn.put(key, json.dumps(value).encode())
         self._static_keys.append(key)
+        await self.conn.put(key, json.dumps(value).encode())
 
     # -- the life of the fleet -----------------------------------------------
     async def start(self) -> None:

@@ -87,6 +87,9 @@ class ServiceRegistration:
         self.registrations = 0
         self.paused = False
         self._task: asyncio.Task[None] | None = None
+        # Checked by the loop as well as cancelling it: Python 3.11's wait_for can swallow
+        # a cancellation, and a loop that then went on would register the key again.
+        self._stopping = False
         self._stream = self.conn.keepalive_stream()
 
     # -- the record ----------------------------------------------------------
@@ -109,13 +112,15 @@ class ServiceRegistration:
     async def register(self) -> int:
         """Grant a lease and put the instance bound to it; returns the lease id."""
         lease_id, granted = await self.conn.grant(self.ttl)
+        # Known at once, so an unregister() revokes it even if the put is cancelled.
+        self.lease_id, self.last_ttl = lease_id, granted
         try:
             await self.conn.put(self.key.encode(), self.payload(), lease=lease_id)
         except RegistryError:
+            self.lease_id = None
             with contextlib.suppress(RegistryError):
                 await self.conn.revoke(lease_id)
             raise
-        self.lease_id, self.last_ttl = lease_id, granted
         self.last_heartbeat = time.monotonic()
         self.registrations += 1
         log.info("registered %s with lease %x", self.key, lease_id)
@@ -138,17 +143,19 @@ class ServiceRegistration:
 
     # -- heartbeats ----------------------------------------------------------
     def start_keepalive(self) -> asyncio.Task[None]:
+        self._stopping = False
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self.keep_alive(), name=f"keepalive {self.key}")
         return self._task
 
     async def stop_keepalive(self) -> None:
+        self._stopping = True
         task, self._task = self._task, None
         # Cancel the gRPC stream first: it unblocks a heartbeat stuck in write/read.
         self._stream.close()
         if task is not None:
             task.cancel()
-            await asyncio.wait({task}, timeout=2)
+            await asyncio.wait({task}, timeout=self.conn.config.command_timeout + 1)
 
     def pause(self) -> None:
         """Stop sending heartbeats (the lease runs out) without unregistering."""
@@ -165,10 +172,13 @@ class ServiceRegistration:
         Returns True when the lease was renewed, False when a new one was needed.
         """
         if self.lease_id is None:
-            await self.register()
+            if not self._stopping:
+                await self.register()
             return False
         ttl = await self._stream.keepalive(self.lease_id)
         if ttl <= 0:
+            if self._stopping:
+                return False
             log.warning("lease %x of %s was lost; registering again", self.lease_id, self.key)
             self._emit("lost")
             self.lease_id = None
@@ -182,7 +192,7 @@ class ServiceRegistration:
     async def keep_alive(self) -> None:
         """Heartbeat every third of the TTL until cancelled; survive etcd outages."""
         failures = 0
-        while True:
+        while not self._stopping:
             interval = max(0.5, self.ttl / 3)
             if self.paused:
                 await asyncio.sleep(0.2)
