@@ -140,7 +140,7 @@ class EtcdConnection:
 
     async def connect(self) -> None:
         """Connect and prove etcd answers (a cheap Status call), or raise."""
-        await self._call(self._status_raw, timeout=self.config.dial_timeout)
+        await self._call(self._status_raw)
 
     async def close(self) -> None:
         client, self._client = self._client, None
@@ -163,16 +163,20 @@ class EtcdConnection:
     async def _ready(self) -> _Client:
         client = self.client
         assert isinstance(client, _Client)
-        await asyncio.wait_for(client.connect(), self.config.dial_timeout + 1)
+        if not client._connected.is_set():  # the common case costs no task
+            await asyncio.wait_for(client.connect(), self.config.dial_timeout + 1)
         return client
 
-    async def _call(self, fn: Callable[[_Client], Awaitable[T]], timeout: float | None = None) -> T:
-        """Run ``fn(client)`` under a deadline; re-authenticate once on a stale token."""
-        deadline = timeout or self.config.command_timeout
+    async def _call(self, fn: Callable[[_Client], Awaitable[T]]) -> T:
+        """Run ``fn(client)``; re-authenticate once on a stale token.
+
+        Every ``fn`` passes :meth:`_opts` to its stub call, so gRPC enforces the
+        deadline itself (no extra task per call, which the lease tracker would feel).
+        """
         for attempt in (1, 2):
             try:
                 client = await self._ready()
-                return await asyncio.wait_for(fn(client), deadline + 1)
+                return await fn(client)
             except RegistryError:
                 raise
             except asyncio.CancelledError:
@@ -215,7 +219,7 @@ class EtcdConnection:
             response = await client.kvstub.Range(request, **opts)
             return list(response.kvs), response.header.revision
 
-        return await self._call(run, timeout=timeout or max(30.0, self.config.command_timeout))
+        return await self._call(run)
 
     async def get(self, key: bytes) -> Any | None:
         async def run(client: _Client) -> Any | None:
