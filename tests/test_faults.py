@@ -289,6 +289,38 @@ async def test_cluster_members_going_away_one_at_a_time(
         assert run.watcher.status.state is ConnState.LIVE
 
 
+async def test_member_cut_off_from_its_quorum_does_not_serve_a_stale_view(
+    etcd_cluster: EmbeddedCluster,
+    cluster_etcdctl: Etcdctl,
+) -> None:
+    """Watching one member whose two peers freeze: without a leader it cannot know the
+    newest data, so the watch must not stay LIVE (the watch requires a leader)."""
+    etcdctl = cluster_etcdctl
+    seed(etcdctl)
+    lonely, *others = etcd_cluster.members
+    async with (
+        connection([lonely.endpoint], dial_timeout=2.0, command_timeout=3.0) as conn,
+        running_watcher(conn) as run,
+    ):
+        await assert_matches_etcdctl(run.watcher, etcdctl, PREFIX)
+        mark = len(run.statuses)
+        for member in others:
+            member.freeze()
+        try:
+            await eventually(
+                lambda: run.saw(ConnState.RECONNECTING, since=mark),
+                timeout=30,
+                message="the watch stayed LIVE on a member without a leader",
+            )
+        finally:
+            for member in others:
+                member.thaw()
+        await ctl_retry(etcdctl, "put", "/services/Quorum/back", "{}")
+        await wait_state(run, ConnState.LIVE, timeout=30)
+        view = await assert_matches_etcdctl(run.watcher, etcdctl, PREFIX, timeout=30)
+        assert b"/services/Quorum/back" in view
+
+
 # --------------------------------------------------------------------------------------------
 # soaks (run with --soak)
 
