@@ -6,7 +6,13 @@ Connection options are named as etcdctl names them and fall back to the same
 
 from __future__ import annotations
 
-import argparse
+import os
+
+# gRPC's C core logs TLS and connection trouble straight to stderr, which would
+# scribble over the dashboard; our own errors say what went wrong instead.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+
+import argparse  # noqa: E402
 import asyncio
 import json
 import signal

@@ -22,6 +22,7 @@ from aetcd import rpc, utils
 
 from .config import ConnectionConfig
 from .errors import (
+    ConfigError,
     EtcdAuthError,
     EtcdUnavailable,
     LeaseNotFound,
@@ -76,10 +77,19 @@ class _Client(aetcd.Client):
         options = list(self._options.items())
         if not cfg.tls:
             return grpc.aio.insecure_channel(cfg.grpc_target, options=options)
+
+        def read(option: str, path: str | None) -> bytes | None:
+            if path is None:
+                return None
+            try:
+                return Path(path).read_bytes()
+            except OSError as exc:
+                raise ConfigError(f"cannot read {option} {path}: {exc.strerror}") from None
+
         creds = grpc.ssl_channel_credentials(
-            root_certificates=Path(cfg.cacert).read_bytes() if cfg.cacert else None,
-            private_key=Path(cfg.key).read_bytes() if cfg.key else None,
-            certificate_chain=Path(cfg.cert).read_bytes() if cfg.cert else None,
+            root_certificates=read("--cacert", cfg.cacert),
+            private_key=read("--key", cfg.key),
+            certificate_chain=read("--cert", cfg.cert),
         )
         return grpc.aio.secure_channel(cfg.grpc_target, creds, options=options)
 

@@ -32,6 +32,10 @@ class EtcdTimeout(EtcdUnavailable):
     hint = "etcd did not answer in time; it may be overloaded, frozen or unreachable"
 
 
+class EtcdTlsError(RegistryError):
+    hint = "check --cacert/--cert/--key, and https:// for a TLS endpoint"
+
+
 class EtcdAuthError(RegistryError):
     hint = "check --user name:password (or ETCDCTL_USER)"
 
@@ -90,12 +94,25 @@ def translate(exc: BaseException, endpoint: str) -> RegistryError:
         return EtcdPermissionDenied(f"etcd at {endpoint} denied access: {details}")
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return EtcdTimeout(f"etcd at {endpoint} did not answer in time")
+    tls_words = ("handshake", "ssl", "tsi_", "certificate", "unwrap failed")
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN, None) and any(
+        word in lowered for word in tls_words
+    ):
+        reason = "certificate not trusted" if "verify_failed" in lowered else "handshake failed"
+        if "bad_certificate" in lowered or "unwrap failed" in lowered:
+            reason = "etcd rejected the client certificate (or the connection is not TLS)"
+        return EtcdTlsError(f"TLS with etcd at {endpoint} failed: {reason}")
     if code == grpc.StatusCode.UNAVAILABLE:
         reason = details.splitlines()[0] if details else "unavailable"
         if "connection refused" in lowered:
             reason = "connection refused"
         elif "timed out" in lowered:  # something listens but never completes the handshake
             return EtcdTimeout(f"etcd at {endpoint} did not answer in time (connect timed out)")
+        elif "socket closed" in lowered:  # typical of plain text sent to a TLS port
+            return EtcdUnavailable(
+                f"etcd at {endpoint} closed the connection",
+                "if it serves TLS, use https:// with --cacert (and --cert/--key)",
+            )
         return EtcdUnavailable(f"cannot reach etcd at {endpoint}: {reason}")
     if code == grpc.StatusCode.CANCELLED:
         return EtcdUnavailable(f"connection to etcd at {endpoint} was closed")
