@@ -7,9 +7,13 @@ import contextlib
 import gc
 import os
 import signal
+import sys
+import tempfile
 from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
 from typing import Any
 
+from rich.console import Console
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
@@ -46,7 +50,7 @@ class RegistryApp(App[int]):
     """The dashboard. ``start_session=False`` shows the session's state without
     connecting (used for snapshot tests of a prepared state)."""
 
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses live elsewhere
     TITLE = "etcd registry"
     ENABLE_COMMAND_PALETTE = True
 
@@ -469,6 +473,22 @@ class RegistryApp(App[int]):
         for hook in self.on_shutdown:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(hook(), 5)
+
+    def _print_error_renderables(self) -> None:
+        """An internal error: the traceback goes to a file, the terminal gets one line."""
+        if not self._exit_renderables:
+            return
+        path = Path(tempfile.gettempdir()) / f"etcd-registry-tui-crash-{os.getpid()}.log"
+        with contextlib.suppress(OSError), path.open("w") as log:
+            console = Console(file=log, width=120, color_system=None)
+            for renderable in self._exit_renderables:
+                console.print(renderable)
+        self._exit_renderables.clear()
+        print(
+            f"etcd-registry-tui: error: the dashboard stopped on an internal error;"
+            f" details in {path}",
+            file=sys.stderr,
+        )
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state is WorkerState.ERROR and event.worker.error is not None:

@@ -51,7 +51,7 @@ class LeaseTracker:
         concurrency: int = 16,
         healthy_interval: float = 4.0,
         urgent_interval: float = 1.0,
-        healthy_rate: float = 30.0,
+        healthy_rate: float = 20.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.conn = conn
