@@ -60,8 +60,9 @@ def text_of(widget: Widget) -> str:
 def detail_text(app: RegistryApp) -> str:
     detail = app.query_one(DetailPane)
     meta = text_of(detail.query_one("#detail-meta", Static))
+    live = [text_of(detail.query_one(f"#detail-{name}")) for name in ("ttl", "seen")]
     value = text_of(detail.query_one("#detail-value", Static))
-    return flat(f"{meta}\n{value}")
+    return flat("\n".join([meta, *live, value]))
 
 
 def flat(text: str) -> str:

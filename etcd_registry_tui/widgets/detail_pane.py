@@ -10,10 +10,37 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 from textual.containers import VerticalScroll
+from textual.widget import Widget
 from textual.widgets import Static
 
 from ..registry.model import Instance
 from .ttl_text import describe_ttl
+
+LABEL_WIDTH = 10
+
+
+class LiveLine(Widget):
+    """One label and a value that changes every second, redrawn without a layout pass."""
+
+    DEFAULT_CSS = "LiveLine { height: 1; }"
+
+    def __init__(self, label: str, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.label = label
+        self._value = Text()
+
+    def set(self, value: str | Text) -> None:
+        text = value if isinstance(value, Text) else Text(value)
+        if text.plain != self._value.plain or text.style != self._value.style:
+            self._value = text
+            self.refresh()
+
+    def render(self) -> Text:
+        line = Text()
+        line.append(f"{self.label:<{LABEL_WIDTH}}", "bold")
+        line.append(" ")
+        line.append_text(self._value)
+        return line
 
 
 class DetailPane(VerticalScroll):
@@ -32,10 +59,14 @@ class DetailPane(VerticalScroll):
         self._lease_keys = 0
         self._own = False
         self._meta = Static(id="detail-meta")
+        self._ttl_line = LiveLine("TTL", id="detail-ttl")
+        self._seen_line = LiveLine("first seen", id="detail-seen")
         self._value = Static(id="detail-value")
 
     def compose(self):  # type: ignore[override]
         yield self._meta
+        yield self._ttl_line
+        yield self._seen_line
         yield self._value
 
     def on_mount(self) -> None:
@@ -52,6 +83,8 @@ class DetailPane(VerticalScroll):
     ) -> None:
         changed = instance is not self.instance
         self.instance, self._ttl, self._lease_keys, self._own = instance, ttl, lease_keys, own
+        live = instance is not None
+        self._ttl_line.display = self._seen_line.display = live
         if instance is None:
             self._meta.update(
                 Text(service_summary or "Highlight an instance to see it here.", "dim")
@@ -59,22 +92,29 @@ class DetailPane(VerticalScroll):
             self._value.update("")
             return
         self._meta.update(self._meta_table())
+        self._update_live()
         if changed:
             self._value.update(value_renderable(instance))
 
     def update_ttl(self, ttl: tuple[float | None, int | None]) -> None:
-        """Called every second: only the metadata (countdown) is redrawn."""
-        if self.instance is not None and ttl != self._ttl:
+        """Called every second: only the two live lines are redrawn, no layout."""
+        if self.instance is not None:
             self._ttl = ttl
-            self._meta.update(self._meta_table())
+            self._update_live()
+
+    def _update_live(self) -> None:
+        inst = self.instance
+        assert inst is not None
+        remaining, granted = self._ttl
+        self._ttl_line.set(describe_ttl(inst.lease, remaining, granted))
+        self._seen_line.set(humanize.naturaltime(time.time() - inst.first_seen))
 
     def _meta_table(self) -> Table:
         inst = self.instance
         assert inst is not None
         table = Table.grid(padding=(0, 1))
-        table.add_column(style="bold", no_wrap=True)
+        table.add_column(style="bold", no_wrap=True, width=LABEL_WIDTH)
         table.add_column(overflow="fold")
-        remaining, granted = self._ttl
         table.add_row("key", Text(inst.key))
         table.add_row("service", inst.service or "—")
         table.add_row("address", inst.address or Text("(none)", "dim"))
@@ -82,12 +122,10 @@ class DetailPane(VerticalScroll):
             table.add_row("lease", f"{inst.lease_hex}  ({self._lease_keys} key(s) share it)")
         else:
             table.add_row("lease", Text("none — permanent key", "dim"))
-        table.add_row("TTL", describe_ttl(inst.lease, remaining, granted))
         table.add_row(
             "revisions",
             f"create {inst.create_revision} · mod {inst.mod_revision} · version {inst.version}",
         )
-        table.add_row("first seen", humanize.naturaltime(time.time() - inst.first_seen))
         if self._own:
             table.add_row("owner", Text("★ registered by this dashboard", "bold"))
         for problem in inst.problems:
