@@ -20,25 +20,14 @@ import random
 import statistics
 import sys
 import time
-from dataclasses import dataclass
 
 from textual.app import App, ComposeResult
 
-from etcd_registry_tui.registry.model import Change, RegistryState
+from etcd_registry_tui.registry.model import Change, KeyValue, RegistryState
 from etcd_registry_tui.widgets.registry_tree import RegistryTree
 
 PREFIX = "/services/"
 SIZE = (120, 40)
-
-
-@dataclass(slots=True)
-class FakeKV:
-    key: bytes
-    value: bytes
-    create_revision: int
-    mod_revision: int
-    version: int
-    lease: int
 
 
 class FakeLeases:
@@ -67,14 +56,14 @@ class BenchApp(App[None]):
         yield RegistryTree(ttl_source=self.leases)
 
 
-def make_kv(service: int, n: int, revision: int, lease: int) -> FakeKV:
+def make_kv(service: int, n: int, revision: int, lease: int) -> KeyValue:
     instance_id = f"{n:08x}-{service:04x}-4abc-9def-{n * 7919 % 10**12:012d}"
     key = f"{PREFIX}Service{service:04d}/{instance_id}".encode()
     value = (
         f'{{"Id":"{instance_id}","Name":"Service{service:04d}",'
         f'"Address":"http://10.{service % 256}.{n // 256 % 256}.{n % 256}:8080"}}'
     ).encode()
-    return FakeKV(key, value, revision, revision, 1, lease)
+    return KeyValue(key, value, revision, revision, 1, lease)
 
 
 def percentile(values: list[float], fraction: float) -> float:

@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from textual.app import App, ComposeResult
 
-from etcd_registry_tui.registry.model import Change, RegistryState
+from etcd_registry_tui.registry.model import Change, KeyValue, RegistryState
 from etcd_registry_tui.widgets import RegistryTree
 
 PREFIX = "/services/"
 
 
-@dataclass
-class FakeKV:
-    key: bytes
-    value: bytes
-    create_revision: int = 1
-    mod_revision: int = 1
-    version: int = 1
-    lease: int = 0
-
-
-def kv(service: str, instance_id: str, address: str | None = "10.0.0.1:80", **kw: int) -> FakeKV:
+def kv(service: str, instance_id: str, address: str | None = "10.0.0.1:80", **kw: int) -> KeyValue:
     value = b'{"Id": "%s"}' % instance_id.encode()
     if address is not None:
         value = b'{"Id": "%s", "Address": "%s"}' % (instance_id.encode(), address.encode())
-    return FakeKV(f"{PREFIX}{service}/{instance_id}".encode(), value, **kw)
+    return KeyValue(f"{PREFIX}{service}/{instance_id}".encode(), value, **kw)
 
 
 def key(service: str, instance_id: str) -> bytes:
@@ -65,7 +53,7 @@ class TreeApp(App[None]):
         self.selected.append(message.raw_key)
 
 
-def make_state(kvs: list[FakeKV], revision: int = 10) -> RegistryState:
+def make_state(kvs: list[KeyValue], revision: int = 10) -> RegistryState:
     state = RegistryState(PREFIX)
     state.load(kvs, revision)
     return state
@@ -93,8 +81,8 @@ BASIC = [
     kv("OrderShippingService", "aaaaaaaa-0001", "10.0.0.1:80"),
     kv("OrderShippingService", "cccccccc-0003", None),
     kv("Alpha", "11111111-0001", "10.1.0.1:80"),
-    FakeKV(b"/services/loose-key", b"{}"),
-    FakeKV(b"/services/Alpha/deep/key", b'{"Address": "x"}'),
+    KeyValue(b"/services/loose-key", b"{}"),
+    KeyValue(b"/services/Alpha/deep/key", b'{"Address": "x"}'),
 ]
 
 
@@ -132,7 +120,7 @@ async def test_problem_entries_show_mark_and_reason() -> None:
     async with app.run_test(size=(120, 20)) as pilot:
         tree = app.query_one(RegistryTree)
         tree.set_state(
-            make_state([kv("Svc", "good0001"), FakeKV(key("Svc", "bad00001"), b"not json")])
+            make_state([kv("Svc", "good0001"), KeyValue(key("Svc", "bad00001"), b"not json")])
         )
         await pilot.pause()
         assert "⚠ value is not JSON" in line_with(tree, "bad00001")

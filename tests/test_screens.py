@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Callable
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -15,7 +14,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Input, Label, Static
 
-from etcd_registry_tui.registry.model import Instance
+from etcd_registry_tui.registry.model import Instance, KeyValue
 from etcd_registry_tui.screens import (
     LEGEND,
     ConfirmScreen,
@@ -38,9 +37,7 @@ def make_instance(
 ) -> Instance:
     if isinstance(value, dict):
         value = json.dumps(value).encode()
-    kv = SimpleNamespace(
-        key=key, value=value, create_revision=12, mod_revision=34, version=3, lease=lease
-    )
+    kv = KeyValue(key=key, value=value, create_revision=12, mod_revision=34, version=3, lease=lease)
     return Instance.from_kv(kv, PREFIX, first_seen=first_seen)
 
 

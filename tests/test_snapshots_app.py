@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
@@ -22,6 +21,7 @@ from textual.pilot import Pilot
 from etcd_registry_tui.app import RegistryApp
 from etcd_registry_tui.registry.config import ConnectionConfig
 from etcd_registry_tui.registry.events import ConnectionStatus, ConnState
+from etcd_registry_tui.registry.model import KeyValue
 from etcd_registry_tui.registry.registration import ServiceRegistration
 from etcd_registry_tui.registry.session import LogEntry, LogKind, RegistrySession
 from etcd_registry_tui.widgets import event_log
@@ -54,21 +54,11 @@ LEASES = {
 }
 
 
-@dataclass(frozen=True)
-class FakeKV:
-    key: bytes
-    value: bytes
-    create_revision: int
-    mod_revision: int
-    version: int
-    lease: int
-
-
 def instance_kv(
     service: str, instance_id: str, address: str, lease: int, revision: int, **extra: Any
-) -> FakeKV:
+) -> KeyValue:
     value = {"Id": instance_id, "Name": service, "Address": address, **extra}
-    return FakeKV(
+    return KeyValue(
         key=f"{PREFIX}{service}/{instance_id}".encode(),
         value=json.dumps(value).encode(),
         create_revision=revision,
@@ -116,7 +106,7 @@ KVS = [
     instance_kv("PaymentGateway", "pay-01", "https://10.0.7.2:8443", PAYMENTS_LEASE, 2001),
     instance_kv("PaymentGateway", "pay-02", "https://10.0.7.3:8443", EXPIRING_LEASE, 2002),
     instance_kv("ConfigService", "static-01", "http://10.0.9.1:8080", 0, 17),  # no lease
-    FakeKV(LEGACY_KEY, b"host=10.0.3.3 port=9000", 300, 300, 1, 0),  # not JSON
+    KeyValue(LEGACY_KEY, b"host=10.0.3.3 port=9000", 300, 300, 1, 0),  # not JSON
     instance_kv(
         "TestService",
         "c0ffee00-1111-4222-8333-944445555666",
@@ -124,8 +114,8 @@ KVS = [
         PAUSED_LEASE,
         4650,
     ),
-    FakeKV(f"{PREFIX}stray-key".encode(), b'{"Id": "stray"}', 400, 400, 1, 0),
-    FakeKV(f"{PREFIX}Deep/level/three".encode(), b"\x00\x01\xfe\xff binary", 401, 402, 2, 0),
+    KeyValue(f"{PREFIX}stray-key".encode(), b'{"Id": "stray"}', 400, 400, 1, 0),
+    KeyValue(f"{PREFIX}Deep/level/three".encode(), b"\x00\x01\xfe\xff binary", 401, 402, 2, 0),
 ]
 SHARED_KEY = KVS[1].key
 

@@ -7,7 +7,6 @@ Regenerate after an intended change with ``pytest tests/test_snapshots_screens.p
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -15,7 +14,7 @@ from textual.app import App, ComposeResult
 from textual.screen import Screen
 from textual.widgets import Label
 
-from etcd_registry_tui.registry.model import Instance
+from etcd_registry_tui.registry.model import Instance, KeyValue
 from etcd_registry_tui.screens import InspectScreen, RegisterScreen
 from etcd_registry_tui.screens import inspect as inspect_module
 
@@ -44,7 +43,7 @@ def fixed_instance() -> Instance:
         "Tags": ["orders", "shipping"],
         "Weight": 3,
     }
-    kv = SimpleNamespace(
+    kv = KeyValue(
         key=b"/services/OrderShippingService/7f3c2a9e-5d41-4b8e-9c0a-1e2f3a4b5c6d",
         value=json.dumps(value).encode(),
         create_revision=1041,
@@ -77,7 +76,7 @@ def test_inspect_snapshot(snap_compare: Any, fixed_clock: None) -> None:
 
 
 def test_inspect_bad_value_snapshot(snap_compare: Any, fixed_clock: None) -> None:
-    kv = SimpleNamespace(
+    kv = KeyValue(
         key=b"/services/Legacy/box-7",
         value=b"\x00\x01binary\xff\xfe payload that is not text",
         create_revision=17,

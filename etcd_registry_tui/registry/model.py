@@ -36,6 +36,19 @@ class KeyValueLike(Protocol):
     lease: int
 
 
+@dataclass(frozen=True, slots=True)
+class KeyValue:
+    """A key-value as etcd hands it out, without a gRPC message: for building a state
+    from other sources (tests, benchmarks, a saved snapshot)."""
+
+    key: bytes
+    value: bytes
+    create_revision: int = 1
+    mod_revision: int = 1
+    version: int = 1
+    lease: int = 0
+
+
 def _pick(fields: dict[str, Any], role: str) -> str | None:
     for alias in _FIELD_ALIASES[role]:
         if alias in fields:
