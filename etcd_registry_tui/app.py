@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -123,17 +124,37 @@ class RegistryApp(App[int]):
             self._pending_snapshot = True
             self._apply_pending()
         self.set_interval(1.0, self._tick, name="countdown")
-        loop = asyncio.get_running_loop()
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signal.SIGTERM, self._quit_on_signal)
-            loop.add_signal_handler(signal.SIGHUP, self._hangup)
+        self._signal_loop = asyncio.get_running_loop()
+        self._previous_handlers: dict[int, Any] = {}
+        with contextlib.suppress(ValueError):  # only possible in the main thread
+            for sig in (signal.SIGTERM, signal.SIGHUP):
+                self._previous_handlers[sig] = signal.signal(sig, self._on_signal)
+
+    def on_unmount(self) -> None:
+        for sig, previous in self._previous_handlers.items():
+            with contextlib.suppress(ValueError, TypeError):
+                signal.signal(sig, previous)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        """SIGTERM: quit as with ``q``. SIGHUP (the terminal is gone): clean up without
+        drawing anything more. Either way a watchdog ends the process if the cleanup
+        cannot finish, e.g. when Textual blocks writing to a terminal that vanished.
+
+        A plain signal handler rather than the event loop's: it still runs when the
+        main thread is blocked outside the loop.
+        """
+        grace = 10.0 if signum == signal.SIGTERM else 5.0
+        watchdog = threading.Timer(grace, os._exit, (128 + signum,))
+        watchdog.daemon = True
+        watchdog.start()
+        handler = self._quit_on_signal if signum == signal.SIGTERM else self._hangup
+        with contextlib.suppress(RuntimeError):  # the loop is closed already
+            self._signal_loop.call_soon_threadsafe(handler)
 
     def _quit_on_signal(self) -> None:
         self.run_worker(self.action_quit(), name="quit", exit_on_error=False)
 
     def _hangup(self) -> None:
-        """The terminal is gone: clean up without drawing anything more, then leave."""
-
         async def leave() -> None:
             await self.shutdown_session()
             os._exit(129)
