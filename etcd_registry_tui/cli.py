@@ -14,6 +14,7 @@ os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 import argparse  # noqa: E402
 import asyncio
+import getpass  # noqa: E402
 import json
 import signal
 import sys
@@ -25,7 +26,7 @@ import humanize
 from . import __version__
 from .registry.config import ConnectionConfig, parse_duration
 from .registry.connection import EtcdConnection
-from .registry.errors import RegistryError
+from .registry.errors import ConfigError, RegistryError
 from .registry.model import RegistryState
 from .registry.registration import ServiceRegistration
 
@@ -101,10 +102,15 @@ def config_from_args(args: argparse.Namespace) -> ConnectionConfig:
     def duration(value: str | None) -> float | None:
         return parse_duration(value) if value else None
 
+    user, password = args.user, args.password
+    if user and ":" not in user and password is None and not os.environ.get("ETCDCTL_PASSWORD"):
+        if not sys.stdin.isatty():
+            raise ConfigError(f"--user {user} has no password: use --user {user}:PASSWORD")
+        password = getpass.getpass(f"Password for {user}: ")  # as etcdctl asks
     return ConnectionConfig.from_options(
         endpoints=args.endpoints,
-        user=args.user,
-        password=args.password,
+        user=user,
+        password=password,
         dial_timeout=duration(args.dial_timeout),
         command_timeout=duration(args.command_timeout),
         prefix=args.prefix,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pty
 import signal
 import subprocess
 import sys
@@ -152,3 +154,32 @@ def test_options_follow_etcdctl_names():
     assert (config.user, config.password) == ("u", "p")
     assert config.dial_timeout == 0.5
     assert config.prefix == "/reg/"
+
+
+def test_user_without_password_is_asked_for_it_on_a_terminal(etcd, etcdctl):
+    etcdctl.run("user", "add", "root:secret")
+    etcdctl.run("auth", "enable")
+    no_tty = subprocess.run(
+        [*CLI, "list", "--endpoints", etcd.endpoint, "--user", "root"],
+        capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert no_tty.returncode == 1 and "use --user root:PASSWORD" in no_tty.stderr
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(
+            sys.executable, [*CLI, "list", "--json", "--endpoints", etcd.endpoint, "--user", "root"]
+        )
+    try:
+        seen = b""
+        while b"Password for root:" not in seen:
+            seen += os.read(fd, 1024)
+        os.write(fd, b"secret\n")
+        out = b""
+        with contextlib.suppress(OSError):  # EIO once the child is gone
+            while chunk := os.read(fd, 65536):
+                out += chunk
+        _, status = os.waitpid(pid, 0)
+    finally:
+        os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 0, out
+    assert b'"services": []' in out
