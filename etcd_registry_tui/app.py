@@ -26,7 +26,7 @@ from textual.worker import Worker, WorkerState
 from .messages import RegistryDirty, StatusChanged
 from .registry.config import ConnectionConfig
 from .registry.errors import RegistryError
-from .registry.events import ChangeBatch, ConnectionStatus
+from .registry.events import ChangeBatch, ConnectionStatus, ConnState
 from .registry.model import UNRECOGNISED, Change, Instance
 from .registry.session import LogEntry, LogKind, RegistrySession
 from .screens.confirm import ConfirmScreen
@@ -217,9 +217,19 @@ class RegistryApp(App[int]):
             # the screens and their widgets may be gone already.
             return
         status = message.status
+        self.tree.set_empty_text(self._empty_text(status))
         self.query_one(StatusBar).set_status(status)
         if status.error and status.attempt <= 1:
             self.query_one(EventLog).add([LogEntry(LogKind.ERROR, "", status.describe())])
+
+    def _empty_text(self, status: ConnectionStatus) -> str:
+        prefix, where = self.config.prefix, self.config.label
+        if status.state is ConnState.LIVE:
+            hint = "" if self.read_only else " — press r to register one"
+            return f"No instances under {prefix} yet{hint}"
+        if status.state is ConnState.RECONNECTING:
+            return f"etcd at {where} is out of reach — see the status line"
+        return f"Connecting to etcd at {where}…"
 
     def _update_counts(self) -> None:
         state = self.session.state

@@ -717,3 +717,19 @@ async def test_odd_values_and_keys_are_shown_without_crashing(etcd: Any, etcdctl
 
         assert not any(n.severity == "error" for n in app._notifications)
         expect_main_screen(app)
+
+
+async def test_an_empty_tree_says_why(etcd: Any, etcdctl: Any) -> None:
+    async with dashboard(etcd, rows=0) as (app, pilot):
+        await until(pilot, lambda: "No instances under /services/ yet" in text_of(app.tree))
+        assert "press r to register one" in text_of(app.tree)
+        etcd.kill()
+        await until(
+            pilot,
+            lambda: f"etcd at {etcd.endpoint} is out of reach" in text_of(app.tree),
+            timeout=15,
+        )
+        await etcd.arestart()
+        put_instance(etcdctl, "Orders", "back")
+        await until(pilot, lambda: app.tree.row_count == 2, timeout=20)
+        assert "out of reach" not in text_of(app.tree)

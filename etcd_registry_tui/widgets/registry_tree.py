@@ -288,6 +288,8 @@ class RegistryTree(ScrollView, can_focus=True):
     ) -> None:
         super().__init__(name=name, id=id, classes=classes, disabled=disabled)
         self.ttl_source: TtlSource = ttl_source or _no_ttl
+        #: Shown when there is nothing to list (set by the app: connecting, empty, ...).
+        self.empty_text = ""
         self._own_keys: set[bytes] = set(own_keys)
         self._paused_keys: set[bytes] = set(paused_keys)
         self._filter = ""
@@ -454,6 +456,12 @@ class RegistryTree(ScrollView, can_focus=True):
             self._move_cursor(index)
             return True
         return False
+
+    def set_empty_text(self, text: str) -> None:
+        if text != self.empty_text:
+            self.empty_text = text
+            if not self._rows:
+                self.refresh()
 
     def tick(self) -> None:
         """Once a second: recount "expiring" and repaint the visible lines' countdowns."""
@@ -762,6 +770,10 @@ class RegistryTree(ScrollView, can_focus=True):
         index = round(self.scroll_y) + y
         rows = self._rows
         if not 0 <= index < len(rows):
+            if not rows and y == 1 and self.empty_text:
+                style = self._style("registry-tree--nolease")
+                text = self.empty_text.center(width)[:width]
+                return Strip([Segment(text, style)], width)
             return Strip.blank(width, self.rich_style)
         row = rows[index]
         cursor = index == self._cursor
