@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import socket
 import time
 
@@ -370,3 +371,39 @@ async def test_multi_endpoint_survives_losing_the_connected_member(
 
     kvs, _ = cluster_etcdctl.get_prefix("/services/")
     assert kvs[b"/services/Orders/2"].value == b"two"
+
+
+async def test_get_prefix_in_pages_is_one_consistent_snapshot(
+    etcd: EmbeddedEtcd, etcdctl: Etcdctl
+) -> None:
+    """Pages are read at the first page's revision: writes meanwhile are not mixed in."""
+    async with connection(etcd.endpoint) as conn:
+        for n in range(60):
+            await conn.put(f"/services/Paged/{n:03d}".encode(), b"v1")
+        stop = asyncio.Event()
+
+        async def writer() -> None:
+            n = 0
+            while not stop.is_set():
+                await conn.put(f"/services/Paged/{n % 60:03d}".encode(), f"v{n}".encode())
+                await conn.put(f"/services/Paged/new-{n}".encode(), b"x")
+                n += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(writer())
+        try:
+            await asyncio.sleep(0.05)
+            kvs, revision = await conn.get_prefix(b"/services/Paged/", page_size=7)
+        finally:
+            stop.set()
+            await task
+    got = {kv.key: (kv.value, kv.mod_revision) for kv in kvs}
+    assert len(got) == len(kvs), "no key twice across pages"
+    at_revision = etcdctl.run_json("get", "--prefix", "/services/Paged/", f"--rev={revision}")
+    expected = {
+        base64.b64decode(kv["key"]): (base64.b64decode(kv.get("value", "")), kv["mod_revision"])
+        for kv in at_revision.get("kvs", [])
+    }
+    assert got == expected
+    later, _ = etcdctl.get_prefix("/services/Paged/")
+    assert len(later) > len(got), "the writer did change things while the pages were read"

@@ -219,17 +219,41 @@ class EtcdConnection:
         return await self._call(self._status_raw)
 
     async def get_prefix(
-        self, prefix: bytes, timeout: float | None = None
+        self, prefix: bytes, timeout: float | None = None, page_size: int = 20_000
     ) -> tuple[list[Any], int]:
-        """All key-values under ``prefix`` and the revision they were read at."""
-        request = rpc.RangeRequest(key=prefix, range_end=utils.prefix_range_end(prefix))
+        """All key-values under ``prefix`` and the revision they were read at.
 
-        async def run(client: _Client) -> tuple[list[Any], int]:
-            opts = self._opts(client, timeout or max(30.0, self.config.command_timeout))
-            response = await client.kvstub.Range(request, **opts)
-            return list(response.kvs), response.header.revision
+        Read in pages of ``page_size`` keys, all at the revision of the first page, so
+        the result is one consistent snapshot; between pages the event loop runs (a
+        dashboard keeps drawing while 100,000 keys arrive) and no single response
+        has to hold everything. A compaction between pages starts the read over.
+        """
+        end = utils.prefix_range_end(prefix)
+        deadline = timeout or max(30.0, self.config.command_timeout)
+        for _attempt in range(3):
+            kvs: list[Any] = []
+            revision = 0
+            start = prefix
+            try:
+                while True:
+                    request = rpc.RangeRequest(
+                        key=start, range_end=end, limit=page_size, revision=revision
+                    )
 
-        return await self._call(run)
+                    async def run(client: _Client, request: Any = request) -> Any:
+                        return await client.kvstub.Range(request, **self._opts(client, deadline))
+
+                    response = await self._call(run)
+                    if not revision:
+                        revision = int(response.header.revision)
+                    kvs.extend(response.kvs)
+                    if not response.more or not response.kvs:
+                        return kvs, revision
+                    start = response.kvs[-1].key + b"\0"
+            except RegistryError as exc:
+                if "compacted" not in str(exc):
+                    raise
+        raise RegistryError(f"etcd at {self.endpoint} kept compacting during the snapshot")
 
     async def get(self, key: bytes) -> Any | None:
         async def run(client: _Client) -> Any | None:
