@@ -65,6 +65,8 @@ class RegistryApp(App[int]):
         Binding("escape", "clear_filter", "Clear filter", show=False),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("q", "quit", "Quit"),
+        # As in k9s and most terminal tools (Textual's default only hints at ctrl+q).
+        Binding("ctrl+c", "quit", "Quit", show=False),
     ]
 
     def __init__(

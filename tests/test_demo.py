@@ -161,7 +161,7 @@ def _read_until(fd: int, needle: bytes, timeout: float) -> bytes:
     return seen
 
 
-@pytest.mark.parametrize("how", ["q", "SIGTERM", "SIGHUP"])
+@pytest.mark.parametrize("how", ["q", "ctrl-c", "SIGTERM", "SIGHUP"])
 def test_demo_dashboard_on_a_terminal_stops_its_etcd(how):
     """The real dashboard on a pseudo-terminal: every way out stops the private etcd."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ETCDCTL_")}
@@ -174,8 +174,8 @@ def test_demo_dashboard_on_a_terminal_stops_its_etcd(how):
         _read_until(fd, b"live", timeout=30)
         children = _etcd_children(pid)
         assert len(children) == 1
-        if how == "q":
-            os.write(fd, b"q")
+        if how in ("q", "ctrl-c"):
+            os.write(fd, b"q" if how == "q" else b"\x03")
         else:
             os.kill(pid, getattr(signal, how))
         deadline = time.monotonic() + 20
@@ -196,7 +196,7 @@ def test_demo_dashboard_on_a_terminal_stops_its_etcd(how):
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
         os.close(fd)
-    if how == "q":
+    if how in ("q", "ctrl-c"):
         assert os.waitstatus_to_exitcode(status) == 0
     gone = time.monotonic() + 10
     while any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children):
