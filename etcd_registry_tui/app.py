@@ -95,7 +95,6 @@ class RegistryApp(App[int]):
         self._pending_snapshot = False
         self._quitting = False
         self._select_when_shown: bytes | None = None
-        self.updates_applied = 0
 
     # -- layout --------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -211,7 +210,6 @@ class RegistryApp(App[int]):
             self._sync_marks()
             self._show_detail()
             self._update_counts()
-        self.updates_applied += 1
 
     def on_status_changed(self, message: StatusChanged) -> None:
         if not self.is_running:

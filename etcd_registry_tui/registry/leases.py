@@ -96,17 +96,6 @@ class LeaseTracker:
         self.untrack([lease for lease in self.leases if lease not in lease_ids])
         self.track(lease_ids)
 
-    def resync(self, lease_id: int | None = None) -> None:
-        """Ask for a fresh TTL soon (one lease, or all of them)."""
-        now = self.clock()
-        targets = [lease_id] if lease_id is not None else list(self.leases)
-        for lid in targets:
-            info = self.leases.get(lid)
-            if info is not None:
-                info.next_sync = now
-                heapq.heappush(self._urgent, (now, lid))
-        self._wake.set()
-
     # -- what the UI reads ---------------------------------------------------
     def remaining(self, lease_id: int) -> float | None:
         info = self.leases.get(lease_id)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -16,6 +15,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Label, Static
 
 from ..registry.model import Instance
+from ..widgets.ttl_text import format_remaining, format_seconds, lease_level
 
 #: Clock used for "first seen"; tests replace it to get stable output.
 _now = time.time
@@ -23,22 +23,15 @@ _now = time.time
 TTL = tuple[float | None, int | None]
 
 
-def format_seconds(seconds: float) -> str:
-    """``25 seconds``, ``1 minute and 5 seconds``: whole seconds, humanized."""
-    return humanize.precisedelta(timedelta(seconds=round(seconds)), minimum_unit="seconds")
-
-
 def ttl_class(remaining: float | None, granted: int | None, lease: int) -> str:
-    """CSS class for a remaining TTL, matching the legend of the help screen."""
+    """CSS class for a remaining TTL, matching the tree's colours and the help legend."""
     if not lease:
         return "ttl-none"
     if remaining is None:
         return "ttl-unknown"
-    if remaining < 5:
-        return "ttl-critical"
-    if granted and remaining < granted / 3:
-        return "ttl-low"
-    return "ttl-ok"
+    return {"critical": "ttl-critical", "warning": "ttl-low", "healthy": "ttl-ok"}[
+        lease_level(remaining, granted)
+    ]
 
 
 def describe_remaining(remaining: float | None, granted: int | None, lease: int) -> str:
@@ -48,7 +41,7 @@ def describe_remaining(remaining: float | None, granted: int | None, lease: int)
         return "unknown (not asked etcd yet)"
     if remaining <= 0:
         return "expired"
-    text = format_seconds(math.ceil(remaining))
+    text = format_remaining(remaining)
     if granted:
         text += f" ({min(100, round(100 * remaining / granted))}% left)"
     return text

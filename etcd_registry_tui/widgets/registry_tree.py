@@ -17,13 +17,11 @@ tick only repaints the visible lines.
 
 from __future__ import annotations
 
-import math
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterable
 from functools import lru_cache
 
-import humanize
 from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
@@ -42,8 +40,9 @@ from etcd_registry_tui.registry.model import (
     Instance,
     RegistryState,
 )
+from etcd_registry_tui.widgets.ttl_text import format_remaining, lease_level
 
-__all__ = ["RegistryTree", "TtlSource", "format_remaining"]
+__all__ = ["RegistryTree", "TtlSource"]
 
 #: ``ttl_source(lease_id) -> (remaining seconds or None, granted TTL or None)``.
 TtlSource = Callable[[int], tuple[float | None, int | None]]
@@ -55,8 +54,6 @@ _SortKey = tuple[bool, str, int, str, bytes]
 
 #: Cells reserved on the right of each row for the lease countdown.
 COUNTDOWN_WIDTH = 24
-CRITICAL_SECONDS = 5.0
-EXPIRING_FRACTION = 1 / 3
 
 _CONTROL = {c: "\N{REPLACEMENT CHARACTER}" for c in (*range(32), 127)}
 
@@ -71,32 +68,6 @@ def _clean(text: str) -> str:
 
 
 @lru_cache(maxsize=8192)
-def _format_seconds(seconds: int) -> str:
-    if seconds < 3600:
-        text = humanize.precisedelta(seconds)
-    elif seconds < 86400:
-        text = humanize.precisedelta(seconds, minimum_unit="minutes", format="%d")
-    else:
-        text = humanize.precisedelta(seconds, minimum_unit="hours", format="%d")
-    return text.replace(" and ", " ").replace(", ", " ")
-
-
-def format_remaining(remaining: float) -> str:
-    """A lease countdown as read by a human: "29 seconds", "1 minute 5 seconds", "expired"."""
-    if remaining <= 0:
-        return "expired"
-    return _format_seconds(math.ceil(remaining))
-
-
-def lease_level(remaining: float, granted: int | None) -> str:
-    """Health of a lease: "healthy", "warning" (under a third left) or "critical" (< 5 s)."""
-    if remaining < CRITICAL_SECONDS:
-        return "critical"
-    if granted and remaining < granted * EXPIRING_FRACTION:
-        return "warning"
-    return "healthy"
-
-
 def _group_key(name: str) -> tuple[bool, str]:
     return (name == UNRECOGNISED, name)
 
@@ -889,7 +860,7 @@ class RegistryTree(ScrollView, can_focus=True):
                 remaining, granted = ttl_source(lease)
                 if remaining is None:
                     continue
-                if remaining <= 0 or (granted and remaining < granted * EXPIRING_FRACTION):
+                if remaining <= 0 or lease_level(remaining, granted) != "healthy":
                     count += holders
             self._expiring[block.name] = count
         return count

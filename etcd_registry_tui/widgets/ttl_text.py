@@ -1,8 +1,42 @@
-"""How a lease countdown reads, shared by the detail pane and the inspect view."""
+"""How a lease countdown reads and how urgent it is: one place for every view."""
 
 from __future__ import annotations
 
+import math
+
 import humanize
+
+#: Under this many seconds left a lease is critical (red).
+CRITICAL_SECONDS = 5.0
+#: Under this fraction of its granted TTL left a lease is expiring (yellow).
+EXPIRING_FRACTION = 1 / 3
+
+
+def format_seconds(seconds: int) -> str:
+    """Whole seconds for a human: "29 seconds", "1 minute 5 seconds", "2 hours 3 minutes"."""
+    if seconds < 3600:
+        text = humanize.precisedelta(seconds)
+    elif seconds < 86400:
+        text = humanize.precisedelta(seconds, minimum_unit="minutes", format="%d")
+    else:
+        text = humanize.precisedelta(seconds, minimum_unit="hours", format="%d")
+    return text.replace(" and ", " ").replace(", ", " ")
+
+
+def format_remaining(remaining: float) -> str:
+    """A lease countdown: whole seconds rounded up, or "expired"."""
+    if remaining <= 0:
+        return "expired"
+    return format_seconds(math.ceil(remaining))
+
+
+def lease_level(remaining: float, granted: int | None) -> str:
+    """Health of a lease: "healthy", "warning" (under a third left) or "critical" (< 5 s)."""
+    if remaining < CRITICAL_SECONDS:
+        return "critical"
+    if granted and remaining < granted * EXPIRING_FRACTION:
+        return "warning"
+    return "healthy"
 
 
 def describe_ttl(lease: int, remaining: float | None, granted: int | None) -> str:
@@ -10,7 +44,5 @@ def describe_ttl(lease: int, remaining: float | None, granted: int | None) -> st
         return "no lease (permanent key)"
     if remaining is None:
         return "…"
-    if remaining <= 0:
-        return "expired"
-    text = humanize.precisedelta(int(remaining + 0.999), minimum_unit="seconds")
-    return f"{text} of {granted}s" if granted else text
+    text = format_remaining(remaining)
+    return f"{text} of {granted}s" if granted and remaining > 0 else text
