@@ -329,3 +329,29 @@ async def test_revoking_an_own_instance_does_not_bring_it_back(
             await asyncio.sleep(0.3)
         assert _live_leases(etcdctl) == set()
         assert reg.registrations == 1
+
+
+async def test_own_lease_given_up_after_a_stall_but_still_alive_is_taken_back(
+    etcd: EmbeddedEtcd, etcdctl: Etcdctl
+) -> None:
+    # After a long stall the keep-alive assumes its lease expired. If etcd kept it (a
+    # restart extends leases), the key is still ours: no conflict, no new lease.
+    events: list[str] = []
+    async with connection(etcd.endpoint) as conn:
+        reg = ServiceRegistration(
+            conn, "StableService", "http://mine", ttl=6, instance_id="same",
+            on_event=lambda what, _: events.append(what),
+        )  # fmt: skip
+        lease = await reg.register()
+        assert reg.last_heartbeat is not None
+        reg.last_heartbeat -= 100  # as if the process had been stopped for 100 s
+        reg.start_keepalive()
+        try:
+            await eventually(lambda: events.count("heartbeat") >= 2, timeout=30)
+            assert "conflict" not in events and reg.held_by is None
+            assert reg.lease_id == lease and reg.registrations == 1
+            assert _kv_raw(etcdctl) is not None and _kv_raw(etcdctl)[1] == lease  # type: ignore[index]
+            assert _live_leases(etcdctl) == {lease}
+        finally:
+            await reg.unregister()
+    assert etcdctl.get(KEY) is None and _live_leases(etcdctl) == set()
