@@ -210,7 +210,12 @@ async def cmd_register(config: ConnectionConfig, args: argparse.Namespace) -> in
                 flush=True,
             )
             await stop.wait()
-        print(f"unregistered {reg.key}", flush=True)
+            held_by = reg.held_by
+        if held_by is None:
+            print(f"unregistered {reg.key}", flush=True)
+        else:
+            holder = f"lease {held_by:x}" if held_by else "no lease"
+            print(f"left {reg.key} alone: held by another instance ({holder})", flush=True)
     return 0
 
 

@@ -289,6 +289,55 @@ class EtcdConnection:
 
         await self._call(run)
 
+    async def put_if_absent(self, key: bytes, value: bytes, lease: int = 0) -> tuple[bool, Any]:
+        """Put ``key`` only if it does not exist (one transaction).
+
+        Returns ``(True, None)`` when written, else ``(False, kv)`` with the key-value
+        that is there (its ``lease`` says who holds it).
+        """
+
+        async def run(client: _Client) -> tuple[bool, Any]:
+            request = rpc.TxnRequest(
+                compare=[
+                    rpc.Compare(
+                        key=key,
+                        target=rpc.Compare.CREATE,
+                        result=rpc.Compare.EQUAL,
+                        create_revision=0,
+                    )
+                ],
+                success=[
+                    rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=value, lease=lease))
+                ],
+                failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=key))],
+            )
+            response = await client.kvstub.Txn(request, **self._opts(client))
+            if response.succeeded:
+                return True, None
+            kvs = response.responses[0].response_range.kvs
+            return False, (kvs[0] if kvs else None)
+
+        return await self._call(run)
+
+    async def delete_if_lease(self, key: bytes, lease: int) -> bool:
+        """Delete ``key`` only while it is bound to ``lease`` (one transaction)."""
+
+        async def run(client: _Client) -> bool:
+            request = rpc.TxnRequest(
+                compare=[
+                    rpc.Compare(
+                        key=key, target=rpc.Compare.LEASE, result=rpc.Compare.EQUAL, lease=lease
+                    )
+                ],
+                success=[rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=key))],
+            )
+            response = await client.kvstub.Txn(request, **self._opts(client))
+            return bool(response.succeeded) and bool(
+                response.responses[0].response_delete_range.deleted
+            )
+
+        return await self._call(run)
+
     # -- leases --------------------------------------------------------------
     async def grant(self, ttl: int) -> tuple[int, int]:
         """Grant a lease; returns (lease id, granted TTL)."""

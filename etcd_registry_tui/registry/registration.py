@@ -4,6 +4,10 @@ The Python counterpart of the .NET ``ServiceRegistry``: grant a lease, put
 ``{"Id", "Name", "Address"}`` under ``/services/{Name}/{Id}`` bound to it, keep the
 lease alive with heartbeats, and revoke it on shutdown so the key goes at once.
 
+It never takes or removes a key that another instance holds: with a stable instance id,
+a process that stalled past its TTL and comes back finds its replacement there, waits
+(``"conflict"`` events) instead of overwriting it, and on shutdown deletes nothing of it.
+
     async with EtcdConnection(ConnectionConfig(endpoints=("127.0.0.1:2379",))) as conn:
         async with ServiceRegistration(conn, "OrderShippingService", "http://localhost:5000"):
             await serve_forever()
@@ -27,6 +31,23 @@ from .connection import EtcdConnection
 from .errors import ConfigError, LeaseNotFound, RegistryError
 
 log = logging.getLogger(__name__)
+
+
+class InstanceConflict(RegistryError):
+    """The instance's key is held by another instance (another lease, or none)."""
+
+    hint = "stop the other instance or wait for its lease to run out, or use another id (--id)"
+
+    def __init__(self, key: str, holder: int, remaining: int | None = None) -> None:
+        if holder:
+            left = f", {remaining} s left" if remaining is not None and remaining >= 0 else ""
+            owner = f"lease {holder:x}{left}"
+        else:
+            owner = "a key without a lease"
+        super().__init__(f"{key} is held by another instance ({owner})")
+        self.key = key
+        self.holder = holder
+        self.remaining = remaining
 
 
 def validate_name(name: str) -> str:
@@ -74,7 +95,9 @@ class ServiceRegistration:
         self.conn = client
         self.name = validate_name(name)
         self.address = address
-        self.ttl = validate_ttl(ttl)
+        # What we ask etcd for; ``ttl`` is what etcd granted (it raises 1 s to 2 s).
+        self.requested_ttl = validate_ttl(ttl)
+        self.ttl = self.requested_ttl
         self.instance_id = instance_id or str(uuid.uuid4())
         if "/" in self.instance_id or not self.instance_id:
             raise ConfigError(f"instance id {self.instance_id!r} must be non-empty without '/'")
@@ -86,6 +109,11 @@ class ServiceRegistration:
         self.last_heartbeat: float | None = None
         self.registrations = 0
         self.paused = False
+        # While another instance holds our key: its lease (0: a key without lease).
+        self.held_by: int | None = None
+        # A lease given up for lost without etcd saying so (see keep_alive): if it still
+        # holds our key, it is ours to take back, not another instance's.
+        self._stale_lease: int | None = None
         self._task: asyncio.Task[None] | None = None
         # Checked by the loop as well as cancelling it: Python 3.11's wait_for can swallow
         # a cancellation, and a loop that then went on would register the key again.
@@ -105,41 +133,108 @@ class ServiceRegistration:
         return json.dumps(self.value()).encode()
 
     def _emit(self, what: str) -> None:
-        if self.on_event is not None:
+        if self.on_event is None:
+            return
+        try:
             self.on_event(what, self)
+        except Exception:
+            # A faulty callback must never cost the instance its heartbeats.
+            log.exception("on_event(%r) for %s raised; carrying on", what, self.key)
 
     # -- register / unregister -----------------------------------------------
     async def register(self) -> int:
-        """Grant a lease and put the instance bound to it; returns the lease id."""
-        lease_id, granted = await self.conn.grant(self.ttl)
-        # Known at once, so an unregister() revokes it even if the put is cancelled.
-        self.lease_id, self.last_ttl = lease_id, granted
-        try:
-            await self.conn.put(self.key.encode(), self.payload(), lease=lease_id)
-        except RegistryError:
-            self.lease_id = None
-            with contextlib.suppress(RegistryError):
-                await self.conn.revoke(lease_id)
-            raise
+        """Grant a lease and put the instance bound to it; returns the lease id.
+
+        Only if the key is free (a create-if-absent transaction): a key held by another
+        instance raises :class:`InstanceConflict` and nothing is written or leaked.
+        """
+        key = self.key.encode()
+        for _attempt in range(3):
+            existing = await self.conn.get(key)
+            if existing is None:
+                lease_id, granted = await self.conn.grant(self.requested_ttl)
+                # Known at once, so an unregister() revokes it even if the put is cancelled.
+                self.lease_id, self.ttl, self.last_ttl = lease_id, granted, granted
+                try:
+                    created, existing = await self.conn.put_if_absent(
+                        key, self.payload(), lease=lease_id
+                    )
+                except RegistryError:
+                    self.lease_id = None
+                    with contextlib.suppress(RegistryError):
+                        await self.conn.revoke(lease_id)
+                    raise
+                if created:
+                    stale, self._stale_lease = self._stale_lease, None
+                    if stale is not None:  # given up for lost: make sure it is gone
+                        with contextlib.suppress(RegistryError):
+                            await self.conn.revoke(stale)
+                    return self._registered(lease_id)
+                # Taken between the read and the transaction.
+                self.lease_id = None
+                with contextlib.suppress(RegistryError):
+                    await self.conn.revoke(lease_id)
+                if existing is None:
+                    continue
+            holder = int(existing.lease)
+            if holder and holder == self._stale_lease:
+                if await self._take_back(holder):
+                    return holder
+                continue
+            raise await self._conflict(holder)
+        raise RegistryError(f"{self.key} kept changing while registering; try again")
+
+    def _registered(self, lease_id: int) -> int:
         self.last_heartbeat = time.monotonic()
         self.registrations += 1
+        self.held_by = self._stale_lease = None
         log.info("registered %s with lease %x", self.key, lease_id)
         self._emit("registered")
         return lease_id
 
-    async def unregister(self) -> None:
-        """Stop heartbeats and revoke the lease, so the key goes at once."""
+    async def _take_back(self, lease_id: int) -> bool:
+        """Our own lease, given up too early, still holds the key: keep it alive again."""
+        self._stale_lease = None
+        ttl = await self._stream.keepalive(lease_id)
+        if ttl <= 0:
+            return False
+        log.info("lease %x of %s was still alive; keeping it", lease_id, self.key)
+        self.lease_id, self.last_ttl, self.held_by = lease_id, ttl, None
+        self.last_heartbeat = time.monotonic()
+        self._emit("heartbeat")
+        return True
+
+    async def _conflict(self, holder: int) -> InstanceConflict:
+        remaining: int | None = None
+        if holder:
+            with contextlib.suppress(RegistryError):
+                remaining = (await self.conn.time_to_live(holder))[0]
+        return InstanceConflict(self.key, holder, remaining)
+
+    async def unregister(self) -> bool:
+        """Stop heartbeats and revoke the lease, so the key goes at once.
+
+        Removes only a key bound to this registration's own lease; returns whether
+        there was one. A key another instance holds is left alone.
+        """
         await self.stop_keepalive()
         lease_id, self.lease_id = self.lease_id, None
+        stale, self._stale_lease = self._stale_lease, None
+        self.held_by = None
+        if stale is not None:
+            with contextlib.suppress(RegistryError):
+                await self.conn.revoke(stale)
         if lease_id is None:
-            return
+            return False
         try:
             await self.conn.revoke(lease_id)
         except LeaseNotFound:
-            # Already expired: make sure the key is gone anyway.
-            await self.conn.delete(self.key.encode())
+            # Already expired, and its keys with it. Whatever is under the key now is
+            # another instance's: delete only what is still bound to our own lease.
+            await self.conn.delete_if_lease(self.key.encode(), lease_id)
         log.info("unregistered %s", self.key)
         self._emit("unregistered")
+        return True
 
     # -- heartbeats ----------------------------------------------------------
     def start_keepalive(self) -> asyncio.Task[None]:
@@ -170,6 +265,7 @@ class ServiceRegistration:
         """Renew the lease once; re-register with a new lease when it was lost.
 
         Returns True when the lease was renewed, False when a new one was needed.
+        Raises :class:`InstanceConflict` when another instance took the key meanwhile.
         """
         if self.lease_id is None:
             if not self._stopping:
@@ -190,7 +286,10 @@ class ServiceRegistration:
         return True
 
     async def keep_alive(self) -> None:
-        """Heartbeat every third of the TTL until cancelled; survive etcd outages."""
+        """Heartbeat every third of the TTL until cancelled; survive etcd outages.
+
+        While another instance holds the key, try again every interval until it is free.
+        """
         failures = 0
         while not self._stopping:
             interval = max(0.5, self.ttl / 3)
@@ -198,16 +297,31 @@ class ServiceRegistration:
                 await asyncio.sleep(0.2)
                 continue
             try:
-                if self.lease_id is None or self._lease_certainly_gone():
-                    self.lease_id = None
+                if self.lease_id is not None and self._lease_certainly_gone():
+                    self._stale_lease, self.lease_id = self.lease_id, None
                 await self.heartbeat()
                 failures = 0
+            except InstanceConflict as exc:
+                failures = 0
+                self._note_conflict(exc)
             except RegistryError as exc:
                 failures += 1
                 interval = min(interval, 0.5 * 2 ** min(failures, 4))
                 log.warning("heartbeat for %s failed: %s", self.key, exc)
                 self._emit("error")
+            except Exception:
+                # A bug must not end the heartbeats silently: say so and go on.
+                failures += 1
+                interval = min(interval, 0.5 * 2 ** min(failures, 4))
+                log.exception("heartbeat for %s failed unexpectedly", self.key)
+                self._emit("error")
             await asyncio.sleep(interval)
+
+    def _note_conflict(self, exc: InstanceConflict) -> None:
+        if self.held_by != exc.holder:
+            log.warning("%s; waiting until it is free", exc)
+        self.held_by = exc.holder
+        self._emit("conflict")
 
     def _lease_certainly_gone(self) -> bool:
         """After a long pause (a suspended process) the old lease has expired."""

@@ -185,26 +185,43 @@ class RegistrySession:
         )
         await reg.register()
         assert reg.lease_id is not None
+        # The TTL etcd granted (it raises 1 s to its minimum), not the one asked for.
         self.tracker.note(reg.lease_id, reg.ttl, reg.ttl)
         self.own[reg.key.encode()] = reg
         reg.start_keepalive()
         return reg
 
     async def revoke(self, lease_id: int) -> int:
-        """Revoke a lease; returns how many keys went with it. LeaseNotFound if gone."""
+        """Revoke a lease; returns how many keys went with it. LeaseNotFound if gone.
+
+        Our own instances on it stop their heartbeats first: a heartbeat that saw the
+        lease gone would register the instance again on a new lease. They stay
+        stopped even if the revoke fails: their lease then runs out by itself.
+        """
         self._check_writable()
         # A copy: the state's own set empties as the watch reports the keys gone.
         keys = set(self.state.keys_on_lease(lease_id))
+        own = [
+            (key, reg)
+            for key, reg in self.own.items()
+            if key in keys or (reg.lease_id is not None and reg.lease_id == lease_id)
+        ]
+        for key, reg in own:
+            del self.own[key]
+            await reg.stop_keepalive()
         self._revoked_leases.add(lease_id)
         try:
             await self.conn.revoke(lease_id)
         except LeaseNotFound:
             self._revoked_leases.discard(lease_id)
             raise
-        for key in keys:
-            reg = self.own.pop(key, None)
-            if reg is not None:
-                await reg.stop_keepalive()
+        finally:
+            # A re-registration cut short by stop_keepalive may have left a new lease.
+            for _key, reg in own:
+                if reg.lease_id is not None and reg.lease_id != lease_id:
+                    with contextlib.suppress(RegistryError):
+                        await self.conn.revoke(reg.lease_id)
+                reg.lease_id = None
         return len(keys)
 
     async def revoke_many(self, lease_ids: set[int]) -> tuple[int, int]:
