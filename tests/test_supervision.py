@@ -9,20 +9,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 from conftest import Etcdctl
 from helpers import assert_matches_etcdctl, eventually
 
+from etcd_registry_tui.app import FREEZE_SNAPSHOT_AT, RegistryApp, crash_log_path
+from etcd_registry_tui.messages import StatusChanged
 from etcd_registry_tui.registry.config import ConnectionConfig
 from etcd_registry_tui.registry.embedded import EmbeddedEtcd
 from etcd_registry_tui.registry.errors import EtcdUnavailable
-from etcd_registry_tui.registry.events import ConnState
+from etcd_registry_tui.registry.events import ChangeBatch, ConnectionStatus, ConnState
+from etcd_registry_tui.registry.model import KeyValue
 from etcd_registry_tui.registry.session import LogEntry, LogKind, RegistrySession
 from etcd_registry_tui.registry.supervisor import Supervisor, TaskFailure
+from etcd_registry_tui.widgets.event_log import EventLog
+from etcd_registry_tui.widgets.status_bar import StatusBar
 
 PREFIX = "/services/"
 
@@ -228,3 +234,124 @@ async def test_a_broken_reporter_does_not_stop_supervision() -> None:
 
     await asyncio.wait_for(Supervisor(bad_reporter, 0.01).run("x", once_broken), 10)
     assert runs[0] == 2
+
+
+# --------------------------------------------------------------------------------------------
+# on screen: the dashboard shows what died and what the watcher went through
+
+
+@contextlib.asynccontextmanager
+async def dashboard(etcd: EmbeddedEtcd, **kwargs: Any) -> AsyncIterator[tuple[RegistryApp, Any]]:
+    config = ConnectionConfig(endpoints=(etcd.endpoint,), dial_timeout=2.0, command_timeout=3.0)
+    app = RegistryApp(config, **kwargs)
+    app.session.supervisor.backoff_initial = 0.05
+    async with app.run_test(size=(140, 40)) as pilot:
+        try:
+            await until(pilot, lambda: app.session.status.state is ConnState.LIVE)
+            yield app, pilot
+        finally:
+            with contextlib.suppress(Exception):
+                await app.session.shutdown()
+
+
+async def until(pilot: Any, cond: Callable[[], Any], timeout: float = 15.0) -> Any:
+    async def check() -> Any:
+        await pilot.pause(0.05)
+        return cond()
+
+    return await eventually(check, timeout=timeout, interval=0.0)
+
+
+def status_line(app: RegistryApp) -> str:
+    bar = app.query_one(StatusBar)
+    return str(bar.render())
+
+
+def errors_logged(app: RegistryApp) -> list[str]:
+    return [e.detail for e in app.query_one(EventLog).entries if e.kind is LogKind.ERROR]
+
+
+async def test_a_watcher_death_is_on_screen_and_in_the_crash_log(
+    etcd: EmbeddedEtcd, etcdctl: Etcdctl
+) -> None:
+    async with dashboard(etcd) as (app, pilot):
+        raise_once(app.session.watcher, "_apply", RuntimeError("injected watcher bug"))
+        etcdctl.put("/services/Orders/o-1", '{"Id": "o-1"}')
+        await until(pilot, lambda: any("registry watcher stopped" in e for e in errors_logged(app)))
+        entry = next(e for e in errors_logged(app) if "registry watcher stopped" in e)
+        assert "RuntimeError: injected watcher bug" in entry
+        assert str(crash_log_path()) in entry
+        assert "injected watcher bug" in status_line(app)
+        log_text = crash_log_path().read_text()
+        assert "Traceback" in log_text and "injected watcher bug" in log_text
+        # restarted: the key it died on is shown, as etcdctl has it
+        await until(pilot, lambda: b"/services/Orders/o-1" in app.session.state)
+        await assert_matches_etcdctl(app.session.watcher, etcdctl, PREFIX)
+        assert app.is_running
+
+
+async def test_a_compaction_reload_is_shown_in_the_status_line_and_the_log(
+    etcd: EmbeddedEtcd,
+    etcdctl: Etcdctl,
+    make_etcdctl: Callable[[str | list[str]], Etcdctl],
+) -> None:
+    etcdctl.put("/services/Orders/o-1", '{"Id": "o-1"}')
+    async with dashboard(etcd) as (app, pilot):
+        etcd.kill()
+        await until(pilot, lambda: app.session.status.state is ConnState.RECONNECTING)
+        # While it is away, the registry changes and the history is compacted: the same
+        # data on another client port, so the dashboard cannot reconnect in between.
+        aside = EmbeddedEtcd(
+            name=etcd.name, data_dir=etcd.data_dir, peer_port=etcd.peer_port, client_port=None
+        )
+        aside_ctl = make_etcdctl(aside.endpoint)
+        await aside.astart()
+        try:
+            aside_ctl.put("/services/Orders/o-2", '{"Id": "o-2"}')
+            aside_ctl.put("/elsewhere/x", "x")  # so the compaction passes the o-2 event
+            aside_ctl.compact(aside_ctl.get_prefix("/").revision)
+        finally:
+            await asyncio.to_thread(aside.stop)
+        await etcd.astart()
+        await until(pilot, lambda: app.session.watcher.snapshots_loaded == 2, timeout=30)
+        await until(pilot, lambda: app.session.status.state is ConnState.LIVE)
+        await pilot.pause(0.2)
+        assert any("history compacted" in e for e in errors_logged(app)), errors_logged(app)
+        line = status_line(app)
+        assert "live" in line and "last error: history compacted" in line, line
+        await assert_matches_etcdctl(app.session.watcher, etcdctl, PREFIX)
+
+
+async def test_an_error_status_is_not_replaced_before_it_is_shown(
+    etcd: EmbeddedEtcd,
+) -> None:
+    # Two statuses queued back to back (the reload after a compaction takes a moment):
+    # the error still reaches the log and the status line.
+    app = RegistryApp(ConnectionConfig(endpoints=(etcd.endpoint,)), start_session=False)
+    async with app.run_test(size=(140, 40)) as pilot:
+        error = ConnectionStatus(ConnState.RECONNECTING, "e", error="history compacted past 7")
+        app.post_message(StatusChanged(error))
+        app.post_message(StatusChanged(ConnectionStatus(ConnState.LIVE, "e")))
+        await pilot.pause(0.2)
+        assert errors_logged(app) == ["reconnecting: history compacted past 7"]
+        assert "last error: history compacted past 7" in status_line(app)
+        assert app.query_one(StatusBar).status.state is ConnState.LIVE  # type: ignore[union-attr]
+
+
+async def test_gc_freeze_only_for_the_first_large_snapshot(
+    etcd: EmbeddedEtcd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    freezes = [0]
+    monkeypatch.setattr(gc, "freeze", lambda: freezes.__setitem__(0, freezes[0] + 1))
+    app = RegistryApp(ConnectionConfig(endpoints=(etcd.endpoint,)), start_session=False)
+    async with app.run_test(size=(140, 40)) as pilot:
+        state = app.session.state
+        for revision in (10, 20, 30):  # the first load, then two reloads
+            kvs = [
+                KeyValue(f"/services/S/i-{n}".encode(), b"{}", mod_revision=revision)
+                for n in range(FREEZE_SNAPSHOT_AT)
+            ]
+            changes = state.load(kvs, revision)
+            app._on_session_batch(ChangeBatch(changes, revision, snapshot=True), [])
+            await pilot.pause()
+        assert freezes[0] == 1
