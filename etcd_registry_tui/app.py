@@ -131,7 +131,7 @@ class RegistryApp(App[int]):
         if self.start_session:
             self.run_worker(self.session.run(), name="registry", exit_on_error=False)
             for task in self.background:
-                name = getattr(task, "__name__", "background task")
+                name = getattr(task, "__qualname__", "background task")
                 self.run_worker(
                     self.supervisor.run(name, task), name="background", exit_on_error=False
                 )

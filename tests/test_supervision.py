@@ -355,3 +355,23 @@ async def test_gc_freeze_only_for_the_first_large_snapshot(
             app._on_session_batch(ChangeBatch(changes, revision, snapshot=True), [])
             await pilot.pause()
         assert freezes[0] == 1
+
+
+async def test_a_background_worker_death_is_shown_and_restarted(etcd: EmbeddedEtcd) -> None:
+    runs = [0]
+    second_run = asyncio.Event()
+
+    async def chores() -> None:
+        runs[0] += 1
+        if runs[0] == 1:
+            raise OSError("injected background bug")
+        second_run.set()
+        await asyncio.sleep(3600)
+
+    async with dashboard(etcd, background=[chores]) as (app, pilot):
+        app.supervisor.backoff_initial = 0.05
+        await until(pilot, lambda: any("chores" in e for e in errors_logged(app)))
+        entry = next(e for e in errors_logged(app) if "chores" in e)
+        assert "OSError: injected background bug" in entry and "restarting" in entry
+        await until(pilot, second_run.is_set)
+        assert app.is_running
