@@ -10,6 +10,7 @@ import signal
 import sys
 import tempfile
 import threading
+import traceback
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -23,12 +24,13 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input
 from textual.worker import Worker, WorkerState
 
-from .messages import RegistryDirty, StatusChanged
+from .messages import RegistryDirty, StatusChanged, TaskFailed
 from .registry.config import ConnectionConfig
 from .registry.errors import RegistryError
 from .registry.events import ChangeBatch, ConnectionStatus, ConnState
 from .registry.model import UNRECOGNISED, Change, Instance
 from .registry.session import LogEntry, LogKind, RegistrySession
+from .registry.supervisor import Supervisor, TaskFailure
 from .screens.confirm import ConfirmScreen
 from .screens.help import HelpScreen
 from .screens.inspect import InspectScreen
@@ -45,6 +47,11 @@ BackgroundTask = Callable[[], Awaitable[Any]]
 
 #: From this many instances on, a snapshot is moved out of the cyclic GC's reach.
 FREEZE_SNAPSHOT_AT = 1_000
+
+
+def crash_log_path() -> Path:
+    """Where tracebacks of internal errors go (the terminal gets one line)."""
+    return Path(tempfile.gettempdir()) / f"etcd-registry-tui-crash-{os.getpid()}.log"
 
 
 class RegistryApp(App[int]):
@@ -84,6 +91,10 @@ class RegistryApp(App[int]):
         self.session = session or RegistrySession(self.config, read_only=read_only)
         self.session.on_batch = self._on_session_batch
         self.session.on_status = self._on_session_status
+        self.session.on_failure = self._on_task_failure
+        # Background workers (the demo's fleet) restart after a death, as the session's do.
+        self.supervisor = Supervisor(self._on_task_failure)
+        self._gc_frozen = False
         self.read_only = read_only or self.session.read_only
         self.session.read_only = self.read_only
         self.start_session = start_session
@@ -120,7 +131,10 @@ class RegistryApp(App[int]):
         if self.start_session:
             self.run_worker(self.session.run(), name="registry", exit_on_error=False)
             for task in self.background:
-                self.run_worker(task(), name="background", exit_on_error=False)
+                name = getattr(task, "__qualname__", "background task")
+                self.run_worker(
+                    self.supervisor.run(name, task), name="background", exit_on_error=False
+                )
         else:
             self._pending_snapshot = True
             self._apply_pending()
@@ -167,11 +181,14 @@ class RegistryApp(App[int]):
         if batch.snapshot:
             self._pending_snapshot = True
             self._pending_changes.clear()
-            if len(self.session.state) >= FREEZE_SNAPSHOT_AT:
+            if not self._gc_frozen and len(self.session.state) >= FREEZE_SNAPSHOT_AT:
                 # The instances of a snapshot live until they change; without this every
                 # full collection rescans them all: 40-130 ms pauses at 10,000 instances, every
                 # few seconds as the lease tracker's RPCs keep allocating. Frozen objects
                 # are still freed by reference counting when the registry drops them.
+                # Only once: a reload keeps what did not change, and freezing again would
+                # move every young object of the running app out of the collector's reach.
+                self._gc_frozen = True
                 gc.freeze()
         else:
             self._pending_changes.extend(batch.changes)
@@ -180,6 +197,21 @@ class RegistryApp(App[int]):
 
     def _on_session_status(self, status: ConnectionStatus) -> None:
         self.post_message(StatusChanged(status))
+
+    def _on_task_failure(self, failure: TaskFailure) -> None:
+        """A supervised task died (it restarts by itself): the traceback goes to the
+        crash log, one line to the screen."""
+        with contextlib.suppress(OSError), crash_log_path().open("a") as log:
+            log.write(f"--- {failure.summary}\n")
+            log.write("".join(traceback.format_exception(failure.error)))
+        self.post_message(TaskFailed(failure))
+
+    def on_task_failed(self, message: TaskFailed) -> None:
+        if not self.is_running:
+            return
+        text = f"{message.failure.summary} (details in {crash_log_path()})"
+        self.query_one(EventLog).add([LogEntry(LogKind.ERROR, "", text)])
+        self.query_one(StatusBar).note_error(message.failure.summary)
 
     def on_registry_dirty(self, _: RegistryDirty) -> None:
         if self.is_running:  # not while shutting down: the widgets may be gone
@@ -509,8 +541,8 @@ class RegistryApp(App[int]):
         """An internal error: the traceback goes to a file, the terminal gets one line."""
         if not self._exit_renderables:
             return
-        path = Path(tempfile.gettempdir()) / f"etcd-registry-tui-crash-{os.getpid()}.log"
-        with contextlib.suppress(OSError), path.open("w") as log:
+        path = crash_log_path()
+        with contextlib.suppress(OSError), path.open("a") as log:
             console = Console(file=log, width=120, color_system=None)
             for renderable in self._exit_renderables:
                 console.print(renderable)

@@ -1,11 +1,13 @@
 """Messages from the data layer to the UI. Each replaces an unhandled one of its kind,
-so a burst of watch batches costs one UI update (the Toolong pattern)."""
+so a burst of watch batches costs one UI update (the Toolong pattern) — except a status
+carrying an error, which always reaches the screen."""
 
 from __future__ import annotations
 
 from textual.message import Message
 
 from .registry.events import ConnectionStatus
+from .registry.supervisor import TaskFailure
 
 
 class RegistryDirty(Message):
@@ -21,4 +23,15 @@ class StatusChanged(Message):
         self.status = status
 
     def can_replace(self, message: Message) -> bool:
-        return isinstance(message, StatusChanged)
+        # Textual asks the older message whether the next may take its place. An error
+        # (e.g. "history compacted …; reloading") must be shown even when the next
+        # status follows a moment later.
+        return isinstance(message, StatusChanged) and self.status.error is None
+
+
+class TaskFailed(Message):
+    """A supervised task died and will be restarted. Never replaced: each is shown."""
+
+    def __init__(self, failure: TaskFailure) -> None:
+        super().__init__()
+        self.failure = failure

@@ -386,10 +386,15 @@ class EtcdConnection:
         return KeepAliveStream(self)
 
     # -- watch ---------------------------------------------------------------
-    async def watch(self, prefix: bytes, start_revision: int) -> AsyncIterator[Any]:
+    async def watch(
+        self, prefix: bytes, start_revision: int, progress_every: float | None = None
+    ) -> AsyncIterator[Any]:
         """Watch ``prefix`` from ``start_revision``; yields raw ``WatchResponse`` objects.
 
-        The first response is the creation notice (no events). Raises
+        The first response is the creation notice (no events). With ``progress_every``,
+        once the stream has been quiet that long it asks etcd for a progress
+        notification (a response with no events whose header revision says how far the
+        watch has come), and again after each further quiet stretch. Raises
         :class:`RevisionCompacted` when ``start_revision`` is gone,
         :class:`WatchRejected` when etcd cancels the watch, and
         :class:`EtcdUnavailable` when the stream breaks; it never ends by itself.
@@ -408,6 +413,9 @@ class EtcdConnection:
             start_revision=start_revision,
             progress_notify=True,
         )
+        loop = asyncio.get_running_loop()
+        heard = [loop.time()]  # when the last response arrived
+        asker: asyncio.Task[None] | None = None
         try:
             await asyncio.wait_for(
                 call.write(rpc.WatchRequest(create_request=create)), self.config.dial_timeout
@@ -416,6 +424,7 @@ class EtcdConnection:
             while True:
                 if created:
                     response = await call.read()
+                    heard[0] = loop.time()
                 else:
                     response = await asyncio.wait_for(call.read(), self.config.dial_timeout + 1)
                 if response is grpc.aio.EOF:
@@ -425,6 +434,10 @@ class EtcdConnection:
                 if response.canceled or (response.created and response.watch_id < 0):
                     reason = response.cancel_reason or "watch was not created"
                     raise WatchRejected(f"etcd at {self.endpoint} cancelled the watch: {reason}")
+                if not created and progress_every:
+                    asker = asyncio.create_task(
+                        _ask_progress(call, progress_every, heard), name="watch progress"
+                    )
                 created = True
                 yield response
         except RegistryError:
@@ -432,7 +445,25 @@ class EtcdConnection:
         except (Exception, TimeoutError) as exc:
             raise translate(exc, self.endpoint) from None
         finally:
+            if asker is not None:
+                asker.cancel()
             call.cancel()
+
+
+async def _ask_progress(call: Any, every: float, heard: list[float]) -> None:
+    """Ask for a progress notification whenever the watch stream was quiet ``every`` s."""
+    loop = asyncio.get_running_loop()
+    request = rpc.WatchRequest(progress_request=rpc.WatchProgressRequest())
+    while True:
+        quiet = loop.time() - heard[0]
+        if quiet < every:
+            await asyncio.sleep(every - quiet)
+            continue
+        try:
+            await call.write(request)
+        except Exception:  # the stream is ending; its reader reports why
+            return
+        heard[0] = loop.time()
 
 
 class KeepAliveStream:

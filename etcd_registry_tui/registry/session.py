@@ -4,6 +4,10 @@ A :class:`RegistrySession` owns the connection, the watcher, the lease tracker a
 the instances the dashboard registered itself. It turns watch batches into log
 entries (PUT, UPDATE, DELETE, lease expiry, revoke) and carries out the actions
 (register, revoke, delete, pause heartbeats). The UI only reads and calls it.
+
+Its long-lived tasks (the watcher, the lease tracker, each own instance's keep-alive)
+run under a :class:`Supervisor`: a death is reported through ``on_failure`` and the task
+restarted with backoff.
 """
 
 from __future__ import annotations
@@ -23,7 +27,11 @@ from .events import ChangeBatch, ConnectionStatus
 from .leases import LeaseTracker
 from .model import ChangeKind, Instance, RegistryState
 from .registration import ServiceRegistration
+from .supervisor import Supervisor, TaskFailure
 from .watcher import RegistryWatcher
+
+#: How long a delete done from the dashboard labels the key's DELETE entry as such.
+DELETE_LABEL_FOR = 30.0
 
 
 class LogKind(StrEnum):
@@ -46,6 +54,7 @@ class LogEntry:
 
 BatchListener = Callable[[ChangeBatch, list[LogEntry]], None]
 StatusListener = Callable[[ConnectionStatus], None]
+FailureListener = Callable[[TaskFailure], None]
 
 
 def _noop(*_: Any) -> None:
@@ -65,6 +74,7 @@ class RegistrySession:
         on_batch: BatchListener = _noop,
         on_status: StatusListener = _noop,
         read_only: bool = False,
+        on_failure: FailureListener = _noop,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
@@ -73,13 +83,16 @@ class RegistrySession:
         self.state = RegistryState(config.prefix)
         self.on_batch = on_batch
         self.on_status = on_status
+        self.on_failure = on_failure
+        self.supervisor = Supervisor(self._task_failed)
         self.watcher = RegistryWatcher(
             self.conn, self._batch, self._status, state=self.state, prefix=config.prefix
         )
         self.tracker = LeaseTracker(self.conn, clock=clock)
         self.own: dict[bytes, ServiceRegistration] = {}
         self._revoked_leases: set[int] = set()
-        self._deleted_keys: set[bytes] = set()
+        # Keys deleted from the dashboard -> until when their DELETE is labelled so.
+        self._deleted_keys: dict[bytes, float] = {}
 
     # -- running -------------------------------------------------------------
     @property
@@ -87,10 +100,10 @@ class RegistrySession:
         return self.watcher.status
 
     async def run(self) -> None:
-        """Watch and track leases until cancelled."""
+        """Watch and track leases until cancelled; both restarted whenever they die."""
         tasks = [
-            asyncio.create_task(self.watcher.run(), name="registry watcher"),
-            asyncio.create_task(self.tracker.run(), name="lease tracker"),
+            self.supervisor.start("registry watcher", self.watcher.run),
+            self.supervisor.start("lease tracker", self.tracker.run),
         ]
         try:
             await asyncio.gather(*tasks)
@@ -110,7 +123,21 @@ class RegistrySession:
                     asyncio.gather(*(r.unregister() for r in regs), return_exceptions=True),
                     timeout,
                 )
+        await self.supervisor.stop()
         await self.conn.close()
+
+    def _task_failed(self, failure: TaskFailure) -> None:
+        self.on_failure(failure)
+
+    def _start_keepalive(self, reg: ServiceRegistration) -> None:
+        """Heartbeats of an own instance, supervised: restarted if they die, unless the
+        instance was let go on purpose (revoked, deleted, unregistered)."""
+        key = reg.key.encode()
+
+        def wanted() -> bool:
+            return self.own.get(key) is reg and not reg._stopping
+
+        self.supervisor.start(f"heartbeats of {reg.key}", reg.start_keepalive, wanted)
 
     # -- feeding the UI ------------------------------------------------------
     def _status(self, status: ConnectionStatus) -> None:
@@ -125,7 +152,7 @@ class RegistrySession:
         deleted_leases: set[int] = set()
         for change in batch.changes:
             if change.kind is ChangeKind.DELETE:
-                self._deleted_keys.discard(change.key)
+                self._deleted_keys.pop(change.key, None)
                 deleted_leases.add(change.instance.lease)
         by_lease = self.state.by_lease
         self._revoked_leases = {
@@ -153,7 +180,7 @@ class RegistrySession:
             return LogEntry(LogKind.UPDATE, inst.key, f"version {inst.version}")
         if inst.lease and inst.lease in self._revoked_leases:
             return LogEntry(LogKind.REVOKED, inst.key, f"lease {inst.lease_hex} revoked")
-        if inst.raw_key in self._deleted_keys:
+        if self._deleted_keys.get(inst.raw_key, 0.0) >= time.monotonic():
             return LogEntry(LogKind.DELETE, inst.key, "deleted from the dashboard")
         if inst.lease:
             remaining = self.tracker.remaining(inst.lease)
@@ -188,7 +215,7 @@ class RegistrySession:
         # The TTL etcd granted (it raises 1 s to its minimum), not the one asked for.
         self.tracker.note(reg.lease_id, reg.ttl, reg.ttl)
         self.own[reg.key.encode()] = reg
-        reg.start_keepalive()
+        self._start_keepalive(reg)
         return reg
 
     async def revoke(self, lease_id: int) -> int:
@@ -236,15 +263,25 @@ class RegistrySession:
 
     async def delete(self, raw_key: bytes) -> bool:
         self._check_writable()
-        self._deleted_keys.add(raw_key)
-        reg = self.own.pop(raw_key, None)
-        if reg is not None:
-            await reg.stop_keepalive()
-            if reg.lease_id is not None:
-                with contextlib.suppress(RegistryError):
-                    await self.conn.revoke(reg.lease_id)
-        deleted = await self.conn.delete(raw_key)
-        return deleted > 0 or reg is not None
+        now = time.monotonic()
+        self._deleted_keys = {k: t for k, t in self._deleted_keys.items() if t >= now}
+        self._deleted_keys[raw_key] = now + DELETE_LABEL_FOR
+        try:
+            reg = self.own.pop(raw_key, None)
+            if reg is not None:
+                await reg.stop_keepalive()
+                if reg.lease_id is not None:
+                    with contextlib.suppress(RegistryError):
+                        await self.conn.revoke(reg.lease_id)
+            deleted = await self.conn.delete(raw_key) > 0 or reg is not None
+        except BaseException:
+            # Not deleted by us (as far as we know): a later delete or expiry of this
+            # key must not be labelled as the dashboard's.
+            self._deleted_keys.pop(raw_key, None)
+            raise
+        if not deleted:
+            self._deleted_keys.pop(raw_key, None)
+        return deleted
 
     def toggle_pause(self, raw_key: bytes) -> bool:
         """Pause or resume the heartbeats of one of our own instances; True if paused."""

@@ -2,19 +2,26 @@
 
 It keeps a :class:`RegistryState` equal to what etcd holds under the prefix and
 reports every change as a :class:`ChangeBatch`, plus its :class:`ConnectionStatus`.
-After a broken connection it resumes from the last applied revision; when that
-revision was compacted meanwhile it reloads the snapshot and reports the
-difference as ordinary changes.
+After a broken connection it resumes from :attr:`RegistryWatcher.resume_revision`:
+the last applied revision, or later when etcd's progress notifications vouch that
+nothing under the prefix changed since. Only when that revision was compacted
+meanwhile does it reload the snapshot and report the difference as ordinary changes.
+
+Progress: while the stream is quiet the connection asks etcd for a progress
+notification every ``progress_interval`` seconds (etcd itself sends one only every
+10 minutes by default). etcd 3.4 before 3.4.25 may send the answer to such a request
+ahead of events it has not delivered yet (etcd issue 15220), so a notified revision
+is trusted only once a later notification arrives with no event in between.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Callable
 from typing import Any
 
+from .backoff import Backoff
 from .connection import EtcdConnection
 from .errors import RegistryError, RevisionCompacted
 from .events import ChangeBatch, ConnectionStatus, ConnState
@@ -49,6 +56,7 @@ class RegistryWatcher:
         prefix: str | None = None,
         backoff_initial: float = 0.5,
         backoff_max: float = 10.0,
+        progress_interval: float | None = 10.0,
     ) -> None:
         self.conn = conn
         self.prefix = prefix or conn.config.prefix
@@ -57,10 +65,24 @@ class RegistryWatcher:
         self.on_status = on_status
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
+        self.progress_interval = progress_interval
         self.status = ConnectionStatus(ConnState.CONNECTING, conn.endpoint)
         self.snapshots_loaded = 0
         self.reconnects = 0
+        self.progress_notifications = 0
         self._live = asyncio.Event()
+        # Revisions vouched for by progress notifications (see the module docstring).
+        self._progress_revision = 0
+        self._progress_candidate = 0
+
+    @property
+    def resume_revision(self) -> int:
+        """Everything under the prefix up to this revision is in the state.
+
+        At least ``state.revision`` (the last applied change or snapshot); later when
+        progress notifications showed that nothing under the prefix changed since.
+        """
+        return max(self.state.revision, self._progress_revision)
 
     # -- reporting -----------------------------------------------------------
     def _report(self, state: ConnState, **kwargs: Any) -> None:
@@ -81,43 +103,63 @@ class RegistryWatcher:
     async def run(self) -> None:
         prefix = self.prefix.encode()
         need_snapshot = True
-        attempt = 0
+        backoff = Backoff(self.backoff_initial, self.backoff_max)
         try:
             while True:
                 try:
                     if need_snapshot:
-                        self._report(ConnState.LOADING if attempt == 0 else ConnState.RECONNECTING)
+                        self._report(
+                            ConnState.LOADING if backoff.attempt == 0 else ConnState.RECONNECTING
+                        )
                         await self._load_snapshot(prefix)
                         need_snapshot = False
-                    async for response in self.conn.watch(prefix, self.state.revision + 1):
+                    start = self.resume_revision + 1
+                    async for response in self.conn.watch(
+                        prefix, start, progress_every=self.progress_interval
+                    ):
                         if response.created:
-                            attempt = 0
+                            # Not yet proof of health: a stream can be created and then fail.
                             self._report(ConnState.LIVE)
                             continue
-                        self._apply(response)
+                        backoff.succeeded()  # the stream delivered: it works
+                        if response.events:
+                            self._apply(response)
+                        else:
+                            self._progress(int(response.header.revision))
                 except RevisionCompacted as exc:
                     log.info("watch revision compacted (%s); reloading snapshot", exc)
                     need_snapshot = True
                     self._report(
                         ConnState.RECONNECTING,
-                        error=f"history compacted past revision {self.state.revision}; reloading",
+                        error=f"history compacted past revision {self.resume_revision};"
+                        " reloading the snapshot",
                     )
                 except RegistryError as exc:
-                    attempt += 1
+                    delay = backoff.failed()
                     self.reconnects += 1
-                    delay = min(self.backoff_max, self.backoff_initial * 2 ** (attempt - 1))
-                    delay *= random.uniform(0.8, 1.2)
+                    self._progress_candidate = 0  # only ever confirmed on the same stream
                     self._report(
                         ConnState.RECONNECTING,
-                        error=exc.user_message() if attempt == 1 else str(exc),
+                        error=exc.user_message() if backoff.attempt == 1 else str(exc),
                         retry_in=delay,
-                        attempt=attempt,
+                        attempt=backoff.attempt,
                     )
                     await asyncio.sleep(delay)
-                    if attempt > 1:
+                    if backoff.attempt > 1:
                         await self.conn.reconnect()
         finally:
             self._report(ConnState.STOPPED)
+
+    def _progress(self, revision: int) -> None:
+        """A progress notification: no event under the prefix up to ``revision``.
+
+        Trusted once the next notification arrives with no event in between (see the
+        module docstring); a revision that is already applied needs no trust.
+        """
+        self.progress_notifications += 1
+        candidate, self._progress_candidate = self._progress_candidate, revision
+        if candidate > self._progress_revision:
+            self._progress_revision = candidate
 
     async def _load_snapshot(self, prefix: bytes) -> None:
         kvs, revision = await self.conn.get_prefix(prefix)
@@ -128,11 +170,13 @@ class RegistryWatcher:
             parsed.update(self.state.parse(kvs[start : start + PARSE_SLICE]))
             await asyncio.sleep(0)
         changes = self.state.load(kvs, revision, parsed)
+        self._progress_revision = self._progress_candidate = 0
         self.snapshots_loaded += 1
         self.on_batch(ChangeBatch(changes, revision, snapshot=True))
 
     def _apply(self, response: Any) -> None:
         state = self.state
+        self._progress_candidate = 0  # events after a notification: it may have run ahead
         changes: list[Change] = []
         for event in response.events:
             kv = event.kv

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from rich.text import Text
 from textual.widgets import Static
 
@@ -14,6 +16,10 @@ _STATE_STYLE = {
     ConnState.RECONNECTING: "bold red",
     ConnState.STOPPED: "dim",
 }
+
+
+#: How long the last error stays on the line (as "last error: …") once the state is fine.
+ERROR_LINGER = 15.0
 
 
 class StatusBar(Static):
@@ -31,10 +37,32 @@ class StatusBar(Static):
         self.instances = 0
         self.filter_text = ""
         self._last: Text | None = None
+        self._last_error: tuple[str, float] | None = None
 
     def set_status(self, status: ConnectionStatus) -> None:
         self.status = status
+        if status.error:
+            self.note_error(status.error)
+        else:
+            self._redraw()
+
+    def note_error(self, text: str) -> None:
+        """Show ``text`` as the last error for :data:`ERROR_LINGER` seconds, even after
+        the state recovered (a reload after compaction takes only a moment)."""
+        self._last_error = (text, time.monotonic())
+        if self.is_mounted:
+            self.set_timer(ERROR_LINGER + 0.1, self._redraw, name="last error")
         self._redraw()
+
+    @property
+    def last_error(self) -> str | None:
+        if self._last_error is None:
+            return None
+        text, at = self._last_error
+        if time.monotonic() - at > ERROR_LINGER:
+            self._last_error = None
+            return None
+        return text
 
     def set_counts(self, revision: int, services: int, instances: int) -> None:
         if (revision, services, instances) != (self.revision, self.services, self.instances):
@@ -63,6 +91,9 @@ class StatusBar(Static):
             text.append(f"  filter: {self.filter_text!r}", "bold cyan")
         if self.read_only:
             text.append("  READ-ONLY", "bold reverse")
+        last_error = self.last_error
+        if last_error and (self.status is None or last_error != self.status.error):
+            text.append(f"  last error: {last_error}", "yellow")
         if text != self._last:
             self._last = text
             self.update(text)
