@@ -310,11 +310,11 @@ class ServiceRegistration:
                 log.warning("heartbeat for %s failed: %s", self.key, exc)
                 self._emit("error")
             except Exception:
-                # A bug must not end the heartbeats silently: say so and go on.
-                failures += 1
-                interval = min(interval, 0.5 * 2 ** min(failures, 4))
+                # A bug must not end the heartbeats silently: log it and let the task end,
+                # so whoever supervises it (the dashboard's session) reports and restarts it.
                 log.exception("heartbeat for %s failed unexpectedly", self.key)
                 self._emit("error")
+                raise
             await asyncio.sleep(interval)
 
     def _note_conflict(self, exc: InstanceConflict) -> None:

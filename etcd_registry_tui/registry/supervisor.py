@@ -87,6 +87,8 @@ class Supervisor:
         backoff = Backoff(self.backoff_initial, self.backoff_max)
         loop = asyncio.get_running_loop()
         while True:
+            if not wanted():  # let go before it (re)started: e.g. revoked at once
+                return
             started = loop.time()
             task = asyncio.ensure_future(factory())
             try:
@@ -116,8 +118,6 @@ class Supervisor:
             except Exception:  # a broken reporter must not stop the supervision
                 log.exception("reporting the failure of %s failed", name)
             await asyncio.sleep(delay)
-            if not wanted():
-                return
 
     async def stop(self) -> None:
         """Cancel every task started with :meth:`start` and wait for them."""
