@@ -142,3 +142,15 @@ def test_list_piped_into_head_prints_one_line_and_no_error(etcd, etcdctl):
     )  # fmt: skip
     assert result.stdout.count("\n") == 1 and "Svc0" in result.stdout, result.stdout
     assert result.stderr.strip() == "status=141", result.stderr  # and not a word more
+
+
+# -- the demo on an etcd it cannot reach ----------------------------------------------------
+
+
+@pytest.mark.parametrize("ui", [["--no-ui"], []])
+def test_demo_on_an_unreachable_etcd_says_so_and_fails(ui):
+    result = run_cli("demo", *ui, "--endpoints", "http://127.0.0.1:1", "--dial-timeout", "2s")
+    line = _one_line_error(result)
+    assert "cannot reach etcd at 127.0.0.1:1" in line, line
+    assert result.returncode == 1
+    assert "running" not in result.stdout, result.stdout
