@@ -74,6 +74,9 @@ class RegistryApp(App[int]):
         Binding("q", "quit", "Quit"),
         # As in k9s and most terminal tools (Textual's default only hints at ctrl+q).
         Binding("ctrl+c", "quit", "Quit", show=False),
+        # The terminal is in raw mode, so ^Z is a key, not SIGTSTP: suspend as a shell
+        # expects (POSIX; a no-op on Windows). `fg` redraws, see _redraw_after_resume.
+        Binding("ctrl+z", "suspend_process", "Suspend", show=False),
     ]
 
     def __init__(
@@ -139,6 +142,7 @@ class RegistryApp(App[int]):
             self._pending_snapshot = True
             self._apply_pending()
         self.set_interval(1.0, self._tick, name="countdown")
+        self.app_resume_signal.subscribe(self, self._redraw_after_resume)
         self._signal_loop = asyncio.get_running_loop()
         self._previous_handlers: dict[int, Any] = {}
         with contextlib.suppress(ValueError):  # only possible in the main thread
@@ -172,9 +176,28 @@ class RegistryApp(App[int]):
     def _hangup(self) -> None:
         async def leave() -> None:
             await self.shutdown_session()
+            self._restore_terminal()
             os._exit(129)
 
         self.run_worker(leave(), name="hangup", exit_on_error=False)
+
+    def _restore_terminal(self) -> None:
+        """Put the terminal back as a normal exit would: tty modes, main screen, no mouse
+        reporting, cursor shown. The terminal is usually gone after a hangup, but a tmux
+        pane or terminal window that survives must be usable. Blocks at most until the
+        signal watchdog fires if the terminal no longer takes output."""
+        driver = self._driver
+        if driver is None:
+            return
+        with contextlib.suppress(Exception):
+            driver.stop_application_mode()
+        with contextlib.suppress(Exception):
+            driver.close()  # waits until the writer thread has put everything out
+
+    def _redraw_after_resume(self, _app: App[int]) -> None:
+        # Back from ^Z (`fg`): the driver re-entered the alternate screen, which the
+        # terminal cleared; only a full repaint brings the dashboard back.
+        self.refresh(repaint=True, layout=True)
 
     # -- data layer → UI -----------------------------------------------------
     def _on_session_batch(self, batch: ChangeBatch, entries: list[LogEntry]) -> None:

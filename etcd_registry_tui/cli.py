@@ -14,6 +14,7 @@ os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 import argparse  # noqa: E402
 import asyncio
+import contextlib
 import getpass  # noqa: E402
 import json
 import signal
@@ -99,8 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> ConnectionConfig:
-    def duration(value: str | None) -> float | None:
-        return parse_duration(value) if value else None
+    def duration(value: str | None, option: str) -> float | None:
+        # Given but empty ("--dial-timeout ''") is an error, not the default.
+        return parse_duration(value, option) if value is not None else None
 
     user, password = args.user, args.password
     if user and ":" not in user and password is None and not os.environ.get("ETCDCTL_PASSWORD"):
@@ -111,8 +113,8 @@ def config_from_args(args: argparse.Namespace) -> ConnectionConfig:
         endpoints=args.endpoints,
         user=user,
         password=password,
-        dial_timeout=duration(args.dial_timeout),
-        command_timeout=duration(args.command_timeout),
+        dial_timeout=duration(args.dial_timeout, "--dial-timeout"),
+        command_timeout=duration(args.command_timeout, "--command-timeout"),
         prefix=args.prefix,
         cacert=args.cacert,
         cert=args.cert,
@@ -225,7 +227,26 @@ def _fail(message: str, code: int = 1) -> int:
     return code
 
 
+#: What a shell reports for a program killed by SIGPIPE (128 + 13), as ``cat`` or ``ls`` do.
+EXIT_BROKEN_PIPE = 128 + 13
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # here, not at interpreter exit, where a closed pipe is noisy
+    except BrokenPipeError:
+        # The reader went away (``list | head -1``): nothing left to say to anyone.
+        # Point stdout at /dev/null so Python's final flush does not complain either.
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        return EXIT_BROKEN_PIPE
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -245,6 +266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(exc.user_message())
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        raise
     except OSError as exc:
         return _fail(str(exc))
 

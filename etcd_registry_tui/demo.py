@@ -7,9 +7,12 @@ import asyncio
 import dataclasses
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 
 from .registry.config import ConnectionConfig
+from .registry.connection import EtcdConnection
 from .registry.embedded import EmbeddedEtcd, EtcdBinaryNotFound, EtcdStartError
+from .registry.errors import RegistryError
 from .registry.fleet import Fleet
 
 
@@ -29,19 +32,44 @@ def _start_private_etcd(binary: str | None) -> EmbeddedEtcd | None:
     return etcd
 
 
-async def _run_headless(fleet: Fleet, endpoint: str) -> None:
+async def _run_headless(fleet: Fleet, endpoint: str) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    task = asyncio.create_task(fleet.run())
-    print(f"demo fleet running on {endpoint} (seed {fleet.seed}); Ctrl-C to stop", flush=True)
+    stopped = asyncio.create_task(stop.wait())
+    task = asyncio.create_task(fleet.start())
     try:
-        await stop.wait()
+        # "Running" only once it is: an etcd that cannot be reached is an error, said once.
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            return 0  # stopped while starting
+        task.result()
+        print(f"demo fleet running on {endpoint} (seed {fleet.seed}); Ctrl-C to stop", flush=True)
+        task = asyncio.create_task(fleet.churn())
+        await stopped
+        return 0
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        for pending in (task, stopped):
+            pending.cancel()
+        await asyncio.gather(task, stopped, return_exceptions=True)
         await fleet.stop()
+
+
+async def _check_reachable(config: ConnectionConfig) -> None:
+    """Raise :class:`RegistryError` (one line for the user) unless etcd answers."""
+    async with EtcdConnection(config):
+        pass
+
+
+def _fleet_task(fleet: Fleet) -> Callable[[], Awaitable[None]]:
+    async def run() -> None:
+        try:
+            await fleet.run()
+        except RegistryError as exc:  # shown on screen: say whose failure it is
+            raise RegistryError(f"the demo fleet stopped: {exc}", exc.hint) from exc
+
+    return run
 
 
 def run_demo(args: argparse.Namespace, config: ConnectionConfig) -> int:
@@ -55,8 +83,9 @@ def run_demo(args: argparse.Namespace, config: ConnectionConfig) -> int:
         fleet = Fleet(config, services=args.services, max_instances=args.instances, seed=args.seed)
         where = f"private etcd {etcd.endpoint}" if etcd else config.label
         if args.no_ui:
-            asyncio.run(_run_headless(fleet, config.label))
-            return 0
+            return asyncio.run(_run_headless(fleet, config.label))
+        if etcd is None:  # someone else's etcd: fail here, not behind the dashboard
+            asyncio.run(_check_reachable(config))
         from .app import run_app
 
         async def stop_etcd() -> None:
@@ -65,7 +94,7 @@ def run_demo(args: argparse.Namespace, config: ConnectionConfig) -> int:
 
         return run_app(
             config,
-            background=[fleet.run],
+            background=[_fleet_task(fleet)],
             on_shutdown=[fleet.stop, stop_etcd],
             subtitle=f"demo on {where} · seed {fleet.seed}",
         )

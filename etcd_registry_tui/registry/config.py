@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import socket
 from collections.abc import Mapping
@@ -12,6 +13,9 @@ from .errors import ConfigError
 
 DEFAULT_ENDPOINT = "127.0.0.1:2379"
 DEFAULT_PREFIX = "/services/"
+#: The longest timeout accepted: longer is a typo (and overflows gRPC's deadline).
+MAX_DURATION = 86_400.0
+DURATION_HINT = "give a positive time such as 5s, 500ms or 1m"
 
 
 def _is_ipv6(text: str) -> bool:
@@ -80,8 +84,11 @@ class ConnectionConfig:
             raise ConfigError("--user needs a password: use --user name:password")
         if (self.cert is None) != (self.key is None):
             raise ConfigError("--cert and --key go together")
-        if self.dial_timeout <= 0 or self.command_timeout <= 0:
-            raise ConfigError("timeouts must be positive")
+        for name, value in (("dial", self.dial_timeout), ("command", self.command_timeout)):
+            if not (math.isfinite(value) and 0 < value <= MAX_DURATION):
+                raise ConfigError(
+                    f"{name} timeout {value!r} is not a positive, finite time", DURATION_HINT
+                )
         if not self.prefix.startswith("/") or not self.prefix.endswith("/"):
             raise ConfigError(f"prefix {self.prefix!r} must start and end with '/'")
 
@@ -132,9 +139,16 @@ class ConnectionConfig:
         if user is not None and password is None and ":" in user:
             user, password = user.split(":", 1)
         if dial_timeout is None and env.get("ETCDCTL_DIAL_TIMEOUT"):
-            dial_timeout = parse_duration(env["ETCDCTL_DIAL_TIMEOUT"])
+            dial_timeout = parse_duration(env["ETCDCTL_DIAL_TIMEOUT"], "ETCDCTL_DIAL_TIMEOUT")
         if command_timeout is None and env.get("ETCDCTL_COMMAND_TIMEOUT"):
-            command_timeout = parse_duration(env["ETCDCTL_COMMAND_TIMEOUT"])
+            command_timeout = parse_duration(
+                env["ETCDCTL_COMMAND_TIMEOUT"], "ETCDCTL_COMMAND_TIMEOUT"
+            )
+        if prefix == "":
+            # Given but empty (e.g. an unset shell variable): not silently /services/.
+            raise ConfigError(
+                "--prefix is empty", "give the registry's key prefix, or --prefix / for every key"
+            )
         return cls(
             endpoints=tuple(e for e in endpoints.split(",") if e.strip()),
             user=user,
@@ -148,8 +162,13 @@ class ConnectionConfig:
         )
 
 
-def parse_duration(text: str) -> float:
-    """etcdctl-style durations: ``5s``, ``500ms``, ``1m``, or plain seconds."""
+def parse_duration(text: str, name: str = "duration") -> float:
+    """etcdctl-style durations: ``5s``, ``500ms``, ``1m``, or plain seconds.
+
+    ``name`` (the option or variable it came from) is what an error message names.
+    Only positive, finite times up to a day are durations: ``nan``, ``inf``, ``0``
+    and negative times are refused here, before anything is dialled.
+    """
     raw = text.strip().lower()
     units = (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0))
     number, factor = raw, 1.0
@@ -160,7 +179,9 @@ def parse_duration(text: str) -> float:
     try:
         value = float(number) * factor
     except ValueError:
-        raise ConfigError(f"duration {text!r} is not understood (try 5s or 500ms)") from None
-    if value <= 0:
-        raise ConfigError(f"duration {text!r} must be positive")
+        raise ConfigError(f"{name} {text!r} is not understood", DURATION_HINT) from None
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"{name} {text!r} is not a positive, finite time", DURATION_HINT)
+    if value > MAX_DURATION:
+        raise ConfigError(f"{name} {text!r} is too long: at most 24h", DURATION_HINT)
     return value

@@ -12,7 +12,9 @@ import contextlib
 import json
 import logging
 import random
+import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .config import ConnectionConfig
@@ -36,6 +38,8 @@ SERVICE_NAMES = [
 ]
 TTLS = (10, 15, 20, 30)
 ZONES = ("eu-west-1a", "eu-west-1b", "eu-central-1a")
+#: etcd expires a lease on a ~500 ms tick; after its TTL plus this, ask whether it has.
+EXPIRY_MARGIN = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +67,7 @@ class Fleet:
         max_instances: int = 6,
         seed: int | None = None,
         churn_every: tuple[float, float] = (4.0, 9.0),
+        ttls: Sequence[int] = TTLS,
     ) -> None:
         if services < 1:
             raise RegistryError("--services must be at least 1")
@@ -74,6 +79,7 @@ class Fleet:
         self.max_instances = max_instances
         self.min_instances = min(2, max_instances)
         self.churn_every = churn_every
+        self.ttls = tuple(ttls)
         self.conn = EtcdConnection(config)
         names = [SERVICE_NAMES[i % len(SERVICE_NAMES)] for i in range(services)]
         names = [n if i < len(SERVICE_NAMES) else f"{n}{i}" for i, n in enumerate(names)]
@@ -85,7 +91,10 @@ class Fleet:
         self.joined = 0
         self._port = 5000
         self._static_keys: list[bytes] = []
-        self.gone: list[ServiceRegistration] = []  # crashed; their keys linger until expiry
+        #: Crashed instances whose keys may still linger (until etcd expires their lease),
+        #: by key, with when to ask etcd whether it has. Forgotten once it has, so a long
+        #: demo keeps only the last TTL's worth of crashes (stop() deletes what lingers).
+        self.gone: dict[str, tuple[float, ServiceRegistration]] = {}
 
     # -- building instances --------------------------------------------------
     def _new_registration(self, service: str) -> ServiceRegistration:
@@ -95,7 +104,7 @@ class Fleet:
             self.conn,
             service,
             f"http://127.0.0.1:{self._port}",
-            ttl=self.rng.choice(TTLS),
+            ttl=self.rng.choice(self.ttls),
             instance_id=instance_id,
             prefix=self.config.prefix,
             extra={"Zone": self.rng.choice(ZONES), "Version": f"1.{self.rng.randint(0, 9)}.0"},
@@ -137,8 +146,28 @@ class Fleet:
         await asyncio.gather(*(self._start(r) for r in self.initial_registrations()))
         await self._add_oddities()
 
+    async def _forget_expired(self) -> None:
+        """Drop crashed instances whose lease etcd has expired (so their key is gone)."""
+        now = time.monotonic()
+        for key, (check_at, reg) in list(self.gone.items()):
+            if check_at > now:
+                continue
+            lease = reg.lease_id
+            if lease is None:
+                del self.gone[key]
+                continue
+            try:
+                ttl, _, _ = await self.conn.time_to_live(lease)
+            except RegistryError:
+                return  # ask again at the next step
+            if ttl < 0:
+                del self.gone[key]
+            else:  # not yet (a leader change renews every lease): ask again after it
+                self.gone[key] = (now + ttl + EXPIRY_MARGIN, reg)
+
     async def churn_once(self) -> str:
         """One step: an instance crashes (its lease will expire) or a new one joins."""
+        await self._forget_expired()
         by_service: dict[str, list[ServiceRegistration]] = {}
         for reg in self.live.values():
             by_service.setdefault(reg.name, []).append(reg)
@@ -152,7 +181,9 @@ class Fleet:
             # A crash: heartbeats stop, nobody unregisters; etcd expires the lease.
             await victim.stop_keepalive()
             del self.live[victim.key]
-            self.gone.append(victim)
+            last = victim.last_heartbeat or time.monotonic()
+            ttl = victim.last_ttl or victim.ttl
+            self.gone[victim.key] = (last + ttl + EXPIRY_MARGIN, victim)
             self.crashed += 1
             return f"crash {victim.key}"
         reg = self._new_registration(service)
@@ -162,21 +193,22 @@ class Fleet:
 
     async def run(self) -> None:
         """Start the fleet, then crash and join instances until cancelled."""
-        try:
-            await self.start()
-            while True:
-                await asyncio.sleep(self.rng.uniform(*self.churn_every))
-                try:
-                    what = await self.churn_once()
-                    log.info("fleet: %s", what)
-                except RegistryError as exc:
-                    log.warning("fleet step failed: %s", exc)
-        except asyncio.CancelledError:
-            raise
+        await self.start()
+        await self.churn()
+
+    async def churn(self) -> None:
+        """Crash and join instances until cancelled (after :meth:`start`)."""
+        while True:
+            await asyncio.sleep(self.rng.uniform(*self.churn_every))
+            try:
+                what = await self.churn_once()
+                log.info("fleet: %s", what)
+            except RegistryError as exc:
+                log.warning("fleet step failed: %s", exc)
 
     async def stop(self) -> None:
         """Remove every key the fleet wrote (revoke leases, delete static keys)."""
-        regs = list(self.live.values()) + self.gone
+        regs = list(self.live.values()) + [reg for _, reg in self.gone.values()]
         self.live.clear()
         self.gone.clear()
         with contextlib.suppress(Exception):

@@ -428,6 +428,12 @@ class RegistryTree(ScrollView, can_focus=True):
             return True
         return False
 
+    def _empty_message(self) -> str:
+        """What an empty tree says: the filter's doing when it hides every instance."""
+        if self._filter and self._blocks:
+            return f"No instance matches '{self._filter}' — press Esc to clear the filter"
+        return self.empty_text
+
     def set_empty_text(self, text: str) -> None:
         if text != self.empty_text:
             self.empty_text = text
@@ -741,9 +747,9 @@ class RegistryTree(ScrollView, can_focus=True):
         index = round(self.scroll_y) + y
         rows = self._rows
         if not 0 <= index < len(rows):
-            if not rows and y == 1 and self.empty_text:
+            if not rows and y == 1 and (message := self._empty_message()):
                 style = self._style("registry-tree--nolease")
-                text = self.empty_text.center(width)[:width]
+                text = message.center(width)[:width]
                 return Strip([Segment(text, style)], width)
             return Strip.blank(width, self.rich_style)
         row = rows[index]

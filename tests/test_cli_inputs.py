@@ -1,0 +1,156 @@
+"""What the command line does with odd input and odd plumbing, run as real subprocesses."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from etcd_registry_tui.registry.config import ConnectionConfig, parse_duration
+from etcd_registry_tui.registry.connection import EtcdConnection
+from etcd_registry_tui.registry.errors import ConfigError
+
+CLI = [sys.executable, "-m", "etcd_registry_tui"]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETCDCTL_")}
+    env.update(extra)
+    return env
+
+
+def run_cli(*args: str, timeout: float = 30, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, timeout=timeout, env=_env(**env)
+    )
+
+
+def _one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("etcd-registry-tui: error: ")
+    return lines[0]
+
+
+# -- durations ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("option", ["--dial-timeout", "--command-timeout"])
+@pytest.mark.parametrize(
+    "value", ["nan", "NaN", "inf", "-inf", "infs", "-1s", "-1", "0", "0ms", ""]
+)
+def test_a_timeout_that_is_not_a_positive_finite_time_is_rejected_before_any_dial(option, value):
+    # An unreachable endpoint: were the value accepted, the error would be about etcd.
+    result = run_cli("list", "--endpoints", "127.0.0.1:1", f"{option}={value}")
+    line = _one_line_error(result)
+    assert option in line, line
+    assert "etcd at" not in line and "cannot reach" not in line, line
+    assert "5s" in line  # says what a good value looks like
+    assert "--endpoints" not in line  # not the connection-options hint: the fault is the time
+
+
+def test_a_timeout_from_the_environment_is_checked_and_named_too():
+    result = run_cli("list", "--endpoints", "127.0.0.1:1", ETCDCTL_DIAL_TIMEOUT="nan")
+    line = _one_line_error(result)
+    assert "ETCDCTL_DIAL_TIMEOUT" in line and "cannot reach" not in line, line
+
+
+def test_an_absurdly_long_timeout_is_rejected_with_the_limit():
+    result = run_cli("list", "--endpoints", "127.0.0.1:1", "--dial-timeout", "1e300s")
+    line = _one_line_error(result)
+    assert "--dial-timeout" in line and "at most" in line, line
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("5s", 5.0), ("500ms", 0.5), ("1m", 60.0), ("2", 2.0), ("1h", 3600.0)]
+)
+def test_good_durations_still_parse(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1.0, 0.0])
+def test_the_config_itself_refuses_a_timeout_that_is_not_positive_and_finite(value):
+    with pytest.raises(ConfigError):
+        ConnectionConfig(dial_timeout=value)
+    with pytest.raises(ConfigError):
+        ConnectionConfig(command_timeout=value)
+
+
+# -- prefix ---------------------------------------------------------------------------------
+
+
+def test_an_empty_prefix_is_an_error_that_names_the_whole_keyspace_option():
+    result = run_cli("list", "--endpoints", "127.0.0.1:1", "--prefix", "")
+    line = _one_line_error(result)
+    assert "--prefix" in line and "empty" in line and "--prefix /" in line, line
+    assert "cannot reach" not in line
+
+
+def test_the_whole_keyspace_is_prefix_slash(etcd, etcdctl):
+    etcdctl.put("/services/Svc/a1", '{"Address": "http://localhost:1"}')
+    etcdctl.put("/other/Thing/t1", '{"Address": "http://localhost:2"}')
+    result = run_cli("list", "--json", "--endpoints", etcd.endpoint, "--prefix", "/")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["prefix"] == "/"
+    keys = {i["key"] for s in doc["services"] for i in s["instances"]}
+    assert keys == {"/services/Svc/a1", "/other/Thing/t1"}
+
+
+# -- a reader that goes away ----------------------------------------------------------------
+
+
+def _fill(endpoint: str, count: int) -> None:
+    async def put_all() -> None:
+        async with EtcdConnection(ConnectionConfig(endpoints=(endpoint,))) as conn:
+            for i in range(count):
+                key = f"/services/Svc{i % 7}/instance-{i:04d}".encode()
+                await conn.put(key, f'{{"Address": "http://h:{i}"}}'.encode())
+
+    asyncio.run(put_all())
+
+
+@pytest.mark.parametrize("fmt", [[], ["--json"]])
+def test_list_into_a_closed_pipe_exits_quietly(etcd, etcdctl, fmt):
+    _fill(etcd.endpoint, 20)
+    assert len(etcdctl.get_prefix("/services/").kvs) == 20
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first line is written
+    try:
+        proc = subprocess.run(
+            [*CLI, "list", *fmt, "--endpoints", etcd.endpoint],
+            stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=30, env=_env(),
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert proc.stderr == ""
+    assert proc.returncode == 141  # 128 + SIGPIPE, as a C tool killed by SIGPIPE reports
+
+
+def test_list_piped_into_head_prints_one_line_and_no_error(etcd, etcdctl):
+    _fill(etcd.endpoint, 1500)  # ~90 kB of output: more than a pipe holds, so head leaves early
+    result = subprocess.run(
+        ["bash", "-c", f"set -o pipefail; {' '.join(CLI)} list --endpoints {etcd.endpoint} "
+         "| head -1; echo \"status=${PIPESTATUS[0]}\" >&2"],
+        capture_output=True, text=True, timeout=60, env=_env(),
+    )  # fmt: skip
+    assert result.stdout.count("\n") == 1 and "Svc0" in result.stdout, result.stdout
+    assert result.stderr.strip() == "status=141", result.stderr  # and not a word more
+
+
+# -- the demo on an etcd it cannot reach ----------------------------------------------------
+
+
+@pytest.mark.parametrize("ui", [["--no-ui"], []])
+def test_demo_on_an_unreachable_etcd_says_so_and_fails(ui):
+    result = run_cli("demo", *ui, "--endpoints", "http://127.0.0.1:1", "--dial-timeout", "2s")
+    line = _one_line_error(result)
+    assert "cannot reach etcd at 127.0.0.1:1" in line, line
+    assert result.returncode == 1
+    assert "running" not in result.stdout, result.stdout
