@@ -23,7 +23,7 @@ from typing import Any
 
 import humanize
 
-from . import __version__
+from . import __version__, cli_elections
 from .registry.config import ConnectionConfig, parse_duration
 from .registry.connection import EtcdConnection
 from .registry.errors import ConfigError, RegistryError
@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_reg.add_argument("--ttl", type=int, default=30, help="lease TTL in seconds (default 30)")
     p_reg.add_argument("--id", dest="instance_id", help="instance id (default: a new UUID)")
     _add_connection_options(p_reg, suppress=True)
+
+    cli_elections.add_parsers(sub, _add_connection_options)
 
     p_demo = sub.add_parser("demo", help="the dashboard on a private etcd with a simulated fleet")
     p_demo.add_argument("--services", type=int, default=5, help="number of services (default 5)")
@@ -229,6 +231,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(cmd_list(config, args.json))
         if args.command == "register":
             return asyncio.run(cmd_register(config, args))
+        if args.command == "elections":
+            return asyncio.run(cli_elections.cmd_elections(config, args))
+        if args.command == "elect":
+            return asyncio.run(cli_elections.cmd_elect(config, args))
         if args.command == "demo":
             from .demo import run_demo
 

@@ -50,7 +50,7 @@ class Leadership:
     def _lose(self, reason: str) -> None:
         if not self.lost.is_set():
             self.reason = reason
-            log.warning("leadership of %s lost: %s", self.election.name, reason)
+            log.info("leadership of %s lost: %s", self.election.name, reason)
             self.lost.set()
 
     async def proclaim(self, value: str | bytes) -> None:
