@@ -32,26 +32,73 @@ class LeadershipLost(RegistryError):
     hint = "the candidate's lease ended or its key was deleted"
 
 
-class Leadership:
-    """Held while leading: ``lost`` is set when the lease ends or the key goes."""
+class Candidacy:
+    """One candidate in an election: its lease, its key, and whether it leads.
 
-    def __init__(self, election: Election, key: bytes, lease: int, create_revision: int) -> None:
+    ``elected`` is set once it leads; ``lost`` when its lease ends or its key goes.
+    ``pause()`` stops the heartbeats (the lease runs out: a failover demo).
+    """
+
+    def __init__(self, election: Election, value: bytes, ttl: int) -> None:
         self.election = election
-        self.key = key
-        self.lease = lease
-        self.create_revision = create_revision
+        self.value = value
+        self.ttl = ttl
+        self.lease = 0
+        self.key = b""
+        self.create_revision = 0
+        self.paused = False
+        self.elected = asyncio.Event()
         self.lost = asyncio.Event()
         self.reason: str | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stream: Any = None
 
     @property
     def is_leader(self) -> bool:
-        return not self.lost.is_set()
+        return self.elected.is_set() and not self.lost.is_set()
 
     def _lose(self, reason: str) -> None:
         if not self.lost.is_set():
             self.reason = reason
-            log.info("leadership of %s lost: %s", self.election.name, reason)
+            log.info("candidacy in %s lost: %s", self.election.name, reason)
             self.lost.set()
+
+    def pause(self) -> None:
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+
+    async def start(self) -> None:
+        """Grant the lease, put the key if absent, start heartbeats and watching the key."""
+        election = self.election
+        self.lease, granted = await election.conn.grant(self.ttl)
+        self.ttl = granted
+        self._stream = election.conn.keepalive_stream()
+        self._tasks.append(
+            asyncio.create_task(self._keep_alive(), name=f"candidate {election.name}")
+        )
+        try:
+            self.key, self.create_revision = await election._enter(self.value, self.lease)
+        except BaseException:
+            await self.resign()
+            raise
+        self._tasks.append(asyncio.create_task(self._watch_own(), name=f"own key {election.name}"))
+
+    async def wait_elected(self) -> None:
+        """Wait until every earlier candidate is gone; raise LeadershipLost if we went first."""
+        waiting = asyncio.ensure_future(self.election._wait_deletes(self.create_revision))
+        lost = asyncio.ensure_future(self.lost.wait())
+        try:
+            await asyncio.wait({waiting, lost}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for fut in (waiting, lost):
+                fut.cancel()
+            await asyncio.gather(waiting, lost, return_exceptions=True)
+        if self.lost.is_set():
+            raise LeadershipLost(f"candidacy in {self.election.name} ended: {self.reason}")
+        waiting.result()
+        self.elected.set()
 
     async def proclaim(self, value: str | bytes) -> None:
         """Change the leader's value, guarded on still being the same candidate key."""
@@ -62,7 +109,69 @@ class Leadership:
         )
         if not ok:
             self._lose("the candidate key was replaced or deleted")
-            raise LeadershipLost(f"cannot proclaim in {self.election.name}: no longer the leader")
+            raise LeadershipLost(f"cannot proclaim in {self.election.name}: no longer a candidate")
+        self.value = data
+
+    async def resign(self) -> None:
+        """Stop heartbeats, delete the key (guarded on its CreateRevision), revoke the lease."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        if self._stream is not None:
+            self._stream.close()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        conn = self.election.conn
+        if self.key:
+            with contextlib.suppress(RegistryError):
+                await self.election._txn(
+                    [_compare_create(self.key, self.create_revision)],
+                    [rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=self.key))],
+                )
+        if self.lease:
+            with contextlib.suppress(RegistryError):
+                await conn.revoke(self.lease)
+        self._lose("resigned")
+
+    async def _keep_alive(self) -> None:
+        interval = max(0.5, self.ttl / 3)
+        failures = 0
+        while True:
+            if self.paused:
+                await asyncio.sleep(0.2)
+                continue
+            try:
+                ttl = await self._stream.keepalive(self.lease)
+            except RegistryError as exc:
+                failures += 1
+                log.warning("keep-alive of election %s failed: %s", self.election.name, exc)
+                await asyncio.sleep(min(interval, 0.5 * 2 ** min(failures, 4)))
+                continue
+            if ttl <= 0:
+                self._lose("the lease ended")
+                return
+            failures = 0
+            await asyncio.sleep(interval)
+
+    async def _watch_own(self) -> None:
+        election = self.election
+        while not self.lost.is_set():
+            try:
+                kvs = (await election._range(key=self.key)).kvs
+                if not kvs or kvs[0].create_revision != self.create_revision:
+                    self._lose("the candidate key was deleted")
+                    return
+                async for response in election.conn.watch(self.key, int(kvs[0].mod_revision) + 1):
+                    for event in response.events:
+                        if event.kv.key == self.key and event.type == _DELETE:
+                            self._lose("the candidate key was deleted")
+                            return
+            except RegistryError as exc:
+                log.info("watching own key of %s: %s", election.name, exc)
+                await asyncio.sleep(1.0)
+
+
+#: What ``campaign()`` yields: the candidacy, once it leads.
+Leadership = Candidacy
 
 
 def _compare_create(key: bytes, create_revision: int) -> Any:
@@ -161,91 +270,17 @@ class Election:
                 if event.type == _DELETE and event.kv.key == key:
                     return
 
+    def candidacy(self, value: str | bytes, ttl: int = 60) -> Candidacy:
+        """A candidate not yet started: ``await c.start()``, then ``await c.wait_elected()``."""
+        return Candidacy(self, value.encode() if isinstance(value, str) else value, ttl)
+
     @contextlib.asynccontextmanager
-    async def campaign(
-        self, value: str | bytes, ttl: int = 60, resign_on_exit: bool = True
-    ) -> AsyncIterator[Leadership]:
-        """Wait until elected; keep the lease alive while leading; resign on exit.
-
-        Etcd trouble while waiting is retried; the lease is revoked on every way out.
-        """
-        data = value.encode() if isinstance(value, str) else value
-        lease, granted = await self.conn.grant(ttl)
-        stream = self.conn.keepalive_stream()
-        leadership: Leadership | None = None
-        keeper = asyncio.create_task(
-            self._keep_alive(stream, lease, granted, lambda: leadership),
-            name=f"election keep-alive {self.name}",
-        )
-        watcher: asyncio.Task[None] | None = None
+    async def campaign(self, value: str | bytes, ttl: int = 60) -> AsyncIterator[Candidacy]:
+        """Wait until elected; keep the lease alive while leading; resign on every way out."""
+        candidacy = self.candidacy(value, ttl)
+        await candidacy.start()
         try:
-            key, create_revision = await self._enter(data, lease)
-            await self._wait_deletes(create_revision)
-            kv = (await self._range(key=key)).kvs
-            if not kv or kv[0].create_revision != create_revision:
-                raise LeadershipLost(f"lost the campaign in {self.name}: the candidate key went")
-            leadership = Leadership(self, key, lease, create_revision)
-            if keeper.done():
-                leadership._lose("the lease ended while campaigning")
-            watcher = asyncio.create_task(self._watch_own(leadership), name=f"leader {self.name}")
-            yield leadership
+            await candidacy.wait_elected()
+            yield candidacy
         finally:
-            for task in (keeper, watcher):
-                if task is not None:
-                    task.cancel()
-            stream.close()
-            await asyncio.gather(*(t for t in (keeper, watcher) if t), return_exceptions=True)
-            if resign_on_exit:
-                await self._resign(lease, leadership)
-
-    async def _resign(self, lease: int, leadership: Leadership | None) -> None:
-        """Delete our key (guarded on its CreateRevision), then revoke the lease."""
-        with contextlib.suppress(RegistryError):
-            if leadership is not None:
-                await self._txn(
-                    [_compare_create(leadership.key, leadership.create_revision)],
-                    [
-                        rpc.RequestOp(
-                            request_delete_range=rpc.DeleteRangeRequest(key=leadership.key)
-                        )
-                    ],
-                )
-        with contextlib.suppress(RegistryError):
-            await self.conn.revoke(lease)
-
-    async def _keep_alive(
-        self, stream: Any, lease: int, granted: int, current: Any, failures: int = 0
-    ) -> None:
-        interval = max(0.5, granted / 3)
-        while True:
-            try:
-                ttl = await stream.keepalive(lease)
-            except RegistryError as exc:
-                failures += 1
-                log.warning("keep-alive of election %s failed: %s", self.name, exc)
-                await asyncio.sleep(min(interval, 0.5 * 2 ** min(failures, 4)))
-                continue
-            if ttl <= 0:
-                leadership = current()
-                if leadership is not None:
-                    leadership._lose("the lease ended")
-                return
-            failures = 0
-            await asyncio.sleep(interval)
-
-    async def _watch_own(self, leadership: Leadership) -> None:
-        while not leadership.lost.is_set():
-            try:
-                kvs = (await self._range(key=leadership.key)).kvs
-                if not kvs or kvs[0].create_revision != leadership.create_revision:
-                    leadership._lose("the candidate key was deleted")
-                    return
-                revision = int(kvs[0].mod_revision)
-                async for response in self.conn.watch(leadership.key, revision + 1):
-                    for event in response.events:
-                        if event.kv.key == leadership.key and event.type == _DELETE:
-                            leadership._lose("the candidate key was deleted")
-                            return
-            except RegistryError as exc:
-                log.info("watching own key of %s: %s", self.name, exc)
-                await asyncio.sleep(1.0)
+            await candidacy.resign()
