@@ -68,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--read-only", action="store_true", help="turn every writing action off (monitoring)"
     )
     _add_connection_options(parser, suppress=False)
+    cli_elections.add_elections_prefix(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p_list = sub.add_parser("list", help="print services, instances and their lease TTLs")
@@ -241,7 +242,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_demo(args, config)
         from .app import run_app
 
-        return run_app(config, read_only=args.read_only)
+        return run_app(
+            config,
+            read_only=args.read_only,
+            elections_prefixes=getattr(args, "elections_prefix", None) or (),
+        )
     except RegistryError as exc:
         return _fail(exc.user_message())
     except KeyboardInterrupt:

@@ -126,6 +126,8 @@ class ElectionState:
         self.elections: dict[str, Election] = {}
         self._where: dict[bytes, str] = {}  # candidate key -> election name
         self.revision = 0
+        #: Whether the last apply() changed any candidate (a queue moves without a new leader).
+        self.touched = False
 
     def covers(self, raw_key: bytes) -> bool:
         return not self.prefixes or any(raw_key.startswith(p) for p in self.prefixes)
@@ -179,6 +181,7 @@ class ElectionState:
     ) -> list[LeaderChange]:
         """Apply watch events ``(is_put, kv)``; returns the leadership changes they made."""
         touched: dict[str, Candidate | None] = {}
+        self.touched = False
         for is_put, kv in events:
             name = self._where.get(kv.key)
             if name is not None and name not in touched:
@@ -187,9 +190,9 @@ class ElectionState:
                 parsed = parse_candidate_key(kv.key, kv.lease) if self.covers(kv.key) else None
                 if parsed is not None and parsed.name not in touched:
                     touched.update(self._leaders([parsed.name]))
-                self._put(kv)
+                self.touched |= self._put(kv) is not None
             else:
-                self._remove(kv.key)
+                self.touched |= self._remove(kv.key) is not None
         self.revision = max(self.revision, revision)
         return self._diff(touched, revision)
 

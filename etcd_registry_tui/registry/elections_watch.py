@@ -110,8 +110,7 @@ class ElectionWatcher:
             kvs.extend(response.kvs)
         changes = self.state.load(kvs, revision)
         self.snapshots_loaded += 1
-        if changes:
-            self.on_change(changes)
+        self.on_change(changes)
 
     async def run(self) -> None:
         need_snapshot = True
@@ -134,7 +133,7 @@ class ElectionWatcher:
                     attempt = 0
                     events = [(e.type == _PUT, e.kv) for e in response.events]
                     changes = self.state.apply(events, int(response.header.revision))
-                    if changes:
+                    if changes or self.state.touched:
                         self.on_change(changes)
             except KeyspaceTooLarge as exc:
                 self.live.clear()

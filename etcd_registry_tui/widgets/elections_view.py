@@ -57,7 +57,15 @@ class ElectionsView(ScrollView, can_focus=True):
         Binding("end", "cursor_end", show=False),
         Binding("pageup", "page_up", show=False),
         Binding("pagedown", "page_down", show=False),
+        Binding("c", "act('campaign')", "Campaign"),
+        Binding("v", "act('proclaim')", "Proclaim"),
+        Binding("d", "act('resign')", "Resign"),
+        Binding("p", "act('pause')", "Pause"),
+        Binding("x", "act('revoke')", "Revoke"),
     ]
+
+    #: The actions that write to etcd (all of them: off with --read-only).
+    WRITE_ACTIONS = frozenset({"campaign", "proclaim", "resign", "pause", "revoke"})
 
     COMPONENT_CLASSES = {
         "elections-view--name",
@@ -90,6 +98,14 @@ class ElectionsView(ScrollView, can_focus=True):
     }
     """
 
+    class ActionRequested(Message):
+        """A key asked for ``action`` on the highlighted row (the app carries it out)."""
+
+        def __init__(self, action: str, row: ElectionRow | None) -> None:
+            super().__init__()
+            self.action = action
+            self.row = row
+
     class Highlighted(Message):
         def __init__(self, row: ElectionRow | None) -> None:
             super().__init__()
@@ -106,6 +122,7 @@ class ElectionsView(ScrollView, can_focus=True):
         self.clock = clock
         self.rows: list[ElectionRow] = []
         self.cursor = 0
+        self.read_only = False
         self.own_leases: set[int] = set()
         self.paused_leases: set[int] = set()
         self.empty_text = "no elections or locks found"
@@ -170,6 +187,14 @@ class ElectionsView(ScrollView, can_focus=True):
     def tick(self) -> None:
         """Countdowns and 'led for' moved on: redraw (only visible lines are drawn)."""
         self.refresh()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "act" and self.read_only:
+            return False
+        return True
+
+    def action_act(self, action: str) -> None:
+        self.post_message(self.ActionRequested(action, self.highlighted))
 
     # -- cursor ----------------------------------------------------------------------
     def _move(self, index: int) -> None:
@@ -266,15 +291,18 @@ class ElectionsView(ScrollView, can_focus=True):
         text.append("  ★ " if own else "    ", self._style("elections-view--own"))
         text.append(f"{role:<11}", self._style(role_style))
         text.append(f"{safe(c.value_text()) or '(empty)':<20} ")
-        text.append(
-            f"{safe(c.key_text)}  lease {c.lease_hex}  ", self._style("elections-view--muted")
-        )
         remaining, granted = self.ttl_source(c.lease)
         if c.lease in self.paused_leases:
             text.append("⏸ ", self._style("elections-view--warning"))
         if remaining is None:
-            text.append("…", self._style("elections-view--muted"))
+            text.append(f"{'…':<12}", self._style("elections-view--muted"))
         else:
             level = lease_level(remaining, granted)
-            text.append(format_remaining(remaining), self._style(f"elections-view--{level}"))
+            text.append(
+                f"{format_remaining(remaining):<12}", self._style(f"elections-view--{level}")
+            )
+        key = safe(c.key_text)
+        if not key.endswith("/" + c.lease_hex):  # Node's decimal layout: say the id as etcdctl
+            key += f"  lease {c.lease_hex}"
+        text.append(f"  {key}", self._style("elections-view--muted"))
         return text
