@@ -110,6 +110,7 @@ class RegistryApp(ElectionsMixin, App[int]):
             yield self._compose_elections()
             with Vertical(id="side"):
                 yield DetailPane(id="detail")
+                yield self._compose_election_detail()
                 yield EventLog(prefix=self.config.prefix, id="events")
         yield Input(placeholder="filter: service name, id or address", id="filter")
         yield StatusBar(self.config.label, read_only=self.read_only, id="status")

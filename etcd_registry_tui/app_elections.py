@@ -18,6 +18,7 @@ from .registry.errors import LeaseNotFound, RegistryError
 from .registry.session import LogEntry, LogKind
 from .screens.campaign import CampaignRequest, CampaignScreen, ProclaimScreen
 from .screens.confirm import ConfirmScreen
+from .widgets.election_detail import ElectionDetail
 from .widgets.elections_view import ElectionRow, ElectionsView, safe
 from .widgets.event_log import EventLog
 
@@ -60,6 +61,11 @@ class ElectionsMixin(_Base):
         view.display = False
         return view
 
+    def _compose_election_detail(self) -> ElectionDetail:
+        detail = ElectionDetail(id="election-detail")
+        detail.display = False
+        return detail
+
     @property
     def elections_view(self) -> ElectionsView:
         return self.query_one(ElectionsView)
@@ -99,6 +105,27 @@ class ElectionsMixin(_Base):
             view = self.elections_view
             view.paused_leases = self.elections.paused_leases()
             view.tick()
+            self._show_election_detail()
+
+    def on_elections_view_highlighted(self, _: ElectionsView.Highlighted) -> None:
+        if self.is_running and self.showing_elections:
+            self._show_election_detail()
+
+    def _show_election_detail(self) -> None:
+        view = self.elections_view
+        row = view.highlighted
+        election = view.election(row.name) if row is not None else None
+        candidate = row.candidate if row is not None else None
+        shown = candidate or (election.leader if election is not None else None)
+        lease = shown.lease if shown is not None else 0
+        self.query_one(ElectionDetail).show(
+            election,
+            candidate,
+            self.elections.ttl(lease) if lease else (None, None),
+            own=lease in self.elections.own,
+            paused=lease in self.elections.paused_leases(),
+            led_for=view.led_for(row.name) if row is not None else None,
+        )
 
     # -- switching ------------------------------------------------------------------
     def action_toggle_elections(self) -> None:
@@ -106,7 +133,10 @@ class ElectionsMixin(_Base):
         showing = not view.display
         view.display = showing
         self.tree.display = not showing
+        self.query_one("#detail").display = not showing
+        self.query_one(ElectionDetail).display = showing
         if showing:
+            self._show_election_detail()
             view.border_title = "Elections and locks"
             view.focus()
         else:
