@@ -24,6 +24,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input
 from textual.worker import Worker, WorkerState
 
+from .app_elections import ElectionsMixin
 from .messages import RegistryDirty, StatusChanged, TaskFailed
 from .registry.config import ConnectionConfig
 from .registry.errors import RegistryError
@@ -41,7 +42,9 @@ from .widgets.registry_tree import RegistryTree
 from .widgets.status_bar import StatusBar
 
 WRITE_ACTIONS = {"register", "revoke", "delete", "pause"}
-DASHBOARD_ACTIONS = WRITE_ACTIONS | {"inspect", "filter", "clear_filter"}
+DASHBOARD_ACTIONS = WRITE_ACTIONS | {"inspect", "filter", "clear_filter", "toggle_elections"}
+#: Registry-tree actions that make no sense while the elections view is shown.
+TREE_ACTIONS = {"inspect", "filter"}
 
 BackgroundTask = Callable[[], Awaitable[Any]]
 
@@ -54,7 +57,7 @@ def crash_log_path() -> Path:
     return Path(tempfile.gettempdir()) / f"etcd-registry-tui-crash-{os.getpid()}.log"
 
 
-class RegistryApp(App[int]):
+class RegistryApp(ElectionsMixin, App[int]):
     """The dashboard. ``start_session=False`` shows the session's state without
     connecting (used for snapshot tests of a prepared state)."""
 
@@ -68,6 +71,7 @@ class RegistryApp(App[int]):
         Binding("d", "delete", "Delete"),
         Binding("p", "pause", "Pause"),
         Binding("i", "inspect", "Inspect"),
+        Binding("e", "toggle_elections", "Elections"),
         Binding("slash", "filter", "Filter", key_display="/"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
         Binding("question_mark", "help", "Help", key_display="?"),
@@ -88,6 +92,7 @@ class RegistryApp(App[int]):
         background: Iterable[BackgroundTask] = (),
         on_shutdown: Iterable[BackgroundTask] = (),
         subtitle: str | None = None,
+        elections_prefixes: Iterable[str] = (),
     ) -> None:
         super().__init__()
         self.config = config or ConnectionConfig()
@@ -109,14 +114,17 @@ class RegistryApp(App[int]):
         self._pending_snapshot = False
         self._quitting = False
         self._select_when_shown: bytes | None = None
+        self._init_elections(tuple(elections_prefixes))
 
     # -- layout --------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield Header(icon="◉")
         with Horizontal(id="main"):
             yield RegistryTree(id="tree", ttl_source=self.session.ttl)
+            yield self._compose_elections()
             with Vertical(id="side"):
                 yield DetailPane(id="detail")
+                yield self._compose_election_detail()
                 yield EventLog(prefix=self.config.prefix, id="events")
         yield Input(placeholder="filter: service name, id or address", id="filter")
         yield StatusBar(self.config.label, read_only=self.read_only, id="status")
@@ -133,6 +141,7 @@ class RegistryApp(App[int]):
         self.query_one("#filter", Input).display = False
         if self.start_session:
             self.run_worker(self.session.run(), name="registry", exit_on_error=False)
+            self.run_worker(self.elections.run(), name="elections", exit_on_error=False)
             for task in self.background:
                 name = getattr(task, "__qualname__", "background task")
                 self.run_worker(
@@ -301,6 +310,7 @@ class RegistryApp(App[int]):
 
     def _tick(self) -> None:
         self.tree.tick()
+        self._tick_elections()
         self._sync_marks()
         detail = self.query_one(DetailPane)
         if detail.instance is not None:
@@ -356,6 +366,8 @@ class RegistryApp(App[int]):
             return False
         if action in DASHBOARD_ACTIONS and len(self.screen_stack) > 1:
             return False  # they act on the tree, which is behind the inspect/help screen
+        if action in TREE_ACTIONS and self.is_mounted and self.showing_elections:
+            return False
         return True
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
@@ -366,6 +378,11 @@ class RegistryApp(App[int]):
             ("Delete key", "Delete the highlighted key", "delete"),
             ("Pause / resume heartbeat", "Of an instance registered here", "pause"),
             ("Inspect instance", "Full value and metadata", "inspect"),
+            (
+                "Elections view",
+                "Switch between the registry and elections/locks",
+                "toggle_elections",
+            ),
             ("Filter", "Filter by service, id or address", "filter"),
             ("Keys", "Show every key", "help"),
         ]
@@ -555,6 +572,8 @@ class RegistryApp(App[int]):
 
     async def shutdown_session(self) -> None:
         with contextlib.suppress(Exception):
+            await self.elections.shutdown()
+        with contextlib.suppress(Exception):
             await self.session.shutdown()
         for hook in self.on_shutdown:
             with contextlib.suppress(Exception):
@@ -596,10 +615,12 @@ def run_app(
     background: Iterable[BackgroundTask] = (),
     on_shutdown: Iterable[BackgroundTask] = (),
     subtitle: str | None = None,
+    elections_prefixes: Iterable[str] = (),
 ) -> int:
     app = RegistryApp(
         config,
         read_only=read_only,
+        elections_prefixes=elections_prefixes,
         background=background,
         on_shutdown=on_shutdown,
         subtitle=subtitle,

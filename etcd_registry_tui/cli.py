@@ -24,7 +24,7 @@ from typing import Any
 
 import humanize
 
-from . import __version__
+from . import __version__, cli_elections
 from .registry.config import ConnectionConfig, parse_duration
 from .registry.connection import EtcdConnection
 from .registry.errors import ConfigError, RegistryError
@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--read-only", action="store_true", help="turn every writing action off (monitoring)"
     )
     _add_connection_options(parser, suppress=False)
+    cli_elections.add_elections_prefix(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p_list = sub.add_parser("list", help="print services, instances and their lease TTLs")
@@ -81,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_reg.add_argument("--ttl", type=int, default=30, help="lease TTL in seconds (default 30)")
     p_reg.add_argument("--id", dest="instance_id", help="instance id (default: a new UUID)")
     _add_connection_options(p_reg, suppress=True)
+
+    cli_elections.add_parsers(sub, _add_connection_options)
 
     p_demo = sub.add_parser("demo", help="the dashboard on a private etcd with a simulated fleet")
     p_demo.add_argument("--services", type=int, default=5, help="number of services (default 5)")
@@ -255,13 +258,21 @@ def _main(argv: Sequence[str] | None) -> int:
             return asyncio.run(cmd_list(config, args.json))
         if args.command == "register":
             return asyncio.run(cmd_register(config, args))
+        if args.command == "elections":
+            return asyncio.run(cli_elections.cmd_elections(config, args))
+        if args.command == "elect":
+            return asyncio.run(cli_elections.cmd_elect(config, args))
         if args.command == "demo":
             from .demo import run_demo
 
             return run_demo(args, config)
         from .app import run_app
 
-        return run_app(config, read_only=args.read_only)
+        return run_app(
+            config,
+            read_only=args.read_only,
+            elections_prefixes=getattr(args, "elections_prefix", None) or (),
+        )
     except RegistryError as exc:
         return _fail(exc.user_message())
     except KeyboardInterrupt:

@@ -52,6 +52,13 @@ CHANNEL_OPTIONS: dict[str, Any] = {
 }
 
 
+def key_range(prefix: bytes) -> tuple[bytes, bytes]:
+    """(key, range_end) of every key starting with ``prefix``; ``b""`` is the whole keyspace."""
+    if not prefix:
+        return b"\0", b"\0"
+    return prefix, utils.prefix_range_end(prefix)
+
+
 class _Client(aetcd.Client):
     """aetcd's client with a channel built by us (endpoints list, TLS, options)."""
 
@@ -219,7 +226,11 @@ class EtcdConnection:
         return await self._call(self._status_raw)
 
     async def get_prefix(
-        self, prefix: bytes, timeout: float | None = None, page_size: int = 20_000
+        self,
+        prefix: bytes,
+        timeout: float | None = None,
+        page_size: int = 20_000,
+        keys_only: bool = False,
     ) -> tuple[list[Any], int]:
         """All key-values under ``prefix`` and the revision they were read at.
 
@@ -228,7 +239,7 @@ class EtcdConnection:
         dashboard keeps drawing while 100,000 keys arrive) and no single response
         has to hold everything. A compaction between pages starts the read over.
         """
-        end = utils.prefix_range_end(prefix)
+        prefix, end = key_range(prefix)
         deadline = timeout or max(30.0, self.config.command_timeout)
         for _attempt in range(3):
             kvs: list[Any] = []
@@ -237,7 +248,11 @@ class EtcdConnection:
             try:
                 while True:
                     request = rpc.RangeRequest(
-                        key=start, range_end=end, limit=page_size, revision=revision
+                        key=start,
+                        range_end=end,
+                        limit=page_size,
+                        revision=revision,
+                        keys_only=keys_only,
                     )
 
                     async def run(client: _Client, request: Any = request) -> Any:
@@ -407,9 +422,10 @@ class EtcdConnection:
         # "hasleader": a member cut off from its cluster cancels the watch instead of
         # silently serving a stale view; we then reconnect, possibly to another member.
         call = stub.Watch(metadata=(*(client.metadata or ()), ("hasleader", "true")))
+        key, range_end = key_range(prefix)
         create = rpc.WatchCreateRequest(
-            key=prefix,
-            range_end=utils.prefix_range_end(prefix),
+            key=key,
+            range_end=range_end,
             start_revision=start_revision,
             progress_notify=True,
         )

@@ -40,6 +40,7 @@ class LogKind(StrEnum):
     DELETE = "DELETE"
     EXPIRED = "EXPIRED"
     REVOKED = "REVOKED"
+    LEADER = "LEADER"
     INFO = "INFO"
     ERROR = "ERROR"
 

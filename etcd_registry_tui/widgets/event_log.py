@@ -19,6 +19,7 @@ _STYLES = {
     LogKind.DELETE: Style(color="magenta"),
     LogKind.EXPIRED: Style(color="red", bold=True),
     LogKind.REVOKED: Style(color="yellow", bold=True),
+    LogKind.LEADER: Style(color="blue", bold=True),
     LogKind.INFO: Style(dim=True),
     LogKind.ERROR: Style(color="red"),
 }

@@ -1,0 +1,252 @@
+"""The dashboard's elections view: ``e`` switches to it, its keys act on candidates.
+
+A mixin of :class:`~etcd_registry_tui.app.RegistryApp`, kept apart so the registry view
+and the elections view each read in one sitting. The data layer part is
+:class:`~etcd_registry_tui.registry.elections_session.ElectionsSession`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from textual import work
+
+from .registry.election import Candidacy
+from .registry.elections import ElectionKind, LeaderChange
+from .registry.elections_session import ElectionsSession
+from .registry.errors import LeaseNotFound, RegistryError
+from .registry.session import LogEntry, LogKind
+from .screens.campaign import CampaignRequest, CampaignScreen, ProclaimScreen
+from .screens.confirm import ConfirmScreen
+from .widgets.election_detail import ElectionDetail
+from .widgets.elections_view import ElectionRow, ElectionsView, safe
+from .widgets.event_log import EventLog
+
+if TYPE_CHECKING:
+    from .app import RegistryApp
+
+    _Base = RegistryApp
+else:
+    _Base = object
+
+
+def leader_change_entry(change: LeaderChange) -> LogEntry:
+    """``LEADER myjob: alice → bob`` (values shown safe; ``(none)`` when nobody leads)."""
+
+    def who(candidate: Any) -> str:
+        if candidate is None:
+            return "(none)"
+        return safe(candidate.value_text()) or f"lease {candidate.lease_hex}"
+
+    return LogEntry(LogKind.LEADER, safe(change.name), f"{who(change.old)} → {who(change.new)}")
+
+
+class ElectionsMixin(_Base):
+    """Everything of the elections view that lives in the app."""
+
+    elections: ElectionsSession
+
+    def _init_elections(self, prefixes: tuple[str, ...]) -> None:
+        self.elections = ElectionsSession(
+            self.session.conn,
+            prefixes,
+            on_change=self._on_leader_changes,
+            on_error=self._on_elections_error,
+            read_only=self.read_only,
+            on_failure=self._on_task_failure,
+        )
+
+    def _compose_elections(self) -> ElectionsView:
+        view = ElectionsView(ttl_source=self.elections.ttl, id="elections")
+        view.read_only = self.read_only
+        view.display = False
+        return view
+
+    def _compose_election_detail(self) -> ElectionDetail:
+        detail = ElectionDetail(id="election-detail")
+        detail.display = False
+        return detail
+
+    @property
+    def elections_view(self) -> ElectionsView:
+        return self.query_one(ElectionsView)
+
+    @property
+    def showing_elections(self) -> bool:
+        return bool(self.elections_view.display)
+
+    # -- data layer → UI ------------------------------------------------------------
+    def _on_leader_changes(self, changes: list[LeaderChange]) -> None:
+        # Called on the event loop by the watcher: draw now, within the frame.
+        if not self.is_running:
+            return
+        view = self.elections_view
+        view.own_leases = set(self.elections.own)
+        view.paused_leases = self.elections.paused_leases()
+        view.set_state(self.elections.state, changes)
+        entries = [leader_change_entry(c) for c in changes if c.old is not None or c.new]
+        self.query_one(EventLog).add(entries[::-1])
+        self._refresh_leader_marks()
+
+    def _on_elections_error(self, error: str | None) -> None:
+        if not self.is_running:
+            return
+        view = self.elections_view
+        view.empty_text = error or "no elections or locks found"
+        view.refresh()
+        if error:
+            self.query_one(EventLog).add([LogEntry(LogKind.ERROR, "", f"elections: {error}")])
+
+    def _refresh_leader_marks(self) -> None:
+        """Hook for the registry tree's leader mark (instances of a service with an
+        election of the same name)."""
+
+    def _tick_elections(self) -> None:
+        if self.showing_elections:
+            view = self.elections_view
+            view.paused_leases = self.elections.paused_leases()
+            view.tick()
+            self._show_election_detail()
+
+    def on_elections_view_highlighted(self, _: ElectionsView.Highlighted) -> None:
+        if self.is_running and self.showing_elections:
+            self._show_election_detail()
+
+    def _show_election_detail(self) -> None:
+        view = self.elections_view
+        row = view.highlighted
+        election = view.election(row.name) if row is not None else None
+        candidate = row.candidate if row is not None else None
+        shown = candidate or (election.leader if election is not None else None)
+        lease = shown.lease if shown is not None else 0
+        self.query_one(ElectionDetail).show(
+            election,
+            candidate,
+            self.elections.ttl(lease) if lease else (None, None),
+            own=lease in self.elections.own,
+            paused=lease in self.elections.paused_leases(),
+            led_for=view.led_for(row.name) if row is not None else None,
+        )
+
+    # -- switching ------------------------------------------------------------------
+    def action_toggle_elections(self) -> None:
+        view = self.elections_view
+        showing = not view.display
+        view.display = showing
+        self.tree.display = not showing
+        self.query_one("#detail").display = not showing
+        self.query_one(ElectionDetail).display = showing
+        if showing:
+            self._show_election_detail()
+            view.border_title = "Elections and locks"
+            view.focus()
+        else:
+            self.tree.focus()
+
+    # -- actions --------------------------------------------------------------------
+    # A handler by name, not @on: Textual collects @on handlers only from classes built
+    # by its metaclass, and this mixin is a plain class.
+    def on_elections_view_action_requested(self, message: ElectionsView.ActionRequested) -> None:
+        message.stop()
+        if self.read_only:
+            return
+        row = message.row
+        if message.action == "campaign":
+            default = row.name if row is not None else "myjob"
+            self.push_screen(
+                CampaignScreen(default, f"dashboard-{id(self) % 10000}"), self._campaign_submitted
+            )
+            return
+        candidate = row.candidate if row is not None else None
+        if row is not None and candidate is None:
+            election = self.elections_view.election(row.name)
+            candidate = election.leader if election is not None else None
+        if row is None or candidate is None:
+            self.notify("Highlight an election or a candidate first", severity="warning")
+            return
+        own = self.elections.own.get(candidate.lease)
+        if message.action == "revoke":
+            self._confirm_revoke(row, candidate)
+        elif own is None:
+            self.notify(
+                "Only candidates started from this dashboard (★) can do that; x revokes any lease",
+                severity="warning",
+                markup=False,
+            )
+        elif message.action == "proclaim":
+            self.push_screen(
+                ProclaimScreen(row.name, candidate.value_text()),
+                lambda value: self._do_proclaim(own, value) if value is not None else None,
+            )
+        elif message.action == "resign":
+            self._do_resign(own)
+        elif message.action == "pause":
+            paused = self.elections.toggle_pause(own.lease)
+            self.elections_view.paused_leases = self.elections.paused_leases()
+            self.elections_view.refresh()
+            self.notify(
+                f"Heartbeats of candidate {candidate.lease_hex} "
+                + ("paused: watch the next one take over" if paused else "resumed"),
+                markup=False,
+            )
+
+    def _campaign_submitted(self, request: CampaignRequest | None) -> None:
+        if request is not None:
+            self._do_campaign(request)
+
+    @work(group="actions", exit_on_error=False)
+    async def _do_campaign(self, request: CampaignRequest) -> None:
+        try:
+            candidacy = await self.elections.campaign(request.name, request.value, request.ttl)
+        except RegistryError as exc:
+            self._fail(exc, "Campaign")
+            return
+        self.elections_view.own_leases = set(self.elections.own)
+        self.notify(
+            f"Campaigning in {safe(request.name)}"
+            f" (lease {candidacy.lease:x}, TTL {candidacy.ttl}s)",
+            markup=False,
+        )
+
+    @work(group="actions", exit_on_error=False)
+    async def _do_proclaim(self, own: Candidacy, value: str) -> None:
+        try:
+            await self.elections.proclaim(own.lease, value)
+        except RegistryError as exc:
+            self._fail(exc, "Proclaim")
+
+    @work(group="actions", exit_on_error=False)
+    async def _do_resign(self, own: Candidacy) -> None:
+        try:
+            await self.elections.resign(own.lease)
+        except RegistryError as exc:
+            self._fail(exc, "Resign")
+            return
+        self.notify(f"Resigned from {safe(own.election.name)}", markup=False)
+
+    def _confirm_revoke(self, row: ElectionRow, candidate: Any) -> None:
+        election = self.elections_view.election(row.name)
+        lock = election is not None and election.kind is ElectionKind.LOCK
+        role = "holder" if lock else "leader"
+        is_first = election is not None and election.leader is candidate
+        what = role if is_first else "candidate"
+        message = (
+            f"Revoke lease {candidate.lease_hex} of the {what} "
+            f"{safe(candidate.value_text()) or '(empty)'} in {safe(row.name)}?"
+            + (" The next in line takes over." if is_first else "")
+        )
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._do_revoke_candidate(candidate.lease)
+
+        self.push_screen(ConfirmScreen("Revoke", message), confirmed)
+
+    @work(group="actions", exit_on_error=False)
+    async def _do_revoke_candidate(self, lease: int) -> None:
+        try:
+            await self.elections.revoke(lease)
+        except LeaseNotFound:
+            self.notify("The lease had already ended", severity="warning")
+        except RegistryError as exc:
+            self._fail(exc, "Revoke")

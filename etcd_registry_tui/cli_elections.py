@@ -1,0 +1,111 @@
+"""``elect`` and ``elections``: campaign in, and list, etcd elections and locks from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from .registry.config import ConnectionConfig
+from .registry.connection import EtcdConnection
+from .registry.election import Election
+from .registry.elections_watch import ElectionWatcher
+
+AddOptions = Callable[[argparse.ArgumentParser, bool], None]
+
+
+def add_parsers(sub: Any, add_connection_options: AddOptions) -> None:
+    p_elect = sub.add_parser(
+        "elect", help="campaign in an election (as etcdctl elect); resign on Ctrl-C"
+    )
+    p_elect.add_argument("name", help="election name, e.g. myjob or /elections/migrations")
+    p_elect.add_argument("value", help="this candidate's proposal (shown as the leader's value)")
+    p_elect.add_argument("--ttl", type=int, default=60, help="lease TTL in seconds (default 60)")
+    add_connection_options(p_elect, True)
+
+    p_list = sub.add_parser("elections", help="print every election and lock with its queue")
+    p_list.add_argument("--json", action="store_true", help="machine-readable output")
+    add_elections_prefix(p_list)
+    add_connection_options(p_list, True)
+
+
+def add_elections_prefix(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--elections-prefix",
+        action="append",
+        default=None,
+        metavar="P",
+        help="look for elections and locks only under P (repeatable; default: everywhere)",
+    )
+
+
+def _safe(text: str) -> str:
+    """No control character of a key or value reaches the terminal."""
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+
+
+async def cmd_elections(config: ConnectionConfig, args: argparse.Namespace) -> int:
+    async with EtcdConnection(config) as conn:
+        watcher = ElectionWatcher(conn, tuple(args.elections_prefix or ()))
+        await watcher.load_snapshot()
+        leases = {c.lease for e in watcher.state.elections.values() for c in e.candidates.values()}
+        ttls: dict[int, int] = {}
+        for lease in sorted(leases):
+            ttl, _, _ = await conn.time_to_live(lease)
+            ttls[lease] = max(ttl, 0)
+    doc = watcher.state.to_json(ttls.get)
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    if not doc:
+        print(f"No elections or locks at {config.label} (revision {watcher.state.revision}).")
+        return 0
+    for election in doc:
+        print(f"{_safe(election['name'])}  ({election['kind']})")
+        for place, c in enumerate(election["candidates"]):
+            role = "leader " if place == 0 else f"waiting #{place}"
+            if election["kind"] == "lock":
+                role = "holder " if place == 0 else f"waiting #{place}"
+            print(
+                f"  {role:<10} {_safe(c['value']) or '(empty)':<24} lease {c['lease']}  {c['ttl']}s"
+            )
+    return 0
+
+
+async def cmd_elect(config: ConnectionConfig, args: argparse.Namespace) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with EtcdConnection(config) as conn:
+        election = Election(conn, args.name)
+        campaign = election.campaign(args.value, ttl=args.ttl)
+        enter = asyncio.ensure_future(campaign.__aenter__())
+        stopped = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({enter, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if not enter.done():  # interrupted while waiting: withdraw the candidacy
+            enter.cancel()
+            await asyncio.gather(enter, return_exceptions=True)
+            return 130
+        stopped.cancel()
+        leadership = enter.result()
+        lost = False
+        try:
+            print(leadership.key.decode("utf-8", "backslashreplace"), flush=True)
+            print(_safe(args.value), flush=True)
+            lost_wait = asyncio.ensure_future(leadership.lost.wait())
+            stopped = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({lost_wait, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            lost = leadership.lost.is_set()
+            for fut in (lost_wait, stopped):
+                fut.cancel()
+        finally:
+            await campaign.__aexit__(None, None, None)
+        if lost:
+            print(f"elect: leadership of {args.name} lost: {leadership.reason}", file=sys.stderr)
+            return 1
+    return 0

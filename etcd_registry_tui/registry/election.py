@@ -1,0 +1,286 @@
+"""Campaign in an etcd election the way Go's ``concurrency.Election`` and ``etcdctl elect`` do.
+
+The candidate key is ``NAME/<lease id in %x>`` bound to the candidate's lease and put
+only if absent; the candidate leads once every key under ``NAME/`` with a lower
+CreateRevision is gone. So a Python service, an ``etcdctl elect`` and a Go program can
+stand in the same election::
+
+    election = Election(conn, "/elections/migrations")
+    async with election.campaign("instance-1") as leadership:
+        await run_migrations(stop=leadership.lost)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aetcd import rpc, utils
+
+from .connection import EtcdConnection
+from .errors import RegistryError
+
+log = logging.getLogger(__name__)
+
+_DELETE = 1  # mvccpb.Event.DELETE
+
+
+class LeadershipLost(RegistryError):
+    hint = "the candidate's lease ended or its key was deleted"
+
+
+class Candidacy:
+    """One candidate in an election: its lease, its key, and whether it leads.
+
+    ``elected`` is set once it leads; ``lost`` when its lease ends or its key goes.
+    ``pause()`` stops the heartbeats (the lease runs out: a failover demo).
+    """
+
+    def __init__(self, election: Election, value: bytes, ttl: int) -> None:
+        self.election = election
+        self.value = value
+        self.ttl = ttl
+        self.lease = 0
+        self.key = b""
+        self.create_revision = 0
+        self.paused = False
+        self.elected = asyncio.Event()
+        self.lost = asyncio.Event()
+        self.reason: str | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stream: Any = None
+
+    @property
+    def is_leader(self) -> bool:
+        return self.elected.is_set() and not self.lost.is_set()
+
+    def _lose(self, reason: str) -> None:
+        if not self.lost.is_set():
+            self.reason = reason
+            log.info("candidacy in %s lost: %s", self.election.name, reason)
+            self.lost.set()
+
+    def pause(self) -> None:
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+
+    async def start(self) -> None:
+        """Grant the lease, put the key if absent, start heartbeats and watching the key."""
+        election = self.election
+        self.lease, granted = await election.conn.grant(self.ttl)
+        self.ttl = granted
+        self._stream = election.conn.keepalive_stream()
+        self._tasks.append(
+            asyncio.create_task(self._keep_alive(), name=f"candidate {election.name}")
+        )
+        try:
+            self.key, self.create_revision = await election._enter(self.value, self.lease)
+        except BaseException:
+            await self.resign()
+            raise
+        self._tasks.append(asyncio.create_task(self._watch_own(), name=f"own key {election.name}"))
+
+    async def wait_elected(self) -> None:
+        """Wait until every earlier candidate is gone; raise LeadershipLost if we went first."""
+        waiting = asyncio.ensure_future(self.election._wait_deletes(self.create_revision))
+        lost = asyncio.ensure_future(self.lost.wait())
+        try:
+            await asyncio.wait({waiting, lost}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for fut in (waiting, lost):
+                fut.cancel()
+            await asyncio.gather(waiting, lost, return_exceptions=True)
+        if self.lost.is_set():
+            raise LeadershipLost(f"candidacy in {self.election.name} ended: {self.reason}")
+        waiting.result()
+        self.elected.set()
+
+    async def proclaim(self, value: str | bytes) -> None:
+        """Change the leader's value, guarded on still being the same candidate key."""
+        data = value.encode() if isinstance(value, str) else value
+        ok = await self.election._txn(
+            [_compare_create(self.key, self.create_revision)],
+            [rpc.RequestOp(request_put=rpc.PutRequest(key=self.key, value=data, lease=self.lease))],
+        )
+        if not ok:
+            self._lose("the candidate key was replaced or deleted")
+            raise LeadershipLost(f"cannot proclaim in {self.election.name}: no longer a candidate")
+        self.value = data
+
+    async def resign(self) -> None:
+        """Stop heartbeats, delete the key (guarded on its CreateRevision), revoke the lease."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        if self._stream is not None:
+            self._stream.close()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        conn = self.election.conn
+        if self.key:
+            with contextlib.suppress(RegistryError):
+                await self.election._txn(
+                    [_compare_create(self.key, self.create_revision)],
+                    [rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=self.key))],
+                )
+        if self.lease:
+            with contextlib.suppress(RegistryError):
+                await conn.revoke(self.lease)
+        self._lose("resigned")
+
+    async def _keep_alive(self) -> None:
+        interval = max(0.5, self.ttl / 3)
+        failures = 0
+        while True:
+            if self.paused:
+                await asyncio.sleep(0.2)
+                continue
+            try:
+                ttl = await self._stream.keepalive(self.lease)
+            except RegistryError as exc:
+                failures += 1
+                log.warning("keep-alive of election %s failed: %s", self.election.name, exc)
+                await asyncio.sleep(min(interval, 0.5 * 2 ** min(failures, 4)))
+                continue
+            if ttl <= 0:
+                self._lose("the lease ended")
+                return
+            failures = 0
+            await asyncio.sleep(interval)
+
+    async def _watch_own(self) -> None:
+        election = self.election
+        while not self.lost.is_set():
+            try:
+                kvs = (await election._range(key=self.key)).kvs
+                if not kvs or kvs[0].create_revision != self.create_revision:
+                    self._lose("the candidate key was deleted")
+                    return
+                async for response in election.conn.watch(self.key, int(kvs[0].mod_revision) + 1):
+                    for event in response.events:
+                        if event.kv.key == self.key and event.type == _DELETE:
+                            self._lose("the candidate key was deleted")
+                            return
+            except RegistryError as exc:
+                log.info("watching own key of %s: %s", election.name, exc)
+                await asyncio.sleep(1.0)
+
+
+#: What ``campaign()`` yields: the candidacy, once it leads.
+Leadership = Candidacy
+
+
+def _compare_create(key: bytes, create_revision: int) -> Any:
+    return rpc.Compare(
+        key=key,
+        target=rpc.Compare.CREATE,
+        result=rpc.Compare.EQUAL,
+        create_revision=create_revision,
+    )
+
+
+class Election:
+    """One election (or lock) named ``name``; see the module docstring."""
+
+    def __init__(self, conn: EtcdConnection, name: str) -> None:
+        if not name or name.endswith("/"):
+            raise RegistryError(f"election name {name!r} must be non-empty and not end in '/'")
+        self.conn = conn
+        self.name = name
+        self.prefix = name.encode() + b"/"
+
+    def key_for(self, lease: int) -> bytes:
+        return self.prefix + format(lease, "x").encode()
+
+    # -- raw operations ---------------------------------------------------------
+    async def _txn(self, compare: list[Any], success: list[Any], failure: list[Any] = ()) -> bool:  # type: ignore[assignment]
+        return bool((await self._txn_raw(compare, success, list(failure))).succeeded)
+
+    async def _txn_raw(self, compare: list[Any], success: list[Any], failure: list[Any]) -> Any:
+        request = rpc.TxnRequest(compare=compare, success=success, failure=failure)
+
+        async def run(client: Any) -> Any:
+            return await client.kvstub.Txn(request, **self.conn._opts(client))
+
+        return await self.conn._call(run)
+
+    async def _range(self, **kwargs: Any) -> Any:
+        request = rpc.RangeRequest(**kwargs)
+
+        async def run(client: Any) -> Any:
+            return await client.kvstub.Range(request, **self.conn._opts(client))
+
+        return await self.conn._call(run)
+
+    async def candidates(self) -> list[Any]:
+        """The raw key-values under ``NAME/`` in queue order (the leader first)."""
+        response = await self._range(
+            key=self.prefix,
+            range_end=utils.prefix_range_end(self.prefix),
+            sort_order=rpc.RangeRequest.ASCEND,
+            sort_target=rpc.RangeRequest.CREATE,
+        )
+        return list(response.kvs)
+
+    async def leader(self) -> Any | None:
+        kvs = await self.candidates()
+        return kvs[0] if kvs else None
+
+    # -- campaigning --------------------------------------------------------------
+    async def _enter(self, value: bytes, lease: int) -> tuple[bytes, int]:
+        """Put our key if absent; returns (key, its CreateRevision)."""
+        key = self.key_for(lease)
+        response = await self._txn_raw(
+            [_compare_create(key, 0)],
+            [rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=value, lease=lease))],
+            [rpc.RequestOp(request_range=rpc.RangeRequest(key=key))],
+        )
+        if response.succeeded:
+            return key, int(response.header.revision)
+        kv = response.responses[0].response_range.kvs[0]
+        if kv.value != value:
+            await self._txn(
+                [_compare_create(key, kv.create_revision)],
+                [rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=value, lease=lease))],
+            )
+        return key, int(kv.create_revision)
+
+    async def _wait_deletes(self, create_revision: int) -> None:
+        """Wait until no key under the prefix was created before ``create_revision``."""
+        while True:
+            response = await self._range(
+                key=self.prefix,
+                range_end=utils.prefix_range_end(self.prefix),
+                max_create_revision=create_revision - 1,
+                sort_order=rpc.RangeRequest.DESCEND,
+                sort_target=rpc.RangeRequest.CREATE,
+                limit=1,
+            )
+            if not response.kvs:
+                return
+            await self._wait_delete(response.kvs[0].key, int(response.header.revision))
+
+    async def _wait_delete(self, key: bytes, revision: int) -> None:
+        async for response in self.conn.watch(key, revision + 1):
+            for event in response.events:
+                if event.type == _DELETE and event.kv.key == key:
+                    return
+
+    def candidacy(self, value: str | bytes, ttl: int = 60) -> Candidacy:
+        """A candidate not yet started: ``await c.start()``, then ``await c.wait_elected()``."""
+        return Candidacy(self, value.encode() if isinstance(value, str) else value, ttl)
+
+    @contextlib.asynccontextmanager
+    async def campaign(self, value: str | bytes, ttl: int = 60) -> AsyncIterator[Candidacy]:
+        """Wait until elected; keep the lease alive while leading; resign on every way out."""
+        candidacy = self.candidacy(value, ttl)
+        await candidacy.start()
+        try:
+            await candidacy.wait_elected()
+            yield candidacy
+        finally:
+            await candidacy.resign()

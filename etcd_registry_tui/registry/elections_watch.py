@@ -1,0 +1,149 @@
+"""Follow every election and lock live: a revision-exact snapshot, then one watch.
+
+Discovery needs keys and leases only: the snapshot is read ``keys_only``, and values
+are fetched just for the candidate keys found (at the same revision). One watch covers
+the smallest key range holding every ``--elections-prefix`` (the whole keyspace when
+none is given); events outside the prefixes are ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from aetcd import rpc
+
+from .connection import EtcdConnection, key_range
+from .elections import ElectionState, LeaderChange, parse_candidate_key
+from .errors import RegistryError, RevisionCompacted
+
+log = logging.getLogger(__name__)
+
+_PUT = 0
+MAX_SCAN_KEYS = 200_000
+
+
+class KeyspaceTooLarge(RegistryError):
+    hint = "narrow the search with --elections-prefix P (repeatable)"
+
+
+def covering_range(prefixes: Sequence[str]) -> tuple[bytes, bytes]:
+    """One (key, range_end) that holds every prefix (the whole keyspace for none)."""
+    if not prefixes:
+        return key_range(b"")
+    ranges = [key_range(p.encode()) for p in prefixes]
+    start = min(r[0] for r in ranges)
+    ends = [r[1] for r in ranges]
+    end = b"\0" if b"\0" in ends else max(ends)
+    return start, end
+
+
+class ElectionWatcher:
+    """Keeps an :class:`ElectionState` equal to etcd and reports leadership changes."""
+
+    def __init__(
+        self,
+        conn: EtcdConnection,
+        prefixes: Sequence[str] = (),
+        on_change: Callable[[list[LeaderChange]], None] = lambda _: None,
+        on_error: Callable[[str | None], None] = lambda _: None,
+        max_keys: int = MAX_SCAN_KEYS,
+        backoff_max: float = 10.0,
+    ) -> None:
+        self.conn = conn
+        self.prefixes = tuple(prefixes)
+        self.state = ElectionState(self.prefixes)
+        self.on_change = on_change
+        self.on_error = on_error
+        self.max_keys = max_keys
+        self.backoff_max = backoff_max
+        self.snapshots_loaded = 0
+        self.live = asyncio.Event()
+        self.error: str | None = None
+
+    def _set_error(self, error: str | None) -> None:
+        self.error = error
+        self.on_error(error)
+
+    async def _range(self, request: Any) -> Any:
+        async def run(client: Any) -> Any:
+            return await client.kvstub.Range(request, **self.conn._opts(client))
+
+        return await self.conn._call(run)
+
+    async def load_snapshot(self) -> None:
+        start, end = covering_range(self.prefixes)
+        counted = await self._range(rpc.RangeRequest(key=start, range_end=end, count_only=True))
+        if counted.count > self.max_keys:
+            raise KeyspaceTooLarge(
+                f"{counted.count:,} keys to scan for elections (more than {self.max_keys:,})"
+            )
+        revision = int(counted.header.revision)
+        kvs: list[Any] = []
+        names: set[str] = set()
+        page_start = start
+        while True:  # keys only, in pages, at one revision
+            response = await self._range(
+                rpc.RangeRequest(
+                    key=page_start,
+                    range_end=end,
+                    revision=revision,
+                    keys_only=True,
+                    limit=20_000,
+                )
+            )
+            for kv in response.kvs:
+                if self.state.covers(kv.key) and (parsed := parse_candidate_key(kv.key, kv.lease)):
+                    names.add(parsed.name)
+            if not response.more or not response.kvs:
+                break
+            page_start = response.kvs[-1].key + b"\0"
+            await asyncio.sleep(0)
+        for name in sorted(names):  # values only for the candidates' elections
+            prefix, prefix_end = key_range(name.encode() + b"/")
+            response = await self._range(
+                rpc.RangeRequest(key=prefix, range_end=prefix_end, revision=revision)
+            )
+            kvs.extend(response.kvs)
+        changes = self.state.load(kvs, revision)
+        self.snapshots_loaded += 1
+        self.on_change(changes)
+
+    async def run(self) -> None:
+        need_snapshot = True
+        attempt = 0
+        while True:
+            try:
+                if need_snapshot:
+                    await self.load_snapshot()
+                    need_snapshot = False
+                start, _ = covering_range(self.prefixes)
+                watch_prefix = b"" if start == b"\0" else start
+                if len(self.prefixes) > 1:
+                    watch_prefix = b""  # one stream over everything; filtered below
+                async for response in self.conn.watch(watch_prefix, self.state.revision + 1):
+                    if response.created:
+                        self.live.set()
+                        if self.error:
+                            self._set_error(None)
+                        continue
+                    attempt = 0
+                    events = [(e.type == _PUT, e.kv) for e in response.events]
+                    changes = self.state.apply(events, int(response.header.revision))
+                    if changes or self.state.touched:
+                        self.on_change(changes)
+            except KeyspaceTooLarge as exc:
+                self.live.clear()
+                self._set_error(exc.user_message())
+                return
+            except RevisionCompacted:
+                need_snapshot = True
+            except RegistryError as exc:
+                self.live.clear()
+                attempt += 1
+                self._set_error(exc.user_message())
+                delay = min(self.backoff_max, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.8, 1.2)
+                await asyncio.sleep(delay)
