@@ -8,16 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import shutil
 import socket
 import subprocess
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from conftest import Etcdctl, EtcdctlError
 
-from etcd_registry_tui.registry.embedded import ClientTls, EmbeddedCluster
+from etcd_registry_tui.registry.embedded import (
+    HOST,
+    ClientTls,
+    EmbeddedCluster,
+    EtcdMember,
+    free_ports,
+)
 
 
 def enable_auth(etcdctl: Etcdctl, password: str = "pw") -> Etcdctl:
@@ -162,7 +170,151 @@ async def relay(host: str, target: tuple[str, int]) -> AsyncIterator[Relay]:
         await result.close()
 
 
+# --------------------------------------------------------------------------------------------
+# A cluster whose peer traffic can be cut for one member (a network partition on loopback)
+
+_FROM = re.compile(rb"\r\nX-Server-From: ([0-9a-fA-F]+)\r\n", re.IGNORECASE)
+
+
+class PartitionableCluster:
+    """Members advertise their peer URL on a relay; every peer connection says who opened
+    it (etcd's ``X-Server-From`` header), so :meth:`isolate` can cut one member off from
+    the others in both directions while its client port keeps serving: a leaderless
+    member, as behind a network partition."""
+
+    def __init__(self, base: Path, size: int = 3) -> None:
+        ports = free_ports(3 * size)
+        self.relay_ports = ports[2 * size :]
+        names = [f"m{i + 1}" for i in range(size)]
+        initial = ",".join(
+            f"{name}=http://{HOST}:{self.relay_ports[i]}" for i, name in enumerate(names)
+        )
+        self.members = [
+            EtcdMember(
+                name=name,
+                data_dir=base / name,
+                client_port=ports[2 * i],
+                peer_port=ports[2 * i + 1],
+                initial_cluster=initial,
+                initial_cluster_token=f"partition-{base.name}",
+                # the last flag wins: advertise the relay, listen on the real port
+                extra_args=[
+                    "--initial-advertise-peer-urls",
+                    f"http://{HOST}:{self.relay_ports[i]}",
+                ],
+            )
+            for i, name in enumerate(names)
+        ]
+        self.ids: dict[str, int] = {}  # member name -> index, by the hex member id
+        self.isolated: int | None = None
+        self._servers: list[asyncio.Server] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.Thread()
+        self._links: set[tuple[str | None, int, asyncio.StreamWriter, asyncio.StreamWriter]] = set()
+
+    @property
+    def endpoints(self) -> list[str]:
+        return [m.endpoint for m in self.members]
+
+    async def start(self, etcdctl_binary: str | None = None) -> None:
+        """Relays first (on their own thread and loop, so a test blocking its loop on
+        etcdctl cannot stall the peers), then the members, then learn their ids."""
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._listen(), self._loop))
+        for member in self.members:
+            member.launch()  # from this (long-lived) thread: PDEATHSIG is tied to it
+        for member in self.members:
+            await asyncio.to_thread(member.wait_healthy, 30)
+        ctl = Etcdctl(self.endpoints, binary=etcdctl_binary)
+        listed = await asyncio.to_thread(ctl.member_list)
+        names = [m.name for m in self.members]
+        self.ids = {format(int(m["ID"]), "x"): names.index(str(m["name"])) for m in listed}  # type: ignore[call-overload]
+
+    async def _listen(self) -> None:
+        for index, port in enumerate(self.relay_ports):
+            server = await asyncio.start_server(
+                lambda r, w, index=index: self._handle(r, w, index), HOST, port
+            )
+            self._servers.append(server)
+
+    def _cut(self, sender: str | None, to: int) -> bool:
+        k = self.isolated
+        if k is None:
+            return False
+        return to == k or (sender is not None and self.ids.get(sender) == k)
+
+    async def _handle(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, to: int
+    ) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+            writer.close()
+            return
+        found = _FROM.search(head)
+        sender = found.group(1).decode().lower() if found else None
+        if self._cut(sender, to):
+            writer.close()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection(HOST, self.members[to].peer_port)
+        except OSError:
+            writer.close()
+            return
+        link = (sender, to, writer, up_writer)
+        self._links.add(link)
+        up_writer.write(head)
+        try:
+            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        finally:
+            self._links.discard(link)
+
+    def isolate(self, index: int) -> None:
+        """Cut member ``index`` off from its peers (new and existing connections)."""
+        self._in_loop(self._isolate, index)
+
+    def _isolate(self, index: int) -> None:
+        self.isolated = index
+        for sender, to, a, b in list(self._links):
+            if self._cut(sender, to):
+                a.close()
+                b.close()
+
+    def heal(self) -> None:
+        self._in_loop(setattr, self, "isolated", None)
+
+    def _in_loop(self, fn: Callable[..., object], *args: object) -> None:
+        async def run() -> None:
+            fn(*args)
+
+        if self._loop is not None and self._loop.is_running():
+            asyncio.run_coroutine_threadsafe(run(), self._loop).result(10)
+        else:
+            fn(*args)
+
+    async def cleanup(self) -> None:
+        for member in self.members:
+            await asyncio.to_thread(member.stop)
+        loop, self._loop = self._loop, None
+        if loop is not None:
+
+            async def shut() -> None:
+                for server in self._servers:
+                    server.close()
+                for _, _, a, b in list(self._links):
+                    a.close()
+                    b.close()
+
+            asyncio.run_coroutine_threadsafe(shut(), loop).result(10)
+            loop.call_soon_threadsafe(loop.stop)
+            await asyncio.to_thread(self._thread.join, 10)
+            loop.close()
+
+
 __all__ = [
+    "PartitionableCluster",
     "EtcdctlError",
     "Relay",
     "TlsEtcdctl",
