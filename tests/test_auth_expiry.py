@@ -14,11 +14,12 @@ from collections.abc import Callable, Sequence
 import pytest
 from cluster_helpers import enable_auth
 from conftest import Etcdctl
-from helpers import assert_matches_etcdctl, running_watcher
+from helpers import assert_matches_etcdctl, connection, eventually, running_watcher
 
 from etcd_registry_tui.registry.config import ConnectionConfig
 from etcd_registry_tui.registry.connection import EtcdConnection
 from etcd_registry_tui.registry.embedded import EmbeddedEtcd
+from etcd_registry_tui.registry.errors import EtcdUnavailable
 from etcd_registry_tui.registry.events import ConnState
 from etcd_registry_tui.registry.leases import LeaseTracker
 from etcd_registry_tui.registry.registration import ServiceRegistration
@@ -160,3 +161,44 @@ async def test_cancelling_a_caller_during_reauthentication_is_its_own_cancel(
         done = await asyncio.gather(*tasks, return_exceptions=True)
         assert isinstance(done[0], asyncio.CancelledError)
         assert all(r is None for r in done[1:]), done
+
+
+async def test_calls_and_streams_cut_off_under_them_report_unavailable(
+    etcd: EmbeddedEtcd, etcdctl: Etcdctl
+) -> None:
+    """Channels closed under a watch, a heartbeat and a call in flight (etcd frozen, so
+    all three are waiting): each ends as EtcdUnavailable, never as a CancelledError
+    that its task would take for its own cancellation; all three carry on afterwards."""
+    etcdctl.put("/services/Cut/c-1", "{}")
+    events: list[str] = []
+    async with connection(etcd.endpoint, dial_timeout=2.0, command_timeout=30.0) as conn:
+        reg = ServiceRegistration(
+            conn, "Cut", "http://c:1", ttl=20, on_event=lambda what, _: events.append(what)
+        )
+        await reg.register()
+        lease = reg.lease_id
+        stream = conn.keepalive_stream()
+        assert await stream.keepalive(lease) > 0  # type: ignore[arg-type]
+        async with running_watcher(conn) as run:
+            mark = len(run.statuses)
+            etcd.freeze()
+            try:
+                heartbeat = asyncio.create_task(stream.keepalive(lease))  # type: ignore[arg-type]
+                call = asyncio.create_task(conn.get(b"/services/Cut/c-1"))
+                await asyncio.sleep(0.5)
+                assert not heartbeat.done() and not call.done()
+                await conn.close()
+                done = await asyncio.gather(heartbeat, call, return_exceptions=True)
+            finally:
+                etcd.thaw()
+            assert all(isinstance(r, EtcdUnavailable) for r in done), done
+            await eventually(
+                lambda: run.saw(ConnState.RECONNECTING, ConnState.LIVE, since=mark), timeout=30
+            )
+            assert not run.task.done()
+            assert ConnState.STOPPED not in run.states_seen()
+            etcdctl.put("/services/Cut/c-2", "{}")
+            await assert_matches_etcdctl(run.watcher, etcdctl, PREFIX)
+            assert await stream.keepalive(lease) > 0  # type: ignore[arg-type]
+            stream.close()
+        await reg.unregister()

@@ -200,7 +200,10 @@ class EtcdConnection:
         if ep.closed:
             return
         ep.closed = True
-        task = asyncio.ensure_future(ep.channel.close())
+        try:
+            task = asyncio.ensure_future(ep.channel.close())
+        except RuntimeError:  # no running loop (interpreter shutdown): gRPC cleans up
+            return
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
