@@ -150,7 +150,7 @@ def test_options_follow_etcdctl_names():
     )  # fmt: skip
     config = config_from_args(args)
     assert config.hosts == (("127.0.0.1", 2379), ("127.0.0.1", 22379))
-    assert config.grpc_target == "ipv4:127.0.0.1:2379,127.0.0.1:22379"
+    assert config.targets == ("127.0.0.1:2379", "127.0.0.1:22379")
     assert (config.user, config.password) == ("u", "p")
     assert config.dial_timeout == 0.5
     assert config.prefix == "/reg/"

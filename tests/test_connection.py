@@ -184,7 +184,7 @@ def test_from_options_reads_etcdctl_environment() -> None:
     assert cfg.endpoints == ("127.0.0.1:1111", "http://127.0.0.1:2222")
     assert cfg.hosts == (("127.0.0.1", 1111), ("127.0.0.1", 2222))
     assert cfg.label == "127.0.0.1:1111,127.0.0.1:2222"
-    assert cfg.grpc_target == "ipv4:127.0.0.1:1111,127.0.0.1:2222"
+    assert cfg.targets == ("127.0.0.1:1111", "127.0.0.1:2222")
     assert (cfg.user, cfg.password) == ("alice", "s3:cret")  # split at the first colon only
     assert cfg.dial_timeout == 1.5 and cfg.command_timeout == 7.0
     assert cfg.prefix == "/services/"
@@ -342,7 +342,7 @@ async def test_multi_endpoint_survives_losing_the_connected_member(
     cfg = ConnectionConfig(
         endpoints=tuple(etcd_cluster.endpoints), dial_timeout=2.0, command_timeout=3.0
     )
-    assert cfg.grpc_target.startswith("ipv4:")
+    assert len(cfg.targets) == 3
     names = _member_names(cluster_etcdctl)
     async with EtcdConnection(cfg) as conn:
         await conn.put(b"/services/Orders/1", b"one")

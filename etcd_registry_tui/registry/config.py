@@ -5,7 +5,6 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -23,6 +22,11 @@ def _is_ipv6(text: str) -> bool:
         return ipaddress.ip_address(text).version == 6
     except ValueError:
         return False
+
+
+def format_host_port(host: str, port: int) -> str:
+    """``host:port``, with an IPv6 address in brackets (``[::1]:2379``)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def parse_endpoint(text: str) -> tuple[str, int, bool]:
@@ -95,27 +99,17 @@ class ConnectionConfig:
     @property
     def label(self) -> str:
         """The endpoints as a user typed them, for messages."""
-        return ",".join(f"{h}:{p}" for h, p in self.hosts)
+        return ",".join(self.targets)
 
     @property
-    def grpc_target(self) -> str:
-        """A gRPC target: one ``host:port``, or an ``ipv4:``/``ipv6:`` address list."""
-        if len(self.hosts) == 1:
-            host, port = self.hosts[0]
-            return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        addresses = []
-        for host, port in self.hosts:
-            try:
-                ip = ipaddress.ip_address(host)
-            except ValueError:
-                try:
-                    ip = ipaddress.ip_address(socket.getaddrinfo(host, port)[0][4][0])
-                except OSError as exc:
-                    raise ConfigError(f"cannot resolve endpoint host {host!r}: {exc}") from None
-            addresses.append((ip, port))
-        if all(ip.version == 4 for ip, _ in addresses):
-            return "ipv4:" + ",".join(f"{ip}:{port}" for ip, port in addresses)
-        return "ipv6:" + ",".join(f"[{ip}]:{port}" for ip, port in addresses)
+    def targets(self) -> tuple[str, ...]:
+        """One gRPC target per endpoint: ``host:port``, ``[v6]:port`` for IPv6 addresses.
+
+        The connection opens one channel per target, so TLS checks each endpoint's
+        certificate against its own host, address families can mix, and host names are
+        resolved by gRPC's resolver (off the event loop).
+        """
+        return tuple(format_host_port(host, port) for host, port in self.hosts)
 
     @classmethod
     def from_options(

@@ -1,38 +1,55 @@
-"""The one place that talks to etcd through aetcd, and papers over its gaps.
+"""The one place that talks to etcd, through aetcd's gRPC stubs, papering over its gaps.
 
 aetcd 1.0 gives no deadline by default, never resumes a broken watch, opens only a
 plain single-endpoint channel, caps messages at 4 MB and fetches its auth token once.
-:class:`EtcdConnection` gives every call a deadline, builds the channel itself
-(several endpoints, TLS, keepalive pings, a large receive limit), re-authenticates
-once when the token went stale, and turns every failure into a
+:class:`EtcdConnection` gives every call a deadline and turns every failure into a
 :class:`~etcd_registry_tui.registry.errors.RegistryError` that names the endpoint.
+
+Endpoints: one gRPC channel per endpoint (TLS checks each endpoint's certificate
+against its own host; IPv4, IPv6 and names mix; gRPC resolves names off the loop).
+Calls go to the current endpoint; when one fails as unavailable (refused, timed out,
+frozen, no leader) the connection moves on to the next, and read-only calls are
+retried there at once. A channel is never closed under a live stream: one that is
+replaced is closed when its last user lets go.
+
+Auth: the token is sent as call metadata, taken fresh for every call and every
+stream (re)open. A stale token is replaced in place by authenticating again on the
+live channel, by one caller at a time; concurrent callers wait for that refresh.
+
+Cancellation: a gRPC call cancelled by someone else (a channel closed under it)
+raises ``CancelledError`` in a task that was not cancelled; that is turned into
+:class:`~etcd_registry_tui.registry.errors.EtcdUnavailable`, so only a real
+cancellation of the caller's task ends it as cancelled.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import aetcd
 import grpc
 from aetcd import rpc, utils
 
 from .config import ConnectionConfig
 from .errors import (
     ConfigError,
-    EtcdAuthError,
     EtcdUnavailable,
     LeaseNotFound,
     RegistryError,
     RevisionCompacted,
     WatchRejected,
+    is_no_leader,
+    is_stale_token,
     translate,
 )
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 CHANNEL_OPTIONS: dict[str, Any] = {
     # 100,000 instances with 200-byte values are ~30 MB in one Range response.
@@ -45,7 +62,7 @@ CHANNEL_OPTIONS: dict[str, Any] = {
     "grpc.keepalive_permit_without_calls": 1,
     "grpc.http2.max_pings_without_data": 0,
     # Come back quickly after a restart. (Not "grpc.min_reconnect_backoff_ms": gRPC takes
-    # that as the connect-attempt timeout, see _Client; 300 ms there gave up on any etcd
+    # that as the connect-attempt timeout, see _open; 300 ms there gave up on any etcd
     # whose handshake took longer, however long the dial timeout.)
     "grpc.initial_reconnect_backoff_ms": 300,
     "grpc.max_reconnect_backoff_ms": 2000,
@@ -59,116 +76,179 @@ def key_range(prefix: bytes) -> tuple[bytes, bytes]:
     return prefix, utils.prefix_range_end(prefix)
 
 
-class _Client(aetcd.Client):
-    """aetcd's client with a channel built by us (endpoints list, TLS, options)."""
+def _cancelled_by_us() -> bool:
+    """True when the running task itself is being cancelled (not a call under it)."""
+    task = asyncio.current_task()
+    return task is None or task.cancelling() > 0
 
-    def __init__(self, config: ConnectionConfig) -> None:
-        host, port = config.hosts[0]
-        super().__init__(
-            host=host,
-            port=port,
-            username=config.user,
-            password=config.password,
-            timeout=config.command_timeout,  # type: ignore[arg-type]
-            # gRPC's minimum connect-attempt timeout is the dial timeout.
-            options={
-                **CHANNEL_OPTIONS,
-                "grpc.min_reconnect_backoff_ms": int(config.dial_timeout * 1000),
-            },
-            connect_wait_timeout=int(max(3, config.dial_timeout)),
-        )
-        self._config = config
 
-    def _make_channel(self) -> grpc.aio.Channel:
-        cfg = self._config
-        options = list(self._options.items())
-        if not cfg.tls:
-            return grpc.aio.insecure_channel(cfg.grpc_target, options=options)
+def _cut_off(what: str, label: str) -> EtcdUnavailable:
+    return EtcdUnavailable(f"{what} to etcd at {label} was cut off (its connection closed)")
 
-        def read(option: str, path: str | None) -> bytes | None:
-            if path is None:
-                return None
-            try:
-                return Path(path).read_bytes()
-            except OSError as exc:
-                raise ConfigError(f"cannot read {option} {path}: {exc.strerror}") from None
 
-        creds = grpc.ssl_channel_credentials(
-            root_certificates=read("--cacert", cfg.cacert),
-            private_key=read("--key", cfg.key),
-            certificate_chain=read("--cert", cfg.cert),
-        )
-        return grpc.aio.secure_channel(cfg.grpc_target, creds, options=options)
+@dataclass(slots=True, eq=False)
+class _Endpoint:
+    """One channel to one endpoint, with the stubs that use it.
 
-    async def connect(self) -> None:
-        if self._connected.is_set():
-            return
-        if self._is_connecting:  # type: ignore[has-type]
-            await asyncio.wait_for(self._connected.wait(), self._connect_wait_timeout)
-            return
-        try:
-            self._is_connecting = True
-            channel = self._make_channel()
-            metadata = None
-            try:
-                if self._username is not None:
-                    auth_stub = rpc.AuthStub(channel)
-                    resp = await auth_stub.Authenticate(
-                        rpc.AuthenticateRequest(name=self._username, password=self._password),
-                        timeout=self._config.dial_timeout,
-                    )
-                    metadata = (("token", resp.token),)
-            except BaseException:
-                await channel.close()
-                raise
-            self.channel = channel
-            self.metadata = metadata
-            self.kvstub = rpc.KVStub(channel)
-            self.clusterstub = rpc.ClusterStub(channel)
-            self.leasestub = rpc.LeaseStub(channel)
-            self.maintenancestub = rpc.MaintenanceStub(channel)
-            self._watcher = aetcd.client.watcher.Watcher(
-                rpc.WatchStub(channel), timeout=self._timeout, metadata=metadata
-            )
-            self._connected.set()
-        finally:
-            self._is_connecting = False
+    ``users`` counts calls and streams on the channel; a ``retired`` channel (replaced
+    by a fresh one, or the connection closed) is closed when the count reaches zero.
+    """
+
+    index: int
+    label: str
+    channel: grpc.aio.Channel
+    kvstub: Any
+    leasestub: Any
+    maintenancestub: Any
+    watchstub: Any
+    authstub: Any
+    users: int = 0
+    retired: bool = False
+    closed: bool = False
 
 
 class EtcdConnection:
-    """A connection to one etcd cluster with deadlines and readable errors."""
+    """A connection to one etcd cluster with deadlines, fail-over and readable errors."""
 
     def __init__(self, config: ConnectionConfig | None = None) -> None:
         self.config = config or ConnectionConfig()
-        self._client: _Client | None = None
-        self._lock = asyncio.Lock()
+        self._slots: list[_Endpoint | None] = [None] * len(self.config.hosts)
+        self._current = 0
+        self._retired: set[_Endpoint] = set()  # replaced, closed once unused
+        self._closing: set[asyncio.Task[None]] = set()
+        self._credentials: grpc.ChannelCredentials | None = None
+        self._token: str | None = None
+        self._auth_lock = asyncio.Lock()
+        self.authentications = 0  # how often a token was fetched (tests, diagnostics)
+        self.failovers = 0  # how often the current endpoint moved on
 
-    # -- lifecycle -----------------------------------------------------------
+    # -- endpoints and channels ----------------------------------------------
     @property
     def endpoint(self) -> str:
+        """All endpoints, for messages and the status line."""
         return self.config.label
 
     @property
-    def client(self) -> aetcd.Client:
-        """The underlying aetcd client (connected by :meth:`connect`)."""
-        if self._client is None:
-            self._client = _Client(self.config)
-        return self._client
+    def current_endpoint(self) -> str:
+        """The endpoint calls go to now."""
+        return self.config.targets[self._current]
 
+    def _channel_credentials(self) -> grpc.ChannelCredentials:
+        if self._credentials is None:
+            cfg = self.config
+
+            def read(option: str, path: str | None) -> bytes | None:
+                if path is None:
+                    return None
+                try:
+                    return Path(path).read_bytes()
+                except OSError as exc:
+                    raise ConfigError(f"cannot read {option} {path}: {exc.strerror}") from None
+
+            self._credentials = grpc.ssl_channel_credentials(
+                root_certificates=read("--cacert", cfg.cacert),
+                private_key=read("--key", cfg.key),
+                certificate_chain=read("--cert", cfg.cert),
+            )
+        return self._credentials
+
+    def _open(self, index: int) -> _Endpoint:
+        target = self.config.targets[index]
+        options = list(
+            {
+                **CHANNEL_OPTIONS,
+                # gRPC's minimum connect-attempt timeout is the dial timeout.
+                "grpc.min_reconnect_backoff_ms": int(self.config.dial_timeout * 1000),
+            }.items()
+        )
+        if self.config.tls:
+            channel = grpc.aio.secure_channel(target, self._channel_credentials(), options)
+        else:
+            channel = grpc.aio.insecure_channel(target, options=options)
+        return _Endpoint(
+            index=index,
+            label=target,
+            channel=channel,
+            kvstub=rpc.KVStub(channel),
+            leasestub=rpc.LeaseStub(channel),
+            maintenancestub=rpc.MaintenanceStub(channel),
+            watchstub=rpc.WatchStub(channel),
+            authstub=rpc.AuthStub(channel),
+        )
+
+    def _now(self) -> _Endpoint:
+        ep = self._slots[self._current]
+        if ep is None:
+            ep = self._slots[self._current] = self._open(self._current)
+        return ep
+
+    def _acquire(self) -> _Endpoint:
+        ep = self._now()
+        ep.users += 1
+        return ep
+
+    def _release(self, ep: _Endpoint) -> None:
+        ep.users -= 1
+        if ep.retired and ep.users <= 0:
+            self._retired.discard(ep)
+            self._close_soon(ep)
+
+    def _retire(self, ep: _Endpoint) -> None:
+        """Replace ``ep``'s channel by a fresh one for new calls; close it once unused."""
+        if self._slots[ep.index] is ep:
+            self._slots[ep.index] = None
+        ep.retired = True
+        if ep.users <= 0:
+            self._close_soon(ep)
+        else:
+            self._retired.add(ep)
+
+    def _close_soon(self, ep: _Endpoint) -> None:
+        if ep.closed:
+            return
+        ep.closed = True
+        try:
+            task = asyncio.ensure_future(ep.channel.close())
+        except RuntimeError:  # no running loop (interpreter shutdown): gRPC cleans up
+            return
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    def _failed(self, ep: _Endpoint, err: RegistryError) -> None:
+        """``ep`` failed as unavailable: later calls go to the next endpoint."""
+        if len(self._slots) > 1 and ep.index == self._current:
+            self._current = (self._current + 1) % len(self._slots)
+            self.failovers += 1
+            log.warning("%s; moving on to %s", err, self.current_endpoint)
+
+    # -- lifecycle -----------------------------------------------------------
     async def connect(self) -> None:
         """Connect and prove etcd answers (a cheap Status call), or raise."""
-        await self._call(self._status_raw)
+        await self._call(self._status_raw, idempotent=True)
 
     async def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
+        """Close every channel (live streams on them end as unavailable)."""
+        endpoints = [ep for ep in self._slots if ep is not None] + list(self._retired)
+        self._slots = [None] * len(self._slots)
+        self._retired.clear()
+        self._token = None
+        for ep in endpoints:
+            ep.retired = True
+            self._close_soon(ep)
+        if self._closing:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.close(), 5)
+                await asyncio.wait(set(self._closing), timeout=5)
 
     async def reconnect(self) -> None:
-        """Drop the channel (and auth token); the next call opens a fresh one."""
-        async with self._lock:
-            await self.close()
+        """Start over on the current endpoint with a fresh channel unless its channel is
+        connected. (Moving to another endpoint happens when a call fails.) Streams on
+        the old channel keep it until they end; the token is kept."""
+        ep = self._slots[self._current]
+        if ep is not None:
+            with contextlib.suppress(Exception):
+                if ep.channel.get_state() is grpc.ChannelConnectivity.READY:
+                    return
+            self._retire(ep)
 
     async def __aenter__(self) -> EtcdConnection:
         await self.connect()
@@ -177,53 +257,108 @@ class EtcdConnection:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def _ready(self) -> _Client:
-        client = self.client
-        assert isinstance(client, _Client)
-        if not client._connected.is_set():  # the common case costs no task
-            await asyncio.wait_for(client.connect(), self.config.dial_timeout + 1)
-        return client
+    # -- auth ----------------------------------------------------------------
+    def _metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("token", self._token),) if self._token else ()
 
-    async def _call(self, fn: Callable[[_Client], Awaitable[T]]) -> T:
-        """Run ``fn(client)``; re-authenticate once on a stale token.
+    async def _ensure_token(self) -> None:
+        if self.config.user is not None and self._token is None:
+            await self._authenticate(None)
 
-        Every ``fn`` passes :meth:`_opts` to its stub call, so gRPC enforces the
-        deadline itself (no extra task per call, which the lease tracker would feel).
+    async def _authenticate(self, stale: str | None) -> None:
+        """Fetch a new token unless someone already replaced ``stale`` meanwhile.
+
+        One caller at a time: the others wait on the lock and then find the new token.
         """
-        for attempt in (1, 2):
-            try:
-                client = await self._ready()
-                return await fn(client)
-            except RegistryError:
-                raise
-            except asyncio.CancelledError:
-                raise
-            except (Exception, TimeoutError) as exc:
-                err = translate(exc, self.endpoint)
-                if isinstance(err, EtcdAuthError) and attempt == 1 and self.config.user:
-                    if "not authenticated" in str(err) or "invalid auth token" in str(exc):
-                        await self.reconnect()
-                        continue
-                if isinstance(err, EtcdUnavailable) and self._client is not None:
-                    if not self._client._connected.is_set():
-                        await self.reconnect()
-                raise err from None
-        raise AssertionError("unreachable")
+        async with self._auth_lock:
+            if self._token is not None and self._token != stale:
+                return
+            request = rpc.AuthenticateRequest(name=self.config.user, password=self.config.password)
+            err: RegistryError | None = None
+            for _ in self._slots:
+                ep = self._acquire()
+                try:
+                    response = await ep.authstub.Authenticate(
+                        request, timeout=self.config.dial_timeout
+                    )
+                except asyncio.CancelledError:
+                    if _cancelled_by_us():
+                        raise
+                    err = _cut_off("authentication", ep.label)
+                except (Exception, TimeoutError) as exc:
+                    err = translate(exc, ep.label)
+                else:
+                    self._token = str(response.token)
+                    self.authentications += 1
+                    return
+                finally:
+                    self._release(ep)
+                if not isinstance(err, EtcdUnavailable):
+                    raise err
+                self._failed(ep, err)
+            assert err is not None
+            raise err
 
-    def _opts(self, client: _Client, timeout: float | None = None) -> dict[str, Any]:
+    async def _ready(self) -> _Endpoint:
+        """The current endpoint, authenticated (for tools that use its stubs directly)."""
+        await self._ensure_token()
+        return self._now()
+
+    # -- calls ---------------------------------------------------------------
+    async def _call(self, fn: Callable[[_Endpoint], Awaitable[T]], idempotent: bool = False) -> T:
+        """Run ``fn(endpoint)`` on the current endpoint.
+
+        A stale token is replaced once and the call repeated. When the endpoint is
+        unavailable, the next one becomes current; the call is repeated there when it
+        is ``idempotent`` or was certainly not sent (connection refused). Every ``fn``
+        passes :meth:`_opts` to its stub call, so gRPC enforces the deadline itself (no
+        extra task per call, which the lease tracker would feel).
+        """
+        tries = 0
+        reauthenticated = False
+        while True:
+            await self._ensure_token()
+            ep = self._acquire()
+            token = self._token
+            stale = False
+            try:
+                return await fn(ep)
+            except RegistryError as exc:
+                err = exc
+            except asyncio.CancelledError:
+                if _cancelled_by_us():
+                    raise
+                err = _cut_off("a call", ep.label)
+            except (Exception, TimeoutError) as exc:
+                stale = is_stale_token(exc)
+                err = translate(exc, ep.label)
+            finally:
+                self._release(ep)
+            if stale and self.config.user is not None and not reauthenticated:
+                reauthenticated = True
+                await self._authenticate(token)
+                continue
+            if isinstance(err, EtcdUnavailable):
+                self._failed(ep, err)
+                tries += 1
+                if tries < len(self._slots) and (idempotent or "refused" in str(err)):
+                    continue
+            raise err
+
+    def _opts(self, client: _Endpoint, timeout: float | None = None) -> dict[str, Any]:
         return {
             "timeout": timeout or self.config.command_timeout,
-            "metadata": client.metadata,
+            "metadata": self._metadata(),
         }
 
     # -- key/value -----------------------------------------------------------
-    async def _status_raw(self, client: _Client) -> Any:
+    async def _status_raw(self, client: _Endpoint) -> Any:
         return await client.maintenancestub.Status(
             rpc.StatusRequest(), **self._opts(client, self.config.dial_timeout)
         )
 
     async def status(self) -> Any:
-        return await self._call(self._status_raw)
+        return await self._call(self._status_raw, idempotent=True)
 
     async def get_prefix(
         self,
@@ -255,10 +390,10 @@ class EtcdConnection:
                         keys_only=keys_only,
                     )
 
-                    async def run(client: _Client, request: Any = request) -> Any:
+                    async def run(client: _Endpoint, request: Any = request) -> Any:
                         return await client.kvstub.Range(request, **self._opts(client, deadline))
 
-                    response = await self._call(run)
+                    response = await self._call(run, idempotent=True)
                     if not revision:
                         revision = int(response.header.revision)
                     kvs.extend(response.kvs)
@@ -271,14 +406,14 @@ class EtcdConnection:
         raise RegistryError(f"etcd at {self.endpoint} kept compacting during the snapshot")
 
     async def get(self, key: bytes) -> Any | None:
-        async def run(client: _Client) -> Any | None:
+        async def run(client: _Endpoint) -> Any | None:
             response = await client.kvstub.Range(rpc.RangeRequest(key=key), **self._opts(client))
             return response.kvs[0] if response.kvs else None
 
-        return await self._call(run)
+        return await self._call(run, idempotent=True)
 
     async def put(self, key: bytes, value: bytes, lease: int = 0) -> int:
-        async def run(client: _Client) -> int:
+        async def run(client: _Endpoint) -> int:
             request = rpc.PutRequest(key=key, value=value, lease=lease)
             response = await client.kvstub.Put(request, **self._opts(client))
             return int(response.header.revision)
@@ -288,7 +423,7 @@ class EtcdConnection:
     async def delete(self, key: bytes, prefix: bool = False) -> int:
         """Delete a key (or a prefix); returns how many keys went."""
 
-        async def run(client: _Client) -> int:
+        async def run(client: _Endpoint) -> int:
             range_end = utils.prefix_range_end(key) if prefix else b""
             request = rpc.DeleteRangeRequest(key=key, range_end=range_end)
             response = await client.kvstub.DeleteRange(request, **self._opts(client))
@@ -297,7 +432,7 @@ class EtcdConnection:
         return await self._call(run)
 
     async def compact(self, revision: int) -> None:
-        async def run(client: _Client) -> None:
+        async def run(client: _Endpoint) -> None:
             await client.kvstub.Compact(
                 rpc.CompactionRequest(revision=revision, physical=True), **self._opts(client)
             )
@@ -311,7 +446,7 @@ class EtcdConnection:
         that is there (its ``lease`` says who holds it).
         """
 
-        async def run(client: _Client) -> tuple[bool, Any]:
+        async def run(client: _Endpoint) -> tuple[bool, Any]:
             request = rpc.TxnRequest(
                 compare=[
                     rpc.Compare(
@@ -337,7 +472,7 @@ class EtcdConnection:
     async def delete_if_lease(self, key: bytes, lease: int) -> bool:
         """Delete ``key`` only while it is bound to ``lease`` (one transaction)."""
 
-        async def run(client: _Client) -> bool:
+        async def run(client: _Endpoint) -> bool:
             request = rpc.TxnRequest(
                 compare=[
                     rpc.Compare(
@@ -357,7 +492,7 @@ class EtcdConnection:
     async def grant(self, ttl: int) -> tuple[int, int]:
         """Grant a lease; returns (lease id, granted TTL)."""
 
-        async def run(client: _Client) -> tuple[int, int]:
+        async def run(client: _Endpoint) -> tuple[int, int]:
             response = await client.leasestub.LeaseGrant(
                 rpc.LeaseGrantRequest(TTL=ttl), **self._opts(client)
             )
@@ -370,7 +505,7 @@ class EtcdConnection:
     async def revoke(self, lease_id: int) -> None:
         """Revoke a lease (its keys go at once). Raises :class:`LeaseNotFound`."""
 
-        async def run(client: _Client) -> None:
+        async def run(client: _Endpoint) -> None:
             await client.leasestub.LeaseRevoke(
                 rpc.LeaseRevokeRequest(ID=lease_id), **self._opts(client)
             )
@@ -380,22 +515,22 @@ class EtcdConnection:
     async def time_to_live(self, lease_id: int, keys: bool = False) -> tuple[int, int, list[bytes]]:
         """(remaining TTL, granted TTL, keys); remaining is -1 for an unknown lease."""
 
-        async def run(client: _Client) -> tuple[int, int, list[bytes]]:
+        async def run(client: _Endpoint) -> tuple[int, int, list[bytes]]:
             response = await client.leasestub.LeaseTimeToLive(
                 rpc.LeaseTimeToLiveRequest(ID=lease_id, keys=keys), **self._opts(client)
             )
             return int(response.TTL), int(response.grantedTTL), list(response.keys)
 
-        return await self._call(run)
+        return await self._call(run, idempotent=True)
 
     async def leases(self) -> list[int]:
-        async def run(client: _Client) -> list[int]:
+        async def run(client: _Endpoint) -> list[int]:
             response = await client.leasestub.LeaseLeases(
                 rpc.LeaseLeasesRequest(), **self._opts(client)
             )
             return [int(lease.ID) for lease in response.leases]
 
-        return await self._call(run)
+        return await self._call(run, idempotent=True)
 
     def keepalive_stream(self) -> KeepAliveStream:
         return KeepAliveStream(self)
@@ -413,57 +548,85 @@ class EtcdConnection:
         :class:`RevisionCompacted` when ``start_revision`` is gone,
         :class:`WatchRejected` when etcd cancels the watch, and
         :class:`EtcdUnavailable` when the stream breaks; it never ends by itself.
+        The stream carries the token current when it opens; a watch refused for a
+        stale token is opened again once with a fresh one. A member without a leader
+        or out of reach makes the next endpoint current for the next attempt.
         """
-        try:
-            client = await self._ready()
-        except (Exception, TimeoutError) as exc:
-            raise translate(exc, self.endpoint) from None
-        stub = rpc.WatchStub(client.channel)
-        # "hasleader": a member cut off from its cluster cancels the watch instead of
-        # silently serving a stale view; we then reconnect, possibly to another member.
-        call = stub.Watch(metadata=(*(client.metadata or ()), ("hasleader", "true")))
-        key, range_end = key_range(prefix)
-        create = rpc.WatchCreateRequest(
-            key=key,
-            range_end=range_end,
-            start_revision=start_revision,
-            progress_notify=True,
-        )
-        loop = asyncio.get_running_loop()
-        heard = [loop.time()]  # when the last response arrived
-        asker: asyncio.Task[None] | None = None
-        try:
-            await asyncio.wait_for(
-                call.write(rpc.WatchRequest(create_request=create)), self.config.dial_timeout
+        reauthenticated = False
+        while True:
+            await self._ensure_token()
+            ep = self._acquire()
+            token = self._token
+            # "hasleader": a member cut off from its cluster cancels the watch instead of
+            # silently serving a stale view; the next attempt goes to another member.
+            call = ep.watchstub.Watch(metadata=(*self._metadata(), ("hasleader", "true")))
+            key, range_end = key_range(prefix)
+            create = rpc.WatchCreateRequest(
+                key=key,
+                range_end=range_end,
+                start_revision=start_revision,
+                progress_notify=True,
             )
             created = False
-            while True:
-                if created:
-                    response = await call.read()
-                    heard[0] = loop.time()
-                else:
-                    response = await asyncio.wait_for(call.read(), self.config.dial_timeout + 1)
-                if response is grpc.aio.EOF:
-                    raise EtcdUnavailable(f"etcd at {self.endpoint} closed the watch stream")
-                if response.compact_revision:
-                    raise RevisionCompacted(int(response.compact_revision))
-                if response.canceled or (response.created and response.watch_id < 0):
-                    reason = response.cancel_reason or "watch was not created"
-                    raise WatchRejected(f"etcd at {self.endpoint} cancelled the watch: {reason}")
-                if not created and progress_every:
-                    asker = asyncio.create_task(
-                        _ask_progress(call, progress_every, heard), name="watch progress"
+            loop = asyncio.get_running_loop()
+            heard = [loop.time()]  # when the last response arrived
+            asker: asyncio.Task[None] | None = None
+            try:
+                try:
+                    await asyncio.wait_for(
+                        call.write(rpc.WatchRequest(create_request=create)),
+                        self.config.dial_timeout,
                     )
-                created = True
-                yield response
-        except RegistryError:
-            raise
-        except (Exception, TimeoutError) as exc:
-            raise translate(exc, self.endpoint) from None
-        finally:
-            if asker is not None:
-                asker.cancel()
-            call.cancel()
+                    while True:
+                        if created:
+                            response = await call.read()
+                            heard[0] = loop.time()
+                        else:
+                            response = await asyncio.wait_for(
+                                call.read(), self.config.dial_timeout + 1
+                            )
+                        if response is grpc.aio.EOF:
+                            raise EtcdUnavailable(f"etcd at {ep.label} closed the watch stream")
+                        if response.compact_revision:
+                            raise RevisionCompacted(int(response.compact_revision))
+                        if response.canceled or (response.created and response.watch_id < 0):
+                            reason = response.cancel_reason or "watch was not created"
+                            # a watch opened with a stale token is refused this way
+                            if (
+                                not created
+                                and not reauthenticated
+                                and self.config.user is not None
+                                and is_stale_token(reason)
+                            ):
+                                break
+                            if is_no_leader(reason):
+                                raise EtcdUnavailable(f"etcd at {ep.label}: {reason}")
+                            raise WatchRejected(f"etcd at {ep.label} cancelled the watch: {reason}")
+                        if not created and progress_every:
+                            asker = asyncio.create_task(
+                                _ask_progress(call, progress_every, heard), name="watch progress"
+                            )
+                        created = True
+                        yield response
+                except RegistryError:
+                    raise
+                except asyncio.CancelledError:
+                    if _cancelled_by_us():
+                        raise
+                    raise _cut_off("the watch", ep.label) from None
+                except (Exception, TimeoutError) as exc:
+                    if created or reauthenticated or not is_stale_token(exc):
+                        raise translate(exc, ep.label) from None
+            except EtcdUnavailable as err:
+                self._failed(ep, err)
+                raise
+            finally:
+                if asker is not None:
+                    asker.cancel()
+                call.cancel()
+                self._release(ep)
+            reauthenticated = True
+            await self._authenticate(token)
 
 
 async def _ask_progress(call: Any, every: float, heard: list[float]) -> None:
@@ -486,40 +649,67 @@ class KeepAliveStream:
     """One streaming LeaseKeepAlive call shared by any number of leases.
 
     aetcd's ``refresh_lease`` opens a new stream per call; this keeps one open and
-    reopens it after a failure. ``keepalive(lease)`` returns the TTL etcd granted
-    (0 or less: the lease is gone).
+    reopens it after a failure (with the token and endpoint current then).
+    ``keepalive(lease)`` returns the TTL etcd granted (0 or less: the lease is gone).
     """
 
     def __init__(self, conn: EtcdConnection) -> None:
         self._conn = conn
         self._call: Any = None
+        self._ep: _Endpoint | None = None
         self._lock = asyncio.Lock()
 
     async def keepalive(self, lease_id: int) -> int:
+        conn = self._conn
         async with self._lock:
-            try:
-                if self._call is None:
-                    client = await self._conn._ready()
-                    self._call = client.leasestub.LeaseKeepAlive(metadata=client.metadata)
-                timeout = self._conn.config.command_timeout
-                await asyncio.wait_for(
-                    self._call.write(rpc.LeaseKeepAliveRequest(ID=lease_id)), timeout
-                )
-                response = await asyncio.wait_for(self._call.read(), timeout)
-                if response is grpc.aio.EOF:
-                    raise EtcdUnavailable(f"etcd at {self._conn.endpoint} closed the keep-alive")
-                return int(response.TTL)
-            except asyncio.CancelledError:
+            reauthenticated = False
+            while True:
+                token = conn._token
+                stale = False
+                label = conn.current_endpoint
+                try:
+                    if self._call is None:
+                        await conn._ensure_token()
+                        token = conn._token
+                        self._ep = conn._acquire()
+                        self._call = self._ep.leasestub.LeaseKeepAlive(metadata=conn._metadata())
+                    assert self._ep is not None
+                    label = self._ep.label
+                    timeout = conn.config.command_timeout
+                    await asyncio.wait_for(
+                        self._call.write(rpc.LeaseKeepAliveRequest(ID=lease_id)), timeout
+                    )
+                    response = await asyncio.wait_for(self._call.read(), timeout)
+                    if response is grpc.aio.EOF:
+                        raise EtcdUnavailable(f"etcd at {label} closed the keep-alive")
+                    return int(response.TTL)
+                except RegistryError as exc:
+                    err = exc
+                except asyncio.CancelledError:
+                    if _cancelled_by_us():
+                        self.close()
+                        raise
+                    err = _cut_off("the keep-alive", label)
+                except (Exception, TimeoutError) as exc:
+                    stale = is_stale_token(exc)
+                    err = translate(exc, label)
+                failed_ep = self._ep
                 self.close()
-                raise
-            except (Exception, TimeoutError) as exc:
-                self.close()
-                raise translate(exc, self._conn.endpoint) from None
+                if stale and not reauthenticated and conn.config.user is not None:
+                    reauthenticated = True
+                    await conn._authenticate(token)
+                    continue
+                if isinstance(err, EtcdUnavailable) and failed_ep is not None:
+                    conn._failed(failed_ep, err)
+                raise err
 
     def close(self) -> None:
         call, self._call = self._call, None
+        ep, self._ep = self._ep, None
         if call is not None:
             call.cancel()
+        if ep is not None:
+            self._conn._release(ep)
 
 
 __all__ = ["EtcdConnection", "KeepAliveStream", "LeaseNotFound"]

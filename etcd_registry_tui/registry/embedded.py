@@ -34,6 +34,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -44,10 +45,12 @@ import urllib.request
 import uuid
 import weakref
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Self
 
 __all__ = [
+    "ClientTls",
     "EmbeddedCluster",
     "EmbeddedEtcd",
     "EtcdBinaryNotFound",
@@ -66,6 +69,24 @@ INSTALL_HINT = (
     "or run `docker compose up -d` with the project's compose.yaml and then "
     "`etcd-registry-tui --endpoints 127.0.0.1:2379`"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class ClientTls:
+    """Serve clients over TLS with client certificates (``--client-cert-auth``).
+
+    ``cert``/``key`` serve as the server certificate and as the client certificate of
+    the health probe, so the certificate needs both serverAuth and clientAuth usages.
+    """
+
+    ca: str
+    cert: str
+    key: str
+
+    def ssl_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=self.ca)
+        context.load_cert_chain(self.cert, self.key)
+        return context
 
 
 class EtcdBinaryNotFound(Exception):
@@ -198,8 +219,10 @@ class EtcdMember:
         binary: str | os.PathLike[str] | None = None,
         extra_args: Sequence[str] = (),
         log_level: str = "info",
+        client_tls: ClientTls | None = None,
     ) -> None:
         self.binary = find_etcd_binary(binary)
+        self.client_tls = client_tls
         self.name = name
         self.data_dir = Path(data_dir)
         self.client_port = client_port
@@ -221,7 +244,8 @@ class EtcdMember:
 
     @property
     def client_url(self) -> str:
-        return f"http://{HOST}:{self.client_port}"
+        scheme = "https" if self.client_tls is not None else "http"
+        return f"{scheme}://{HOST}:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
@@ -262,6 +286,10 @@ class EtcdMember:
         ]  # fmt: skip
         if self.initial_cluster_token:
             args += ["--initial-cluster-token", self.initial_cluster_token]
+        if self.client_tls is not None:
+            tls = self.client_tls
+            args += ["--cert-file", tls.cert, "--key-file", tls.key]
+            args += ["--trusted-ca-file", tls.ca, "--client-cert-auth"]
         args += ["--logger", "zap", "--log-outputs", "stderr", "--log-level", self.log_level]
         return args + self.extra_args
 
@@ -290,7 +318,9 @@ class EtcdMember:
     def check_health(self, timeout: float = 1.0) -> bool:
         """One probe of ``GET /health``; True when etcd answers ``{"health": "true"}``."""
         try:
-            with urllib.request.urlopen(f"{self.client_url}/health", timeout=timeout) as resp:
+            context = self.client_tls.ssl_context() if self.client_tls is not None else None
+            url = f"{self.client_url}/health"
+            with urllib.request.urlopen(url, timeout=timeout, context=context) as resp:
                 body = json.loads(resp.read() or b"{}")
         except (OSError, ValueError):  # URLError, refused, timeout, bad JSON, HTTP 503
             return False
@@ -521,6 +551,7 @@ class EmbeddedCluster(_CleansUp):
 
     ``members`` are EtcdMember handles (kill/stop/start/restart/freeze/thaw one at a time);
     ``endpoints`` lists their ``127.0.0.1:port`` client endpoints in member order.
+    ``client_tls``: every member serves clients over TLS with client certificates.
     """
 
     def __init__(
@@ -531,6 +562,7 @@ class EmbeddedCluster(_CleansUp):
         binary: str | os.PathLike[str] | None = None,
         extra_args: Sequence[str] = (),
         log_level: str = "info",
+        client_tls: ClientTls | None = None,
     ) -> None:
         if size < 1:
             raise ValueError("a cluster needs at least one member")
@@ -554,6 +586,7 @@ class EmbeddedCluster(_CleansUp):
                 binary=binary_path,
                 extra_args=extra_args,
                 log_level=log_level,
+                client_tls=client_tls,
             )
             for i, name in enumerate(names)
         ]

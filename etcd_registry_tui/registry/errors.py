@@ -58,6 +58,26 @@ class WatchRejected(RegistryError):
     hint = "the watch was cancelled by etcd; it will be re-created"
 
 
+def _grpc_details(exc: BaseException) -> str:
+    cause = exc.__cause__ if isinstance(exc, aetcd_exc.ClientError) else exc
+    if isinstance(cause, grpc.aio.AioRpcError):
+        return (cause.details() or "").lower()
+    return ""
+
+
+def is_stale_token(exc: BaseException | str) -> bool:
+    """etcd no longer accepts the auth token (expired, or the auth store changed since):
+    authenticating again fixes it, as etcd's own client does. ``exc`` may also be the
+    text etcd gave, e.g. the cancel reason of a watch."""
+    details = exc.lower() if isinstance(exc, str) else _grpc_details(exc)
+    return "invalid auth token" in details or "revision of auth store is old" in details
+
+
+def is_no_leader(text: str) -> bool:
+    """The member has no leader (cut off from its quorum): another member may have one."""
+    return "no leader" in text.lower()
+
+
 def translate(exc: BaseException, endpoint: str) -> RegistryError:
     """Turn a gRPC or aetcd error into a :class:`RegistryError` naming the endpoint."""
     if isinstance(exc, RegistryError):
