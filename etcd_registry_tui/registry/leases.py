@@ -5,8 +5,9 @@ a monotonic deadline. Each lease has two times for its next reading:
 
 - ``need``: the reading must come before the countdown could fall under
   :data:`FLOOR_SECONDS` (the dashboard's red), with ``margin`` seconds to spare for
-  queueing and a busy machine; at most once per ``urgent_interval``. A lease renewed by
-  its owner is read again before it could look low, however many leases there are.
+  queueing and a busy machine; a lease too short for that margin is read when half its
+  time to the floor is gone, and one under the floor once per ``urgent_interval``. A
+  lease renewed by its owner is read again before it could look low.
 - ``refresh``: a cheaper, optional re-read every ``healthy_interval`` so that renewals
   and revocations by others show up quickly on a small registry; these share
   ``healthy_rate`` calls a second and only use what the needed readings leave.
@@ -148,8 +149,14 @@ class LeaseTracker:
         if not info.exists or info.deadline is None:
             info.need, info.refresh = now + (30.0 if not info.exists else 2.0), math.inf
         else:
-            soonest = now + self.urgent_interval
-            # before the countdown could drop under the floor, with a margin to spare
+            # Before the countdown could drop under the floor, with a margin to spare; a
+            # lease too short for the margin is read when half its time to the floor is
+            # gone (at least every urgent_interval, at most four times a second).
+            to_floor = info.deadline - FLOOR_SECONDS - now
+            gap = self.urgent_interval
+            if to_floor > 0:
+                gap = min(gap, max(0.25, to_floor / 2))
+            soonest = now + gap
             info.need = max(soonest, info.deadline - FLOOR_SECONDS - self.margin)
             info.refresh = now + self.healthy_interval
             if info.lo is not None and info.hi is not None and info.hi - info.lo > 0.1:
