@@ -213,8 +213,21 @@ class LeaseTracker:
         refresh = max(1, int(self.healthy_rate)) - len(self._refreshed)
         return max(0, allowed), max(0, min(allowed, refresh))
 
+    def _compact(self) -> None:
+        """Drop stale heap entries once they outnumber the leases (a long TTL's old
+        ``need`` would otherwise wait in the heap until its time)."""
+        if len(self._need) + len(self._refresh) <= 4 * len(self.leases) + 64:
+            return
+        self._need = [(info.need, lease) for lease, info in self.leases.items()]
+        self._refresh = [
+            (info.refresh, lease) for lease, info in self.leases.items() if info.refresh != math.inf
+        ]
+        heapq.heapify(self._need)
+        heapq.heapify(self._refresh)
+
     def _due(self, now: float) -> list[int]:
         """Leases to read now: needed readings earliest first, then optional refreshes."""
+        self._compact()
         allowed, refresh_allowed = self._allowed(now)
         due: list[int] = []
         seen: set[int] = set()
