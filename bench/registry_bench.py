@@ -15,13 +15,20 @@ Figures, each printed on one line with its target and "ok" or "over":
    running ~20 s: its average LeaseTimeToLive calls per second (target <= 200) and the
    largest |tracker remaining - etcd TimeToLive| over a sample of leases asked directly
    (target <= 1 s; shown separately for leases nobody renews and for renewed ones);
-4. memory: a RegistryState holding the 10,000 instances (tracemalloc, and the RSS
+4. renewed leases: 1,000 leases of TTL 15 s renewed every 2 s by their owner (one
+   keep-alive stream of a plain aetcd client, tests/renewals.py), the LeaseTracker with
+   its default cap following them for 60 s (four TTLs), every shown countdown sampled
+   four times a second: the lowest countdown shown against the lease's true remaining
+   time at that moment (a hard lower bound from the renewal schedule), and the share of
+   leases ever shown under 5 s while their true remaining time was above it (target 0 %);
+5. memory: a RegistryState holding the 10,000 instances (tracemalloc, and the RSS
    growth via psutil; target < 40 MB).
 
-``--quick`` runs a smaller version (fewer puts, 1,000 leases for 5 s) in well under a
-minute. The script exits 0 after printing its figures (1 only when it could not run).
+``--quick`` runs a smaller version (fewer puts, 1,000 leases for 5 s, 500 renewed leases
+for 30 s) in about a minute and a half. ``--only renewed`` runs figure 4 alone. The
+script exits 0 after printing its figures (1 only when it could not run).
 
-Usage: ``python bench/registry_bench.py [--quick]``
+Usage: ``python bench/registry_bench.py [--quick] [--only renewed]``
 """
 
 from __future__ import annotations
@@ -58,6 +65,7 @@ from etcd_registry_tui.registry.events import ChangeBatch  # noqa: E402
 from etcd_registry_tui.registry.leases import LeaseTracker  # noqa: E402
 from etcd_registry_tui.registry.model import RegistryState  # noqa: E402
 from etcd_registry_tui.registry.watcher import RegistryWatcher  # noqa: E402
+from tests.renewals import Renewer  # noqa: E402
 
 T = TypeVar("T")
 
@@ -72,6 +80,7 @@ TARGET_LATENCY_DIFF_MS = 2.0
 TARGET_CALLS_PER_S = 200.0
 TARGET_DEVIATION_S = 1.0
 TARGET_MEMORY_MB = 40.0
+CRITICAL_S = 5.0  # the dashboard shows a countdown under this in red
 
 
 def verdict(ok: bool) -> str:
@@ -400,7 +409,93 @@ async def bench_leases(
 
 
 # --------------------------------------------------------------------------------------------
-# 4. memory
+# 4. renewed leases: is a lease its owner keeps alive ever shown low?
+
+
+async def bench_renewed(
+    etcd: EmbeddedEtcd, count: int, ttl: int, period: float, seconds: float
+) -> None:
+    renewer = Renewer(etcd.endpoint, period)
+    tconn = EtcdConnection(ConnectionConfig(endpoints=(etcd.endpoint,), prefix=LEASE_PREFIX))
+    await tconn.connect()
+    try:
+        lease_ids = await renewer.grant(count, ttl)
+        await renewer.start()
+        starts: list[float] = []
+        real = tconn.time_to_live
+
+        async def time_to_live(lease_id: int, keys: bool = False) -> tuple[int, int, list[bytes]]:
+            starts.append(time.monotonic())
+            return await real(lease_id, keys)
+
+        tconn.time_to_live = time_to_live  # type: ignore[method-assign]
+        tracker = LeaseTracker(tconn)
+        runner = asyncio.create_task(tracker.run())
+        began = time.monotonic()
+        tracker.track(lease_ids)
+        shown_low: set[int] = set()  # shown under 5 s at least once
+        falsely_low: set[int] = set()  # ... while the true remaining time was above 6 s
+        expired: set[int] = set()  # shown as expired at least once
+        lowest = (float("inf"), 0.0)  # (shown, true remaining at least)
+        samples = unknown = 0
+        at_20s: tuple[int, int] | None = None  # (shown under 5 s, shown expired) after 20 s
+        end = began + seconds
+        while time.monotonic() < end:
+            if at_20s is None and time.monotonic() - began >= 20:
+                shown_now = [tracker.remaining(lease) for lease in lease_ids]
+                at_20s = (
+                    sum(1 for x in shown_now if x is not None and x < CRITICAL_S),
+                    sum(1 for x in shown_now if x is not None and x <= 0),
+                )
+            for lease in lease_ids:
+                shown = tracker.remaining(lease)
+                if shown is None:
+                    unknown += 1
+                    continue
+                bound = renewer.floor(lease, time.monotonic())
+                samples += 1
+                if shown < CRITICAL_S:
+                    shown_low.add(lease)
+                    if shown < min(CRITICAL_S, bound - 1.0):  # etcd counts whole seconds
+                        falsely_low.add(lease)
+                if shown <= 0:
+                    expired.add(lease)
+                lowest = min(lowest, (shown, bound))
+            await asyncio.sleep(0.25)
+        elapsed = time.monotonic() - began
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
+        share = 100 * len(falsely_low) / count
+        figure(
+            f"renewed leases: {count:,} leases of TTL {ttl} s renewed every {period:g} s by "
+            f"their owner, tracked {elapsed:.0f} s ({elapsed / ttl:.1f} TTLs): lowest countdown "
+            f"shown {lowest[0]:.1f} s while the true remaining was >= {lowest[1]:.1f} s; "
+            f"{share:.1f} % of leases ever shown under {CRITICAL_S:.0f} s while they had more "
+            f"(target 0 %) {verdict(not falsely_low)}"
+        )
+        busiest, first = 0, 0
+        for last, at in enumerate(starts):
+            while starts[first] <= at - 1.0:
+                first += 1
+            busiest = max(busiest, last - first + 1)
+        note(
+            f"{samples:,} samples (+{unknown:,} before a lease's first reading); "
+            f"{len(shown_low)} leases ever shown under {CRITICAL_S:.0f} s, {len(expired)} as "
+            f"expired; tracker {len(starts) / elapsed:.0f} LeaseTimeToLive calls/s on average, "
+            f"{busiest} in the busiest second (cap {tracker.max_rate:.0f}, N/R "
+            f"{count / tracker.max_rate:.1f} s vs TTL/3 {ttl / 3:.1f} s); owner renewed "
+            f"{renewer.renewals:,} times, lost {len(renewer.lost)}; {tracker.errors} errors"
+        )
+        if at_20s is not None:
+            note(f"after 20 s: {at_20s[0]} leases shown under 5 s, {at_20s[1]} as expired")
+    finally:
+        await renewer.close()
+        await tconn.close()
+
+
+# --------------------------------------------------------------------------------------------
+# 5. memory
 
 
 async def bench_memory(conn: EtcdConnection, count: int) -> None:
@@ -441,6 +536,10 @@ async def run(args: argparse.Namespace) -> None:
             f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs",
             flush=True,
         )
+        renewed = (etcd, args.renewed, args.renewed_ttl, args.renewed_period, args.renewed_seconds)
+        if args.only == "renewed":
+            await bench_renewed(*renewed)
+            return
         conn = EtcdConnection(ConnectionConfig(endpoints=(etcd.endpoint,)))
         await conn.connect()
         try:
@@ -450,6 +549,7 @@ async def run(args: argparse.Namespace) -> None:
             await bench_snapshot(conn, etcd, args.instances, args.runs)
             await bench_latency(conn, etcd, args.puts)
             await bench_leases(etcd, args.leases, args.tracker_seconds, args.sample)
+            await bench_renewed(*renewed)
             await bench_memory(conn, args.instances)
         finally:
             await conn.close()
@@ -466,6 +566,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tracker-seconds", type=float, help="tracker run time (20 s)")
     parser.add_argument("--sample", type=int, default=300, help="leases asked directly")
     parser.add_argument("--runs", type=int, help="snapshot repetitions (5)")
+    parser.add_argument("--renewed", type=int, help="leases renewed by their owner (1,000)")
+    parser.add_argument("--renewed-ttl", type=int, default=15, help="their TTL (15 s)")
+    parser.add_argument("--renewed-period", type=float, default=2.0, help="renewal period (2 s)")
+    parser.add_argument("--renewed-seconds", type=float, help="how long to follow them (60 s)")
+    parser.add_argument("--only", choices=["renewed"], help="run one figure alone")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
     quick = args.quick
@@ -473,6 +578,8 @@ def main(argv: list[str] | None = None) -> int:
     args.leases = args.leases or (1_000 if quick else 5_000)
     args.tracker_seconds = args.tracker_seconds or (5.0 if quick else 20.0)
     args.runs = args.runs or (3 if quick else 5)
+    args.renewed = args.renewed or (500 if quick else 1_000)
+    args.renewed_seconds = args.renewed_seconds or (30.0 if quick else 60.0)
     started = time.perf_counter()
     try:
         asyncio.run(run(args))

@@ -1,22 +1,43 @@
 """Lease countdowns without one RPC per key per second.
 
-The tracker asks LeaseTimeToLive once per *unique* lease, counts down locally
-from a monotonic deadline, and re-syncs in bounded batches: often for leases
-near expiry or never synced, rarely for healthy ones. A lease kept alive by
-another process thus shows its renewed TTL within a few seconds, and the RPC
-rate stays under ``max_rate`` calls a second however many keys there are.
+The tracker asks LeaseTimeToLive once per *unique* lease and counts down locally from
+a monotonic deadline. Each lease has two times for its next reading:
+
+- ``need``: the reading must come before the countdown could fall under
+  :data:`FLOOR_SECONDS` (the dashboard's red), with ``margin`` seconds to spare for
+  queueing and a busy machine; a lease too short for that margin is read when half its
+  time to the floor is gone, and one under the floor once per ``urgent_interval``. A
+  lease renewed by its owner is read again before it could look low.
+- ``refresh``: a cheaper, optional re-read every ``healthy_interval`` so that renewals
+  and revocations by others show up quickly on a small registry; these share
+  ``healthy_rate`` calls a second and only use what the needed readings leave.
+
+One heap per kind, both keyed by time (stale entries are skipped), served earliest
+first under ``max_rate`` calls in any one second. While ``N / max_rate`` stays under
+about a third of the TTL, a renewed lease is never shown under ``min(FLOOR_SECONDS,
+its true remaining time)``; an idle registry costs about ``healthy_rate`` calls a second
+plus one reading per lease as it nears expiry.
 """
 
 from __future__ import annotations
 
 import asyncio
 import heapq
+import math
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from .connection import EtcdConnection
 from .errors import RegistryError
+
+#: A countdown under this is shown as critical (red) by the dashboard; the tracker reads
+#: a lease again before its countdown could fall under it.
+FLOOR_SECONDS = 5.0
+#: The rate cap counts calls started within this sliding window (a hair over a second,
+#: so a caller timing the same calls a few microseconds later sees no more than the cap).
+RATE_WINDOW = 1.01
 
 
 @dataclass(slots=True)
@@ -25,13 +46,15 @@ class LeaseInfo:
     granted: int | None = None
     deadline: float | None = None  # monotonic time the lease runs out
     synced_at: float | None = None
-    next_sync: float = 0.0
+    need: float = 0.0  # read again by then (before the countdown could look low)
+    refresh: float = math.inf  # may read again from then, budget allowing
     exists: bool = True
     # The deadline lies in [lo, hi]: etcd truncates TTLs to whole seconds, so each
     # reading bounds it by a second plus the round trip; readings of a lease that
     # was not renewed in between narrow the window to well under a second.
     lo: float | None = None
     hi: float | None = None
+    narrowed: bool = False  # the last reading narrowed the window (not renewed since)
 
     def remaining(self, now: float) -> float | None:
         if not self.exists:
@@ -52,26 +75,27 @@ class LeaseTracker:
         healthy_interval: float = 4.0,
         urgent_interval: float = 1.0,
         healthy_rate: float = 20.0,
+        margin: float = 3.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.conn = conn
         self.max_rate = max_rate
-        # Healthy leases share a smaller budget, so a large, stable registry costs little
-        # CPU while leases that are new or close to expiry still get the full max_rate.
+        # Optional refreshes share a smaller budget, so a large, stable registry costs
+        # little CPU; the readings a countdown needs get whatever is left of max_rate.
         self.healthy_rate = min(healthy_rate, max_rate)
         self.concurrency = concurrency
         self.healthy_interval = healthy_interval
         self.urgent_interval = urgent_interval
+        self.margin = margin
         self.clock = clock
         self.leases: dict[int, LeaseInfo] = {}
         self.calls = 0
         self.errors = 0
         self.last_error: str | None = None
-        self._queue: list[tuple[float, int]] = []  # healthy leases: (next sync, lease)
-        # Never synced, asked for, or near expiry: served before any healthy lease, so
-        # they are not stuck behind a backlog when there are more leases than max_rate
-        # can re-sync every healthy_interval.
-        self._urgent: list[tuple[float, int]] = []
+        self._need: list[tuple[float, int]] = []  # (need, lease), stale entries skipped
+        self._refresh: list[tuple[float, int]] = []  # (refresh, lease)
+        self._started: deque[float] = deque()  # start of every call in the rate window
+        self._refreshed: deque[float] = deque()  # start of every optional refresh
         self._wake = asyncio.Event()
 
     # -- what to track -------------------------------------------------------
@@ -81,8 +105,8 @@ class LeaseTracker:
         added = False
         for lease_id in lease_ids:
             if lease_id and lease_id not in self.leases:
-                self.leases[lease_id] = LeaseInfo(lease_id, next_sync=now)
-                heapq.heappush(self._urgent, (now, lease_id))
+                self.leases[lease_id] = LeaseInfo(lease_id, need=now)
+                heapq.heappush(self._need, (now, lease_id))
                 added = True
         if added:
             self._wake.set()
@@ -119,29 +143,39 @@ class LeaseTracker:
             info = self.leases[lease_id] = LeaseInfo(lease_id)
         self._record(info, ttl, granted if granted is not None else info.granted or ttl, None)
 
-    # -- syncing -------------------------------------------------------------
-    def _is_urgent(self, info: LeaseInfo, now: float) -> bool:
-        """Unknown TTL or near expiry: re-sync often, ahead of healthy leases."""
-        remaining = info.remaining(now)
-        if not info.exists:
-            return False
-        if remaining is None or info.granted is None:
-            return True
-        return remaining < 5 or remaining < info.granted / 3
-
-    def _interval(self, info: LeaseInfo, now: float) -> float:
-        remaining = info.remaining(now)
-        if not info.exists:
-            return 30.0
-        if self._is_urgent(info, now) or remaining is None or info.granted is None:
-            return self.urgent_interval
-        # Healthy: look again before it could have dropped to a third, at most
-        # every ``healthy_interval`` so renewals by others show up quickly.
-        return min(self.healthy_interval, max(self.urgent_interval, remaining - info.granted / 3))
+    # -- when to read --------------------------------------------------------
+    def _schedule(self, info: LeaseInfo, now: float) -> None:
+        """Set (and queue) when ``info`` must and when it may be read again."""
+        if not info.exists or info.deadline is None:
+            info.need, info.refresh = now + (30.0 if not info.exists else 2.0), math.inf
+        else:
+            # Before the countdown could drop under the floor, with a margin to spare; a
+            # lease too short for the margin is read when half its time to the floor is
+            # gone (at least every urgent_interval, at most four times a second).
+            to_floor = info.deadline - FLOOR_SECONDS - now
+            gap = self.urgent_interval
+            if to_floor > 0:
+                gap = min(gap, max(0.25, to_floor / 2))
+            soonest = now + gap
+            info.need = max(soonest, info.deadline - FLOOR_SECONDS - self.margin)
+            info.refresh = now + self.healthy_interval
+            if info.lo is not None and info.hi is not None and info.hi - info.lo > 0.1:
+                # Ask when a whole number of seconds is left at the window's middle: the
+                # answer then says which half holds the deadline (a binary search). A
+                # needed reading only moves earlier, and only for a lease not renewed
+                # lately (a renewed one starts a fresh window anyway).
+                middle = (info.lo + info.hi) / 2
+                info.refresh += (middle - info.refresh) % 1.0
+                earlier = info.need - (info.need - middle) % 1.0
+                if info.narrowed and earlier >= soonest:
+                    info.need = earlier
+            heapq.heappush(self._refresh, (info.refresh, info.lease_id))
+        heapq.heappush(self._need, (info.need, info.lease_id))
 
     def _record(self, info: LeaseInfo, ttl: int, granted: int, sent_at: float | None) -> None:
         now = self.clock()
         info.synced_at = now
+        info.narrowed = False
         if ttl < 0:
             info.exists = False
             info.deadline = info.lo = info.hi = now
@@ -154,47 +188,87 @@ class LeaseTracker:
                 lo, hi = sent_at + ttl, now + ttl + 1
             if info.lo is not None and info.hi is not None and lo <= info.hi and info.lo <= hi:
                 lo, hi = max(lo, info.lo), min(hi, info.hi)  # not renewed: narrow the window
+                info.narrowed = True
             info.lo, info.hi = lo, hi
             info.deadline = (lo + hi) / 2
-        info.next_sync = now + self._interval(info, now)
-        if info.exists and info.lo is not None and info.hi is not None and info.hi - info.lo > 0.1:
-            # Ask when a whole number of seconds is left at the window's middle: the
-            # answer then says which half holds the deadline (a binary search).
-            middle = (info.lo + info.hi) / 2
-            info.next_sync += (middle - info.next_sync) % 1.0
-        queue = self._urgent if self._is_urgent(info, now) else self._queue
-        heapq.heappush(queue, (info.next_sync, info.lease_id))
+        self._schedule(info, now)
 
     async def sync_one(self, lease_id: int) -> None:
         info = self.leases.get(lease_id)
         if info is None:
             return
         sent_at = self.clock()
+        self._started.append(sent_at)
         self.calls += 1
         ttl, granted, _ = await self.conn.time_to_live(lease_id)
         if lease_id in self.leases:
             self._record(self.leases[lease_id], ttl, granted, sent_at)
 
-    def _due(self, now: float, limit: int, healthy_limit: int) -> tuple[list[int], int]:
-        """Leases to sync now: urgent ones first; returns (leases, how many healthy)."""
+    def _allowed(self, now: float) -> tuple[int, int]:
+        """How many calls may start now: (in all, of them optional refreshes)."""
+        for window in (self._started, self._refreshed):
+            while window and window[0] <= now - RATE_WINDOW:
+                window.popleft()
+        allowed = max(1, int(self.max_rate)) - len(self._started)
+        refresh = max(1, int(self.healthy_rate)) - len(self._refreshed)
+        return max(0, allowed), max(0, min(allowed, refresh))
+
+    def _compact(self) -> None:
+        """Drop stale heap entries once they outnumber the leases (a long TTL's old
+        ``need`` would otherwise wait in the heap until its time)."""
+        if len(self._need) + len(self._refresh) <= 4 * len(self.leases) + 64:
+            return
+        self._need = [(info.need, lease) for lease, info in self.leases.items()]
+        self._refresh = [
+            (info.refresh, lease) for lease, info in self.leases.items() if info.refresh != math.inf
+        ]
+        heapq.heapify(self._need)
+        heapq.heapify(self._refresh)
+
+    def _due(self, now: float) -> list[int]:
+        """Leases to read now: needed readings earliest first, then optional refreshes."""
+        self._compact()
+        allowed, refresh_allowed = self._allowed(now)
         due: list[int] = []
         seen: set[int] = set()
-        healthy = 0
-        for queue in (self._urgent, self._queue):
-            while queue and len(due) < limit and queue[0][0] <= now:
-                if queue is self._queue and healthy >= healthy_limit:
-                    break
-                when, lease_id = heapq.heappop(queue)
+        for heap in (self._need, self._refresh):
+            needed = heap is self._need
+            while heap and heap[0][0] <= now:
+                when, lease_id = heap[0]
                 info = self.leases.get(lease_id)
-                if info is None or lease_id in seen or info.next_sync != when:
-                    continue  # stale heap entry
+                if (
+                    info is None
+                    or lease_id in seen
+                    or when != (info.need if needed else info.refresh)
+                ):
+                    heapq.heappop(heap)  # stale entry
+                    continue
+                if len(due) >= allowed or (not needed and refresh_allowed <= 0):
+                    break
+                heapq.heappop(heap)
                 seen.add(lease_id)
                 due.append(lease_id)
-                healthy += queue is self._queue
-        return due, healthy
+                if not needed:
+                    refresh_allowed -= 1
+                    self._refreshed.append(now)
+        return due
+
+    def _next_wake(self, now: float, period: float) -> float:
+        """Seconds until a reading may be due: a heap's head, once the cap lets it start."""
+        allowed, refresh_allowed = self._allowed(now)
+        capped = self._started[0] + RATE_WINDOW - now if not allowed and self._started else 0.0
+        refresh_capped = capped
+        if not refresh_allowed and allowed and self._refreshed:
+            refresh_capped = self._refreshed[0] + RATE_WINDOW - now
+        wait = period
+        if self._need:
+            wait = min(wait, max(self._need[0][0] - now, capped))
+        if self._refresh:
+            wait = min(wait, max(self._refresh[0][0] - now, refresh_capped))
+        return max(0.01, wait)
 
     async def run(self, period: float = 0.25) -> None:
-        """Sync due leases forever, at most ``max_rate`` calls a second."""
+        """Read due leases forever, never more than ``max_rate`` calls in one second."""
         semaphore = asyncio.Semaphore(self.concurrency)
 
         async def one(lease_id: int) -> None:
@@ -206,30 +280,16 @@ class LeaseTracker:
                     self.last_error = str(exc)
                     info = self.leases.get(lease_id)
                     if info is not None:
-                        info.next_sync = self.clock() + 2.0
-                        heapq.heappush(self._urgent, (info.next_sync, lease_id))
+                        info.need, info.refresh = self.clock() + 2.0, math.inf
+                        heapq.heappush(self._need, (info.need, lease_id))
 
-        budget = healthy_budget = 0.0
-        last = self.clock()
         while True:
-            now = self.clock()
-            budget = min(self.max_rate, budget + (now - last) * self.max_rate)
-            healthy_budget = min(
-                self.healthy_rate, healthy_budget + (now - last) * self.healthy_rate
-            )
-            last = now
-            due, healthy = self._due(now, int(budget), int(healthy_budget))
-            if due:
-                budget -= len(due)
-                healthy_budget -= healthy
-                await asyncio.gather(*(one(lease_id) for lease_id in due))
             self._wake.clear()
-            wait = period
-            heads = [q[0][0] for q in (self._urgent, self._queue) if q]
-            if heads:
-                wait = min(period, max(0.0, min(heads) - self.clock()))
-            if wait > 0 or not due:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), max(wait, 0.05))
-                except TimeoutError:
-                    pass
+            due = self._due(self.clock())
+            if due:
+                await asyncio.gather(*(one(lease_id) for lease_id in due))
+                continue  # more may be due already
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._next_wake(self.clock(), period))
+            except TimeoutError:
+                pass
