@@ -20,7 +20,7 @@ import psutil
 import pytest
 
 from etcd_registry_tui.registry.config import ConnectionConfig
-from etcd_registry_tui.registry.fleet import Fleet
+from etcd_registry_tui.registry.fleet import ELECTION_INSTANCES, ELECTION_NAME, LOCK_NAME, Fleet
 
 CLI = [sys.executable, "-m", "etcd_registry_tui"]
 
@@ -46,7 +46,7 @@ async def test_fleet_registers_oddities_churns_and_cleans_up(etcd, etcdctl):
     try:
         kvs, _ = etcdctl.get_prefix("/services/")
         keys = {k.decode(): kv for k, kv in kvs.items()}
-        expected = sum(fleet.plan.services.values()) + 2
+        expected = sum(fleet.plan.services.values()) + 2 + ELECTION_INSTANCES
         assert len(keys) == expected
         legacy = keys["/services/LegacyBillingService/legacy-1"]
         assert legacy["lease"] != 0
@@ -58,13 +58,28 @@ async def test_fleet_registers_oddities_churns_and_cleans_up(etcd, etcdctl):
                 value = json.loads(kv["value"])
                 assert set(value) >= {"Id", "Name", "Address"}
                 assert value["Address"].startswith("http://127.0.0.1:")
+        # MigrationJob's instances stand in its election on their registration leases;
+        # two workers queue for a lock.
+        jobs = {kv["lease"] for k, kv in keys.items() if k.startswith("/services/MigrationJob/")}
+        candidates, _ = etcdctl.get_prefix(ELECTION_NAME + "/")
+        assert len(jobs) == ELECTION_INSTANCES
+        assert {kv["lease"] for kv in candidates.values()} == jobs
+        assert len(etcdctl.get_prefix(LOCK_NAME + "/").kvs) == 2
+        leader = min(candidates.values(), key=lambda kv: kv["create_revision"])
+
         steps = [await fleet.churn_once() for _ in range(6)]
+        # the third step crashes the leader: its lease (instance and candidacy) stops
+        assert steps[2].startswith("crash leader"), steps
+        assert fleet.failovers == 1
+        crashed = [reg for _, reg in fleet.gone.values() if reg.name == "MigrationJob"]
+        assert [reg.lease_id for reg in crashed] == [leader["lease"]]
         assert any(s.startswith(("crash", "join")) for s in steps)
-        assert fleet.crashed + fleet.joined == 6
+        assert fleet.crashed + fleet.joined >= 4
     finally:
         await fleet.stop()
-    kvs, _ = etcdctl.get_prefix("/services/")
-    assert kvs == {}, "the fleet must remove every key it wrote, crashed ones included"
+    for prefix in ("/services/", ELECTION_NAME, LOCK_NAME):
+        kvs, _ = etcdctl.get_prefix(prefix)
+        assert kvs == {}, f"the fleet must remove every key it wrote under {prefix}"
 
 
 def _etcd_children(pid: int) -> list[psutil.Process]:

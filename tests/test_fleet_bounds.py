@@ -11,7 +11,7 @@ from etcd_registry_tui.registry.fleet import Fleet
 async def test_crashed_instances_are_forgotten_once_etcd_has_expired_them(etcd, etcdctl):
     # TTL 2 s (etcd's least): crashed instances expire within seconds.
     config = ConnectionConfig(endpoints=(etcd.endpoint,))
-    fleet = Fleet(config, services=1, max_instances=4, seed=7, ttls=(2,))
+    fleet = Fleet(config, services=1, max_instances=4, seed=7, ttls=(2,), elections=False)
     await fleet.start()
     try:
         crashed: list[str] = []

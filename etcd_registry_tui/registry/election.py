@@ -37,13 +37,18 @@ class Candidacy:
 
     ``elected`` is set once it leads; ``lost`` when its lease ends or its key goes.
     ``pause()`` stops the heartbeats (the lease runs out: a failover demo).
+
+    With ``lease`` the candidate stands on a lease someone else keeps alive (say the
+    instance's registration lease, so the instance and its candidacy end together): no
+    lease is granted, kept alive or revoked here.
     """
 
-    def __init__(self, election: Election, value: bytes, ttl: int) -> None:
+    def __init__(self, election: Election, value: bytes, ttl: int, lease: int = 0) -> None:
         self.election = election
         self.value = value
         self.ttl = ttl
-        self.lease = 0
+        self.external_lease = bool(lease)
+        self.lease = lease
         self.key = b""
         self.create_revision = 0
         self.paused = False
@@ -72,12 +77,13 @@ class Candidacy:
     async def start(self) -> None:
         """Grant the lease, put the key if absent, start heartbeats and watching the key."""
         election = self.election
-        self.lease, granted = await election.conn.grant(self.ttl)
-        self.ttl = granted
-        self._stream = election.conn.keepalive_stream()
-        self._tasks.append(
-            asyncio.create_task(self._keep_alive(), name=f"candidate {election.name}")
-        )
+        if not self.external_lease:
+            self.lease, granted = await election.conn.grant(self.ttl)
+            self.ttl = granted
+            self._stream = election.conn.keepalive_stream()
+            self._tasks.append(
+                asyncio.create_task(self._keep_alive(), name=f"candidate {election.name}")
+            )
         try:
             self.key, self.create_revision = await election._enter(self.value, self.lease)
         except BaseException:
@@ -112,14 +118,19 @@ class Candidacy:
             raise LeadershipLost(f"cannot proclaim in {self.election.name}: no longer a candidate")
         self.value = data
 
-    async def resign(self) -> None:
-        """Stop heartbeats, delete the key (guarded on its CreateRevision), revoke the lease."""
+    async def abandon(self) -> None:
+        """Stop our tasks and write nothing (a crash: etcd ends the candidacy with the lease)."""
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
         if self._stream is not None:
             self._stream.close()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def resign(self) -> None:
+        """Stop heartbeats, delete the key (guarded on its CreateRevision), revoke the lease
+        (unless the lease is someone else's)."""
+        await self.abandon()
         conn = self.election.conn
         if self.key:
             with contextlib.suppress(RegistryError):
@@ -127,7 +138,7 @@ class Candidacy:
                     [_compare_create(self.key, self.create_revision)],
                     [rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=self.key))],
                 )
-        if self.lease:
+        if self.lease and not self.external_lease:
             with contextlib.suppress(RegistryError):
                 await conn.revoke(self.lease)
         self._lose("resigned")
@@ -270,9 +281,12 @@ class Election:
                 if event.type == _DELETE and event.kv.key == key:
                     return
 
-    def candidacy(self, value: str | bytes, ttl: int = 60) -> Candidacy:
-        """A candidate not yet started: ``await c.start()``, then ``await c.wait_elected()``."""
-        return Candidacy(self, value.encode() if isinstance(value, str) else value, ttl)
+    def candidacy(self, value: str | bytes, ttl: int = 60, lease: int = 0) -> Candidacy:
+        """A candidate not yet started: ``await c.start()``, then ``await c.wait_elected()``.
+
+        ``lease``: stand on this lease (kept alive by its owner) instead of a new one."""
+        data = value.encode() if isinstance(value, str) else value
+        return Candidacy(self, data, ttl, lease)
 
     @contextlib.asynccontextmanager
     async def campaign(self, value: str | bytes, ttl: int = 60) -> AsyncIterator[Candidacy]:

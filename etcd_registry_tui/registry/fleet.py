@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from .config import ConnectionConfig
 from .connection import EtcdConnection
+from .election import Candidacy, Election
 from .errors import RegistryError
 from .registration import ServiceRegistration
 
@@ -40,6 +41,13 @@ TTLS = (10, 15, 20, 30)
 ZONES = ("eu-west-1a", "eu-west-1b", "eu-central-1a")
 #: etcd expires a lease on a ~500 ms tick; after its TTL plus this, ask whether it has.
 EXPIRY_MARGIN = 1.0
+#: The service whose instances hold an election (on their registration leases), its
+#: election, and a lock two workers pass between them.
+ELECTION_SERVICE = "MigrationJob"
+ELECTION_NAME = f"/elections/{ELECTION_SERVICE}"
+ELECTION_INSTANCES = 3
+ELECTION_TTL = 10
+LOCK_NAME = "/locks/NightlyReport"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +76,7 @@ class Fleet:
         seed: int | None = None,
         churn_every: tuple[float, float] = (4.0, 9.0),
         ttls: Sequence[int] = TTLS,
+        elections: bool = True,
     ) -> None:
         if services < 1:
             raise RegistryError("--services must be at least 1")
@@ -95,6 +104,12 @@ class Fleet:
         #: by key, with when to ask etcd whether it has. Forgotten once it has, so a long
         #: demo keeps only the last TTL's worth of crashes (stop() deletes what lingers).
         self.gone: dict[str, tuple[float, ServiceRegistration]] = {}
+        self.elections = elections
+        self.steps = 0
+        #: Registry key of a MigrationJob instance -> its candidacy (on the same lease).
+        self.candidates: dict[str, Candidacy] = {}
+        self.lockers: list[Candidacy] = []
+        self.failovers = 0
 
     # -- building instances --------------------------------------------------
     def _new_registration(self, service: str) -> ServiceRegistration:
@@ -145,6 +160,73 @@ class Fleet:
         await self.conn.connect()
         await asyncio.gather(*(self._start(r) for r in self.initial_registrations()))
         await self._add_oddities()
+        if self.elections:
+            for _ in range(ELECTION_INSTANCES):
+                await self._join_election()
+            for worker in ("report-worker-1", "report-worker-2"):
+                await self._lock_enter(worker)
+
+    # -- the election and the lock -------------------------------------------
+    async def _join_election(self) -> str:
+        """A MigrationJob instance registers and campaigns on its registration lease:
+        when it crashes, its instance and its candidacy go together."""
+        self._port += 1
+        instance_id = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+        reg = ServiceRegistration(
+            self.conn, ELECTION_SERVICE, f"http://127.0.0.1:{self._port}", ttl=ELECTION_TTL,
+            instance_id=instance_id, prefix=self.config.prefix,
+        )  # fmt: skip
+        await self._start(reg)
+        assert reg.lease_id is not None
+        candidacy = Election(self.conn, ELECTION_NAME).candidacy(
+            f"{instance_id[:8]} {reg.address}", lease=reg.lease_id
+        )
+        await candidacy.start()
+        self.candidates[reg.key] = candidacy
+        return f"join {reg.key} (candidate in {ELECTION_NAME})"
+
+    async def _election_leader(self) -> str | None:
+        """Registry key of the MigrationJob instance that leads, as etcd says."""
+        leader = await Election(self.conn, ELECTION_NAME).leader()
+        if leader is None:
+            return None
+        return next((k for k, c in self.candidates.items() if c.key == leader.key), None)
+
+    async def _crash_leader(self) -> str | None:
+        key = await self._election_leader()
+        if key is None or len(self.candidates) < 2:
+            return None
+        victim = self.live.get(key)
+        if victim is None:
+            return None
+        await self._crash(victim)
+        await self.candidates.pop(key).abandon()
+        self.failovers += 1
+        return f"crash leader {key} of {ELECTION_NAME}"
+
+    async def _lock_enter(self, worker: str) -> None:
+        locker = Election(self.conn, LOCK_NAME).candidacy(b"", ttl=ELECTION_TTL)
+        await locker.start()
+        self.lockers.append(locker)
+
+    async def _lock_handover(self) -> str | None:
+        """The lock's holder finishes: it releases (resigns) and queues again."""
+        if not self.lockers:
+            return None
+        holder = min(self.lockers, key=lambda c: c.create_revision)
+        self.lockers.remove(holder)
+        await holder.resign()
+        await self._lock_enter("again")
+        return f"release {LOCK_NAME}"
+
+    async def _crash(self, victim: ServiceRegistration) -> None:
+        """A crash: heartbeats stop, nobody unregisters; etcd expires the lease."""
+        await victim.stop_keepalive()
+        del self.live[victim.key]
+        last = victim.last_heartbeat or time.monotonic()
+        ttl = victim.last_ttl or victim.ttl
+        self.gone[victim.key] = (last + ttl + EXPIRY_MARGIN, victim)
+        self.crashed += 1
 
     async def _forget_expired(self) -> None:
         """Drop crashed instances whose lease etcd has expired (so their key is gone)."""
@@ -166,8 +248,23 @@ class Fleet:
                 self.gone[key] = (now + ttl + EXPIRY_MARGIN, reg)
 
     async def churn_once(self) -> str:
-        """One step: an instance crashes (its lease will expire) or a new one joins."""
+        """One step: an instance crashes (its lease will expire) or a new one joins.
+
+        With elections, every fourth step from the third crashes the MigrationJob leader
+        (a failover within the demo's first minute), the step after brings a new
+        candidate, and every fifth step the lock changes hands."""
         await self._forget_expired()
+        self.steps += 1
+        if self.elections:
+            what: str | None = None
+            if self.steps % 4 == 3:
+                what = await self._crash_leader()
+            elif self.steps % 4 == 0 and len(self.candidates) < ELECTION_INSTANCES:
+                what = await self._join_election()
+            elif self.steps % 5 == 2:
+                what = await self._lock_handover()
+            if what is not None:
+                return what
         by_service: dict[str, list[ServiceRegistration]] = {}
         for reg in self.live.values():
             by_service.setdefault(reg.name, []).append(reg)
@@ -178,13 +275,7 @@ class Fleet:
         )
         if crash:
             victim = self.rng.choice(members)
-            # A crash: heartbeats stop, nobody unregisters; etcd expires the lease.
-            await victim.stop_keepalive()
-            del self.live[victim.key]
-            last = victim.last_heartbeat or time.monotonic()
-            ttl = victim.last_ttl or victim.ttl
-            self.gone[victim.key] = (last + ttl + EXPIRY_MARGIN, victim)
-            self.crashed += 1
+            await self._crash(victim)
             return f"crash {victim.key}"
         reg = self._new_registration(service)
         await self._start(reg)
@@ -211,6 +302,11 @@ class Fleet:
         regs = list(self.live.values()) + [reg for _, reg in self.gone.values()]
         self.live.clear()
         self.gone.clear()
+        candidacies = [*self.candidates.values(), *self.lockers]
+        self.candidates.clear()
+        self.lockers.clear()
+        with contextlib.suppress(Exception):
+            await asyncio.gather(*(c.resign() for c in candidacies), return_exceptions=True)
         with contextlib.suppress(Exception):
             await asyncio.gather(*(r.unregister() for r in regs), return_exceptions=True)
         for key in self._static_keys:
