@@ -74,6 +74,7 @@ HOSTILE: list[tuple[str, bytes | str, bool]] = [
     (f"{P}Markup/leased[/b]", value("http://l.example"), True),
     (f"{P}Json/nan", '{"Id": "nan", "Address": NaN, "Weight": Infinity}', False),
     (f"{P}Json/deep", DEEP, False),
+    (f"{P}Json/surrogate", '{"Id": "s", "Address": "http://s.example/\\ud800"}', False),
     (f"{P}Bin/blob", BINARY, False),
     (f"{P}Big/value", BIG, False),
 ]
@@ -268,9 +269,12 @@ def test_list_text_shows_escapes(hostile) -> None:
     assert "Traceback" not in result.stderr.decode()
     assert "\x1b" not in out
     assert_no_raw_controls(out, "list")
-    assert "id␛]0;PWN1␇" in out
-    assert "http://c1.example\\x9d0;PWN4\\x9c" in out
-    assert "user\\u202eexe.txt" in out
+    assert "  id␛]0;PW  http://a.example␛]0;PWN3␇  " in out  # ids are cut to 8 characters
+    assert "  id\\x9b31m\\x9d0  http://c1.example\\x9d0;PWN4\\x9c  " in out
+    assert "  user\\u202eexe  http://\\u202eelpmaxe.live  " in out
+    assert "  abc␍XXXX  http://cr.example␍␛[2K  " in out
+    assert "http://s.example/\\ud800" in out
+    assert "not standard JSON: NaN, Infinity kept as text" in out
     assert "[/]" in out and LINK in out
 
 
@@ -344,6 +348,7 @@ EXPECTED_ON_SCREEN = {
     f"{P}Markup/nolease[/b]": ["nolease[/b]"],
     f"{P}Json/nan": ["not standard JSON"],
     f"{P}Json/deep": ["nested more than"],
+    f"{P}Json/surrogate": ["http://s.example/\\ud800"],
     f"{P}Bin/blob": ["hex dump"],
     f"{P}Big/value": ["not parsed"],
 }

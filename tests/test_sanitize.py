@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import unicodedata
 
@@ -11,12 +12,12 @@ from etcd_registry_tui.registry.sanitize import is_safe, safe_line, safe_text
 
 BIDI = [chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))]
 INVISIBLE = ["\u061c", "\u200b", "\u200e", "\u200f", "\ufeff", "\u2028", "\u2029", "\u2060"]
-EVERY_CHAR = "".join(chr(c) for c in range(sys.maxunicode + 1) if not 0xD800 <= c <= 0xDFFF)
+EVERY_CHAR = "".join(chr(c) for c in range(sys.maxunicode + 1))
 
 
 def dangerous(char: str) -> bool:
     return (
-        unicodedata.category(char) == "Cc"  # C0, DEL, C1
+        unicodedata.category(char) in ("Cc", "Cs")  # C0, DEL, C1, lone surrogates
         or char in BIDI
         or char in INVISIBLE
     )
@@ -30,6 +31,7 @@ def test_terminal_sequences_become_visible_escapes() -> None:
     assert safe_line("\x9b31m\x9d0;PWN\x9c") == "\\x9b31m\\x9d0;PWN\\x9c"
     assert safe_line("user\u202eexe.txt") == "user\\u202eexe.txt"
     assert safe_line("\u2066x\u2069\u200e\u061c\ufeff") == "\\u2066x\\u2069\\u200e\\u061c\\ufeff"
+    assert safe_line(json.loads('"http://x/\\ud800"')) == "http://x/\\ud800"
 
 
 def test_multiline_text_keeps_line_breaks_and_nothing_else() -> None:
@@ -50,6 +52,7 @@ def test_no_code_point_gets_through(sanitise) -> None:
     leaked = {c for c in shown if dangerous(c) and not (c == "\n" and sanitise is safe_text)}
     assert not leaked, sorted(f"U+{ord(c):04X}" for c in leaked)
     assert not is_safe(EVERY_CHAR)
+    shown.encode("utf-8")  # printable on any UTF-8 terminal
 
 
 def test_every_escape_is_distinct_so_nothing_is_disguised() -> None:

@@ -13,7 +13,8 @@ replace each dangerous character with a visible escape:
   embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069), the other invisible
   format characters that can disguise text (U+061C, U+200B, U+200E, U+200F, U+2060–U+2064,
   U+206A–U+206F, U+FEFF, U+FFF9–U+FFFB) and the line and paragraph separators
-  (U+2028, U+2029) as ``\\x9b`` / ``\\u202e`` text.
+  (U+2028, U+2029) as ``\\x9b`` / ``\\u202e`` text; so are lone surrogates, which JSON
+  can carry (``"\\ud800"``) and no terminal encoding can print.
 
 Clean text, the usual case, is returned as the very same object (one regex search).
 This module is pure Python: the model computes the display text once per instance and
@@ -35,6 +36,7 @@ UNSAFE_RANGES: tuple[tuple[int, int], ...] = (
     (0x2060, 0x2064),  # word joiner, invisible operators
     (0x2066, 0x2069),  # bidi isolates
     (0x206A, 0x206F),  # deprecated format characters
+    (0xD800, 0xDFFF),  # lone surrogates (JSON's "\\ud800"): no terminal can print them
     (0xFEFF, 0xFEFF),  # zero width no-break space (BOM)
     (0xFFF9, 0xFFFB),  # interlinear annotation
 )
