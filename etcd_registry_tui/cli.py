@@ -28,8 +28,8 @@ from .registry.config import ConnectionConfig, parse_duration
 from .registry.connection import EtcdConnection
 from .registry.errors import ConfigError, RegistryError
 from .registry.model import RegistryState
-from .registry.sanitize import safe_line
 from .registry.registration import ServiceRegistration
+from .registry.sanitize import safe_line
 
 PROG = "etcd-registry-tui"
 

@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 from conftest import Etcdctl, require_etcd
 from helpers import eventually
+from textual.geometry import Region
 from textual.pilot import Pilot
 
 from etcd_registry_tui.app import RegistryApp
@@ -42,6 +43,7 @@ from etcd_registry_tui.registry.model import (
     KeyValue,
     RegistryState,
 )
+from etcd_registry_tui.registry.sanitize import safe_line
 from etcd_registry_tui.screens import ConfirmScreen, InspectScreen
 from etcd_registry_tui.widgets.event_log import EventLog
 
@@ -184,7 +186,9 @@ def test_deep_json_is_refused_before_parsing(raw: str) -> None:
 
 def test_json_at_the_depth_limit_parses_and_brackets_in_strings_do_not_count() -> None:
     nested = "[" * (MAX_JSON_DEPTH - 1) + "]" * (MAX_JSON_DEPTH - 1)
-    ok = Instance.from_kv(kv(f"{P}J/ok", '{"Address": "[[[[' + "[" * 500 + '", "N": ' + nested + "}"), P)
+    ok = Instance.from_kv(
+        kv(f"{P}J/ok", '{"Address": "[[[[' + "[" * 500 + '", "N": ' + nested + "}"), P
+    )
     assert ok.parse_error is None and ok.fields is not None
     assert ok.address == "[[[[" + "[" * 500
     json.loads(ok.value_text())  # the pretty form works at the limit
@@ -283,11 +287,16 @@ def test_list_text_shows_escapes(hostile) -> None:
 
 
 def screen_output(app: RegistryApp) -> tuple[str, str]:
-    """(text, terminal output) of the whole active screen as it would be drawn."""
+    """(text of each visible widget, one per line, squashed; terminal output) of the
+    whole active screen as it would be drawn."""
     compositor = app.screen._compositor
-    text = "\n".join(strip.text for strip in compositor.render_strips())
+    texts = []
+    for widget in compositor.visible_widgets:
+        width, height = widget.size
+        strips = widget.render_lines(Region(0, 0, width, height))
+        texts.append(squash("".join(strip.text for strip in strips)))
     ansi = compositor.render_full_update().render_segments(app.console)
-    return text, ansi
+    return "\n".join(texts), ansi
 
 
 def assert_screen_safe(app: RegistryApp, where: str) -> str:
@@ -315,8 +324,10 @@ async def dashboard(server: EmbeddedEtcd) -> AsyncIterator[tuple[RegistryApp, Pi
         try:
             await until(
                 pilot,
-                lambda: app.session.status.state is ConnState.LIVE
-                and app.tree.highlighted_instance is not None,
+                lambda: (
+                    app.session.status.state is ConnState.LIVE
+                    and app.tree.highlighted_instance is not None
+                ),
                 "the dashboard never went live",
             )
             yield app, pilot
@@ -349,14 +360,14 @@ EXPECTED_ON_SCREEN = {
     f"{P}Json/nan": ["not standard JSON"],
     f"{P}Json/deep": ["nested more than"],
     f"{P}Json/surrogate": ["http://s.example/\\ud800"],
-    f"{P}Bin/blob": ["hex dump"],
+    f"{P}Bin/blob": ["not UTF-8", "00000010  10 11 12 13"],
     f"{P}Big/value": ["not parsed"],
 }
 
 
 def squash(text: str) -> str:
     """Screen text with the pane's borders and line breaks out of the way."""
-    return "".join(re.sub(r"[│┃▎▊▌▐█╸╺━─\s]", "", text).split())
+    return re.sub(r"[│┃▎▊▌▐█╸╺━─╭╮╰╯▔▁\s]", "", text)
 
 
 async def test_every_renderer_shows_hostile_entries_as_text(hostile) -> None:
@@ -366,7 +377,7 @@ async def test_every_renderer_shows_hostile_entries_as_text(hostile) -> None:
         assert app.tree.highlighted_instance == f"{P}Addr/black".encode()
         for key, _, _ in HOSTILE:
             await show(pilot, app, key)
-            text = squash(assert_screen_safe(app, f"the main screen on {key!r}"))
+            text = assert_screen_safe(app, f"the main screen on {key!r}")
             for expected in EXPECTED_ON_SCREEN.get(key, []):
                 assert squash(expected) in text, (key, expected)
             assert app.is_running
@@ -377,17 +388,19 @@ async def test_every_renderer_shows_hostile_entries_as_text(hostile) -> None:
             await pilot.press("i")
             await until(pilot, lambda: isinstance(app.screen, InspectScreen))
             await pilot.pause(0.05)
-            text = squash(assert_screen_safe(app, f"the inspect view of {key!r}"))
+            text = assert_screen_safe(app, f"the inspect view of {key!r}")
             for expected in EXPECTED_ON_SCREEN.get(key, []):
                 assert squash(expected) in text, (key, expected)
             await pilot.press("k")
             await pilot.press("c")
-            await pilot.pause(0.05)
+            shown_key = safe_line(key)
+            await until(pilot, lambda k=shown_key: f"Copied key {k}" in notes(app))
+            assert f"Copied value of {shown_key}" in notes(app)
             assert_screen_safe(app, f"the notifications of {key!r}")
             await pilot.press("escape")
             await until(pilot, lambda: not isinstance(app.screen, InspectScreen))
-        assert any("id␛]0;PWN1␇" in n for n in notes(app))
-        assert any("nolease[/b]" in n for n in notes(app))
+            app.clear_notifications()
+        assert safe_line(f"{P}Inj/id\x1b]0;PWN1\x07") == f"{P}Inj/id␛]0;PWN1␇"
 
         # x on a key without a lease: a notification; x on a leased key: the dialog.
         await show(pilot, app, f"{P}Markup/nolease[/b]")
@@ -398,7 +411,7 @@ async def test_every_renderer_shows_hostile_entries_as_text(hostile) -> None:
         await pilot.press("x")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         text = assert_screen_safe(app, "the revoke dialog")
-        assert "leased[/b]" in text
+        assert squash("Markup/leased[/b]") in text
         await pilot.press("n")
         await until(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
 
@@ -407,7 +420,7 @@ async def test_every_renderer_shows_hostile_entries_as_text(hostile) -> None:
             await show(pilot, app, key)
             await pilot.press("d")
             await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
-            text = squash(assert_screen_safe(app, f"the delete dialog of {key!r}"))
+            text = assert_screen_safe(app, f"the delete dialog of {key!r}")
             assert squash(EXPECTED_ON_SCREEN[key][0]) in text
             await pilot.press("y")
             await until(pilot, lambda k=key: k.encode() not in app.session.state)
@@ -431,7 +444,8 @@ async def test_every_renderer_shows_hostile_entries_as_text(hostile) -> None:
         log.scroll_to(y=0, animate=False)
         await pilot.pause(0.1)
         text = assert_screen_safe(app, "the event log")
-        assert "LateInj/id␛]0;PWN1␇" in text
+        for expected in ("LateInj/id␛]0;PWN1␇", "LateC1/id\\x9b31m\\x9d0;PWN2\\x9c", "[/]"):
+            assert squash(expected) in text, expected
         assert app.is_running and app.session.status.state is ConnState.LIVE
         for key, _ in late:
             ctl.run("del", "--", key)
@@ -532,11 +546,16 @@ def test_terminal_receives_no_hostile_sequence(hostile) -> None:
     text = out.decode("utf-8", "replace")
     assert "Traceback" not in text
     # The payloads reached the screen, as visible text only.
-    for shown in ("␛]0;PWN1␇", "\\x9d0;PWN2\\x9c", "␛]0;PWN3␇", "␛]52;c;cHduZWQ=", "[/]"):
+    for shown in ("␛]0;PWN1␇", "\\x9d0;PWN2\\x9c", "␛]0;PWN3␇", "␛]52;c;cHduZWQ=", "[/]", LINK):
         assert shown in text, f"{shown!r} was never drawn"
     for mark in ("PWN1", "PWN2", "PWN3", "PWN4", "cHduZWQ="):
         for match in re.finditer(re.escape(mark), text):
             before = text[max(0, match.start() - 8) : match.start()]
             assert "\x1b" not in before and "\u009d" not in before, (mark, before)
-    for bad in ("\u009b", "\u009c", "\u009d", "\u202e", "\u2066", "\x07", "\x1b]0;", "\x1b]52"):
+    for bad in ("\u009b", "\u009c", "\u009d", "\u202e", "\u2066", "\r\x1b[2K"):
         assert bad not in text, f"{bad!r} reached the terminal"
+    # Apart from Textual's own pointer-shape OSC 22, every escape sequence on the wire is
+    # a CSI (colours, cursor moves, modes): no OSC, no BEL, no other ESC.
+    wire = re.sub(r"\x1b\]22;[\w-]+\x07", "", text)
+    assert "\x1b]" not in wire and "\x07" not in wire
+    assert "\x1b" not in re.sub(r"\x1b\[[0-?]*[ -/]*[@-~]", "", wire)
