@@ -29,7 +29,7 @@ from .registry.connection import EtcdConnection
 from .registry.errors import ConfigError, RegistryError
 from .registry.model import RegistryState
 from .registry.registration import ServiceRegistration
-from .registry.sanitize import safe_line
+from .registry.sanitize import safe_line, safe_text
 
 PROG = "etcd-registry-tui"
 
@@ -221,7 +221,7 @@ async def cmd_register(config: ConnectionConfig, args: argparse.Namespace) -> in
 
 # -- main ---------------------------------------------------------------------
 def _fail(message: str, code: int = 1) -> int:
-    print(f"{PROG}: error: {message}", file=sys.stderr)
+    print(f"{PROG}: error: {safe_text(message)}", file=sys.stderr)
     return code
 
 

@@ -10,6 +10,7 @@ one of them to the terminal as a control sequence; ``list`` and ``list --json`` 
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import fcntl
 import json
@@ -24,6 +25,7 @@ import sys
 import termios
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,6 +34,7 @@ from helpers import eventually
 from textual.geometry import Region
 from textual.pilot import Pilot
 
+import etcd_registry_tui
 from etcd_registry_tui.app import RegistryApp
 from etcd_registry_tui.registry.config import ConnectionConfig
 from etcd_registry_tui.registry.embedded import EmbeddedEtcd
@@ -231,6 +234,24 @@ def test_binary_value_is_a_hex_dump() -> None:
     shown = inst.display_value()
     assert "00000010  10 11 12" in shown
     assert_no_raw_controls(shown, "hex dump")
+
+
+def test_every_notification_is_plain_text() -> None:
+    """notify() reads its message as markup unless told not to: every call says markup=False."""
+    package = Path(etcd_registry_tui.__file__).parent
+    calls = []
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "notify":
+                plain = any(
+                    k.arg == "markup"
+                    and isinstance(k.value, ast.Constant)
+                    and k.value.value is False
+                    for k in node.keywords
+                )
+                calls.append((f"{path.name}:{node.lineno}", plain))
+    assert len(calls) >= 10
+    assert [where for where, plain in calls if not plain] == []
 
 
 # --------------------------------------------------------------------------------------------

@@ -120,6 +120,40 @@ def json_too_deep(text: str, limit: int = MAX_JSON_DEPTH) -> bool:
     return False
 
 
+class _NonStandard(Exception):
+    """NaN, Infinity or a number too large for a double (1e400) in a value."""
+
+
+def _refuse_constant(name: str) -> float:
+    raise _NonStandard(name)
+
+
+def _finite_float(digits: str) -> float:
+    parsed = float(digits)
+    if math.isfinite(parsed):
+        return parsed
+    raise _NonStandard(digits)
+
+
+#: Parses standard JSON at full speed; the hooks only run for floats and NaN/Infinity.
+_STRICT_JSON = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
+def _loads_keeping_nonstandard(text: str) -> tuple[Any, list[str]]:
+    """Parse, keeping NaN, Infinity and overflowing numbers as their text; and list them."""
+    found: list[str] = []
+
+    def as_text(literal: str) -> str:
+        found.append(literal)
+        return literal
+
+    def number(digits: str) -> float | str:
+        parsed = float(digits)
+        return parsed if math.isfinite(parsed) else as_text(digits)
+
+    return json.loads(text, parse_constant=as_text, parse_float=number), found
+
+
 def parse_value(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
     """Parse a registry value into its JSON object, or say why it is not one.
 
@@ -141,20 +175,11 @@ def parse_value(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
     if json_too_deep(text):
         return None, f"value is not parsed: JSON nested more than {MAX_JSON_DEPTH} deep"
     nonstandard: list[str] = []
-
-    def constant(name: str) -> str:
-        nonstandard.append(name)
-        return name
-
-    def number(digits: str) -> float | str:
-        parsed = float(digits)
-        if math.isfinite(parsed):
-            return parsed
-        nonstandard.append(digits)
-        return digits
-
     try:
-        parsed = json.loads(text, parse_constant=constant, parse_float=number)
+        try:
+            parsed = _STRICT_JSON.decode(text)
+        except _NonStandard:  # rare: parse again, keeping what other clients reject as text
+            parsed, nonstandard = _loads_keeping_nonstandard(text)
     except RecursionError:
         return None, f"value is not parsed: JSON nested more than {MAX_JSON_DEPTH} deep"
     except ValueError as exc:
