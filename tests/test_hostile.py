@@ -495,6 +495,7 @@ async def test_markup_in_the_first_entry_does_not_stop_a_read_only_dashboard(hos
 
 
 def _drain(fd: int, seconds: float) -> bytes:
+    """What the terminal receives within ``seconds``."""
     out = b""
     deadline = time.monotonic() + seconds
     while (left := deadline - time.monotonic()) > 0:
@@ -506,6 +507,24 @@ def _drain(fd: int, seconds: float) -> bytes:
             if not chunk:
                 break
             out += chunk
+    return out
+
+
+def _settle(fd: int, quiet: float = 0.25, limit: float = 10.0) -> bytes:
+    """What the terminal receives until the app has drawn: no output for ``quiet`` seconds
+    (a busy machine only makes this slower, never wrong)."""
+    out = b""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if not select.select([fd], [], [], quiet)[0]:
+            break
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
     return out
 
 
@@ -532,7 +551,8 @@ DOWN, HOME = b"\x1b[B", b"\x1b[H"
 def test_terminal_receives_no_hostile_sequence(hostile) -> None:
     server, _ = hostile
     env = {k: v for k, v in os.environ.items() if not k.startswith("ETCDCTL_")}
-    env.update(TERM="xterm-256color", COLUMNS="140", LINES="45")
+    # ESCDELAY: a lone Escape (closing the inspect view) is read as one within 10 ms.
+    env.update(TERM="xterm-256color", COLUMNS="140", LINES="45", ESCDELAY="10")
     pid, fd = pty.fork()
     if pid == 0:  # the child: the real dashboard
         os.execvpe(sys.executable, [*CLI, "--endpoints", server.endpoint], env)
@@ -540,20 +560,18 @@ def test_terminal_receives_no_hostile_sequence(hostile) -> None:
     try:
         fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 45, 140, 0, 0))
         out += _read_until(fd, b"live", timeout=30)
-        out += _drain(fd, 0.5)
+        out += _settle(fd)
         rows = len(HOSTILE) + len({k.split("/")[2] for k, _, _ in HOSTILE})
         for _ in range(rows):  # every row through the tree and the detail pane
             os.write(fd, DOWN)
-            out += _drain(fd, 0.3)
+            out += _settle(fd)
         os.write(fd, HOME)  # back to the top, then each instance in the inspect view
-        out += _drain(fd, 0.3)
+        out += _settle(fd)
         for _ in range(rows):
-            os.write(fd, DOWN)
-            out += _drain(fd, 0.2)
-            os.write(fd, b"i")
-            out += _drain(fd, 0.3)
+            os.write(fd, DOWN + b"i")
+            out += _settle(fd)
             os.write(fd, b"\x1b")
-            out += _drain(fd, 0.3)
+            out += _settle(fd)
         os.write(fd, b"q")
         deadline = time.monotonic() + 20
         while not os.waitpid(pid, os.WNOHANG)[0]:
