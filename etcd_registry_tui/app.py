@@ -30,6 +30,7 @@ from .registry.config import ConnectionConfig
 from .registry.errors import RegistryError
 from .registry.events import ChangeBatch, ConnectionStatus, ConnState
 from .registry.model import UNRECOGNISED, Change, Instance
+from .registry.sanitize import safe_line, safe_text
 from .registry.session import LogEntry, LogKind, RegistrySession
 from .registry.supervisor import Supervisor, TaskFailure
 from .screens.confirm import ConfirmScreen
@@ -341,7 +342,8 @@ class RegistryApp(ElectionsMixin, App[int]):
             if group is not None:
                 leases = {i.lease for i in group.instances.values() if i.lease}
                 summary = (
-                    f"{group.name}: {len(group.instances)} instance(s) on {len(leases)} lease(s)"
+                    f"{safe_line(group.name)}: {len(group.instances)} instance(s)"
+                    f" on {len(leases)} lease(s)"
                 )
             detail.show(None, service_summary=summary)
             return
@@ -395,7 +397,9 @@ class RegistryApp(ElectionsMixin, App[int]):
             message = exc.user_message()
         else:
             message = f"{type(exc).__name__}: {exc}"
-        self.notify(f"{what} failed: {message}", severity="error", timeout=8)
+        self.notify(
+            f"{what} failed: {safe_text(message)}", severity="error", timeout=8, markup=False
+        )
 
     def action_register(self) -> None:
         service = self.tree.highlighted_service
@@ -418,7 +422,10 @@ class RegistryApp(ElectionsMixin, App[int]):
         except Exception as exc:
             self._fail(exc, "Register")
             return
-        self.notify(f"Registered {reg.key} (lease {reg.lease_id:x}, TTL {reg.ttl}s)")
+        self.notify(
+            f"Registered {safe_line(reg.key)} (lease {reg.lease_id:x}, TTL {reg.ttl}s)",
+            markup=False,
+        )
         self._sync_marks()
         key = reg.key.encode()
         # The watch may not have brought the new key to the tree yet: then select it
@@ -431,8 +438,9 @@ class RegistryApp(ElectionsMixin, App[int]):
         if inst is not None:
             if not inst.lease:
                 self.notify(
-                    f"{inst.key} has no lease (a permanent key); use d to delete it",
+                    f"{inst.display_key} has no lease (a permanent key); use d to delete it",
                     severity="warning",
+                    markup=False,
                 )
                 return None
             keys = state.keys_on_lease(inst.lease)
@@ -440,14 +448,22 @@ class RegistryApp(ElectionsMixin, App[int]):
         service = self.tree.highlighted_service
         group = state.groups.get(service) if service else None
         if group is None:
-            self.notify("Highlight an instance or a service first", severity="warning")
+            self.notify(
+                "Highlight an instance or a service first", severity="warning", markup=False
+            )
             return None
         leases = {i.lease for i in group.instances.values() if i.lease}
         if not leases:
-            self.notify(f"No instance of {group.name} has a lease", severity="warning")
+            self.notify(
+                f"No instance of {safe_line(group.name)} has a lease",
+                severity="warning",
+                markup=False,
+            )
             return None
         keys = set().union(*(state.keys_on_lease(lease) for lease in leases))
-        return leases, (f"Revoke all {len(leases)} lease(s) of {group.name}? {_keys_phrase(keys)}")
+        return leases, (
+            f"Revoke all {len(leases)} lease(s) of {safe_line(group.name)}? {_keys_phrase(keys)}"
+        )
 
     def action_revoke(self) -> None:
         target = self._revoke_target()
@@ -469,23 +485,29 @@ class RegistryApp(ElectionsMixin, App[int]):
             self._fail(exc, "Revoke")
             return
         if expired and not gone:
-            self.notify("The lease had already expired; nothing to revoke", severity="warning")
+            self.notify(
+                "The lease had already expired; nothing to revoke", severity="warning", markup=False
+            )
         elif expired:
-            self.notify(f"Revoked: {gone} key(s) went; {expired} lease(s) had already expired")
+            self.notify(
+                f"Revoked: {gone} key(s) went; {expired} lease(s) had already expired", markup=False
+            )
         else:
-            self.notify(f"Revoked {len(leases)} lease(s); {gone} key(s) went with them")
+            self.notify(
+                f"Revoked {len(leases)} lease(s); {gone} key(s) went with them", markup=False
+            )
 
     def action_delete(self) -> None:
         inst = self._highlighted()
         if inst is None:
-            self.notify("Highlight an instance to delete its key", severity="warning")
+            self.notify("Highlight an instance to delete its key", severity="warning", markup=False)
             return
 
         def confirmed(yes: bool | None) -> None:
             if yes:
-                self._do_delete(inst.raw_key, inst.key)
+                self._do_delete(inst.raw_key, inst.display_key)
 
-        self.push_screen(ConfirmScreen("Delete", f"Delete key {inst.key}?"), confirmed)
+        self.push_screen(ConfirmScreen("Delete", f"Delete key {inst.display_key}?"), confirmed)
 
     @work(exclusive=False, group="actions", exit_on_error=False)
     async def _do_delete(self, raw_key: bytes, key: str) -> None:
@@ -495,9 +517,9 @@ class RegistryApp(ElectionsMixin, App[int]):
             self._fail(exc, "Delete")
             return
         if deleted:
-            self.notify(f"Deleted {key}")
+            self.notify(f"Deleted {safe_line(key)}", markup=False)
         else:
-            self.notify(f"{key} was already gone", severity="warning")
+            self.notify(f"{safe_line(key)} was already gone", severity="warning", markup=False)
 
     def action_pause(self) -> None:
         inst = self._highlighted()
@@ -505,6 +527,7 @@ class RegistryApp(ElectionsMixin, App[int]):
             self.notify(
                 "Only instances registered from this dashboard (★) can be paused",
                 severity="warning",
+                markup=False,
             )
             return
         try:
@@ -514,15 +537,16 @@ class RegistryApp(ElectionsMixin, App[int]):
             return
         self._sync_marks()
         self.notify(
-            f"Heartbeats of {inst.instance_id[:8]} paused: watch its lease run out"
+            f"Heartbeats of {safe_line(inst.instance_id[:8])} paused: watch its lease run out"
             if paused
-            else f"Heartbeats of {inst.instance_id[:8]} resumed"
+            else f"Heartbeats of {safe_line(inst.instance_id[:8])} resumed",
+            markup=False,
         )
 
     def action_inspect(self) -> None:
         inst = self._highlighted()
         if inst is None:
-            self.notify("Highlight an instance to inspect it", severity="warning")
+            self.notify("Highlight an instance to inspect it", severity="warning", markup=False)
             return
         self.push_screen(
             InspectScreen(
@@ -566,7 +590,7 @@ class RegistryApp(ElectionsMixin, App[int]):
         self._quitting = True
         own = len(self.session.own)
         if own:
-            self.notify(f"Unregistering {own} instance(s) registered here…")
+            self.notify(f"Unregistering {own} instance(s) registered here…", markup=False)
         await self.shutdown_session()
         self.exit(0)
 
@@ -604,7 +628,7 @@ def _keys_phrase(keys: set[bytes]) -> str:
     count = len(keys)
     if count == 0:
         return "No key is attached to it."
-    names = sorted(k.decode("utf-8", "backslashreplace") for k in keys)
+    names = sorted(safe_line(k.decode("utf-8", "backslashreplace")) for k in keys)
     shown = ", ".join(names[:3]) + (f" and {count - 3} more" if count > 3 else "")
     return f"{count} key{'s' if count != 1 else ''} go with it: {shown}"
 

@@ -30,6 +30,7 @@ from .registry.connection import EtcdConnection
 from .registry.errors import ConfigError, RegistryError
 from .registry.model import RegistryState
 from .registry.registration import ServiceRegistration
+from .registry.sanitize import safe_line, safe_text
 
 PROG = "etcd-registry-tui"
 
@@ -181,18 +182,22 @@ async def cmd_list(config: ConnectionConfig, as_json: bool) -> int:
     if as_json:
         doc = {"endpoint": config.label, "prefix": config.prefix, "revision": revision}
         doc["services"] = groups  # type: ignore[assignment]
-        print(json.dumps(doc, indent=2, ensure_ascii=False))
+        # Strict JSON for any client: ASCII only, so every control, C1 and bidi character
+        # of a key or value travels \u-escaped; NaN/Infinity were made text when parsed.
+        print(json.dumps(doc, indent=2, ensure_ascii=True, allow_nan=False))
         return 0
     if not groups:
         print(f"No instances under {config.prefix} at {config.label} (revision {revision}).")
         return 0
     for group in groups:
         count = len(group["instances"])
-        print(f"{group['name']}  ({count} instance{'s' if count != 1 else ''})")
+        print(f"{safe_line(group['name'])}  ({count} instance{'s' if count != 1 else ''})")
         for rec in group["instances"]:
-            line = f"  {rec['id'][:8]:<8}  {rec['address'] or '(no address)':<32}  {_ttl_text(rec)}"
+            shown_id = safe_line(rec["id"][:8])
+            address = safe_line(rec["address"]) if rec["address"] is not None else "(no address)"
+            line = f"  {shown_id:<8}  {address:<32}  {_ttl_text(rec)}"
             if "error" in rec:
-                line += f"  ⚠ {rec['error']}"
+                line += f"  ⚠ {safe_line(rec['error'])}"
             print(line)
     return 0
 
@@ -226,7 +231,7 @@ async def cmd_register(config: ConnectionConfig, args: argparse.Namespace) -> in
 
 # -- main ---------------------------------------------------------------------
 def _fail(message: str, code: int = 1) -> int:
-    print(f"{PROG}: error: {message}", file=sys.stderr)
+    print(f"{PROG}: error: {safe_text(message)}", file=sys.stderr)
     return code
 
 

@@ -4,16 +4,25 @@ Keys look like ``{prefix}{ServiceName}/{InstanceId}`` and values are JSON object
 written by .NET (PascalCase), JavaScript (camelCase) or anything else (lower-case).
 Nothing is ever dropped: a key or value that does not fit the format is kept and
 carries the reason in ``key_error`` / ``parse_error``.
+
+Every byte comes from whoever can write to etcd, so parsing never raises (values over
+:data:`MAX_PARSED_BYTES` or nested deeper than :data:`MAX_JSON_DEPTH` are kept unparsed)
+and each instance carries display-safe copies of its key, service, id and address
+(``display_*``, see :mod:`.sanitize`), made once; renderers show those, never the raw text.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
+
+from .sanitize import safe_line, safe_text
 
 #: Service name under which entries whose *key* does not fit the format are grouped.
 UNRECOGNISED = "(unrecognised keys)"
@@ -23,6 +32,16 @@ _FIELD_ALIASES: dict[str, tuple[str, ...]] = {
     "name": ("Name", "name", "serviceName", "ServiceName"),
     "address": ("Address", "address", "url", "Url", "URL"),
 }
+
+
+#: Values larger than this are not parsed (kept and shown raw, with the reason).
+MAX_PARSED_BYTES = 1024 * 1024
+#: JSON nested deeper than this is not parsed: Python's parser and printer recurse.
+MAX_JSON_DEPTH = 64
+#: Display text of one-line fields (key, service, id, address) is cut after this many chars.
+DISPLAY_LINE_CHARS = 2048
+#: The value preview (detail pane, inspect view) is cut after this many characters.
+DISPLAY_VALUE_CHARS = 32 * 1024
 
 
 class KeyValueLike(Protocol):
@@ -81,20 +100,97 @@ def split_key(key: str, prefix: str) -> tuple[str, str, str | None]:
     return service, instance_id, None
 
 
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+_JSON_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def json_too_deep(text: str, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True when ``text`` opens more than ``limit`` arrays/objects inside each other
+    (brackets inside strings do not count). Cheap when it holds few brackets."""
+    if text.count("[") + text.count("{") <= limit:
+        return False
+    depth = 0
+    for bracket in _JSON_BRACKET.findall(_JSON_STRING.sub("", text)):
+        if bracket in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
+class _NonStandard(Exception):
+    """NaN, Infinity or a number too large for a double (1e400) in a value."""
+
+
+def _refuse_constant(name: str) -> float:
+    raise _NonStandard(name)
+
+
+def _finite_float(digits: str) -> float:
+    parsed = float(digits)
+    if math.isfinite(parsed):
+        return parsed
+    raise _NonStandard(digits)
+
+
+#: Parses standard JSON at full speed; the hooks only run for floats and NaN/Infinity.
+_STRICT_JSON = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
+def _loads_keeping_nonstandard(text: str) -> tuple[Any, list[str]]:
+    """Parse, keeping NaN, Infinity and overflowing numbers as their text; and list them."""
+    found: list[str] = []
+
+    def as_text(literal: str) -> str:
+        found.append(literal)
+        return literal
+
+    def number(digits: str) -> float | str:
+        parsed = float(digits)
+        return parsed if math.isfinite(parsed) else as_text(digits)
+
+    return json.loads(text, parse_constant=as_text, parse_float=number), found
+
+
 def parse_value(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
-    """Parse a registry value into its JSON object, or say why it is not one."""
+    """Parse a registry value into its JSON object, or say why it is not one.
+
+    Never raises. NaN and (-)Infinity, which Python accepts but other JSON clients reject,
+    are kept as the strings "NaN" / "Infinity" / "-Infinity" (numbers too large for a double
+    as their digits) and flagged: then both the object and the reason are returned.
+    """
+    if len(raw) > MAX_PARSED_BYTES:
+        return None, (
+            f"value is {len(raw):,} bytes: not parsed (only values up to"
+            f" {MAX_PARSED_BYTES // (1024 * 1024)} MiB are), shown raw"
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         return None, f"value is not UTF-8 text ({len(raw)} bytes, bad byte at {exc.start})"
     if not text.strip():
         return None, "value is empty"
+    if json_too_deep(text):
+        return None, f"value is not parsed: JSON nested more than {MAX_JSON_DEPTH} deep"
+    nonstandard: list[str] = []
     try:
-        parsed = json.loads(text)
+        try:
+            parsed = _STRICT_JSON.decode(text)
+        except _NonStandard:  # rare: parse again, keeping what other clients reject as text
+            parsed, nonstandard = _loads_keeping_nonstandard(text)
+    except RecursionError:
+        return None, f"value is not parsed: JSON nested more than {MAX_JSON_DEPTH} deep"
     except ValueError as exc:
         return None, f"value is not JSON: {exc}"
+    except Exception as exc:  # whatever else a parser can raise must not stop the registry
+        return None, f"value could not be parsed ({type(exc).__name__})"
     if not isinstance(parsed, dict):
         return None, f"value is JSON {type(parsed).__name__}, expected an object"
+    if nonstandard:
+        shown = ", ".join(dict.fromkeys(nonstandard))
+        return parsed, f"value is not standard JSON: {shown} kept as text"
     return parsed, None
 
 
@@ -116,6 +212,24 @@ class Instance:
     version: int
     lease: int
     first_seen: float = field(default_factory=time.time)
+    #: Display-safe (see :mod:`.sanitize`) key, service, id and address: shown instead of
+    #: the raw strings everywhere. The same objects as the raw ones when those are clean.
+    display_key: str = field(init=False, repr=False, compare=False)
+    display_service: str = field(init=False, repr=False, compare=False)
+    display_id: str = field(init=False, repr=False, compare=False)
+    display_address: str | None = field(init=False, repr=False, compare=False)
+    _display_value: str | None = field(init=False, repr=False, compare=False, default=None)
+
+    def __post_init__(self) -> None:
+        limit = DISPLAY_LINE_CHARS
+        self.display_key = safe_line(self.key, limit)
+        if self.display_key is self.key:  # service and id are parts of a clean key
+            self.display_service, self.display_id = self.service, self.instance_id
+        else:
+            self.display_service = safe_line(self.service, limit)
+            self.display_id = safe_line(self.instance_id, limit)
+        address = self.address
+        self.display_address = None if address is None else safe_line(address, limit)
 
     @classmethod
     def from_kv(cls, kv: KeyValueLike, prefix: str, first_seen: float | None = None) -> Instance:
@@ -166,14 +280,32 @@ class Instance:
         """Lease id as etcdctl prints it (lowercase hex, no 0x)."""
         return format(self.lease, "x")
 
+    @property
+    def display_problems(self) -> list[str]:
+        return [safe_line(p, DISPLAY_LINE_CHARS) for p in self.problems]
+
     def value_text(self) -> str:
-        """The value for display: pretty JSON, raw text, or a hex dump for binary data."""
+        """The value in full: pretty JSON, raw text, or a hex dump for binary data.
+
+        Raw: for machines (``list --json``); a display shows :meth:`display_value`."""
         if self.fields is not None:
-            return json.dumps(self.fields, indent=2, ensure_ascii=False)
+            try:
+                return json.dumps(self.fields, indent=2, ensure_ascii=False)
+            except (ValueError, RecursionError):  # not expected after parse_value's checks
+                pass
         try:
             return self.value.decode("utf-8")
         except UnicodeDecodeError:
             return hexdump(self.value)
+
+    def display_value(self) -> str:
+        """:meth:`value_text` safe to show (line breaks kept) and cut to a preview of
+        :data:`DISPLAY_VALUE_CHARS`; made on first use, then kept."""
+        shown = self._display_value
+        if shown is None:
+            shown = safe_text(self.value_text(), DISPLAY_VALUE_CHARS)
+            self._display_value = shown
+        return shown
 
 
 def hexdump(data: bytes, width: int = 16, limit: int = 4096) -> str:

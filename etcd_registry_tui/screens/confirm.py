@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
+
+from ..registry.sanitize import safe_line, safe_text
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -73,8 +76,9 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Label(self.question_title, id="title", markup=False)
-            yield Static(self.message, id="message", markup=False)
+            # The message names keys from etcd: plain text, escaped, never markup.
+            yield Label(Text(safe_line(self.question_title)), id="title", markup=False)
+            yield Static(Text(safe_text(self.message)), id="message", markup=False)
             with Horizontal(id="buttons"):
                 yield Button(f"{self.yes_label} (y)", variant="error", id="yes")
                 yield Button(f"{self.no_label} (n)", variant="primary", id="no")

@@ -153,10 +153,11 @@ class InspectScreen(Screen[None]):
 
     # -- building ------------------------------------------------------------
     def _value_renderable(self) -> Syntax | Text:
+        # Only the display-safe preview is drawn; ``c`` copies the value as stored.
         inst = self.instance
         if inst.fields is not None:
             return Syntax(
-                inst.value_text(),
+                inst.display_value(),
                 "json",
                 word_wrap=True,
                 background_color="default",
@@ -164,7 +165,7 @@ class InspectScreen(Screen[None]):
             )
         if not inst.value:
             return Text("(empty value)", style="italic")
-        return Text(inst.value_text())
+        return Text(inst.display_value())
 
     def _meta_rows(self) -> list[tuple[str, str, str]]:
         """(row id, label, value) for the metadata grid, filled left pair, right pair."""
@@ -172,11 +173,11 @@ class InspectScreen(Screen[None]):
         remaining, granted = self.ttl
         lease = inst.lease
         rows = [
-            ("service", "Service", inst.service or "—"),
+            ("service", "Service", inst.display_service or "—"),
             ("lease", "Lease", inst.lease_hex if lease else "none (permanent key)"),
-            ("instance-id", "Instance id", inst.instance_id or "—"),
+            ("instance-id", "Instance id", inst.display_id or "—"),
             ("granted-ttl", "Granted TTL", describe_granted(granted, lease)),
-            ("address", "Address", inst.address or "—"),
+            ("address", "Address", inst.display_address or "—"),
             ("remaining-ttl", "Remaining TTL", describe_remaining(remaining, granted, lease)),
             ("first-seen", "First seen", describe_first_seen(inst.first_seen)),
             ("lease-keys", "Keys on lease", describe_lease_keys(self.lease_keys, lease)),
@@ -191,14 +192,14 @@ class InspectScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         inst = self.instance
         with Vertical(id="heading"):
-            yield Label(Text(inst.key), id="key")
+            yield Label(Text(inst.display_key), id="key")
         with Grid(id="meta"):
             for row_id, label, value in self._meta_rows():
                 yield Label(label, classes="meta-name", markup=False)
                 yield Label(value, id=f"meta-{row_id}", markup=False)
         with VerticalScroll(id="value-pane"):
             if inst.problems:
-                problems = "\n".join(f"⚠ {problem}" for problem in inst.problems)
+                problems = "\n".join(f"⚠ {problem}" for problem in inst.display_problems)
                 yield Static(problems, id="problems", markup=False)
             yield Static(self._value_renderable(), id="value")
         yield Footer()
@@ -236,11 +237,11 @@ class InspectScreen(Screen[None]):
     # -- actions -------------------------------------------------------------
     def action_copy_value(self) -> None:
         self.app.copy_to_clipboard(copy_text(self.instance))
-        self.notify(f"Copied value of {self.instance.key}")
+        self.notify(f"Copied value of {self.instance.display_key}", markup=False)
 
     def action_copy_key(self) -> None:
         self.app.copy_to_clipboard(self.instance.key)
-        self.notify(f"Copied key {self.instance.key}")
+        self.notify(f"Copied key {self.instance.display_key}", markup=False)
 
     def action_close(self) -> None:
         self.dismiss(None)

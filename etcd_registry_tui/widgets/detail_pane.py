@@ -1,4 +1,8 @@
-"""The detail pane: value and etcd metadata of the highlighted instance."""
+"""The detail pane: value and etcd metadata of the highlighted instance.
+
+Everything shown from a key or value is the instance's display-safe text, always as a
+:class:`~rich.text.Text` (never markup): an address of ``[/]`` is just three characters.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 from ..registry.model import Instance
+from ..registry.sanitize import safe_line
 from .ttl_text import describe_ttl
 
 LABEL_WIDTH = 10
@@ -87,7 +92,7 @@ class DetailPane(VerticalScroll):
         self._ttl_line.display = self._seen_line.display = live
         if instance is None:
             self._meta.update(
-                Text(service_summary or "Highlight an instance to see it here.", "dim")
+                Text(safe_line(service_summary or "Highlight an instance to see it here."), "dim")
             )
             self._value.update("")
             return
@@ -115,26 +120,30 @@ class DetailPane(VerticalScroll):
         table = Table.grid(padding=(0, 1))
         table.add_column(style="bold", no_wrap=True, width=LABEL_WIDTH)
         table.add_column(overflow="fold")
-        table.add_row("key", Text(inst.key))
-        table.add_row("service", inst.service or "—")
-        table.add_row("address", inst.address or Text("(none)", "dim"))
+        table.add_row("key", Text(inst.display_key))
+        table.add_row("service", Text(inst.display_service or "—"))
+        table.add_row(
+            "address", Text(inst.display_address or "(none)", "" if inst.address else "dim")
+        )
         if inst.lease:
-            table.add_row("lease", f"{inst.lease_hex}  ({self._lease_keys} key(s) share it)")
+            table.add_row("lease", Text(f"{inst.lease_hex}  ({self._lease_keys} key(s) share it)"))
         else:
             table.add_row("lease", Text("none — permanent key", "dim"))
         table.add_row(
             "revisions",
-            f"create {inst.create_revision} · mod {inst.mod_revision} · version {inst.version}",
+            Text(
+                f"create {inst.create_revision} · mod {inst.mod_revision} · version {inst.version}"
+            ),
         )
         if self._own:
             table.add_row("owner", Text("★ registered by this dashboard", "bold"))
-        for problem in inst.problems:
+        for problem in inst.display_problems:
             table.add_row(Text("⚠", "yellow"), Text(problem, "yellow"))
         return table
 
 
 def value_renderable(inst: Instance) -> RenderableType:
-    text = inst.value_text()
+    text = inst.display_value()
     if inst.fields is not None:
         return Syntax(text, "json", theme="ansi_dark", word_wrap=True, background_color="default")
     title = "hex dump" if "value is not UTF-8" in (inst.parse_error or "") else "raw value"

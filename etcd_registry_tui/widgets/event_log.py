@@ -11,6 +11,7 @@ from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from ..registry.sanitize import safe_line
 from ..registry.session import LogEntry, LogKind
 
 _STYLES = {
@@ -23,6 +24,10 @@ _STYLES = {
     LogKind.INFO: Style(dim=True),
     LogKind.ERROR: Style(color="red"),
 }
+
+
+#: A log line is one row: no need to escape more of a key or detail than a screen shows.
+LINE_CHARS = 1024
 
 
 class EventLog(ScrollView):
@@ -64,10 +69,11 @@ class EventLog(ScrollView):
         segments = [
             Segment(f"{stamp} ", Style(dim=True)),
             Segment(f"{entry.kind.value:<8}", _STYLES[entry.kind]),
-            Segment(entry.key.removeprefix(self.prefix) if self.prefix else entry.key),
+            # Keys and details come from etcd: only their display-safe text is drawn.
+            Segment(safe_line(entry.key.removeprefix(self.prefix), LINE_CHARS)),
         ]
         if entry.detail:
-            segments.append(Segment(f"  {entry.detail}", Style(dim=True)))
+            segments.append(Segment(f"  {safe_line(entry.detail, LINE_CHARS)}", Style(dim=True)))
         strip = Strip(segments)
         if strip.cell_length > width > 1:
             strip = Strip(list(strip.crop(0, width - 1)) + [Segment("…", Style(dim=True))])

@@ -40,6 +40,7 @@ from etcd_registry_tui.registry.model import (
     Instance,
     RegistryState,
 )
+from etcd_registry_tui.registry.sanitize import safe_line
 from etcd_registry_tui.widgets.ttl_text import format_remaining, lease_level
 
 __all__ = ["RegistryTree", "TtlSource"]
@@ -55,16 +56,14 @@ _SortKey = tuple[bool, str, int, str, bytes]
 #: Cells reserved on the right of each row for the lease countdown.
 COUNTDOWN_WIDTH = 24
 
-_CONTROL = {c: "\N{REPLACEMENT CHARACTER}" for c in (*range(32), 127)}
-
 
 def _no_ttl(lease: int) -> tuple[float | None, int | None]:
     return None, None
 
 
 def _clean(text: str) -> str:
-    """Text safe to put in a single segment (no newlines or other control characters)."""
-    return text.translate(_CONTROL)
+    """Text safe to put in a single segment: controls, C1 and bidi characters escaped."""
+    return safe_line(text)
 
 
 @lru_cache(maxsize=8192)
@@ -789,7 +788,7 @@ class RegistryTree(ScrollView, can_focus=True):
         else:
             parts.append(Segment("  ", row))
         if inst.key_error is not None:
-            label = _clean(inst.key)
+            label = inst.display_key
             if cell_len(label) > 48:
                 label = label[:47] + "…"
         else:
@@ -797,7 +796,7 @@ class RegistryTree(ScrollView, can_focus=True):
         label_len = cell_len(label)
         parts.append(Segment(label + " " * max(0, 8 - label_len) + "  ", row))
         if inst.address is not None:
-            parts.append(Segment(_clean(inst.address), row))
+            parts.append(Segment(inst.display_address or "", row))
         else:
             parts.append(
                 Segment(

@@ -8,6 +8,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from ..registry.events import ConnectionStatus, ConnState
+from ..registry.sanitize import safe_line
 
 _STATE_STYLE = {
     ConnState.CONNECTING: "yellow",
@@ -82,13 +83,13 @@ class StatusBar(Static):
         else:
             text.append(self.status.state.value, _STATE_STYLE[self.status.state])
             if self.status.error:
-                text.append(f": {self.status.error}", "red")
+                text.append(f": {safe_line(self.status.error)}", "red")
             if self.status.retry_in is not None and self.status.state is ConnState.RECONNECTING:
                 text.append(f" (retry in {self.status.retry_in:.0f}s)", "red")
         text.append(f"  rev {self.revision}", "dim")
         text.append(f"  {self.services} services · {self.instances} instances")
         if self.filter_text:
-            text.append(f"  filter: {self.filter_text!r}", "bold cyan")
+            text.append(f"  filter: {safe_line(repr(self.filter_text))}", "bold cyan")
         if self.read_only:
             text.append("  READ-ONLY", "bold reverse")
         last_error = self.last_error
