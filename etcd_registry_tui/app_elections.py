@@ -162,7 +162,9 @@ class ElectionsMixin(_Base):
             election = self.elections_view.election(row.name)
             candidate = election.leader if election is not None else None
         if row is None or candidate is None:
-            self.notify("Highlight an election or a candidate first", severity="warning")
+            self.notify(
+                "Highlight an election or a candidate first", severity="warning", markup=False
+            )
             return
         own = self.elections.own.get(candidate.lease)
         if message.action == "revoke":
@@ -247,6 +249,6 @@ class ElectionsMixin(_Base):
         try:
             await self.elections.revoke(lease)
         except LeaseNotFound:
-            self.notify("The lease had already ended", severity="warning")
+            self.notify("The lease had already ended", severity="warning", markup=False)
         except RegistryError as exc:
             self._fail(exc, "Revoke")

@@ -14,6 +14,7 @@ from .registry.config import ConnectionConfig
 from .registry.connection import EtcdConnection
 from .registry.election import Election
 from .registry.elections_watch import ElectionWatcher
+from .registry.sanitize import safe_line
 
 AddOptions = Callable[[argparse.ArgumentParser, bool], None]
 
@@ -43,9 +44,7 @@ def add_elections_prefix(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _safe(text: str) -> str:
-    """No control character of a key or value reaches the terminal."""
-    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+_safe = safe_line  # no control character of a key or value reaches the terminal
 
 
 async def cmd_elections(config: ConnectionConfig, args: argparse.Namespace) -> int:
@@ -59,7 +58,7 @@ async def cmd_elections(config: ConnectionConfig, args: argparse.Namespace) -> i
             ttls[lease] = max(ttl, 0)
     doc = watcher.state.to_json(ttls.get)
     if args.json:
-        print(json.dumps(doc, indent=2))
+        print(json.dumps(doc, indent=2, ensure_ascii=True, allow_nan=False))
         return 0
     if not doc:
         print(f"No elections or locks at {config.label} (revision {watcher.state.revision}).")
@@ -95,7 +94,7 @@ async def cmd_elect(config: ConnectionConfig, args: argparse.Namespace) -> int:
         leadership = enter.result()
         lost = False
         try:
-            print(leadership.key.decode("utf-8", "backslashreplace"), flush=True)
+            print(_safe(leadership.key.decode("utf-8", "backslashreplace")), flush=True)
             print(_safe(args.value), flush=True)
             lost_wait = asyncio.ensure_future(leadership.lost.wait())
             stopped = asyncio.ensure_future(stop.wait())

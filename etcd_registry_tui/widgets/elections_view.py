@@ -30,14 +30,14 @@ from etcd_registry_tui.registry.elections import (
     ElectionState,
     LeaderChange,
 )
+from etcd_registry_tui.registry.sanitize import safe_line
 from etcd_registry_tui.widgets.ttl_text import format_remaining, format_seconds, lease_level
 
 TtlSource = Callable[[int], tuple[float | None, int | None]]
 
 
-def safe(text: str) -> str:
-    """Printable text only: control and format characters are shown as escapes."""
-    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+#: Display text of a key or value from etcd (never a control sequence or markup).
+safe = safe_line
 
 
 @dataclass(frozen=True, slots=True)
