@@ -10,6 +10,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Footer, Header, Input
 from textual.worker import Worker, WorkerState
 
@@ -27,7 +29,7 @@ from .messages import RegistryDirty, StatusChanged
 from .registry.config import ConnectionConfig
 from .registry.errors import RegistryError
 from .registry.events import ChangeBatch, ConnectionStatus, ConnState
-from .registry.model import UNRECOGNISED, Change, Instance
+from .registry.model import UNRECOGNISED, Change, ChangeKind, Instance
 from .registry.session import LogEntry, LogKind, RegistrySession
 from .screens.confirm import ConfirmScreen
 from .screens.help import HelpScreen
@@ -45,6 +47,11 @@ BackgroundTask = Callable[[], Awaitable[Any]]
 
 #: From this many instances on, a snapshot is moved out of the cyclic GC's reach.
 FREEZE_SNAPSHOT_AT = 1_000
+
+#: The screen takes in what the watch brought at most this often. In between, changes are
+#: coalesced per key (the latest state of a key wins), so the UI's work follows what is on
+#: screen, not how fast etcd changes; a lone change after a quiet spell is shown at once.
+FLUSH_INTERVAL = 1 / 30
 
 
 class RegistryApp(App[int]):
@@ -90,9 +97,12 @@ class RegistryApp(App[int]):
         self.background = list(background)
         self.on_shutdown = list(on_shutdown)
         self.sub_title = subtitle or f"{self.config.label}  {self.config.prefix}"
-        self._pending_changes: list[Change] = []
+        #: Latest change per key since the last flush.
+        self._pending_changes: dict[bytes, Change] = {}
         self._pending_log: list[LogEntry] = []
         self._pending_snapshot = False
+        self._last_flush = 0.0
+        self._flush_timer: Timer | None = None
         self._quitting = False
         self._select_when_shown: bytes | None = None
 
@@ -174,7 +184,9 @@ class RegistryApp(App[int]):
                 # are still freed by reference counting when the registry drops them.
                 gc.freeze()
         else:
-            self._pending_changes.extend(batch.changes)
+            pending = self._pending_changes
+            for change in batch.changes:
+                pending[change.key] = change
         self._pending_log.extend(entries)
         self.post_message(RegistryDirty())
 
@@ -182,13 +194,24 @@ class RegistryApp(App[int]):
         self.post_message(StatusChanged(status))
 
     def on_registry_dirty(self, _: RegistryDirty) -> None:
-        if self.is_running:  # not while shutting down: the widgets may be gone
+        if not self.is_running:  # not while shutting down: the widgets may be gone
+            return
+        wait = self._last_flush + FLUSH_INTERVAL - time.monotonic()
+        if wait <= 0:
+            self._apply_pending()
+        elif self._flush_timer is None:
+            self._flush_timer = self.set_timer(wait, self._timed_flush, name="flush")
+
+    def _timed_flush(self) -> None:
+        self._flush_timer = None
+        if self.is_running:
             self._apply_pending()
 
     def _apply_pending(self) -> None:
         # Not ``_flush``: that is Textual's App._flush(stderr), called whenever stdout or
         # stderr is flushed while the app runs (print(flush=True), logging's last resort).
         tree = self.tree
+        changes: dict[bytes, Change] | None = None
         with self.batch_update():
             if self._pending_snapshot:
                 self._pending_snapshot = False
@@ -199,8 +222,11 @@ class RegistryApp(App[int]):
                 if nothing_highlighted:
                     self._highlight_first()
             elif self._pending_changes:
-                changes, self._pending_changes = self._pending_changes, []
-                tree.apply_changes(changes)
+                changes, self._pending_changes = self._pending_changes, {}
+                tree.apply_changes(changes.values())
+            else:
+                changes = {}
+            self._follow_inspected(changes)
             if self._pending_log:
                 entries, self._pending_log = self._pending_log, []
                 self.query_one(EventLog).add(entries)
@@ -210,6 +236,34 @@ class RegistryApp(App[int]):
             self._sync_marks()
             self._show_detail()
             self._update_counts()
+        self._last_flush = time.monotonic()
+
+    def _follow_inspected(self, changes: dict[bytes, Change] | None) -> None:
+        """Keep an open inspect view on its key: new value, or deleted at which revision.
+
+        ``changes`` are the changes just applied, ``None`` after a snapshot (then the
+        state is compared, and a key found missing was deleted by the snapshot's revision).
+        """
+        state = self.session.state
+        for screen in self.screen_stack:
+            if not isinstance(screen, InspectScreen):
+                continue
+            key = screen.instance.raw_key
+            change = changes.get(key) if changes is not None else None
+            if change is not None and change.kind is ChangeKind.DELETE:
+                screen.show_deleted(change.revision)
+                continue
+            inst = state.get(key)
+            if inst is None:
+                if changes is None and screen.deleted_at is None:
+                    screen.show_deleted(state.revision, exact=False)
+                continue
+            screen.show_instance(
+                inst,
+                self.session.ttl(inst.lease),
+                len(state.keys_on_lease(inst.lease)),
+                self.session.is_own(key),
+            )
 
     def on_status_changed(self, message: StatusChanged) -> None:
         if not self.is_running:
@@ -251,7 +305,7 @@ class RegistryApp(App[int]):
         if detail.instance is not None:
             detail.update_ttl(self.session.ttl(detail.instance.lease))
         screen = self.screen
-        if isinstance(screen, InspectScreen):
+        if isinstance(screen, InspectScreen) and screen.deleted_at is None:
             screen.update_ttl(self.session.ttl(screen.instance.lease))
         self._update_counts()
 

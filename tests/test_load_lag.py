@@ -1,0 +1,136 @@
+"""The dashboard under sustained writes (issue 9, item 11), against a real etcd on loopback.
+
+A writer process of its own (``bench/app_bench.py --writer``, with its own connection, not
+the app's event loop) puts values to 1,000 keys as fast as 2,000 a second while the app runs
+headless. Afterwards the app must catch up with etcd's revision, and what the tree shows must
+equal ``etcdctl get --prefix``. How far behind the screen trails is measured by the benchmark
+(``bench/app_bench.py --load-only``), not asserted here: the bound below is generous.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from helpers import etcdctl_view
+from test_app_actions import PREFIX, dashboard, status_text, tree_lines, until
+
+from etcd_registry_tui.registry.config import ConnectionConfig
+from etcd_registry_tui.registry.connection import EtcdConnection
+from etcd_registry_tui.widgets.event_log import EventLog
+from etcd_registry_tui.widgets.status_bar import StatusBar
+
+ROOT = Path(__file__).resolve().parent.parent
+KEYS = 1_000
+SERVICES = 20
+RATE = 2_000
+SECONDS = 3.0
+
+
+def fleet() -> list[tuple[bytes, bytes]]:
+    """The keys the writer rewrites (the same names as the benchmark's)."""
+    items = []
+    for n in range(KEYS):
+        service, instance_id = f"Load{n % SERVICES:02d}", f"load-{n:05d}"
+        value = json.dumps({"Id": instance_id, "Name": service, "Address": f"http://10.0.0.{n}"})
+        items.append((f"{PREFIX}{service}/{instance_id}".encode(), value.encode()))
+    return items
+
+
+async def write_fleet(endpoint: str) -> None:
+    async with EtcdConnection(ConnectionConfig(endpoints=(endpoint,))) as conn:
+        lease, _ = await conn.grant(3600)
+        semaphore = asyncio.Semaphore(32)
+
+        async def put(key: bytes, value: bytes) -> None:
+            async with semaphore:
+                await conn.put(key, value, lease)
+
+        await asyncio.gather(*(put(k, v) for k, v in fleet()))
+
+
+async def test_the_app_catches_up_after_sustained_writes(
+    etcd: Any, etcdctl: Any, tmp_path: Path
+) -> None:
+    await write_fleet(etcd.endpoint)
+
+    async with dashboard(etcd, rows=KEYS + SERVICES) as (app, pilot):
+        flushes = [0]
+        apply_pending = app._apply_pending
+
+        def counting_flush() -> None:
+            flushes[0] += 1
+            apply_pending()
+
+        app._apply_pending = counting_flush  # type: ignore[method-assign]
+        received = [0]
+        on_batch = app.session.on_batch
+
+        def counting_batch(batch: Any, entries: Any) -> None:
+            received[0] += len(batch.changes)
+            on_batch(batch, entries)
+
+        app.session.on_batch = counting_batch
+        # The cursor on a key the writer keeps changing: the detail pane follows it.
+        hot = fleet()[KEYS // 2][0]
+        app.tree.select_key(hot)
+
+        opts = {
+            "endpoint": etcd.endpoint,
+            "rate": RATE,
+            "seconds": SECONDS,
+            "out": str(tmp_path / "writer.json"),
+        }
+        writer = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(ROOT / "bench" / "app_bench.py"),
+            "--writer",
+            json.dumps(opts),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=ROOT,
+        )
+        out, err = await asyncio.wait_for(writer.communicate(), 120)
+        assert writer.returncode == 0, err.decode()
+        puts = json.loads(out.decode().split("RESULT ", 1)[1])["puts"]
+        assert puts == RATE * SECONDS
+
+        expected, revision = etcdctl.get_prefix(PREFIX)
+        assert len(expected) == KEYS
+        await until(
+            pilot,
+            lambda: app.query_one(StatusBar).revision == revision,
+            timeout=90,
+            message=lambda: f"status line {status_text(app)!r}, etcd at revision {revision}",
+        )
+        await pilot.pause()
+        assert f"rev {revision}" in status_text(app)
+        assert f"{SERVICES} services · {KEYS} instances" in status_text(app)
+
+        # What the tree holds and draws equals what etcd holds.
+        view = etcdctl_view(etcdctl, PREFIX)
+        shown = {
+            key: (inst.value, inst.lease, inst.mod_revision)
+            for key, inst in app.tree._where.items()
+        }
+        assert shown == view
+        assert app.session.state.as_dict() == view
+        assert app.tree.row_count == KEYS + SERVICES
+        lines = tree_lines(app)
+        for n, (key, _) in enumerate(fleet()[:50]):  # the first rows, as drawn
+            inst = app.tree._where[key]
+            assert any(inst.instance_id[:8] in line and inst.address in line for line in lines), (
+                key,
+                n,
+            )
+        detail = app.query_one("DetailPane")
+        assert detail.instance is app.session.state.get(hot)  # the detail pane is current too
+
+        # Every change reached the app; the screen took them in far fewer flushes.
+        assert received[0] >= puts
+        assert flushes[0] < puts / 5, (flushes[0], puts)
+        log = app.query_one(EventLog)
+        assert log.total >= 1
