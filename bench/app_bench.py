@@ -602,6 +602,70 @@ async def writer_main(opts: dict[str, Any]) -> dict[str, Any]:
     return {"puts": len(log), "seconds": ended - started, "cpu_s": time.process_time()}
 
 
+async def run_writer(opts: dict[str, Any], shown: list[tuple[float, int]]) -> dict[str, Any]:
+    """Run the writer process; then wait until ``shown`` (``(monotonic time, revision)``
+    as the consumer shows them) reaches the writer's last revision; return the figures."""
+    cmd = [sys.executable, str(SCRIPT), "--writer", json.dumps(opts)]
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    proc = await asyncio.create_subprocess_exec(
+        *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT
+    )
+    stdout, stderr = await proc.communicate()
+    writer_done = time.monotonic()
+    if proc.returncode != 0:
+        raise RuntimeError(f"the writer failed: {stderr.decode()[-3000:]}")
+    writer = json.loads(stdout.decode().split("RESULT ", 1)[1])
+    load_cpu = time.process_time() - cpu0
+    log = sorted((rev, t) for t, rev in load_json(opts["out"]))
+    last_rev = log[-1][0]
+    await wait_for(
+        lambda: bool(shown) and shown[-1][1] >= last_rev,
+        opts["catchup_timeout"],
+        f"revision {last_rev} to be shown",
+    )
+    caught_up = time.monotonic()
+    total_cpu = time.process_time() - cpu0
+
+    # Seconds behind: from etcd's answer for a revision to the first frame showing it.
+    behind_s: list[float] = []
+    index = 0
+    for rev, t in log:
+        while index < len(shown) and shown[index][1] < rev:
+            index += 1
+        shown_at = shown[index][0] if index < len(shown) else caught_up
+        behind_s.append(max(0.0, shown_at - t))
+    # Revisions behind: at each put, etcd's revision minus the one shown then.
+    behind_rev: list[float] = []
+    index = 0
+    current = shown[0][1] if shown else 0
+    for t, rev in sorted((t, rev) for rev, t in log):
+        while index < len(shown) and shown[index][0] <= t:
+            current = shown[index][1]
+            index += 1
+        behind_rev.append(float(max(0, rev - current)))
+    window = writer_done - wall0
+    if os.environ.get("APP_BENCH_LAG_TRACE"):
+        step = max(1, len(behind_s) // 20)
+        trace = [f"{log[i][1] - wall0:.1f}s:{behind_s[i]:.2f}" for i in range(0, len(log), step)]
+        print("lag trace", " ".join(trace), file=sys.stderr)
+    return {
+        "puts": writer["puts"],
+        "write_seconds": writer["seconds"],
+        "put_rate": writer["puts"] / writer["seconds"],
+        "lag_max_s": max(behind_s),
+        "lag_p95_s": percentile(behind_s, 0.95),
+        "lag_max_rev": max(behind_rev),
+        "lag_p95_rev": percentile(behind_rev, 0.95),
+        "catchup_s": caught_up - writer_done,
+        "cpu_pct": load_cpu / window * 100,
+        "cpu_s": total_cpu,
+        "cpu_ms_per_1000": total_cpu / writer["puts"] * 1e6,
+        "window": window,
+        "wall0": wall0,
+        "writer_done": writer_done,
+    }
+
+
 async def load_child_main(opts: dict[str, Any]) -> dict[str, Any]:
     """The app under the writer's load: what the status line showed, frame by frame."""
     from etcd_registry_tui.app import RegistryApp
@@ -619,7 +683,6 @@ async def load_child_main(opts: dict[str, Any]) -> dict[str, Any]:
         on_batch(batch, entries)
 
     app.session.on_batch = batch_hook
-    result: dict[str, Any] = {}
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(lambda: len(app.session.state) >= LOAD_KEYS, 60, "the load keys")
         await pilot.pause()
@@ -627,39 +690,34 @@ async def load_child_main(opts: dict[str, Any]) -> dict[str, Any]:
         screen = app.screen
         refresh = screen._compositor_refresh
 
+        frame_cpu: list[float] = []
+        flush_cpu: list[float] = []
+
         def refresh_hook() -> None:
+            started = time.perf_counter()
             refresh()
-            frames.append((time.monotonic(), status.revision))
+            now = time.monotonic()
+            frame_cpu.append(time.perf_counter() - started)
+            frames.append((now, status.revision))
 
         screen._compositor_refresh = refresh_hook
+        flush = app._apply_pending
+
+        def flush_hook() -> None:
+            started = time.perf_counter()
+            flush()
+            flush_cpu.append(time.perf_counter() - started)
+
+        app._apply_pending = flush_hook
         # Park the cursor in the middle of the keys, where they change.
         app.tree.select_key(load_items()[LOAD_KEYS // 2][0])
         await pilot.pause()
-
-        out = Path(opts["out"])
-        writer_opts = {**opts, "out": str(out)}
-        cmd = [sys.executable, str(SCRIPT), "--writer", json.dumps(writer_opts)]
-        cpu0, wall0, received0 = time.process_time(), time.monotonic(), received[0]
-        proc = await asyncio.create_subprocess_exec(
-            *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT
-        )
-        stdout, stderr = await proc.communicate()
-        writer_done = time.monotonic()
-        if proc.returncode != 0:
-            raise RuntimeError(f"the writer failed: {stderr.decode()[-3000:]}")
-        writer = json.loads(stdout.decode().split("RESULT ", 1)[1])
-        load_cpu = time.process_time() - cpu0
-        load_received = received[0] - received0
-        log = [(t, rev) for t, rev in load_json(out)]
-        log.sort(key=lambda item: item[1])
-        last_rev = log[-1][1]
-        await wait_for(
-            lambda: bool(frames) and frames[-1][1] >= last_rev,
-            opts["catchup_timeout"],
-            f"the status line to reach revision {last_rev}",
-        )
-        caught_up = time.monotonic()
-        total_cpu = time.process_time() - cpu0
+        received0 = received[0]
+        del frame_cpu[:], flush_cpu[:]
+        result = await run_writer(opts, frames)
+        result["frame_ms"] = statistics.median(frame_cpu) * 1000
+        result["flush_ms"] = statistics.median(flush_cpu) * 1000
+        result["flushes"] = len(flush_cpu)
         await pilot.pause()
         where = app.tree._where
         held = app.session.state.instances
@@ -667,40 +725,36 @@ async def load_child_main(opts: dict[str, Any]) -> dict[str, Any]:
             where.get(key) is inst for key, inst in held.items()
         )
         result["tree_rows"] = app.tree.row_count
+    wall0, done = result["wall0"], result["writer_done"]
+    result["events_per_s"] = (received[0] - received0) / result["window"]
+    result["frames_per_s"] = sum(1 for t, _ in frames if wall0 <= t <= done) / result["window"]
+    return result
 
-    # Seconds behind: from etcd's answer for a revision to the first frame showing it.
-    behind_s: list[float] = []
-    frame_index = 0
-    for t, rev in log:
-        while frame_index < len(frames) and frames[frame_index][1] < rev:
-            frame_index += 1
-        shown_at = frames[frame_index][0] if frame_index < len(frames) else caught_up
-        behind_s.append(max(0.0, shown_at - t))
-    # Revisions behind: at each put, etcd's revision minus the one on screen then.
-    by_time = sorted(log)
-    behind_rev: list[int] = []
-    frame_index = 0
-    shown = frames[0][1] if frames else 0
-    for t, rev in by_time:
-        while frame_index < len(frames) and frames[frame_index][0] <= t:
-            shown = frames[frame_index][1]
-            frame_index += 1
-        behind_rev.append(max(0, rev - shown))
-    result.update(
-        puts=writer["puts"],
-        write_seconds=writer["seconds"],
-        put_rate=writer["puts"] / writer["seconds"],
-        lag_max_s=max(behind_s),
-        lag_p95_s=percentile(behind_s, 0.95),
-        lag_max_rev=max(behind_rev),
-        lag_p95_rev=percentile([float(r) for r in behind_rev], 0.95),
-        catchup_s=caught_up - writer_done,
-        events_per_s=load_received / (writer_done - wall0),
-        cpu_pct=load_cpu / (writer_done - wall0) * 100,
-        cpu_s=total_cpu,
-        frames=sum(1 for t, _ in frames if t >= wall0),
-        frames_per_s=sum(1 for t, _ in frames if wall0 <= t <= writer_done) / (writer_done - wall0),
-    )
+
+async def session_child_main(opts: dict[str, Any]) -> dict[str, Any]:
+    """The same load on a bare RegistrySession (no UI): the floor the app is compared to."""
+    from etcd_registry_tui.registry.session import RegistrySession
+
+    config = ConnectionConfig(endpoints=(opts["endpoint"],), prefix=PREFIX)
+    applied: list[tuple[float, int]] = []
+    received = [0]
+    session = RegistrySession(config)
+
+    def on_batch(batch: Any, _entries: Any) -> None:
+        received[0] += len(batch.changes)
+        applied.append((time.monotonic(), session.state.revision))
+
+    session.on_batch = on_batch
+    task = asyncio.create_task(session.run())
+    try:
+        await wait_for(lambda: len(session.state) >= LOAD_KEYS, 60, "the load keys")
+        received0 = received[0]
+        result = await run_writer(opts, applied)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await session.shutdown()
+    result["events_per_s"] = (received[0] - received0) / result["window"]
     return result
 
 
@@ -734,6 +788,8 @@ def run_child(opts: dict[str, Any], timeout: float) -> dict[str, Any]:
     wrap = os.environ.get("APP_BENCH_CHILD_WRAP", "").split()  # e.g. "py-spy record -o x.svg --"
     cmd = [*wrap, sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(opts)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    if os.environ.get("APP_BENCH_LAG_TRACE"):
+        print(proc.stderr[-2000:])
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[7:])
@@ -849,7 +905,7 @@ def bench_size(instances: int, services: int, mode: str, quick: bool) -> None:
 
 
 def bench_load(rate: float, seconds: float) -> None:
-    """The sustained-load scenario on an etcd of its own."""
+    """The sustained-load scenario on an etcd of its own: a bare session, then the app."""
     import tempfile
 
     etcd = EmbeddedEtcd(name="bench-load", log_level="warn")
@@ -869,6 +925,7 @@ def bench_load(rate: float, seconds: float) -> None:
                 "out": str(Path(tmp) / "writer.json"),
                 "catchup_timeout": 120.0,
             }
+            bare = run_child({**opts, "mode": "load-session"}, timeout=300)
             r = run_child({**opts, "mode": "load"}, timeout=300)
     finally:
         etcd.cleanup()
@@ -879,27 +936,73 @@ def bench_load(rate: float, seconds: float) -> None:
         r["put_rate"],
         "/s",
         None,
-        f"{r['puts']:,} puts in {r['write_seconds']:.1f} s",
+        f"{r['puts']:,} puts in {r['write_seconds']:.1f} s "
+        f"({bare['put_rate']:.0f}/s in the bare-session run)",
     )
     figure(
         "load: events/s taken in by the app",
         r["events_per_s"],
         "/s",
         None,
-        f"while the writer ran; {r['frames_per_s']:.0f} frames/s",
+        f"while the writer ran; bare session {bare['events_per_s']:.0f}/s",
+    )
+    figure(
+        "load: frames/s on screen",
+        r["frames_per_s"],
+        "/s",
+        None,
+        f"a frame takes {r['frame_ms']:.1f} ms (median); {r['flushes']} flushes of "
+        f"{r['flush_ms']:.1f} ms (median) took in the changes",
     )
     figure(
         "load: app CPU while the writer ran",
         r["cpu_pct"],
         "%",
         None,
-        f"{r['cpu_s']:.1f} s CPU in all",
+        f"bare session {bare['cpu_pct']:.0f} %",
     )
-    figure("load: status line behind etcd, max", r["lag_max_s"], "s", 1.0)
-    figure("load: status line behind etcd, p95", r["lag_p95_s"], "s", None)
-    figure("load: revisions behind, max", r["lag_max_rev"], "rev", None)
-    figure("load: revisions behind, p95", r["lag_p95_rev"], "rev", None)
-    figure("load: caught up after the writer stopped", r["catchup_s"], "s", None)
+    figure(
+        "load: app CPU per 1,000 events",
+        r["cpu_ms_per_1000"],
+        "ms",
+        None,
+        f"until caught up; bare session {bare['cpu_ms_per_1000']:.0f} ms",
+    )
+    figure(
+        "load: status line behind etcd, max",
+        r["lag_max_s"],
+        "s",
+        1.0,
+        f"bare session: its state {bare['lag_max_s']:.2f} s behind at most",
+    )
+    figure(
+        "load: status line behind etcd, p95",
+        r["lag_p95_s"],
+        "s",
+        None,
+        f"bare session {bare['lag_p95_s']:.2f} s",
+    )
+    figure(
+        "load: revisions behind, max",
+        r["lag_max_rev"],
+        "rev",
+        None,
+        f"bare session {bare['lag_max_rev']:.0f}",
+    )
+    figure(
+        "load: revisions behind, p95",
+        r["lag_p95_rev"],
+        "rev",
+        None,
+        f"bare session {bare['lag_p95_rev']:.0f}",
+    )
+    figure(
+        "load: caught up after the writer stopped",
+        r["catchup_s"],
+        "s",
+        None,
+        f"bare session {bare['catchup_s']:.2f} s",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -922,7 +1025,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.child:
         opts = json.loads(args.child)
-        main_fn = load_child_main if opts["mode"] == "load" else child_main
+        main_fn = {"load": load_child_main, "load-session": session_child_main}.get(
+            opts["mode"], child_main
+        )
         result = asyncio.run(main_fn(opts))
         print("RESULT " + json.dumps(result), flush=True)
         return 0

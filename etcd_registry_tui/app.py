@@ -51,7 +51,12 @@ FREEZE_SNAPSHOT_AT = 1_000
 #: The screen takes in what the watch brought at most this often. In between, changes are
 #: coalesced per key (the latest state of a key wins), so the UI's work follows what is on
 #: screen, not how fast etcd changes; a lone change after a quiet spell is shown at once.
-FLUSH_INTERVAL = 1 / 30
+FLUSH_INTERVAL = 1 / 20
+#: Under sustained load (the last flush applied at least BUSY_CHANGES changes) the screen
+#: takes them in ten times a second: a frame costs about as much whatever it shows, and the
+#: event loop's time goes to keeping up with etcd instead.
+BUSY_FLUSH_INTERVAL = 0.1
+BUSY_CHANGES = 20
 
 
 class RegistryApp(App[int]):
@@ -102,7 +107,9 @@ class RegistryApp(App[int]):
         self._pending_log: list[LogEntry] = []
         self._pending_snapshot = False
         self._last_flush = 0.0
+        self._last_flush_size = 0
         self._flush_timer: Timer | None = None
+        self._dirty_posted = False
         self._quitting = False
         self._select_when_shown: bytes | None = None
 
@@ -188,18 +195,26 @@ class RegistryApp(App[int]):
             for change in batch.changes:
                 pending[change.key] = change
         self._pending_log.extend(entries)
-        self.post_message(RegistryDirty())
+        if not self._dirty_posted and self._flush_timer is None:
+            # One message until it is handled, not one per watch response: a message costs
+            # Textual more than applying a change costs the session.
+            self._dirty_posted = self.post_message(RegistryDirty())
 
     def _on_session_status(self, status: ConnectionStatus) -> None:
         self.post_message(StatusChanged(status))
 
     def on_registry_dirty(self, _: RegistryDirty) -> None:
+        self._dirty_posted = False
         if not self.is_running:  # not while shutting down: the widgets may be gone
             return
-        wait = self._last_flush + FLUSH_INTERVAL - time.monotonic()
+        if self._flush_timer is not None:
+            return  # a flush is due already; it takes these changes too
+        busy = self._last_flush_size >= BUSY_CHANGES
+        interval = BUSY_FLUSH_INTERVAL if busy else FLUSH_INTERVAL
+        wait = self._last_flush + interval - time.monotonic()
         if wait <= 0:
             self._apply_pending()
-        elif self._flush_timer is None:
+        else:
             self._flush_timer = self.set_timer(wait, self._timed_flush, name="flush")
 
     def _timed_flush(self) -> None:
@@ -226,6 +241,7 @@ class RegistryApp(App[int]):
                 tree.apply_changes(changes.values())
             else:
                 changes = {}
+            self._last_flush_size = len(changes) if changes else 0
             self._follow_inspected(changes)
             if self._pending_log:
                 entries, self._pending_log = self._pending_log, []

@@ -7,7 +7,8 @@ from collections import deque
 
 from rich.segment import Segment
 from rich.style import Style
-from textual.geometry import Size
+from textual.cache import LRUCache
+from textual.geometry import Region, Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
@@ -36,6 +37,10 @@ class EventLog(ScrollView):
         self.prefix = prefix
         self.entries: deque[LogEntry] = deque(maxlen=max_entries)
         self.total = 0
+        # (id of the entry, width, style) -> (the entry, its line); the entry is kept so a
+        # recycled id never shows another entry's line.
+        self._line_style = Style()
+        self._strips: LRUCache[tuple[int, int, Style], tuple[LogEntry, Strip]] = LRUCache(256)
 
     def on_mount(self) -> None:
         self.border_title = "Events"
@@ -53,12 +58,28 @@ class EventLog(ScrollView):
         self.virtual_size = Size(self.size.width, 0)
         self.refresh()
 
+    def render_lines(self, crop: Region) -> list[Strip]:
+        self._line_style = self.rich_style  # worked out once per render, not once per line
+        return super().render_lines(crop)
+
     def render_line(self, y: int) -> Strip:
         index = y + self.scroll_offset.y
         width = self.size.width
+        style = self._line_style
         if index >= len(self.entries):
-            return Strip.blank(width, self.rich_style)
+            return Strip.blank(width, style)
         entry = self.entries[index]
+        # Every new entry moves every line down one: each entry is drawn once per width and
+        # style, not once per frame.
+        key = (id(entry), width, style)
+        cached = self._strips.get(key)
+        if cached is not None and cached[0] is entry:
+            return cached[1]
+        strip = self._render_entry(entry, width, style)
+        self._strips[key] = (entry, strip)
+        return strip
+
+    def _render_entry(self, entry: LogEntry, width: int, style: Style) -> Strip:
         stamp = time.strftime("%H:%M:%S", time.localtime(entry.at))
         segments = [
             Segment(f"{stamp} ", Style(dim=True)),
@@ -70,4 +91,4 @@ class EventLog(ScrollView):
         strip = Strip(segments)
         if strip.cell_length > width > 1:
             strip = Strip(list(strip.crop(0, width - 1)) + [Segment("…", Style(dim=True))])
-        return strip.extend_cell_length(width).apply_style(self.rich_style)
+        return strip.extend_cell_length(width).apply_style(style)

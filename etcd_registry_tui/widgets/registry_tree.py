@@ -17,6 +17,7 @@ tick only repaints the visible lines.
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -65,6 +66,17 @@ def _no_ttl(lease: int) -> tuple[float | None, int | None]:
 def _clean(text: str) -> str:
     """Text safe to put in a single segment (no newlines or other control characters)."""
     return text.translate(_CONTROL)
+
+
+@lru_cache(maxsize=4096)
+def _whole_seconds_text(seconds: int) -> str:
+    """:func:`format_remaining` of a whole number of seconds, worked out once per number."""
+    return format_remaining(seconds)
+
+
+def _remaining_text(remaining: float) -> str:
+    # format_remaining rounds up to whole seconds; so does this, then asks the cache.
+    return _whole_seconds_text(math.ceil(remaining))
 
 
 @lru_cache(maxsize=8192)
@@ -829,7 +841,7 @@ class RegistryTree(ScrollView, can_focus=True):
             if remaining is None:
                 text, level = "lease ?", "nolease"
             else:
-                text = format_remaining(remaining)
+                text = _remaining_text(remaining)
                 level = "critical" if remaining <= 0 else lease_level(remaining, granted)
         key = (text, level, width, cursor)
         segments = self._countdown_cache.get(key)

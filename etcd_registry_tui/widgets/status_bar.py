@@ -65,4 +65,5 @@ class StatusBar(Static):
             text.append("  READ-ONLY", "bold reverse")
         if text != self._last:
             self._last = text
-            self.update(text)
+            # One line of fixed height: no layout pass for a new revision (every flush).
+            self.update(text, layout=False)
