@@ -20,7 +20,8 @@ from test_app_actions import PREFIX, dashboard, status_text, tree_lines, until
 
 from etcd_registry_tui.registry.config import ConnectionConfig
 from etcd_registry_tui.registry.connection import EtcdConnection
-from etcd_registry_tui.widgets.event_log import EventLog
+from etcd_registry_tui.registry.session import LogEntry, LogKind
+from etcd_registry_tui.widgets.event_log import EventLog, summarise_bursts
 from etcd_registry_tui.widgets.status_bar import StatusBar
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,6 +75,8 @@ async def test_the_app_catches_up_after_sustained_writes(
             on_batch(batch, entries)
 
         app.session.on_batch = counting_batch
+        log = app.query_one(EventLog)
+        logged_before = log.total
         # The cursor on a key the writer keeps changing: the detail pane follows it.
         hot = fleet()[KEYS // 2][0]
         app.tree.select_key(hot)
@@ -132,5 +135,42 @@ async def test_the_app_catches_up_after_sustained_writes(
         # Every change reached the app; the screen took them in far fewer flushes.
         assert received[0] >= puts
         assert flushes[0] < puts / 5, (flushes[0], puts)
-        log = app.query_one(EventLog)
-        assert log.total >= 1
+        # The event log counted every event, and told the bursts as bursts.
+        assert log.total - logged_before == received[0]
+        summaries = [
+            e for e in log.entries if e.kind is LogKind.UPDATE and "updates in" in e.detail
+        ]
+        assert summaries, list(log.entries)[:5]
+        for entry in summaries:
+            count = int(entry.detail.split(" updates", 1)[0])
+            keys = int(entry.key.split(" keys", 1)[0])
+            assert BURST_LIMIT < count and 0 < keys <= min(count, KEYS), entry
+            latest = entry.detail.rsplit("the latest ", 1)[1]
+            assert f"{PREFIX}{latest}".encode() in app.session.state, entry
+
+
+BURST_LIMIT = 10
+
+
+def test_a_burst_of_updates_is_one_honest_line_and_other_events_stay() -> None:
+    def entry(kind: LogKind, n: int) -> LogEntry:
+        return LogEntry(kind, f"{PREFIX}S/k{n % 7}", f"version {n}", at=100.0 + n / 10)
+
+    few = [entry(LogKind.UPDATE, n) for n in range(BURST_LIMIT)]
+    assert summarise_bursts(few, PREFIX) == few
+
+    burst = [entry(LogKind.UPDATE, n) for n in range(30)]
+    burst[5] = entry(LogKind.DELETE, 5)
+    burst[20] = entry(LogKind.EXPIRED, 20)
+    burst.append(entry(LogKind.PUT, 31))
+    shown = summarise_bursts(burst, PREFIX)
+    assert [e.kind for e in shown] == [
+        LogKind.DELETE,
+        LogKind.EXPIRED,
+        LogKind.UPDATE,
+        LogKind.PUT,
+    ]
+    summary = shown[2]
+    assert summary.key == "7 keys"
+    assert summary.detail == "28 updates in 2.9 s, the latest S/k1"
+    assert summary.at == burst[29].at

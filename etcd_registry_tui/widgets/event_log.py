@@ -25,6 +25,33 @@ _STYLES = {
 }
 
 
+#: A batch of more UPDATEs than this is logged as one line that says how many there were.
+BURST_OVER = 10
+
+
+def summarise_bursts(
+    entries: list[LogEntry], prefix: str = "", over: int = BURST_OVER
+) -> list[LogEntry]:
+    """``entries`` (oldest first) with their UPDATEs as one summary line when there are more
+    than ``over`` of them: "N updates to M keys …, the latest …". Every other kind (PUT,
+    DELETE, EXPIRED, REVOKED, …) stays one line per event, in its place."""
+    updates = [entry for entry in entries if entry.kind is LogKind.UPDATE]
+    if len(updates) <= over:
+        return entries
+    first, last = updates[0], updates[-1]
+    keys = len({entry.key for entry in updates})
+    latest = last.key.removeprefix(prefix) if prefix else last.key
+    summary = LogEntry(
+        LogKind.UPDATE,
+        f"{keys} keys",
+        f"{len(updates)} updates in {max(0.0, last.at - first.at):.1f} s, the latest {latest}",
+        at=last.at,
+    )
+    result = [entry for entry in entries if entry.kind is not LogKind.UPDATE or entry is last]
+    result[result.index(last)] = summary
+    return result
+
+
 class EventLog(ScrollView):
     """Each PUT, UPDATE, DELETE, lease expiry and revoke, with the time."""
 
@@ -46,10 +73,11 @@ class EventLog(ScrollView):
         self.border_title = "Events"
 
     def add(self, entries: list[LogEntry]) -> None:
+        """Log what one flush brought (oldest first); ``total`` counts every event."""
         if not entries:
             return
-        self.entries.extendleft(entries)
         self.total += len(entries)
+        self.entries.extendleft(summarise_bursts(entries, self.prefix))
         self.virtual_size = Size(self.size.width, len(self.entries))
         self.refresh()
 
