@@ -24,6 +24,10 @@ from textual.pilot import Pilot
 from textual.widgets import Static
 
 from etcd_registry_tui.app import RegistryApp
+from etcd_registry_tui.registry.config import ConnectionConfig
+from etcd_registry_tui.registry.events import ChangeBatch
+from etcd_registry_tui.registry.model import KeyValue
+from etcd_registry_tui.registry.session import RegistrySession
 from etcd_registry_tui.screens import InspectScreen
 
 
@@ -157,3 +161,26 @@ async def test_inspect_says_deleted_when_the_lease_is_revoked(etcd: Any, etcdctl
         assert "not asked etcd yet" not in shown(screen, "#meta-remaining-ttl")
         copy = await copied(pilot, app)
         assert json.loads(copy)["Address"] == "http://10.0.0.1:5000"
+
+
+async def test_inspect_after_a_reload_that_found_the_key_gone() -> None:
+    """A reloaded snapshot (after a compaction, say) tells only that the key is gone by its
+    revision, not when it went: the view says so rather than claim an exact revision."""
+    key = f"{PREFIX}Orders/gone".encode()
+    other = f"{PREFIX}Orders/stays".encode()
+    kvs = [
+        KeyValue(key, value_json("Orders", "gone", "http://10.0.0.1:1").encode(), 5, 5, 1, 0),
+        KeyValue(other, value_json("Orders", "stays", "http://10.0.0.2:2").encode(), 6, 6, 1, 0),
+    ]
+    session = RegistrySession(ConnectionConfig())
+    session.state.load(kvs, 6)
+    app = RegistryApp(session=session, start_session=False)
+    async with app.run_test() as pilot:
+        await highlight(pilot, app, key)
+        screen = await open_inspect(pilot, app, key)
+        changes = session.state.load(kvs[1:], 40)  # the reload: the key is not there any more
+        app._on_session_batch(ChangeBatch(changes, 40, snapshot=True), [])
+        await until(pilot, lambda: "deleted by rev 40" in shown(screen, "#deleted"))
+        assert "reloaded" in shown(screen, "#deleted")
+        assert "http://10.0.0.1:1" in shown(screen, "#value")
+        assert await copied(pilot, app) == kvs[0].value.decode()
