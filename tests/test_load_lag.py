@@ -18,9 +18,11 @@ from typing import Any
 from helpers import etcdctl_view
 from test_app_actions import PREFIX, dashboard, status_text, tree_lines, until
 
+from etcd_registry_tui.app import RegistryApp
 from etcd_registry_tui.registry.config import ConnectionConfig
 from etcd_registry_tui.registry.connection import EtcdConnection
-from etcd_registry_tui.registry.session import LogEntry, LogKind
+from etcd_registry_tui.registry.model import KeyValue
+from etcd_registry_tui.registry.session import LogEntry, LogKind, RegistrySession
 from etcd_registry_tui.widgets.event_log import EventLog, summarise_bursts
 from etcd_registry_tui.widgets.status_bar import StatusBar
 
@@ -174,3 +176,60 @@ def test_a_burst_of_updates_is_one_honest_line_and_other_events_stay() -> None:
     assert summary.key == "7 keys"
     assert summary.detail == "28 updates in 2.9 s, the latest S/k1"
     assert summary.at == burst[29].at
+
+
+async def test_a_changed_value_redraws_only_its_own_line_when_on_screen() -> None:
+    """The UI's work follows what is visible: a new value for a key off screen redraws
+    nothing; one on screen redraws its line and its service's header, not the viewport."""
+    state_kvs = [
+        KeyValue(key, value, 10 + n, 10 + n, 1, 0) for n, (key, value) in enumerate(fleet())
+    ]
+    session = RegistrySession(ConnectionConfig())
+    session.state.load(state_kvs, 2_000)
+    app = RegistryApp(session=session, start_session=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        tree = app.tree
+        height = tree.scrollable_content_region.height
+        assert tree.row_count == KEYS + SERVICES > height
+        redrawn: list[tuple[int, ...]] = []
+        refresh_lines = tree.refresh_lines
+        refresh = tree.refresh
+
+        def record_lines(y: int, height: int = 1) -> None:
+            redrawn.append((y, height))
+            refresh_lines(y, height)
+
+        def record_refresh(*args: Any, **kwargs: Any) -> Any:
+            redrawn.append(())
+            return refresh(*args, **kwargs)
+
+        tree.refresh_lines = record_lines  # type: ignore[method-assign]
+        tree.refresh = record_refresh  # type: ignore[method-assign]
+
+        def rewrite(key: bytes, address: str, revision: int) -> None:
+            service, instance_id = key.decode().removeprefix(PREFIX).split("/")
+            value = json.dumps({"Id": instance_id, "Name": service, "Address": address})
+            change = session.state.apply_put(KeyValue(key, value.encode(), 1, revision, 2, 0))
+            assert change is not None
+            tree.apply_changes([change])
+
+        # Far below the screen: nothing on screen changes, nothing is redrawn.
+        rows = [tree._rows[i] for i in range(tree.row_count)]
+        hidden = rows[-1]
+        assert not isinstance(hidden, str)
+        rewrite(hidden.raw_key, "http://10.9.9.9", 3_000)
+        assert redrawn == []
+        assert tree._rows[-1].address == "http://10.9.9.9"
+
+        # On screen: its line and its header (when that is on screen too), nothing else.
+        top = round(tree.scroll_y)
+        line = top + 3
+        shown = rows[line]
+        assert not isinstance(shown, str)
+        header = tree._offsets[shown.group]
+        rewrite(shown.raw_key, "http://10.8.8.8", 3_001)
+        expected = [(y, 1) for y in sorted({line, header}) if top <= y < top + height]
+        assert [call for call in redrawn if call] == expected, (redrawn, top, header)
+        await pilot.pause()
+        assert "http://10.8.8.8" in tree.render_line(line - top).text
