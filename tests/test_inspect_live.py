@@ -184,3 +184,18 @@ async def test_inspect_after_a_reload_that_found_the_key_gone() -> None:
         assert "reloaded" in shown(screen, "#deleted")
         assert "http://10.0.0.1:1" in shown(screen, "#value")
         assert await copied(pilot, app) == kvs[0].value.decode()
+
+
+async def test_inspect_of_a_key_gone_before_the_view_was_drawn() -> None:
+    kv = KeyValue(f"{PREFIX}Orders/x".encode(), b'{"Id": "x"}', 3, 3, 1, 0)
+    session = RegistrySession(ConnectionConfig())
+    session.state.load([kv], 3)
+    app = RegistryApp(session=session, start_session=False)
+    async with app.run_test() as pilot:
+        screen = InspectScreen(session.state.instances[kv.key])
+        screen.show_deleted(9)
+        await app.push_screen(screen)
+        await pilot.pause()
+        assert shown(screen, "#deleted") == "deleted at rev 9 — showing the last known value"
+        assert screen.query_one("#value-pane").has_class("deleted")
+        assert shown(screen, "#meta-remaining-ttl") == "— (key deleted)"

@@ -214,11 +214,15 @@ class InspectScreen(Screen[None]):
         inst = self.instance
         with Vertical(id="heading"):
             yield Label(Text(inst.key), id="key")
+            if self.deleted_at is not None:  # gone before the screen was shown
+                yield self._deleted_banner()
         with Grid(id="meta"):
             for row_id, label, value in self._meta_rows():
                 yield Label(label, classes="meta-name", markup=False)
                 yield Label(value, id=f"meta-{row_id}", markup=False)
-        with VerticalScroll(id="value-pane"):
+        with VerticalScroll(
+            id="value-pane", classes="deleted" if self.deleted_at is not None else ""
+        ):
             if inst.problems:
                 problems = "\n".join(f"⚠ {problem}" for problem in inst.problems)
                 yield Static(problems, id="problems", markup=False)
@@ -293,16 +297,15 @@ class InspectScreen(Screen[None]):
         self.deleted_at, self._deleted_exact = revision, exact
         if not self.is_mounted:
             return
-        self.query_one("#heading").mount(
-            Static(
-                f"{describe_deleted(revision, exact)} — showing the last known value",
-                id="deleted",
-                markup=False,
-            )
-        )
+        self.query_one("#heading").mount(self._deleted_banner())
         self.query_one("#value-pane").add_class("deleted")
         self._refresh_meta()
         self._refresh_value()
+
+    def _deleted_banner(self) -> Static:
+        assert self.deleted_at is not None
+        text = describe_deleted(self.deleted_at, self._deleted_exact)
+        return Static(f"{text} — showing the last known value", id="deleted", markup=False)
 
     def _refresh_meta(self) -> None:
         for row_id, _, value in self._meta_rows():
