@@ -137,8 +137,10 @@ async def test_the_app_catches_up_after_sustained_writes(
         # Every change reached the app; the screen took them in far fewer flushes.
         assert received[0] >= puts
         assert flushes[0] < puts / 5, (flushes[0], puts)
-        # The event log counted every event, and told the bursts as bursts.
+        # The event log counted every event, and told the bursts as bursts; its scroll
+        # range follows its lines (at most a second late).
         assert log.total - logged_before == received[0]
+        await until(pilot, lambda: log.virtual_size.height == len(log.entries))
         summaries = [
             e for e in log.entries if e.kind is LogKind.UPDATE and "updates in" in e.detail
         ]

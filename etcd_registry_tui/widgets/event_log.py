@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from time import monotonic  # not through ``time``: tests replace that for stable stamps
 
 from rich.segment import Segment
 from rich.style import Style
@@ -11,6 +12,7 @@ from textual.cache import LRUCache
 from textual.geometry import Region, Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
+from textual.timer import Timer
 
 from ..registry.session import LogEntry, LogKind
 
@@ -24,6 +26,9 @@ _STYLES = {
     LogKind.ERROR: Style(color="red"),
 }
 
+
+#: Seconds between two changes of the log's scrollable height.
+RESIZE_INTERVAL = 1.0
 
 #: A batch of more UPDATEs than this is logged as one line that says how many there were.
 BURST_OVER = 10
@@ -67,6 +72,8 @@ class EventLog(ScrollView):
         # (id of the entry, width, style) -> (the entry, its line); the entry is kept so a
         # recycled id never shows another entry's line.
         self._line_style = Style()
+        self._resized_at = 0.0
+        self._resize_timer: Timer | None = None
         self._strips: LRUCache[tuple[int, int, Style], tuple[LogEntry, Strip]] = LRUCache(256)
 
     def on_mount(self) -> None:
@@ -78,12 +85,31 @@ class EventLog(ScrollView):
             return
         self.total += len(entries)
         self.entries.extendleft(summarise_bursts(entries, self.prefix))
-        self.virtual_size = Size(self.size.width, len(self.entries))
+        self._resize_later()
         self.refresh()
+
+    def _resize_later(self) -> None:
+        """Let the scrollable height follow the entries at most once a second: a new
+        height costs a layout pass of the whole screen, and only the scroll range (of
+        the oldest lines) waits for it."""
+        if self._resize_timer is not None:
+            return
+        wait = self._resized_at + RESIZE_INTERVAL - monotonic()
+        if wait <= 0 or not self.is_mounted:
+            self._resize()
+        else:
+            self._resize_timer = self.set_timer(wait, self._resize, name="event log size")
+
+    def _resize(self) -> None:
+        self._resize_timer = None
+        self._resized_at = monotonic()
+        size = Size(self.size.width, len(self.entries))
+        if size != self.virtual_size:
+            self.virtual_size = size
 
     def clear(self) -> None:
         self.entries.clear()
-        self.virtual_size = Size(self.size.width, 0)
+        self._resize()
         self.refresh()
 
     def render_lines(self, crop: Region) -> list[Strip]:
