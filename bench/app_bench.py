@@ -15,7 +15,12 @@ with a fleet of instances, each on its own lease, and measures:
   and 5,000 keys of one service removed by one delete-prefix; time from the first delete
   batch to the view showing none of them, and the longest event-loop stall meanwhile
   (a task sleeping 10 ms in a loop records its overshoot);
-* resident memory of the app process before loading and with the fleet shown.
+* resident memory of the app process before loading and with the fleet shown;
+* sustained load (its own etcd): a separate writer process puts 2,000 values a second
+  to 1,000 keys for 10 s while the app runs; how far the revision on the status line
+  trails etcd's (in revisions, and in seconds from etcd's commit to the frame showing
+  it, max and p95), how many events a second the app takes in, its CPU, and how long it
+  needs to catch up once the writer stops.
 
 The app runs in a fresh child process (``--child``), so its RSS and CPU figures are not
 polluted by the setup done here (starting etcd, writing the fleet). Every figure is
@@ -27,7 +32,10 @@ well under a minute; ``--sizes 10000x100,...`` picks other sizes (over 20,000 in
 only the first frame and memory are measured). To profile the app process, set
 ``APP_BENCH_CHILD_WRAP``, e.g. ``"py-spy record -f raw -o app.txt --"``.
 
-Usage: ``python bench/app_bench.py [--quick] [--sizes 10000x100,100000x1000]``
+``--load-only`` runs only the sustained-load scenario (``--quick``: 4 s of it);
+``--rate`` and ``--seconds`` change its load.
+
+Usage: ``python bench/app_bench.py [--quick] [--sizes 10000x100,100000x1000] [--load-only]``
 """
 
 from __future__ import annotations
@@ -47,7 +55,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = Path(__file__).resolve()
+ROOT = SCRIPT.parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
@@ -520,6 +529,237 @@ async def child_main(opts: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+# --------------------------------------------------------------------------------------
+# Sustained load: a writer process of its own, the app in the child
+
+
+LOAD_KEYS = 1_000
+LOAD_SERVICES = 20
+LOAD_WORKERS = 48
+
+
+def load_items() -> list[tuple[bytes, str, str]]:
+    """The ``(key, service, instance id)`` of the keys the load writer keeps rewriting."""
+    items = []
+    for n in range(LOAD_KEYS):
+        service = f"Load{n % LOAD_SERVICES:02d}"
+        instance_id = f"load-{n:05d}"
+        items.append((f"{PREFIX}{service}/{instance_id}".encode(), service, instance_id))
+    return items
+
+
+async def write_load_fleet(endpoint: str) -> None:
+    async with EtcdConnection(ConnectionConfig(endpoints=(endpoint,))) as conn:
+        leases = await grant_many(conn, LOAD_SERVICES, FLEET_TTL)
+        await put_many(
+            conn,
+            [
+                (key, instance_value(service, iid, n), leases[n % LOAD_SERVICES])
+                for n, (key, service, iid) in enumerate(load_items())
+            ],
+        )
+
+
+def save_json(path: str | Path, data: Any) -> None:
+    Path(path).write_text(json.dumps(data))
+
+
+def load_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+async def writer_main(opts: dict[str, Any]) -> dict[str, Any]:
+    """Put ``rate`` values a second, round-robin over the load keys, for ``seconds``.
+
+    Writes ``(time.monotonic() when etcd answered, revision)`` for every put to
+    ``opts["out"]`` (monotonic time is the same clock in every process on one machine).
+    """
+    rate, seconds = opts["rate"], opts["seconds"]
+    items = load_items()
+    total = int(rate * seconds)
+    log: list[tuple[float, int]] = []
+    async with EtcdConnection(ConnectionConfig(endpoints=(opts["endpoint"],))) as conn:
+        # Keep each key's lease: a put without one would detach it.
+        kvs, _ = await conn.get_prefix(PREFIX.encode())
+        lease_of = {kv.key: kv.lease for kv in kvs}
+        counter = iter(range(total))
+        started = time.monotonic()
+
+        async def worker() -> None:
+            for i in counter:
+                due = started + i / rate
+                delay = due - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                key, service, iid = items[i % len(items)]
+                value = instance_value(service, iid, LOAD_KEYS + i)
+                revision = await conn.put(key, value, lease_of.get(key, 0))
+                log.append((time.monotonic(), revision))
+
+        await asyncio.gather(*(worker() for _ in range(LOAD_WORKERS)))
+        ended = time.monotonic()
+    save_json(opts["out"], log)
+    return {"puts": len(log), "seconds": ended - started, "cpu_s": time.process_time()}
+
+
+async def run_writer(opts: dict[str, Any], shown: list[tuple[float, int]]) -> dict[str, Any]:
+    """Run the writer process; then wait until ``shown`` (``(monotonic time, revision)``
+    as the consumer shows them) reaches the writer's last revision; return the figures."""
+    cmd = [sys.executable, str(SCRIPT), "--writer", json.dumps(opts)]
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    proc = await asyncio.create_subprocess_exec(
+        *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT
+    )
+    stdout, stderr = await proc.communicate()
+    writer_done = time.monotonic()
+    if proc.returncode != 0:
+        raise RuntimeError(f"the writer failed: {stderr.decode()[-3000:]}")
+    writer = json.loads(stdout.decode().split("RESULT ", 1)[1])
+    load_cpu = time.process_time() - cpu0
+    log = sorted((rev, t) for t, rev in load_json(opts["out"]))
+    last_rev = log[-1][0]
+    await wait_for(
+        lambda: bool(shown) and shown[-1][1] >= last_rev,
+        opts["catchup_timeout"],
+        f"revision {last_rev} to be shown",
+    )
+    caught_up = time.monotonic()
+    total_cpu = time.process_time() - cpu0
+
+    # Seconds behind: from etcd's answer for a revision to the first frame showing it.
+    behind_s: list[float] = []
+    index = 0
+    for rev, t in log:
+        while index < len(shown) and shown[index][1] < rev:
+            index += 1
+        shown_at = shown[index][0] if index < len(shown) else caught_up
+        behind_s.append(max(0.0, shown_at - t))
+    # Revisions behind: at each put, etcd's revision minus the one shown then.
+    behind_rev: list[float] = []
+    index = 0
+    current = shown[0][1] if shown else 0
+    for t, rev in sorted((t, rev) for rev, t in log):
+        while index < len(shown) and shown[index][0] <= t:
+            current = shown[index][1]
+            index += 1
+        behind_rev.append(float(max(0, rev - current)))
+    window = writer_done - wall0
+    if os.environ.get("APP_BENCH_LAG_TRACE"):
+        step = max(1, len(behind_s) // 20)
+        trace = [f"{log[i][1] - wall0:.1f}s:{behind_s[i]:.2f}" for i in range(0, len(log), step)]
+        print("lag trace", " ".join(trace), file=sys.stderr)
+    return {
+        "puts": writer["puts"],
+        "write_seconds": writer["seconds"],
+        "put_rate": writer["puts"] / writer["seconds"],
+        "lag_max_s": max(behind_s),
+        "lag_p95_s": percentile(behind_s, 0.95),
+        "lag_max_rev": max(behind_rev),
+        "lag_p95_rev": percentile(behind_rev, 0.95),
+        "catchup_s": caught_up - writer_done,
+        "cpu_pct": load_cpu / window * 100,
+        "cpu_s": total_cpu,
+        "cpu_ms_per_1000": total_cpu / writer["puts"] * 1e6,
+        "window": window,
+        "wall0": wall0,
+        "writer_done": writer_done,
+    }
+
+
+async def load_child_main(opts: dict[str, Any]) -> dict[str, Any]:
+    """The app under the writer's load: what the status line showed, frame by frame."""
+    from etcd_registry_tui.app import RegistryApp
+    from etcd_registry_tui.widgets.status_bar import StatusBar
+
+    config = ConnectionConfig(endpoints=(opts["endpoint"],), prefix=PREFIX)
+    app = RegistryApp(config)
+    frames: list[tuple[float, int]] = []  # (monotonic time at the end of a frame, shown rev)
+    received = [0]
+    on_batch = app.session.on_batch
+
+    def batch_hook(batch: Any, entries: Any) -> None:
+        if not batch.snapshot:
+            received[0] += len(batch.changes)
+        on_batch(batch, entries)
+
+    app.session.on_batch = batch_hook
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(lambda: len(app.session.state) >= LOAD_KEYS, 60, "the load keys")
+        await pilot.pause()
+        status = app.query_one(StatusBar)
+        screen = app.screen
+        refresh = screen._compositor_refresh
+
+        frame_cpu: list[float] = []
+        flush_cpu: list[float] = []
+
+        def refresh_hook() -> None:
+            started = time.perf_counter()
+            refresh()
+            now = time.monotonic()
+            frame_cpu.append(time.perf_counter() - started)
+            frames.append((now, status.revision))
+
+        screen._compositor_refresh = refresh_hook
+        flush = app._apply_pending
+
+        def flush_hook() -> None:
+            started = time.perf_counter()
+            flush()
+            flush_cpu.append(time.perf_counter() - started)
+
+        app._apply_pending = flush_hook
+        # Park the cursor in the middle of the keys, where they change.
+        app.tree.select_key(load_items()[LOAD_KEYS // 2][0])
+        await pilot.pause()
+        received0 = received[0]
+        del frame_cpu[:], flush_cpu[:]
+        result = await run_writer(opts, frames)
+        result["frame_ms"] = statistics.median(frame_cpu) * 1000
+        result["flush_ms"] = statistics.median(flush_cpu) * 1000
+        result["flushes"] = len(flush_cpu)
+        result["frame_max_ms"] = max(frame_cpu) * 1000
+        result["flush_max_ms"] = max(flush_cpu) * 1000
+        await pilot.pause()
+        where = app.tree._where
+        held = app.session.state.instances
+        result["tree_matches"] = len(where) == len(held) and all(
+            where.get(key) is inst for key, inst in held.items()
+        )
+        result["tree_rows"] = app.tree.row_count
+    wall0, done = result["wall0"], result["writer_done"]
+    result["events_per_s"] = (received[0] - received0) / result["window"]
+    result["frames_per_s"] = sum(1 for t, _ in frames if wall0 <= t <= done) / result["window"]
+    return result
+
+
+async def session_child_main(opts: dict[str, Any]) -> dict[str, Any]:
+    """The same load on a bare RegistrySession (no UI): the floor the app is compared to."""
+    from etcd_registry_tui.registry.session import RegistrySession
+
+    config = ConnectionConfig(endpoints=(opts["endpoint"],), prefix=PREFIX)
+    applied: list[tuple[float, int]] = []
+    received = [0]
+    session = RegistrySession(config)
+
+    def on_batch(batch: Any, _entries: Any) -> None:
+        received[0] += len(batch.changes)
+        applied.append((time.monotonic(), session.state.revision))
+
+    session.on_batch = on_batch
+    task = asyncio.create_task(session.run())
+    try:
+        await wait_for(lambda: len(session.state) >= LOAD_KEYS, 60, "the load keys")
+        received0 = received[0]
+        result = await run_writer(opts, applied)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await session.shutdown()
+    result["events_per_s"] = (received[0] - received0) / result["window"]
+    return result
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
@@ -550,6 +790,8 @@ def run_child(opts: dict[str, Any], timeout: float) -> dict[str, Any]:
     wrap = os.environ.get("APP_BENCH_CHILD_WRAP", "").split()  # e.g. "py-spy record -o x.svg --"
     cmd = [*wrap, sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(opts)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    if os.environ.get("APP_BENCH_LAG_TRACE"):
+        print(proc.stderr[-2000:])
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[7:])
@@ -664,6 +906,108 @@ def bench_size(instances: int, services: int, mode: str, quick: bool) -> None:
     )
 
 
+def bench_load(rate: float, seconds: float) -> None:
+    """The sustained-load scenario on an etcd of its own: a bare session, then the app."""
+    import tempfile
+
+    etcd = EmbeddedEtcd(name="bench-load", log_level="warn")
+    etcd.start()
+    try:
+        asyncio.run(write_load_fleet(etcd.endpoint))
+        print(
+            f"\n== sustained load: {rate:,.0f} puts/s to {LOAD_KEYS:,} keys for {seconds:g} s,"
+            f" by a writer process of its own ==",
+            flush=True,
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            opts = {
+                "endpoint": etcd.endpoint,
+                "rate": rate,
+                "seconds": seconds,
+                "out": str(Path(tmp) / "writer.json"),
+                "catchup_timeout": 120.0,
+            }
+            bare = run_child({**opts, "mode": "load-session"}, timeout=300)
+            r = run_child({**opts, "mode": "load"}, timeout=300)
+    finally:
+        etcd.cleanup()
+    if not r["tree_matches"] or r["tree_rows"] != LOAD_KEYS + LOAD_SERVICES:
+        raise RuntimeError(f"the tree does not show the state after the load: {r}")
+    figure(
+        "load: puts/s the writer achieved",
+        r["put_rate"],
+        "/s",
+        None,
+        f"{r['puts']:,} puts in {r['write_seconds']:.1f} s "
+        f"({bare['put_rate']:.0f}/s in the bare-session run)",
+    )
+    figure(
+        "load: events/s taken in by the app",
+        r["events_per_s"],
+        "/s",
+        None,
+        f"while the writer ran; bare session {bare['events_per_s']:.0f}/s",
+    )
+    figure(
+        "load: frames/s on screen",
+        r["frames_per_s"],
+        "/s",
+        None,
+        f"a frame takes {r['frame_ms']:.1f} ms (median, max {r['frame_max_ms']:.0f}); "
+        f"{r['flushes']} flushes of {r['flush_ms']:.1f} ms (median, max "
+        f"{r['flush_max_ms']:.0f}) took in the changes",
+    )
+    figure(
+        "load: app CPU while the writer ran",
+        r["cpu_pct"],
+        "%",
+        None,
+        f"bare session {bare['cpu_pct']:.0f} %",
+    )
+    figure(
+        "load: app CPU per 1,000 events",
+        r["cpu_ms_per_1000"],
+        "ms",
+        None,
+        f"until caught up; bare session {bare['cpu_ms_per_1000']:.0f} ms",
+    )
+    figure(
+        "load: status line behind etcd, max",
+        r["lag_max_s"],
+        "s",
+        1.0,
+        f"bare session: its state {bare['lag_max_s']:.2f} s behind at most",
+    )
+    figure(
+        "load: status line behind etcd, p95",
+        r["lag_p95_s"],
+        "s",
+        None,
+        f"bare session {bare['lag_p95_s']:.2f} s",
+    )
+    figure(
+        "load: revisions behind, max",
+        r["lag_max_rev"],
+        "rev",
+        None,
+        f"bare session {bare['lag_max_rev']:.0f}",
+    )
+    figure(
+        "load: revisions behind, p95",
+        r["lag_p95_rev"],
+        "rev",
+        None,
+        f"bare session {bare['lag_p95_rev']:.0f}",
+    )
+    figure(
+        "load: caught up after the writer stopped",
+        r["catchup_s"],
+        "s",
+        None,
+        f"bare session {bare['catchup_s']:.2f} s",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2,000 instances, < 60 s")
@@ -672,10 +1016,22 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated INSTANCESxSERVICES (default 10000x100,100000x1000); "
         "sizes over 20,000 only measure the first frame and memory",
     )
+    parser.add_argument("--load-only", action="store_true", help="only the sustained-load scenario")
+    parser.add_argument("--rate", type=float, default=2_000.0, help="puts/s of the load")
+    parser.add_argument("--seconds", type=float, help="seconds of load (10; --quick 4)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--writer", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.writer:
+        result = asyncio.run(writer_main(json.loads(args.writer)))
+        print("RESULT " + json.dumps(result), flush=True)
+        return 0
     if args.child:
-        result = asyncio.run(child_main(json.loads(args.child)))
+        opts = json.loads(args.child)
+        main_fn = {"load": load_child_main, "load-session": session_child_main}.get(
+            opts["mode"], child_main
+        )
+        result = asyncio.run(main_fn(opts))
         print("RESULT " + json.dumps(result), flush=True)
         return 0
     print(
@@ -693,9 +1049,12 @@ def main(argv: list[str] | None = None) -> int:
             sizes = [(2_000, 20)]
         else:
             sizes = [(10_000, 100), (100_000, 1_000)]
-        for instances, services in sizes:
-            mode = "full" if instances <= 20_000 else "frame"
-            bench_size(instances, services, mode, quick=args.quick)
+        if not args.load_only:
+            for instances, services in sizes:
+                mode = "full" if instances <= 20_000 else "frame"
+                bench_size(instances, services, mode, quick=args.quick)
+        seconds = args.seconds or (4.0 if args.quick else 10.0)
+        bench_load(args.rate, seconds)
     except Exception as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
         return 1

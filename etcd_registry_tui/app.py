@@ -10,6 +10,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 import traceback
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
@@ -21,6 +22,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Footer, Header, Input
 from textual.worker import Worker, WorkerState
 
@@ -29,7 +31,7 @@ from .messages import RegistryDirty, StatusChanged, TaskFailed
 from .registry.config import ConnectionConfig
 from .registry.errors import RegistryError
 from .registry.events import ChangeBatch, ConnectionStatus, ConnState
-from .registry.model import UNRECOGNISED, Change, Instance
+from .registry.model import UNRECOGNISED, Change, ChangeKind, Instance
 from .registry.sanitize import safe_line, safe_text
 from .registry.session import LogEntry, LogKind, RegistrySession
 from .registry.supervisor import Supervisor, TaskFailure
@@ -51,6 +53,16 @@ BackgroundTask = Callable[[], Awaitable[Any]]
 
 #: From this many instances on, a snapshot is moved out of the cyclic GC's reach.
 FREEZE_SNAPSHOT_AT = 1_000
+
+#: The screen takes in what the watch brought at most this often. In between, changes are
+#: coalesced per key (the latest state of a key wins), so the UI's work follows what is on
+#: screen, not how fast etcd changes; a lone change after a quiet spell is shown at once.
+FLUSH_INTERVAL = 1 / 20
+#: Under sustained load (the last flush applied at least BUSY_CHANGES changes) the screen
+#: takes them in ten times a second: a frame costs about as much whatever it shows, and the
+#: event loop's time goes to keeping up with etcd instead.
+BUSY_FLUSH_INTERVAL = 0.1
+BUSY_CHANGES = 20
 
 
 def crash_log_path() -> Path:
@@ -110,9 +122,14 @@ class RegistryApp(ElectionsMixin, App[int]):
         self.background = list(background)
         self.on_shutdown = list(on_shutdown)
         self.sub_title = subtitle or f"{self.config.label}  {self.config.prefix}"
-        self._pending_changes: list[Change] = []
+        #: Latest change per key since the last flush.
+        self._pending_changes: dict[bytes, Change] = {}
         self._pending_log: list[LogEntry] = []
         self._pending_snapshot = False
+        self._last_flush = 0.0
+        self._last_flush_size = 0
+        self._flush_timer: Timer | None = None
+        self._dirty_posted = False
         self._quitting = False
         self._select_when_shown: bytes | None = None
         self._init_elections(tuple(elections_prefixes))
@@ -224,9 +241,14 @@ class RegistryApp(ElectionsMixin, App[int]):
                 self._gc_frozen = True
                 gc.freeze()
         else:
-            self._pending_changes.extend(batch.changes)
+            pending = self._pending_changes
+            for change in batch.changes:
+                pending[change.key] = change
         self._pending_log.extend(entries)
-        self.post_message(RegistryDirty())
+        if not self._dirty_posted and self._flush_timer is None:
+            # One message until it is handled, not one per watch response: a message costs
+            # Textual more than applying a change costs the session.
+            self._dirty_posted = self.post_message(RegistryDirty())
 
     def _on_session_status(self, status: ConnectionStatus) -> None:
         self.post_message(StatusChanged(status))
@@ -247,13 +269,29 @@ class RegistryApp(ElectionsMixin, App[int]):
         self.query_one(StatusBar).note_error(message.failure.summary)
 
     def on_registry_dirty(self, _: RegistryDirty) -> None:
-        if self.is_running:  # not while shutting down: the widgets may be gone
+        self._dirty_posted = False
+        if not self.is_running:  # not while shutting down: the widgets may be gone
+            return
+        if self._flush_timer is not None:
+            return  # a flush is due already; it takes these changes too
+        busy = self._last_flush_size >= BUSY_CHANGES
+        interval = BUSY_FLUSH_INTERVAL if busy else FLUSH_INTERVAL
+        wait = self._last_flush + interval - time.monotonic()
+        if wait <= 0:
+            self._apply_pending()
+        else:
+            self._flush_timer = self.set_timer(wait, self._timed_flush, name="flush")
+
+    def _timed_flush(self) -> None:
+        self._flush_timer = None
+        if self.is_running:
             self._apply_pending()
 
     def _apply_pending(self) -> None:
         # Not ``_flush``: that is Textual's App._flush(stderr), called whenever stdout or
         # stderr is flushed while the app runs (print(flush=True), logging's last resort).
         tree = self.tree
+        changes: dict[bytes, Change] | None = None
         with self.batch_update():
             if self._pending_snapshot:
                 self._pending_snapshot = False
@@ -264,8 +302,12 @@ class RegistryApp(ElectionsMixin, App[int]):
                 if nothing_highlighted:
                     self._highlight_first()
             elif self._pending_changes:
-                changes, self._pending_changes = self._pending_changes, []
-                tree.apply_changes(changes)
+                changes, self._pending_changes = self._pending_changes, {}
+                tree.apply_changes(changes.values())
+            else:
+                changes = {}
+            self._last_flush_size = len(changes) if changes else 0
+            self._follow_inspected(changes)
             if self._pending_log:
                 entries, self._pending_log = self._pending_log, []
                 self.query_one(EventLog).add(entries)
@@ -275,6 +317,34 @@ class RegistryApp(ElectionsMixin, App[int]):
             self._sync_marks()
             self._show_detail()
             self._update_counts()
+        self._last_flush = time.monotonic()
+
+    def _follow_inspected(self, changes: dict[bytes, Change] | None) -> None:
+        """Keep an open inspect view on its key: new value, or deleted at which revision.
+
+        ``changes`` are the changes just applied, ``None`` after a snapshot (then the
+        state is compared, and a key found missing was deleted by the snapshot's revision).
+        """
+        state = self.session.state
+        for screen in self.screen_stack:
+            if not isinstance(screen, InspectScreen):
+                continue
+            key = screen.instance.raw_key
+            change = changes.get(key) if changes is not None else None
+            if change is not None and change.kind is ChangeKind.DELETE:
+                screen.show_deleted(change.revision)
+                continue
+            inst = state.get(key)
+            if inst is None:
+                if changes is None and screen.deleted_at is None:
+                    screen.show_deleted(state.revision, exact=False)
+                continue
+            screen.show_instance(
+                inst,
+                self.session.ttl(inst.lease),
+                len(state.keys_on_lease(inst.lease)),
+                self.session.is_own(key),
+            )
 
     def on_status_changed(self, message: StatusChanged) -> None:
         if not self.is_running:
@@ -317,7 +387,7 @@ class RegistryApp(ElectionsMixin, App[int]):
         if detail.instance is not None:
             detail.update_ttl(self.session.ttl(detail.instance.lease))
         screen = self.screen
-        if isinstance(screen, InspectScreen):
+        if isinstance(screen, InspectScreen) and screen.deleted_at is None:
             screen.update_ttl(self.session.ttl(screen.instance.lease))
         self._update_counts()
 

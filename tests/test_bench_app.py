@@ -31,10 +31,23 @@ FIGURES = (
     "delete-prefix burst: longest UI stall",
     "longest flush (applying a batch)",
     "longest garbage collection pause",
+    # the sustained-load scenario (a writer process of its own, then the lag)
+    "load: puts/s the writer achieved",
+    "load: events/s taken in by the app",
+    "load: frames/s on screen",
+    "load: app CPU while the writer ran",
+    "load: app CPU per 1,000 events",
+    "load: status line behind etcd, max",
+    "load: status line behind etcd, p95",
+    "load: revisions behind, max",
+    "load: revisions behind, p95",
+    "load: caught up after the writer stopped",
 )
 
 # A figure line: label, a number with its unit, then a target and a verdict, or "info".
-LINE = re.compile(r"^\s*(?P<label>.+?)\s+(?P<value>-?\d+\.\d) (?P<unit>ms|MB|%)\s+(?P<rest>.*)$")
+LINE = re.compile(
+    r"^\s*(?P<label>.+?)\s+(?P<value>-?\d+\.\d) (?P<unit>ms|MB|%|/s|s|rev)\s+(?P<rest>.*)$"
+)
 
 
 def test_app_bench_quick() -> None:
@@ -56,7 +69,7 @@ def test_app_bench_quick() -> None:
     for label in FIGURES:
         assert label in lines, f"no figure line {label!r} in:\n{out}"
         rest = lines[label]
-        assert re.match(r"target <= [\d.]+ (ms|MB|%)\s+(ok|over)\b", rest) or rest.startswith(
+        assert re.match(r"target <= [\d.]+ (ms|MB|%|s)\s+(ok|over)\b", rest) or rest.startswith(
             "info"
         ), f"{label!r}: no target and verdict in {rest!r}"
     assert re.search(r"\d+ of \d+ figures within target", out), out

@@ -80,13 +80,22 @@ def copy_text(instance: Instance) -> str:
         return instance.value_text()
 
 
+def describe_deleted(revision: int, exact: bool) -> str:
+    """When the key went: the revision of its delete, or (``exact`` false) of the reloaded
+    snapshot that found it gone."""
+    if exact:
+        return f"deleted at rev {revision}"
+    return f"deleted by rev {revision} (gone when the registry was reloaded)"
+
+
 class InspectScreen(Screen[None]):
     """One instance in full: key, value (highlighted JSON or raw text/hex) and metadata.
 
     ``ttl`` is ``(remaining seconds, granted TTL)`` as the lease tracker reports it;
     ``lease_keys`` is how many keys are bound to the lease (this one included); ``own``
-    marks an instance registered from this dashboard. Call :meth:`update_ttl` to refresh
-    the remaining TTL.
+    marks an instance registered from this dashboard. The view follows its key: the app
+    calls :meth:`show_instance` when the key changes, :meth:`show_deleted` when it goes,
+    and :meth:`update_ttl` every second for the countdown.
     """
 
     BINDINGS = [
@@ -103,6 +112,13 @@ class InspectScreen(Screen[None]):
     }
     InspectScreen #key {
         text-style: bold;
+    }
+    InspectScreen #deleted {
+        color: $error;
+        text-style: bold;
+    }
+    InspectScreen #value-pane.deleted {
+        color: $text-muted;
     }
     InspectScreen #meta {
         grid-size: 4;
@@ -150,11 +166,17 @@ class InspectScreen(Screen[None]):
         self.ttl: TTL = ttl
         self.lease_keys = lease_keys
         self.own = own
+        #: Revision at which the key was deleted; None while it exists.
+        self.deleted_at: int | None = None
+        self._deleted_exact = True
 
     # -- building ------------------------------------------------------------
     def _value_renderable(self) -> Syntax | Text:
         # Only the display-safe preview is drawn; ``c`` copies the value as stored.
         inst = self.instance
+        if self.deleted_at is not None:
+            # Greyed, without highlighting: a value that is no longer in etcd.
+            return Text(inst.display_value() if inst.value else "(empty value)", style="dim")
         if inst.fields is not None:
             return Syntax(
                 inst.display_value(),
@@ -178,7 +200,7 @@ class InspectScreen(Screen[None]):
             ("instance-id", "Instance id", inst.display_id or "—"),
             ("granted-ttl", "Granted TTL", describe_granted(granted, lease)),
             ("address", "Address", inst.display_address or "—"),
-            ("remaining-ttl", "Remaining TTL", describe_remaining(remaining, granted, lease)),
+            ("remaining-ttl", "Remaining TTL", self._describe_remaining()),
             ("first-seen", "First seen", describe_first_seen(inst.first_seen)),
             ("lease-keys", "Keys on lease", describe_lease_keys(self.lease_keys, lease)),
             ("create-revision", "Created at rev", str(inst.create_revision)),
@@ -193,11 +215,15 @@ class InspectScreen(Screen[None]):
         inst = self.instance
         with Vertical(id="heading"):
             yield Label(Text(inst.display_key), id="key")
+            if self.deleted_at is not None:  # gone before the screen was shown
+                yield self._deleted_banner()
         with Grid(id="meta"):
             for row_id, label, value in self._meta_rows():
                 yield Label(label, classes="meta-name", markup=False)
                 yield Label(value, id=f"meta-{row_id}", markup=False)
-        with VerticalScroll(id="value-pane"):
+        with VerticalScroll(
+            id="value-pane", classes="deleted" if self.deleted_at is not None else ""
+        ):
             if inst.problems:
                 problems = "\n".join(f"⚠ {problem}" for problem in inst.display_problems)
                 yield Static(problems, id="problems", markup=False)
@@ -209,24 +235,34 @@ class InspectScreen(Screen[None]):
         self._style_remaining()
 
     # -- live TTL ------------------------------------------------------------
+    def _describe_remaining(self) -> str:
+        if self.deleted_at is not None:
+            return "— (key deleted)"
+        remaining, granted = self.ttl
+        return describe_remaining(remaining, granted, self.instance.lease)
+
     def _style_remaining(self) -> None:
         remaining, granted = self.ttl
         label = self.query_one("#meta-remaining-ttl", Label)
-        wanted = ttl_class(remaining, granted, self.instance.lease)
+        wanted = (
+            "ttl-none"
+            if self.deleted_at is not None
+            else ttl_class(remaining, granted, self.instance.lease)
+        )
         for cls in ("ttl-ok", "ttl-low", "ttl-critical", "ttl-none", "ttl-unknown"):
             label.set_class(cls == wanted, cls)
 
     def update_ttl(self, ttl: TTL) -> None:
         """Show a new ``(remaining, granted)``; only touches the two TTL labels."""
-        if ttl == self.ttl:
+        if ttl == self.ttl or self.deleted_at is not None:
             return
         self.ttl = ttl
         if not self.is_mounted:
             return
-        remaining, granted = ttl
+        _, granted = ttl
         lease = self.instance.lease
         for row_id, text in (
-            ("remaining-ttl", describe_remaining(remaining, granted, lease)),
+            ("remaining-ttl", self._describe_remaining()),
             ("granted-ttl", describe_granted(granted, lease)),
         ):
             label = self.query_one(f"#meta-{row_id}", Label)
@@ -234,9 +270,78 @@ class InspectScreen(Screen[None]):
                 label.update(text)
         self._style_remaining()
 
+    # -- following the key ---------------------------------------------------
+    def show_instance(
+        self, instance: Instance, ttl: TTL = (None, None), lease_keys: int = 0, own: bool = False
+    ) -> None:
+        """The key as it is now (a new value, lease or metadata, or back after a delete)."""
+        same = instance is self.instance and self.deleted_at is None
+        if same and (lease_keys, own) == (self.lease_keys, self.own):
+            self.update_ttl(ttl)
+            return
+        was_deleted = self.deleted_at is not None
+        self.instance, self.ttl, self.lease_keys, self.own = instance, ttl, lease_keys, own
+        self.deleted_at = None
+        if not self.is_mounted:
+            return
+        self._refresh_meta()
+        if not same:
+            self._refresh_value()
+        if was_deleted:
+            self.query("#deleted").remove()
+            self.query_one("#value-pane").remove_class("deleted")
+
+    def show_deleted(self, revision: int, exact: bool = True) -> None:
+        """The key is gone (deleted, expired or its lease revoked) at ``revision``."""
+        if self.deleted_at is not None:
+            return
+        self.deleted_at, self._deleted_exact = revision, exact
+        if not self.is_mounted:
+            return
+        self.query_one("#heading").mount(self._deleted_banner())
+        self.query_one("#value-pane").add_class("deleted")
+        self._refresh_meta()
+        self._refresh_value()
+
+    def _deleted_banner(self) -> Static:
+        assert self.deleted_at is not None
+        text = describe_deleted(self.deleted_at, self._deleted_exact)
+        return Static(f"{text} — showing the last known value", id="deleted", markup=False)
+
+    def _refresh_meta(self) -> None:
+        for row_id, _, value in self._meta_rows():
+            found = self.query(f"#meta-{row_id}")
+            if found:
+                label = found.first(Label)
+                if str(label.content) != value:
+                    label.update(value)
+        self._style_remaining()
+
+    def _refresh_value(self) -> None:
+        self.query_one("#value", Static).update(self._value_renderable())
+        problems = self.instance.problems
+        text = "\n".join(f"⚠ {problem}" for problem in problems)
+        found = self.query("#problems")
+        if found and problems:
+            found.first(Static).update(text)
+        elif found:
+            found.remove()
+        elif problems:
+            self.query_one("#value-pane").mount(
+                Static(text, id="problems", markup=False), before="#value"
+            )
+
     # -- actions -------------------------------------------------------------
     def action_copy_value(self) -> None:
         self.app.copy_to_clipboard(copy_text(self.instance))
+        if self.deleted_at is not None:
+            self.notify(
+                f"Copied the last known value of {self.instance.display_key}"
+                f" ({describe_deleted(self.deleted_at, self._deleted_exact)})",
+                severity="warning",
+                markup=False,
+            )
+            return
         self.notify(f"Copied value of {self.instance.display_key}", markup=False)
 
     def action_copy_key(self) -> None:

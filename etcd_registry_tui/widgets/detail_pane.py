@@ -23,6 +23,8 @@ from .ttl_text import describe_ttl
 
 LABEL_WIDTH = 10
 
+_UNSHOWN = object()
+
 
 class LiveLine(Widget):
     """One label and a value that changes every second, redrawn without a layout pass."""
@@ -63,6 +65,7 @@ class DetailPane(VerticalScroll):
         self._ttl: tuple[float | None, int | None] = (None, None)
         self._lease_keys = 0
         self._own = False
+        self._summary: object = _UNSHOWN
         self._meta = Static(id="detail-meta")
         self._ttl_line = LiveLine("TTL", id="detail-ttl")
         self._seen_line = LiveLine("first seen", id="detail-seen")
@@ -87,7 +90,16 @@ class DetailPane(VerticalScroll):
         service_summary: str | None = None,
     ) -> None:
         changed = instance is not self.instance
+        same_meta = (lease_keys, own) == (self._lease_keys, self._own)
+        if instance is not None and not changed and same_meta:
+            # Called after every batch of changes: nothing to redraw but the live lines.
+            self._ttl = ttl
+            self._update_live()
+            return
+        if instance is None and self.instance is None and service_summary == self._summary:
+            return
         self.instance, self._ttl, self._lease_keys, self._own = instance, ttl, lease_keys, own
+        self._summary = service_summary
         live = instance is not None
         self._ttl_line.display = self._seen_line.display = live
         if instance is None:

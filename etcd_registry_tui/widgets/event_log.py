@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from time import monotonic  # not through ``time``: tests replace that for stable stamps
 
 from rich.segment import Segment
 from rich.style import Style
-from textual.geometry import Size
+from textual.cache import LRUCache
+from textual.geometry import Region, Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
+from textual.timer import Timer
 
 from ..registry.sanitize import safe_line
 from ..registry.session import LogEntry, LogKind
@@ -29,6 +32,35 @@ _STYLES = {
 #: A log line is one row: no need to escape more of a key or detail than a screen shows.
 LINE_CHARS = 1024
 
+#: Seconds between two changes of the log's scrollable height.
+RESIZE_INTERVAL = 1.0
+
+#: A batch of more UPDATEs than this is logged as one line that says how many there were.
+BURST_OVER = 10
+
+
+def summarise_bursts(
+    entries: list[LogEntry], prefix: str = "", over: int = BURST_OVER
+) -> list[LogEntry]:
+    """``entries`` (oldest first) with their UPDATEs as one summary line when there are more
+    than ``over`` of them: "N updates to M keys …, the latest …". Every other kind (PUT,
+    DELETE, EXPIRED, REVOKED, …) stays one line per event, in its place."""
+    updates = [entry for entry in entries if entry.kind is LogKind.UPDATE]
+    if len(updates) <= over:
+        return entries
+    first, last = updates[0], updates[-1]
+    keys = len({entry.key for entry in updates})
+    latest = last.key.removeprefix(prefix) if prefix else last.key
+    summary = LogEntry(
+        LogKind.UPDATE,
+        f"{keys} keys",
+        f"{len(updates)} updates in {max(0.0, last.at - first.at):.1f} s, the latest {latest}",
+        at=last.at,
+    )
+    result = [entry for entry in entries if entry.kind is not LogKind.UPDATE or entry is last]
+    result[result.index(last)] = summary
+    return result
+
 
 class EventLog(ScrollView):
     """Each PUT, UPDATE, DELETE, lease expiry and revoke, with the time."""
@@ -42,29 +74,71 @@ class EventLog(ScrollView):
         self.prefix = prefix
         self.entries: deque[LogEntry] = deque(maxlen=max_entries)
         self.total = 0
+        # (id of the entry, width, style) -> (the entry, its line); the entry is kept so a
+        # recycled id never shows another entry's line.
+        self._line_style = Style()
+        self._resized_at = 0.0
+        self._resize_timer: Timer | None = None
+        self._strips: LRUCache[tuple[int, int, Style], tuple[LogEntry, Strip]] = LRUCache(256)
 
     def on_mount(self) -> None:
         self.border_title = "Events"
 
     def add(self, entries: list[LogEntry]) -> None:
+        """Log what one flush brought (oldest first); ``total`` counts every event."""
         if not entries:
             return
-        self.entries.extendleft(entries)
         self.total += len(entries)
-        self.virtual_size = Size(self.size.width, len(self.entries))
+        self.entries.extendleft(summarise_bursts(entries, self.prefix))
+        self._resize_later()
         self.refresh()
+
+    def _resize_later(self) -> None:
+        """Let the scrollable height follow the entries at most once a second: a new
+        height costs a layout pass of the whole screen, and only the scroll range (of
+        the oldest lines) waits for it."""
+        if self._resize_timer is not None:
+            return
+        wait = self._resized_at + RESIZE_INTERVAL - monotonic()
+        if wait <= 0 or not self.is_mounted:
+            self._resize()
+        else:
+            self._resize_timer = self.set_timer(wait, self._resize, name="event log size")
+
+    def _resize(self) -> None:
+        self._resize_timer = None
+        self._resized_at = monotonic()
+        size = Size(self.size.width, len(self.entries))
+        if size != self.virtual_size:
+            self.virtual_size = size
 
     def clear(self) -> None:
         self.entries.clear()
-        self.virtual_size = Size(self.size.width, 0)
+        self._resize()
         self.refresh()
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        self._line_style = self.rich_style  # worked out once per render, not once per line
+        return super().render_lines(crop)
 
     def render_line(self, y: int) -> Strip:
         index = y + self.scroll_offset.y
         width = self.size.width
+        style = self._line_style
         if index >= len(self.entries):
-            return Strip.blank(width, self.rich_style)
+            return Strip.blank(width, style)
         entry = self.entries[index]
+        # Every new entry moves every line down one: each entry is drawn once per width and
+        # style, not once per frame.
+        key = (id(entry), width, style)
+        cached = self._strips.get(key)
+        if cached is not None and cached[0] is entry:
+            return cached[1]
+        strip = self._render_entry(entry, width, style)
+        self._strips[key] = (entry, strip)
+        return strip
+
+    def _render_entry(self, entry: LogEntry, width: int, style: Style) -> Strip:
         stamp = time.strftime("%H:%M:%S", time.localtime(entry.at))
         segments = [
             Segment(f"{stamp} ", Style(dim=True)),
@@ -77,4 +151,4 @@ class EventLog(ScrollView):
         strip = Strip(segments)
         if strip.cell_length > width > 1:
             strip = Strip(list(strip.crop(0, width - 1)) + [Segment("…", Style(dim=True))])
-        return strip.extend_cell_length(width).apply_style(self.rich_style)
+        return strip.extend_cell_length(width).apply_style(style)

@@ -17,6 +17,7 @@ tick only repaints the visible lines.
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -64,6 +65,17 @@ def _no_ttl(lease: int) -> tuple[float | None, int | None]:
 def _clean(text: str) -> str:
     """Text safe to put in a single segment: controls, C1 and bidi characters escaped."""
     return safe_line(text)
+
+
+@lru_cache(maxsize=4096)
+def _whole_seconds_text(seconds: int) -> str:
+    """:func:`format_remaining` of a whole number of seconds, worked out once per number."""
+    return format_remaining(seconds)
+
+
+def _remaining_text(remaining: float) -> str:
+    # format_remaining rounds up to whole seconds; so does this, then asks the cache.
+    return _whole_seconds_text(math.ceil(remaining))
 
 
 @lru_cache(maxsize=8192)
@@ -346,8 +358,14 @@ class RegistryTree(ScrollView, can_focus=True):
         self._relayout(None)
 
     def apply_changes(self, changes: Iterable[Change]) -> None:
-        """Apply a batch of changes (as returned by the model) in one go."""
+        """Apply a batch of changes (as returned by the model) in one go.
+
+        A new value of a key that keeps its row (same service, same visibility under the
+        filter) is swapped in place: only that row and its service's header are redrawn,
+        and only if they are on screen. Anything else rebuilds the groups it touched.
+        """
         dirty: set[str] = set()
+        swapped: dict[bytes, tuple[Instance, Instance]] = {}
         where = self._where
         for change in changes:
             inst = change.instance
@@ -362,10 +380,16 @@ class RegistryTree(ScrollView, can_focus=True):
                 if held.group == inst.group:
                     block = self._blocks[inst.group]
                     if block.replace(held, inst):
-                        dirty.add(inst.group)
+                        if self._keeps_row(held, inst):
+                            first = swapped.pop(inst.raw_key, (held, inst))[0]
+                            swapped[inst.raw_key] = (first, inst)
+                        else:
+                            dirty.add(inst.group)
                         continue
                 self._block_remove(held, dirty)
             self._block_insert(inst, dirty)
+        if swapped:
+            self._swap_rows([pair for pair in swapped.values() if pair[1].group not in dirty])
         if not dirty:
             return
         for name in dirty:
@@ -374,6 +398,40 @@ class RegistryTree(ScrollView, can_focus=True):
             if block is not None:
                 block.rows = self._block_rows(block)
         self._relayout(dirty)
+
+    def _keeps_row(self, old: Instance, new: Instance) -> bool:
+        """Whether ``new`` is shown exactly where ``old`` was (or hidden as it was)."""
+        text = self._filter
+        if not text or text in old.group.lower():
+            return True
+        return self._matches(old, text) == self._matches(new, text)
+
+    def _swap_rows(self, pairs: list[tuple[Instance, Instance]]) -> None:
+        """Put new instances in their predecessors' rows; redraw those on screen."""
+        if not pairs:
+            return
+        rows, offsets, blocks = self._rows, self._offsets, self._blocks
+        top = round(self.scroll_y)
+        bottom = top + self.scrollable_content_region.height
+        redraw: set[int] = set()
+        for old, new in pairs:
+            name = new.group
+            self._expiring.pop(name, None)  # the lease may have changed
+            offset = offsets.get(name)
+            if offset is None:
+                continue  # the service is hidden by the filter
+            if top <= offset < bottom:
+                redraw.add(offset)  # its header: problem and expiring counts
+            block = blocks[name]
+            index = bisect_left(block.rows, _row_key(old), key=_row_key)
+            if index < len(block.rows) and block.rows[index] is old:
+                block.rows[index] = new
+                line = offset + index
+                rows[line] = new
+                if top <= line < bottom:
+                    redraw.add(line)
+        for line in sorted(redraw):
+            self.refresh_lines(line)
 
     def set_filter(self, text: str) -> None:
         """Show only instances whose service name, id or address contains ``text``.
@@ -834,7 +892,7 @@ class RegistryTree(ScrollView, can_focus=True):
             if remaining is None:
                 text, level = "lease ?", "nolease"
             else:
-                text = format_remaining(remaining)
+                text = _remaining_text(remaining)
                 level = "critical" if remaining <= 0 else lease_level(remaining, granted)
         key = (text, level, width, cursor)
         segments = self._countdown_cache.get(key)

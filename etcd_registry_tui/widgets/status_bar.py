@@ -97,4 +97,5 @@ class StatusBar(Static):
             text.append(f"  last error: {last_error}", "yellow")
         if text != self._last:
             self._last = text
-            self.update(text)
+            # One line of fixed height: no layout pass for a new revision (every flush).
+            self.update(text, layout=False)
