@@ -378,6 +378,7 @@ class RegistryApp(ElectionsMixin, App[int]):
             tree.own_keys = own
         if paused != tree.paused_keys:
             tree.paused_keys = paused
+        self._refresh_leader_marks()
 
     def _tick(self) -> None:
         self.tree.tick()

@@ -98,8 +98,26 @@ class ElectionsMixin(_Base):
             self.query_one(EventLog).add([LogEntry(LogKind.ERROR, "", f"elections: {error}")])
 
     def _refresh_leader_marks(self) -> None:
-        """Hook for the registry tree's leader mark (instances of a service with an
-        election of the same name)."""
+        """Mark in the registry tree the instances that lead their service's election: an
+        election named like the service (``MigrationJob``, ``/elections/MigrationJob``)
+        whose leader stands on the instance's lease or proposes its id or address."""
+        marks: set[bytes] = set()
+        groups = self.session.state.groups
+        for election in self.elections.state.elections.values():
+            group = groups.get(election.name.rsplit("/", 1)[-1])
+            leader = election.leader
+            if group is None or leader is None:
+                continue
+            value = leader.value_text()
+            for inst in group.instances.values():
+                if (inst.lease and inst.lease == leader.lease) or value in (
+                    inst.instance_id,
+                    inst.address,
+                ):
+                    marks.add(inst.raw_key)
+        tree = self.tree
+        if marks != tree.leader_keys:
+            tree.leader_keys = marks
 
     def _tick_elections(self) -> None:
         if self.showing_elections:

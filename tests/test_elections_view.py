@@ -132,3 +132,28 @@ async def test_resign_hands_over_and_read_only_view_writes_nothing(
         assert len(app.screen_stack) == 1
         assert "next" in line_of(app, "leader")
         assert len(etcdctl.get_prefix("job/").kvs) == 1
+
+
+async def test_registry_tree_marks_the_instance_that_leads_its_services_election(
+    etcd: Any, etcdctl: Etcdctl
+) -> None:
+    """Instances of MigrationJob campaign on their registration leases (as the demo's do)."""
+    leases = [etcdctl.lease_grant(60) for _ in range(2)]
+    for n, lease in enumerate(leases):
+        etcdctl.put(
+            f"/services/MigrationJob/job-{n}",
+            f'{{"Id": "job-{n}", "Address": "http://127.0.0.1:{6000 + n}"}}',
+            lease=lease,
+        )
+    async with dashboard(etcd) as (app, pilot):
+        for lease in leases:  # job-0 campaigns first: it leads
+            etcdctl.put(f"/elections/MigrationJob/{lease:x}", "x", lease=lease)
+
+        def marked() -> list[str]:
+            tree = app.tree
+            lines = [tree.render_line(y).text for y in range(tree.row_count)]
+            return [line.split()[0] for line in lines if "♛ leader" in line]
+
+        await until(pilot, lambda: marked() == ["job-0"], timeout=20)
+        etcdctl.lease_revoke(leases[0])  # the leader's instance and candidacy end together
+        await until(pilot, lambda: marked() == ["job-1"], timeout=20)

@@ -274,6 +274,7 @@ class RegistryTree(ScrollView, can_focus=True):
         self.empty_text = ""
         self._own_keys: set[bytes] = set(own_keys)
         self._paused_keys: set[bytes] = set(paused_keys)
+        self._leader_keys: set[bytes] = set()
         self._filter = ""
         self._collapsed: set[str] = set()
         self._blocks: dict[str, _Block] = {}
@@ -332,6 +333,16 @@ class RegistryTree(ScrollView, can_focus=True):
     @paused_keys.setter
     def paused_keys(self, keys: Iterable[bytes]) -> None:
         self._paused_keys = set(keys)
+        self.refresh()
+
+    @property
+    def leader_keys(self) -> set[bytes]:
+        """Instances leading their service's election (marked "♛ leader")."""
+        return self._leader_keys
+
+    @leader_keys.setter
+    def leader_keys(self, keys: Iterable[bytes]) -> None:
+        self._leader_keys = set(keys)
         self.refresh()
 
     # -- updates -------------------------------------------------------------
@@ -823,18 +834,19 @@ class RegistryTree(ScrollView, can_focus=True):
         left_width = width - countdown_width
         own = inst.raw_key in self._own_keys
         paused = own and inst.raw_key in self._paused_keys
-        key = (inst, left_width, cursor, own, paused)
+        leader = inst.raw_key in self._leader_keys
+        key = (inst, left_width, cursor, own, paused, leader)
         left = self._line_cache.get(key)
         if left is None:
             left = self._line_cache[key] = self._instance_segments(
-                inst, left_width, cursor, own, paused
+                inst, left_width, cursor, own, paused, leader
             )
         if not countdown_width:
             return Strip(left, width)
         return Strip(left + self._countdown(inst.lease, countdown_width, cursor), width)
 
     def _instance_segments(
-        self, inst: Instance, width: int, cursor: bool, own: bool, paused: bool
+        self, inst: Instance, width: int, cursor: bool, own: bool, paused: bool, leader: bool
     ) -> list[Segment]:
         style = self._style
         row = style("registry-tree--instance", cursor=cursor)
@@ -860,6 +872,14 @@ class RegistryTree(ScrollView, can_focus=True):
                 Segment(
                     "(no address)",
                     style("registry-tree--instance", "registry-tree--nolease", cursor=cursor),
+                )
+            )
+        if leader:
+            parts.append(Segment("  ", row))
+            parts.append(
+                Segment(
+                    "♛ leader",
+                    style("registry-tree--instance", "registry-tree--own", cursor=cursor),
                 )
             )
         if paused:
