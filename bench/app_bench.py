@@ -357,62 +357,65 @@ async def child_main(opts: dict[str, Any]) -> dict[str, Any]:
         if opts["mode"] == "frame":
             return result
 
-        # -- idle CPU with the countdown ticking ------------------------------------
-        import psutil
+        if opts["mode"] != "latency":  # the elections comparison needs no idle figures
+            # -- idle CPU with the countdown ticking ------------------------------------
+            import psutil
 
-        proc = psutil.Process()
-        tracker = app.session.tracker
+            proc = psutil.Process()
+            tracker = app.session.tracker
 
-        async def idle_window(seconds: float) -> tuple[float, float, float, float]:
-            """(CPU % by process_time, CPU % by psutil, seconds, TimeToLive calls/s)."""
-            proc.cpu_percent(None)
-            cpu0, wall0, calls0 = time.process_time(), time.perf_counter(), tracker.calls
-            await asyncio.sleep(seconds)
-            wall = time.perf_counter() - wall0
-            return (
-                (time.process_time() - cpu0) / wall * 100,
-                proc.cpu_percent(None),
-                wall,
-                (tracker.calls - calls0) / wall,
+            async def idle_window(seconds: float) -> tuple[float, float, float, float]:
+                """(CPU % by process_time, CPU % by psutil, seconds, TimeToLive calls/s)."""
+                proc.cpu_percent(None)
+                cpu0, wall0, calls0 = time.process_time(), time.perf_counter(), tracker.calls
+                await asyncio.sleep(seconds)
+                wall = time.perf_counter() - wall0
+                return (
+                    (time.process_time() - cpu0) / wall * 100,
+                    proc.cpu_percent(None),
+                    wall,
+                    (tracker.calls - calls0) / wall,
+                )
+
+            # While the tracker reads every new lease once (200 a second at most) ...
+            first = await idle_window(opts["idle_seconds"])
+            result["first_sync_cpu_pct"], _, _, result["first_sync_rps"] = first
+            # ... and once it has: the steady state a monitor spends its day in.
+            sync_started = time.perf_counter()
+            sync_deadline = (
+                time.monotonic() + opts["load_timeout"] + instances / tracker.max_rate * 2
             )
+            while any(i.deadline is None for i in tracker.leases.values()):
+                if time.monotonic() > sync_deadline:
+                    raise TimeoutError("the tracker did not read every lease in time")
+                await asyncio.sleep(0.5)
+            result["first_sync_s"] = time.perf_counter() - sync_started + opts["idle_seconds"]
+            steady = await idle_window(opts["idle_seconds"])
+            (
+                result["idle_cpu_pct"],
+                result["idle_cpu_psutil_pct"],
+                result["idle_seconds"],
+                result["lease_rps"],
+            ) = steady
 
-        # While the tracker reads every new lease once (200 a second at most) ...
-        first = await idle_window(opts["idle_seconds"])
-        result["first_sync_cpu_pct"], _, _, result["first_sync_rps"] = first
-        # ... and once it has: the steady state a monitor spends its day in.
-        sync_started = time.perf_counter()
-        sync_deadline = time.monotonic() + opts["load_timeout"] + instances / tracker.max_rate * 2
-        while any(i.deadline is None for i in tracker.leases.values()):
-            if time.monotonic() > sync_deadline:
-                raise TimeoutError("the tracker did not read every lease in time")
-            await asyncio.sleep(0.5)
-        result["first_sync_s"] = time.perf_counter() - sync_started + opts["idle_seconds"]
-        steady = await idle_window(opts["idle_seconds"])
-        (
-            result["idle_cpu_pct"],
-            result["idle_cpu_psutil_pct"],
-            result["idle_seconds"],
-            result["lease_rps"],
-        ) = steady
-
-        # -- one tick plus the render that follows ----------------------------------
-        with_pause: list[float] = []
-        direct: list[float] = []
-        for _ in range(opts["ticks"]):
-            await asyncio.sleep(0.05)
-            cpu = time.process_time()
-            app._tick()
-            await pilot.pause()
-            with_pause.append(time.process_time() - cpu)
-            await asyncio.sleep(0.05)
-            cpu = time.process_time()
-            app._tick()
-            frames = probe.frames
-            await wait_for(lambda frames=frames: probe.frames > frames, 5, "a frame")
-            direct.append(time.process_time() - cpu)
-        result["tick_cpu_ms"] = statistics.median(with_pause) * 1000
-        result["tick_cpu_max_ms"] = max(with_pause) * 1000
-        result["tick_direct_ms"] = statistics.median(direct) * 1000
+            # -- one tick plus the render that follows ----------------------------------
+            with_pause: list[float] = []
+            direct: list[float] = []
+            for _ in range(opts["ticks"]):
+                await asyncio.sleep(0.05)
+                cpu = time.process_time()
+                app._tick()
+                await pilot.pause()
+                with_pause.append(time.process_time() - cpu)
+                await asyncio.sleep(0.05)
+                cpu = time.process_time()
+                app._tick()
+                frames = probe.frames
+                await wait_for(lambda frames=frames: probe.frames > frames, 5, "a frame")
+                direct.append(time.process_time() - cpu)
+            result["tick_cpu_ms"] = statistics.median(with_pause) * 1000
+            result["tick_cpu_max_ms"] = max(with_pause) * 1000
+            result["tick_direct_ms"] = statistics.median(direct) * 1000
 
         # -- single puts and deletes --------------------------------------------------
         writer = EtcdConnection(config)
@@ -452,6 +455,11 @@ async def child_main(opts: dict[str, Any]) -> dict[str, Any]:
         result["singles"] = len(latencies)
         for key in added:
             await writer.delete(key)
+        if opts["mode"] == "latency":
+            if opts.get("elections"):
+                await leader_changes(app, pilot, probe, writer, opts, result)
+            await writer.close()
+            return result
 
         # -- burst of expiries --------------------------------------------------------
         burst = opts["burst"]
@@ -536,6 +544,118 @@ async def child_main(opts: dict[str, Any]) -> dict[str, Any]:
 LOAD_KEYS = 1_000
 LOAD_SERVICES = 20
 LOAD_WORKERS = 48
+
+
+async def leader_changes(
+    app: Any, pilot: Any, probe: Probe, writer: EtcdConnection, opts: dict[str, Any], result: dict
+) -> None:
+    """Revoke the leader of one election after another with the elections view shown;
+    each leader change is timed from the watch event reaching the app (the elections
+    session's on_change) to the end of the screen refresh that shows it."""
+    elections = app.elections
+    await wait_for(
+        lambda: len(elections.state.elections) == opts["elections"],
+        opts["load_timeout"],
+        "every election found",
+    )
+    app.action_toggle_elections()
+    await pilot.pause()
+    pending: list[Record] = []
+    on_change = elections.on_change
+
+    def change_hook(changes: Any) -> None:
+        record = Record(time.perf_counter())
+        record.flush_end = record.batch_at  # no flush: the view is updated in the callback
+        on_change(changes)
+        if any(c.old is not None and c.new is not None for c in changes):
+            pending.append(record)
+            probe._to_frame.append(record)
+
+    elections.on_change = change_hook
+    latencies: list[float] = []
+    names = sorted(elections.state.elections)[: opts["leader_changes"]]
+    for name in names:
+        leader = elections.state.leader_of(name)
+        assert leader is not None
+        pending.clear()
+        await writer.revoke(leader.lease)
+        await wait_for(lambda: bool(pending) and pending[0].done.is_set(), 10, "a leader change")
+        record = pending[0]
+        assert record.frame_end is not None
+        latencies.append(record.frame_end - record.batch_at)
+        await asyncio.sleep(0.03)
+    result["leader_median_ms"] = statistics.median(latencies) * 1000
+    result["leader_p99_ms"] = percentile(latencies, 0.99) * 1000
+    result["leader_changes"] = len(latencies)
+
+
+async def write_elections(endpoint: str, elections: int, candidates: int) -> None:
+    """``elections`` elections of ``candidates`` each, laid out as etcdctl elect writes them
+    (``/elections/eNNN/<lease %x>``, each on a lease of its own)."""
+    async with EtcdConnection(ConnectionConfig(endpoints=(endpoint,))) as conn:
+        leases = await grant_many(conn, elections * candidates, FLEET_TTL)
+        items = [
+            (
+                f"/elections/e{n // candidates:03d}/{lease:x}".encode(),
+                f"candidate-{n % candidates}".encode(),
+                lease,
+            )
+            for n, lease in enumerate(leases)
+        ]
+        for start in range(0, len(items), candidates):  # one by one: queue order is put order
+            await put_many(conn, items[start : start + candidates])
+
+
+def bench_elections(instances: int, services: int, elections: int, quick: bool) -> None:
+    """The registry's first frame and put→screen without and with elections in etcd, and
+    how fast a leader change reaches the screen."""
+    candidates = 5
+    etcd = EmbeddedEtcd(name="bench-elections", log_level="warn")
+    etcd.start()
+    try:
+        asyncio.run(load_fleet(etcd.endpoint, instances, services))
+        print(
+            f"\n== elections: {instances:,} instances in {services:,} services, then "
+            f"{elections} elections of {candidates} candidates ==",
+            flush=True,
+        )
+        opts = {
+            "endpoint": etcd.endpoint,
+            "instances": instances,
+            "services": services,
+            "mode": "latency",
+            "load_timeout": 120.0,
+            "singles": 50 if quick else 200,
+            "leader_changes": min(elections, 20 if quick else 50),
+        }
+        runs = 1 if quick else 3
+        without = [run_child(opts, timeout=600) for _ in range(runs)]
+        asyncio.run(write_elections(etcd.endpoint, elections, candidates))
+        with_e = [run_child({**opts, "elections": elections}, timeout=600) for _ in range(runs)]
+    finally:
+        etcd.cleanup()
+
+    def best(rs: list[dict[str, Any]], key: str) -> float:
+        return statistics.median(r[key] for r in rs)
+
+    for key, label in (("first_frame_ms", "first frame"), ("single_median_ms", "put→screen")):
+        a, b = best(without, key), best(with_e, key)
+        figure(f"elections: {label} without", a, "ms", None, f"median of {runs} run(s)")
+        figure(
+            f"elections: {label} with {elections} elections",
+            b,
+            "ms",
+            round(a * 1.10, 1),
+            f"{(b / a - 1) * 100:+.1f} % (target: within 10 %)",
+        )
+    figure(
+        "elections: leader change to screen, median",
+        best(with_e, "leader_median_ms"),
+        "ms",
+        50.0,
+        f"{with_e[0]['leader_changes']} changes per run;"
+        f" p99 {best(with_e, 'leader_p99_ms'):.1f} ms",
+    )
 
 
 def load_items() -> list[tuple[bytes, str, str]]:
@@ -1017,6 +1137,9 @@ def main(argv: list[str] | None = None) -> int:
         "sizes over 20,000 only measure the first frame and memory",
     )
     parser.add_argument("--load-only", action="store_true", help="only the sustained-load scenario")
+    parser.add_argument(
+        "--elections-only", action="store_true", help="only the elections comparison"
+    )
     parser.add_argument("--rate", type=float, default=2_000.0, help="puts/s of the load")
     parser.add_argument("--seconds", type=float, help="seconds of load (10; --quick 4)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -1049,12 +1172,18 @@ def main(argv: list[str] | None = None) -> int:
             sizes = [(2_000, 20)]
         else:
             sizes = [(10_000, 100), (100_000, 1_000)]
-        if not args.load_only:
-            for instances, services in sizes:
-                mode = "full" if instances <= 20_000 else "frame"
-                bench_size(instances, services, mode, quick=args.quick)
-        seconds = args.seconds or (4.0 if args.quick else 10.0)
-        bench_load(args.rate, seconds)
+        if args.elections_only:
+            if args.quick:
+                bench_elections(2_000, 20, 20, quick=True)
+            else:
+                bench_elections(10_000, 100, 100, quick=False)
+        else:
+            if not args.load_only:
+                for instances, services in sizes:
+                    mode = "full" if instances <= 20_000 else "frame"
+                    bench_size(instances, services, mode, quick=args.quick)
+            seconds = args.seconds or (4.0 if args.quick else 10.0)
+            bench_load(args.rate, seconds)
     except Exception as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
         return 1

@@ -73,3 +73,21 @@ def test_app_bench_quick() -> None:
             "info"
         ), f"{label!r}: no target and verdict in {rest!r}"
     assert re.search(r"\d+ of \d+ figures within target", out), out
+
+
+def test_elections_bench_quick_sees_every_leader_change() -> None:
+    """With 20 elections, revoking each leader in turn gives 20 leader changes on screen
+    (the bench waits for each frame; a change that never showed would fail it)."""
+    require_etcd()
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "app_bench.py"), "--quick", "--elections-only"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=ROOT,
+    )
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert re.search(r"leader change to screen, median .* 20 changes per run", out), out
+    for label in ("first frame with 20 elections", "put→screen with 20 elections"):
+        assert re.search(rf"{label}\s+[\d.]+ ms\s+target <= [\d.]+ ms\s+(ok|over)", out), out
