@@ -84,7 +84,10 @@ class ElectionsMixin(_Base):
         view.own_leases = set(self.elections.own)
         view.paused_leases = self.elections.paused_leases()
         view.set_state(self.elections.state, changes)
-        entries = [leader_change_entry(c) for c in changes if c.old is not None or c.new]
+        # What the first snapshot found is the starting point, not a change (as for the
+        # registry); a reload after a compaction logs its differences.
+        first = self.elections.watcher.snapshots_loaded <= 1
+        entries = [leader_change_entry(c) for c in changes if not (c.snapshot and first)]
         self.query_one(EventLog).add(entries[::-1])
         self._refresh_leader_marks()
 

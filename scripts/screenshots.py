@@ -11,7 +11,10 @@ countdown is known:
 * ``expiring.svg``  the instance about to expire highlighted, its countdown red;
 * ``inspect.svg``   the inspect view of an instance (``i``);
 * ``register.svg``  the register form (``r``);
-* ``readonly.svg``  a second dashboard started read-only, the non-JSON value highlighted.
+* ``readonly.svg``  a second dashboard started read-only, the non-JSON value highlighted;
+* ``elections.svg`` the elections view (``e``) right after the MigrationJob leader's lease
+  was revoked: the next candidate leads, the LEADER line is in the event log, and the
+  fleet's lock has a holder and a waiter.
 
 Everything is stopped at the end (the fleet's leases revoked, etcd stopped, its data
 dir removed). Usage: ``python scripts/screenshots.py [--out DIR]`` (default: the
@@ -43,7 +46,7 @@ from etcd_registry_tui.registry.config import ConnectionConfig  # noqa: E402
 from etcd_registry_tui.registry.connection import EtcdConnection  # noqa: E402
 from etcd_registry_tui.registry.embedded import EmbeddedEtcd  # noqa: E402
 from etcd_registry_tui.registry.events import ConnState  # noqa: E402
-from etcd_registry_tui.registry.fleet import Fleet  # noqa: E402
+from etcd_registry_tui.registry.fleet import ELECTION_NAME, Fleet  # noqa: E402
 from etcd_registry_tui.registry.registration import ServiceRegistration  # noqa: E402
 from etcd_registry_tui.screens.inspect import InspectScreen  # noqa: E402
 from etcd_registry_tui.screens.register import RegisterScreen  # noqa: E402
@@ -51,7 +54,7 @@ from etcd_registry_tui.screens.register import RegisterScreen  # noqa: E402
 PREFIX = "/services/"
 SIZE = (120, 36)
 SEED = 20240611
-NAMES = ("main.svg", "expiring.svg", "inspect.svg", "register.svg", "readonly.svg")
+NAMES = ("main.svg", "expiring.svg", "inspect.svg", "register.svg", "readonly.svg", "elections.svg")
 
 #: The instance whose heartbeats stopped: TTL short enough to run out during the run.
 EXPIRING_SERVICE = "PaymentService"
@@ -227,7 +230,35 @@ async def dashboard_shots(scene: Scene, out: Path) -> None:
         await until(pilot, about_to_expire, "the instance to be about to expire", timeout=40)
         app.tree.select_key(key)
         await shoot(app, pilot, out, "expiring.svg")
+        await elections_shot(app, pilot, scene, out)
         await app.shutdown_session()
+
+
+async def elections_shot(app: RegistryApp, pilot: Pilot, scene: Scene, out: Path) -> None:
+    """A failover: the MigrationJob leader's lease revoked, the next candidate leads."""
+    elections = app.elections.state
+    await until(pilot, lambda: len(elections.elections) == 2, "the election and the lock")
+    leader = elections.leader_of(ELECTION_NAME)
+    assert leader is not None
+    await pilot.press("e")
+    await scene.conn.revoke(leader.lease)
+    await until(
+        pilot,
+        lambda: (now := elections.leader_of(ELECTION_NAME)) is not None and now.key != leader.key,
+        "the next MigrationJob candidate to lead",
+    )
+    await until(
+        pilot,
+        lambda: all(
+            app.elections.ttl(c.lease)[0] is not None
+            for e in elections.elections.values()
+            for c in e.candidates.values()
+        ),
+        "every candidate's countdown",
+    )
+    await pilot.press("down")  # the new leader's line
+    await shoot(app, pilot, out, "elections.svg")
+    await pilot.press("e")
 
 
 async def readonly_shot(scene: Scene, out: Path) -> None:

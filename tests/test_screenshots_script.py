@@ -16,12 +16,13 @@ import pytest
 from conftest import require_etcd
 
 ROOT = Path(__file__).resolve().parent.parent
-NAMES = ("main.svg", "expiring.svg", "inspect.svg", "register.svg", "readonly.svg")
+NAMES = ("main.svg", "expiring.svg", "inspect.svg", "register.svg", "readonly.svg", "elections.svg")
 SERVICES = (
     "CatalogService",
     "ConfigService",
     "InventoryService",
     "LegacyBillingService",
+    "MigrationJob",
     "NotificationService",
     "OrderShippingService",
     "PaymentService",
@@ -76,11 +77,11 @@ def test_main_view(shots: dict[str, str]) -> None:
     for service in SERVICES:
         assert service in text
     assert "(unrecognised keys)" in text
-    assert "value is not JSON" in text  # the legacy service's text value
+    assert "⚠ value is not JS" in text  # the legacy service's text value (cut to fit)
     assert "no lease" in text  # ConfigService/static-1
     assert "lease ?" not in text  # every countdown known
     assert re.search(r"\d+ seconds", text)
-    assert "live" in text and "7 services · 20 instances" in text
+    assert "live" in text and "8 services · 23 instances" in text
     for kind in ("PUT", "UPDATE", "DELETE"):
         assert kind in text  # the event log
     for action in ("Register", "Revoke", "Delete", "Inspect", "Quit"):
@@ -126,3 +127,15 @@ def test_read_only_view(shots: dict[str, str]) -> None:
     assert "Inspect" in footer and "Quit" in footer
     for action in ("Register", "Revoke", "Delete", "Pause"):
         assert action not in footer, footer
+
+
+def test_elections_view_after_a_failover(shots: dict[str, str]) -> None:
+    text = shots["elections.svg"]
+    assert "/elections/MigrationJob  election  leader" in text
+    assert "/locks/NightlyReport  lock  holder" in text
+    assert re.search(r"leader\s+[0-9a-f]{8} http://127\.0\.0\.1:\d+\s+\d+ seconds", text), text
+    assert "waiting #1" in text
+    assert "LEADER" in text and "/elections/MigrationJob" in text  # the failover, logged
+    footer = text.splitlines()[-1]
+    for action in ("Campaign", "Proclaim", "Resign", "Revoke"):
+        assert action in footer, footer

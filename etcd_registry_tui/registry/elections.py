@@ -116,6 +116,7 @@ class LeaderChange:
     old: Candidate | None
     new: Candidate | None
     revision: int
+    snapshot: bool = False  # found by (re)loading a snapshot, not seen in the watch
 
 
 class ElectionState:
@@ -139,7 +140,9 @@ class ElectionState:
             for name in names
         }
 
-    def _diff(self, before: dict[str, Candidate | None], revision: int) -> list[LeaderChange]:
+    def _diff(
+        self, before: dict[str, Candidate | None], revision: int, snapshot: bool = False
+    ) -> list[LeaderChange]:
         changes = []
         for name, old in before.items():
             election = self.elections.get(name)
@@ -147,7 +150,7 @@ class ElectionState:
             if (old.key if old else None) != (new.key if new else None) or (
                 old is not None and new is not None and old.create_revision != new.create_revision
             ):
-                changes.append(LeaderChange(name, old, new, revision))
+                changes.append(LeaderChange(name, old, new, revision, snapshot))
         return changes
 
     def _put(self, kv: KeyValueLike) -> str | None:
@@ -206,7 +209,7 @@ class ElectionState:
         for name in self.elections:
             before.setdefault(name, None)
         self.revision = revision
-        return self._diff(before, revision)
+        return self._diff(before, revision, snapshot=True)
 
     # -- reading ---------------------------------------------------------------
     def sorted(self) -> list[Election]:
