@@ -90,7 +90,7 @@ def test_register_command_from_the_readme_works(etcd, etcdctl):
 
 
 def test_library_example_from_the_readme_runs(etcd, etcdctl, tmp_path):
-    (example,) = code_blocks("python")
+    (example,) = [b for b in code_blocks("python") if "ServiceRegistration" in b]
     script = tmp_path / "example.py"
     script.write_text(example)
     result = subprocess.run(
@@ -102,3 +102,18 @@ def test_library_example_from_the_readme_runs(etcd, etcdctl, tmp_path):
     assert first.startswith("registered /services/OrderShippingService/")
     assert last == "unregistered"
     assert etcdctl.get_prefix("/services/").kvs == {}, "unregister must remove the key at once"
+
+
+def test_election_example_from_the_readme_runs(etcd, etcdctl, tmp_path):
+    (example,) = [b for b in code_blocks("python") if "Election(" in b]
+    script = tmp_path / "election.py"
+    script.write_text(example)
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=30,
+        env=env_for(etcd.endpoint),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    first, last = result.stdout.strip().splitlines()
+    assert re.fullmatch(r"leading as /elections/migrations/[0-9a-f]+", first), first
+    assert last == "resigned"
+    assert etcdctl.get_prefix("/elections/").kvs == {}, "resigning removes the candidate key"
