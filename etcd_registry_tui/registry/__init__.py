@@ -7,15 +7,20 @@ For Python services that want to join the registry::
 
 from .config import ConnectionConfig
 from .connection import EtcdConnection
+from .election import Candidacy, Election, LeadershipLost
 from .errors import EtcdAuthError, EtcdUnavailable, LeaseNotFound, RegistryError
 from .events import ChangeBatch, ConnectionStatus, ConnState
 from .leases import LeaseTracker
 from .model import UNRECOGNISED, Change, ChangeKind, Instance, RegistryState, Service
-from .registration import ServiceRegistration
+from .registration import InstanceConflict, ServiceRegistration
 from .watcher import RegistryWatcher
 
 __all__ = [
     "UNRECOGNISED",
+    "Candidacy",
+    "Election",
+    "InstanceConflict",
+    "LeadershipLost",
     "Change",
     "ChangeBatch",
     "ChangeKind",
