@@ -146,7 +146,7 @@ class RegistryApp(ElectionsMixin, App[int]):
                 yield EventLog(prefix=self.config.prefix, id="events")
         yield Input(placeholder="filter: service name, id or address", id="filter")
         yield StatusBar(self.config.label, read_only=self.read_only, id="status")
-        yield Footer()
+        yield Footer(compact=True)
 
     @property
     def tree(self) -> RegistryTree:
