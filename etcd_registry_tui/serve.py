@@ -168,15 +168,15 @@ def make_server(p: ServePlan) -> Any:
     class DashboardServer(Server):
         async def _make_app(self) -> web.Application:
             app = await super()._make_app()
-            stock = Path(self.templates_path, "app_index.html").read_text(encoding="utf-8")
-            page = _page_template(stock)
-            loader = jinja2.DictLoader({"app_index.html": page})
-            aiohttp_jinja2.setup(app, loader=loader)
+            aiohttp_jinja2.setup(app, loader=jinja2.DictLoader({"app_index.html": page}))
             return app
 
-    return DashboardServer(
+    server = DashboardServer(
         p.command, host=p.host, port=p.port, title=p.title, public_url=p.public_url
     )
+    stock = Path(server.templates_path, "app_index.html").read_text(encoding="utf-8")
+    page = _page_template(stock)
+    return server
 
 
 def notice(p: ServePlan) -> list[str]:
