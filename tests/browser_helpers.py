@@ -58,23 +58,30 @@ def strip_ansi(text: str) -> str:
     return _ANSI.sub("", text)
 
 
-def find_chromium() -> str | None:
-    found = os.environ.get("CHROMIUM") or shutil.which("chromium")
-    if found is None and os.access("/usr/bin/chromium", os.X_OK):
-        found = "/usr/bin/chromium"
-    return found
+FALLBACK_CHROMIUM = "/usr/bin/chromium"
 
 
-def require_browser() -> str:
-    """chromium's path; skip (fail on CI) without chromium or Playwright."""
+def find_chromium(fallback: str = FALLBACK_CHROMIUM) -> str | None:
+    """$CHROMIUM, else chromium on PATH, else Debian's /usr/bin/chromium."""
+    for found in (os.environ.get("CHROMIUM"), shutil.which("chromium"), fallback):
+        if found and os.access(found, os.X_OK):
+            return found
+    return None
+
+
+def require_browser(fallback: str = FALLBACK_CHROMIUM) -> str:
+    """chromium's path; skip (fail when CI is set) without chromium or Playwright."""
     problem = None
-    chromium = find_chromium()
+    chromium = find_chromium(fallback)
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
         problem = "Playwright for Python is not installed (pip install -e '.[dev]')"
     if chromium is None:
-        problem = "chromium is not installed (apt-get install chromium; ./dev test does it)"
+        problem = (
+            "chromium is not installed (./dev test installs it with apt-get install chromium;"
+            " or set CHROMIUM to a Chromium executable)"
+        )
     if problem is None and chromium is not None:
         return chromium
     if in_ci():

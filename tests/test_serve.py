@@ -7,7 +7,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from browser_helpers import serving
+from browser_helpers import require_browser, serving
 
 from etcd_registry_tui import cli
 from etcd_registry_tui.registry.config import ConnectionConfig
@@ -115,3 +115,16 @@ def test_binding_beyond_loopback_warns_that_there_is_no_login():
     lines = notice(plan(ConnectionConfig(), host="0.0.0.0"))
     assert any("without a login" in line for line in lines)
     assert not any("without a login" in line for line in notice(plan(ConnectionConfig())))
+
+
+@pytest.mark.parametrize(
+    ("ci", "outcome"), [("", pytest.skip.Exception), ("true", pytest.fail.Exception)]
+)
+def test_without_chromium_the_browser_tests_skip_but_fail_under_ci(
+    ci: str, outcome: type[BaseException], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    monkeypatch.setenv("CI", ci)
+    monkeypatch.setenv("CHROMIUM", str(tmp_path / "no-chromium"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(outcome, match="chromium is not installed"):
+        require_browser(fallback=str(tmp_path / "no-chromium"))
