@@ -9,13 +9,15 @@ kept under the pytest temporary directory (``--basetemp`` to choose where).
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from browser_helpers import DEADLINE_S, Served, browser_tab, open_tab, require_browser, serving
-from conftest import Etcdctl
+from conftest import Etcdctl, require_etcd
 
 
 @pytest.fixture
@@ -143,3 +145,16 @@ def test_allow_writes_lets_the_page_open_the_register_dialog(
             mark = tab.mark()
             tab.press("r")
             tab.wait_for("Register a test instance", since=mark)
+
+
+def test_the_browser_screenshot_script_photographs_the_served_page(chromium: str, tmp_path: Path):
+    require_etcd()
+    script = Path(__file__).resolve().parents[1] / "scripts" / "browser_screenshot.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--out", str(tmp_path), "--chromium", chromium],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "(read-only)" in result.stdout  # the page's title: served with the safe default
+    png = (tmp_path / "browser.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 20_000
