@@ -9,6 +9,7 @@ the served processes take it from ``ETCDCTL_PASSWORD`` in their environment.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import os
 import re
@@ -160,16 +161,73 @@ def _page_template(source: str, title_expr: str = "{{ application.name }}") -> s
 
 
 def make_server(p: ServePlan) -> Any:
+    import asyncio
+    import signal
+
     import aiohttp_jinja2
     import jinja2
-    from aiohttp import web
-    from textual_serve.server import Server
+    from aiohttp import WSCloseCode, web
+    from textual_serve.app_service import AppService
+    from textual_serve.server import Server, log, to_int
 
     class DashboardServer(Server):
+        """textual-serve's server, plus a titled page and an end to every tab's process.
+
+        Stock textual-serve waits for open tabs on Ctrl-C / SIGTERM (up to a minute) and can
+        leave their dashboards running; here shutting down closes every tab's socket, which
+        quits its dashboard, and whatever is still running at the very end is terminated.
+        """
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.tabs: dict[web.WebSocketResponse, AppService] = {}
+
         async def _make_app(self) -> web.Application:
             app = await super()._make_app()
             aiohttp_jinja2.setup(app, loader=jinja2.DictLoader({"app_index.html": page}))
             return app
+
+        async def handle_websocket(self, request: web.Request) -> web.WebSocketResponse:
+            # As textual-serve's, keeping each tab's socket and dashboard in ``tabs``.
+            websocket = web.WebSocketResponse(heartbeat=15)
+            width = to_int(request.query.get("width", "80"), 80)
+            height = to_int(request.query.get("height", "24"), 24)
+            service: AppService | None = None
+            try:
+                await websocket.prepare(request)
+                service = AppService(
+                    self.command,
+                    write_bytes=websocket.send_bytes,
+                    write_str=websocket.send_str,
+                    close=websocket.close,
+                    download_manager=self.download_manager,
+                    debug=self.debug,
+                )
+                self.tabs[websocket] = service
+                await service.start(width, height)
+                await self._process_messages(websocket, service)
+            except asyncio.CancelledError:
+                await websocket.close()
+            except Exception as error:
+                log.exception(error)
+            finally:
+                if service is not None:
+                    await service.stop()
+                self.tabs.pop(websocket, None)
+            return websocket
+
+        async def on_shutdown(self, app: web.Application) -> None:
+            await asyncio.gather(
+                *(ws.close(code=WSCloseCode.GOING_AWAY) for ws in list(self.tabs)),
+                return_exceptions=True,
+            )
+
+        def end_tabs(self) -> None:
+            for service in list(self.tabs.values()):
+                process = service._process
+                if process is not None and process.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(process.pid, signal.SIGTERM)
 
     server = DashboardServer(
         p.command, host=p.host, port=p.port, title=p.title, public_url=p.public_url
@@ -207,5 +265,9 @@ def run_serve(args: argparse.Namespace, config: ConnectionConfig) -> int:
         print(line, file=sys.stderr, flush=True)
     # textual-serve hands its own environment to every tab's process.
     os.environ.update(p.env)
-    make_server(p).serve()
+    server = make_server(p)
+    try:
+        server.serve()
+    finally:
+        server.end_tabs()
     return 0

@@ -146,6 +146,12 @@ def test_allow_writes_lets_the_page_open_the_register_dialog(
             tab.press("r")
             tab.wait_for("Register a test instance", since=mark)
 
+            # Stopping serve with the tab still open ends the tab's dashboard too (stock
+            # textual-serve waits up to a minute for open tabs and may leave them running).
+            served.proc.terminate()
+            assert served.proc.wait(timeout=30) == 0
+            eventually_true(tab, lambda: not dashboard.is_running(), "the dashboard ended")
+
 
 def test_the_browser_screenshot_script_photographs_the_served_page(chromium: str, tmp_path: Path):
     require_etcd()
