@@ -24,7 +24,7 @@ from typing import Any
 
 import humanize
 
-from . import __version__, cli_elections
+from . import __version__, cli_elections, serve
 from .registry.config import ConnectionConfig, parse_duration
 from .registry.connection import EtcdConnection
 from .registry.errors import ConfigError, RegistryError
@@ -85,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_connection_options(p_reg, suppress=True)
 
     cli_elections.add_parsers(sub, _add_connection_options)
+    serve.add_parser(sub, _add_connection_options)
 
     p_demo = sub.add_parser("demo", help="the dashboard on a private etcd with a simulated fleet")
     p_demo.add_argument("--services", type=int, default=5, help="number of services (default 5)")
@@ -267,6 +268,8 @@ def _main(argv: Sequence[str] | None) -> int:
             return asyncio.run(cli_elections.cmd_elections(config, args))
         if args.command == "elect":
             return asyncio.run(cli_elections.cmd_elect(config, args))
+        if args.command == "serve":
+            return serve.run_serve(args, config)
         if args.command == "demo":
             from .demo import run_demo
 

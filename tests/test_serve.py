@@ -1,0 +1,130 @@
+"""``serve`` without a browser: what each tab runs, the safe defaults, the page it serves."""
+
+from __future__ import annotations
+
+import shlex
+import urllib.request
+from pathlib import Path
+
+import pytest
+from browser_helpers import require_browser, serving
+
+from etcd_registry_tui import cli
+from etcd_registry_tui.registry.config import ConnectionConfig
+from etcd_registry_tui.registry.errors import ConfigError
+from etcd_registry_tui.serve import plan
+
+SECRET = "s3cret-pa55"
+
+
+def auth_config() -> ConnectionConfig:
+    return ConnectionConfig.from_options(
+        endpoints="10.0.0.1:2379,10.0.0.2:2379",
+        user="viewer",
+        password=SECRET,
+        dial_timeout=2.5,
+        command_timeout=7,
+        prefix="/registry/",
+        cacert="ca.pem",
+        env={},
+    )
+
+
+def test_by_default_it_binds_loopback_and_each_tab_runs_read_only():
+    p = plan(ConnectionConfig(), python="python3")
+    assert (p.host, p.port, p.public_url) == ("127.0.0.1", 8000, "http://127.0.0.1:8000")
+    assert p.read_only
+    assert p.command.startswith("exec python3 -m etcd_registry_tui --read-only ")
+    assert p.title == "etcd-registry-tui · 127.0.0.1:2379/services/ (read-only)"
+
+
+def test_allow_writes_drops_read_only_but_a_global_read_only_wins():
+    writes = plan(ConnectionConfig(), allow_writes=True)
+    assert not writes.read_only and "--read-only" not in writes.command
+    assert "(read-only)" not in writes.title
+    both = plan(ConnectionConfig(), allow_writes=True, read_only=True)
+    assert both.read_only and "--read-only" in both.command
+
+
+def test_the_tab_command_carries_the_connection_but_never_the_password(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    config = auth_config()
+    p = plan(config, elections_prefixes=["/elections/"], python="py")
+    assert SECRET not in p.command
+    assert p.env == {"ETCDCTL_PASSWORD": SECRET}
+    # What the tab's process makes of its command line and environment is the same config.
+    argv = shlex.split(p.command)[4:]  # past exec py -m etcd_registry_tui
+    for name in ("ETCDCTL_ENDPOINTS", "ETCDCTL_USER", "ETCDCTL_CACERT", "ETCDCTL_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ETCDCTL_PASSWORD", SECRET)
+    args = cli.build_parser().parse_args(argv)
+    assert args.read_only and args.elections_prefix == ["/elections/"]
+    forwarded = cli.config_from_args(args)
+    assert forwarded == ConnectionConfig.from_options(
+        endpoints="10.0.0.1:2379,10.0.0.2:2379",
+        user="viewer",
+        password=SECRET,
+        dial_timeout=2.5,
+        command_timeout=7,
+        prefix="/registry/",
+        cacert=str(Path("ca.pem").resolve()),
+        env={},
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["serve", "--port", "0"], "--port 0 is out of range"),
+        (["serve", "--public-url", "ftp://example.org"], "is not an http:// or https:// URL"),
+        (["serve", "--public-url", "example.org:8000"], "is not an http:// or https:// URL"),
+        (["serve", "--host", ""], "--host is empty"),
+    ],
+)
+def test_bad_serve_options_are_refused_before_anything_listens(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+):
+    assert cli.main(argv) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_public_url_is_what_the_page_uses_behind_a_proxy():
+    p = plan(ConnectionConfig(), public_url="https://dash.example.org/etcd/")
+    assert p.public_url == "https://dash.example.org/etcd"
+    with pytest.raises(ConfigError):
+        plan(ConnectionConfig(), public_url="https://dash.example.org/etcd?x=1")
+
+
+def test_the_served_page_is_titled_self_contained_and_uses_the_public_url(tmp_path: Path):
+    public = "https://dash.example.org/etcd"
+    # The page alone dials no etcd: a dashboard starts only when a browser opens the socket.
+    with serving("127.0.0.1:1", "--public-url", public, tmp=tmp_path) as served:
+        with urllib.request.urlopen(served.url + "/", timeout=10) as response:
+            page = response.read().decode()
+        assert "serving etcd-registry-tui · 127.0.0.1:1/services/ (read-only)" in served.output()
+    assert "<title>etcd-registry-tui · 127.0.0.1:1/services/ (read-only)</title>" in page
+    assert 'data-session-websocket-url="wss://dash.example.org/etcd/ws"' in page
+    assert "https://dash.example.org/etcd/static/js/textual.js" in page
+    assert "fonts.googleapis.com" not in page  # nothing is fetched from elsewhere
+
+
+def test_binding_beyond_loopback_warns_that_there_is_no_login():
+    from etcd_registry_tui.serve import notice
+
+    lines = notice(plan(ConnectionConfig(), host="0.0.0.0"))
+    assert any("without a login" in line for line in lines)
+    assert not any("without a login" in line for line in notice(plan(ConnectionConfig())))
+
+
+@pytest.mark.parametrize(
+    ("ci", "outcome"), [("", pytest.skip.Exception), ("true", pytest.fail.Exception)]
+)
+def test_without_chromium_the_browser_tests_skip_but_fail_under_ci(
+    ci: str, outcome: type[BaseException], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    monkeypatch.setenv("CI", ci)
+    monkeypatch.setenv("CHROMIUM", str(tmp_path / "no-chromium"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(outcome, match="chromium is not installed"):
+        require_browser(fallback=str(tmp_path / "no-chromium"))
