@@ -1,8 +1,13 @@
 """Property tests: random put/delete/lease sequences against real etcd.
 
-Whatever happens under the prefix, the watcher's state must converge to what etcd holds.
-One etcd serves a whole test function; every example works under its own sub-prefix,
-with its own watcher (started before, during or after the operations).
+Whatever happens under the prefix, the watcher's state must converge to what etcd holds,
+and so must the stream of changes the tree consumes (replayed into a mirror that refuses a
+PUT of a key it holds, or an UPDATE/DELETE of one it does not: a change lost or shown
+twice fails). Faults are interleaved with the operations: the watcher's connection is cut
+(it resumes from its revision), or etcd is compacted past it first (it reloads the snapshot
+and reports the difference as ordinary changes). One etcd serves a whole test function;
+every example works under its own sub-prefix, with its own watcher (started before, during
+or after the operations).
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from hypothesis import strategies as st
 from etcd_registry_tui.registry.connection import EtcdConnection
 from etcd_registry_tui.registry.embedded import EmbeddedEtcd
 from etcd_registry_tui.registry.errors import LeaseNotFound
-from etcd_registry_tui.registry.model import UNRECOGNISED, RegistryState
+from etcd_registry_tui.registry.events import ChangeBatch
+from etcd_registry_tui.registry.model import UNRECOGNISED, ChangeKind, Instance, RegistryState
 from etcd_registry_tui.registry.watcher import RegistryWatcher
 
 SHORT_TTL = 2  # etcd's minimum lease TTL with default election settings
@@ -67,6 +73,9 @@ QUICK_OPERATION = st.one_of(
 )
 # ... and with it.
 OPERATION = st.one_of(QUICK_OPERATION, st.tuples(st.just("expire"), key_index, VALUES))
+# Faults, interleaved with the operations once the watcher runs.
+FAULT = st.one_of(st.tuples(st.just("cut")), st.tuples(st.just("compact_cut")))
+WITH_FAULTS = st.one_of(QUICK_OPERATION, QUICK_OPERATION, FAULT)
 
 SETTINGS = {
     "deadline": None,
@@ -83,8 +92,12 @@ async def conn(etcd: EmbeddedEtcd) -> AsyncIterator[EtcdConnection]:
 class Runner:
     """Executes operations for one example under ``prefix``."""
 
-    def __init__(self, conn: EtcdConnection, prefix: str) -> None:
+    def __init__(
+        self, conn: EtcdConnection, prefix: str, watcher_conn: EtcdConnection | None = None
+    ) -> None:
         self.conn = conn
+        self.watcher_conn = watcher_conn
+        self.faults = 0
         self.prefix = prefix.encode()
         self.leases: list[int] = []
         self.short_leases: list[int] = []
@@ -112,6 +125,14 @@ class Runner:
                 await self.conn.put(self.key(op[1]), op[2], lease=await self.lease(op[3]))
             elif kind == "revoke":
                 await self.conn.revoke(await self.lease(op[1]))
+            elif kind in ("cut", "compact_cut"):
+                if self.watcher_conn is None:
+                    return  # before the watcher starts: nothing to cut
+                if kind == "compact_cut":
+                    revision = int((await self.conn.status()).header.revision)
+                    await self.conn.compact(revision)
+                await self.watcher_conn.close()  # its streams end; it reconnects by itself
+                self.faults += 1
             elif kind == "expire":
                 lease, _ = await self.conn.grant(SHORT_TTL)
                 self.short_leases.append(lease)
@@ -153,9 +174,37 @@ def check_indexes(state: RegistryState) -> None:
     )
 
 
+class Mirror:
+    """The change stream replayed as the tree consumes it, checked as it goes."""
+
+    def __init__(self) -> None:
+        self.instances: dict[bytes, Instance] = {}
+        self.errors: list[str] = []
+        self.batches = 0
+
+    def on_batch(self, batch: ChangeBatch) -> None:
+        self.batches += 1
+        for change in batch.changes:
+            key, held = change.key, change.key in self.instances
+            if change.kind is ChangeKind.CREATE and held:
+                self.errors.append(f"PUT of {key!r}, already shown (rev {change.revision})")
+            elif change.kind is not ChangeKind.CREATE and not held:
+                self.errors.append(f"{change.kind} of {key!r}, never shown")
+            if change.kind is ChangeKind.DELETE:
+                self.instances.pop(key, None)
+            else:
+                self.instances[key] = change.instance
+
+    def as_dict(self) -> View:
+        return {k: (i.value, i.lease, i.mod_revision) for k, i in self.instances.items()}
+
+
 @contextlib.asynccontextmanager
-async def watcher_on(conn: EtcdConnection, prefix: str) -> AsyncIterator[RegistryWatcher]:
-    watcher = RegistryWatcher(conn, prefix=prefix)
+async def watcher_on(
+    conn: EtcdConnection, prefix: str, mirror: Mirror | None = None
+) -> AsyncIterator[RegistryWatcher]:
+    on_batch = mirror.on_batch if mirror is not None else (lambda _: None)
+    watcher = RegistryWatcher(conn, on_batch=on_batch, prefix=prefix, backoff_initial=0.05)
     task = asyncio.create_task(watcher.run())
     try:
         await watcher.wait_live(15)
@@ -192,12 +241,16 @@ async def run_example(
     burst: bool,
 ) -> None:
     prefix = f"/prop/{uuid.uuid4().hex[:10]}/"
+    # The watcher has a connection of its own: a fault cuts it, not the writer's.
+    watcher_conn = EtcdConnection(conn.config)
     runner = Runner(conn, prefix)
+    mirror = Mirror()
     split = round(watch_from * len(ops))  # ops before the watcher starts (snapshot part)
     try:
         for op in ops[:split]:
             await runner.apply(op)
-        async with watcher_on(conn, prefix) as watcher:
+        async with watcher_on(watcher_conn, prefix, mirror) as watcher:
+            runner.watcher_conn = watcher_conn
             rest = ops[split:]
             if burst:  # several writers at once: etcd orders them, the watcher must follow
                 for start in range(0, len(rest), 3):
@@ -206,13 +259,21 @@ async def run_example(
                 for op in rest:
                     await runner.apply(op)
             await runner.wait_expired()
+            if runner.faults:  # the cut was noticed: a reconnect, or a reload after compaction
+                await eventually(
+                    lambda: watcher.reconnects + watcher.snapshots_loaded > 1, timeout=15
+                )
             view = await converged(watcher, conn, prefix)
             check_indexes(watcher.state)
             assert etcdctl_view(etcdctl, prefix) == view
+            # The stream the tree consumes says the same, with nothing lost or doubled.
+            assert mirror.errors == []
+            assert mirror.as_dict() == view, describe_diff(mirror.as_dict(), view)
             for lease in runner.short_leases:
                 assert lease not in watcher.state.leases()
     finally:
         await runner.cleanup()
+        await watcher_conn.close()
 
 
 @settings(max_examples=15, **SETTINGS)  # type: ignore[arg-type]
@@ -262,3 +323,19 @@ async def test_many_examples_share_one_etcd_without_leaking(
         await runner.cleanup()
         assert await converged(watcher, conn, "/prop/") == {}
         assert etcdctl_view(etcdctl, "/prop/") == {}
+
+
+@settings(max_examples=10, **SETTINGS)  # type: ignore[arg-type]
+@given(
+    ops=st.lists(WITH_FAULTS, min_size=2, max_size=16),
+    watch_from=st.floats(0, 0.5),
+    burst=st.booleans(),
+)
+async def test_change_stream_survives_cuts_and_compactions(
+    conn: EtcdConnection,
+    etcdctl: Etcdctl,
+    ops: list[tuple[Any, ...]],
+    watch_from: float,
+    burst: bool,
+) -> None:
+    await run_example(conn, etcdctl, ops, watch_from, burst)

@@ -120,18 +120,25 @@ class ElectionWatcher:
                 if need_snapshot:
                     await self.load_snapshot()
                     need_snapshot = False
-                start, _ = covering_range(self.prefixes)
-                watch_prefix = b"" if start == b"\0" else start
+                first_key, _ = covering_range(self.prefixes)
+                watch_prefix = b"" if first_key == b"\0" else first_key
                 if len(self.prefixes) > 1:
                     watch_prefix = b""  # one stream over everything; filtered below
-                async for response in self.conn.watch(watch_prefix, self.state.revision + 1):
+                # From the revision held, not the next: a delete at exactly a compaction
+                # revision is compacted away, so resuming there must be reported as
+                # compacted (see RegistryWatcher.run); events already held are skipped.
+                from_revision = max(1, self.state.revision)
+                async for response in self.conn.watch(watch_prefix, from_revision):
                     if response.created:
                         self.live.set()
                         if self.error:
                             self._set_error(None)
                         continue
                     attempt = 0
-                    events = [(e.type == _PUT, e.kv) for e in response.events]
+                    held = self.state.revision
+                    events = [
+                        (e.type == _PUT, e.kv) for e in response.events if e.kv.mod_revision > held
+                    ]
                     changes = self.state.apply(events, int(response.header.revision))
                     if changes or self.state.touched:
                         self.on_change(changes)

@@ -113,7 +113,13 @@ class RegistryWatcher:
                         )
                         await self._load_snapshot(prefix)
                         need_snapshot = False
-                    start = self.resume_revision + 1
+                    # From the last revision we hold, not the one after: etcd lets a watch
+                    # start *at* its compaction revision, but a delete at exactly that
+                    # revision is compacted away with it (a tombstone is not kept), so
+                    # resuming at R+1 after a compaction at R+1 would miss that delete.
+                    # Starting at R, such a compaction is reported and the snapshot is
+                    # reloaded; the events at R itself, already applied, are skipped.
+                    start = max(1, self.resume_revision)
                     async for response in self.conn.watch(
                         prefix, start, progress_every=self.progress_interval
                     ):
@@ -178,8 +184,11 @@ class RegistryWatcher:
         state = self.state
         self._progress_candidate = 0  # events after a notification: it may have run ahead
         changes: list[Change] = []
+        applied = state.revision
         for event in response.events:
             kv = event.kv
+            if kv.mod_revision <= applied:
+                continue  # the revision the watch resumed at: already in the state
             change = (
                 state.apply_put(kv)
                 if event.type == _PUT
