@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
+from helpers import connection, eventually
 
 from etcd_registry_tui.registry.errors import RevisionCompacted
 from etcd_registry_tui.registry.history import (
     EventKind,
     History,
     HistoryEvent,
-    Reason,
 )
 from etcd_registry_tui.registry.history_read import (
     compaction_revision,
@@ -21,8 +20,6 @@ from etcd_registry_tui.registry.history_read import (
 )
 from etcd_registry_tui.registry.history_view import PastView
 from etcd_registry_tui.registry.model import KeyValue, RegistryState
-
-from helpers import connection
 
 PREFIX = "/services/"
 
@@ -57,10 +54,7 @@ async def test_removals_before_launch_each_get_their_reason(etcd: Any, etcdctl: 
     etcdctl.run("del", deregistered)  # its lease lives on
     etcdctl.lease_revoke(revoked_lease)
     etcdctl.lease_revoke(shared_lease)
-    deadline = time.monotonic() + 10
-    while etcdctl.get(expired) is not None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert etcdctl.get(expired) is None
+    await eventually(lambda: etcdctl.get(expired) is None, timeout=15)
     end = revision(etcdctl)
     async with connection(etcd.endpoint) as conn:
         past = await read_past(conn, PREFIX, end)

@@ -148,4 +148,3 @@ async def read_past(
             live = set(await conn.leases())
     classify_past(events, live)
     return PastRead(events, start, end, compacted)
-
