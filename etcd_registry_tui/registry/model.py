@@ -440,7 +440,9 @@ class RegistryState:
         self._remove(previous)
         return Change(ChangeKind.DELETE, previous, previous, revision)
 
-    def restore(self, raw_key: bytes, kv: KeyValueLike | None, revision: int) -> Change | None:
+    def restore(
+        self, raw_key: bytes, kv: KeyValueLike | KeyValue | None, revision: int
+    ) -> Change | None:
         """Set ``raw_key`` to ``kv`` (``None``: absent) whatever the revisions say, and
         call the state's revision ``revision``: for stepping through history."""
         self.revision = revision
@@ -452,7 +454,8 @@ class RegistryState:
             return Change(ChangeKind.DELETE, previous, previous, revision)
         if previous is not None and previous.mod_revision == kv.mod_revision:
             return None
-        inst = Instance.from_kv(kv, self.prefix, previous.first_seen if previous else None)
+        first_seen = previous.first_seen if previous else None
+        inst = Instance.from_kv(kv, self.prefix, first_seen)  # type: ignore[arg-type]
         if previous is not None:
             self._remove(previous)
         self._insert(inst)
