@@ -8,6 +8,7 @@ metaclass builds, so handlers here are named ``on_<widget>_<message>``.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import TYPE_CHECKING
 
@@ -38,6 +39,7 @@ class HistoryMixin(_Base):
         self.session.on_history = self._on_session_history
         self.session.on_events = self._on_session_events
         self._pending_history: list[LogEntry] | None = None
+        self.session.history_gate = asyncio.Event()
         self.flaps = flap
         self.alarm = alarm
 
@@ -54,7 +56,11 @@ class HistoryMixin(_Base):
             self._pending_log.append(LogEntry(LogKind.ALARM, "", text))
 
     def _flush_history(self) -> None:
-        """Called with each flush: history read back goes under the live entries."""
+        """Called with each flush: history read back goes under the live entries (read
+        only once the first snapshot is on screen)."""
+        gate = self.session.history_gate
+        if gate is not None and not gate.is_set() and self.session.watcher.snapshots_loaded:
+            self.call_after_refresh(gate.set)
         entries, self._pending_history = self._pending_history, None
         if entries is not None:
             self.query_one(EventLog).add_history(entries)

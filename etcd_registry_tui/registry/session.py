@@ -167,6 +167,9 @@ class RegistrySession:
         # Batches of events whose removals wait for a lease lookup, in order.
         self._unresolved: deque[tuple[list[HistoryEvent], dict[int, float | None]]] = deque()
         self._resolver: asyncio.Task[None] | None = None
+        #: Set by a UI once the first snapshot is on screen: history is read only then, so
+        #: it never delays the first frame (None: read at once).
+        self.history_gate: asyncio.Event | None = None
 
     # -- running -------------------------------------------------------------
     @property
@@ -313,6 +316,8 @@ class RegistrySession:
             return
 
         async def read() -> None:
+            if self.history_gate is not None:
+                await self.history_gate.wait()
             try:
                 past = await read_past(
                     self.conn,
