@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from typing import Any
 
 from test_snapshots_app import LOG_AT, PREFIX, REVISION, SIZE, live, make_app
@@ -58,9 +59,7 @@ def test_mass_expiry_banner_snapshot(snap_compare: Any) -> None:
             event.reason, event.detail = Reason.EXPIRED, "lease 7 expired"
             events.append(event)
         app._on_session_events(events)
-        app.query_one(EventLog).add([log_entry(e) for e in events])
-        for entry in app.query_one(EventLog).entries:
-            object.__setattr__(entry, "at", LOG_AT + 30)
+        app.query_one(EventLog).add([replace(log_entry(e), at=LOG_AT + 30) for e in events])
         app._sync_history_marks()
         await pilot.pause()
 
