@@ -651,6 +651,7 @@ class RegistryApp(HistoryMixin, ElectionsMixin, App[int]):
                 self.session.ttl(inst.lease),
                 len(self.session.state.keys_on_lease(inst.lease)),
                 self.session.is_own(inst.raw_key),
+                timeline=self.timeline_of(inst),
             )
         )
 

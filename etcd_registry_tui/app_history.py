@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING
 from .messages import RegistryDirty
 from .registry.alarms import FlapDetector, MassExpiryAlarm
 from .registry.history import HistoryEvent
+from .registry.history_timeline import earlier_registrations, key_timeline
 from .registry.history_view import PastView
+from .registry.model import Instance
 from .registry.session import LogEntry, LogKind
 from .widgets.alarm_banner import AlarmBanner
 from .widgets.event_log import EventLog
@@ -89,10 +91,25 @@ class HistoryMixin(_Base):
 
     def live_revision_changed(self) -> None:
         from .screens.history import HistoryScreen
+        from .screens.inspect import InspectScreen
 
         for screen in self.screen_stack:
             if isinstance(screen, HistoryScreen):
                 screen.set_live(self.session.state.revision)
+            elif isinstance(screen, InspectScreen) and screen.is_mounted:
+                history = self.session.history
+                mark = (len(history), id(history.events[-1]) if len(history) else 0)
+                if getattr(screen, "_history_mark", None) != mark:
+                    screen._history_mark = mark  # type: ignore[attr-defined]
+                    screen.set_timeline(self.timeline_of(screen.instance))
+
+    def timeline_of(self, inst: Instance) -> tuple[list[str], list[str]]:
+        """The inspect view's timeline: the key's versions and earlier registrations."""
+        history = self.session.history
+        return (
+            key_timeline(history, inst.raw_key),
+            earlier_registrations(history, inst.raw_key, inst.service, inst.address),
+        )
 
 
 __all__ = ["HistoryMixin", "LogKind"]

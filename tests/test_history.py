@@ -156,3 +156,14 @@ def test_history_keeps_at_most_max_entries() -> None:
         kv = KeyValue(b"/services/S/i", b"{}", 1, rev, rev, 0)
         history.append([HistoryEvent.make(PREFIX, rev, kv, None)])
     assert len(history) == 100 and history.floor == 900
+
+
+async def test_a_long_history_is_read_whole(etcd: Any, etcdctl: Any) -> None:
+    """etcd replays a long history in steps of 1,000 revisions, 100 ms apart, and etcd 3.4
+    answers progress requests in between as if it were done: the read must not stop."""
+    async with connection(etcd.endpoint) as conn:
+        for n in range(2_500):
+            await conn.put(f"{PREFIX}Orders/o{n % 50}".encode(), b'{"Id": "x"}')
+        end = revision(etcdctl)
+        past = await read_past(conn, PREFIX, end, revisions=10_000)
+    assert [e.revision for e in past.events] == list(range(2, end + 1))

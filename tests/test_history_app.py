@@ -124,3 +124,29 @@ async def test_flapping_instance_is_marked_with_its_count(etcd: Any, etcdctl: An
         await until(pilot, lambda: app.tree.flapping == {key: 3})
         await until(pilot, lambda: "↻ 1 flapping" in text_of(app.tree))
         assert text_of(app.tree).count("↻ flapping") == 1  # not the steady instance
+
+
+async def test_inspect_lists_the_keys_versions_and_earlier_registrations(
+    etcd: Any, etcdctl: Any
+) -> None:
+    lease = etcdctl.lease_grant(60)
+    earlier = put_instance(etcdctl, "Orders", "first-id", lease=lease, port=5000)
+    etcdctl.lease_revoke(lease)  # the instance restarts with a new id at the same address
+    key = put_instance(etcdctl, "Orders", "second-id", port=5000)
+    etcdctl.put(key.decode(), '{"Id": "second-id", "Address": "http://10.0.0.1:5000", "V": 2}')
+    async with dashboard(etcd, rows=2) as (app, pilot):
+        await until(pilot, lambda: app.session.history.loaded)
+        await pilot.pause()
+        app.tree.select_key(key)
+        await pilot.press("i")
+        await until(
+            pilot, lambda: "History of this key" in text_of(app.screen.query_one("#timeline"))
+        )
+        text = text_of(app.screen.query_one("#timeline"))
+        assert "PUT" in text and "registered, version 1" in text
+        assert "V +2" in text  # what changed in the value
+        assert "Earlier registrations at this address" in text
+        assert "first-id" in text and "LEASE ENDED" in text
+        assert earlier.decode() not in text  # ids are shown, not whole keys
+        etcdctl.run("del", key.decode())
+        await until(pilot, lambda: "DEREGISTERED" in text_of(app.screen.query_one("#timeline")))

@@ -24,6 +24,11 @@ from .model import KeyValue
 _PUT = 0
 #: How long a quiet watch waits before asking etcd how far it has come.
 PROGRESS_EVERY = 0.05
+#: etcd before 3.4.25 answers a progress request at once with its current revision, even
+#: while it is still replaying older events to the watch (in steps of 1,000 revisions,
+#: every 100 ms; etcd issue 15220). Such an answer (watch id -1) ends the read only after
+#: the stream has been quiet this long; an answer for the watch itself ends it at once.
+SETTLE = 0.4
 
 
 async def compaction_revision(conn: EtcdConnection, prefix: str, timeout: float = 5.0) -> int:
@@ -74,20 +79,23 @@ async def read_events(
     if start > end:
         return []
 
+    loop = asyncio.get_running_loop()
+
     async def collect() -> None:
-        confirmed = False
+        heard = loop.time()
         async for response in conn.watch(
             prefix.encode(), start, progress_every=PROGRESS_EVERY, prev_kv=True
         ):
             if response.created:
+                heard = loop.time()
                 continue
             if not response.events:
-                if int(response.header.revision) >= end:
-                    if confirmed:
-                        return
-                    confirmed = True
+                if int(response.header.revision) >= end and (
+                    response.watch_id >= 0 or loop.time() - heard >= SETTLE
+                ):
+                    return
                 continue
-            confirmed = False
+            heard = loop.time()
             done = False
             for event in response.events:
                 revision = int(event.kv.mod_revision)
