@@ -38,8 +38,14 @@ class FlapDetector:
             self._forget(now)
 
     def _forget(self, now: float) -> None:
+        """Drop addresses not seen within the window; if still too many, those seen
+        longest ago (memory stays bounded however the addresses churn)."""
         limit = now - self.window
-        self._puts = {k: v for k, v in self._puts.items() if v and v[-1] >= limit}
+        kept = {k: v for k, v in self._puts.items() if v and v[-1] >= limit}
+        if len(kept) > self.max_tracked // 2:
+            newest = sorted(kept.items(), key=lambda kv: kv[1][-1])[-(self.max_tracked // 2) :]
+            kept = dict(newest)
+        self._puts = kept
 
     def counts(self, now: float) -> dict[tuple[str, str], int]:
         """(service, address) -> registrations within the window, for the flapping ones."""

@@ -7,7 +7,7 @@ revision's changes, never a read of the whole registry.
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 
 from .history import EventKind, History, HistoryEvent
 from .model import Change, RegistryState
@@ -23,14 +23,22 @@ class PastView:
         self.floor = max(history.floor, 0)
         self.revision = live.revision
         self._applied = len(self.events)  # events[:_applied] are in the state
+        self._revisions: list[int] | None = None
 
     def revisions(self) -> list[int]:
         """The revisions one can step to: each that changed the registry, oldest first."""
-        seen = sorted({e.revision for e in self.events if e.revision > self.floor})
-        return seen if seen and seen[-1] == self.live_revision else [*seen, self.live_revision]
+        if self._revisions is None:
+            seen = sorted({e.revision for e in self.events if e.revision > self.floor})
+            if not seen or seen[-1] != self.live_revision:
+                seen.append(self.live_revision)
+            self._revisions = seen
+        return self._revisions
 
     def changes_at(self, revision: int) -> list[HistoryEvent]:
-        return [e for e in self.events if e.revision == revision]
+        events = self.events
+        start = bisect_left(events, revision, key=lambda e: e.revision)
+        end = bisect_right(events, revision, key=lambda e: e.revision)
+        return events[start:end]
 
     def go(self, target: int) -> list[Change]:
         """Move to ``target`` (kept between ``floor`` and the live revision); returns the
@@ -58,9 +66,9 @@ class PastView:
         """One registry-changing revision back (``-1``) or forward (``+1``)."""
         revisions = self.revisions()
         if delta < 0:
-            earlier = [r for r in revisions if r < self.revision]
+            index = bisect_left(revisions, self.revision)
             # Before the oldest change: the state just before it.
-            target = earlier[-1] if earlier else max(self.floor, revisions[0] - 1)
+            target = revisions[index - 1] if index else max(self.floor, revisions[0] - 1)
         else:
             index = bisect_right(revisions, self.revision)
             target = revisions[index] if index < len(revisions) else self.live_revision
