@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 FIGURES = (
     "history adds to the first frame",
+    "step one revision back, p95",
     "step one revision back, max",
     "memory growth 10,000 → all events",
 )
