@@ -27,10 +27,13 @@ from textual.widgets import Footer, Header, Input
 from textual.worker import Worker, WorkerState
 
 from .app_elections import ElectionsMixin
+from .app_history import HistoryMixin
 from .messages import RegistryDirty, StatusChanged, TaskFailed
+from .registry.alarms import FlapDetector, MassExpiryAlarm
 from .registry.config import ConnectionConfig
 from .registry.errors import RegistryError
 from .registry.events import ChangeBatch, ConnectionStatus, ConnState
+from .registry.history import DEFAULT_MAX_ENTRIES, DEFAULT_REVISIONS
 from .registry.model import UNRECOGNISED, Change, ChangeKind, Instance
 from .registry.sanitize import safe_line, safe_text
 from .registry.session import LogEntry, LogKind, RegistrySession
@@ -39,13 +42,16 @@ from .screens.confirm import ConfirmScreen
 from .screens.help import HelpScreen
 from .screens.inspect import InspectScreen
 from .screens.register import RegisterRequest, RegisterScreen, free_port
+from .widgets.alarm_banner import AlarmBanner
 from .widgets.detail_pane import DetailPane
 from .widgets.event_log import EventLog
 from .widgets.registry_tree import RegistryTree
 from .widgets.status_bar import StatusBar
 
 WRITE_ACTIONS = {"register", "revoke", "delete", "pause"}
-DASHBOARD_ACTIONS = WRITE_ACTIONS | {"inspect", "filter", "clear_filter", "toggle_elections"}
+DASHBOARD_ACTIONS = WRITE_ACTIONS | {
+    "inspect", "filter", "clear_filter", "toggle_elections", "history"
+}  # fmt: skip
 #: Registry-tree actions that make no sense while the elections view is shown.
 TREE_ACTIONS = {"inspect", "filter"}
 
@@ -70,7 +76,7 @@ def crash_log_path() -> Path:
     return Path(tempfile.gettempdir()) / f"etcd-registry-tui-crash-{os.getpid()}.log"
 
 
-class RegistryApp(ElectionsMixin, App[int]):
+class RegistryApp(HistoryMixin, ElectionsMixin, App[int]):
     """The dashboard. ``start_session=False`` shows the session's state without
     connecting (used for snapshot tests of a prepared state)."""
 
@@ -85,10 +91,13 @@ class RegistryApp(ElectionsMixin, App[int]):
         Binding("p", "pause", "Pause"),
         Binding("i", "inspect", "Inspect"),
         Binding("e", "toggle_elections", "Elections"),
+        Binding("h", "history", "History"),
         Binding("slash", "filter", "Filter", key_display="/"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("q", "quit", "Quit"),
+        # Listed in ? help (the compact footer leaves the palette hint out).
+        Binding("ctrl+p", "command_palette", "Command palette", show=False),
         # As in k9s and most terminal tools (Textual's default only hints at ctrl+q).
         Binding("ctrl+c", "quit", "Quit", show=False),
         # The terminal is in raw mode, so ^Z is a key, not SIGTSTP: suspend as a shell
@@ -106,10 +115,19 @@ class RegistryApp(ElectionsMixin, App[int]):
         on_shutdown: Iterable[BackgroundTask] = (),
         subtitle: str | None = None,
         elections_prefixes: Iterable[str] = (),
+        history_revisions: int = DEFAULT_REVISIONS,
+        history_max: int = DEFAULT_MAX_ENTRIES,
+        flapping: FlapDetector | None = None,
+        alarm: MassExpiryAlarm | None = None,
     ) -> None:
         super().__init__()
         self.config = config or ConnectionConfig()
-        self.session = session or RegistrySession(self.config, read_only=read_only)
+        self.session = session or RegistrySession(
+            self.config,
+            read_only=read_only,
+            history_revisions=history_revisions,
+            history_max=history_max,
+        )
         self.session.on_batch = self._on_session_batch
         self.session.on_status = self._on_session_status
         self.session.on_failure = self._on_task_failure
@@ -133,20 +151,26 @@ class RegistryApp(ElectionsMixin, App[int]):
         self._quitting = False
         self._select_when_shown: bytes | None = None
         self._init_elections(tuple(elections_prefixes))
+        self._init_history(flapping or FlapDetector(), alarm or MassExpiryAlarm())
 
     # -- layout --------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield Header(icon="◉")
+        yield AlarmBanner(id="alarm")
         with Horizontal(id="main"):
             yield RegistryTree(id="tree", ttl_source=self.session.ttl)
             yield self._compose_elections()
             with Vertical(id="side"):
                 yield DetailPane(id="detail")
                 yield self._compose_election_detail()
-                yield EventLog(prefix=self.config.prefix, id="events")
+                yield EventLog(
+                    max_entries=self.session.history.max_entries,
+                    prefix=self.config.prefix,
+                    id="events",
+                )
         yield Input(placeholder="filter: service name, id or address", id="filter")
         yield StatusBar(self.config.label, read_only=self.read_only, id="status")
-        yield Footer(compact=True)
+        yield Footer(compact=True, show_command_palette=False)  # ^p is in ? help
 
     @property
     def tree(self) -> RegistryTree:
@@ -311,6 +335,8 @@ class RegistryApp(ElectionsMixin, App[int]):
             if self._pending_log:
                 entries, self._pending_log = self._pending_log, []
                 self.query_one(EventLog).add(entries)
+            self._flush_history()
+            self.live_revision_changed()
             wanted = self._select_when_shown
             if wanted is not None and (tree.select_key(wanted) or wanted in self.session.state):
                 self._select_when_shown = None  # selected, or hidden by the filter
@@ -382,6 +408,7 @@ class RegistryApp(ElectionsMixin, App[int]):
 
     def _tick(self) -> None:
         self.tree.tick()
+        self._sync_history_marks()
         self._tick_elections()
         self._sync_marks()
         detail = self.query_one(DetailPane)
@@ -456,6 +483,7 @@ class RegistryApp(ElectionsMixin, App[int]):
                 "Switch between the registry and elections/locks",
                 "toggle_elections",
             ),
+            ("History", "Step through the registry's past revisions", "history"),
             ("Filter", "Filter by service, id or address", "filter"),
             ("Keys", "Show every key", "help"),
         ]
@@ -625,6 +653,7 @@ class RegistryApp(ElectionsMixin, App[int]):
                 self.session.ttl(inst.lease),
                 len(self.session.state.keys_on_lease(inst.lease)),
                 self.session.is_own(inst.raw_key),
+                timeline=self.timeline_of(inst),
             )
         )
 
@@ -711,9 +740,11 @@ def run_app(
     on_shutdown: Iterable[BackgroundTask] = (),
     subtitle: str | None = None,
     elections_prefixes: Iterable[str] = (),
+    history_revisions: int = DEFAULT_REVISIONS,
 ) -> int:
     app = RegistryApp(
         config,
+        history_revisions=history_revisions,
         read_only=read_only,
         elections_prefixes=elections_prefixes,
         background=background,

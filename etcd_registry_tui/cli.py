@@ -24,7 +24,7 @@ from typing import Any
 
 import humanize
 
-from . import __version__, cli_elections, serve
+from . import __version__, cli_elections, cli_history, serve
 from .registry.config import ConnectionConfig, parse_duration
 from .registry.connection import EtcdConnection
 from .registry.errors import ConfigError, RegistryError
@@ -71,10 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_connection_options(parser, suppress=False)
     cli_elections.add_elections_prefix(parser)
+    cli_history.add_history_option(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p_list = sub.add_parser("list", help="print services, instances and their lease TTLs")
     p_list.add_argument("--json", action="store_true", help="machine-readable output")
+    p_list.add_argument(
+        "--rev", type=int, default=None, metavar="N", help="the registry as it was at revision N"
+    )
     _add_connection_options(p_list, suppress=True)
 
     p_reg = sub.add_parser("register", help="register an instance and keep it alive until ^C")
@@ -86,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_elections.add_parsers(sub, _add_connection_options)
     serve.add_parser(sub, _add_connection_options)
+    cli_history.add_parsers(sub, _add_connection_options)
 
     p_demo = sub.add_parser("demo", help="the dashboard on a private etcd with a simulated fleet")
     p_demo.add_argument("--services", type=int, default=5, help="number of services (default 5)")
@@ -260,8 +265,12 @@ def _main(argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
     try:
         config = config_from_args(args)
+        if args.command == "list" and args.rev is not None:
+            return asyncio.run(cli_history.cmd_list_at(config, args.rev, args.json))
         if args.command == "list":
             return asyncio.run(cmd_list(config, args.json))
+        if args.command == "history":
+            return asyncio.run(cli_history.cmd_history(config, args))
         if args.command == "register":
             return asyncio.run(cmd_register(config, args))
         if args.command == "elections":
@@ -280,6 +289,7 @@ def _main(argv: Sequence[str] | None) -> int:
             config,
             read_only=args.read_only,
             elections_prefixes=getattr(args, "elections_prefix", None) or (),
+            history_revisions=args.history,
         )
     except RegistryError as exc:
         return _fail(exc.user_message())

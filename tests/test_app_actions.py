@@ -444,7 +444,7 @@ async def test_delete_a_permanent_key_after_confirming(etcd: Any, etcdctl: Any) 
         expect_main_screen(app)
         assert etcdctl.get(target) is None
         assert etcdctl.get(other) is not None
-        await until(pilot, lambda: (LogKind.DELETE, target.decode()) in log_entries(app))
+        await until(pilot, lambda: (LogKind.DEREGISTERED, target.decode()) in log_entries(app))
         assert any(f"Deleted {target.decode()}" in n for n in notifications(app))
 
 

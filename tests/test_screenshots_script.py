@@ -82,7 +82,7 @@ def test_main_view(shots: dict[str, str]) -> None:
     assert "lease ?" not in text  # every countdown known
     assert re.search(r"\d+ seconds", text)
     assert "live" in text and "8 services · 23 instances" in text
-    for kind in ("PUT", "UPDATE", "DELETE"):
+    for kind in ("PUT", "UPDATE", "DEREGISTERED"):
         assert kind in text  # the event log
     for action in ("Register", "Revoke", "Delete", "Inspect", "Quit"):
         assert action in text  # the footer

@@ -153,7 +153,7 @@ LOG = [
         LogKind.REVOKED, f"{PREFIX}Inventory/inv-3", "lease 694d7a3f1b2c3a01 revoked", LOG_AT + 15
     ),
     LogEntry(
-        LogKind.DELETE,
+        LogKind.DEREGISTERED,
         f"{PREFIX}ConfigService/static-02",
         "deleted from the dashboard",
         LOG_AT + 21,

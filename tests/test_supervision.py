@@ -172,8 +172,9 @@ async def test_a_failed_delete_does_not_label_a_later_expiry(
         await assert_matches_etcdctl(sess.watcher, etcdctl, PREFIX)
         etcdctl.run("del", key.decode())  # someone else deletes it
         await assert_matches_etcdctl(sess.watcher, etcdctl, PREFIX)
-        deletes = [e for e in entries if e.kind is LogKind.DELETE]
-        assert [e.detail for e in deletes] == [""], deletes
+        await eventually(lambda: any(e.kind is LogKind.DEREGISTERED for e in entries))
+        deletes = [e for e in entries if e.kind is LogKind.DEREGISTERED]
+        assert [e.detail for e in deletes] == [f"key deleted, lease {lease:x} lives on"], deletes
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -366,8 +366,12 @@ class EtcdConnection:
         timeout: float | None = None,
         page_size: int = 20_000,
         keys_only: bool = False,
+        revision: int = 0,
     ) -> tuple[list[Any], int]:
         """All key-values under ``prefix`` and the revision they were read at.
+
+        With ``revision`` the keys as they were at that revision (a compacted one raises
+        at once, with etcd's message).
 
         Read in pages of ``page_size`` keys, all at the revision of the first page, so
         the result is one consistent snapshot; between pages the event loop runs (a
@@ -376,9 +380,10 @@ class EtcdConnection:
         """
         prefix, end = key_range(prefix)
         deadline = timeout or max(30.0, self.config.command_timeout)
+        at = revision
         for _attempt in range(3):
             kvs: list[Any] = []
-            revision = 0
+            revision = at
             start = prefix
             try:
                 while True:
@@ -401,7 +406,7 @@ class EtcdConnection:
                         return kvs, revision
                     start = response.kvs[-1].key + b"\0"
             except RegistryError as exc:
-                if "compacted" not in str(exc):
+                if "compacted" not in str(exc) or at:
                     raise
         raise RegistryError(f"etcd at {self.endpoint} kept compacting during the snapshot")
 
@@ -537,7 +542,11 @@ class EtcdConnection:
 
     # -- watch ---------------------------------------------------------------
     async def watch(
-        self, prefix: bytes, start_revision: int, progress_every: float | None = None
+        self,
+        prefix: bytes,
+        start_revision: int,
+        progress_every: float | None = None,
+        prev_kv: bool = False,
     ) -> AsyncIterator[Any]:
         """Watch ``prefix`` from ``start_revision``; yields raw ``WatchResponse`` objects.
 
@@ -566,6 +575,7 @@ class EtcdConnection:
                 range_end=range_end,
                 start_revision=start_revision,
                 progress_notify=True,
+                prev_kv=prev_kv,
             )
             created = False
             loop = asyncio.get_running_loop()

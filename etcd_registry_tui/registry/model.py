@@ -440,6 +440,36 @@ class RegistryState:
         self._remove(previous)
         return Change(ChangeKind.DELETE, previous, previous, revision)
 
+    def restore(
+        self, raw_key: bytes, kv: KeyValueLike | KeyValue | None, revision: int
+    ) -> Change | None:
+        """Set ``raw_key`` to ``kv`` (``None``: absent) whatever the revisions say, and
+        call the state's revision ``revision``: for stepping through history."""
+        self.revision = revision
+        previous = self.instances.get(raw_key)
+        if kv is None:
+            if previous is None:
+                return None
+            self._remove(previous)
+            return Change(ChangeKind.DELETE, previous, previous, revision)
+        if previous is not None and previous.mod_revision == kv.mod_revision:
+            return None
+        first_seen = previous.first_seen if previous else None
+        inst = Instance.from_kv(kv, self.prefix, first_seen)  # type: ignore[arg-type]
+        if previous is not None:
+            self._remove(previous)
+        self._insert(inst)
+        kind = ChangeKind.UPDATE if previous is not None else ChangeKind.CREATE
+        return Change(kind, inst, previous, revision)
+
+    def copy(self) -> RegistryState:
+        """Another state with the same (shared, never mutated) instances."""
+        other = RegistryState(self.prefix)
+        other.revision = self.revision
+        for inst in self.instances.values():
+            other._insert(inst)
+        return other
+
     def parse(self, kvs: Iterable[KeyValueLike]) -> dict[bytes, Instance]:
         """Build the instances for kvs that are new or changed since what is held."""
         held = self.instances

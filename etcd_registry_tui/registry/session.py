@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -24,8 +25,17 @@ from .config import ConnectionConfig
 from .connection import EtcdConnection
 from .errors import LeaseNotFound, RegistryError
 from .events import ChangeBatch, ConnectionStatus
+from .history import (
+    DEFAULT_MAX_ENTRIES,
+    DEFAULT_REVISIONS,
+    EventKind,
+    History,
+    HistoryEvent,
+    Reason,
+)
+from .history_read import read_past
 from .leases import LeaseTracker
-from .model import ChangeKind, Instance, RegistryState
+from .model import Change, ChangeKind, Instance, KeyValue, RegistryState
 from .registration import ServiceRegistration
 from .supervisor import Supervisor, TaskFailure
 from .watcher import RegistryWatcher
@@ -38,8 +48,11 @@ class LogKind(StrEnum):
     PUT = "PUT"
     UPDATE = "UPDATE"
     DELETE = "DELETE"
+    DEREGISTERED = "DEREGISTERED"
     EXPIRED = "EXPIRED"
     REVOKED = "REVOKED"
+    LEASE_ENDED = "LEASE ENDED"
+    ALARM = "ALARM"
     LEADER = "LEADER"
     INFO = "INFO"
     ERROR = "ERROR"
@@ -51,15 +64,62 @@ class LogEntry:
     key: str
     detail: str = ""
     at: float = field(default_factory=time.time)
+    #: The etcd revision of the change (0: not a change of a key).
+    revision: int = 0
+    #: Read back from etcd's history (before launch): no wall-clock time is known.
+    historic: bool = False
+
+
+#: A lease that ended with at most this much of its countdown left expired; with more,
+#: somebody revoked it.
+EXPIRY_MARGIN = 1.5
+
+
+def log_entry(event: HistoryEvent, historic: bool = False) -> LogEntry:
+    """The event log's line for a history event: its kind, or the removal's reason."""
+    key = event.key_text
+    if event.kind is EventKind.PUT:
+        kind, detail = LogKind.PUT, (event.address() or "")
+    elif event.kind is EventKind.UPDATE:
+        version = event.kv.version if event.kv is not None else 0
+        kind, detail = LogKind.UPDATE, f"version {version}"
+    else:
+        kind = LogKind(event.reason.value) if event.reason is not None else LogKind.DELETE
+        detail = event.detail
+    at = event.at if event.at is not None else 0.0
+    return LogEntry(kind, key, detail, at, event.revision, historic)
 
 
 BatchListener = Callable[[ChangeBatch, list[LogEntry]], None]
 StatusListener = Callable[[ConnectionStatus], None]
 FailureListener = Callable[[TaskFailure], None]
+HistoryListener = Callable[[list[LogEntry]], None]
+EventsListener = Callable[[list[HistoryEvent]], None]
 
 
 def _noop(*_: Any) -> None:
     return None
+
+
+def _kv(inst: Instance) -> KeyValue:
+    return KeyValue(
+        inst.raw_key, inst.value, inst.create_revision, inst.mod_revision, inst.version, inst.lease
+    )
+
+
+def _reason_later(event: HistoryEvent, ttl: int | None, remaining: float | None) -> None:
+    """Why a key went, from its lease's TimeToLive after the delete (``ttl``; None: etcd
+    did not say) and the countdown it had (``remaining``; None: not known)."""
+    hex_lease = format(event.lease, "x")
+    if ttl is not None and ttl > 0:
+        event.reason, event.detail = Reason.DEREGISTERED, f"key deleted, lease {hex_lease} lives on"
+    elif ttl is None or remaining is None:
+        event.reason, event.detail = Reason.LEASE_ENDED, f"lease {hex_lease} ended"
+    elif remaining <= EXPIRY_MARGIN:
+        event.reason, event.detail = Reason.EXPIRED, f"lease {hex_lease} expired"
+    else:
+        event.reason = Reason.REVOKED
+        event.detail = f"lease {hex_lease} revoked with {remaining:.0f}s left"
 
 
 class ReadOnlyError(RegistryError):
@@ -77,6 +137,10 @@ class RegistrySession:
         read_only: bool = False,
         on_failure: FailureListener = _noop,
         clock: Callable[[], float] = time.monotonic,
+        history_revisions: int = DEFAULT_REVISIONS,
+        history_max: int = DEFAULT_MAX_ENTRIES,
+        on_history: HistoryListener = _noop,
+        on_events: EventsListener = _noop,
     ) -> None:
         self.config = config
         self.read_only = read_only
@@ -94,6 +158,18 @@ class RegistrySession:
         self._revoked_leases: set[int] = set()
         # Keys deleted from the dashboard -> until when their DELETE is labelled so.
         self._deleted_keys: dict[bytes, float] = {}
+        #: What happened, read back at start (``history_revisions`` revisions at most,
+        #: 0: none) and then seen live; at most ``history_max`` events.
+        self.history = History(history_max)
+        self.history_revisions = history_revisions
+        self.on_history = on_history
+        self.on_events = on_events
+        # Batches of events whose removals wait for a lease lookup, in order.
+        self._unresolved: deque[tuple[list[HistoryEvent], dict[int, float | None]]] = deque()
+        self._resolver: asyncio.Task[None] | None = None
+        #: Set by a UI once the first snapshot is on screen: history is read only then, so
+        #: it never delays the first frame (None: read at once).
+        self.history_gate: asyncio.Event | None = None
 
     # -- running -------------------------------------------------------------
     @property
@@ -125,6 +201,8 @@ class RegistrySession:
                     timeout,
                 )
         await self.supervisor.stop()
+        if self._resolver is not None:
+            self._resolver.cancel()
         await self.conn.close()
 
     def _task_failed(self, failure: TaskFailure) -> None:
@@ -145,10 +223,20 @@ class RegistrySession:
         self.on_status(status)
 
     def _batch(self, batch: ChangeBatch) -> None:
-        entries: list[LogEntry] = []
-        if not batch.snapshot or self.watcher.snapshots_loaded > 1:
-            entries = [self._log_entry(change.kind, change.instance) for change in batch.changes]
-        # Only now: the log asks the tracker how much time a deleted key's lease had left.
+        if batch.snapshot and self.watcher.snapshots_loaded <= 1:
+            self._follow_leases(batch)
+            self.on_batch(batch, [])
+            self._start_history(batch.revision)
+            return
+        if batch.snapshot:
+            self.history.restart_at(batch.revision)
+        events = [self._event(change) for change in batch.changes]
+        # Before the tracker lets go of them: how much time deleted keys' leases had left.
+        remaining = {
+            id(e): self.tracker.remaining(e.lease)
+            for e in events
+            if e.kind is EventKind.DELETE and e.reason is None
+        }
         self._follow_leases(batch)
         deleted_leases: set[int] = set()
         for change in batch.changes:
@@ -159,7 +247,93 @@ class RegistrySession:
         self._revoked_leases = {
             lease for lease in self._revoked_leases if lease in by_lease or lease in deleted_leases
         }
-        self.on_batch(batch, entries)
+        self.history.append(events)
+        if remaining or self._unresolved:
+            # A lease lookup says why these went; later entries wait for them, in order.
+            self.on_batch(batch, [])
+            self._unresolved.append((events, remaining))
+            if self._resolver is None or self._resolver.done():
+                self._resolver = asyncio.create_task(self._resolve(), name="removal reasons")
+            return
+        self.on_batch(batch, [log_entry(e) for e in events])
+        if events:
+            self.on_events(events)
+
+    def _event(self, change: Change) -> HistoryEvent:
+        inst = change.instance
+        if change.kind is ChangeKind.DELETE:
+            prev = _kv(inst)
+            event = HistoryEvent.make(
+                self.config.prefix, change.revision, None, prev, key=inst.raw_key, at=time.time()
+            )
+            self._reason_now(event, inst.raw_key)
+            return event
+        before = _kv(change.previous) if change.previous is not None else None
+        return HistoryEvent.make(
+            self.config.prefix, change.revision, _kv(inst), before, at=time.time()
+        )
+
+    def _reason_now(self, event: HistoryEvent, raw_key: bytes) -> None:
+        """Why a key went, when that is clear without asking etcd."""
+        lease = event.lease
+        hex_lease = format(lease, "x")
+        if not lease:
+            event.reason, event.detail = Reason.DEREGISTERED, "key deleted (no lease)"
+        elif lease in self._revoked_leases:
+            event.reason, event.detail = Reason.REVOKED, f"lease {hex_lease} revoked"
+        elif self._deleted_keys.get(raw_key, 0.0) >= time.monotonic():
+            event.reason, event.detail = Reason.DEREGISTERED, "deleted from the dashboard"
+        elif self.state.keys_on_lease(lease):
+            # A lease that ends takes all its keys at once: this one was deleted.
+            event.reason = Reason.DEREGISTERED
+            event.detail = f"key deleted, lease {hex_lease} lives on"
+
+    async def _resolve(self) -> None:
+        """Ask etcd whether the leases of deleted keys still exist; deliver the entries."""
+        while self._unresolved:
+            events, remaining = self._unresolved[0]
+            ttls: dict[int, int | None] = {}
+            for event in events:
+                if id(event) not in remaining:
+                    continue
+                lease = event.lease
+                if lease not in ttls:
+                    try:
+                        ttls[lease] = (await self.conn.time_to_live(lease))[0]
+                    except RegistryError:
+                        ttls[lease] = None
+                _reason_later(event, ttls[lease], remaining[id(event)])
+            self._unresolved.popleft()
+            self.on_batch(ChangeBatch([], self.state.revision), [log_entry(e) for e in events])
+            if events:
+                self.on_events(events)
+
+    # -- history -------------------------------------------------------------
+    def _start_history(self, end: int) -> None:
+        if self.history_revisions <= 0:
+            self.history.load_past([], end + 1, 0, end)
+            self.on_history([])
+            return
+
+        async def read() -> None:
+            if self.history_gate is not None:
+                await self.history_gate.wait()
+            try:
+                past = await read_past(
+                    self.conn,
+                    self.config.prefix,
+                    end,
+                    revisions=self.history_revisions,
+                    max_events=self.history.max_entries,
+                )
+            except RegistryError as exc:
+                self.history.load_past([], end + 1, 0, end)
+                self.on_history([LogEntry(LogKind.INFO, "", f"history not read: {exc}")])
+                return
+            kept = self.history.load_past(past.events, past.start, past.compacted, past.start - 1)
+            self.on_history([log_entry(e, historic=True) for e in kept])
+
+        self.supervisor.start("history reader", read)
 
     def _follow_leases(self, batch: ChangeBatch) -> None:
         """Tell the tracker which leases are in use: all of them after a snapshot, else
@@ -173,21 +347,6 @@ class RegistrySession:
         by_lease = self.state.by_lease
         self.tracker.track(lease for lease in touched if lease in by_lease)
         self.tracker.untrack(lease for lease in touched if lease not in by_lease)
-
-    def _log_entry(self, kind: ChangeKind, inst: Instance) -> LogEntry:
-        if kind is ChangeKind.CREATE:
-            return LogEntry(LogKind.PUT, inst.key, inst.address or "")
-        if kind is ChangeKind.UPDATE:
-            return LogEntry(LogKind.UPDATE, inst.key, f"version {inst.version}")
-        if inst.lease and inst.lease in self._revoked_leases:
-            return LogEntry(LogKind.REVOKED, inst.key, f"lease {inst.lease_hex} revoked")
-        if self._deleted_keys.get(inst.raw_key, 0.0) >= time.monotonic():
-            return LogEntry(LogKind.DELETE, inst.key, "deleted from the dashboard")
-        if inst.lease:
-            remaining = self.tracker.remaining(inst.lease)
-            if remaining is not None and remaining <= 1.5:
-                return LogEntry(LogKind.EXPIRED, inst.key, f"lease {inst.lease_hex} expired")
-        return LogEntry(LogKind.DELETE, inst.key)
 
     # -- queries -------------------------------------------------------------
     def ttl(self, lease_id: int) -> tuple[float | None, int | None]:

@@ -23,6 +23,7 @@ LEGEND: tuple[tuple[str, str, str], ...] = (
     ("⚠", "bold $error", "problem: the key or value does not fit the format"),
     ("★", "bold $accent", "own instance, registered from this dashboard"),
     ("⏸", "$warning", "paused: heartbeats stopped, the lease is running out"),
+    ("↻", "$warning", "flapping: registered 3 or more times within 5 minutes"),
 )
 
 Section = tuple[str, list[tuple[str, str]]]

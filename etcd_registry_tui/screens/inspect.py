@@ -157,6 +157,7 @@ class InspectScreen(Screen[None]):
         lease_keys: int = 0,
         own: bool = False,
         *,
+        timeline: tuple[list[str], list[str]] = ([], []),
         name: str | None = None,
         id: str | None = None,
         classes: str | None = None,
@@ -169,6 +170,8 @@ class InspectScreen(Screen[None]):
         #: Revision at which the key was deleted; None while it exists.
         self.deleted_at: int | None = None
         self._deleted_exact = True
+        #: (this key's versions, earlier registrations at the same address), display-safe.
+        self.timeline = timeline
 
     # -- building ------------------------------------------------------------
     def _value_renderable(self) -> Syntax | Text:
@@ -228,7 +231,26 @@ class InspectScreen(Screen[None]):
                 problems = "\n".join(f"⚠ {problem}" for problem in inst.display_problems)
                 yield Static(problems, id="problems", markup=False)
             yield Static(self._value_renderable(), id="value")
+            yield Static(self._timeline_text(), id="timeline")
         yield Footer()
+
+    def _timeline_text(self) -> Text:
+        versions, earlier = self.timeline
+        text = Text()
+        if versions:
+            text.append("\nHistory of this key\n", "bold")
+            for line in versions:
+                text.append(line + "\n")
+        if earlier:
+            text.append("\nEarlier registrations at this address\n", "bold")
+            for line in earlier:
+                text.append(line + "\n")
+        return text
+
+    def set_timeline(self, timeline: tuple[list[str], list[str]]) -> None:
+        if timeline != self.timeline:
+            self.timeline = timeline
+            self.query_one("#timeline", Static).update(self._timeline_text())
 
     def on_mount(self) -> None:
         self.query_one("#value-pane").focus()

@@ -21,8 +21,11 @@ _STYLES = {
     LogKind.PUT: Style(color="green"),
     LogKind.UPDATE: Style(color="cyan"),
     LogKind.DELETE: Style(color="magenta"),
+    LogKind.DEREGISTERED: Style(color="magenta"),
     LogKind.EXPIRED: Style(color="red", bold=True),
     LogKind.REVOKED: Style(color="yellow", bold=True),
+    LogKind.LEASE_ENDED: Style(color="yellow"),
+    LogKind.ALARM: Style(color="white", bgcolor="red", bold=True),
     LogKind.LEADER: Style(color="blue", bold=True),
     LogKind.INFO: Style(dim=True),
     LogKind.ERROR: Style(color="red"),
@@ -31,6 +34,9 @@ _STYLES = {
 
 #: A log line is one row: no need to escape more of a key or detail than a screen shows.
 LINE_CHARS = 1024
+
+#: The kind column fits the longest word (DEREGISTERED).
+KIND_WIDTH = 13
 
 #: Seconds between two changes of the log's scrollable height.
 RESIZE_INTERVAL = 1.0
@@ -93,6 +99,19 @@ class EventLog(ScrollView):
         self._resize_later()
         self.refresh()
 
+    def add_history(self, entries: list[LogEntry]) -> None:
+        """Put what happened before launch (oldest first) below everything logged since,
+        keeping the newest entries when there are more than the log holds."""
+        if not entries:
+            return
+        room = (self.entries.maxlen or len(entries)) - len(self.entries)
+        if room <= 0:
+            return
+        self.total += len(entries)
+        self.entries.extend(reversed(entries[-room:]))
+        self._resize_later()
+        self.refresh()
+
     def _resize_later(self) -> None:
         """Let the scrollable height follow the entries at most once a second: a new
         height costs a layout pass of the whole screen, and only the scroll range (of
@@ -139,10 +158,15 @@ class EventLog(ScrollView):
         return strip
 
     def _render_entry(self, entry: LogEntry, width: int, style: Style) -> Strip:
-        stamp = time.strftime("%H:%M:%S", time.localtime(entry.at))
+        if entry.historic:
+            # No wall-clock time in etcd's history: the revision says when.
+            stamp = f"#{entry.revision}"
+            stamp = f"{stamp:>8}" if len(stamp) <= 8 else stamp
+        else:
+            stamp = time.strftime("%H:%M:%S", time.localtime(entry.at))
         segments = [
             Segment(f"{stamp} ", Style(dim=True)),
-            Segment(f"{entry.kind.value:<8}", _STYLES[entry.kind]),
+            Segment(f"{entry.kind.value:<{KIND_WIDTH}}", _STYLES[entry.kind]),
             # Keys and details come from etcd: only their display-safe text is drawn.
             Segment(safe_line(entry.key.removeprefix(self.prefix), LINE_CHARS)),
         ]

@@ -275,6 +275,7 @@ class RegistryTree(ScrollView, can_focus=True):
         self._own_keys: set[bytes] = set(own_keys)
         self._paused_keys: set[bytes] = set(paused_keys)
         self._leader_keys: set[bytes] = set()
+        self._flapping: dict[bytes, int] = {}
         self._filter = ""
         self._collapsed: set[str] = set()
         self._blocks: dict[str, _Block] = {}
@@ -344,6 +345,20 @@ class RegistryTree(ScrollView, can_focus=True):
     def leader_keys(self, keys: Iterable[bytes]) -> None:
         self._leader_keys = set(keys)
         self.refresh()
+
+    @property
+    def flapping(self) -> dict[bytes, int]:
+        """Flapping instances (registered again and again) -> how often (marked)."""
+        return self._flapping
+
+    @flapping.setter
+    def flapping(self, keys: dict[bytes, int]) -> None:
+        self._flapping = dict(keys)
+        self.refresh()
+
+    def _flapping_in(self, name: str) -> int:
+        where = self._where
+        return sum(1 for key in self._flapping if (i := where.get(key)) and i.group == name)
 
     # -- updates -------------------------------------------------------------
     def set_state(self, state: RegistryState) -> None:
@@ -835,18 +850,26 @@ class RegistryTree(ScrollView, can_focus=True):
         own = inst.raw_key in self._own_keys
         paused = own and inst.raw_key in self._paused_keys
         leader = inst.raw_key in self._leader_keys
-        key = (inst, left_width, cursor, own, paused, leader)
+        flap = self._flapping.get(inst.raw_key, 0) if self._flapping else 0
+        key = (inst, left_width, cursor, own, paused, leader, flap)
         left = self._line_cache.get(key)
         if left is None:
             left = self._line_cache[key] = self._instance_segments(
-                inst, left_width, cursor, own, paused, leader
+                inst, left_width, cursor, own, paused, leader, flap
             )
         if not countdown_width:
             return Strip(left, width)
         return Strip(left + self._countdown(inst.lease, countdown_width, cursor), width)
 
     def _instance_segments(
-        self, inst: Instance, width: int, cursor: bool, own: bool, paused: bool, leader: bool
+        self,
+        inst: Instance,
+        width: int,
+        cursor: bool,
+        own: bool,
+        paused: bool,
+        leader: bool,
+        flap: int = 0,
     ) -> list[Segment]:
         style = self._style
         row = style("registry-tree--instance", cursor=cursor)
@@ -880,6 +903,14 @@ class RegistryTree(ScrollView, can_focus=True):
                 Segment(
                     "♛ leader",
                     style("registry-tree--instance", "registry-tree--own", cursor=cursor),
+                )
+            )
+        if flap:
+            parts.append(Segment("  ", row))
+            parts.append(
+                Segment(
+                    f"↻ flapping ×{flap}",
+                    style("registry-tree--instance", "registry-tree--warning", cursor=cursor),
                 )
             )
         if paused:
@@ -954,11 +985,12 @@ class RegistryTree(ScrollView, can_focus=True):
         shown = self._shown_count(block)
         expiring = self._expiring_count(block)
         collapsed = name in self._collapsed
-        key = (name, width, cursor, total, shown, expiring, block.problems, collapsed)
+        flapping = self._flapping_in(name) if self._flapping else 0
+        key = (name, width, cursor, total, shown, expiring, block.problems, collapsed, flapping)
         segments = self._line_cache.get(key)
         if segments is None:
             segments = self._line_cache[key] = self._service_segments(
-                name, width, cursor, total, shown, expiring, block.problems, collapsed
+                name, width, cursor, total, shown, expiring, block.problems, collapsed, flapping
             )
         return Strip(segments, width)
 
@@ -972,6 +1004,7 @@ class RegistryTree(ScrollView, can_focus=True):
         expiring: int,
         problems: int,
         collapsed: bool,
+        flapping: int = 0,
     ) -> list[Segment]:
         style = self._style
         classes = ["registry-tree--service"]
@@ -996,5 +1029,9 @@ class RegistryTree(ScrollView, can_focus=True):
                     f"  ⚠ {_plural(problems, 'problem')}",
                     style("registry-tree--problem", cursor=cursor),
                 )
+            )
+        if flapping:
+            parts.append(
+                Segment(f"  ↻ {flapping} flapping", style("registry-tree--warning", cursor=cursor))
             )
         return list(Strip(parts).adjust_cell_length(width, plain))

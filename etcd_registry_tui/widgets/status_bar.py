@@ -37,6 +37,8 @@ class StatusBar(Static):
         self.services = 0
         self.instances = 0
         self.filter_text = ""
+        #: How far back the history reaches ("history from rev 1,234").
+        self.history_text = ""
         self._last: Text | None = None
         self._last_error: tuple[str, float] | None = None
 
@@ -70,6 +72,10 @@ class StatusBar(Static):
             self.revision, self.services, self.instances = revision, services, instances
             self._redraw()
 
+    def set_history(self, text: str) -> None:
+        self.history_text = text
+        self._redraw()
+
     def set_filter(self, text: str) -> None:
         self.filter_text = text
         self._redraw()
@@ -88,6 +94,8 @@ class StatusBar(Static):
                 text.append(f" (retry in {self.status.retry_in:.0f}s)", "red")
         text.append(f"  rev {self.revision}", "dim")
         text.append(f"  {self.services} services · {self.instances} instances")
+        if self.history_text:
+            text.append(f"  {self.history_text}", "dim")
         if self.filter_text:
             text.append(f"  filter: {safe_line(repr(self.filter_text))}", "bold cyan")
         if self.read_only:

@@ -1,0 +1,115 @@
+"""The dashboard's past: history at start, the history view on ``h``, flapping, alarms.
+
+A mixin of :class:`~etcd_registry_tui.app.RegistryApp` (see :mod:`.app_elections`). The
+data layer parts are :mod:`.registry.history`, :mod:`.registry.history_view` and
+:mod:`.registry.alarms`. Textual collects ``@on`` handlers only from classes its
+metaclass builds, so handlers here are named ``on_<widget>_<message>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+from .messages import RegistryDirty
+from .registry.alarms import FlapDetector, MassExpiryAlarm
+from .registry.history import HistoryEvent
+from .registry.history_timeline import earlier_registrations, key_timeline
+from .registry.history_view import PastView
+from .registry.model import Instance
+from .registry.session import LogEntry, LogKind
+from .widgets.alarm_banner import AlarmBanner
+from .widgets.event_log import EventLog
+from .widgets.status_bar import StatusBar
+
+if TYPE_CHECKING:
+    from .app import RegistryApp
+
+    _Base = RegistryApp
+else:
+    _Base = object
+
+
+class HistoryMixin(_Base):
+    """Everything of the history that lives in the app."""
+
+    flaps: FlapDetector
+    alarm: MassExpiryAlarm
+
+    def _init_history(self, flap: FlapDetector, alarm: MassExpiryAlarm) -> None:
+        self.session.on_history = self._on_session_history
+        self.session.on_events = self._on_session_events
+        self._pending_history: list[LogEntry] | None = None
+        self.session.history_gate = asyncio.Event()
+        self.flaps = flap
+        self.alarm = alarm
+
+    # -- data layer → UI ------------------------------------------------------------
+    def _on_session_history(self, entries: list[LogEntry]) -> None:
+        self._pending_history = entries
+        if not self._dirty_posted and self._flush_timer is None:
+            self._dirty_posted = self.post_message(RegistryDirty())
+
+    def _on_session_events(self, events: list[HistoryEvent]) -> None:
+        now = time.time()
+        self.flaps.observe(events, now)
+        for text in self.alarm.observe(events, self.session.state, now):
+            self._pending_log.append(LogEntry(LogKind.ALARM, "", text))
+
+    def _flush_history(self) -> None:
+        """Called with each flush: history read back goes under the live entries (read
+        only once the first snapshot is on screen)."""
+        gate = self.session.history_gate
+        if gate is not None and not gate.is_set() and self.session.watcher.snapshots_loaded:
+            self.call_after_refresh(gate.set)
+        entries, self._pending_history = self._pending_history, None
+        if entries is not None:
+            self.query_one(EventLog).add_history(entries)
+            self.query_one(StatusBar).set_history(self.session.history.describe_reach())
+        self._sync_history_marks()
+
+    def _sync_history_marks(self) -> None:
+        now = time.time()
+        flapping = self.flaps.flapping_keys(self.session.state, now)
+        if flapping != self.tree.flapping:
+            self.tree.flapping = flapping
+        banner = self.alarm.banner(now)
+        self._show_alarm(banner)
+
+    def _show_alarm(self, text: str | None) -> None:
+        self.query_one(AlarmBanner).show(text)
+
+    # -- the history view -----------------------------------------------------------
+    def action_history(self) -> None:
+        from .screens.history import HistoryScreen
+
+        view = PastView(self.session.state, self.session.history)
+        if len(view.revisions()) <= 1 and not view.events:
+            self.notify("No history held yet", severity="warning", markup=False)
+        self.push_screen(HistoryScreen(view, self.config.prefix))
+
+    def live_revision_changed(self) -> None:
+        from .screens.history import HistoryScreen
+        from .screens.inspect import InspectScreen
+
+        for screen in self.screen_stack:
+            if isinstance(screen, HistoryScreen):
+                screen.set_live(self.session.state.revision)
+            elif isinstance(screen, InspectScreen) and screen.is_mounted:
+                history = self.session.history
+                mark = (len(history), id(history.events[-1]) if len(history) else 0)
+                if getattr(screen, "_history_mark", None) != mark:
+                    screen._history_mark = mark  # type: ignore[attr-defined]
+                    screen.set_timeline(self.timeline_of(screen.instance))
+
+    def timeline_of(self, inst: Instance) -> tuple[list[str], list[str]]:
+        """The inspect view's timeline: the key's versions and earlier registrations."""
+        history = self.session.history
+        return (
+            key_timeline(history, inst.raw_key),
+            earlier_registrations(history, inst.raw_key, inst.service, inst.address),
+        )
+
+
+__all__ = ["HistoryMixin", "LogKind"]

@@ -1,0 +1,155 @@
+"""``history`` and ``list --rev``: the registry's past from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from .registry.config import ConnectionConfig
+from .registry.connection import EtcdConnection
+from .registry.errors import RevisionCompacted
+from .registry.history import DEFAULT_MAX_ENTRIES, DEFAULT_REVISIONS, HistoryEvent
+from .registry.history_read import get_at, read_past
+from .registry.model import RegistryState
+from .registry.sanitize import safe_line
+from .registry.session import RegistrySession
+
+AddOptions = Callable[[argparse.ArgumentParser, bool], None]
+
+
+def add_history_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--history",
+        type=int,
+        default=DEFAULT_REVISIONS,
+        metavar="N",
+        help=f"read back up to N revisions of history (default {DEFAULT_REVISIONS:,}; 0: none)",
+    )
+
+
+def add_parsers(sub: Any, add_connection_options: AddOptions) -> None:
+    p_hist = sub.add_parser("history", help="print what happened in the registry, in order")
+    p_hist.add_argument("--json", action="store_true", help="one JSON object per line")
+    p_hist.add_argument("--since-rev", type=int, default=None, metavar="N", help="from revision N")
+    p_hist.add_argument("--service", default=None, metavar="NAME", help="only this service")
+    p_hist.add_argument("--follow", action="store_true", help="keep printing live events")
+    add_history_option(p_hist)
+    add_connection_options(p_hist, True)
+
+
+def _print(event: HistoryEvent, as_json: bool, service: str | None) -> None:
+    if service is not None and event.service != service:
+        return
+    if as_json:
+        print(json.dumps(event.to_json(), ensure_ascii=True), flush=True)
+        return
+    line = f"{event.revision:>10}  {event.label:<13}{safe_line(event.key_text)}"
+    if event.detail:
+        line += f"  {safe_line(event.detail)}"
+    print(line, flush=True)
+
+
+async def cmd_history(config: ConnectionConfig, args: argparse.Namespace) -> int:
+    async with EtcdConnection(config) as conn:
+        _, end = await conn.get_prefix(config.prefix.encode(), page_size=1, keys_only=True)
+        past = await read_past(
+            conn,
+            config.prefix,
+            end,
+            revisions=max(args.history, 0),
+            max_events=max(args.history, DEFAULT_MAX_ENTRIES),
+            since=args.since_rev,
+        )
+    if args.since_rev is not None and past.start > args.since_rev:
+        print(
+            f"history: revisions before {past.start} are compacted; starting there",
+            file=sys.stderr,
+        )
+    for event in past.events:
+        _print(event, args.json, args.service)
+    if not args.follow:
+        return 0
+    return await _follow(config, args)
+
+
+async def _follow(config: ConnectionConfig, args: argparse.Namespace) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    def printed(events: list[HistoryEvent]) -> None:
+        for event in events:
+            _print(event, args.json, args.service)
+
+    # The session names every removal as the dashboard does (lease lookups, countdowns).
+    session = RegistrySession(config, read_only=True, history_revisions=0, on_events=printed)
+    runner = asyncio.ensure_future(session.run())
+    try:
+        await stop.wait()
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+        await session.shutdown()
+    return 0
+
+
+async def cmd_list_at(config: ConnectionConfig, revision: int, as_json: bool) -> int:
+    """``list --rev N``: the registry as it was at revision N (no lease TTLs: they are now)."""
+    async with EtcdConnection(config) as conn:
+        try:
+            kvs = await get_at(conn, config.prefix, revision)
+        except RevisionCompacted as exc:
+            print(
+                f"revision {revision} is compacted: etcd keeps history from revision"
+                f" {exc.compact_revision}",
+                file=sys.stderr,
+            )
+            return 2
+    state = RegistryState(config.prefix)
+    state.load(kvs, revision)
+    groups = [
+        {
+            "name": group.name,
+            "instances": [
+                {
+                    "key": inst.key,
+                    "id": inst.instance_id,
+                    "address": inst.address,
+                    "lease": inst.lease_hex if inst.lease else None,
+                    "create_revision": inst.create_revision,
+                    "mod_revision": inst.mod_revision,
+                    "version": inst.version,
+                    "value": inst.fields if inst.fields is not None else inst.value_text(),
+                }
+                for inst in group.sorted_instances()
+            ],
+        }
+        for group in state.sorted_groups()
+    ]
+    if as_json:
+        doc: dict[str, Any] = {
+            "endpoint": config.label,
+            "prefix": config.prefix,
+            "revision": revision,
+            "services": groups,
+        }
+        print(json.dumps(doc, indent=2, ensure_ascii=True, allow_nan=False))
+        return 0
+    if not groups:
+        print(f"No instances under {config.prefix} at revision {revision}.")
+        return 0
+    print(f"as of revision {revision}")
+    for group in groups:
+        count = len(group["instances"])
+        print(f"{safe_line(group['name'])}  ({count} instance{'s' if count != 1 else ''})")
+        for rec in group["instances"]:
+            address = safe_line(rec["address"]) if rec["address"] is not None else "(no address)"
+            lease = f"lease {rec['lease']}" if rec["lease"] else "no lease"
+            print(f"  {safe_line(rec['id'][:8]):<8}  {address:<32}  {lease}")
+    return 0

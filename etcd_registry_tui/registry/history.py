@@ -1,0 +1,230 @@
+"""The registry's past: events with revisions, why each instance left, bounded in memory.
+
+etcd keeps every revision until compaction; :mod:`.history_read` reads them back and the
+live session appends what it sees. Each removal carries a :class:`Reason`:
+
+* ``DEREGISTERED``: the key was deleted and its lease lived on (or it had none);
+* ``REVOKED`` / ``EXPIRED``: the lease ended and took the key; seen live, a countdown near
+  zero says expired, time left says revoked (etcd does both in the same way: every key of
+  the lease deleted in one revision, no wall-clock time recorded);
+* ``LEASE ENDED``: before launch, where expiry and revoke cannot be told apart.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from .model import KeyValue, decode_key, parse_value, split_key
+
+#: How many events the dashboard keeps by default.
+DEFAULT_MAX_ENTRIES = 10_000
+#: How many revisions are read back at start by default.
+DEFAULT_REVISIONS = 10_000
+
+
+class Reason(StrEnum):
+    DEREGISTERED = "DEREGISTERED"
+    REVOKED = "REVOKED"
+    EXPIRED = "EXPIRED"
+    LEASE_ENDED = "LEASE ENDED"
+
+
+class EventKind(StrEnum):
+    PUT = "PUT"
+    UPDATE = "UPDATE"
+    DELETE = "DELETE"
+
+
+def kv_of(raw: Any) -> KeyValue:
+    """A gRPC ``KeyValue`` (or anything alike) as a plain :class:`KeyValue`."""
+    return KeyValue(
+        key=bytes(raw.key),
+        value=bytes(raw.value),
+        create_revision=int(raw.create_revision),
+        mod_revision=int(raw.mod_revision),
+        version=int(raw.version),
+        lease=int(raw.lease),
+    )
+
+
+@dataclass(slots=True, eq=False)
+class HistoryEvent:
+    """One change of one key. ``kv`` is the key after it (``None`` for a DELETE),
+    ``prev`` before it (``None`` for a first PUT, or when etcd no longer had it)."""
+
+    revision: int
+    kind: EventKind
+    key: bytes
+    service: str
+    instance_id: str
+    kv: KeyValue | None
+    prev: KeyValue | None
+    reason: Reason | None = None
+    detail: str = ""
+    #: Wall-clock time, for events seen live (etcd records none).
+    at: float | None = None
+
+    @classmethod
+    def make(
+        cls,
+        prefix: str,
+        revision: int,
+        kv: KeyValue | None,
+        prev: KeyValue | None,
+        key: bytes | None = None,
+        at: float | None = None,
+    ) -> HistoryEvent:
+        raw_key = kv.key if kv is not None else (key if key is not None else prev.key)  # type: ignore[union-attr]
+        if kv is None:
+            kind = EventKind.DELETE
+        elif kv.version == 1 or prev is None:
+            kind = EventKind.PUT
+        else:
+            kind = EventKind.UPDATE
+        text, _ = decode_key(raw_key)
+        service, instance_id, _ = split_key(text, prefix)
+        return cls(revision, kind, raw_key, service, instance_id, kv, prev, at=at)
+
+    @property
+    def lease(self) -> int:
+        """The lease the key had (after a put, or when it was deleted)."""
+        held = self.kv if self.kv is not None else self.prev
+        return held.lease if held is not None else 0
+
+    @property
+    def key_text(self) -> str:
+        return decode_key(self.key)[0]
+
+    def address(self) -> str | None:
+        """The address in the value put (or held when deleted), if any."""
+        held = self.kv if self.kv is not None else self.prev
+        if held is None:
+            return None
+        fields, _ = parse_value(held.value)
+        if fields is None:
+            return None
+        for alias in ("Address", "address", "url", "Url", "URL"):
+            value = fields.get(alias)
+            if isinstance(value, str):
+                return value
+        return None
+
+    @property
+    def label(self) -> str:
+        """What the event log and ``history`` show: the kind, or the removal's reason."""
+        if self.kind is EventKind.DELETE and self.reason is not None:
+            return self.reason.value
+        return self.kind.value
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "revision": self.revision,
+            "kind": self.kind.value,
+            "key": self.key_text,
+            "service": self.service,
+            "id": self.instance_id,
+            "reason": self.reason.value if self.reason is not None else None,
+        }
+
+
+def classify_past(events: Iterable[HistoryEvent], live_leases: set[int] | None) -> None:
+    """Give every removal in ``events`` (read back from etcd) a reason.
+
+    ``live_leases``: the leases that exist now (``None`` when unknown). A key with no lease,
+    or whose lease still exists, or that went alone while another key of its lease went
+    later, was deleted: DEREGISTERED. Otherwise its lease ended (expiry or revoke, which
+    etcd's history cannot tell apart): LEASE ENDED. Without ``live_leases``, several keys
+    of one lease gone in one revision are taken as the lease ending.
+    """
+    deletes = [e for e in events if e.kind is EventKind.DELETE and e.reason is None]
+    together: dict[tuple[int, int], int] = {}
+    last_gone: dict[int, int] = {}
+    for e in deletes:
+        if e.lease:
+            together[(e.revision, e.lease)] = together.get((e.revision, e.lease), 0) + 1
+            last_gone[e.lease] = max(last_gone.get(e.lease, 0), e.revision)
+    for e in deletes:
+        lease = e.lease
+        hex_lease = format(lease, "x")
+        if not lease:
+            e.reason, e.detail = Reason.DEREGISTERED, "key deleted (no lease)"
+        elif live_leases is not None and lease in live_leases:
+            e.reason, e.detail = Reason.DEREGISTERED, f"key deleted, lease {hex_lease} lived on"
+        elif last_gone[lease] > e.revision:
+            e.reason, e.detail = Reason.DEREGISTERED, f"key deleted, lease {hex_lease} lived on"
+        elif live_leases is None and together[(e.revision, lease)] < 2:
+            e.reason, e.detail = Reason.DEREGISTERED, "key deleted"
+        else:
+            count = together[(e.revision, lease)]
+            keys = f", {count} keys with it" if count > 1 else ""
+            e.reason = Reason.LEASE_ENDED
+            e.detail = f"lease {hex_lease} ended (expired or revoked){keys}"
+
+
+class History:
+    """The events the dashboard knows, oldest first, at most ``max_entries`` of them.
+
+    ``floor``: the registry can be rebuilt as it was at any revision from ``floor`` to the
+    newest held (every event after ``floor`` is held). ``compacted``: etcd's compaction
+    revision when the history was read (0: never compacted); ``start``: the first revision
+    read back.
+    """
+
+    def __init__(self, max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
+        self.max_entries = max(1, max_entries)
+        self.events: deque[HistoryEvent] = deque(maxlen=self.max_entries)
+        self.floor = 0
+        self.start = 0
+        self.compacted = 0
+        self.loaded = False
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def __iter__(self) -> Iterator[HistoryEvent]:
+        return iter(self.events)
+
+    def append(self, events: Iterable[HistoryEvent]) -> None:
+        held = self.events
+        for event in events:
+            if len(held) == self.max_entries:
+                self.floor = max(self.floor, held[0].revision)
+            held.append(event)
+
+    def load_past(
+        self, events: list[HistoryEvent], start: int, compacted: int, floor: int
+    ) -> list[HistoryEvent]:
+        """Put ``events`` (read back, oldest first, all older than any held) before what is
+        held; returns those kept (the newest ``max_entries`` of all)."""
+        combined = events + list(self.events)
+        dropped = len(combined) - self.max_entries
+        if dropped > 0:
+            floor = max(floor, combined[dropped - 1].revision)
+            combined = combined[dropped:]
+        self.events = deque(combined, maxlen=self.max_entries)
+        self.floor = max(self.floor, floor)
+        self.start, self.compacted, self.loaded = start, compacted, True
+        return events[max(0, dropped) :]
+
+    def restart_at(self, revision: int) -> None:
+        """A snapshot was reloaded (the watch fell behind a compaction): nothing before
+        ``revision`` can be rebuilt exactly any more."""
+        self.floor = max(self.floor, revision)
+
+    def of_key(self, raw_key: bytes) -> list[HistoryEvent]:
+        return [e for e in self.events if e.key == raw_key]
+
+    def of_service(self, service: str) -> list[HistoryEvent]:
+        return [e for e in self.events if e.service == service]
+
+    def describe_reach(self) -> str:
+        """For the status line: how far back the history reaches."""
+        if not self.loaded:
+            return ""
+        if self.compacted and self.start <= self.compacted:
+            return f"compacted at rev {self.compacted:,}"
+        return f"history from rev {max(self.start, 1):,}"

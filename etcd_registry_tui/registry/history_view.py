@@ -1,0 +1,80 @@
+"""Time travel: the registry as it was at any revision the history covers.
+
+Built from the live state and the held events by undoing them newest first (each event
+carries the key before and after it), so stepping one revision costs only that
+revision's changes, never a read of the whole registry.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+
+from .history import EventKind, History, HistoryEvent
+from .model import Change, RegistryState
+
+
+class PastView:
+    """A copy of the registry that can be moved to any revision from ``floor`` to ``live``."""
+
+    def __init__(self, live: RegistryState, history: History) -> None:
+        self.state = live.copy()
+        self.live_revision = live.revision
+        self.events: list[HistoryEvent] = [e for e in history if e.revision <= live.revision]
+        self.floor = max(history.floor, 0)
+        self.revision = live.revision
+        self._applied = len(self.events)  # events[:_applied] are in the state
+        self._revisions: list[int] | None = None
+
+    def revisions(self) -> list[int]:
+        """The revisions one can step to: each that changed the registry, oldest first."""
+        if self._revisions is None:
+            seen = sorted({e.revision for e in self.events if e.revision > self.floor})
+            if not seen or seen[-1] != self.live_revision:
+                seen.append(self.live_revision)
+            self._revisions = seen
+        return self._revisions
+
+    def changes_at(self, revision: int) -> list[HistoryEvent]:
+        events = self.events
+        start = bisect_left(events, revision, key=lambda e: e.revision)
+        end = bisect_right(events, revision, key=lambda e: e.revision)
+        return events[start:end]
+
+    def go(self, target: int) -> list[Change]:
+        """Move to ``target`` (kept between ``floor`` and the live revision); returns the
+        changes made to :attr:`state`, in order."""
+        target = max(self.floor, min(target, self.live_revision))
+        changes: list[Change] = []
+        events, state = self.events, self.state
+        while self._applied > 0 and events[self._applied - 1].revision > target:
+            self._applied -= 1
+            e = events[self._applied]
+            before = None if e.kind is EventKind.PUT and e.prev is None else e.prev
+            change = state.restore(e.key, before, target)
+            if change is not None:
+                changes.append(change)
+        while self._applied < len(events) and events[self._applied].revision <= target:
+            e = events[self._applied]
+            self._applied += 1
+            change = state.restore(e.key, e.kv, target)
+            if change is not None:
+                changes.append(change)
+        state.revision = self.revision = target
+        return changes
+
+    def step(self, delta: int) -> list[Change]:
+        """One registry-changing revision back (``-1``) or forward (``+1``)."""
+        revisions = self.revisions()
+        if delta < 0:
+            index = bisect_left(revisions, self.revision)
+            # Before the oldest change: the state just before it.
+            target = revisions[index - 1] if index else max(self.floor, revisions[0] - 1)
+        else:
+            index = bisect_right(revisions, self.revision)
+            target = revisions[index] if index < len(revisions) else self.live_revision
+        return self.go(target)
+
+    @property
+    def oldest(self) -> int:
+        revisions = self.revisions()
+        return max(self.floor, revisions[0] - 1) if revisions else self.live_revision

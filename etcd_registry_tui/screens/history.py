@@ -1,0 +1,164 @@
+"""The history view (``h``): the registry as it was at a past revision.
+
+←/→ step through the revisions that changed the registry, Home/End go to the oldest held
+and to the live one, ``g`` (or a digit) types a revision. Live updates keep arriving on
+the dashboard underneath; Esc returns to it. No writing action is offered here.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.events import Key
+from textual.screen import Screen
+from textual.widgets import Footer, Input, Static
+
+from ..registry.history import EventKind
+from ..registry.history_view import PastView
+from ..registry.sanitize import safe_line
+from ..widgets.registry_tree import RegistryTree
+
+
+def _no_ttl(_lease: int) -> tuple[float | None, int | None]:
+    return None, None
+
+
+class HistoryScreen(Screen[None]):
+    DEFAULT_CSS = """
+    HistoryScreen #history-banner {
+        height: 1; background: $warning; color: $text; text-style: bold; padding: 0 1;
+    }
+    HistoryScreen #history-main { height: 1fr; }
+    HistoryScreen #history-tree { width: 3fr; }
+    HistoryScreen #history-changes {
+        width: 2fr; border-left: solid $panel; padding: 0 1; height: 1fr;
+    }
+    HistoryScreen #history-rev { dock: bottom; }
+    """
+
+    BINDINGS = [
+        Binding("left", "step(-1)", "Back", priority=True),
+        Binding("right", "step(1)", "Forward", priority=True),
+        Binding("home", "oldest", "Oldest", priority=True),
+        Binding("end", "newest", "Live rev", priority=True),
+        Binding("g", "type_revision", "Go to rev"),
+        Binding("escape", "leave", "Back to live"),
+    ]
+
+    def __init__(self, view: PastView, prefix: str) -> None:
+        super().__init__()
+        self.view = view
+        self.prefix = prefix
+        self.live = view.live_revision
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="history-banner")
+        with Horizontal(id="history-main"):
+            yield RegistryTree(id="history-tree", ttl_source=_no_ttl)
+            yield Static(id="history-changes")
+        yield Input(placeholder="revision (Enter to go, Esc to cancel)", id="history-rev")
+        yield Footer()
+
+    @property
+    def tree(self) -> RegistryTree:
+        return self.query_one("#history-tree", RegistryTree)
+
+    def on_mount(self) -> None:
+        self.query_one("#history-rev", Input).display = False
+        tree = self.tree
+        tree.border_title = "Services (past)"
+        tree.set_empty_text("No instances at this revision")
+        tree.set_state(self.view.state)
+        tree.focus()
+        self._redraw()
+
+    # -- showing ---------------------------------------------------------------------
+    def banner_text(self) -> str:
+        return (
+            f"viewing revision {self.view.revision:,} (live: {self.live:,}) — Esc returns to live"
+        )
+
+    def _redraw(self) -> None:
+        self.query_one("#history-banner", Static).update(Text(self.banner_text()))
+        changes = self.view.changes_at(self.view.revision)
+        text = Text()
+        text.append(f"rev {self.view.revision:,}", "bold")
+        text.append(f"  ({len(self.view.state)} instances)\n", "dim")
+        if not changes:
+            text.append("no change of the registry at this revision\n", "dim")
+        for event in changes[:200]:
+            text.append(f"{event.label:<13}", "bold")
+            text.append(safe_line(event.key_text.removeprefix(self.prefix)))
+            if event.detail:
+                text.append(f"  {safe_line(event.detail)}", "dim")
+            text.append("\n")
+        reach = max(self.view.oldest, 0)
+        text.append(f"\nhistory held: rev {reach:,} to {self.view.live_revision:,}", "dim")
+        self.query_one("#history-changes", Static).update(text)
+        for event in changes:
+            if event.kind is not EventKind.DELETE and self.tree.select_key(event.key):
+                break
+
+    def set_live(self, revision: int) -> None:
+        if revision != self.live:
+            self.live = revision
+            self.query_one("#history-banner", Static).update(Text(self.banner_text()))
+
+    def _go(self, target: int) -> None:
+        changes = self.view.go(target)
+        self.tree.apply_changes(changes)
+        self._redraw()
+
+    # -- actions ---------------------------------------------------------------------
+    def action_step(self, delta: int) -> None:
+        self.tree.apply_changes(self.view.step(delta))
+        self._redraw()
+
+    def action_oldest(self) -> None:
+        self._go(self.view.oldest)
+
+    def action_newest(self) -> None:
+        self._go(self.view.live_revision)
+
+    def action_type_revision(self) -> None:
+        box = self.query_one("#history-rev", Input)
+        box.display = True
+        box.focus()
+
+    def action_leave(self) -> None:
+        box = self.query_one("#history-rev", Input)
+        if box.display:
+            box.value = ""
+            box.display = False
+            self.tree.focus()
+            return
+        self.dismiss(None)
+
+    def on_key(self, event: Key) -> None:
+        box = self.query_one("#history-rev", Input)
+        if event.character is not None and event.character.isdigit() and not box.has_focus:
+            self.action_type_revision()
+            box.value = event.character
+            box.cursor_position = 1
+            event.stop()
+
+    @on(Input.Submitted, "#history-rev")
+    def _submitted(self, event: Input.Submitted) -> None:
+        box = self.query_one("#history-rev", Input)
+        text = event.value.strip().replace(",", "")
+        box.value = ""
+        box.display = False
+        self.tree.focus()
+        if not text.isdigit():
+            return
+        target = int(text)
+        if target < self.view.oldest:
+            self.notify(
+                f"revision {target:,} is older than the history held (from {self.view.oldest:,})",
+                severity="warning",
+                markup=False,
+            )
+        self._go(target)

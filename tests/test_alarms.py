@@ -1,0 +1,79 @@
+"""Flapping and mass-expiry thresholds (pure logic: the events are built, no etcd claimed;
+test_history_app.py drives both from real etcd)."""
+
+from __future__ import annotations
+
+from etcd_registry_tui.registry.alarms import FlapDetector, MassExpiryAlarm
+from etcd_registry_tui.registry.history import HistoryEvent, Reason
+from etcd_registry_tui.registry.model import KeyValue, RegistryState
+
+PREFIX = "/services/"
+
+
+def kv(service: str, iid: str, address: str = "http://a:1", lease: int = 7) -> KeyValue:
+    value = f'{{"Id": "{iid}", "Address": "{address}"}}'.encode()
+    return KeyValue(f"{PREFIX}{service}/{iid}".encode(), value, 1, 1, 1, lease)
+
+
+def state_with(counts: dict[str, int]) -> RegistryState:
+    state = RegistryState(PREFIX)
+    for service, count in counts.items():
+        for n in range(count):
+            state.apply_put(kv(service, f"{service}-{n}", f"http://{n}:1"))
+    return state
+
+
+def gone(service: str, n: int, at: float, reason: Reason = Reason.EXPIRED) -> HistoryEvent:
+    event = HistoryEvent.make(PREFIX, 10, None, kv(service, f"x{n}"), at=at)
+    event.reason = reason
+    return event
+
+
+def test_a_single_expiry_raises_no_alarm() -> None:
+    alarm = MassExpiryAlarm()
+    assert alarm.observe([gone("Orders", 0, 100.0)], state_with({"Orders": 2}), 100.0) == []
+    assert alarm.banner(100.0) is None
+
+
+def test_clean_deregistrations_raise_no_alarm() -> None:
+    alarm = MassExpiryAlarm()
+    events = [gone("Orders", n, 100.0, Reason.DEREGISTERED) for n in range(10)]
+    assert alarm.observe(events, state_with({"Orders": 1}), 100.0) == []
+    events = [gone("Orders", n, 100.0, Reason.REVOKED) for n in range(10)]
+    assert alarm.observe(events, state_with({"Orders": 1}), 100.0) == []
+
+
+def test_thresholds_minimum_fraction_window_and_quiet() -> None:
+    state = state_with({"Orders": 13, "Billing": 200})
+    alarm = MassExpiryAlarm()
+    # 2 expiries: under the minimum of 3.
+    assert alarm.observe([gone("Orders", n, 100.0) for n in range(2)], state, 100.0) == []
+    # A third outside the 60 s window does not count with them.
+    assert alarm.observe([gone("Orders", 2, 170.0)], state, 170.0) == []
+    # 3 of 16 is 19 %: under 20 %; a fourth (4 of 17, 24 %) is not.
+    assert alarm.observe([gone("Orders", n, 171.0) for n in range(3, 5)], state, 171.0) == []
+    raised = alarm.observe([gone("Orders", 5, 172.0)], state, 172.0)
+    assert raised == ["MASS EXPIRY: 4 of 217 instances expired in the last 60 s — Orders 4/17"]
+    assert alarm.banner(200.0) == raised[0]
+    assert alarm.banner(232.1) is None  # quiet for 60 s
+
+
+def test_the_whole_registry_alarms_when_no_service_does() -> None:
+    state = state_with({f"S{n}": 1 for n in range(10)})
+    alarm = MassExpiryAlarm(minimum=3)
+    events = [gone(f"S{n}", n, 50.0) for n in range(3)]  # 3 of 13 (23 %), 1 of 2 per service
+    assert alarm.observe(events, state, 50.0) == [
+        "MASS EXPIRY: 3 of 13 instances expired in the last 60 s"
+    ]
+
+
+def test_flapping_counts_registrations_at_one_address_within_the_window() -> None:
+    flaps = FlapDetector(threshold=3, window=300)
+    state = RegistryState(PREFIX)
+    for n, at in enumerate((0.0, 100.0, 250.0)):
+        event = HistoryEvent.make(PREFIX, n + 1, kv("Orders", f"id{n}", "http://h:1"), None, at=at)
+        flaps.observe([event], at)
+    state.apply_put(kv("Orders", "id2", "http://h:1"))
+    state.apply_put(kv("Orders", "other", "http://h:2"))
+    assert flaps.flapping_keys(state, 260.0) == {f"{PREFIX}Orders/id2".encode(): 3}
+    assert flaps.flapping_keys(state, 301.0) == {}  # the first fell out of the window

@@ -1,0 +1,158 @@
+"""``list --rev`` and ``history`` against real etcd, with etcdctl making the history."""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import subprocess
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_cli import CLI, run_cli
+
+from etcd_registry_tui.cli import main
+
+PREFIX = "/services/"
+
+
+def make_history(etcdctl: Any, seed: int = 7, steps: int = 40) -> int:
+    """A registry's life: registrations, updates, deletes, revokes; returns the revision."""
+    rng = random.Random(seed)
+    leases = [etcdctl.lease_grant(600) for _ in range(3)]
+    for step in range(steps):
+        service = rng.choice(["Orders", "Billing", "Stock"])
+        iid = f"i{rng.randrange(6)}"
+        key = f"{PREFIX}{service}/{iid}"
+        roll = rng.random()
+        if roll < 0.6:
+            lease = rng.choice([None, *leases])
+            etcdctl.put(key, json.dumps({"Id": iid, "Address": f"http://{iid}:{step}"}), lease)
+        elif roll < 0.9:
+            etcdctl.run("del", key)
+        elif leases:
+            etcdctl.lease_revoke(leases.pop())
+    _, rev = etcdctl.get_prefix(PREFIX)
+    return int(rev)
+
+
+def etcdctl_at(etcdctl: Any, revision: int) -> dict[str, tuple[str, str | None]]:
+    data = etcdctl.run_json("get", "--prefix", f"--rev={revision}", "--", PREFIX)
+    found = {}
+    for kv in data.get("kvs") or []:
+        lease = int(kv.get("lease", 0))
+        found[base64.b64decode(kv["key"]).decode()] = (
+            base64.b64decode(kv.get("value", "")).decode(),
+            format(lease, "x") if lease else None,
+        )
+    return found
+
+
+def listed_at(capsys: Any, endpoint: str, revision: int) -> dict[str, tuple[str, str | None]]:
+    assert main(["list", "--endpoints", endpoint, "--rev", str(revision), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["revision"] == revision
+    return {
+        inst["key"]: (json.dumps(inst["value"], separators=(",", ":")), inst["lease"])
+        for service in doc["services"]
+        for inst in service["instances"]
+    }
+
+
+def normalise(view: dict[str, tuple[str, str | None]]) -> dict[str, tuple[Any, str | None]]:
+    return {k: (json.loads(v), lease) for k, (v, lease) in view.items()}
+
+
+@pytest.fixture(scope="module")
+def history_etcd(request: Any) -> Any:
+    from conftest import Etcdctl
+
+    from etcd_registry_tui.registry.embedded import EmbeddedEtcd
+
+    server = EmbeddedEtcd()
+    server.start()
+    request.addfinalizer(server.stop)
+    etcdctl = Etcdctl(server.endpoint)
+    end = make_history(etcdctl)
+    return server, etcdctl, end
+
+
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(fraction=st.floats(0, 1))
+def test_list_rev_equals_etcdctl_get_rev(history_etcd: Any, capsys: Any, fraction: float) -> None:
+    server, etcdctl, end = history_etcd
+    revision = 1 + round(fraction * (end - 1))
+    assert normalise(listed_at(capsys, server.endpoint, revision)) == normalise(
+        etcdctl_at(etcdctl, revision)
+    )
+
+
+def test_list_rev_of_a_compacted_revision_names_the_compaction(etcd: Any, etcdctl: Any) -> None:
+    end = make_history(etcdctl, steps=8)
+    etcdctl.compact(end - 2)
+    result = run_cli("list", "--endpoints", etcd.endpoint, "--rev", "2")
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        f"revision 2 is compacted: etcd keeps history from revision {end - 2}"
+    ]
+
+
+def test_history_json_one_object_per_line_with_reasons(etcd: Any, etcdctl: Any) -> None:
+    lease = etcdctl.lease_grant(60)
+    etcdctl.put(f"{PREFIX}Orders/a", '{"Id": "a"}', lease)
+    etcdctl.put(f"{PREFIX}Orders/a", '{"Id": "a", "v": 2}', lease)
+    etcdctl.put(f"{PREFIX}Billing/b", '{"Id": "b"}')
+    etcdctl.run("del", f"{PREFIX}Billing/b")
+    etcdctl.lease_revoke(lease)
+    result = run_cli("history", "--endpoints", etcd.endpoint, "--json")
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(d["kind"], d["key"], d["reason"]) for d in lines] == [
+        ("PUT", f"{PREFIX}Orders/a", None),
+        ("UPDATE", f"{PREFIX}Orders/a", None),
+        ("PUT", f"{PREFIX}Billing/b", None),
+        ("DELETE", f"{PREFIX}Billing/b", "DEREGISTERED"),
+        ("DELETE", f"{PREFIX}Orders/a", "LEASE ENDED"),
+    ]
+    assert set(lines[0]) == {"revision", "kind", "key", "service", "id", "reason"}
+    assert lines[0]["service"] == "Orders" and lines[0]["id"] == "a"
+    revisions = [d["revision"] for d in lines]
+    assert revisions == sorted(revisions)
+
+    only = run_cli("history", "--endpoints", etcd.endpoint, "--json", "--service", "Billing")
+    assert {json.loads(line)["service"] for line in only.stdout.splitlines()} == {"Billing"}
+    since = run_cli(
+        "history", "--endpoints", etcd.endpoint, "--json", "--since-rev", str(revisions[3])
+    )
+    assert [json.loads(line)["revision"] for line in since.stdout.splitlines()] == revisions[3:]
+    text = run_cli("history", "--endpoints", etcd.endpoint)
+    assert "LEASE ENDED" in text.stdout and "DEREGISTERED" in text.stdout
+
+
+def test_history_follow_prints_live_events_with_reasons(etcd: Any, etcdctl: Any) -> None:
+    etcdctl.put(f"{PREFIX}Orders/old", '{"Id": "old"}')
+    proc = subprocess.Popen(
+        [*CLI, "history", "--endpoints", etcd.endpoint, "--json", "--follow"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = json.loads(proc.stdout.readline())
+        assert first["key"] == f"{PREFIX}Orders/old"
+        lease = etcdctl.lease_grant(60)
+        etcdctl.put(f"{PREFIX}Orders/new", '{"Id": "new"}', lease)
+        put = json.loads(proc.stdout.readline())
+        assert (put["kind"], put["id"]) == ("PUT", "new")
+        etcdctl.lease_revoke(lease)
+        gone = json.loads(proc.stdout.readline())
+        assert (gone["kind"], gone["id"], gone["reason"]) == ("DELETE", "new", "REVOKED")
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -1,0 +1,123 @@
+"""Live removals get the same words whoever removed them; history arrives at start."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from helpers import eventually
+
+from etcd_registry_tui.registry.config import ConnectionConfig
+from etcd_registry_tui.registry.session import LogEntry, LogKind, RegistrySession
+
+PREFIX = "/services/"
+
+
+def put(etcdctl: Any, service: str, iid: str, lease: int | None = None) -> str:
+    key = f"{PREFIX}{service}/{iid}"
+    etcdctl.put(key, f'{{"Id": "{iid}", "Address": "http://{iid}:80"}}', lease=lease)
+    return key
+
+
+@contextlib.asynccontextmanager
+async def session(
+    etcd: Any, **kwargs: Any
+) -> AsyncIterator[tuple[RegistrySession, list[LogEntry], list[LogEntry]]]:
+    live: list[LogEntry] = []
+    past: list[LogEntry] = []
+    config = ConnectionConfig(endpoints=(etcd.endpoint,))
+    sess = RegistrySession(
+        config, on_batch=lambda _b, e: live.extend(e), on_history=past.extend, **kwargs
+    )
+    task = asyncio.create_task(sess.run())
+    try:
+        await sess.watcher.wait_live(15)
+        await eventually(lambda: sess.history.loaded)
+        yield sess, live, past
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await sess.shutdown()
+
+
+def kind_of(entries: list[LogEntry], key: str) -> LogKind | None:
+    found = [e.kind for e in entries if e.key == key]
+    return found[-1] if found else None
+
+
+async def test_live_removals_by_other_clients_are_named(etcd: Any, etcdctl: Any) -> None:
+    async with session(etcd) as (sess, live, _past):
+        alive = etcdctl.lease_grant(60)
+        dereg = put(etcdctl, "Orders", "dereg", lease=alive)
+        plain = put(etcdctl, "Orders", "plain")
+        doomed = etcdctl.lease_grant(60)
+        revoked = put(etcdctl, "Orders", "revoked", lease=doomed)
+        shared_lease = etcdctl.lease_grant(60)
+        shared = [put(etcdctl, "Billing", f"b{i}", lease=shared_lease) for i in range(3)]
+        short = etcdctl.lease_grant(2)
+        expired = put(etcdctl, "Billing", "expired", lease=short)
+        await eventually(lambda: kind_of(live, expired) is LogKind.PUT)
+        etcdctl.run("del", dereg)
+        etcdctl.run("del", plain)
+        etcdctl.run("del", shared[0])  # its lease lives on with two other keys
+        etcdctl.lease_revoke(doomed)
+        etcdctl.lease_revoke(shared_lease)
+        await eventually(lambda: kind_of(live, dereg) is LogKind.DEREGISTERED)
+        await eventually(lambda: kind_of(live, plain) is LogKind.DEREGISTERED)
+        await eventually(lambda: kind_of(live, shared[0]) is LogKind.DEREGISTERED)
+        await eventually(lambda: kind_of(live, revoked) is LogKind.REVOKED)
+        for key in shared[1:]:
+            await eventually(lambda key=key: kind_of(live, key) is LogKind.REVOKED)
+        await eventually(lambda: kind_of(live, expired) is LogKind.EXPIRED, timeout=15)
+        assert not any(e.kind is LogKind.DELETE for e in live)
+        reasons = {e.key_text: e.label for e in sess.history if e.kind.value == "DELETE"}
+        assert reasons[revoked] == "REVOKED" and reasons[expired] == "EXPIRED"
+        # Entries keep the order of the revisions, whatever waited for a lease lookup.
+        revisions = [e.revision for e in live]
+        assert revisions == sorted(revisions)
+
+
+async def test_dashboard_revoke_and_delete_use_the_same_words(etcd: Any, etcdctl: Any) -> None:
+    async with session(etcd) as (sess, live, _past):
+        lease = etcdctl.lease_grant(60)
+        a = put(etcdctl, "Orders", "a", lease=lease)
+        other = etcdctl.lease_grant(60)
+        b = put(etcdctl, "Orders", "b", lease=other)
+        await eventually(lambda: b.encode() in sess.state)
+        await sess.revoke(lease)
+        await sess.delete(b.encode())
+        await eventually(lambda: kind_of(live, a) is LogKind.REVOKED)
+        await eventually(lambda: kind_of(live, b) is LogKind.DEREGISTERED)
+
+
+async def test_history_before_launch_fills_the_log_oldest_first(etcd: Any, etcdctl: Any) -> None:
+    lease = etcdctl.lease_grant(60)
+    a = put(etcdctl, "Orders", "a", lease=lease)
+    b = put(etcdctl, "Orders", "b", lease=lease)
+    etcdctl.lease_revoke(lease)
+    c = put(etcdctl, "Orders", "c")
+    async with session(etcd) as (sess, live, past):
+        assert [(e.kind, e.key) for e in past] == [
+            (LogKind.PUT, a),
+            (LogKind.PUT, b),
+            (LogKind.LEASE_ENDED, a),
+            (LogKind.LEASE_ENDED, b),
+            (LogKind.PUT, c),
+        ]
+        assert all(e.historic and e.revision for e in past)
+        assert sess.history.describe_reach() == "history from rev 1"
+        assert live == []
+
+
+async def test_history_read_back_is_bounded(etcd: Any, etcdctl: Any) -> None:
+    for i in range(20):
+        put(etcdctl, "Orders", f"o{i}")
+    async with session(etcd, history_revisions=5, history_max=3) as (sess, _live, past):
+        assert len(past) == 3 and len(sess.history) == 3
+        for i in range(10):
+            put(etcdctl, "Orders", f"n{i}")
+        await eventually(lambda: sess.history.events[-1].instance_id == "n9")
+        assert len(sess.history) == 3
