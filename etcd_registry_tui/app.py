@@ -252,18 +252,18 @@ class RegistryApp(HistoryMixin, ElectionsMixin, App[int]):
 
     # -- data layer → UI -----------------------------------------------------
     def _on_session_batch(self, batch: ChangeBatch, entries: list[LogEntry]) -> None:
-        if batch.snapshot:
+        if batch.loading:
+            # A page of the first snapshot: new keys, shown like any change, so the first
+            # screen is drawn before the rest has arrived.
+            pending = self._pending_changes
+            for change in batch.changes:
+                pending[change.key] = change
+            if self.session.watcher.snapshots_loaded:  # the last page
+                self._freeze_snapshot()
+        elif batch.snapshot:
             self._pending_snapshot = True
             self._pending_changes.clear()
-            if not self._gc_frozen and len(self.session.state) >= FREEZE_SNAPSHOT_AT:
-                # The instances of a snapshot live until they change; without this every
-                # full collection rescans them all: 40-130 ms pauses at 10,000 instances, every
-                # few seconds as the lease tracker's RPCs keep allocating. Frozen objects
-                # are still freed by reference counting when the registry drops them.
-                # Only once: a reload keeps what did not change, and freezing again would
-                # move every young object of the running app out of the collector's reach.
-                self._gc_frozen = True
-                gc.freeze()
+            self._freeze_snapshot()
         else:
             pending = self._pending_changes
             for change in batch.changes:
@@ -273,6 +273,17 @@ class RegistryApp(HistoryMixin, ElectionsMixin, App[int]):
             # One message until it is handled, not one per watch response: a message costs
             # Textual more than applying a change costs the session.
             self._dirty_posted = self.post_message(RegistryDirty())
+
+    def _freeze_snapshot(self) -> None:
+        if not self._gc_frozen and len(self.session.state) >= FREEZE_SNAPSHOT_AT:
+            # The instances of a snapshot live until they change; without this every
+            # full collection rescans them all: 40-130 ms pauses at 10,000 instances, every
+            # few seconds as the lease tracker's RPCs keep allocating. Frozen objects
+            # are still freed by reference counting when the registry drops them.
+            # Only once: a reload keeps what did not change, and freezing again would
+            # move every young object of the running app out of the collector's reach.
+            self._gc_frozen = True
+            gc.freeze()
 
     def _on_session_status(self, status: ConnectionStatus) -> None:
         self.post_message(StatusChanged(status))
@@ -327,7 +338,10 @@ class RegistryApp(HistoryMixin, ElectionsMixin, App[int]):
                     self._highlight_first()
             elif self._pending_changes:
                 changes, self._pending_changes = self._pending_changes, {}
+                nothing_highlighted = tree.cursor_index < 0
                 tree.apply_changes(changes.values())
+                if nothing_highlighted:  # the first page of a snapshot
+                    self._highlight_first()
             else:
                 changes = {}
             self._last_flush_size = len(changes) if changes else 0
@@ -388,6 +402,8 @@ class RegistryApp(HistoryMixin, ElectionsMixin, App[int]):
         if status.state is ConnState.LIVE:
             hint = "" if self.read_only else " — press r to register one"
             return f"No instances under {prefix} yet{hint}"
+        if status.state is ConnState.TOO_LARGE:
+            return safe_line(status.error or "The prefix is too large for the memory budget")
         if status.state is ConnState.RECONNECTING:
             return f"etcd at {where} is out of reach — see the status line"
         return f"Connecting to etcd at {where}…"

@@ -15,6 +15,7 @@ os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 import argparse  # noqa: E402
 import asyncio
 import contextlib
+import dataclasses
 import getpass  # noqa: E402
 import json
 import signal
@@ -70,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--read-only", action="store_true", help="turn every writing action off (monitoring)"
     )
     _add_connection_options(parser, suppress=False)
+    parser.add_argument(
+        "--max-memory",
+        type=float,
+        metavar="MB",
+        help="memory budget for the prefix's keys; a larger prefix is not loaded and the"
+        " dashboard says so (default: half the machine's memory, at most 4096)",
+    )
     cli_elections.add_elections_prefix(parser)
     cli_history.add_history_option(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -285,6 +293,8 @@ def _main(argv: Sequence[str] | None) -> int:
             return run_demo(args, config)
         from .app import run_app
 
+        if getattr(args, "max_memory", None):
+            config = dataclasses.replace(config, memory_budget_mb=args.max_memory)
         return run_app(
             config,
             read_only=args.read_only,

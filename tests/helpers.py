@@ -128,10 +128,14 @@ class WatcherRun:
 
 @contextlib.asynccontextmanager
 async def running_watcher(
-    conn: EtcdConnection, live_timeout: float = 15.0, **kwargs: Any
+    conn: EtcdConnection,
+    live_timeout: float = 15.0,
+    on_batch_list: list[ChangeBatch] | None = None,
+    **kwargs: Any,
 ) -> AsyncIterator[WatcherRun]:
-    """Start a watcher on ``conn``, wait until it is LIVE, cancel it on the way out."""
-    batches: list[ChangeBatch] = []
+    """Start a watcher on ``conn``, wait until it is LIVE, cancel it on the way out
+    (``on_batch_list``: collect the batches there, visible before it is LIVE)."""
+    batches: list[ChangeBatch] = [] if on_batch_list is None else on_batch_list
     statuses: list[ConnectionStatus] = []
     watcher = RegistryWatcher(conn, on_batch=batches.append, on_status=statuses.append, **kwargs)
     task = asyncio.create_task(watcher.run(), name="test watcher")

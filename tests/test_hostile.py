@@ -166,7 +166,8 @@ def test_display_text_shows_escapes_not_controls() -> None:
     raw = Instance.from_kv(kv(f"{P}Clip/raw", "\x1b]52;c;cHduZWQ=\x1b\\\nline 2\r"), P)
     assert raw.display_value() == "␛]52;c;cHduZWQ=␛\\\nline 2␍"
     clean = Instance.from_kv(kv(f"{P}Orders/a1", value("http://10.0.0.1:5000")), P)
-    assert clean.display_key is clean.key and clean.display_address is clean.address
+    assert clean.display_key == clean.key and clean.display_address is clean.address
+    assert clean._display is None  # clean text is not copied: nothing extra is kept
 
 
 @pytest.mark.parametrize(

@@ -109,6 +109,11 @@ class _ScriptedConnection:
     async def get_prefix(self, prefix: bytes) -> tuple[list[object], int]:
         return [], 10
 
+    async def iter_prefix(
+        self, prefix: bytes
+    ) -> AsyncIterator[tuple[list[object], int, int, bool]]:
+        yield [], 10, 0, False
+
     async def reconnect(self) -> None:
         return None
 

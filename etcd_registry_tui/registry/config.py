@@ -76,6 +76,8 @@ class ConnectionConfig:
     key: str | None = None
     hosts: tuple[tuple[str, int], ...] = field(default=(), compare=False)
     tls: bool = False
+    #: MB the dashboard may use for the prefix's keys (None: see registry/budget.py).
+    memory_budget_mb: float | None = None
 
     def __post_init__(self) -> None:
         if not self.endpoints:

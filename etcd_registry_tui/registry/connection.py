@@ -410,6 +410,43 @@ class EtcdConnection:
                     raise
         raise RegistryError(f"etcd at {self.endpoint} kept compacting during the snapshot")
 
+    async def iter_prefix(
+        self,
+        prefix: bytes,
+        page_size: int = 20_000,
+        first_page: int = 1_000,
+        timeout: float | None = None,
+    ) -> AsyncIterator[tuple[list[Any], int, int, bool]]:
+        """The key-values under ``prefix`` page by page, in key order, all read at the
+        revision of the first page: yields ``(kvs, revision, total, more)``, ``total``
+        being how many keys the prefix held at that revision.
+
+        The first page is small, so a caller can show something at once. Unlike
+        :meth:`get_prefix` a compaction between pages is not retried: it raises
+        :class:`RegistryError` (the caller holds part of a snapshot and knows best).
+        """
+        start, end = key_range(prefix)
+        deadline = timeout or max(30.0, self.config.command_timeout)
+        revision = 0
+        limit = first_page
+        while True:
+            request = rpc.RangeRequest(key=start, range_end=end, limit=limit, revision=revision)
+
+            async def run(client: _Endpoint, request: Any = request) -> Any:
+                return await client.kvstub.Range(request, **self._opts(client, deadline))
+
+            response = await self._call(run, idempotent=True)
+            if not revision:
+                revision = int(response.header.revision)
+            kvs = list(response.kvs)
+            more = bool(response.more and kvs)
+            # With a limit, etcd's count is every key in the range, not just this page's.
+            yield kvs, revision, int(response.count), more
+            if not more:
+                return
+            start = kvs[-1].key + b"\0"
+            limit = page_size
+
     async def get(self, key: bytes) -> Any | None:
         async def run(client: _Endpoint) -> Any | None:
             response = await client.kvstub.Range(rpc.RangeRequest(key=key), **self._opts(client))

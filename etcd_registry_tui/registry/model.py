@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -66,6 +67,11 @@ class KeyValue:
     mod_revision: int = 1
     version: int = 1
     lease: int = 0
+
+
+#: One string object per service name, shared by its instances (interned strings are
+#: freed again once nothing uses them).
+_shared = sys.intern
 
 
 def _pick(fields: dict[str, Any], role: str) -> str | None:
@@ -194,16 +200,37 @@ def parse_value(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
     return parsed, None
 
 
-@dataclass(slots=True, eq=False)
 class Instance:
-    """One key under the prefix, usually a registered service instance."""
+    """One key under the prefix, usually a registered service instance.
+
+    Small on purpose (a registry holds 100,000 of them): only what the tree needs is kept
+    parsed (service, id, address, problems, lease, revisions) beside the raw value bytes;
+    the JSON object (:attr:`fields`) and the key as text are made again on demand.
+    Service names are shared between the instances of a service, and a snapshot's
+    instances share one ``first_seen``.
+    """
+
+    __slots__ = (
+        "raw_key",
+        "service",
+        "instance_id",
+        "value",
+        "address",
+        "parse_error",
+        "key_error",
+        "create_revision",
+        "mod_revision",
+        "version",
+        "lease",
+        "first_seen",
+        "_display",
+        "_display_value",
+    )
 
     raw_key: bytes
-    key: str
     service: str
     instance_id: str
     value: bytes
-    fields: dict[str, Any] | None
     address: str | None
     parse_error: str | None
     key_error: str | None
@@ -211,25 +238,60 @@ class Instance:
     mod_revision: int
     version: int
     lease: int
-    first_seen: float = field(default_factory=time.time)
-    #: Display-safe (see :mod:`.sanitize`) key, service, id and address: shown instead of
-    #: the raw strings everywhere. The same objects as the raw ones when those are clean.
-    display_key: str = field(init=False, repr=False, compare=False)
-    display_service: str = field(init=False, repr=False, compare=False)
-    display_id: str = field(init=False, repr=False, compare=False)
-    display_address: str | None = field(init=False, repr=False, compare=False)
-    _display_value: str | None = field(init=False, repr=False, compare=False, default=None)
+    first_seen: float
+    #: Display-safe key, service, id and address when any of them is not clean, else None.
+    _display: tuple[str, str, str, str | None] | None
+    _display_value: str | None
 
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        raw_key: bytes,
+        key: str,
+        service: str,
+        instance_id: str,
+        value: bytes,
+        address: str | None,
+        parse_error: str | None,
+        key_error: str | None,
+        create_revision: int,
+        mod_revision: int,
+        version: int,
+        lease: int,
+        first_seen: float | None = None,
+    ) -> None:
+        self.raw_key = raw_key
+        self.service = _shared(service)
+        self.instance_id = instance_id
+        self.value = value
+        self.address = address
+        self.parse_error = parse_error
+        self.key_error = key_error
+        self.create_revision = create_revision
+        self.mod_revision = mod_revision
+        self.version = version
+        self.lease = lease
+        self.first_seen = time.time() if first_seen is None else first_seen
+        self._display_value = None
         limit = DISPLAY_LINE_CHARS
-        self.display_key = safe_line(self.key, limit)
-        if self.display_key is self.key:  # service and id are parts of a clean key
-            self.display_service, self.display_id = self.service, self.instance_id
+        display_key = safe_line(key, limit)
+        display_address = None if address is None else safe_line(address, limit)
+        if display_key is key and display_address is address:
+            self._display = None  # all clean: the raw strings are shown as they are
+        elif display_key is key:  # service and id are parts of a clean key
+            self._display = (key, self.service, instance_id, display_address)
         else:
-            self.display_service = safe_line(self.service, limit)
-            self.display_id = safe_line(self.instance_id, limit)
-        address = self.address
-        self.display_address = None if address is None else safe_line(address, limit)
+            self._display = (
+                display_key,
+                safe_line(service, limit),
+                safe_line(instance_id, limit),
+                display_address,
+            )
+
+    def __repr__(self) -> str:
+        return (
+            f"Instance(key={self.key!r}, lease={self.lease:x}, mod_revision={self.mod_revision},"
+            f" problems={self.problems!r})"
+        )
 
     @classmethod
     def from_kv(cls, kv: KeyValueLike, prefix: str, first_seen: float | None = None) -> Instance:
@@ -243,7 +305,6 @@ class Instance:
             service=service,
             instance_id=instance_id,
             value=kv.value,
-            fields=fields,
             address=address,
             parse_error=parse_error,
             key_error=key_error or split_error,
@@ -251,8 +312,39 @@ class Instance:
             mod_revision=kv.mod_revision,
             version=kv.version,
             lease=kv.lease,
-            first_seen=time.time() if first_seen is None else first_seen,
+            first_seen=first_seen,
         )
+
+    # -- made on demand ------------------------------------------------------
+    @property
+    def key(self) -> str:
+        """The key as text (undecodable bytes escaped)."""
+        return decode_key(self.raw_key)[0]
+
+    @property
+    def fields(self) -> dict[str, Any] | None:
+        """The value's JSON object (parsed again on each call), or None."""
+        return parse_value(self.value)[0] if self._parsed_ok() else None
+
+    def _parsed_ok(self) -> bool:
+        error = self.parse_error
+        return error is None or error.startswith("value is not standard JSON")
+
+    @property
+    def display_key(self) -> str:
+        return self.key if self._display is None else self._display[0]
+
+    @property
+    def display_service(self) -> str:
+        return self.service if self._display is None else self._display[1]
+
+    @property
+    def display_id(self) -> str:
+        return self.instance_id if self._display is None else self._display[2]
+
+    @property
+    def display_address(self) -> str | None:
+        return self.address if self._display is None else self._display[3]
 
     @property
     def group(self) -> str:
@@ -261,11 +353,13 @@ class Instance:
 
     @property
     def name(self) -> str | None:
-        return _pick(self.fields, "name") if self.fields is not None else None
+        fields = self.fields
+        return _pick(fields, "name") if fields is not None else None
 
     @property
     def declared_id(self) -> str | None:
-        return _pick(self.fields, "id") if self.fields is not None else None
+        fields = self.fields
+        return _pick(fields, "id") if fields is not None else None
 
     @property
     def has_problem(self) -> bool:
@@ -288,9 +382,10 @@ class Instance:
         """The value in full: pretty JSON, raw text, or a hex dump for binary data.
 
         Raw: for machines (``list --json``); a display shows :meth:`display_value`."""
-        if self.fields is not None:
+        fields = self.fields
+        if fields is not None:
             try:
-                return json.dumps(self.fields, indent=2, ensure_ascii=False)
+                return json.dumps(fields, indent=2, ensure_ascii=False)
             except (ValueError, RecursionError):  # not expected after parse_value's checks
                 pass
         try:
@@ -474,12 +569,26 @@ class RegistryState:
         """Build the instances for kvs that are new or changed since what is held."""
         held = self.instances
         parsed: dict[bytes, Instance] = {}
+        now = time.time()  # one float for the whole page, not one per instance
         for kv in kvs:
             previous = held.get(kv.key)
             if previous is None or previous.mod_revision != kv.mod_revision:
-                first_seen = previous.first_seen if previous is not None else None
+                first_seen = previous.first_seen if previous is not None else now
                 parsed[kv.key] = Instance.from_kv(kv, self.prefix, first_seen)
         return parsed
+
+    def add(self, instances: Iterable[Instance], revision: int) -> list[Change]:
+        """Add a page of a first snapshot read at ``revision`` (keys not held yet):
+        returns them as CREATE changes."""
+        changes = []
+        held = self.instances
+        for inst in instances:
+            if inst.raw_key in held:  # not expected: pages of one snapshot are disjoint
+                continue
+            self._insert(inst)
+            changes.append(Change(ChangeKind.CREATE, inst, None, inst.mod_revision))
+        self.revision = max(self.revision, revision)
+        return changes
 
     def load(
         self,

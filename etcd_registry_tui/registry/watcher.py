@@ -22,10 +22,12 @@ from collections.abc import Callable
 from typing import Any
 
 from .backoff import Backoff
+from .budget import default_budget_mb, estimate_mb, too_large_message
 from .connection import EtcdConnection
 from .errors import RegistryError, RevisionCompacted
 from .events import ChangeBatch, ConnectionStatus, ConnState
-from .model import Change, Instance, RegistryState
+from .model import Change, Instance, RegistryState, split_key
+from .sanitize import safe_line
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,12 @@ StatusCallback = Callable[[ConnectionStatus], None]
 
 _PUT = 0  # mvccpb.Event.PUT; DELETE is 1
 PARSE_SLICE = 5000
+#: A prefix over the memory budget is counted again this often (it may have shrunk).
+TOO_LARGE_RETRY = 30.0
+
+
+class PrefixTooLarge(RegistryError):
+    """The prefix holds more than the memory budget allows (nothing was loaded)."""
 
 
 def _ignore(_: Any) -> None:
@@ -57,6 +65,7 @@ class RegistryWatcher:
         backoff_initial: float = 0.5,
         backoff_max: float = 10.0,
         progress_interval: float | None = 10.0,
+        memory_budget_mb: float | None = None,
     ) -> None:
         self.conn = conn
         self.prefix = prefix or conn.config.prefix
@@ -66,6 +75,8 @@ class RegistryWatcher:
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.progress_interval = progress_interval
+        budget = memory_budget_mb or getattr(conn.config, "memory_budget_mb", None)
+        self.memory_budget_mb = budget or default_budget_mb()
         self.status = ConnectionStatus(ConnState.CONNECTING, conn.endpoint)
         self.snapshots_loaded = 0
         self.reconnects = 0
@@ -132,6 +143,9 @@ class RegistryWatcher:
                             self._apply(response)
                         else:
                             self._progress(int(response.header.revision))
+                except PrefixTooLarge as exc:
+                    self._report(ConnState.TOO_LARGE, error=str(exc))
+                    await asyncio.sleep(TOO_LARGE_RETRY)
                 except RevisionCompacted as exc:
                     log.info("watch revision compacted (%s); reloading snapshot", exc)
                     need_snapshot = True
@@ -168,6 +182,58 @@ class RegistryWatcher:
             self._progress_revision = candidate
 
     async def _load_snapshot(self, prefix: bytes) -> None:
+        if not self.state.instances and not self.snapshots_loaded:
+            try:
+                await self._load_pages(prefix)
+                return
+            except RegistryError as exc:
+                if "compacted" not in str(exc) or not self.state.instances:
+                    raise
+                # Compacted between pages: read it all again, keeping what was shown.
+        await self._load_whole(prefix)
+
+    async def _load_pages(self, prefix: bytes) -> None:
+        """The first snapshot, page by page: each page is applied and reported (a
+        ``loading`` batch) as soon as it is parsed, so the first screen shows while the
+        rest arrives. All pages are read at one revision and the watch starts after it,
+        as with :meth:`_load_whole`: no change is lost or reported twice."""
+        state = self.state
+        loaded = 0
+        async for kvs, revision, total, more in self.conn.iter_prefix(prefix):
+            if not loaded:
+                self._check_budget(kvs, total)
+            changes: list[Change] = []
+            for start in range(0, len(kvs), PARSE_SLICE):
+                parsed = state.parse(kvs[start : start + PARSE_SLICE])
+                changes.extend(state.add(parsed.values(), revision))
+                if start + PARSE_SLICE < len(kvs):
+                    await asyncio.sleep(0)
+            loaded += len(kvs)
+            state.revision = revision
+            if not more:
+                self._progress_revision = self._progress_candidate = 0
+                self.snapshots_loaded += 1
+            else:
+                self._report(ConnState.LOADING, loaded=loaded, total=max(total, loaded))
+            self.on_batch(ChangeBatch(changes, revision, snapshot=True, loading=True))
+            await asyncio.sleep(0)
+
+    def _check_budget(self, sample: list[Any], total: int) -> None:
+        needed = estimate_mb(sample, total)
+        if needed <= self.memory_budget_mb:
+            return
+        narrower = self.prefix
+        if sample:
+            service, _, error = split_key(
+                sample[0].key.decode("utf-8", "backslashreplace"), self.prefix
+            )
+            if service and error is None:
+                narrower = safe_line(f"{self.prefix}{service}/", 200)
+        raise PrefixTooLarge(
+            too_large_message(self.prefix, total, needed, self.memory_budget_mb, narrower)
+        )
+
+    async def _load_whole(self, prefix: bytes) -> None:
         kvs, revision = await self.conn.get_prefix(prefix)
         # Parse in slices, letting the event loop breathe between them: a UI on the
         # same loop stays responsive while 100,000 instances load.

@@ -16,6 +16,7 @@ _STATE_STYLE = {
     ConnState.LIVE: "bold green",
     ConnState.RECONNECTING: "bold red",
     ConnState.STOPPED: "dim",
+    ConnState.TOO_LARGE: "bold red",
 }
 
 
@@ -88,6 +89,8 @@ class StatusBar(Static):
             text.append("connecting", "yellow")
         else:
             text.append(self.status.state.value, _STATE_STYLE[self.status.state])
+            if self.status.state is ConnState.LOADING and self.status.total:
+                text.append(f" {self.status.loaded:,} / {self.status.total:,}", "yellow")
             if self.status.error:
                 text.append(f": {safe_line(self.status.error)}", "red")
             if self.status.retry_in is not None and self.status.state is ConnState.RECONNECTING:
