@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import os
 import signal
@@ -106,8 +107,17 @@ class RegistryApp(ElectionsMixin, App[int]):
         on_shutdown: Iterable[BackgroundTask] = (),
         subtitle: str | None = None,
         elections_prefixes: Iterable[str] = (),
+        profile: str | None = None,
+        profiles: Iterable[str] = (),
     ) -> None:
         super().__init__()
+        #: The connection profile this dashboard runs on, and the others it can switch to.
+        self.profile = profile
+        self.profiles = tuple(profiles)
+        #: Set by a profile switch: run_app raises SwitchProfile after the app has left.
+        self.switch_to: str | None = None
+        if profile:
+            self.title = f"{self.TITLE} · {safe_line(profile)}"
         self.config = config or ConnectionConfig()
         self.session = session or RegistrySession(self.config, read_only=read_only)
         self.session.on_batch = self._on_session_batch
@@ -462,6 +472,18 @@ class RegistryApp(ElectionsMixin, App[int]):
         for title, help_text, action in commands:
             if self.check_action(action, ()):
                 yield SystemCommand(title, help_text, getattr(self, f"action_{action}"))
+        for name in self.profiles:
+            if name != self.profile:
+                yield SystemCommand(
+                    f"Switch to profile {safe_line(name)}",
+                    "Restart the dashboard on that profile (instances registered here go)",
+                    functools.partial(self.switch_profile, name),
+                )
+
+    async def switch_profile(self, name: str) -> None:
+        """Leave as ``q`` does, then run_app starts again on profile ``name``."""
+        self.switch_to = name
+        await self.action_quit()
 
     def _fail(self, exc: BaseException, what: str) -> None:
         if isinstance(exc, RegistryError):
@@ -704,6 +726,14 @@ def _keys_phrase(keys: set[bytes]) -> str:
     return f"{count} key{'s' if count != 1 else ''} go with it: {shown}"
 
 
+class SwitchProfile(Exception):
+    """The dashboard was left to start again on another profile."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
 def run_app(
     config: ConnectionConfig,
     read_only: bool = False,
@@ -711,9 +741,13 @@ def run_app(
     on_shutdown: Iterable[BackgroundTask] = (),
     subtitle: str | None = None,
     elections_prefixes: Iterable[str] = (),
+    profile: str | None = None,
+    profiles: Iterable[str] = (),
 ) -> int:
     app = RegistryApp(
         config,
+        profile=profile,
+        profiles=profiles,
         read_only=read_only,
         elections_prefixes=elections_prefixes,
         background=background,
@@ -721,6 +755,8 @@ def run_app(
         subtitle=subtitle,
     )
     app.run()
+    if app.switch_to is not None and app.return_code in (None, 0):
+        raise SwitchProfile(app.switch_to)
     if app.return_code not in (None, 0):
         return int(app.return_code)
     return 0

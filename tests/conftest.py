@@ -317,3 +317,12 @@ def cluster_etcdctl(
     etcd_cluster: EmbeddedCluster, make_etcdctl: Callable[[str | Sequence[str]], Etcdctl]
 ) -> Etcdctl:
     return make_etcdctl(etcd_cluster.endpoints)
+
+
+@pytest.fixture(autouse=True)
+def _no_user_profiles(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No test reads the profiles file of whoever runs the tests (child processes neither)."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("xdg-config")))
+    monkeypatch.delenv("ETCD_REGISTRY_TUI_PROFILE", raising=False)

@@ -102,3 +102,15 @@ def test_library_example_from_the_readme_runs(etcd, etcdctl, tmp_path):
     assert first.startswith("registered /services/OrderShippingService/")
     assert last == "unregistered"
     assert etcdctl.get_prefix("/services/").kvs == {}, "unregister must remove the key at once"
+
+
+def test_the_profiles_example_in_the_readme_is_read_as_documented(tmp_path):
+    from etcd_registry_tui.registry import profiles
+
+    (block,) = code_blocks("toml")
+    path = tmp_path / "config.toml"
+    path.write_text(block)
+    file = profiles.load(path, env={"HOME": "/home/me"})
+    assert file.default == "staging" and file.names() == ["local", "staging"]
+    staging = file.profiles["staging"]
+    assert staging.cacert == "/home/me/certs/ca.pem" and staging.read_only is True
