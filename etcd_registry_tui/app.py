@@ -28,6 +28,7 @@ from textual.widgets import Footer, Header, Input
 from textual.worker import Worker, WorkerState
 
 from .app_elections import ElectionsMixin
+from .app_probes import ProbeOptions, ProbesMixin
 from .messages import RegistryDirty, StatusChanged, TaskFailed
 from .registry.config import ConnectionConfig
 from .registry.errors import RegistryError
@@ -71,7 +72,7 @@ def crash_log_path() -> Path:
     return Path(tempfile.gettempdir()) / f"etcd-registry-tui-crash-{os.getpid()}.log"
 
 
-class RegistryApp(ElectionsMixin, App[int]):
+class RegistryApp(ProbesMixin, ElectionsMixin, App[int]):
     """The dashboard. ``start_session=False`` shows the session's state without
     connecting (used for snapshot tests of a prepared state)."""
 
@@ -86,6 +87,7 @@ class RegistryApp(ElectionsMixin, App[int]):
         Binding("p", "pause", "Pause"),
         Binding("i", "inspect", "Inspect"),
         Binding("e", "toggle_elections", "Elections"),
+        Binding("P", "toggle_probes", "Probes", show=False),
         Binding("slash", "filter", "Filter", key_display="/"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
         Binding("question_mark", "help", "Help", key_display="?"),
@@ -109,6 +111,7 @@ class RegistryApp(ElectionsMixin, App[int]):
         elections_prefixes: Iterable[str] = (),
         profile: str | None = None,
         profiles: Iterable[str] = (),
+        probes: ProbeOptions | None = None,
     ) -> None:
         super().__init__()
         #: The connection profile this dashboard runs on, and the others it can switch to.
@@ -143,6 +146,7 @@ class RegistryApp(ElectionsMixin, App[int]):
         self._quitting = False
         self._select_when_shown: bytes | None = None
         self._init_elections(tuple(elections_prefixes))
+        self._init_probes(probes or ProbeOptions())
 
     # -- layout --------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -179,6 +183,7 @@ class RegistryApp(ElectionsMixin, App[int]):
             self._pending_snapshot = True
             self._apply_pending()
         self.set_interval(1.0, self._tick, name="countdown")
+        self._start_probes_if_wanted()
         self.app_resume_signal.subscribe(self, self._redraw_after_resume)
         self._signal_loop = asyncio.get_running_loop()
         self._previous_handlers: dict[int, Any] = {}
@@ -318,6 +323,7 @@ class RegistryApp(ElectionsMixin, App[int]):
                 changes = {}
             self._last_flush_size = len(changes) if changes else 0
             self._follow_inspected(changes)
+            self._probe_changes(changes)
             if self._pending_log:
                 entries, self._pending_log = self._pending_log, []
                 self.query_one(EventLog).add(entries)
@@ -467,6 +473,7 @@ class RegistryApp(ElectionsMixin, App[int]):
                 "toggle_elections",
             ),
             ("Filter", "Filter by service, id or address", "filter"),
+            ("Probes on / off", "Check that each instance's address answers (P)", "toggle_probes"),
             ("Keys", "Show every key", "help"),
         ]
         for title, help_text, action in commands:
@@ -641,14 +648,14 @@ class RegistryApp(ElectionsMixin, App[int]):
         if inst is None:
             self.notify("Highlight an instance to inspect it", severity="warning", markup=False)
             return
-        self.push_screen(
-            InspectScreen(
-                inst,
-                self.session.ttl(inst.lease),
-                len(self.session.state.keys_on_lease(inst.lease)),
-                self.session.is_own(inst.raw_key),
-            )
+        screen = InspectScreen(
+            inst,
+            self.session.ttl(inst.lease),
+            len(self.session.state.keys_on_lease(inst.lease)),
+            self.session.is_own(inst.raw_key),
         )
+        screen.probe_text = self._inspect_probe_text(inst.raw_key)
+        self.push_screen(screen)
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
@@ -688,6 +695,8 @@ class RegistryApp(ElectionsMixin, App[int]):
         self.exit(0)
 
     async def shutdown_session(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._stop_probes()
         with contextlib.suppress(Exception):
             await self.elections.shutdown()
         with contextlib.suppress(Exception):
@@ -743,9 +752,11 @@ def run_app(
     elections_prefixes: Iterable[str] = (),
     profile: str | None = None,
     profiles: Iterable[str] = (),
+    probes: ProbeOptions | None = None,
 ) -> int:
     app = RegistryApp(
         config,
+        probes=probes,
         profile=profile,
         profiles=profiles,
         read_only=read_only,

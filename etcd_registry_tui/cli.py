@@ -60,6 +60,35 @@ def _add_connection_options(parser: argparse.ArgumentParser, suppress: bool) -> 
     cli_profiles.add_profile_option(group, suppress)  # type: ignore[arg-type]
 
 
+def add_probe_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("probes (off by default; P in the dashboard)")
+    group.add_argument(
+        "--probe", action="store_true", help="check that each instance's Address answers"
+    )
+    group.add_argument(
+        "--probe-path", metavar="PATH", help="GET this path of http(s) addresses, e.g. /health"
+    )
+    group.add_argument(
+        "--probe-concurrency",
+        type=int,
+        default=32,
+        metavar="N",
+        help="most probes at once (default 32)",
+    )
+
+
+def probe_options(args: argparse.Namespace, resolved: cli_profiles.Resolved) -> Any:
+    from .app_probes import ProbeOptions
+
+    concurrency = getattr(args, "probe_concurrency", 32)
+    if concurrency < 1:
+        raise ConfigError(f"--probe-concurrency {concurrency} must be at least 1")
+    path = getattr(args, "probe_path", None)
+    if path is not None and not path.startswith("/"):
+        raise ConfigError(f"--probe-path {path!r} must start with '/'", "e.g. --probe-path /health")
+    return ProbeOptions(enabled=bool(resolved.value("probe")), path=path, concurrency=concurrency)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -72,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_connection_options(parser, suppress=False)
     cli_elections.add_elections_prefix(parser)
+    add_probe_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p_list = sub.add_parser("list", help="print services, instances and their lease TTLs")
@@ -261,6 +291,7 @@ def _run_dashboard(
                 elections_prefixes=args.elections_prefix or (),
                 profile=resolved.profile_name,
                 profiles=resolved.file.names(),
+                probes=probe_options(args, resolved),
             )
         except SwitchProfile as switch:
             args.profile = switch.name
@@ -268,6 +299,7 @@ def _run_dashboard(
                 setattr(args, option, None)
             args.elections_prefix = None
             args.read_only = False
+            args.probe = False
             config, resolved = resolve_config(args)
             args.elections_prefix = list(resolved.value("elections_prefixes")) or None
 
