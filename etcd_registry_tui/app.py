@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import os
 import signal
@@ -28,6 +29,7 @@ from textual.worker import Worker, WorkerState
 
 from .app_elections import ElectionsMixin
 from .app_history import HistoryMixin
+from .app_probes import ProbeOptions, ProbesMixin
 from .messages import RegistryDirty, StatusChanged, TaskFailed
 from .registry.alarms import FlapDetector, MassExpiryAlarm
 from .registry.config import ConnectionConfig
@@ -76,7 +78,7 @@ def crash_log_path() -> Path:
     return Path(tempfile.gettempdir()) / f"etcd-registry-tui-crash-{os.getpid()}.log"
 
 
-class RegistryApp(HistoryMixin, ElectionsMixin, App[int]):
+class RegistryApp(HistoryMixin, ProbesMixin, ElectionsMixin, App[int]):
     """The dashboard. ``start_session=False`` shows the session's state without
     connecting (used for snapshot tests of a prepared state)."""
 
@@ -92,6 +94,7 @@ class RegistryApp(HistoryMixin, ElectionsMixin, App[int]):
         Binding("i", "inspect", "Inspect"),
         Binding("e", "toggle_elections", "Elections"),
         Binding("h", "history", "History"),
+        Binding("P", "toggle_probes", "Probes", show=False),
         Binding("slash", "filter", "Filter", key_display="/"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
         Binding("question_mark", "help", "Help", key_display="?"),
@@ -119,8 +122,18 @@ class RegistryApp(HistoryMixin, ElectionsMixin, App[int]):
         history_max: int = DEFAULT_MAX_ENTRIES,
         flapping: FlapDetector | None = None,
         alarm: MassExpiryAlarm | None = None,
+        profile: str | None = None,
+        profiles: Iterable[str] = (),
+        probes: ProbeOptions | None = None,
     ) -> None:
         super().__init__()
+        #: The connection profile this dashboard runs on, and the others it can switch to.
+        self.profile = profile
+        self.profiles = tuple(profiles)
+        #: Set by a profile switch: run_app raises SwitchProfile after the app has left.
+        self.switch_to: str | None = None
+        if profile:
+            self.title = f"{self.TITLE} · {safe_line(profile)}"
         self.config = config or ConnectionConfig()
         self.session = session or RegistrySession(
             self.config,
@@ -152,6 +165,7 @@ class RegistryApp(HistoryMixin, ElectionsMixin, App[int]):
         self._select_when_shown: bytes | None = None
         self._init_elections(tuple(elections_prefixes))
         self._init_history(flapping or FlapDetector(), alarm or MassExpiryAlarm())
+        self._init_probes(probes or ProbeOptions())
 
     # -- layout --------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -193,6 +207,7 @@ class RegistryApp(HistoryMixin, ElectionsMixin, App[int]):
             self._pending_snapshot = True
             self._apply_pending()
         self.set_interval(1.0, self._tick, name="countdown")
+        self._start_probes_if_wanted()
         self.app_resume_signal.subscribe(self, self._redraw_after_resume)
         self._signal_loop = asyncio.get_running_loop()
         self._previous_handlers: dict[int, Any] = {}
@@ -346,6 +361,7 @@ class RegistryApp(HistoryMixin, ElectionsMixin, App[int]):
                 changes = {}
             self._last_flush_size = len(changes) if changes else 0
             self._follow_inspected(changes)
+            self._probe_changes(changes)
             if self._pending_log:
                 entries, self._pending_log = self._pending_log, []
                 self.query_one(EventLog).add(entries)
@@ -501,11 +517,24 @@ class RegistryApp(HistoryMixin, ElectionsMixin, App[int]):
             ),
             ("History", "Step through the registry's past revisions", "history"),
             ("Filter", "Filter by service, id or address", "filter"),
+            ("Probes on / off", "Check that each instance's address answers (P)", "toggle_probes"),
             ("Keys", "Show every key", "help"),
         ]
         for title, help_text, action in commands:
             if self.check_action(action, ()):
                 yield SystemCommand(title, help_text, getattr(self, f"action_{action}"))
+        for name in self.profiles:
+            if name != self.profile:
+                yield SystemCommand(
+                    f"Switch to profile {safe_line(name)}",
+                    "Restart the dashboard on that profile (instances registered here go)",
+                    functools.partial(self.switch_profile, name),
+                )
+
+    async def switch_profile(self, name: str) -> None:
+        """Leave as ``q`` does, then run_app starts again on profile ``name``."""
+        self.switch_to = name
+        await self.action_quit()
 
     def _fail(self, exc: BaseException, what: str) -> None:
         if isinstance(exc, RegistryError):
@@ -663,15 +692,15 @@ class RegistryApp(HistoryMixin, ElectionsMixin, App[int]):
         if inst is None:
             self.notify("Highlight an instance to inspect it", severity="warning", markup=False)
             return
-        self.push_screen(
-            InspectScreen(
-                inst,
-                self.session.ttl(inst.lease),
-                len(self.session.state.keys_on_lease(inst.lease)),
-                self.session.is_own(inst.raw_key),
-                timeline=self.timeline_of(inst),
-            )
+        screen = InspectScreen(
+            inst,
+            self.session.ttl(inst.lease),
+            len(self.session.state.keys_on_lease(inst.lease)),
+            self.session.is_own(inst.raw_key),
+            timeline=self.timeline_of(inst),
         )
+        screen.probe_text = self._inspect_probe_text(inst.raw_key)
+        self.push_screen(screen)
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
@@ -712,6 +741,8 @@ class RegistryApp(HistoryMixin, ElectionsMixin, App[int]):
 
     async def shutdown_session(self) -> None:
         with contextlib.suppress(Exception):
+            await self._stop_probes()
+        with contextlib.suppress(Exception):
             await self.elections.shutdown()
         with contextlib.suppress(Exception):
             await self.session.shutdown()
@@ -749,6 +780,14 @@ def _keys_phrase(keys: set[bytes]) -> str:
     return f"{count} key{'s' if count != 1 else ''} go with it: {shown}"
 
 
+class SwitchProfile(Exception):
+    """The dashboard was left to start again on another profile."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
 def run_app(
     config: ConnectionConfig,
     read_only: bool = False,
@@ -757,10 +796,16 @@ def run_app(
     subtitle: str | None = None,
     elections_prefixes: Iterable[str] = (),
     history_revisions: int = DEFAULT_REVISIONS,
+    profile: str | None = None,
+    profiles: Iterable[str] = (),
+    probes: ProbeOptions | None = None,
 ) -> int:
     app = RegistryApp(
         config,
         history_revisions=history_revisions,
+        probes=probes,
+        profile=profile,
+        profiles=profiles,
         read_only=read_only,
         elections_prefixes=elections_prefixes,
         background=background,
@@ -768,6 +813,8 @@ def run_app(
         subtitle=subtitle,
     )
     app.run()
+    if app.switch_to is not None and app.return_code in (None, 0):
+        raise SwitchProfile(app.switch_to)
     if app.return_code not in (None, 0):
         return int(app.return_code)
     return 0

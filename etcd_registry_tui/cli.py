@@ -25,7 +25,7 @@ from typing import Any
 
 import humanize
 
-from . import __version__, cli_elections, cli_history, serve
+from . import __version__, cli_elections, cli_history, cli_profiles, serve
 from .registry.config import ConnectionConfig, parse_duration
 from .registry.connection import EtcdConnection
 from .registry.errors import ConfigError, RegistryError
@@ -58,6 +58,36 @@ def _add_connection_options(parser: argparse.ArgumentParser, suppress: bool) -> 
     group.add_argument("--cacert", default=default, help="CA bundle to verify etcd's TLS cert")
     group.add_argument("--cert", default=default, help="client TLS certificate")
     group.add_argument("--key", default=default, help="client TLS key")
+    cli_profiles.add_profile_option(group, suppress)  # type: ignore[arg-type]
+
+
+def add_probe_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("probes (off by default; P in the dashboard)")
+    group.add_argument(
+        "--probe", action="store_true", help="check that each instance's Address answers"
+    )
+    group.add_argument(
+        "--probe-path", metavar="PATH", help="GET this path of http(s) addresses, e.g. /health"
+    )
+    group.add_argument(
+        "--probe-concurrency",
+        type=int,
+        default=32,
+        metavar="N",
+        help="most probes at once (default 32)",
+    )
+
+
+def probe_options(args: argparse.Namespace, resolved: cli_profiles.Resolved) -> Any:
+    from .app_probes import ProbeOptions
+
+    concurrency = getattr(args, "probe_concurrency", 32)
+    if concurrency < 1:
+        raise ConfigError(f"--probe-concurrency {concurrency} must be at least 1")
+    path = getattr(args, "probe_path", None)
+    if path is not None and not path.startswith("/"):
+        raise ConfigError(f"--probe-path {path!r} must start with '/'", "e.g. --probe-path /health")
+    return ProbeOptions(enabled=bool(resolved.value("probe")), path=path, concurrency=concurrency)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cli_elections.add_elections_prefix(parser)
     cli_history.add_history_option(parser)
+    add_probe_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p_list = sub.add_parser("list", help="print services, instances and their lease TTLs")
@@ -99,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_elections.add_parsers(sub, _add_connection_options)
     serve.add_parser(sub, _add_connection_options)
     cli_history.add_parsers(sub, _add_connection_options)
+    cli_profiles.add_parser(sub)
 
     p_demo = sub.add_parser("demo", help="the dashboard on a private etcd with a simulated fleet")
     p_demo.add_argument("--services", type=int, default=5, help="number of services (default 5)")
@@ -118,26 +150,37 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> ConnectionConfig:
+    return resolve_config(args)[0]
+
+
+def resolve_config(
+    args: argparse.Namespace,
+) -> tuple[ConnectionConfig, cli_profiles.Resolved]:
+    """The connection: command line > chosen profile > ETCDCTL_* variables > defaults."""
+
     def duration(value: str | None, option: str) -> float | None:
         # Given but empty ("--dial-timeout ''") is an error, not the default.
         return parse_duration(value, option) if value is not None else None
 
-    user, password = args.user, args.password
-    if user and ":" not in user and password is None and not os.environ.get("ETCDCTL_PASSWORD"):
+    resolved = cli_profiles.resolve_args(args)
+    user, password = resolved.value("user"), resolved.value("password")
+    if user and ":" not in user and password is None:
         if not sys.stdin.isatty():
             raise ConfigError(f"--user {user} has no password: use --user {user}:PASSWORD")
         password = getpass.getpass(f"Password for {user}: ")  # as etcdctl asks
-    return ConnectionConfig.from_options(
-        endpoints=args.endpoints,
+    endpoints = resolved.value("endpoints")
+    config = ConnectionConfig.from_options(
+        endpoints=",".join(endpoints) if isinstance(endpoints, tuple) else endpoints,
         user=user,
         password=password,
         dial_timeout=duration(args.dial_timeout, "--dial-timeout"),
         command_timeout=duration(args.command_timeout, "--command-timeout"),
-        prefix=args.prefix,
-        cacert=args.cacert,
-        cert=args.cert,
-        key=args.key,
+        prefix="" if args.prefix == "" else resolved.value("prefix"),
+        cacert=resolved.value("cacert"),
+        cert=resolved.value("cert"),
+        key=resolved.value("key"),
     )
+    return config, resolved
 
 
 # -- list ---------------------------------------------------------------------
@@ -243,6 +286,41 @@ async def cmd_register(config: ConnectionConfig, args: argparse.Namespace) -> in
     return 0
 
 
+# -- dashboard ----------------------------------------------------------------
+#: Connection options a profile switch from the dashboard's palette drops: the new profile
+#: is what the user picked.
+_PROFILE_SWITCH_CLEARS = ("endpoints", "user", "password", "cacert", "cert", "key", "prefix")
+
+
+def _run_dashboard(
+    args: argparse.Namespace, config: ConnectionConfig, resolved: cli_profiles.Resolved
+) -> int:
+    from .app import SwitchProfile, run_app
+
+    while True:
+        try:
+            return run_app(
+                config,
+                read_only=resolved.value("read_only"),
+                elections_prefixes=args.elections_prefix or (),
+                profile=resolved.profile_name,
+                profiles=resolved.file.names(),
+                probes=probe_options(args, resolved),
+                history_revisions=args.history,
+            )
+        except SwitchProfile as switch:
+            args.profile = switch.name
+            for option in _PROFILE_SWITCH_CLEARS:
+                setattr(args, option, None)
+            args.elections_prefix = None
+            args.read_only = False
+            args.probe = False
+            config, resolved = resolve_config(args)
+            args.elections_prefix = list(resolved.value("elections_prefixes")) or None
+            if getattr(args, "max_memory", None):
+                config = dataclasses.replace(config, memory_budget_mb=args.max_memory)
+
+
 # -- main ---------------------------------------------------------------------
 def _fail(message: str, code: int = 1) -> int:
     print(f"{PROG}: error: {safe_text(message)}", file=sys.stderr)
@@ -272,7 +350,10 @@ def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        config = config_from_args(args)
+        if args.command == "profiles":
+            return cli_profiles.cmd_profiles(args)
+        config, resolved = resolve_config(args)
+        args.elections_prefix = list(resolved.value("elections_prefixes")) or None
         if args.command == "list" and args.rev is not None:
             return asyncio.run(cli_history.cmd_list_at(config, args.rev, args.json))
         if args.command == "list":
@@ -291,16 +372,9 @@ def _main(argv: Sequence[str] | None) -> int:
             from .demo import run_demo
 
             return run_demo(args, config)
-        from .app import run_app
-
         if getattr(args, "max_memory", None):
             config = dataclasses.replace(config, memory_budget_mb=args.max_memory)
-        return run_app(
-            config,
-            read_only=args.read_only,
-            elections_prefixes=getattr(args, "elections_prefix", None) or (),
-            history_revisions=args.history,
-        )
+        return _run_dashboard(args, config, resolved)
     except RegistryError as exc:
         return _fail(exc.user_message())
     except KeyboardInterrupt:

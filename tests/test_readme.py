@@ -117,3 +117,15 @@ def test_election_example_from_the_readme_runs(etcd, etcdctl, tmp_path):
     assert re.fullmatch(r"leading as /elections/migrations/[0-9a-f]+", first), first
     assert last == "resigned"
     assert etcdctl.get_prefix("/elections/").kvs == {}, "resigning removes the candidate key"
+
+
+def test_the_profiles_example_in_the_readme_is_read_as_documented(tmp_path):
+    from etcd_registry_tui.registry import profiles
+
+    (block,) = code_blocks("toml")
+    path = tmp_path / "config.toml"
+    path.write_text(block)
+    file = profiles.load(path, env={"HOME": "/home/me"})
+    assert file.default == "staging" and file.names() == ["local", "staging"]
+    staging = file.profiles["staging"]
+    assert staging.cacert == "/home/me/certs/ca.pem" and staging.read_only is True

@@ -16,7 +16,15 @@ import pytest
 from conftest import require_etcd
 
 ROOT = Path(__file__).resolve().parent.parent
-NAMES = ("main.svg", "expiring.svg", "inspect.svg", "register.svg", "readonly.svg", "elections.svg")
+NAMES = (
+    "main.svg",
+    "expiring.svg",
+    "inspect.svg",
+    "register.svg",
+    "readonly.svg",
+    "elections.svg",
+    "probes.svg",
+)
 SERVICES = (
     "CatalogService",
     "ConfigService",
@@ -139,3 +147,12 @@ def test_elections_view_after_a_failover(shots: dict[str, str]) -> None:
     footer = text.splitlines()[-1]
     for action in ("Campaign", "Proclaim", "Resign", "Revoke"):
         assert action in footer, footer
+
+
+def test_probe_marks(shots: dict[str, str]) -> None:
+    text = shots["probes.svg"]
+    assert re.search(r"ProbedService  4 instances  ✗ 2 unreachable", text), text
+    assert re.search(r"api-1\s+http://127\.0\.0\.1:\d+/health  ✓ \d+(\.\d)? ms", text), text
+    assert re.search(r"api-2\s+http://127\.0\.0\.1:\d+  ✗ refused", text)
+    assert re.search(r"api-3\s+http://127\.0\.0\.1:\d+  ✗ timeout", text)
+    assert re.search(r"worker-1\s+\(no address\)  \? no address", text)

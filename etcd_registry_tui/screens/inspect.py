@@ -169,6 +169,8 @@ class InspectScreen(Screen[None]):
         self.own = own
         #: Revision at which the key was deleted; None while it exists.
         self.deleted_at: int | None = None
+        #: The last probe of the address and when (None: no probe line).
+        self.probe_text: str | None = None
         self._deleted_exact = True
         #: (this key's versions, earlier registrations at the same address), display-safe.
         self.timeline = timeline
@@ -212,6 +214,8 @@ class InspectScreen(Screen[None]):
         ]
         if self.own:
             rows.append(("own", "Registered by", "★ this dashboard"))
+        if self.probe_text is not None:
+            rows.append(("probe", "Probe", self.probe_text))
         return rows
 
     def compose(self) -> ComposeResult:
@@ -338,6 +342,18 @@ class InspectScreen(Screen[None]):
                 if str(label.content) != value:
                     label.update(value)
         self._style_remaining()
+
+    def set_probe(self, text: str) -> None:
+        """A new probe result for this instance's address."""
+        self.probe_text = text
+        if not self.is_mounted:
+            return
+        if not self.query("#meta-probe"):
+            self.query_one("#meta", Grid).mount(
+                Label("Probe", classes="meta-name", markup=False),
+                Label(text, id="meta-probe", markup=False),
+            )
+        self._refresh_meta()
 
     def _refresh_value(self) -> None:
         self.query_one("#value", Static).update(self._value_renderable())

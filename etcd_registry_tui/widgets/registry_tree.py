@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 
 from rich.cells import cell_len
@@ -276,6 +276,9 @@ class RegistryTree(ScrollView, can_focus=True):
         self._paused_keys: set[bytes] = set(paused_keys)
         self._leader_keys: set[bytes] = set()
         self._flapping: dict[bytes, int] = {}
+        #: Probe marks (key -> (text, "up"/"down"/"unknown")) and unreachable per service.
+        self._probe_marks: dict[bytes, tuple[str, str]] = {}
+        self._probe_down: dict[str, int] = {}
         self._filter = ""
         self._collapsed: set[str] = set()
         self._blocks: dict[str, _Block] = {}
@@ -359,6 +362,28 @@ class RegistryTree(ScrollView, can_focus=True):
     def _flapping_in(self, name: str) -> int:
         where = self._where
         return sum(1 for key in self._flapping if (i := where.get(key)) and i.group == name)
+
+    def set_probe_marks(self, marks: Mapping[bytes, tuple[str, str]]) -> None:
+        """Probe results to show: ``✓ 12 ms`` after the address; services count the ``✗``."""
+        marks = dict(marks)
+        if marks == self._probe_marks:
+            return
+        self._probe_marks = marks
+        self._probe_down = {}
+        self.refresh()
+
+    def _down_count(self, block: _Block) -> int:
+        count = self._probe_down.get(block.name)
+        if count is None:
+            marks = self._probe_marks
+            count = 0
+            if marks:
+                for inst in block.instances:
+                    mark = marks.get(inst.raw_key)
+                    if mark is not None and mark[1] == "down":
+                        count += 1
+            self._probe_down[block.name] = count
+        return count
 
     # -- updates -------------------------------------------------------------
     def set_state(self, state: RegistryState) -> None:
@@ -851,11 +876,12 @@ class RegistryTree(ScrollView, can_focus=True):
         paused = own and inst.raw_key in self._paused_keys
         leader = inst.raw_key in self._leader_keys
         flap = self._flapping.get(inst.raw_key, 0) if self._flapping else 0
-        key = (inst, left_width, cursor, own, paused, leader, flap)
+        probe = self._probe_marks.get(inst.raw_key)
+        key = (inst, left_width, cursor, own, paused, leader, flap, probe)
         left = self._line_cache.get(key)
         if left is None:
             left = self._line_cache[key] = self._instance_segments(
-                inst, left_width, cursor, own, paused, leader, flap
+                inst, left_width, cursor, own, paused, leader, flap, probe
             )
         if not countdown_width:
             return Strip(left, width)
@@ -870,6 +896,7 @@ class RegistryTree(ScrollView, can_focus=True):
         paused: bool,
         leader: bool,
         flap: int = 0,
+        probe: tuple[str, str] | None = None,
     ) -> list[Segment]:
         style = self._style
         row = style("registry-tree--instance", cursor=cursor)
@@ -895,6 +922,15 @@ class RegistryTree(ScrollView, can_focus=True):
                 Segment(
                     "(no address)",
                     style("registry-tree--instance", "registry-tree--nolease", cursor=cursor),
+                )
+            )
+        if probe is not None:
+            level = {"up": "healthy", "down": "critical"}.get(probe[1], "nolease")
+            parts.append(Segment("  ", row))
+            parts.append(
+                Segment(
+                    probe[0],
+                    style("registry-tree--instance", f"registry-tree--{level}", cursor=cursor),
                 )
             )
         if leader:
@@ -986,11 +1022,32 @@ class RegistryTree(ScrollView, can_focus=True):
         expiring = self._expiring_count(block)
         collapsed = name in self._collapsed
         flapping = self._flapping_in(name) if self._flapping else 0
-        key = (name, width, cursor, total, shown, expiring, block.problems, collapsed, flapping)
+        down = self._down_count(block)
+        key = (
+            name,
+            width,
+            cursor,
+            total,
+            shown,
+            expiring,
+            block.problems,
+            collapsed,
+            flapping,
+            down,
+        )
         segments = self._line_cache.get(key)
         if segments is None:
             segments = self._line_cache[key] = self._service_segments(
-                name, width, cursor, total, shown, expiring, block.problems, collapsed, flapping
+                name,
+                width,
+                cursor,
+                total,
+                shown,
+                expiring,
+                block.problems,
+                collapsed,
+                flapping,
+                down,
             )
         return Strip(segments, width)
 
@@ -1005,6 +1062,7 @@ class RegistryTree(ScrollView, can_focus=True):
         problems: int,
         collapsed: bool,
         flapping: int = 0,
+        down: int = 0,
     ) -> list[Segment]:
         style = self._style
         classes = ["registry-tree--service"]
@@ -1022,6 +1080,10 @@ class RegistryTree(ScrollView, can_focus=True):
         if expiring:
             parts.append(
                 Segment(f"  ({expiring} expiring)", style("registry-tree--warning", cursor=cursor))
+            )
+        if down:
+            parts.append(
+                Segment(f"  ✗ {down} unreachable", style("registry-tree--critical", cursor=cursor))
             )
         if problems:
             parts.append(
