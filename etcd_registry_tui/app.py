@@ -22,6 +22,7 @@ from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Header, Input
@@ -439,6 +440,8 @@ class RegistryApp(HistoryMixin, ProbesMixin, ElectionsMixin, App[int]):
         self._refresh_leader_marks()
 
     def _tick(self) -> None:
+        if not self._widgets_up():
+            return
         self.tree.tick()
         self._sync_history_marks()
         self._tick_elections()
@@ -486,7 +489,19 @@ class RegistryApp(HistoryMixin, ProbesMixin, ElectionsMixin, App[int]):
 
     @on(RegistryTree.Highlighted)
     def _highlight_changed(self, _: RegistryTree.Highlighted) -> None:
-        self._show_detail()
+        if self._widgets_up():
+            self._show_detail()
+
+    def _widgets_up(self) -> bool:
+        """False while the app is torn down: a timer or a late message may still fire
+        after the dashboard's widgets are gone."""
+        if not self.is_running:
+            return False
+        try:
+            self.query_one(RegistryTree)
+        except NoMatches:
+            return False
+        return True
 
     @on(RegistryTree.Selected)
     def _selected(self, _: RegistryTree.Selected) -> None:

@@ -42,9 +42,12 @@ async def test_p_probes_every_address_marks_the_tree_and_the_inspect_view(etcd, 
                 app.prober.timeout = 30.0  # d-hung stays in flight while the watch goes on
                 await pilot.press("P")
                 assert app.probing
-                await until(
-                    pilot, lambda: "✗ refused" in tree_text(app), message=lambda: tree_text(app)
-                )
+
+                def probed() -> bool:  # the probes run at once, in no particular order
+                    text = tree_text(app)
+                    return "✗ refused" in text and "✓ " in text and "? no address" in text
+
+                await until(pilot, probed, message=lambda: tree_text(app))
                 lines = {
                     line.split()[0]: line for line in tree_text(app).splitlines() if line.strip()
                 }
