@@ -198,7 +198,7 @@ class RegistryApp(HistoryMixin, ProbesMixin, ElectionsMixin, App[int]):
         self.query_one("#filter", Input).display = False
         if self.start_session:
             self.run_worker(self.session.run(), name="registry", exit_on_error=False)
-            self.run_worker(self.elections.run(), name="elections", exit_on_error=False)
+            self.run_worker(self._run_elections(), name="elections", exit_on_error=False)
             for task in self.background:
                 name = getattr(task, "__qualname__", "background task")
                 self.run_worker(

@@ -56,6 +56,12 @@ class ElectionsMixin(_Base):
             on_failure=self._on_task_failure,
         )
 
+    async def _run_elections(self) -> None:
+        """Look for elections once the registry is live: the elections scan (all keys of
+        the keyspace, keys only) must not compete with the registry's first screen."""
+        await self.session.watcher.wait_live()
+        await self.elections.run()
+
     def _compose_elections(self) -> ElectionsView:
         view = ElectionsView(ttl_source=self.elections.ttl, id="elections")
         view.read_only = self.read_only
