@@ -15,6 +15,10 @@ countdown is known:
 * ``elections.svg`` the elections view (``e``) right after the MigrationJob leader's lease
   was revoked: the next candidate leads, the LEADER line is in the event log, and the
   fleet's lock has a holder and a waiter;
+* ``alarm.svg``     the mass-expiry banner: three BatchWorker instances whose heartbeats
+  stopped expire together;
+* ``history.svg``   the history view (``h``) stepped back to the last revision at which
+  the three BatchWorker instances were all registered;
 * ``probes.svg``    probes on (``P``): a ProbedService whose instances answer over HTTP, refuse,
   hang (a server that accepts and never replies) or have no address, all on live leases,
   next to the fleet's addresses where nothing listens.
@@ -66,6 +70,8 @@ NAMES = (
     "readonly.svg",
     "elections.svg",
     "probes.svg",
+    "alarm.svg",
+    "history.svg",
 )
 PROBED_SERVICE = "ProbedService"
 #: Wider: the marks sit between the address and the countdown.
@@ -255,7 +261,45 @@ async def dashboard_shots(scene: Scene, out: Path) -> None:
         app.tree.select_key(key)
         await shoot(app, pilot, out, "expiring.svg")
         await elections_shot(app, pilot, scene, out)
+        await alarm_and_history_shots(app, pilot, scene, out)
         await app.shutdown_session()
+
+
+async def alarm_and_history_shots(app: RegistryApp, pilot: Pilot, scene: Scene, out: Path) -> None:
+    """Three instances of one service stop their heartbeats together: the alarm. Then the
+    history view, stepped back to before they registered."""
+    from etcd_registry_tui.screens.history import HistoryScreen
+
+    batch = [
+        ServiceRegistration(
+            scene.conn,
+            "BatchWorker",
+            f"http://127.0.0.1:{5400 + n}",
+            ttl=3,
+            instance_id=f"batch-{n}",
+            prefix=PREFIX,
+        )  # fmt: skip
+        for n in range(3)
+    ]
+    for reg in batch:
+        await reg.register()  # and never a heartbeat: they expire in 3 s
+    await until(pilot, lambda: app.alarm.banner(time.time()) is not None, "the alarm", 30)
+    await shoot(app, pilot, out, "alarm.svg")
+
+    await pilot.press("h")
+    await until(pilot, lambda: isinstance(app.screen, HistoryScreen), "the history view")
+    screen = app.screen
+    assert isinstance(screen, HistoryScreen)
+
+    def batch_workers() -> int:
+        return sum(1 for i in screen.view.state if i.service == "BatchWorker")
+
+    for _ in range(20):  # back past the expiries, to when all three were registered
+        if batch_workers() == 3:
+            break
+        await pilot.press("left")
+    await shoot(app, pilot, out, "history.svg")
+    await pilot.press("escape")
 
 
 async def elections_shot(app: RegistryApp, pilot: Pilot, scene: Scene, out: Path) -> None:

@@ -24,6 +24,8 @@ NAMES = (
     "readonly.svg",
     "elections.svg",
     "probes.svg",
+    "alarm.svg",
+    "history.svg",
 )
 SERVICES = (
     "CatalogService",
@@ -156,3 +158,17 @@ def test_probe_marks(shots: dict[str, str]) -> None:
     assert re.search(r"api-2\s+http://127\.0\.0\.1:\d+  ✗ refused", text)
     assert re.search(r"api-3\s+http://127\.0\.0\.1:\d+  ✗ timeout", text)
     assert re.search(r"worker-1\s+\(no address\)  \? no address", text)
+
+
+def test_mass_expiry_alarm(shots: dict[str, str]) -> None:
+    banner = shots["alarm.svg"].splitlines()[1]
+    assert re.search(r"MASS EXPIRY: \d+ of \d+ instances expired in the last 60 s", banner)
+    assert "BatchWorker 3/3" in banner
+
+
+def test_history_view_at_a_past_revision(shots: dict[str, str]) -> None:
+    text = shots["history.svg"]
+    match = re.search(r"viewing revision (\d+) \(live: (\d+)\) — Esc returns to live", text)
+    assert match and int(match[1]) < int(match[2]), text
+    assert "BatchWorker  3 instances" in text  # as it was before they expired
+    assert f"rev {match[1]}" in text  # the changes of that revision, beside the tree
