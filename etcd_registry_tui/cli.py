@@ -118,6 +118,14 @@ def build_parser() -> argparse.ArgumentParser:
     p_list.add_argument(
         "--rev", type=int, default=None, metavar="N", help="the registry as it was at revision N"
     )
+    p_list.add_argument(
+        "--history",
+        dest="list_history",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also print what happened in the last N revisions, with each removal's reason",
+    )
     _add_connection_options(p_list, suppress=True)
 
     p_reg = sub.add_parser("register", help="register an instance and keep it alive until ^C")
@@ -223,12 +231,13 @@ def _ttl_text(record: dict[str, Any]) -> str:
     return humanize.naturaldelta(record["ttl"])
 
 
-async def cmd_list(config: ConnectionConfig, as_json: bool) -> int:
+async def cmd_list(config: ConnectionConfig, as_json: bool, history: int = 0) -> int:
     async with EtcdConnection(config) as conn:
         kvs, revision = await conn.get_prefix(config.prefix.encode())
         state = RegistryState(config.prefix)
         state.load(kvs, revision)
         ttls = await _lease_ttls(conn, state.leases())
+        past = await cli_history.past_of(conn, config, revision, history) if history > 0 else None
     groups = [
         {
             "name": group.name,
@@ -239,13 +248,15 @@ async def cmd_list(config: ConnectionConfig, as_json: bool) -> int:
     if as_json:
         doc = {"endpoint": config.label, "prefix": config.prefix, "revision": revision}
         doc["services"] = groups  # type: ignore[assignment]
+        if past is not None:
+            doc["history_from"] = past.start
+            doc["history"] = [event.to_json() for event in past.events]  # type: ignore[assignment]
         # Strict JSON for any client: ASCII only, so every control, C1 and bidi character
         # of a key or value travels \u-escaped; NaN/Infinity were made text when parsed.
         print(json.dumps(doc, indent=2, ensure_ascii=True, allow_nan=False))
         return 0
     if not groups:
         print(f"No instances under {config.prefix} at {config.label} (revision {revision}).")
-        return 0
     for group in groups:
         count = len(group["instances"])
         print(f"{safe_line(group['name'])}  ({count} instance{'s' if count != 1 else ''})")
@@ -256,6 +267,10 @@ async def cmd_list(config: ConnectionConfig, as_json: bool) -> int:
             if "error" in rec:
                 line += f"  ⚠ {safe_line(rec['error'])}"
             print(line)
+    if past is not None:
+        print(f"\nHistory from revision {past.start} to {revision}, oldest first:")
+        for event in past.events:
+            cli_history.print_event(event, as_json=False, service=None)
     return 0
 
 
@@ -357,7 +372,7 @@ def _main(argv: Sequence[str] | None) -> int:
         if args.command == "list" and args.rev is not None:
             return asyncio.run(cli_history.cmd_list_at(config, args.rev, args.json))
         if args.command == "list":
-            return asyncio.run(cmd_list(config, args.json))
+            return asyncio.run(cmd_list(config, args.json, args.list_history))
         if args.command == "history":
             return asyncio.run(cli_history.cmd_history(config, args))
         if args.command == "register":

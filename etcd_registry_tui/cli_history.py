@@ -42,7 +42,18 @@ def add_parsers(sub: Any, add_connection_options: AddOptions) -> None:
     add_connection_options(p_hist, True)
 
 
-def _print(event: HistoryEvent, as_json: bool, service: str | None) -> None:
+async def past_of(conn: EtcdConnection, config: ConnectionConfig, end: int, revisions: int) -> Any:
+    """What happened under the prefix in the ``revisions`` revisions up to ``end``."""
+    return await read_past(
+        conn,
+        config.prefix,
+        end,
+        revisions=revisions,
+        max_events=max(revisions, DEFAULT_MAX_ENTRIES),
+    )
+
+
+def print_event(event: HistoryEvent, as_json: bool, service: str | None) -> None:
     if service is not None and event.service != service:
         return
     if as_json:
@@ -71,7 +82,7 @@ async def cmd_history(config: ConnectionConfig, args: argparse.Namespace) -> int
             file=sys.stderr,
         )
     for event in past.events:
-        _print(event, args.json, args.service)
+        print_event(event, args.json, args.service)
     if not args.follow:
         return 0
     return await _follow(config, args)
@@ -85,7 +96,7 @@ async def _follow(config: ConnectionConfig, args: argparse.Namespace) -> int:
 
     def printed(events: list[HistoryEvent]) -> None:
         for event in events:
-            _print(event, args.json, args.service)
+            print_event(event, args.json, args.service)
 
     # The session names every removal as the dashboard does (lease lookups, countdowns).
     session = RegistrySession(config, read_only=True, history_revisions=0, on_events=printed)

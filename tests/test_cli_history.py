@@ -156,3 +156,30 @@ def test_history_follow_prints_live_events_with_reasons(etcd: Any, etcdctl: Any)
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_list_with_history_prints_the_past_with_reasons(etcd, etcdctl):
+    lease = etcdctl.lease_grant(600)
+    etcdctl.put(f"{PREFIX}Orders/a", '{"Id": "a", "Address": "http://a:1"}', lease)
+    etcdctl.put(f"{PREFIX}Orders/b", '{"Id": "b", "Address": "http://b:1"}', lease)
+    etcdctl.run("del", f"{PREFIX}Orders/a")  # its lease lives on: deregistered
+    etcdctl.put(f"{PREFIX}Billing/c", '{"Id": "c", "Address": "http://c:1"}')
+
+    result = run_cli("list", "--json", "--history", "100", "--endpoints", etcd.endpoint)
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert [s["name"] for s in doc["services"]] == ["Billing", "Orders"]
+    events = [(e["kind"], e["key"], e["reason"]) for e in doc["history"]]
+    assert events == [
+        ("PUT", f"{PREFIX}Orders/a", None),
+        ("PUT", f"{PREFIX}Orders/b", None),
+        ("DELETE", f"{PREFIX}Orders/a", "DEREGISTERED"),
+        ("PUT", f"{PREFIX}Billing/c", None),
+    ]
+    assert doc["history_from"] <= doc["history"][0]["revision"]
+
+    text = run_cli("list", "--history", "100", "--endpoints", etcd.endpoint)
+    assert text.returncode == 0, text.stderr
+    assert "History from revision" in text.stdout and "DEREGISTERED" in text.stdout
+    plain = run_cli("list", "--endpoints", etcd.endpoint)  # without --history: no history
+    assert "History" not in plain.stdout
