@@ -100,7 +100,7 @@ async def stepping(app: Any, pilot: Any, steps: int = 20) -> list[float]:
     from textual.geometry import Region
 
     times = []
-    tree, changes = screen.tree, screen.query_one("#history-changes")
+    tree, changes = screen.registry_tree, screen.query_one("#history-changes")
     for _ in range(steps):
         await pilot.pause()
         started = time.perf_counter()

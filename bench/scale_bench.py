@@ -81,7 +81,7 @@ async def child_main(opts: dict[str, Any]) -> dict[str, Any]:
     frame_waiters: list[tuple[Any, asyncio.Event]] = []
 
     async with app.run_test(size=SIZE) as pilot:
-        tree = app.tree
+        tree = app.registry_tree
         screen = app.screen
         refresh = screen._compositor_refresh
         height = tree.scrollable_content_region.height

@@ -187,11 +187,11 @@ class RegistryApp(HistoryMixin, ProbesMixin, ElectionsMixin, App[int]):
         yield Footer(compact=True, show_command_palette=False)  # ^p is in ? help
 
     @property
-    def tree(self) -> RegistryTree:
+    def registry_tree(self) -> RegistryTree:
         return self.query_one(RegistryTree)
 
     def on_mount(self) -> None:
-        tree = self.tree
+        tree = self.registry_tree
         tree.border_title = "Services"
         tree.focus()
         self.query_one("#filter", Input).display = False
@@ -340,7 +340,7 @@ class RegistryApp(HistoryMixin, ProbesMixin, ElectionsMixin, App[int]):
     def _apply_pending(self) -> None:
         # Not ``_flush``: that is Textual's App._flush(stderr), called whenever stdout or
         # stderr is flushed while the app runs (print(flush=True), logging's last resort).
-        tree = self.tree
+        tree = self.registry_tree
         changes: dict[bytes, Change] | None = None
         with self.batch_update():
             if self._pending_snapshot:
@@ -408,7 +408,7 @@ class RegistryApp(HistoryMixin, ProbesMixin, ElectionsMixin, App[int]):
             # the screens and their widgets may be gone already.
             return
         status = message.status
-        self.tree.set_empty_text(self._empty_text(status))
+        self.registry_tree.set_empty_text(self._empty_text(status))
         self.query_one(StatusBar).set_status(status)
         if status.error and status.attempt <= 1:
             self.query_one(EventLog).add([LogEntry(LogKind.ERROR, "", status.describe())])
@@ -429,7 +429,7 @@ class RegistryApp(HistoryMixin, ProbesMixin, ElectionsMixin, App[int]):
         self.query_one(StatusBar).set_counts(state.revision, state.service_count, len(state))
 
     def _sync_marks(self) -> None:
-        tree = self.tree
+        tree = self.registry_tree
         own = set(self.session.own)
         paused = self.session.paused_keys()
         if own != tree.own_keys:
@@ -439,7 +439,7 @@ class RegistryApp(HistoryMixin, ProbesMixin, ElectionsMixin, App[int]):
         self._refresh_leader_marks()
 
     def _tick(self) -> None:
-        self.tree.tick()
+        self.registry_tree.tick()
         self._sync_history_marks()
         self._tick_elections()
         self._sync_marks()
@@ -455,18 +455,18 @@ class RegistryApp(HistoryMixin, ProbesMixin, ElectionsMixin, App[int]):
     def _highlight_first(self) -> None:
         for group in self.session.state.sorted_groups():
             for inst in group.sorted_instances():
-                self.tree.select_key(inst.raw_key)
+                self.registry_tree.select_key(inst.raw_key)
                 return
 
     def _highlighted(self) -> Instance | None:
-        key = self.tree.highlighted_instance
+        key = self.registry_tree.highlighted_instance
         return self.session.state.get(key) if key is not None else None
 
     def _show_detail(self) -> None:
         detail = self.query_one(DetailPane)
         inst = self._highlighted()
         if inst is None:
-            service = self.tree.highlighted_service
+            service = self.registry_tree.highlighted_service
             group = self.session.state.groups.get(service) if service else None
             summary = None
             if group is not None:
@@ -498,7 +498,7 @@ class RegistryApp(HistoryMixin, ProbesMixin, ElectionsMixin, App[int]):
             return False
         if action in DASHBOARD_ACTIONS and len(self.screen_stack) > 1:
             return False  # they act on the tree, which is behind the inspect/help screen
-        if action in TREE_ACTIONS and self.is_mounted and self.showing_elections:
+        if action in TREE_ACTIONS and self._is_mounted and self.showing_elections:
             return False
         return True
 
@@ -546,7 +546,7 @@ class RegistryApp(HistoryMixin, ProbesMixin, ElectionsMixin, App[int]):
         )
 
     def action_register(self) -> None:
-        service = self.tree.highlighted_service
+        service = self.registry_tree.highlighted_service
         default = service if service and service != UNRECOGNISED else "TestService"
         screen = RegisterScreen(
             default_name=default, default_address=f"http://localhost:{free_port()}"
@@ -574,7 +574,7 @@ class RegistryApp(HistoryMixin, ProbesMixin, ElectionsMixin, App[int]):
         key = reg.key.encode()
         # The watch may not have brought the new key to the tree yet: then select it
         # when it arrives.
-        self._select_when_shown = None if self.tree.select_key(key) else key
+        self._select_when_shown = None if self.registry_tree.select_key(key) else key
 
     def _revoke_target(self) -> tuple[set[int], str] | None:
         inst = self._highlighted()
@@ -589,7 +589,7 @@ class RegistryApp(HistoryMixin, ProbesMixin, ElectionsMixin, App[int]):
                 return None
             keys = state.keys_on_lease(inst.lease)
             return {inst.lease}, f"Revoke lease {inst.lease_hex}? {_keys_phrase(keys)}"
-        service = self.tree.highlighted_service
+        service = self.registry_tree.highlighted_service
         group = state.groups.get(service) if service else None
         if group is None:
             self.notify(
@@ -711,20 +711,20 @@ class RegistryApp(HistoryMixin, ProbesMixin, ElectionsMixin, App[int]):
         box = self.query_one("#filter", Input)
         box.value = ""
         box.display = False
-        self.tree.set_filter("")
+        self.registry_tree.set_filter("")
         self.query_one(StatusBar).set_filter("")
-        self.tree.focus()
+        self.registry_tree.focus()
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
-        self.tree.set_filter(event.value)
+        self.registry_tree.set_filter(event.value)
         self.query_one(StatusBar).set_filter(event.value)
 
     @on(Input.Submitted, "#filter")
     def _filter_submitted(self, event: Input.Submitted) -> None:
         if not event.value:
             self.query_one("#filter", Input).display = False
-        self.tree.focus()
+        self.registry_tree.focus()
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())

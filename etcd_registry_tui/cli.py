@@ -229,7 +229,7 @@ async def cmd_list(config: ConnectionConfig, as_json: bool) -> int:
         state = RegistryState(config.prefix)
         state.load(kvs, revision)
         ttls = await _lease_ttls(conn, state.leases())
-    groups = [
+    groups: list[dict[str, Any]] = [
         {
             "name": group.name,
             "instances": [_instance_record(i, ttls) for i in group.sorted_instances()],
@@ -237,8 +237,12 @@ async def cmd_list(config: ConnectionConfig, as_json: bool) -> int:
         for group in state.sorted_groups()
     ]
     if as_json:
-        doc = {"endpoint": config.label, "prefix": config.prefix, "revision": revision}
-        doc["services"] = groups  # type: ignore[assignment]
+        doc: dict[str, Any] = {
+            "endpoint": config.label,
+            "prefix": config.prefix,
+            "revision": revision,
+            "services": groups,
+        }
         # Strict JSON for any client: ASCII only, so every control, C1 and bidi character
         # of a key or value travels \u-escaped; NaN/Infinity were made text when parsed.
         print(json.dumps(doc, indent=2, ensure_ascii=True, allow_nan=False))

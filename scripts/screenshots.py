@@ -173,7 +173,7 @@ def settled(app: RegistryApp, count: int) -> bool:
     session = app.session
     if session.status.state is not ConnState.LIVE or len(session.state) != count:
         return False
-    if app.tree.row_count == 0:
+    if app.registry_tree.row_count == 0:
         return False
     return all(session.ttl(inst.lease)[0] is not None for inst in session.state if inst.lease)
 
@@ -208,10 +208,10 @@ async def dashboard_shots(scene: Scene, out: Path) -> None:
         count = await expected_count(scene.conn)
         await until(pilot, lambda: settled(app, count), "the new events")
         await until(pilot, lambda: len(app.query_one("#events").entries) >= 4, "4 log entries")
-        app.tree.select_key(first_instance_of(app, "CatalogService"))
+        app.registry_tree.select_key(first_instance_of(app, "CatalogService"))
         await shoot(app, pilot, out, "main.svg")
 
-        app.tree.select_key(first_instance_of(app, "OrderShippingService"))
+        app.registry_tree.select_key(first_instance_of(app, "OrderShippingService"))
         await pilot.press("i")
         await until(pilot, lambda: isinstance(app.screen, InspectScreen), "the inspect view")
         await shoot(app, pilot, out, "inspect.svg")
@@ -243,7 +243,7 @@ async def dashboard_shots(scene: Scene, out: Path) -> None:
             return left is not None and EXPIRING_SHOT_AT[0] < left <= EXPIRING_SHOT_AT[1]
 
         await until(pilot, about_to_expire, "the instance to be about to expire", timeout=40)
-        app.tree.select_key(key)
+        app.registry_tree.select_key(key)
         await shoot(app, pilot, out, "expiring.svg")
         await elections_shot(app, pilot, scene, out)
         await app.shutdown_session()
@@ -281,7 +281,7 @@ async def readonly_shot(scene: Scene, out: Path) -> None:
     async with app.run_test(size=SIZE) as pilot:
         count = await expected_count(scene.conn)
         await until(pilot, lambda: settled(app, count), "the read-only dashboard to be live")
-        app.tree.select_key(first_instance_of(app, "LegacyBillingService"))
+        app.registry_tree.select_key(first_instance_of(app, "LegacyBillingService"))
         await shoot(app, pilot, out, "readonly.svg")
         await app.shutdown_session()
 
@@ -348,8 +348,8 @@ async def probes_shot(scene: Scene, out: Path) -> None:
                     "every probe of ProbedService",
                 )
                 app._push_marks()
-                app.tree.select_key(keys[0])
-                app.tree.scroll_to(y=app.tree.cursor_index - 2, animate=False)
+                app.registry_tree.select_key(keys[0])
+                app.registry_tree.scroll_to(y=app.registry_tree.cursor_index - 2, animate=False)
                 await shoot(app, pilot, out, "probes.svg")
                 await app.shutdown_session()
         finally:

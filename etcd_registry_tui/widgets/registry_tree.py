@@ -22,6 +22,7 @@ from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
+from typing import ClassVar
 
 from rich.cells import cell_len
 from rich.segment import Segment
@@ -172,7 +173,7 @@ class RegistryTree(ScrollView, can_focus=True):
         paused_keys: own keys whose keep-alive is paused (marked "paused").
     """
 
-    BINDINGS: list[BindingType] = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("up", "cursor_up", "Up", show=False),
         Binding("down", "cursor_down", "Down", show=False),
         Binding("home", "cursor_home", "First", show=False),
@@ -182,7 +183,7 @@ class RegistryTree(ScrollView, can_focus=True):
         Binding("left", "cursor_parent", "Collapse", show=False),
         Binding("right", "expand", "Expand", show=False),
         Binding("enter", "select", "Select", show=False),
-        Binding("space", "toggle", "Toggle", show=False),
+        Binding("space", "toggle_service", "Toggle", show=False),
     ]
 
     COMPONENT_CLASSES = {
@@ -445,9 +446,9 @@ class RegistryTree(ScrollView, can_focus=True):
             return
         for name in dirty:
             self._expiring.pop(name, None)
-            block = self._blocks.get(name)
-            if block is not None:
-                block.rows = self._block_rows(block)
+            shown = self._blocks.get(name)
+            if shown is not None:
+                shown.rows = self._block_rows(shown)
         self._relayout(dirty)
 
     def _keeps_row(self, old: Instance, new: Instance) -> bool:
@@ -772,7 +773,7 @@ class RegistryTree(ScrollView, can_focus=True):
         if row is not None and row.__class__ is str:
             self.expand_service(row)  # type: ignore[arg-type]
 
-    def action_toggle(self) -> None:
+    def action_toggle_service(self) -> None:
         row = self._cursor_row()
         if row is not None:
             self.toggle_service(_row_group(row))
