@@ -56,9 +56,9 @@ from app_bench import (  # noqa: E402
     wait_for,
 )
 
+from etcd_registry_tui.demo.embedded import EmbeddedEtcd  # noqa: E402
 from etcd_registry_tui.registry.config import ConnectionConfig  # noqa: E402
 from etcd_registry_tui.registry.connection import EtcdConnection  # noqa: E402
-from etcd_registry_tui.registry.embedded import EmbeddedEtcd  # noqa: E402
 
 # --------------------------------------------------------------------------------------
 # The child: the app, launched at the parent's ``launched`` (time.monotonic, system-wide)
