@@ -183,6 +183,8 @@ class RegistryTree(TreeUpdates, TreeRendering, ScrollView, can_focus=True):
         self._countdown_cache: dict[tuple[object, ...], list[Segment]] = {}
         self._styles: dict[tuple[str, ...], Style] = {}
         self._pseudo_state: object = None
+        #: What time alone changes of each screen line, as last drawn (see tick).
+        self._drawn: dict[int, tuple[object, ...]] = {}
 
     # -- public queries ------------------------------------------------------
     @property

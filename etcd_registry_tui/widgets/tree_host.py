@@ -41,6 +41,7 @@ if TYPE_CHECKING:
         _countdown_cache: dict[tuple[object, ...], list[Segment]]
         _styles: dict[tuple[str, ...], Style]
         _pseudo_state: object
+        _drawn: dict[int, tuple[object, ...]]
 
         # the widget (layout, cursor)
         def _relayout(self, dirty: set[str] | None) -> None: ...

@@ -21,7 +21,7 @@ from textual.strip import Strip
 from etcd_registry_tui.registry.model import UNRECOGNISED, Instance
 from etcd_registry_tui.registry.sanitize import safe_line
 from etcd_registry_tui.widgets.tree_host import TreeHost
-from etcd_registry_tui.widgets.tree_rows import _Block
+from etcd_registry_tui.widgets.tree_rows import Row, _Block
 from etcd_registry_tui.widgets.ttl_text import format_remaining, lease_level
 
 #: Cells reserved on the right of each row for the lease countdown.
@@ -136,12 +136,51 @@ class TreeRendering(TreeHost):
                 style = self._style("registry-tree--nolease")
                 text = message.center(width)[:width]
                 return Strip([Segment(text, style)], width)
+            self._drawn.pop(y, None)
             return Strip.blank(width, self.rich_style)
         row = rows[index]
         cursor = index == self._cursor
+        self._drawn[y] = self._line_state(row)
         if row.__class__ is str:
             return self._render_service(row, width, cursor)  # type: ignore[arg-type]
         return self._render_instance(row, width, cursor)  # type: ignore[arg-type]
+
+    # -- the 1 Hz tick ---------------------------------------------------------
+    def tick(self) -> None:
+        """Once a second: recount "expiring" and repaint the visible lines whose countdown
+        (or, for a header, expiring count) reads differently from what was drawn: not the
+        whole widget, and not a line whose text stays (no lease, hours left)."""
+        self._expiring.clear()
+        rows = self._rows
+        if not rows:
+            return
+        top = round(self.scroll_y)
+        shown = max(0, min(self.scrollable_content_region.height, len(rows) - top))
+        drawn, line_state = self._drawn, self._line_state
+        start = -1
+        for y in range(shown):
+            if drawn.get(y) != line_state(rows[top + y]):
+                if start < 0:
+                    start = y
+            elif start >= 0:
+                self.refresh_lines(top + start, y - start)
+                start = -1
+        if start >= 0:
+            self.refresh_lines(top + start, shown - start)
+
+    def _line_state(self, row: Row) -> tuple[object, ...]:
+        """What of a row's line changes with time alone: an instance's countdown text and
+        level, a header's expiring count (the row itself stands for the rest)."""
+        if row.__class__ is str:
+            return (row, self._expiring_count(self._blocks[row]))  # type: ignore[index]
+        lease = row.lease  # type: ignore[union-attr]
+        if not lease:
+            return (id(row),)
+        remaining, granted = self.ttl_source(lease)
+        if remaining is None:
+            return (id(row),)
+        level = "critical" if remaining <= 0 else lease_level(remaining, granted)
+        return (id(row), _remaining_text(remaining), level)
 
     def _countdown_width(self, width: int) -> int:
         return min(COUNTDOWN_WIDTH, max(0, width // 3))

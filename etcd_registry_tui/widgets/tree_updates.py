@@ -183,12 +183,6 @@ class TreeUpdates(TreeHost):
             if not self._rows:
                 self.refresh()
 
-    def tick(self) -> None:
-        """Once a second: recount "expiring" and repaint the visible lines' countdowns."""
-        self._expiring.clear()
-        if self._rows:
-            self.refresh()
-
     # -- block maintenance ---------------------------------------------------
     def _block_insert(self, inst: Instance, dirty: set[str]) -> None:
         name = inst.group
