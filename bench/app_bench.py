@@ -62,9 +62,9 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 
 from aetcd import rpc  # noqa: E402
 
+from etcd_registry_tui.demo.embedded import EmbeddedEtcd  # noqa: E402
 from etcd_registry_tui.registry.config import ConnectionConfig  # noqa: E402
 from etcd_registry_tui.registry.connection import EtcdConnection  # noqa: E402
-from etcd_registry_tui.registry.embedded import EmbeddedEtcd  # noqa: E402
 
 PREFIX = "/services/"
 SIZE = (120, 40)
@@ -343,7 +343,7 @@ async def child_main(opts: dict[str, Any]) -> dict[str, Any]:
         )
         snap = probe.snapshot
         assert snap is not None and snap.frame_end is not None and snap.flush_end is not None
-        tree = app.tree
+        tree = app.registry_tree
         # The first frame comes with the snapshot's first page; the rest follows in pages.
         await wait_for(
             lambda: len(app.session.state) == instances and tree.row_count > instances,
@@ -834,7 +834,7 @@ async def load_child_main(opts: dict[str, Any]) -> dict[str, Any]:
 
         app._apply_pending = flush_hook
         # Park the cursor in the middle of the keys, where they change.
-        app.tree.select_key(load_items()[LOAD_KEYS // 2][0])
+        app.registry_tree.select_key(load_items()[LOAD_KEYS // 2][0])
         await pilot.pause()
         received0 = received[0]
         del frame_cpu[:], flush_cpu[:]
@@ -845,12 +845,12 @@ async def load_child_main(opts: dict[str, Any]) -> dict[str, Any]:
         result["frame_max_ms"] = max(frame_cpu) * 1000
         result["flush_max_ms"] = max(flush_cpu) * 1000
         await pilot.pause()
-        where = app.tree._where
+        where = app.registry_tree._where
         held = app.session.state.instances
         result["tree_matches"] = len(where) == len(held) and all(
             where.get(key) is inst for key, inst in held.items()
         )
-        result["tree_rows"] = app.tree.row_count
+        result["tree_rows"] = app.registry_tree.row_count
     wall0, done = result["wall0"], result["writer_done"]
     result["events_per_s"] = (received[0] - received0) / result["window"]
     result["frames_per_s"] = sum(1 for t, _ in frames if wall0 <= t <= done) / result["window"]

@@ -33,9 +33,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from app_bench import figure, instance_value, load_fleet, rss_mb  # noqa: E402
 
+from etcd_registry_tui.demo.embedded import EmbeddedEtcd  # noqa: E402
 from etcd_registry_tui.registry.config import ConnectionConfig  # noqa: E402
 from etcd_registry_tui.registry.connection import EtcdConnection  # noqa: E402
-from etcd_registry_tui.registry.embedded import EmbeddedEtcd  # noqa: E402
 from etcd_registry_tui.registry.events import ChangeBatch  # noqa: E402
 from etcd_registry_tui.registry.model import KeyValue  # noqa: E402
 
@@ -100,7 +100,7 @@ async def stepping(app: Any, pilot: Any, steps: int = 20) -> list[float]:
     from textual.geometry import Region
 
     times = []
-    tree, changes = screen.tree, screen.query_one("#history-changes")
+    tree, changes = screen.registry_tree, screen.query_one("#history-changes")
     for _ in range(steps):
         await pilot.pause()
         started = time.perf_counter()

@@ -57,9 +57,9 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 import aetcd  # noqa: E402
 import psutil  # noqa: E402
 
+from etcd_registry_tui.demo.embedded import EmbeddedEtcd  # noqa: E402
 from etcd_registry_tui.registry.config import ConnectionConfig  # noqa: E402
 from etcd_registry_tui.registry.connection import EtcdConnection  # noqa: E402
-from etcd_registry_tui.registry.embedded import EmbeddedEtcd  # noqa: E402
 from etcd_registry_tui.registry.errors import RegistryError  # noqa: E402
 from etcd_registry_tui.registry.events import ChangeBatch  # noqa: E402
 from etcd_registry_tui.registry.leases import LeaseTracker  # noqa: E402

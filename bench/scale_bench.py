@@ -16,6 +16,8 @@ services; values ``{"Id","Name","Address","Zone","Version"}``, one lease per
   screen refresh after the tree holds it, median over ``--singles`` changes.
 
 ``--quick``: 1 and 2,000 instances, short windows (the test suite runs it).
+``SCALE_BENCH_PROFILE=/tmp/idle``: cProfile the idle window of each size into
+``/tmp/idle.<instances>`` (the idle CPU figure then includes the profiler's own cost).
 ``--sizes 1x1,10000x100,1000000x1000``: other sizes. ``--memory-budget MB`` passes
 the dashboard's budget to the child (see ``--max-memory`` of the CLI).
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import gc
 import json
 import os
@@ -56,9 +59,9 @@ from app_bench import (  # noqa: E402
     wait_for,
 )
 
+from etcd_registry_tui.demo.embedded import EmbeddedEtcd  # noqa: E402
 from etcd_registry_tui.registry.config import ConnectionConfig  # noqa: E402
 from etcd_registry_tui.registry.connection import EtcdConnection  # noqa: E402
-from etcd_registry_tui.registry.embedded import EmbeddedEtcd  # noqa: E402
 
 # --------------------------------------------------------------------------------------
 # The child: the app, launched at the parent's ``launched`` (time.monotonic, system-wide)
@@ -81,7 +84,7 @@ async def child_main(opts: dict[str, Any]) -> dict[str, Any]:
     frame_waiters: list[tuple[Any, asyncio.Event]] = []
 
     async with app.run_test(size=SIZE) as pilot:
-        tree = app.tree
+        tree = app.registry_tree
         screen = app.screen
         refresh = screen._compositor_refresh
         height = tree.scrollable_content_region.height
@@ -137,8 +140,15 @@ async def child_main(opts: dict[str, Any]) -> dict[str, Any]:
         result["leases_synced"] = all(i.deadline is not None for i in tracker.leases.values())
         result["leases"] = len(tracker.leases)
         await asyncio.sleep(1.0)
+        profile_to = os.environ.get("SCALE_BENCH_PROFILE")  # where the idle profile goes
+        profiler = cProfile.Profile() if profile_to else None
         cpu0, wall0, calls0 = time.process_time(), time.monotonic(), tracker.calls
+        if profiler is not None:
+            profiler.enable()
         await asyncio.sleep(opts["idle_seconds"])
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(f"{profile_to}.{instances}")
         wall = time.monotonic() - wall0
         result["idle_cpu_pct"] = (time.process_time() - cpu0) / wall * 100
         result["idle_rpc_per_s"] = (tracker.calls - calls0) / wall

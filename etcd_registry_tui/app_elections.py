@@ -7,10 +7,11 @@ and the elections view each read in one sitting. The data layer part is
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from textual import work
 
+from .app_host import AppHost
 from .registry.election import Candidacy
 from .registry.elections import ElectionKind, LeaderChange
 from .registry.elections_session import ElectionsSession
@@ -21,13 +22,6 @@ from .screens.confirm import ConfirmScreen
 from .widgets.election_detail import ElectionDetail
 from .widgets.elections_view import ElectionRow, ElectionsView, safe
 from .widgets.event_log import EventLog
-
-if TYPE_CHECKING:
-    from .app import RegistryApp
-
-    _Base = RegistryApp
-else:
-    _Base = object
 
 
 def leader_change_entry(change: LeaderChange) -> LogEntry:
@@ -41,7 +35,7 @@ def leader_change_entry(change: LeaderChange) -> LogEntry:
     return LogEntry(LogKind.LEADER, safe(change.name), f"{who(change.old)} → {who(change.new)}")
 
 
-class ElectionsMixin(_Base):
+class ElectionsMixin(AppHost):
     """Everything of the elections view that lives in the app."""
 
     elections: ElectionsSession
@@ -124,7 +118,7 @@ class ElectionsMixin(_Base):
                     inst.address,
                 ):
                     marks.add(inst.raw_key)
-        tree = self.tree
+        tree = self.registry_tree
         if marks != tree.leader_keys:
             tree.leader_keys = marks
 
@@ -160,7 +154,7 @@ class ElectionsMixin(_Base):
         view = self.elections_view
         showing = not view.display
         view.display = showing
-        self.tree.display = not showing
+        self.registry_tree.display = not showing
         self.query_one("#detail").display = not showing
         self.query_one(ElectionDetail).display = showing
         if showing:
@@ -168,7 +162,7 @@ class ElectionsMixin(_Base):
             view.border_title = "Elections and locks"
             view.focus()
         else:
-            self.tree.focus()
+            self.registry_tree.focus()
 
     # -- actions --------------------------------------------------------------------
     # A handler by name, not @on: Textual collects @on handlers only from classes built
@@ -203,10 +197,12 @@ class ElectionsMixin(_Base):
                 markup=False,
             )
         elif message.action == "proclaim":
-            self.push_screen(
-                ProclaimScreen(row.name, candidate.value_text()),
-                lambda value: self._do_proclaim(own, value) if value is not None else None,
-            )
+
+            def proclaim(value: str | None) -> None:
+                if value is not None:
+                    self._do_proclaim(own, value)
+
+            self.push_screen(ProclaimScreen(row.name, candidate.value_text()), proclaim)
         elif message.action == "resign":
             self._do_resign(own)
         elif message.action == "pause":

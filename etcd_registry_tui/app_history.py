@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
 
+from .app_host import AppHost
 from .messages import RegistryDirty
 from .registry.alarms import FlapDetector, MassExpiryAlarm
 from .registry.history import HistoryEvent
@@ -23,15 +23,8 @@ from .widgets.alarm_banner import AlarmBanner
 from .widgets.event_log import EventLog
 from .widgets.status_bar import StatusBar
 
-if TYPE_CHECKING:
-    from .app import RegistryApp
 
-    _Base = RegistryApp
-else:
-    _Base = object
-
-
-class HistoryMixin(_Base):
+class HistoryMixin(AppHost):
     """Everything of the history that lives in the app."""
 
     flaps: FlapDetector
@@ -72,8 +65,8 @@ class HistoryMixin(_Base):
     def _sync_history_marks(self) -> None:
         now = time.time()
         flapping = self.flaps.flapping_keys(self.session.state, now)
-        if flapping != self.tree.flapping:
-            self.tree.flapping = flapping
+        if flapping != self.registry_tree.flapping:
+            self.registry_tree.flapping = flapping
         banner = self.alarm.banner(now)
         self._show_alarm(banner)
 

@@ -11,19 +11,12 @@ import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from .app_host import AppHost
 from .registry.model import Change, ChangeKind
 from .registry.probes import DEFAULT_CONCURRENCY, Prober, ProbeResult
 from .registry.sanitize import safe_line
 from .screens.inspect import InspectScreen
-
-if TYPE_CHECKING:
-    from .app import RegistryApp
-
-    _Base = RegistryApp
-else:
-    _Base = object
 
 #: Marks reach the tree at most this often (results come in one by one).
 MARKS_INTERVAL = 0.25
@@ -47,7 +40,7 @@ def describe_probe(result: ProbeResult | None, enabled: bool) -> str:
     return f"{result.mark}{detail}{target} at {when}{state}"
 
 
-class ProbesMixin(_Base):
+class ProbesMixin(AppHost):
     """What of the probes lives in the app."""
 
     prober: Prober
@@ -136,7 +129,7 @@ class ProbesMixin(_Base):
         if not self.is_running:
             return
         results = self.prober.results if self.probing else {}
-        self.tree.set_probe_marks({key: (r.mark, r.level) for key, r in results.items()})
+        self.registry_tree.set_probe_marks({key: (r.mark, r.level) for key, r in results.items()})
 
     def _inspect_probe_text(self, key: bytes) -> str | None:
         """The inspect view's probe line; None (no line) when probes were never on."""

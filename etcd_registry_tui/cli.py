@@ -238,7 +238,7 @@ async def cmd_list(config: ConnectionConfig, as_json: bool, history: int = 0) ->
         state.load(kvs, revision)
         ttls = await _lease_ttls(conn, state.leases())
         past = await cli_history.past_of(conn, config, revision, history) if history > 0 else None
-    groups = [
+    groups: list[dict[str, Any]] = [
         {
             "name": group.name,
             "instances": [_instance_record(i, ttls) for i in group.sorted_instances()],
@@ -246,11 +246,15 @@ async def cmd_list(config: ConnectionConfig, as_json: bool, history: int = 0) ->
         for group in state.sorted_groups()
     ]
     if as_json:
-        doc = {"endpoint": config.label, "prefix": config.prefix, "revision": revision}
-        doc["services"] = groups  # type: ignore[assignment]
+        doc: dict[str, Any] = {
+            "endpoint": config.label,
+            "prefix": config.prefix,
+            "revision": revision,
+            "services": groups,
+        }
         if past is not None:
             doc["history_from"] = past.start
-            doc["history"] = [event.to_json() for event in past.events]  # type: ignore[assignment]
+            doc["history"] = [event.to_json() for event in past.events]
         # Strict JSON for any client: ASCII only, so every control, C1 and bidi character
         # of a key or value travels \u-escaped; NaN/Infinity were made text when parsed.
         print(json.dumps(doc, indent=2, ensure_ascii=True, allow_nan=False))

@@ -124,7 +124,7 @@ async def cmd_list_at(config: ConnectionConfig, revision: int, as_json: bool) ->
             return 2
     state = RegistryState(config.prefix)
     state.load(kvs, revision)
-    groups = [
+    groups: list[dict[str, Any]] = [
         {
             "name": group.name,
             "instances": [

@@ -95,7 +95,7 @@ def cmd_profiles(args: argparse.Namespace, env: Mapping[str, str] | None = None)
     chosen = file.chosen_name(getattr(args, "profile", None), env)
     if chosen is not None:
         file.select(chosen, env)  # an unknown name is an error, listing the known ones
-    entries = []
+    entries: list[dict[str, Any]] = []
     for name in file.names():
         profile = file.profiles[name]
         settings = profiles.resolve({}, profile, env, need_password=False)
@@ -111,9 +111,13 @@ def cmd_profiles(args: argparse.Namespace, env: Mapping[str, str] | None = None)
             }
         )
     if args.json:
-        doc = {"file": str(file.path), "exists": file.exists, "default": file.default}
-        doc["chosen"] = chosen  # type: ignore[assignment]
-        doc["profiles"] = entries  # type: ignore[assignment]
+        doc: dict[str, Any] = {
+            "file": str(file.path),
+            "exists": file.exists,
+            "default": file.default,
+            "chosen": chosen,
+            "profiles": entries,
+        }
         print(json.dumps(doc, indent=2, ensure_ascii=True))
         return 0
     if not file.exists:

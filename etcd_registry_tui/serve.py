@@ -193,13 +193,17 @@ def make_server(p: ServePlan) -> Any:
             width = to_int(request.query.get("width", "80"), 80)
             height = to_int(request.query.get("height", "24"), 24)
             service: AppService | None = None
+
+            async def close() -> None:
+                await websocket.close()
+
             try:
                 await websocket.prepare(request)
                 service = AppService(
                     self.command,
                     write_bytes=websocket.send_bytes,
                     write_str=websocket.send_str,
-                    close=websocket.close,
+                    close=close,
                     download_manager=self.download_manager,
                     debug=self.debug,
                 )

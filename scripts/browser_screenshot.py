@@ -27,9 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
+from etcd_registry_tui.demo.embedded import EmbeddedEtcd, free_ports  # noqa: E402
+from etcd_registry_tui.demo.fleet import Fleet  # noqa: E402
 from etcd_registry_tui.registry.config import ConnectionConfig  # noqa: E402
-from etcd_registry_tui.registry.embedded import EmbeddedEtcd, free_ports  # noqa: E402
-from etcd_registry_tui.registry.fleet import Fleet  # noqa: E402
 
 SEED = 20240611
 NAME = "browser.png"

@@ -50,11 +50,11 @@ from textual.pilot import Pilot  # noqa: E402
 from textual.widgets import Input  # noqa: E402
 
 from etcd_registry_tui.app import RegistryApp  # noqa: E402
+from etcd_registry_tui.demo.embedded import EmbeddedEtcd  # noqa: E402
+from etcd_registry_tui.demo.fleet import ELECTION_NAME, Fleet  # noqa: E402
 from etcd_registry_tui.registry.config import ConnectionConfig  # noqa: E402
 from etcd_registry_tui.registry.connection import EtcdConnection  # noqa: E402
-from etcd_registry_tui.registry.embedded import EmbeddedEtcd  # noqa: E402
 from etcd_registry_tui.registry.events import ConnState  # noqa: E402
-from etcd_registry_tui.registry.fleet import ELECTION_NAME, Fleet  # noqa: E402
 from etcd_registry_tui.registry.registration import ServiceRegistration  # noqa: E402
 from etcd_registry_tui.screens.inspect import InspectScreen  # noqa: E402
 from etcd_registry_tui.screens.register import RegisterScreen  # noqa: E402
@@ -179,7 +179,7 @@ def settled(app: RegistryApp, count: int) -> bool:
     session = app.session
     if session.status.state is not ConnState.LIVE or len(session.state) != count:
         return False
-    if app.tree.row_count == 0:
+    if app.registry_tree.row_count == 0:
         return False
     return all(session.ttl(inst.lease)[0] is not None for inst in session.state if inst.lease)
 
@@ -223,10 +223,10 @@ async def dashboard_shots(scene: Scene, out: Path) -> None:
         # The live events themselves (the log also holds the history read at start).
         await until(pilot, lambda: logged("UPDATE", "ConfigService/static-1"), "the UPDATE")
         await until(pilot, lambda: logged("DEREGISTERED", "MigrationJob/run-42"), "the removal")
-        app.tree.select_key(first_instance_of(app, "CatalogService"))
+        app.registry_tree.select_key(first_instance_of(app, "CatalogService"))
         await shoot(app, pilot, out, "main.svg")
 
-        app.tree.select_key(first_instance_of(app, "OrderShippingService"))
+        app.registry_tree.select_key(first_instance_of(app, "OrderShippingService"))
         await pilot.press("i")
         await until(pilot, lambda: isinstance(app.screen, InspectScreen), "the inspect view")
         await shoot(app, pilot, out, "inspect.svg")
@@ -258,7 +258,7 @@ async def dashboard_shots(scene: Scene, out: Path) -> None:
             return left is not None and EXPIRING_SHOT_AT[0] < left <= EXPIRING_SHOT_AT[1]
 
         await until(pilot, about_to_expire, "the instance to be about to expire", timeout=40)
-        app.tree.select_key(key)
+        app.registry_tree.select_key(key)
         await shoot(app, pilot, out, "expiring.svg")
         await elections_shot(app, pilot, scene, out)
         await alarm_and_history_shots(app, pilot, scene, out)
@@ -334,7 +334,7 @@ async def readonly_shot(scene: Scene, out: Path) -> None:
     async with app.run_test(size=SIZE) as pilot:
         count = await expected_count(scene.conn)
         await until(pilot, lambda: settled(app, count), "the read-only dashboard to be live")
-        app.tree.select_key(first_instance_of(app, "LegacyBillingService"))
+        app.registry_tree.select_key(first_instance_of(app, "LegacyBillingService"))
         await shoot(app, pilot, out, "readonly.svg")
         await app.shutdown_session()
 
@@ -401,8 +401,8 @@ async def probes_shot(scene: Scene, out: Path) -> None:
                     "every probe of ProbedService",
                 )
                 app._push_marks()
-                app.tree.select_key(keys[0])
-                app.tree.scroll_to(y=app.tree.cursor_index - 2, animate=False)
+                app.registry_tree.select_key(keys[0])
+                app.registry_tree.scroll_to(y=app.registry_tree.cursor_index - 2, animate=False)
                 await shoot(app, pilot, out, "probes.svg")
                 await app.shutdown_session()
         finally:

@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 from conftest import in_ci
 
-from etcd_registry_tui.registry.embedded import free_ports
+from etcd_registry_tui.demo.embedded import free_ports
 
 CHROMIUM_ARGS = [
     "--no-sandbox",

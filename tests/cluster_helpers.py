@@ -19,7 +19,7 @@ from pathlib import Path
 
 from conftest import Etcdctl, EtcdctlError
 
-from etcd_registry_tui.registry.embedded import (
+from etcd_registry_tui.demo.embedded import (
     HOST,
     ClientTls,
     EmbeddedCluster,

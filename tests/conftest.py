@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from etcd_registry_tui.registry.embedded import (
+from etcd_registry_tui.demo.embedded import (
     EmbeddedCluster,
     EmbeddedEtcd,
     EtcdBinaryNotFound,

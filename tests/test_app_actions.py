@@ -72,7 +72,7 @@ def flat(text: str) -> str:
 
 def tree_lines(app: RegistryApp) -> list[str]:
     """The tree's rows as drawn (it is tall enough for every row in these tests)."""
-    tree = app.tree
+    tree = app.registry_tree
     return [tree.render_line(y).text.rstrip() for y in range(tree.row_count)]
 
 
@@ -130,8 +130,8 @@ async def dashboard(
             if rows is not None:
                 await until(
                     pilot,
-                    lambda: app.tree.row_count == rows,
-                    message=lambda: f"{app.tree.row_count} rows, wanted {rows}",
+                    lambda: app.registry_tree.row_count == rows,
+                    message=lambda: f"{app.registry_tree.row_count} rows, wanted {rows}",
                 )
             yield app, pilot
         finally:
@@ -140,7 +140,7 @@ async def dashboard(
 
 
 async def highlight(pilot: Pilot[Any], app: RegistryApp, raw_key: bytes) -> None:
-    app.tree.select_key(raw_key)
+    app.registry_tree.select_key(raw_key)
     await until(
         pilot,
         lambda: (
@@ -155,8 +155,8 @@ async def highlight_service(pilot: Pilot[Any], app: RegistryApp, service: str) -
     group = app.session.state.groups[service]
     await highlight(pilot, app, group.sorted_instances()[0].raw_key)
     await pilot.press("left")  # from an instance to its service row
-    assert app.tree.highlighted_instance is None
-    assert app.tree.highlighted_service == service
+    assert app.registry_tree.highlighted_instance is None
+    assert app.registry_tree.highlighted_service == service
 
 
 async def register_via_form(pilot: Pilot[Any], app: RegistryApp, ttl: int | None = None) -> bytes:
@@ -198,14 +198,14 @@ async def test_keys_written_by_etcdctl_appear_and_detail_follows_cursor(
         assert "a-perman" in tree and "b-leased" in tree and "no lease" in tree
 
         # The first instance is highlighted at start and shown in the detail pane.
-        assert app.tree.highlighted_instance == permanent
+        assert app.registry_tree.highlighted_instance == permanent
         await until(pilot, lambda: "a-permanent" in detail_text(app))
         text = detail_text(app)
         assert "none — permanent key" in text
         assert "http://10.0.0.1:5000" in text
 
         await pilot.press("down")
-        assert app.tree.highlighted_instance == leased
+        assert app.registry_tree.highlighted_instance == leased
         await until(pilot, lambda: "of 30s" in detail_text(app), message=lambda: detail_text(app))
         text = detail_text(app)
         assert f"{PREFIX}Orders/b-leased" in text
@@ -213,11 +213,11 @@ async def test_keys_written_by_etcdctl_appear_and_detail_follows_cursor(
 
         # A key written while the dashboard runs arrives through the watch.
         late = put_instance(etcdctl, "Billing", "c-late", port=5002)
-        await until(pilot, lambda: app.tree.row_count == 5)
+        await until(pilot, lambda: app.registry_tree.row_count == 5)
         assert late in app.session.state
         assert app.session.state.as_dict() == etcdctl_view(etcdctl, PREFIX)
         assert any(kind is LogKind.PUT and "c-late" in key for kind, key in log_entries(app))
-        assert app.tree.highlighted_instance == leased  # the cursor stayed on its key
+        assert app.registry_tree.highlighted_instance == leased  # the cursor stayed on its key
 
 
 # --------------------------------------------------------------------------------------------
@@ -238,7 +238,7 @@ async def test_register_with_defaults_writes_pascal_case_json_on_a_lease(
         await pilot.press("enter")
 
         key = await until(pilot, lambda: next(iter(app.session.own), None))
-        await until(pilot, lambda: key in app.session.state and app.tree.row_count == 2)
+        await until(pilot, lambda: key in app.session.state and app.registry_tree.row_count == 2)
         expect_main_screen(app)
 
         kvs, _ = etcdctl.get_prefix(PREFIX)
@@ -255,8 +255,8 @@ async def test_register_with_defaults_writes_pascal_case_json_on_a_lease(
         assert 25 <= remaining <= 30
 
         # Marked as our own: in the tree (★), the detail pane and the notification.
-        assert key in app.tree.own_keys
-        assert app.tree.highlighted_instance == key
+        assert key in app.registry_tree.own_keys
+        assert app.registry_tree.highlighted_instance == key
         assert "★" in tree_text(app)
         await until(pilot, lambda: "registered by this dashboard" in detail_text(app))
         assert any("Registered" in n and f"{stored.lease:x}" in n for n in notifications(app))
@@ -320,7 +320,7 @@ async def test_revoke_instance_after_confirming_removes_key_and_lease(
         assert etcdctl.get(sibling) is None
         assert etcdctl.get(bystander) is not None
         assert etcdctl.lease_timetolive(lease)[0] == -1  # etcd: lease not found
-        assert app.tree.row_count == 2
+        assert app.registry_tree.row_count == 2
         await until(pilot, lambda: (LogKind.REVOKED, target.decode()) in log_entries(app))
         assert any("Revoked 1 lease(s); 2 key(s)" in n for n in notifications(app))
 
@@ -416,7 +416,7 @@ async def test_revoke_of_a_lease_that_already_expired_says_so(etcd: Any, etcdctl
         expect_main_screen(app)
         await until(pilot, lambda: target not in app.session.state)
         assert etcdctl.get(target) is None
-        assert app.tree.row_count == 0
+        assert app.registry_tree.row_count == 0
         assert "0 services · 0 instances" in status_text(app)
 
 
@@ -457,7 +457,7 @@ async def test_pause_stops_heartbeats_and_the_lease_expires(etcd: Any, etcdctl: 
         await highlight(pilot, app, key)
 
         await pilot.press("p")
-        await until(pilot, lambda: key in app.tree.paused_keys)
+        await until(pilot, lambda: key in app.registry_tree.paused_keys)
         assert "paused" in tree_text(app)
         assert any("paused" in n for n in notifications(app))
 
@@ -481,7 +481,7 @@ async def test_pause_only_for_own_instances(etcd: Any, etcdctl: Any) -> None:
         await pilot.press("p")
         await pilot.pause()
         assert any("Only instances registered from this dashboard" in n for n in notifications(app))
-        assert app.tree.paused_keys == set()
+        assert app.registry_tree.paused_keys == set()
 
 
 # --------------------------------------------------------------------------------------------
@@ -520,23 +520,23 @@ async def test_filter_narrows_rows_and_escape_clears_it(etcd: Any, etcdctl: Any)
         await pilot.press("slash")
         assert box.display and box.has_focus
         await pilot.press(*"pay")
-        await until(pilot, lambda: app.tree.row_count == 2)
-        assert app.tree.filter_text == "pay"
+        await until(pilot, lambda: app.registry_tree.row_count == 2)
+        assert app.registry_tree.filter_text == "pay"
         assert "Payments" in tree_text(app) and "Orders" not in tree_text(app)
         assert "filter: 'pay'" in status_text(app)
 
         await pilot.press("escape")
-        await until(pilot, lambda: app.tree.row_count == 7)
+        await until(pilot, lambda: app.registry_tree.row_count == 7)
         assert box.value == "" and not box.display
-        assert app.tree.has_focus
+        assert app.registry_tree.has_focus
         assert "filter" not in status_text(app)
 
         # By address too, and Enter keeps the filter but gives the tree the focus.
         await pilot.press("slash", *":5003", "enter")
-        await until(pilot, lambda: app.tree.row_count == 2)
-        assert app.tree.has_focus and "Shipping" in tree_text(app)
+        await until(pilot, lambda: app.registry_tree.row_count == 2)
+        assert app.registry_tree.has_focus and "Shipping" in tree_text(app)
         await pilot.press("escape")
-        await until(pilot, lambda: app.tree.row_count == 7)
+        await until(pilot, lambda: app.registry_tree.row_count == 7)
 
 
 async def test_question_mark_opens_help(etcd: Any, etcdctl: Any) -> None:
@@ -647,7 +647,7 @@ async def test_etcd_killed_and_restarted_view_catches_up(etcd: Any, etcdctl: Any
             message=lambda: f"status bar: {status_text(app)!r}",
         )
         expect_main_screen(app)
-        assert app.tree.row_count == 5  # the last known state stays on screen
+        assert app.registry_tree.row_count == 5  # the last known state stays on screen
         await pilot.press("down", "down", "up")  # and it still answers keys
         expect_main_screen(app)
 
@@ -663,7 +663,7 @@ async def test_etcd_killed_and_restarted_view_catches_up(etcd: Any, etcdctl: Any
             timeout=20,
             message=lambda: f"{app.session.state.as_dict()} != {expected}",
         )
-        await until(pilot, lambda: "live" in status_text(app) and app.tree.row_count == 6)
+        await until(pilot, lambda: "live" in status_text(app) and app.registry_tree.row_count == 6)
         assert added in app.session.state and gone not in app.session.state
         assert app.session.state.get(changed).address == "http://10.0.0.9:6000"
         assert "3 services · 3 instances" in status_text(app)
@@ -721,15 +721,17 @@ async def test_odd_values_and_keys_are_shown_without_crashing(etcd: Any, etcdctl
 
 async def test_an_empty_tree_says_why(etcd: Any, etcdctl: Any) -> None:
     async with dashboard(etcd, rows=0) as (app, pilot):
-        await until(pilot, lambda: "No instances under /services/ yet" in text_of(app.tree))
-        assert "press r to register one" in text_of(app.tree)
+        await until(
+            pilot, lambda: "No instances under /services/ yet" in text_of(app.registry_tree)
+        )
+        assert "press r to register one" in text_of(app.registry_tree)
         etcd.kill()
         await until(
             pilot,
-            lambda: f"etcd at {etcd.endpoint} is out of reach" in text_of(app.tree),
+            lambda: f"etcd at {etcd.endpoint} is out of reach" in text_of(app.registry_tree),
             timeout=15,
         )
         await etcd.arestart()
         put_instance(etcdctl, "Orders", "back")
-        await until(pilot, lambda: app.tree.row_count == 2, timeout=20)
-        assert "out of reach" not in text_of(app.tree)
+        await until(pilot, lambda: app.registry_tree.row_count == 2, timeout=20)
+        assert "out of reach" not in text_of(app.registry_tree)

@@ -70,7 +70,7 @@ async def test_p_probes_every_address_marks_the_tree_and_the_inspect_view(etcd, 
                 service = tree_text(app).splitlines()[0]
                 assert "✗ 2 unreachable" in service, service
 
-                app.tree.select_key(b"/services/Orders/b-refused")
+                app.registry_tree.select_key(b"/services/Orders/b-refused")
                 await pilot.press("i")
                 await until(pilot, lambda: isinstance(app.screen, InspectScreen))
                 probe_line = " ".join(text_of(app.screen.query_one("#meta-probe", Label)).split())

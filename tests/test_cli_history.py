@@ -69,7 +69,7 @@ def normalise(view: dict[str, tuple[str, str | None]]) -> dict[str, tuple[Any, s
 def history_etcd(request: Any) -> Any:
     from conftest import Etcdctl
 
-    from etcd_registry_tui.registry.embedded import EmbeddedEtcd
+    from etcd_registry_tui.demo.embedded import EmbeddedEtcd
 
     server = EmbeddedEtcd()
     server.start()

@@ -13,9 +13,9 @@ from aetcd import rpc
 from conftest import Etcdctl
 from helpers import connection, eventually
 
+from etcd_registry_tui.demo.embedded import EmbeddedCluster, EmbeddedEtcd, free_ports
 from etcd_registry_tui.registry.config import ConnectionConfig, parse_duration, parse_endpoint
 from etcd_registry_tui.registry.connection import EtcdConnection
-from etcd_registry_tui.registry.embedded import EmbeddedCluster, EmbeddedEtcd, free_ports
 from etcd_registry_tui.registry.errors import (
     ConfigError,
     EtcdAuthError,

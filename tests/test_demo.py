@@ -19,8 +19,8 @@ import time
 import psutil
 import pytest
 
+from etcd_registry_tui.demo.fleet import ELECTION_INSTANCES, ELECTION_NAME, LOCK_NAME, Fleet
 from etcd_registry_tui.registry.config import ConnectionConfig
-from etcd_registry_tui.registry.fleet import ELECTION_INSTANCES, ELECTION_NAME, LOCK_NAME, Fleet
 
 CLI = [sys.executable, "-m", "etcd_registry_tui"]
 

@@ -17,6 +17,7 @@ import pytest
 from conftest import Etcdctl
 from helpers import connection, eventually
 
+from etcd_registry_tui.demo.embedded import EmbeddedEtcd
 from etcd_registry_tui.registry.connection import EtcdConnection
 from etcd_registry_tui.registry.election import Election
 from etcd_registry_tui.registry.elections import (
@@ -26,7 +27,6 @@ from etcd_registry_tui.registry.elections import (
     parse_candidate_key,
 )
 from etcd_registry_tui.registry.elections_watch import ElectionWatcher, KeyspaceTooLarge
-from etcd_registry_tui.registry.embedded import EmbeddedEtcd
 from etcd_registry_tui.registry.model import KeyValue
 
 # -- layout ---------------------------------------------------------------------------------

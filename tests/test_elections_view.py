@@ -46,7 +46,7 @@ async def test_view_shows_leader_and_queue_and_logs_failover(
 ) -> None:
     async with dashboard(etcd) as (app, pilot):
         await pilot.press("e")
-        assert app.showing_elections and not app.tree.display
+        assert app.showing_elections and not app.registry_tree.display
         candidates.append(EtcdctlCandidate(etcdctl, "elect", "myjob", "alice"))
         await until(pilot, lambda: "alice" in line_of(app, "leader"), timeout=20)
         candidates.append(EtcdctlCandidate(etcdctl, "elect", "myjob", "bob"))
@@ -64,7 +64,7 @@ async def test_view_shows_leader_and_queue_and_logs_failover(
         assert not line_of(app, "waiting")
 
         await pilot.press("e")
-        assert app.tree.display and not app.showing_elections
+        assert app.registry_tree.display and not app.showing_elections
 
 
 async def test_campaign_pause_proclaim_resign_and_revoke_from_the_view(
@@ -150,7 +150,7 @@ async def test_registry_tree_marks_the_instance_that_leads_its_services_election
             etcdctl.put(f"/elections/MigrationJob/{lease:x}", "x", lease=lease)
 
         def marked() -> list[str]:
-            tree = app.tree
+            tree = app.registry_tree
             lines = [tree.render_line(y).text for y in range(tree.row_count)]
             return [line.split()[0] for line in lines if "♛ leader" in line]
 

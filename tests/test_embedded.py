@@ -14,8 +14,8 @@ import psutil
 import pytest
 from conftest import Etcdctl, EtcdctlError, require_etcd
 
-from etcd_registry_tui.registry import embedded
-from etcd_registry_tui.registry.embedded import (
+from etcd_registry_tui.demo import embedded
+from etcd_registry_tui.demo.embedded import (
     EmbeddedCluster,
     EmbeddedEtcd,
     EtcdBinaryNotFound,
@@ -250,7 +250,7 @@ def test_missing_binary_raises_helpful_error(monkeypatch: pytest.MonkeyPatch) ->
 
 _CHILD = """
 import sys
-from etcd_registry_tui.registry.embedded import EmbeddedEtcd
+from etcd_registry_tui.demo.embedded import EmbeddedEtcd
 etcd = EmbeddedEtcd().start()
 print(etcd.pid, etcd.data_dir, flush=True)
 if sys.argv[1] == "hang":

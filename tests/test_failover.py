@@ -21,15 +21,15 @@ from cluster_helpers import (
 from conftest import Etcdctl, EtcdctlError, require_etcd
 from helpers import WatcherRun, assert_matches_etcdctl, connection, eventually, running_watcher
 
-from etcd_registry_tui.registry.config import ConnectionConfig
-from etcd_registry_tui.registry.connection import EtcdConnection
-from etcd_registry_tui.registry.embedded import (
+from etcd_registry_tui.demo.embedded import (
     ClientTls,
     EmbeddedCluster,
     EmbeddedEtcd,
     EtcdMember,
     free_ports,
 )
+from etcd_registry_tui.registry.config import ConnectionConfig
+from etcd_registry_tui.registry.connection import EtcdConnection
 from etcd_registry_tui.registry.errors import EtcdUnavailable
 from etcd_registry_tui.registry.events import ConnState
 from etcd_registry_tui.registry.registration import ServiceRegistration

@@ -21,8 +21,8 @@ from helpers import (
     running_watcher,
 )
 
+from etcd_registry_tui.demo.embedded import EmbeddedCluster, EmbeddedEtcd, EtcdMember
 from etcd_registry_tui.registry.connection import EtcdConnection
-from etcd_registry_tui.registry.embedded import EmbeddedCluster, EmbeddedEtcd, EtcdMember
 from etcd_registry_tui.registry.errors import RegistryError
 from etcd_registry_tui.registry.events import ConnState
 from etcd_registry_tui.registry.model import ChangeKind

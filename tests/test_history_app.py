@@ -65,12 +65,12 @@ async def test_history_view_steps_back_and_esc_returns_to_live(etcd: Any, etcdct
         await pilot.pause()
         assert screen.view.revision == live - 1
         assert set(screen.view.state.instances) == {first, second}
-        assert screen.tree.row_count == 3  # the deleted instance is back, as it was
+        assert screen.registry_tree.row_count == 3  # the deleted instance is back, as it was
         assert "DEREGISTERED" not in text_of(screen.query_one("#history-changes"))
         await pilot.press("right")
         assert "DEREGISTERED" in text_of(screen.query_one("#history-changes"))
         await pilot.press("home")
-        assert screen.view.revision == 1 and screen.tree.row_count == 0
+        assert screen.view.revision == 1 and screen.registry_tree.row_count == 0
         await pilot.press("g", "3", "enter")
         assert screen.view.revision == 3 and set(screen.view.state.instances) == {first, second}
         # Live updates keep arriving underneath; writing actions are off meanwhile.
@@ -81,7 +81,7 @@ async def test_history_view_steps_back_and_esc_returns_to_live(etcd: Any, etcdct
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, HistoryScreen))
         expect_main_screen(app)
-        assert app.tree.row_count == 4
+        assert app.registry_tree.row_count == 4
 
 
 async def test_mass_expiry_raises_the_banner_and_logs_it(etcd: Any, etcdctl: Any) -> None:
@@ -106,7 +106,7 @@ async def test_no_alarm_for_clean_deregistrations(etcd: Any, etcdctl: Any) -> No
     async with dashboard(etcd, rows=5) as (app, pilot):
         for key in keys:
             etcdctl.run("del", key.decode())
-        await until(pilot, lambda: app.tree.row_count == 0)
+        await until(pilot, lambda: app.registry_tree.row_count == 0)
         log = app.query_one(EventLog)
         await until(pilot, lambda: sum(e.kind is LogKind.DEREGISTERED for e in log.entries) == 4)
         assert not app.query_one(AlarmBanner).display
@@ -121,9 +121,9 @@ async def test_flapping_instance_is_marked_with_its_count(etcd: Any, etcdctl: An
             if i < 2:
                 etcdctl.run("del", key.decode())
         put_instance(etcdctl, "Orders", "steady", port=7001)
-        await until(pilot, lambda: app.tree.flapping == {key: 3})
-        await until(pilot, lambda: "↻ 1 flapping" in text_of(app.tree))
-        assert text_of(app.tree).count("↻ flapping") == 1  # not the steady instance
+        await until(pilot, lambda: app.registry_tree.flapping == {key: 3})
+        await until(pilot, lambda: "↻ 1 flapping" in text_of(app.registry_tree))
+        assert text_of(app.registry_tree).count("↻ flapping") == 1  # not the steady instance
 
 
 async def test_inspect_lists_the_keys_versions_and_earlier_registrations(
@@ -137,7 +137,7 @@ async def test_inspect_lists_the_keys_versions_and_earlier_registrations(
     async with dashboard(etcd, rows=2) as (app, pilot):
         await until(pilot, lambda: app.session.history.loaded)
         await pilot.pause()
-        app.tree.select_key(key)
+        app.registry_tree.select_key(key)
         await pilot.press("i")
         await until(
             pilot, lambda: "History of this key" in text_of(app.screen.query_one("#timeline"))

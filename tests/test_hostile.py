@@ -36,8 +36,8 @@ from textual.pilot import Pilot
 
 import etcd_registry_tui
 from etcd_registry_tui.app import RegistryApp
+from etcd_registry_tui.demo.embedded import EmbeddedEtcd
 from etcd_registry_tui.registry.config import ConnectionConfig
-from etcd_registry_tui.registry.embedded import EmbeddedEtcd
 from etcd_registry_tui.registry.events import ConnState
 from etcd_registry_tui.registry.model import (
     MAX_JSON_DEPTH,
@@ -348,7 +348,7 @@ async def dashboard(server: EmbeddedEtcd) -> AsyncIterator[tuple[RegistryApp, Pi
                 pilot,
                 lambda: (
                     app.session.status.state is ConnState.LIVE
-                    and app.tree.highlighted_instance is not None
+                    and app.registry_tree.highlighted_instance is not None
                 ),
                 "the dashboard never went live",
             )
@@ -364,8 +364,10 @@ def notes(app: RegistryApp) -> list[str]:
 
 async def show(pilot: Pilot[Any], app: RegistryApp, key: str) -> None:
     raw = key.encode()
-    app.tree.select_key(raw)
-    await until(pilot, lambda: app.tree.highlighted_instance == raw, f"never highlighted {key!r}")
+    app.registry_tree.select_key(raw)
+    await until(
+        pilot, lambda: app.registry_tree.highlighted_instance == raw, f"never highlighted {key!r}"
+    )
     await pilot.pause(0.05)
 
 
@@ -396,7 +398,7 @@ async def test_every_renderer_shows_hostile_entries_as_text(hostile) -> None:
     server, ctl = hostile
     async with dashboard(server) as (app, pilot):
         # The tree and the detail pane, for every entry (the first was shown at start-up).
-        assert app.tree.highlighted_instance == f"{P}Addr/black".encode()
+        assert app.registry_tree.highlighted_instance == f"{P}Addr/black".encode()
         for key, _, _ in HOSTILE:
             await show(pilot, app, key)
             text = assert_screen_safe(app, f"the main screen on {key!r}")
@@ -481,7 +483,7 @@ async def test_markup_in_the_first_entry_does_not_stop_a_read_only_dashboard(hos
     app = RegistryApp(ConnectionConfig(endpoints=(server.endpoint,)), read_only=True)
     async with app.run_test(size=(100, 30)) as pilot:
         try:
-            await until(pilot, lambda: app.tree.highlighted_instance is not None)
+            await until(pilot, lambda: app.registry_tree.highlighted_instance is not None)
             for key in (f"{P}Addr/slash", f"{P}Addr/link", f"{P}Addr/black"):
                 await show(pilot, app, key)
                 assert_screen_safe(app, key)

@@ -1,4 +1,5 @@
-"""The data layer (``etcd_registry_tui.registry``) never imports Textual (or Rich).
+"""The data layer (``etcd_registry_tui.registry``) never imports Textual (or Rich), nor
+the demo (``etcd_registry_tui.demo``: the private etcd launcher and the simulated fleet).
 
 It is shared by the dashboard, the headless CLI and anything that wants to register a
 service from Python; pulling a UI toolkit into those would be wrong. Checked twice: at
@@ -21,6 +22,7 @@ import etcd_registry_tui.registry as registry_package
 PACKAGE = registry_package.__name__
 PACKAGE_DIR = Path(registry_package.__file__).parent
 FORBIDDEN = ("textual", "rich")
+DEMO = "etcd_registry_tui.demo"
 
 
 def registry_modules() -> list[str]:
@@ -38,8 +40,10 @@ def registry_files() -> list[Path]:
 def test_discovery_finds_the_known_modules() -> None:
     # Guards the other tests against silently checking nothing.
     modules = registry_modules()
-    for expected in ("session", "fleet", "model", "watcher", "connection", "registration"):
+    for expected in ("session", "leases", "model", "watcher", "connection", "registration"):
         assert f"{PACKAGE}.{expected}" in modules
+    for moved in ("fleet", "embedded"):  # they belong to the demo package
+        assert f"{PACKAGE}.{moved}" not in modules
     assert len(registry_files()) == len(modules)
 
 
@@ -52,6 +56,8 @@ def test_importing_every_registry_module_loads_no_textual() -> None:
             "bad = sorted(m for m in sys.modules if any(m == f or m.startswith(f + '.')"
             f" for f in {FORBIDDEN!r}))",
             "assert not bad, f'the data layer imported {bad}'",
+            f"demo = sorted(m for m in sys.modules if (m + '.').startswith({DEMO + '.'!r}))",
+            "assert not demo, f'the data layer imported the demo: {demo}'",
             "print(len([m for m in sys.modules if m.startswith('etcd_registry_tui.')]))",
         ]
     )
@@ -133,3 +139,29 @@ def test_the_static_check_would_catch_ui_imports() -> None:
     found = {name for _, name in _imported_names(sample)}
     assert {"textual", "rich.text", "textual.app", "textual.widgets", "rich.console"} <= found
     assert _relative_escapes(sample) == [(6, "..widgets")]
+
+
+@pytest.mark.parametrize("path", registry_files(), ids=lambda p: p.name)
+def test_no_registry_file_imports_the_demo(path: Path) -> None:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    absolute = [
+        f"{path.name}:{line}: {name}"
+        for line, name in _imported_names(tree)
+        if name == DEMO or name.startswith(f"{DEMO}.")
+    ]
+    relative = [
+        f"{path.name}:{line}: from {name}"
+        for line, name in _relative_escapes(tree)
+        if name.lstrip(".").split(".")[0] == "demo"
+    ]
+    assert not absolute and not relative, f"the data layer imports the demo: {absolute + relative}"
+
+
+def test_the_demo_package_holds_the_launcher_and_the_fleet() -> None:
+    import etcd_registry_tui.demo as demo
+    from etcd_registry_tui.demo.embedded import EmbeddedEtcd
+    from etcd_registry_tui.demo.fleet import Fleet
+
+    assert callable(demo.run_demo)
+    assert EmbeddedEtcd.__module__ == f"{DEMO}.embedded" and Fleet.__module__ == f"{DEMO}.fleet"
+    assert not (PACKAGE_DIR / "embedded.py").exists() and not (PACKAGE_DIR / "fleet.py").exists()

@@ -21,8 +21,8 @@ from typing import Any
 from helpers import connection, eventually
 from renewals import Renewer
 
+from etcd_registry_tui.demo.embedded import EmbeddedEtcd
 from etcd_registry_tui.registry.connection import EtcdConnection
-from etcd_registry_tui.registry.embedded import EmbeddedEtcd
 from etcd_registry_tui.registry.leases import LeaseTracker
 
 #: The dashboard shows a countdown under this many seconds in red (ttl_text.CRITICAL_SECONDS).

@@ -15,7 +15,11 @@ import math
 import random
 from typing import Any
 
+import pytest
+
+from etcd_registry_tui.registry.config import ConnectionConfig
 from etcd_registry_tui.registry.leases import FLOOR_SECONDS, LeaseTracker
+from etcd_registry_tui.registry.session import IDLE_REFRESH_RATE, RegistrySession
 
 
 class Lessor:
@@ -136,3 +140,39 @@ async def test_long_renewed_leases_cost_the_refresh_budget_only() -> None:
 async def test_stale_heap_entries_do_not_pile_up() -> None:
     tracker, _, _, _ = await simulate(50, 600, None, 200.0, 120.0)
     assert len(tracker._need) + len(tracker._refresh) <= 4 * 50 + 64 + 50
+
+
+async def idle_reads_per_second(count: int, **tracker_kw: float) -> float:
+    """Reads a second of ``count`` long, unrenewed leases, once each was read."""
+    lessor = Lessor()
+    tracker = LeaseTracker(lessor, clock=lambda: lessor.now, **tracker_kw)  # type: ignore[arg-type]
+    leases = list(range(1, count + 1))
+    for lease in leases:
+        lessor.grant(lease, 3600)
+    tracker.track(leases)
+    step = 0.05
+    for tick in range(1, round(120.0 / step) + 1):
+        due = tracker._due(lessor.now)
+        await asyncio.gather(*(tracker.sync_one(lease) for lease in due))
+        lessor.now = round(tick * step, 6)
+    assert all(info.deadline is not None for info in tracker.leases.values())
+    return len([at for at in lessor.calls if at >= 80.0]) / 40.0
+
+
+async def test_the_dashboards_idle_reads_scale_with_the_leases_up_to_its_budget() -> None:
+    # Idle CPU: a healthy lease is re-read every healthy_interval while there are few, and
+    # all of them share IDLE_REFRESH_RATE reads a second when there are many (1,000 or
+    # 10,000 leases cost the same); the needed readings keep the countdowns right.
+    rate = IDLE_REFRESH_RATE
+    assert rate <= 5.0
+    assert await idle_reads_per_second(4, healthy_rate=rate) == pytest.approx(1.0, abs=0.1)
+    assert await idle_reads_per_second(12, healthy_rate=rate) == pytest.approx(3.0, abs=0.2)
+    many = await idle_reads_per_second(1_000, healthy_rate=rate)
+    assert rate - 0.5 <= many <= rate + 0.1
+    more = await idle_reads_per_second(4_000, healthy_rate=rate)
+    assert more <= rate + 0.1
+
+
+def test_the_dashboards_tracker_uses_the_idle_budget() -> None:
+    session = RegistrySession(ConnectionConfig())
+    assert session.tracker.healthy_rate == IDLE_REFRESH_RATE

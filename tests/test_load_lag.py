@@ -81,7 +81,7 @@ async def test_the_app_catches_up_after_sustained_writes(
         logged_before = log.total
         # The cursor on a key the writer keeps changing: the detail pane follows it.
         hot = fleet()[KEYS // 2][0]
-        app.tree.select_key(hot)
+        app.registry_tree.select_key(hot)
 
         opts = {
             "endpoint": etcd.endpoint,
@@ -119,14 +119,14 @@ async def test_the_app_catches_up_after_sustained_writes(
         view = etcdctl_view(etcdctl, PREFIX)
         shown = {
             key: (inst.value, inst.lease, inst.mod_revision)
-            for key, inst in app.tree._where.items()
+            for key, inst in app.registry_tree._where.items()
         }
         assert shown == view
         assert app.session.state.as_dict() == view
-        assert app.tree.row_count == KEYS + SERVICES
+        assert app.registry_tree.row_count == KEYS + SERVICES
         lines = tree_lines(app)
         for n, (key, _) in enumerate(fleet()[:50]):  # the first rows, as drawn
-            inst = app.tree._where[key]
+            inst = app.registry_tree._where[key]
             assert any(inst.instance_id[:8] in line and inst.address in line for line in lines), (
                 key,
                 n,
@@ -191,7 +191,7 @@ async def test_a_changed_value_redraws_only_its_own_line_when_on_screen() -> Non
     app = RegistryApp(session=session, start_session=False)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
-        tree = app.tree
+        tree = app.registry_tree
         height = tree.scrollable_content_region.height
         assert tree.row_count == KEYS + SERVICES > height
         redrawn: list[tuple[int, ...]] = []

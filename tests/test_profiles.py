@@ -12,9 +12,9 @@ from conftest import Etcdctl
 from test_cli import run_cli
 
 from etcd_registry_tui.app import RegistryApp, SwitchProfile
+from etcd_registry_tui.demo.embedded import EmbeddedEtcd
 from etcd_registry_tui.registry import profiles
 from etcd_registry_tui.registry.config import ConnectionConfig
-from etcd_registry_tui.registry.embedded import EmbeddedEtcd
 from etcd_registry_tui.registry.errors import ConfigError
 
 ISSUE_EXAMPLE = """\

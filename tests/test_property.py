@@ -25,8 +25,8 @@ from helpers import View, conn_view, connection, describe_diff, etcdctl_view, ev
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from etcd_registry_tui.demo.embedded import EmbeddedEtcd
 from etcd_registry_tui.registry.connection import EtcdConnection
-from etcd_registry_tui.registry.embedded import EmbeddedEtcd
 from etcd_registry_tui.registry.errors import LeaseNotFound
 from etcd_registry_tui.registry.events import ChangeBatch
 from etcd_registry_tui.registry.model import UNRECOGNISED, ChangeKind, Instance, RegistryState

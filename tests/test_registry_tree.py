@@ -451,3 +451,50 @@ async def test_view_stays_put_when_rows_come_and_go_above_it() -> None:
         await pilot.pause()
         assert tree.highlighted_instance == target
         assert "03000005" in screen_lines(tree)[tree.cursor_index - round(tree.scroll_y)]
+
+
+async def test_a_tick_repaints_only_the_lines_whose_countdown_changed() -> None:
+    # Idle CPU: the 1 Hz tick must not repaint the whole tree (border, scrollbar, every
+    # line), only the visible lines whose countdown (or a header's expiring count) moved.
+    ttl = FakeTtl({1: (30.0, 60), 2: (7000.0, 7200)})
+    kvs = [
+        kv("Svc", "id000001", lease=1),  # seconds: changes every tick
+        kv("Svc", "id000002", lease=2),  # "1 hour 56 minutes": the same for a minute
+        kv("Svc", "id000003"),  # no lease: never changes
+    ]
+    app = TreeApp(ttl)
+    async with app.run_test(size=(100, 20)) as pilot:
+        tree = app.query_one(RegistryTree)
+        tree.set_state(make_state(kvs))
+        await pilot.pause()
+        full: list[object] = []
+        lines: list[tuple[int, int]] = []
+        refresh, refresh_lines = tree.refresh, tree.refresh_lines
+
+        def spy_refresh(*regions: object, **kw: object) -> object:
+            if not regions:
+                full.append(kw)
+            return refresh(*regions, **kw)  # type: ignore[arg-type]
+
+        def spy_lines(start: int, count: int = 1) -> None:
+            lines.append((start, count))
+            refresh_lines(start, count)
+
+        tree.refresh = spy_refresh  # type: ignore[method-assign]
+        tree.refresh_lines = spy_lines  # type: ignore[method-assign]
+        ttl.elapsed = 1.0
+        tree.tick()
+        assert not full, "a tick repainted the whole tree"
+        assert lines == [(1, 1)]  # the row of id000001 (row 0 is the Svc header)
+        await pilot.pause()
+        assert line_with(tree, "id000001").endswith("29 seconds")
+
+        lines.clear()
+        tree.tick()  # nothing moved since
+        assert lines == [] and not full
+
+        ttl.elapsed = 11.0  # id000001 drops under a third: the header's count changes too
+        tree.tick()
+        assert sorted(lines) == [(0, 2)] and not full
+        await pilot.pause()
+        assert "(1 expiring)" in line_with(tree, "▾ Svc")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import in_ci
 
-from etcd_registry_tui.registry import embedded
+from etcd_registry_tui.demo import embedded
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "etcd-registry-tui-tests"
@@ -74,7 +74,7 @@ def _env(wheel_path: str, bare_path: str, **extra: str) -> dict[str, str]:
 def test_the_wheels_etcd_is_found_when_path_has_none(wheel_path: str, bare_path: str) -> None:
     script = (
         "import shutil, subprocess\n"
-        "from etcd_registry_tui.registry.embedded import find_etcd_binary, find_etcdctl_binary\n"
+        "from etcd_registry_tui.demo.embedded import find_etcd_binary, find_etcdctl_binary\n"
         "assert shutil.which('etcd') is None and shutil.which('apt-get') is None\n"
         "etcd = find_etcd_binary()\n"
         "print(etcd)\n"

@@ -186,7 +186,7 @@ def test_main_view_snapshot(snap_compare: Any) -> None:
         app = pilot.app
         assert isinstance(app, RegistryApp)
         live(app)
-        assert app.tree.select_key(SHARED_KEY)
+        assert app.registry_tree.select_key(SHARED_KEY)
         await pilot.pause()
 
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
@@ -197,7 +197,7 @@ def test_read_only_view_snapshot(snap_compare: Any) -> None:
         app = pilot.app
         assert isinstance(app, RegistryApp)
         live(app)
-        assert app.tree.select_key(LEGACY_KEY)
+        assert app.registry_tree.select_key(LEGACY_KEY)
         await pilot.pause()
 
     assert snap_compare(make_app(read_only=True), terminal_size=SIZE, run_before=run_before)

@@ -19,9 +19,9 @@ from conftest import Etcdctl
 from helpers import assert_matches_etcdctl, eventually
 
 from etcd_registry_tui.app import FREEZE_SNAPSHOT_AT, RegistryApp, crash_log_path
+from etcd_registry_tui.demo.embedded import EmbeddedEtcd
 from etcd_registry_tui.messages import StatusChanged
 from etcd_registry_tui.registry.config import ConnectionConfig
-from etcd_registry_tui.registry.embedded import EmbeddedEtcd
 from etcd_registry_tui.registry.errors import EtcdUnavailable
 from etcd_registry_tui.registry.events import ChangeBatch, ConnectionStatus, ConnState
 from etcd_registry_tui.registry.model import KeyValue

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from etcd_registry_tui.demo.embedded import find_etcd_binary, free_ports
 from etcd_registry_tui.registry import ConnectionConfig, EtcdConnection, ServiceRegistration
-from etcd_registry_tui.registry.embedded import find_etcd_binary, free_ports
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
 

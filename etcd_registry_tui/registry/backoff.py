@@ -21,7 +21,7 @@ class Backoff:
     def failed(self) -> float:
         """Count a failure; return how long to wait before the next attempt."""
         self.attempt += 1
-        delay = min(self.maximum, self.initial * 2 ** min(self.attempt - 1, 30))
+        delay: float = min(self.maximum, self.initial * 2.0 ** min(self.attempt - 1, 30))
         return delay * random.uniform(1 - self.jitter, 1 + self.jitter)
 
     def succeeded(self) -> None:

@@ -9,14 +9,15 @@ a monotonic deadline. Each lease has two times for its next reading:
   time to the floor is gone, and one under the floor once per ``urgent_interval``. A
   lease renewed by its owner is read again before it could look low.
 - ``refresh``: a cheaper, optional re-read every ``healthy_interval`` so that renewals
-  and revocations by others show up quickly on a small registry; these share
-  ``healthy_rate`` calls a second and only use what the needed readings leave.
+  and revocations by others show up quickly on a small registry; their budget scales with
+  the number of leases (every lease once per ``healthy_interval``) up to ``healthy_rate``
+  calls a second, and they only use what the needed readings leave.
 
 One heap per kind, both keyed by time (stale entries are skipped), served earliest
 first under ``max_rate`` calls in any one second. While ``N / max_rate`` stays under
 about a third of the TTL, a renewed lease is never shown under ``min(FLOOR_SECONDS,
-its true remaining time)``; an idle registry costs about ``healthy_rate`` calls a second
-plus one reading per lease as it nears expiry.
+its true remaining time)``; an idle registry of N leases costs ``min(N / healthy_interval,
+healthy_rate)`` calls a second plus one reading per lease as it nears expiry.
 """
 
 from __future__ import annotations
@@ -204,13 +205,19 @@ class LeaseTracker:
         if lease_id in self.leases:
             self._record(self.leases[lease_id], ttl, granted, sent_at)
 
+    def healthy_budget(self) -> int:
+        """Optional refreshes allowed a second: enough to re-read every lease once per
+        ``healthy_interval``, never more than ``healthy_rate`` (at least one)."""
+        wanted = math.ceil(len(self.leases) / self.healthy_interval)
+        return max(1, min(int(self.healthy_rate), wanted))
+
     def _allowed(self, now: float) -> tuple[int, int]:
         """How many calls may start now: (in all, of them optional refreshes)."""
         for window in (self._started, self._refreshed):
             while window and window[0] <= now - RATE_WINDOW:
                 window.popleft()
         allowed = max(1, int(self.max_rate)) - len(self._started)
-        refresh = max(1, int(self.healthy_rate)) - len(self._refreshed)
+        refresh = self.healthy_budget() - len(self._refreshed)
         return max(0, allowed), max(0, min(allowed, refresh))
 
     def _compact(self) -> None:

@@ -46,14 +46,21 @@ DISPLAY_VALUE_CHARS = 32 * 1024
 
 
 class KeyValueLike(Protocol):
-    """What etcd hands out for a key: aetcd ``KeyValue`` and the raw protobuf both fit."""
+    """What etcd hands out for a key: aetcd ``KeyValue``, the raw protobuf and our frozen
+    :class:`KeyValue` all fit (read-only members, so a frozen dataclass qualifies)."""
 
-    key: bytes
-    value: bytes
-    create_revision: int
-    mod_revision: int
-    version: int
-    lease: int
+    @property
+    def key(self) -> bytes: ...
+    @property
+    def value(self) -> bytes: ...
+    @property
+    def create_revision(self) -> int: ...
+    @property
+    def mod_revision(self) -> int: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def lease(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -535,9 +542,7 @@ class RegistryState:
         self._remove(previous)
         return Change(ChangeKind.DELETE, previous, previous, revision)
 
-    def restore(
-        self, raw_key: bytes, kv: KeyValueLike | KeyValue | None, revision: int
-    ) -> Change | None:
+    def restore(self, raw_key: bytes, kv: KeyValueLike | None, revision: int) -> Change | None:
         """Set ``raw_key`` to ``kv`` (``None``: absent) whatever the revisions say, and
         call the state's revision ``revision``: for stepping through history."""
         self.revision = revision
@@ -550,7 +555,7 @@ class RegistryState:
         if previous is not None and previous.mod_revision == kv.mod_revision:
             return None
         first_seen = previous.first_seen if previous else None
-        inst = Instance.from_kv(kv, self.prefix, first_seen)  # type: ignore[arg-type]
+        inst = Instance.from_kv(kv, self.prefix, first_seen)
         if previous is not None:
             self._remove(previous)
         self._insert(inst)

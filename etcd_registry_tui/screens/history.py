@@ -63,12 +63,12 @@ class HistoryScreen(Screen[None]):
         yield Footer()
 
     @property
-    def tree(self) -> RegistryTree:
+    def registry_tree(self) -> RegistryTree:
         return self.query_one("#history-tree", RegistryTree)
 
     def on_mount(self) -> None:
         self.query_one("#history-rev", Input).display = False
-        tree = self.tree
+        tree = self.registry_tree
         tree.border_title = "Services (past)"
         tree.set_empty_text("No instances at this revision")
         tree.set_state(self.view.state)
@@ -99,7 +99,7 @@ class HistoryScreen(Screen[None]):
         text.append(f"\nhistory held: rev {reach:,} to {self.view.live_revision:,}", "dim")
         self.query_one("#history-changes", Static).update(text)
         for event in changes:
-            if event.kind is not EventKind.DELETE and self.tree.select_key(event.key):
+            if event.kind is not EventKind.DELETE and self.registry_tree.select_key(event.key):
                 break
 
     def set_live(self, revision: int) -> None:
@@ -109,12 +109,12 @@ class HistoryScreen(Screen[None]):
 
     def _go(self, target: int) -> None:
         changes = self.view.go(target)
-        self.tree.apply_changes(changes)
+        self.registry_tree.apply_changes(changes)
         self._redraw()
 
     # -- actions ---------------------------------------------------------------------
     def action_step(self, delta: int) -> None:
-        self.tree.apply_changes(self.view.step(delta))
+        self.registry_tree.apply_changes(self.view.step(delta))
         self._redraw()
 
     def action_oldest(self) -> None:
@@ -133,7 +133,7 @@ class HistoryScreen(Screen[None]):
         if box.display:
             box.value = ""
             box.display = False
-            self.tree.focus()
+            self.registry_tree.focus()
             return
         self.dismiss(None)
 
@@ -151,7 +151,7 @@ class HistoryScreen(Screen[None]):
         text = event.value.strip().replace(",", "")
         box.value = ""
         box.display = False
-        self.tree.focus()
+        self.registry_tree.focus()
         if not text.isdigit():
             return
         target = int(text)

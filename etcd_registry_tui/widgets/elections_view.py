@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 from rich.segment import Segment
 from rich.style import Style
@@ -50,7 +51,7 @@ class ElectionRow:
 class ElectionsView(ScrollView, can_focus=True):
     """Elections and locks with their queues; the cursor picks an election or a candidate."""
 
-    BINDINGS: list[BindingType] = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("up", "cursor_up", show=False),
         Binding("down", "cursor_down", show=False),
         Binding("home", "cursor_home", show=False),
@@ -227,7 +228,7 @@ class ElectionsView(ScrollView, can_focus=True):
     def action_page_down(self) -> None:
         self._move(self.cursor + max(1, self.scrollable_content_region.height - 1))
 
-    def _on_click(self, event: events.Click) -> None:
+    async def _on_click(self, event: events.Click) -> None:
         self._move(round(self.scroll_y) + event.y)
 
     # -- drawing ------------------------------------------------------------------------

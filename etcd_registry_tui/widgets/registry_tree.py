@@ -13,17 +13,19 @@ A row is either a ``str`` (a service header, the group name) or an :class:`Insta
 Only the static part of a row is cached (as segments); the lease countdown and the
 "(N expiring)" count are worked out in :meth:`RegistryTree.render_line`, so a one-second
 tick only repaints the visible lines.
+
+The tree is four files: :mod:`.tree_rows` (rows, their order, the blocks: no Textual),
+:mod:`.tree_updates` (following the registry: state, changes, filter, collapsing),
+:mod:`.tree_render` (drawing the lines), and this one (the widget: layout, cursor, keys,
+mouse), which puts them together.
 """
 
 from __future__ import annotations
 
-import math
 from bisect import bisect_left
-from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
-from functools import lru_cache
+from collections.abc import Iterable
+from typing import ClassVar
 
-from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
 from textual import events
@@ -32,137 +34,25 @@ from textual.cache import LRUCache
 from textual.geometry import Region, Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
-from textual.strip import Strip
 
-from etcd_registry_tui.registry.model import (
-    UNRECOGNISED,
-    Change,
-    ChangeKind,
-    Instance,
-    RegistryState,
+from etcd_registry_tui.registry.model import Instance
+from etcd_registry_tui.widgets.tree_render import COUNTDOWN_WIDTH, TreeRendering
+from etcd_registry_tui.widgets.tree_rows import (
+    Row,
+    TtlSource,
+    _Block,
+    _group_key,
+    _no_ttl,
+    _row_group,
+    _row_key,
+    _SortKey,
 )
-from etcd_registry_tui.registry.sanitize import safe_line
-from etcd_registry_tui.widgets.ttl_text import format_remaining, lease_level
+from etcd_registry_tui.widgets.tree_updates import TreeUpdates
 
-__all__ = ["RegistryTree", "TtlSource"]
-
-#: ``ttl_source(lease_id) -> (remaining seconds or None, granted TTL or None)``.
-TtlSource = Callable[[int], tuple[float | None, int | None]]
-
-Row = str | Instance
-"""A row: the group name for a service header, or the instance itself."""
-
-_SortKey = tuple[bool, str, int, str, bytes]
-
-#: Cells reserved on the right of each row for the lease countdown.
-COUNTDOWN_WIDTH = 24
+__all__ = ["COUNTDOWN_WIDTH", "RegistryTree", "TtlSource"]
 
 
-def _no_ttl(lease: int) -> tuple[float | None, int | None]:
-    return None, None
-
-
-def _clean(text: str) -> str:
-    """Text safe to put in a single segment: controls, C1 and bidi characters escaped."""
-    return safe_line(text)
-
-
-@lru_cache(maxsize=4096)
-def _whole_seconds_text(seconds: int) -> str:
-    """:func:`format_remaining` of a whole number of seconds, worked out once per number."""
-    return format_remaining(seconds)
-
-
-def _remaining_text(remaining: float) -> str:
-    # format_remaining rounds up to whole seconds; so does this, then asks the cache.
-    return _whole_seconds_text(math.ceil(remaining))
-
-
-@lru_cache(maxsize=8192)
-def _group_key(name: str) -> tuple[bool, str]:
-    return (name == UNRECOGNISED, name)
-
-
-def _inst_key(inst: Instance) -> tuple[str, bytes]:
-    return (inst.instance_id, inst.raw_key)
-
-
-def _row_group(row: Row) -> str:
-    return row if row.__class__ is str else row.group  # type: ignore[union-attr,return-value]
-
-
-def _row_key(row: Row) -> _SortKey:
-    """The row's position in the tree: groups (unrecognised last), header, instances by id."""
-    if row.__class__ is str:
-        return (row == UNRECOGNISED, row, 0, "", b"")  # type: ignore[return-value]
-    group = row.group  # type: ignore[union-attr]
-    return (group == UNRECOGNISED, group, 1, row.instance_id, row.raw_key)  # type: ignore[union-attr]
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
-
-
-def _short_reason(inst: Instance) -> str:
-    reasons = [p.split(": ", 1)[0] for p in inst.problems]
-    return "; ".join(reasons)
-
-
-class _Block:
-    """One group: its instances sorted by id and the rows it currently shows."""
-
-    __slots__ = ("name", "instances", "rows", "problems", "leases")
-
-    def __init__(self, name: str, instances: list[Instance] | None = None) -> None:
-        self.name = name
-        self.instances: list[Instance] = instances if instances is not None else []
-        self.rows: list[Row] = []
-        self.problems = sum(1 for inst in self.instances if inst.has_problem)
-        self.leases: Counter[int] = Counter(inst.lease for inst in self.instances)
-
-    def find(self, inst: Instance) -> int:
-        """Index of the instance with this key, or -1."""
-        instances = self.instances
-        index = bisect_left(instances, _inst_key(inst), key=_inst_key)
-        if index < len(instances) and instances[index].raw_key == inst.raw_key:
-            return index
-        return -1
-
-    def insert(self, inst: Instance) -> None:
-        instances = self.instances
-        index = bisect_left(instances, _inst_key(inst), key=_inst_key)
-        instances.insert(index, inst)
-        self._count(inst, 1)
-
-    def remove(self, inst: Instance) -> bool:
-        index = self.find(inst)
-        if index < 0:
-            return False
-        del self.instances[index]
-        self._count(inst, -1)
-        return True
-
-    def replace(self, old: Instance, new: Instance) -> bool:
-        index = self.find(old)
-        if index < 0:
-            return False
-        self.instances[index] = new
-        self._count(old, -1)
-        self._count(new, 1)
-        return True
-
-    def _count(self, inst: Instance, delta: int) -> None:
-        if inst.has_problem:
-            self.problems += delta
-        leases = self.leases
-        count = leases[inst.lease] + delta
-        if count > 0:
-            leases[inst.lease] = count
-        else:
-            leases.pop(inst.lease, None)
-
-
-class RegistryTree(ScrollView, can_focus=True):
+class RegistryTree(TreeUpdates, TreeRendering, ScrollView, can_focus=True):
     """Services and their instances, one line each, rendered line by line.
 
     Args:
@@ -172,7 +62,7 @@ class RegistryTree(ScrollView, can_focus=True):
         paused_keys: own keys whose keep-alive is paused (marked "paused").
     """
 
-    BINDINGS: list[BindingType] = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("up", "cursor_up", "Up", show=False),
         Binding("down", "cursor_down", "Down", show=False),
         Binding("home", "cursor_home", "First", show=False),
@@ -182,7 +72,7 @@ class RegistryTree(ScrollView, can_focus=True):
         Binding("left", "cursor_parent", "Collapse", show=False),
         Binding("right", "expand", "Expand", show=False),
         Binding("enter", "select", "Select", show=False),
-        Binding("space", "toggle", "Toggle", show=False),
+        Binding("space", "toggle_service", "Toggle", show=False),
     ]
 
     COMPONENT_CLASSES = {
@@ -293,6 +183,8 @@ class RegistryTree(ScrollView, can_focus=True):
         self._countdown_cache: dict[tuple[object, ...], list[Segment]] = {}
         self._styles: dict[tuple[str, ...], Style] = {}
         self._pseudo_state: object = None
+        #: What time alone changes of each screen line, as last drawn (see tick).
+        self._drawn: dict[int, tuple[object, ...]] = {}
 
     # -- public queries ------------------------------------------------------
     @property
@@ -358,257 +250,6 @@ class RegistryTree(ScrollView, can_focus=True):
     def flapping(self, keys: dict[bytes, int]) -> None:
         self._flapping = dict(keys)
         self.refresh()
-
-    def _flapping_in(self, name: str) -> int:
-        where = self._where
-        return sum(1 for key in self._flapping if (i := where.get(key)) and i.group == name)
-
-    def set_probe_marks(self, marks: Mapping[bytes, tuple[str, str]]) -> None:
-        """Probe results to show: ``✓ 12 ms`` after the address; services count the ``✗``."""
-        marks = dict(marks)
-        if marks == self._probe_marks:
-            return
-        self._probe_marks = marks
-        self._probe_down = {}
-        self.refresh()
-
-    def _down_count(self, block: _Block) -> int:
-        count = self._probe_down.get(block.name)
-        if count is None:
-            marks = self._probe_marks
-            count = 0
-            if marks:
-                for inst in block.instances:
-                    mark = marks.get(inst.raw_key)
-                    if mark is not None and mark[1] == "down":
-                        count += 1
-            self._probe_down[block.name] = count
-        return count
-
-    # -- updates -------------------------------------------------------------
-    def set_state(self, state: RegistryState) -> None:
-        """Show everything in ``state`` (a :class:`RegistryState`), replacing what was shown.
-
-        The cursor stays on the same key, or the nearest row when it is gone.
-        """
-        blocks: dict[str, _Block] = {}
-        order: list[str] = []
-        where: dict[bytes, Instance] = {}
-        for service in state.sorted_groups():
-            instances = service.sorted_instances()
-            if not instances:
-                continue
-            block = blocks[service.name] = _Block(service.name, instances)
-            order.append(service.name)
-            where.update((inst.raw_key, inst) for inst in instances)
-            block.rows = self._block_rows(block)
-        self._blocks, self._order, self._where = blocks, order, where
-        self._collapsed &= set(blocks)
-        self._expiring.clear()
-        self._line_cache.clear()
-        self._relayout(None)
-
-    def apply_changes(self, changes: Iterable[Change]) -> None:
-        """Apply a batch of changes (as returned by the model) in one go.
-
-        A new value of a key that keeps its row (same service, same visibility under the
-        filter) is swapped in place: only that row and its service's header are redrawn,
-        and only if they are on screen. Anything else rebuilds the groups it touched.
-        """
-        dirty: set[str] = set()
-        swapped: dict[bytes, tuple[Instance, Instance]] = {}
-        where = self._where
-        for change in changes:
-            inst = change.instance
-            held = where.get(inst.raw_key)
-            if change.kind is ChangeKind.DELETE:
-                if held is not None:
-                    del where[inst.raw_key]
-                    self._block_remove(held, dirty)
-                continue
-            where[inst.raw_key] = inst
-            if held is not None:
-                if held.group == inst.group:
-                    block = self._blocks[inst.group]
-                    if block.replace(held, inst):
-                        if self._keeps_row(held, inst):
-                            first = swapped.pop(inst.raw_key, (held, inst))[0]
-                            swapped[inst.raw_key] = (first, inst)
-                        else:
-                            dirty.add(inst.group)
-                        continue
-                self._block_remove(held, dirty)
-            self._block_insert(inst, dirty)
-        if swapped:
-            self._swap_rows([pair for pair in swapped.values() if pair[1].group not in dirty])
-        if not dirty:
-            return
-        for name in dirty:
-            self._expiring.pop(name, None)
-            block = self._blocks.get(name)
-            if block is not None:
-                block.rows = self._block_rows(block)
-        self._relayout(dirty)
-
-    def _keeps_row(self, old: Instance, new: Instance) -> bool:
-        """Whether ``new`` is shown exactly where ``old`` was (or hidden as it was)."""
-        text = self._filter
-        if not text or text in old.group.lower():
-            return True
-        return self._matches(old, text) == self._matches(new, text)
-
-    def _swap_rows(self, pairs: list[tuple[Instance, Instance]]) -> None:
-        """Put new instances in their predecessors' rows; redraw those on screen."""
-        if not pairs:
-            return
-        rows, offsets, blocks = self._rows, self._offsets, self._blocks
-        top = round(self.scroll_y)
-        bottom = top + self.scrollable_content_region.height
-        redraw: set[int] = set()
-        for old, new in pairs:
-            name = new.group
-            self._expiring.pop(name, None)  # the lease may have changed
-            offset = offsets.get(name)
-            if offset is None:
-                continue  # the service is hidden by the filter
-            if top <= offset < bottom:
-                redraw.add(offset)  # its header: problem and expiring counts
-            block = blocks[name]
-            index = bisect_left(block.rows, _row_key(old), key=_row_key)
-            if index < len(block.rows) and block.rows[index] is old:
-                block.rows[index] = new
-                line = offset + index
-                rows[line] = new
-                if top <= line < bottom:
-                    redraw.add(line)
-        for line in sorted(redraw):
-            self.refresh_lines(line)
-
-    def set_filter(self, text: str) -> None:
-        """Show only instances whose service name, id or address contains ``text``.
-
-        Case-insensitive; a service whose name matches shows all its instances; an empty
-        text shows everything.
-        """
-        text = text.strip().lower()
-        if text == self._filter:
-            return
-        self._filter = text
-        for block in self._blocks.values():
-            block.rows = self._block_rows(block)
-        self._relayout(None)
-
-    def toggle_service(self, service: str) -> None:
-        if service in self._collapsed:
-            self.expand_service(service)
-        else:
-            self.collapse_service(service)
-
-    def collapse_service(self, service: str) -> None:
-        block = self._blocks.get(service)
-        if block is None or service in self._collapsed:
-            return
-        self._collapsed.add(service)
-        row = self._cursor_row()
-        if row is not None and row.__class__ is not str and row.group == service:  # type: ignore[union-attr]
-            # The cursor's row is about to disappear: keep it on the service.
-            self._cursor = self._offsets.get(service, self._cursor)
-        block.rows = self._block_rows(block)
-        self._relayout({service})
-
-    def expand_service(self, service: str) -> None:
-        block = self._blocks.get(service)
-        if block is None or service not in self._collapsed:
-            return
-        self._collapsed.discard(service)
-        block.rows = self._block_rows(block)
-        self._relayout({service})
-
-    def select_key(self, raw_key: bytes) -> bool:
-        """Move the cursor to the row of ``raw_key``; False when it is not shown."""
-        inst = self._where.get(raw_key)
-        if inst is None:
-            return False
-        rows = self._rows
-        index = bisect_left(rows, _row_key(inst), key=_row_key)
-        if index < len(rows) and rows[index] is inst:
-            self._move_cursor(index)
-            return True
-        return False
-
-    def _empty_message(self) -> str:
-        """What an empty tree says: the filter's doing when it hides every instance."""
-        if self._filter and self._blocks:
-            return f"No instance matches '{self._filter}' — press Esc to clear the filter"
-        return self.empty_text
-
-    def set_empty_text(self, text: str) -> None:
-        if text != self.empty_text:
-            self.empty_text = text
-            if not self._rows:
-                self.refresh()
-
-    def tick(self) -> None:
-        """Once a second: recount "expiring" and repaint the visible lines' countdowns."""
-        self._expiring.clear()
-        if self._rows:
-            self.refresh()
-
-    # -- block maintenance ---------------------------------------------------
-    def _block_insert(self, inst: Instance, dirty: set[str]) -> None:
-        name = inst.group
-        block = self._blocks.get(name)
-        if block is None:
-            block = self._blocks[name] = _Block(name)
-            order = self._order
-            order.insert(bisect_left(order, _group_key(name), key=_group_key), name)
-        block.insert(inst)
-        dirty.add(name)
-
-    def _block_remove(self, inst: Instance, dirty: set[str]) -> None:
-        name = inst.group
-        block = self._blocks.get(name)
-        if block is None or not block.remove(inst):
-            return
-        dirty.add(name)
-        if not block.instances:
-            del self._blocks[name]
-            order = self._order
-            index = bisect_left(order, _group_key(name), key=_group_key)
-            if index < len(order) and order[index] == name:
-                del order[index]
-            self._collapsed.discard(name)
-
-    def _block_rows(self, block: _Block) -> list[Row]:
-        name = block.name
-        text = self._filter
-        if not text or text in name.lower():
-            shown = block.instances
-        else:
-            shown = [inst for inst in block.instances if self._matches(inst, text)]
-            if not shown:
-                return []
-        if name in self._collapsed:
-            return [name]
-        rows: list[Row] = [name]
-        rows.extend(shown)
-        return rows
-
-    @staticmethod
-    def _matches(inst: Instance, text: str) -> bool:
-        if text in inst.instance_id.lower():
-            return True
-        if inst.address is not None and text in inst.address.lower():
-            return True
-        return inst.key_error is not None and text in inst.key.lower()
-
-    def _shown_count(self, block: _Block) -> int:
-        text = self._filter
-        if not text or text in block.name.lower():
-            return len(block.instances)
-        if block.name not in self._collapsed:
-            return len(block.rows) - 1
-        return sum(1 for inst in block.instances if self._matches(inst, text))
 
     # -- layout --------------------------------------------------------------
     def _cursor_row(self) -> Row | None:
@@ -772,7 +413,7 @@ class RegistryTree(ScrollView, can_focus=True):
         if row is not None and row.__class__ is str:
             self.expand_service(row)  # type: ignore[arg-type]
 
-    def action_toggle(self) -> None:
+    def action_toggle_service(self) -> None:
         row = self._cursor_row()
         if row is not None:
             self.toggle_service(_row_group(row))
@@ -805,295 +446,3 @@ class RegistryTree(ScrollView, can_focus=True):
         self._line_cache.grow(max(1024, event.size.height * 8))
         self.virtual_size = Size(self.scrollable_content_region.width, len(self._rows))
         self.refresh()
-
-    # -- rendering -----------------------------------------------------------
-    def notify_style_update(self) -> None:
-        super().notify_style_update()
-        self._invalidate_styles()
-
-    def _invalidate_styles(self) -> None:
-        self._styles.clear()
-        self._line_cache.clear()
-        self._countdown_cache.clear()
-        self.refresh()
-
-    def _style(self, *names: str, cursor: bool = False) -> Style:
-        key = (*names, "registry-tree--cursor") if cursor else names
-        style = self._styles.get(key)
-        if style is None:
-            style = self.rich_style
-            for name in key:
-                style += self._component_style(name)
-            self._styles[key] = style
-        return style
-
-    def _component_style(self, name: str) -> Style:
-        """What a component class sets, with its background blended as Textual draws it."""
-        partial = self.get_component_rich_style(name, partial=True)
-        if partial.bgcolor is not None:
-            # A translucent background (the blurred cursor, say) is only right in the full
-            # style, which Textual blends onto the widget's own background.
-            full = self.get_component_rich_style(name)
-            partial += Style(bgcolor=full.bgcolor)
-        return partial
-
-    def render_lines(self, crop: Region) -> list[Strip]:
-        state = self.get_pseudo_class_state()
-        if state != self._pseudo_state:
-            self._pseudo_state = state
-            self._styles.clear()
-            self._line_cache.clear()
-            self._countdown_cache.clear()
-        width = self.scrollable_content_region.width
-        if self.virtual_size.width != width:
-            # The vertical scrollbar came or went: rows are as wide as what is left.
-            self.virtual_size = Size(width, len(self._rows))
-        return super().render_lines(crop)
-
-    def render_line(self, y: int) -> Strip:
-        width = self.scrollable_content_region.width or self.size.width
-        index = round(self.scroll_y) + y
-        rows = self._rows
-        if not 0 <= index < len(rows):
-            if not rows and y == 1 and (message := self._empty_message()):
-                style = self._style("registry-tree--nolease")
-                text = message.center(width)[:width]
-                return Strip([Segment(text, style)], width)
-            return Strip.blank(width, self.rich_style)
-        row = rows[index]
-        cursor = index == self._cursor
-        if row.__class__ is str:
-            return self._render_service(row, width, cursor)  # type: ignore[arg-type]
-        return self._render_instance(row, width, cursor)  # type: ignore[arg-type]
-
-    def _countdown_width(self, width: int) -> int:
-        return min(COUNTDOWN_WIDTH, max(0, width // 3))
-
-    def _render_instance(self, inst: Instance, width: int, cursor: bool) -> Strip:
-        countdown_width = self._countdown_width(width)
-        left_width = width - countdown_width
-        own = inst.raw_key in self._own_keys
-        paused = own and inst.raw_key in self._paused_keys
-        leader = inst.raw_key in self._leader_keys
-        flap = self._flapping.get(inst.raw_key, 0) if self._flapping else 0
-        probe = self._probe_marks.get(inst.raw_key)
-        key = (inst, left_width, cursor, own, paused, leader, flap, probe)
-        left = self._line_cache.get(key)
-        if left is None:
-            left = self._line_cache[key] = self._instance_segments(
-                inst, left_width, cursor, own, paused, leader, flap, probe
-            )
-        if not countdown_width:
-            return Strip(left, width)
-        return Strip(left + self._countdown(inst.lease, countdown_width, cursor), width)
-
-    def _instance_segments(
-        self,
-        inst: Instance,
-        width: int,
-        cursor: bool,
-        own: bool,
-        paused: bool,
-        leader: bool,
-        flap: int = 0,
-        probe: tuple[str, str] | None = None,
-    ) -> list[Segment]:
-        style = self._style
-        row = style("registry-tree--instance", cursor=cursor)
-        parts: list[Segment] = [Segment("  ", row)]
-        if own:
-            parts.append(
-                Segment("★ ", style("registry-tree--instance", "registry-tree--own", cursor=cursor))
-            )
-        else:
-            parts.append(Segment("  ", row))
-        if inst.key_error is not None:
-            label = inst.display_key
-            if cell_len(label) > 48:
-                label = label[:47] + "…"
-        else:
-            label = _clean(inst.instance_id[:8])
-        label_len = cell_len(label)
-        parts.append(Segment(label + " " * max(0, 8 - label_len) + "  ", row))
-        if inst.address is not None:
-            parts.append(Segment(inst.display_address or "", row))
-        else:
-            parts.append(
-                Segment(
-                    "(no address)",
-                    style("registry-tree--instance", "registry-tree--nolease", cursor=cursor),
-                )
-            )
-        if probe is not None:
-            level = {"up": "healthy", "down": "critical"}.get(probe[1], "nolease")
-            parts.append(Segment("  ", row))
-            parts.append(
-                Segment(
-                    probe[0],
-                    style("registry-tree--instance", f"registry-tree--{level}", cursor=cursor),
-                )
-            )
-        if leader:
-            parts.append(Segment("  ", row))
-            parts.append(
-                Segment(
-                    "♛ leader",
-                    style("registry-tree--instance", "registry-tree--own", cursor=cursor),
-                )
-            )
-        if flap:
-            parts.append(Segment("  ", row))
-            parts.append(
-                Segment(
-                    f"↻ flapping ×{flap}",
-                    style("registry-tree--instance", "registry-tree--warning", cursor=cursor),
-                )
-            )
-        if paused:
-            parts.append(Segment("  ", row))
-            parts.append(
-                Segment(
-                    "⏸ paused",
-                    style("registry-tree--instance", "registry-tree--paused", cursor=cursor),
-                )
-            )
-        if inst.has_problem:
-            parts.append(Segment("  ", row))
-            parts.append(
-                Segment(
-                    "⚠ " + _clean(_short_reason(inst)),
-                    style("registry-tree--instance", "registry-tree--problem", cursor=cursor),
-                )
-            )
-        strip = Strip(parts)
-        if strip.cell_length > width > 1:
-            # Cut with a visible mark rather than silently.
-            strip = Strip(list(strip.crop(0, width - 1)) + [Segment("…", row)])
-        return list(strip.adjust_cell_length(width, row))
-
-    def _countdown(self, lease: int, width: int, cursor: bool) -> list[Segment]:
-        if not lease:
-            text, level = "no lease", "nolease"
-        else:
-            remaining, granted = self.ttl_source(lease)
-            if remaining is None:
-                text, level = "lease ?", "nolease"
-            else:
-                text = _remaining_text(remaining)
-                level = "critical" if remaining <= 0 else lease_level(remaining, granted)
-        key = (text, level, width, cursor)
-        segments = self._countdown_cache.get(key)
-        if segments is None:
-            if len(self._countdown_cache) > 4096:
-                self._countdown_cache.clear()
-            row = self._style("registry-tree--instance", cursor=cursor)
-            text_style = self._style("registry-tree--instance", f"registry-tree--{level}")
-            if cursor:
-                # A coloured countdown on the cursor's background is hard to read: show
-                # it as a pill of its own colour instead.
-                text_style += Style(reverse=True)
-                text = f" {text} "
-            text = text[: max(0, width - 1)]
-            pad = width - 1 - cell_len(text)
-            segments = [Segment(" " * pad, row), Segment(text, text_style), Segment(" ", row)]
-            self._countdown_cache[key] = segments
-        return segments
-
-    def _expiring_count(self, block: _Block) -> int:
-        count = self._expiring.get(block.name)
-        if count is None:
-            count = 0
-            ttl_source = self.ttl_source
-            for lease, holders in block.leases.items():
-                if not lease:
-                    continue
-                remaining, granted = ttl_source(lease)
-                if remaining is None:
-                    continue
-                if remaining <= 0 or lease_level(remaining, granted) != "healthy":
-                    count += holders
-            self._expiring[block.name] = count
-        return count
-
-    def _render_service(self, name: str, width: int, cursor: bool) -> Strip:
-        block = self._blocks[name]
-        total = len(block.instances)
-        shown = self._shown_count(block)
-        expiring = self._expiring_count(block)
-        collapsed = name in self._collapsed
-        flapping = self._flapping_in(name) if self._flapping else 0
-        down = self._down_count(block)
-        key = (
-            name,
-            width,
-            cursor,
-            total,
-            shown,
-            expiring,
-            block.problems,
-            collapsed,
-            flapping,
-            down,
-        )
-        segments = self._line_cache.get(key)
-        if segments is None:
-            segments = self._line_cache[key] = self._service_segments(
-                name,
-                width,
-                cursor,
-                total,
-                shown,
-                expiring,
-                block.problems,
-                collapsed,
-                flapping,
-                down,
-            )
-        return Strip(segments, width)
-
-    def _service_segments(
-        self,
-        name: str,
-        width: int,
-        cursor: bool,
-        total: int,
-        shown: int,
-        expiring: int,
-        problems: int,
-        collapsed: bool,
-        flapping: int = 0,
-        down: int = 0,
-    ) -> list[Segment]:
-        style = self._style
-        classes = ["registry-tree--service"]
-        if name == UNRECOGNISED:
-            classes.append("registry-tree--unrecognised")
-        row = style(*classes, cursor=cursor)
-        plain = style(cursor=cursor)
-        count = _plural(total, "instance")
-        if shown != total:
-            count = f"{shown} of {count}"
-        parts = [
-            Segment(("▸ " if collapsed else "▾ ") + _clean(name), row),
-            Segment(f"  {count}", plain),
-        ]
-        if expiring:
-            parts.append(
-                Segment(f"  ({expiring} expiring)", style("registry-tree--warning", cursor=cursor))
-            )
-        if down:
-            parts.append(
-                Segment(f"  ✗ {down} unreachable", style("registry-tree--critical", cursor=cursor))
-            )
-        if problems:
-            parts.append(
-                Segment(
-                    f"  ⚠ {_plural(problems, 'problem')}",
-                    style("registry-tree--problem", cursor=cursor),
-                )
-            )
-        if flapping:
-            parts.append(
-                Segment(f"  ↻ {flapping} flapping", style("registry-tree--warning", cursor=cursor))
-            )
-        return list(Strip(parts).adjust_cell_length(width, plain))

@@ -17,11 +17,11 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .config import ConnectionConfig
-from .connection import EtcdConnection
-from .election import Candidacy, Election
-from .errors import RegistryError
-from .registration import ServiceRegistration
+from ..registry.config import ConnectionConfig
+from ..registry.connection import EtcdConnection
+from ..registry.election import Candidacy, Election
+from ..registry.errors import RegistryError
+from ..registry.registration import ServiceRegistration
 
 log = logging.getLogger(__name__)
 

@@ -9,11 +9,11 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 
-from .registry.config import ConnectionConfig
-from .registry.connection import EtcdConnection
-from .registry.embedded import EmbeddedEtcd, EtcdBinaryNotFound, EtcdStartError
-from .registry.errors import RegistryError
-from .registry.fleet import Fleet
+from ..registry.config import ConnectionConfig
+from ..registry.connection import EtcdConnection
+from ..registry.errors import RegistryError
+from .embedded import EmbeddedEtcd, EtcdBinaryNotFound, EtcdStartError
+from .fleet import Fleet
 
 
 def _start_private_etcd(binary: str | None) -> EmbeddedEtcd | None:
@@ -86,7 +86,7 @@ def run_demo(args: argparse.Namespace, config: ConnectionConfig) -> int:
             return asyncio.run(_run_headless(fleet, config.label))
         if etcd is None:  # someone else's etcd: fail here, not behind the dashboard
             asyncio.run(_check_reachable(config))
-        from .app import run_app
+        from ..app import run_app
 
         async def stop_etcd() -> None:
             if etcd is not None:

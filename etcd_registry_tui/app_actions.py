@@ -1,0 +1,231 @@
+"""The dashboard's actions on keys and leases: register, revoke, delete, pause, inspect,
+filter, help; and which of them apply right now.
+
+A mixin of :class:`~etcd_registry_tui.app.RegistryApp` (see :mod:`.app_host`).
+"""
+
+from __future__ import annotations
+
+from textual import work
+from textual.widgets import Input
+
+from .app_host import AppHost
+from .registry.errors import RegistryError
+from .registry.model import UNRECOGNISED
+from .registry.sanitize import safe_line, safe_text
+from .screens.confirm import ConfirmScreen
+from .screens.help import HelpScreen
+from .screens.inspect import InspectScreen
+from .screens.register import RegisterRequest, RegisterScreen, free_port
+from .widgets.status_bar import StatusBar
+
+WRITE_ACTIONS = {"register", "revoke", "delete", "pause"}
+DASHBOARD_ACTIONS = WRITE_ACTIONS | {
+    "inspect", "filter", "clear_filter", "toggle_elections", "history"
+}  # fmt: skip
+#: Registry-tree actions that make no sense while the elections view is shown.
+TREE_ACTIONS = {"inspect", "filter"}
+
+
+class ActionsMixin(AppHost):
+    """The keys' actions (``r x d p i / Esc ?``)."""
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in WRITE_ACTIONS and self.read_only:
+            return False
+        if action in DASHBOARD_ACTIONS and len(self.screen_stack) > 1:
+            return False  # they act on the tree, which is behind the inspect/help screen
+        if action in TREE_ACTIONS and self._is_mounted and self.showing_elections:
+            return False
+        return True
+
+    def _fail(self, exc: BaseException, what: str) -> None:
+        if isinstance(exc, RegistryError):
+            message = exc.user_message()
+        else:
+            message = f"{type(exc).__name__}: {exc}"
+        self.notify(
+            f"{what} failed: {safe_text(message)}", severity="error", timeout=8, markup=False
+        )
+
+    def action_register(self) -> None:
+        service = self.registry_tree.highlighted_service
+        default = service if service and service != UNRECOGNISED else "TestService"
+        screen = RegisterScreen(
+            default_name=default, default_address=f"http://localhost:{free_port()}"
+        )
+        self.push_screen(screen, self._register_submitted)
+
+    def _register_submitted(self, request: RegisterRequest | None) -> None:
+        if request is not None:
+            self._do_register(request)
+
+    @work(exclusive=False, group="actions", exit_on_error=False)
+    async def _do_register(self, request: RegisterRequest) -> None:
+        try:
+            reg = await self.session.register(
+                request.name, request.address, request.ttl, request.extra
+            )
+        except Exception as exc:
+            self._fail(exc, "Register")
+            return
+        self.notify(
+            f"Registered {safe_line(reg.key)} (lease {reg.lease_id:x}, TTL {reg.ttl}s)",
+            markup=False,
+        )
+        self._sync_marks()
+        key = reg.key.encode()
+        # The watch may not have brought the new key to the tree yet: then select it
+        # when it arrives.
+        self._select_when_shown = None if self.registry_tree.select_key(key) else key
+
+    def _revoke_target(self) -> tuple[set[int], str] | None:
+        inst = self._highlighted()
+        state = self.session.state
+        if inst is not None:
+            if not inst.lease:
+                self.notify(
+                    f"{inst.display_key} has no lease (a permanent key); use d to delete it",
+                    severity="warning",
+                    markup=False,
+                )
+                return None
+            keys = state.keys_on_lease(inst.lease)
+            return {inst.lease}, f"Revoke lease {inst.lease_hex}? {_keys_phrase(keys)}"
+        service = self.registry_tree.highlighted_service
+        group = state.groups.get(service) if service else None
+        if group is None:
+            self.notify(
+                "Highlight an instance or a service first", severity="warning", markup=False
+            )
+            return None
+        leases = {i.lease for i in group.instances.values() if i.lease}
+        if not leases:
+            self.notify(
+                f"No instance of {safe_line(group.name)} has a lease",
+                severity="warning",
+                markup=False,
+            )
+            return None
+        keys = set().union(*(state.keys_on_lease(lease) for lease in leases))
+        return leases, (
+            f"Revoke all {len(leases)} lease(s) of {safe_line(group.name)}? {_keys_phrase(keys)}"
+        )
+
+    def action_revoke(self) -> None:
+        target = self._revoke_target()
+        if target is None:
+            return
+        leases, message = target
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._do_revoke(leases)
+
+        self.push_screen(ConfirmScreen("Revoke", message), confirmed)
+
+    @work(exclusive=False, group="actions", exit_on_error=False)
+    async def _do_revoke(self, leases: set[int]) -> None:
+        try:
+            gone, expired = await self.session.revoke_many(leases)
+        except Exception as exc:
+            self._fail(exc, "Revoke")
+            return
+        if expired and not gone:
+            self.notify(
+                "The lease had already expired; nothing to revoke", severity="warning", markup=False
+            )
+        elif expired:
+            self.notify(
+                f"Revoked: {gone} key(s) went; {expired} lease(s) had already expired", markup=False
+            )
+        else:
+            self.notify(
+                f"Revoked {len(leases)} lease(s); {gone} key(s) went with them", markup=False
+            )
+
+    def action_delete(self) -> None:
+        inst = self._highlighted()
+        if inst is None:
+            self.notify("Highlight an instance to delete its key", severity="warning", markup=False)
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._do_delete(inst.raw_key, inst.display_key)
+
+        self.push_screen(ConfirmScreen("Delete", f"Delete key {inst.display_key}?"), confirmed)
+
+    @work(exclusive=False, group="actions", exit_on_error=False)
+    async def _do_delete(self, raw_key: bytes, key: str) -> None:
+        try:
+            deleted = await self.session.delete(raw_key)
+        except Exception as exc:
+            self._fail(exc, "Delete")
+            return
+        if deleted:
+            self.notify(f"Deleted {safe_line(key)}", markup=False)
+        else:
+            self.notify(f"{safe_line(key)} was already gone", severity="warning", markup=False)
+
+    def action_pause(self) -> None:
+        inst = self._highlighted()
+        if inst is None or not self.session.is_own(inst.raw_key):
+            self.notify(
+                "Only instances registered from this dashboard (★) can be paused",
+                severity="warning",
+                markup=False,
+            )
+            return
+        try:
+            paused = self.session.toggle_pause(inst.raw_key)
+        except RegistryError as exc:
+            self._fail(exc, "Pause")
+            return
+        self._sync_marks()
+        self.notify(
+            f"Heartbeats of {safe_line(inst.instance_id[:8])} paused: watch its lease run out"
+            if paused
+            else f"Heartbeats of {safe_line(inst.instance_id[:8])} resumed",
+            markup=False,
+        )
+
+    def action_inspect(self) -> None:
+        inst = self._highlighted()
+        if inst is None:
+            self.notify("Highlight an instance to inspect it", severity="warning", markup=False)
+            return
+        screen = InspectScreen(
+            inst,
+            self.session.ttl(inst.lease),
+            len(self.session.state.keys_on_lease(inst.lease)),
+            self.session.is_own(inst.raw_key),
+            timeline=self.timeline_of(inst),
+        )
+        screen.probe_text = self._inspect_probe_text(inst.raw_key)
+        self.push_screen(screen)
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.value = ""
+        box.display = False
+        self.registry_tree.set_filter("")
+        self.query_one(StatusBar).set_filter("")
+        self.registry_tree.focus()
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+
+def _keys_phrase(keys: set[bytes]) -> str:
+    count = len(keys)
+    if count == 0:
+        return "No key is attached to it."
+    names = sorted(safe_line(k.decode("utf-8", "backslashreplace")) for k in keys)
+    shown = ", ".join(names[:3]) + (f" and {count - 3} more" if count > 3 else "")
+    return f"{count} key{'s' if count != 1 else ''} go with it: {shown}"

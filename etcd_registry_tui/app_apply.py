@@ -1,0 +1,263 @@
+"""The data layer → screen path: batches coalesced per key, applied at most
+:data:`FLUSH_INTERVAL` apart; the status line, the once-a-second tick, the detail pane.
+
+A mixin of :class:`~etcd_registry_tui.app.RegistryApp` (see :mod:`.app_host`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import time
+import traceback
+
+from .app_host import AppHost
+from .app_terminal import crash_log_path
+from .messages import RegistryDirty, StatusChanged, TaskFailed
+from .registry.events import ChangeBatch, ConnectionStatus, ConnState
+from .registry.model import Change, ChangeKind, Instance
+from .registry.sanitize import safe_line
+from .registry.session import LogEntry, LogKind
+from .registry.supervisor import TaskFailure
+from .screens.inspect import InspectScreen
+from .widgets.detail_pane import DetailPane
+from .widgets.event_log import EventLog
+from .widgets.status_bar import StatusBar
+
+#: From this many instances on, a snapshot is moved out of the cyclic GC's reach.
+FREEZE_SNAPSHOT_AT = 1_000
+
+#: The screen takes in what the watch brought at most this often. In between, changes are
+#: coalesced per key (the latest state of a key wins), so the UI's work follows what is on
+#: screen, not how fast etcd changes; a lone change after a quiet spell is shown at once.
+FLUSH_INTERVAL = 1 / 20
+#: Under sustained load (the last flush applied at least BUSY_CHANGES changes) the screen
+#: takes them in ten times a second: a frame costs about as much whatever it shows, and the
+#: event loop's time goes to keeping up with etcd instead.
+BUSY_FLUSH_INTERVAL = 0.1
+BUSY_CHANGES = 20
+
+
+class ApplyMixin(AppHost):
+    """What reaches the screen from the session, and when."""
+
+    # -- data layer → UI -----------------------------------------------------
+    def _on_session_batch(self, batch: ChangeBatch, entries: list[LogEntry]) -> None:
+        if batch.loading:
+            # A page of the first snapshot: new keys, shown like any change, so the first
+            # screen is drawn before the rest has arrived.
+            pending = self._pending_changes
+            for change in batch.changes:
+                pending[change.key] = change
+            if self.session.watcher.snapshots_loaded:  # the last page
+                self._freeze_snapshot()
+        elif batch.snapshot:
+            self._pending_snapshot = True
+            self._pending_changes.clear()
+            self._freeze_snapshot()
+        else:
+            pending = self._pending_changes
+            for change in batch.changes:
+                pending[change.key] = change
+        self._pending_log.extend(entries)
+        if not self._dirty_posted and self._flush_timer is None:
+            # One message until it is handled, not one per watch response: a message costs
+            # Textual more than applying a change costs the session.
+            self._dirty_posted = self.post_message(RegistryDirty())
+
+    def _freeze_snapshot(self) -> None:
+        if not self._gc_frozen and len(self.session.state) >= FREEZE_SNAPSHOT_AT:
+            # The instances of a snapshot live until they change; without this every
+            # full collection rescans them all: 40-130 ms pauses at 10,000 instances, every
+            # few seconds as the lease tracker's RPCs keep allocating. Frozen objects
+            # are still freed by reference counting when the registry drops them.
+            # Only once: a reload keeps what did not change, and freezing again would
+            # move every young object of the running app out of the collector's reach.
+            self._gc_frozen = True
+            gc.freeze()
+
+    def _on_session_status(self, status: ConnectionStatus) -> None:
+        self.post_message(StatusChanged(status))
+
+    def _on_task_failure(self, failure: TaskFailure) -> None:
+        """A supervised task died (it restarts by itself): the traceback goes to the
+        crash log, one line to the screen."""
+        with contextlib.suppress(OSError), crash_log_path().open("a") as log:
+            log.write(f"--- {failure.summary}\n")
+            log.write("".join(traceback.format_exception(failure.error)))
+        self.post_message(TaskFailed(failure))
+
+    def on_task_failed(self, message: TaskFailed) -> None:
+        if not self.is_running:
+            return
+        text = f"{message.failure.summary} (details in {crash_log_path()})"
+        self.query_one(EventLog).add([LogEntry(LogKind.ERROR, "", text)])
+        self.query_one(StatusBar).note_error(message.failure.summary)
+
+    def on_registry_dirty(self, _: RegistryDirty) -> None:
+        self._dirty_posted = False
+        if not self.is_running:  # not while shutting down: the widgets may be gone
+            return
+        if self._flush_timer is not None:
+            return  # a flush is due already; it takes these changes too
+        busy = self._last_flush_size >= BUSY_CHANGES
+        interval = BUSY_FLUSH_INTERVAL if busy else FLUSH_INTERVAL
+        wait = self._last_flush + interval - time.monotonic()
+        if wait <= 0:
+            self._apply_pending()
+        else:
+            self._flush_timer = self.set_timer(wait, self._timed_flush, name="flush")
+
+    def _timed_flush(self) -> None:
+        self._flush_timer = None
+        if self.is_running:
+            self._apply_pending()
+
+    def _apply_pending(self) -> None:
+        # Not ``_flush``: that is Textual's App._flush(stderr), called whenever stdout or
+        # stderr is flushed while the app runs (print(flush=True), logging's last resort).
+        tree = self.registry_tree
+        changes: dict[bytes, Change] | None = None
+        with self.batch_update():
+            if self._pending_snapshot:
+                self._pending_snapshot = False
+                self._pending_changes.clear()
+                # Asked before set_state, which puts the cursor on the first row (a header).
+                nothing_highlighted = tree.cursor_index < 0
+                tree.set_state(self.session.state)
+                if nothing_highlighted:
+                    self._highlight_first()
+            elif self._pending_changes:
+                changes, self._pending_changes = self._pending_changes, {}
+                nothing_highlighted = tree.cursor_index < 0
+                tree.apply_changes(changes.values())
+                if nothing_highlighted:  # the first page of a snapshot
+                    self._highlight_first()
+            else:
+                changes = {}
+            self._last_flush_size = len(changes) if changes else 0
+            self._follow_inspected(changes)
+            self._probe_changes(changes)
+            if self._pending_log:
+                entries, self._pending_log = self._pending_log, []
+                self.query_one(EventLog).add(entries)
+            self._flush_history()
+            self.live_revision_changed()
+            wanted = self._select_when_shown
+            if wanted is not None and (tree.select_key(wanted) or wanted in self.session.state):
+                self._select_when_shown = None  # selected, or hidden by the filter
+            self._sync_marks()
+            self._show_detail()
+            self._update_counts()
+        self._last_flush = time.monotonic()
+
+    def _follow_inspected(self, changes: dict[bytes, Change] | None) -> None:
+        """Keep an open inspect view on its key: new value, or deleted at which revision.
+
+        ``changes`` are the changes just applied, ``None`` after a snapshot (then the
+        state is compared, and a key found missing was deleted by the snapshot's revision).
+        """
+        state = self.session.state
+        for screen in self.screen_stack:
+            if not isinstance(screen, InspectScreen):
+                continue
+            key = screen.instance.raw_key
+            change = changes.get(key) if changes is not None else None
+            if change is not None and change.kind is ChangeKind.DELETE:
+                screen.show_deleted(change.revision)
+                continue
+            inst = state.get(key)
+            if inst is None:
+                if changes is None and screen.deleted_at is None:
+                    screen.show_deleted(state.revision, exact=False)
+                continue
+            screen.show_instance(
+                inst,
+                self.session.ttl(inst.lease),
+                len(state.keys_on_lease(inst.lease)),
+                self.session.is_own(key),
+            )
+
+    def on_status_changed(self, message: StatusChanged) -> None:
+        if not self.is_running:
+            # Shutting down (the watcher reports STOPPED as its worker is cancelled):
+            # the screens and their widgets may be gone already.
+            return
+        status = message.status
+        self.registry_tree.set_empty_text(self._empty_text(status))
+        self.query_one(StatusBar).set_status(status)
+        if status.error and status.attempt <= 1:
+            self.query_one(EventLog).add([LogEntry(LogKind.ERROR, "", status.describe())])
+
+    def _empty_text(self, status: ConnectionStatus) -> str:
+        prefix, where = self.config.prefix, self.config.label
+        if status.state is ConnState.LIVE:
+            hint = "" if self.read_only else " — press r to register one"
+            return f"No instances under {prefix} yet{hint}"
+        if status.state is ConnState.TOO_LARGE:
+            return safe_line(status.error or "The prefix is too large for the memory budget")
+        if status.state is ConnState.RECONNECTING:
+            return f"etcd at {where} is out of reach — see the status line"
+        return f"Connecting to etcd at {where}…"
+
+    def _update_counts(self) -> None:
+        state = self.session.state
+        self.query_one(StatusBar).set_counts(state.revision, state.service_count, len(state))
+
+    def _sync_marks(self) -> None:
+        tree = self.registry_tree
+        own = set(self.session.own)
+        paused = self.session.paused_keys()
+        if own != tree.own_keys:
+            tree.own_keys = own
+        if paused != tree.paused_keys:
+            tree.paused_keys = paused
+        self._refresh_leader_marks()
+
+    def _tick(self) -> None:
+        if not self._widgets_up():
+            return
+        self.registry_tree.tick()
+        self._sync_history_marks()
+        self._tick_elections()
+        self._sync_marks()
+        detail = self.query_one(DetailPane)
+        if detail.instance is not None:
+            detail.update_ttl(self.session.ttl(detail.instance.lease))
+        screen = self.screen
+        if isinstance(screen, InspectScreen) and screen.deleted_at is None:
+            screen.update_ttl(self.session.ttl(screen.instance.lease))
+        self._update_counts()
+
+    # -- highlighted row -----------------------------------------------------
+    def _highlight_first(self) -> None:
+        for group in self.session.state.sorted_groups():
+            for inst in group.sorted_instances():
+                self.registry_tree.select_key(inst.raw_key)
+                return
+
+    def _highlighted(self) -> Instance | None:
+        key = self.registry_tree.highlighted_instance
+        return self.session.state.get(key) if key is not None else None
+
+    def _show_detail(self) -> None:
+        detail = self.query_one(DetailPane)
+        inst = self._highlighted()
+        if inst is None:
+            service = self.registry_tree.highlighted_service
+            group = self.session.state.groups.get(service) if service else None
+            summary = None
+            if group is not None:
+                leases = {i.lease for i in group.instances.values() if i.lease}
+                summary = (
+                    f"{safe_line(group.name)}: {len(group.instances)} instance(s)"
+                    f" on {len(leases)} lease(s)"
+                )
+            detail.show(None, service_summary=summary)
+            return
+        detail.show(
+            inst,
+            self.session.ttl(inst.lease),
+            len(self.session.state.keys_on_lease(inst.lease)),
+            self.session.is_own(inst.raw_key),
+        )

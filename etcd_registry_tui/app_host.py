@@ -1,0 +1,74 @@
+"""What the app's mixins (:mod:`.app_history`, :mod:`.app_elections`, :mod:`.app_probes`)
+use of :class:`~etcd_registry_tui.app.RegistryApp`, spelled out for the type checker.
+
+A mixin cannot name ``RegistryApp`` as its base (the app derives from the mixins), so each
+derives from :class:`AppHost`: at run time plain ``object``, to mypy an ``App`` that has the
+attributes and methods below: the app's state (set up in ``RegistryApp.__init__``) and what
+one mixin calls in another. ``RegistryApp`` (with its mixins) defines every one of them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from textual.app import App
+    from textual.timer import Timer
+
+    from .registry.config import ConnectionConfig
+    from .registry.model import Change, Instance
+    from .registry.session import LogEntry, RegistrySession
+    from .registry.supervisor import Supervisor, TaskFailure
+    from .widgets.registry_tree import RegistryTree
+
+    class AppHost(App[int]):
+        config: ConnectionConfig
+        session: RegistrySession
+        supervisor: Supervisor
+        read_only: bool
+        _pending_log: list[LogEntry]
+        _flush_timer: Timer | None
+        _dirty_posted: bool
+        _pending_changes: dict[bytes, Change]
+        _pending_snapshot: bool
+        _last_flush: float
+        _last_flush_size: int
+        _gc_frozen: bool
+        _quitting: bool
+        _select_when_shown: bytes | None
+
+        @property
+        def registry_tree(self) -> RegistryTree: ...
+        async def shutdown_session(self) -> None: ...
+
+        # app_actions
+        def _fail(self, exc: BaseException, what: str) -> None: ...
+
+        # app
+        def _widgets_up(self) -> bool: ...
+
+        # app_apply
+        def _on_task_failure(self, failure: TaskFailure) -> None: ...
+        def _sync_marks(self) -> None: ...
+        def _highlighted(self) -> Instance | None: ...
+
+        # app_elections
+        @property
+        def showing_elections(self) -> bool: ...
+        def _refresh_leader_marks(self) -> None: ...
+        def _tick_elections(self) -> None: ...
+
+        # app_history
+        def _flush_history(self) -> None: ...
+        def _sync_history_marks(self) -> None: ...
+        def live_revision_changed(self) -> None: ...
+        def timeline_of(self, inst: Instance) -> tuple[list[str], list[str]]: ...
+
+        # app_probes
+        def _probe_changes(self, changes: Mapping[bytes, Change] | None) -> None: ...
+        def _inspect_probe_text(self, key: bytes) -> str | None: ...
+
+else:
+    AppHost = object

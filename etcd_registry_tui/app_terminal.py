@@ -1,0 +1,105 @@
+"""The dashboard and its terminal: signals, hangups, ^Z, and where internal errors go.
+
+A mixin of :class:`~etcd_registry_tui.app.RegistryApp` (see :mod:`.app_host`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from textual.app import App
+
+from .app_host import AppHost
+
+
+def crash_log_path() -> Path:
+    """Where tracebacks of internal errors go (the terminal gets one line)."""
+    return Path(tempfile.gettempdir()) / f"etcd-registry-tui-crash-{os.getpid()}.log"
+
+
+class TerminalMixin(AppHost):
+    """Signals (SIGTERM quits, SIGHUP cleans up silently), the terminal given back after a
+    hangup, a full repaint after ^Z, and the crash log."""
+
+    def _install_signal_handlers(self) -> None:
+        self.app_resume_signal.subscribe(self, self._redraw_after_resume)
+        self._signal_loop = asyncio.get_running_loop()
+        self._previous_handlers: dict[int, Any] = {}
+        with contextlib.suppress(ValueError):  # only possible in the main thread
+            for sig in (signal.SIGTERM, signal.SIGHUP):
+                self._previous_handlers[sig] = signal.signal(sig, self._on_signal)
+
+    def _restore_signal_handlers(self) -> None:
+        for sig, previous in self._previous_handlers.items():
+            with contextlib.suppress(ValueError, TypeError):
+                signal.signal(sig, previous)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        """SIGTERM: quit as with ``q``. SIGHUP (the terminal is gone): clean up without
+        drawing anything more. Either way a watchdog ends the process if the cleanup
+        cannot finish, e.g. when Textual blocks writing to a terminal that vanished.
+
+        A plain signal handler rather than the event loop's: it still runs when the
+        main thread is blocked outside the loop.
+        """
+        grace = 10.0 if signum == signal.SIGTERM else 5.0
+        watchdog = threading.Timer(grace, os._exit, (128 + signum,))
+        watchdog.daemon = True
+        watchdog.start()
+        handler = self._quit_on_signal if signum == signal.SIGTERM else self._hangup
+        with contextlib.suppress(RuntimeError):  # the loop is closed already
+            self._signal_loop.call_soon_threadsafe(handler)
+
+    def _quit_on_signal(self) -> None:
+        self.run_worker(self.action_quit(), name="quit", exit_on_error=False)
+
+    def _hangup(self) -> None:
+        async def leave() -> None:
+            await self.shutdown_session()
+            self._restore_terminal()
+            os._exit(129)
+
+        self.run_worker(leave(), name="hangup", exit_on_error=False)
+
+    def _restore_terminal(self) -> None:
+        """Put the terminal back as a normal exit would: tty modes, main screen, no mouse
+        reporting, cursor shown. The terminal is usually gone after a hangup, but a tmux
+        pane or terminal window that survives must be usable. Blocks at most until the
+        signal watchdog fires if the terminal no longer takes output."""
+        driver = self._driver
+        if driver is None:
+            return
+        with contextlib.suppress(Exception):
+            driver.stop_application_mode()
+        with contextlib.suppress(Exception):
+            driver.close()  # waits until the writer thread has put everything out
+
+    def _redraw_after_resume(self, _app: App[int]) -> None:
+        # Back from ^Z (`fg`): the driver re-entered the alternate screen, which the
+        # terminal cleared; only a full repaint brings the dashboard back.
+        self.refresh(repaint=True, layout=True)
+
+    def _print_error_renderables(self) -> None:
+        """An internal error: the traceback goes to a file, the terminal gets one line."""
+        if not self._exit_renderables:
+            return
+        path = crash_log_path()
+        with contextlib.suppress(OSError), path.open("a") as log:
+            console = Console(file=log, width=120, color_system=None)
+            for renderable in self._exit_renderables:
+                console.print(renderable)
+        self._exit_renderables.clear()
+        print(
+            f"etcd-registry-tui: error: the dashboard stopped on an internal error;"
+            f" details in {path}",
+            file=sys.stderr,
+        )

@@ -1,0 +1,415 @@
+"""How the registry tree draws its rows: styles, instance and service lines, countdowns.
+
+A mixin of :class:`~etcd_registry_tui.widgets.registry_tree.RegistryTree` (the widget holds
+the rows, the cursor and the caches these methods fill). Only the static part of a row is
+cached (as segments); the lease countdown and the "(N expiring)" count are worked out in
+:meth:`TreeRendering.render_line`, so a one-second tick only repaints the visible lines.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from functools import lru_cache
+
+from rich.cells import cell_len
+from rich.segment import Segment
+from rich.style import Style
+from textual.geometry import Region, Size
+from textual.strip import Strip
+
+from etcd_registry_tui.registry.model import UNRECOGNISED, Instance
+from etcd_registry_tui.registry.sanitize import safe_line
+from etcd_registry_tui.widgets.tree_host import TreeHost
+from etcd_registry_tui.widgets.tree_rows import Row, _Block
+from etcd_registry_tui.widgets.ttl_text import format_remaining, lease_level
+
+#: Cells reserved on the right of each row for the lease countdown.
+COUNTDOWN_WIDTH = 24
+
+
+def _clean(text: str) -> str:
+    """Text safe to put in a single segment: controls, C1 and bidi characters escaped."""
+    return safe_line(text)
+
+
+@lru_cache(maxsize=4096)
+def _whole_seconds_text(seconds: int) -> str:
+    """:func:`format_remaining` of a whole number of seconds, worked out once per number."""
+    return format_remaining(seconds)
+
+
+def _remaining_text(remaining: float) -> str:
+    # format_remaining rounds up to whole seconds; so does this, then asks the cache.
+    return _whole_seconds_text(math.ceil(remaining))
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def _short_reason(inst: Instance) -> str:
+    reasons = [p.split(": ", 1)[0] for p in inst.problems]
+    return "; ".join(reasons)
+
+
+class TreeRendering(TreeHost):
+    """The drawing half of the registry tree."""
+
+    # -- header counts ---------------------------------------------------------
+    def _flapping_in(self, name: str) -> int:
+        where = self._where
+        return sum(1 for key in self._flapping if (i := where.get(key)) and i.group == name)
+
+    def set_probe_marks(self, marks: Mapping[bytes, tuple[str, str]]) -> None:
+        """Probe results to show: ``✓ 12 ms`` after the address; services count the ``✗``."""
+        marks = dict(marks)
+        if marks == self._probe_marks:
+            return
+        self._probe_marks = marks
+        self._probe_down = {}
+        self.refresh()
+
+    def _down_count(self, block: _Block) -> int:
+        count = self._probe_down.get(block.name)
+        if count is None:
+            marks = self._probe_marks
+            count = 0
+            if marks:
+                for inst in block.instances:
+                    mark = marks.get(inst.raw_key)
+                    if mark is not None and mark[1] == "down":
+                        count += 1
+            self._probe_down[block.name] = count
+        return count
+
+    # -- rendering -----------------------------------------------------------
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._invalidate_styles()
+
+    def _invalidate_styles(self) -> None:
+        self._styles.clear()
+        self._line_cache.clear()
+        self._countdown_cache.clear()
+        self.refresh()
+
+    def _style(self, *names: str, cursor: bool = False) -> Style:
+        key = (*names, "registry-tree--cursor") if cursor else names
+        style = self._styles.get(key)
+        if style is None:
+            style = self.rich_style
+            for name in key:
+                style += self._component_style(name)
+            self._styles[key] = style
+        return style
+
+    def _component_style(self, name: str) -> Style:
+        """What a component class sets, with its background blended as Textual draws it."""
+        partial = self.get_component_rich_style(name, partial=True)
+        if partial.bgcolor is not None:
+            # A translucent background (the blurred cursor, say) is only right in the full
+            # style, which Textual blends onto the widget's own background.
+            full = self.get_component_rich_style(name)
+            partial += Style(bgcolor=full.bgcolor)
+        return partial
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        state = self.get_pseudo_class_state()
+        if state != self._pseudo_state:
+            self._pseudo_state = state
+            self._styles.clear()
+            self._line_cache.clear()
+            self._countdown_cache.clear()
+        width = self.scrollable_content_region.width
+        if self.virtual_size.width != width:
+            # The vertical scrollbar came or went: rows are as wide as what is left.
+            self.virtual_size = Size(width, len(self._rows))
+        return super().render_lines(crop)
+
+    def render_line(self, y: int) -> Strip:
+        width = self.scrollable_content_region.width or self.size.width
+        index = round(self.scroll_y) + y
+        rows = self._rows
+        if not 0 <= index < len(rows):
+            if not rows and y == 1 and (message := self._empty_message()):
+                style = self._style("registry-tree--nolease")
+                text = message.center(width)[:width]
+                return Strip([Segment(text, style)], width)
+            self._drawn.pop(y, None)
+            return Strip.blank(width, self.rich_style)
+        row = rows[index]
+        cursor = index == self._cursor
+        self._drawn[y] = self._line_state(row)
+        if row.__class__ is str:
+            return self._render_service(row, width, cursor)  # type: ignore[arg-type]
+        return self._render_instance(row, width, cursor)  # type: ignore[arg-type]
+
+    # -- the 1 Hz tick ---------------------------------------------------------
+    def tick(self) -> None:
+        """Once a second: recount "expiring" and repaint the visible lines whose countdown
+        (or, for a header, expiring count) reads differently from what was drawn: not the
+        whole widget, and not a line whose text stays (no lease, hours left)."""
+        self._expiring.clear()
+        rows = self._rows
+        if not rows:
+            return
+        top = round(self.scroll_y)
+        shown = max(0, min(self.scrollable_content_region.height, len(rows) - top))
+        drawn, line_state = self._drawn, self._line_state
+        start = -1
+        for y in range(shown):
+            if drawn.get(y) != line_state(rows[top + y]):
+                if start < 0:
+                    start = y
+            elif start >= 0:
+                self.refresh_lines(top + start, y - start)
+                start = -1
+        if start >= 0:
+            self.refresh_lines(top + start, shown - start)
+
+    def _line_state(self, row: Row) -> tuple[object, ...]:
+        """What of a row's line changes with time alone: an instance's countdown text and
+        level, a header's expiring count (the row itself stands for the rest)."""
+        if row.__class__ is str:
+            return (row, self._expiring_count(self._blocks[row]))  # type: ignore[index]
+        lease = row.lease  # type: ignore[union-attr]
+        if not lease:
+            return (id(row),)
+        remaining, granted = self.ttl_source(lease)
+        if remaining is None:
+            return (id(row),)
+        level = "critical" if remaining <= 0 else lease_level(remaining, granted)
+        return (id(row), _remaining_text(remaining), level)
+
+    def _countdown_width(self, width: int) -> int:
+        return min(COUNTDOWN_WIDTH, max(0, width // 3))
+
+    def _render_instance(self, inst: Instance, width: int, cursor: bool) -> Strip:
+        countdown_width = self._countdown_width(width)
+        left_width = width - countdown_width
+        own = inst.raw_key in self._own_keys
+        paused = own and inst.raw_key in self._paused_keys
+        leader = inst.raw_key in self._leader_keys
+        flap = self._flapping.get(inst.raw_key, 0) if self._flapping else 0
+        probe = self._probe_marks.get(inst.raw_key)
+        key = (inst, left_width, cursor, own, paused, leader, flap, probe)
+        left = self._line_cache.get(key)
+        if left is None:
+            left = self._line_cache[key] = self._instance_segments(
+                inst, left_width, cursor, own, paused, leader, flap, probe
+            )
+        if not countdown_width:
+            return Strip(left, width)
+        return Strip(left + self._countdown(inst.lease, countdown_width, cursor), width)
+
+    def _instance_segments(
+        self,
+        inst: Instance,
+        width: int,
+        cursor: bool,
+        own: bool,
+        paused: bool,
+        leader: bool,
+        flap: int = 0,
+        probe: tuple[str, str] | None = None,
+    ) -> list[Segment]:
+        style = self._style
+        row = style("registry-tree--instance", cursor=cursor)
+        parts: list[Segment] = [Segment("  ", row)]
+        if own:
+            parts.append(
+                Segment("★ ", style("registry-tree--instance", "registry-tree--own", cursor=cursor))
+            )
+        else:
+            parts.append(Segment("  ", row))
+        if inst.key_error is not None:
+            label = inst.display_key
+            if cell_len(label) > 48:
+                label = label[:47] + "…"
+        else:
+            label = _clean(inst.instance_id[:8])
+        label_len = cell_len(label)
+        parts.append(Segment(label + " " * max(0, 8 - label_len) + "  ", row))
+        if inst.address is not None:
+            parts.append(Segment(inst.display_address or "", row))
+        else:
+            parts.append(
+                Segment(
+                    "(no address)",
+                    style("registry-tree--instance", "registry-tree--nolease", cursor=cursor),
+                )
+            )
+        if probe is not None:
+            level = {"up": "healthy", "down": "critical"}.get(probe[1], "nolease")
+            parts.append(Segment("  ", row))
+            parts.append(
+                Segment(
+                    probe[0],
+                    style("registry-tree--instance", f"registry-tree--{level}", cursor=cursor),
+                )
+            )
+        if leader:
+            parts.append(Segment("  ", row))
+            parts.append(
+                Segment(
+                    "♛ leader",
+                    style("registry-tree--instance", "registry-tree--own", cursor=cursor),
+                )
+            )
+        if flap:
+            parts.append(Segment("  ", row))
+            parts.append(
+                Segment(
+                    f"↻ flapping ×{flap}",
+                    style("registry-tree--instance", "registry-tree--warning", cursor=cursor),
+                )
+            )
+        if paused:
+            parts.append(Segment("  ", row))
+            parts.append(
+                Segment(
+                    "⏸ paused",
+                    style("registry-tree--instance", "registry-tree--paused", cursor=cursor),
+                )
+            )
+        if inst.has_problem:
+            parts.append(Segment("  ", row))
+            parts.append(
+                Segment(
+                    "⚠ " + _clean(_short_reason(inst)),
+                    style("registry-tree--instance", "registry-tree--problem", cursor=cursor),
+                )
+            )
+        strip = Strip(parts)
+        if strip.cell_length > width > 1:
+            # Cut with a visible mark rather than silently.
+            strip = Strip(list(strip.crop(0, width - 1)) + [Segment("…", row)])
+        return list(strip.adjust_cell_length(width, row))
+
+    def _countdown(self, lease: int, width: int, cursor: bool) -> list[Segment]:
+        if not lease:
+            text, level = "no lease", "nolease"
+        else:
+            remaining, granted = self.ttl_source(lease)
+            if remaining is None:
+                text, level = "lease ?", "nolease"
+            else:
+                text = _remaining_text(remaining)
+                level = "critical" if remaining <= 0 else lease_level(remaining, granted)
+        key = (text, level, width, cursor)
+        segments = self._countdown_cache.get(key)
+        if segments is None:
+            if len(self._countdown_cache) > 4096:
+                self._countdown_cache.clear()
+            row = self._style("registry-tree--instance", cursor=cursor)
+            text_style = self._style("registry-tree--instance", f"registry-tree--{level}")
+            if cursor:
+                # A coloured countdown on the cursor's background is hard to read: show
+                # it as a pill of its own colour instead.
+                text_style += Style(reverse=True)
+                text = f" {text} "
+            text = text[: max(0, width - 1)]
+            pad = width - 1 - cell_len(text)
+            segments = [Segment(" " * pad, row), Segment(text, text_style), Segment(" ", row)]
+            self._countdown_cache[key] = segments
+        return segments
+
+    def _expiring_count(self, block: _Block) -> int:
+        count = self._expiring.get(block.name)
+        if count is None:
+            count = 0
+            ttl_source = self.ttl_source
+            for lease, holders in block.leases.items():
+                if not lease:
+                    continue
+                remaining, granted = ttl_source(lease)
+                if remaining is None:
+                    continue
+                if remaining <= 0 or lease_level(remaining, granted) != "healthy":
+                    count += holders
+            self._expiring[block.name] = count
+        return count
+
+    def _render_service(self, name: str, width: int, cursor: bool) -> Strip:
+        block = self._blocks[name]
+        total = len(block.instances)
+        shown = self._shown_count(block)
+        expiring = self._expiring_count(block)
+        collapsed = name in self._collapsed
+        flapping = self._flapping_in(name) if self._flapping else 0
+        down = self._down_count(block)
+        key = (
+            name,
+            width,
+            cursor,
+            total,
+            shown,
+            expiring,
+            block.problems,
+            collapsed,
+            flapping,
+            down,
+        )
+        segments = self._line_cache.get(key)
+        if segments is None:
+            segments = self._line_cache[key] = self._service_segments(
+                name,
+                width,
+                cursor,
+                total,
+                shown,
+                expiring,
+                block.problems,
+                collapsed,
+                flapping,
+                down,
+            )
+        return Strip(segments, width)
+
+    def _service_segments(
+        self,
+        name: str,
+        width: int,
+        cursor: bool,
+        total: int,
+        shown: int,
+        expiring: int,
+        problems: int,
+        collapsed: bool,
+        flapping: int = 0,
+        down: int = 0,
+    ) -> list[Segment]:
+        style = self._style
+        classes = ["registry-tree--service"]
+        if name == UNRECOGNISED:
+            classes.append("registry-tree--unrecognised")
+        row = style(*classes, cursor=cursor)
+        plain = style(cursor=cursor)
+        count = _plural(total, "instance")
+        if shown != total:
+            count = f"{shown} of {count}"
+        parts = [
+            Segment(("▸ " if collapsed else "▾ ") + _clean(name), row),
+            Segment(f"  {count}", plain),
+        ]
+        if expiring:
+            parts.append(
+                Segment(f"  ({expiring} expiring)", style("registry-tree--warning", cursor=cursor))
+            )
+        if down:
+            parts.append(
+                Segment(f"  ✗ {down} unreachable", style("registry-tree--critical", cursor=cursor))
+            )
+        if problems:
+            parts.append(
+                Segment(
+                    f"  ⚠ {_plural(problems, 'problem')}",
+                    style("registry-tree--problem", cursor=cursor),
+                )
+            )
+        if flapping:
+            parts.append(
+                Segment(f"  ↻ {flapping} flapping", style("registry-tree--warning", cursor=cursor))
+            )
+        return list(Strip(parts).adjust_cell_length(width, plain))

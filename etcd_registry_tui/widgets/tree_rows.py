@@ -1,0 +1,103 @@
+"""The registry tree's row model, free of Textual: rows, their order, and one block per group.
+
+A row is either a ``str`` (a service header, the group name) or an :class:`Instance`. Rows
+sort by :func:`_row_key`: groups by name (the unrecognised group last), the header first,
+then instances by id. A :class:`_Block` holds one group's instances sorted by id, the rows
+it currently shows, and counts (problems, holders per lease) kept up to date on each change.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections import Counter
+from collections.abc import Callable
+from functools import lru_cache
+
+from etcd_registry_tui.registry.model import UNRECOGNISED, Instance
+
+#: ``ttl_source(lease_id) -> (remaining seconds or None, granted TTL or None)``.
+TtlSource = Callable[[int], tuple[float | None, int | None]]
+
+Row = str | Instance
+"""A row: the group name for a service header, or the instance itself."""
+
+_SortKey = tuple[bool, str, int, str, bytes]
+
+
+def _no_ttl(lease: int) -> tuple[float | None, int | None]:
+    return None, None
+
+
+@lru_cache(maxsize=8192)
+def _group_key(name: str) -> tuple[bool, str]:
+    return (name == UNRECOGNISED, name)
+
+
+def _inst_key(inst: Instance) -> tuple[str, bytes]:
+    return (inst.instance_id, inst.raw_key)
+
+
+def _row_group(row: Row) -> str:
+    return row if row.__class__ is str else row.group  # type: ignore[union-attr,return-value]
+
+
+def _row_key(row: Row) -> _SortKey:
+    """The row's position in the tree: groups (unrecognised last), header, instances by id."""
+    if row.__class__ is str:
+        return (row == UNRECOGNISED, row, 0, "", b"")  # type: ignore[return-value]
+    group = row.group  # type: ignore[union-attr]
+    return (group == UNRECOGNISED, group, 1, row.instance_id, row.raw_key)  # type: ignore[union-attr]
+
+
+class _Block:
+    """One group: its instances sorted by id and the rows it currently shows."""
+
+    __slots__ = ("name", "instances", "rows", "problems", "leases")
+
+    def __init__(self, name: str, instances: list[Instance] | None = None) -> None:
+        self.name = name
+        self.instances: list[Instance] = instances if instances is not None else []
+        self.rows: list[Row] = []
+        self.problems = sum(1 for inst in self.instances if inst.has_problem)
+        self.leases: Counter[int] = Counter(inst.lease for inst in self.instances)
+
+    def find(self, inst: Instance) -> int:
+        """Index of the instance with this key, or -1."""
+        instances = self.instances
+        index = bisect_left(instances, _inst_key(inst), key=_inst_key)
+        if index < len(instances) and instances[index].raw_key == inst.raw_key:
+            return index
+        return -1
+
+    def insert(self, inst: Instance) -> None:
+        instances = self.instances
+        index = bisect_left(instances, _inst_key(inst), key=_inst_key)
+        instances.insert(index, inst)
+        self._count(inst, 1)
+
+    def remove(self, inst: Instance) -> bool:
+        index = self.find(inst)
+        if index < 0:
+            return False
+        del self.instances[index]
+        self._count(inst, -1)
+        return True
+
+    def replace(self, old: Instance, new: Instance) -> bool:
+        index = self.find(old)
+        if index < 0:
+            return False
+        self.instances[index] = new
+        self._count(old, -1)
+        self._count(new, 1)
+        return True
+
+    def _count(self, inst: Instance, delta: int) -> None:
+        if inst.has_problem:
+            self.problems += delta
+        leases = self.leases
+        count = leases[inst.lease] + delta
+        if count > 0:
+            leases[inst.lease] = count
+        else:
+            leases.pop(inst.lease, None)
