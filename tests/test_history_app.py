@@ -73,6 +73,10 @@ async def test_history_view_steps_back_and_esc_returns_to_live(etcd: Any, etcdct
         assert screen.view.revision == 1 and screen.registry_tree.row_count == 0
         await pilot.press("g", "3", "enter")
         assert screen.view.revision == 3 and set(screen.view.state.instances) == {first, second}
+        # The change of that revision is marked in the tree: o-2 was put at revision 3.
+        tree = screen.registry_tree
+        lines = [tree.render_line(y).text for y in range(tree.row_count)]
+        assert [line.split()[0] for line in lines if "◆ PUT" in line] == ["o-2"], lines
         # Live updates keep arriving underneath; writing actions are off meanwhile.
         put_instance(etcdctl, "Billing", "b-1")
         await until(pilot, lambda: screen.live == live + 1)

@@ -98,6 +98,13 @@ class HistoryScreen(Screen[None]):
         reach = max(self.view.oldest, 0)
         text.append(f"\nhistory held: rev {reach:,} to {self.view.live_revision:,}", "dim")
         self.query_one("#history-changes", Static).update(text)
+        # What changed at this revision is marked in the tree too (what was removed at it
+        # is no longer there: the side lists it).
+        self.registry_tree.marked = {
+            event.key: event.label.strip()
+            for event in changes
+            if event.kind is not EventKind.DELETE
+        }
         for event in changes:
             if event.kind is not EventKind.DELETE and self.registry_tree.select_key(event.key):
                 break

@@ -165,6 +165,7 @@ class RegistryTree(TreeUpdates, TreeRendering, ScrollView, can_focus=True):
         self._own_keys: set[bytes] = set(own_keys)
         self._paused_keys: set[bytes] = set(paused_keys)
         self._leader_keys: set[bytes] = set()
+        self._marked: dict[bytes, str] = {}
         self._flapping: dict[bytes, int] = {}
         #: Probe marks (key -> (text, "up"/"down"/"unknown")) and unreachable per service.
         self._probe_marks: dict[bytes, tuple[str, str]] = {}
@@ -240,6 +241,17 @@ class RegistryTree(TreeUpdates, TreeRendering, ScrollView, can_focus=True):
     def leader_keys(self, keys: Iterable[bytes]) -> None:
         self._leader_keys = set(keys)
         self.refresh()
+
+    @property
+    def marked(self) -> dict[bytes, str]:
+        """Instances marked with a word (the history view: what changed at its revision)."""
+        return self._marked
+
+    @marked.setter
+    def marked(self, marks: dict[bytes, str]) -> None:
+        if marks != self._marked:
+            self._marked = dict(marks)
+            self.refresh()
 
     @property
     def flapping(self) -> dict[bytes, int]:

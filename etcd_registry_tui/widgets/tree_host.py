@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         _paused_keys: set[bytes]
         _leader_keys: set[bytes]
         _flapping: dict[bytes, int]
+        _marked: dict[bytes, str]
         _probe_marks: dict[bytes, tuple[str, str]]
         _probe_down: dict[str, int]
         _filter: str

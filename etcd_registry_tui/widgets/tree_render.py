@@ -193,11 +193,12 @@ class TreeRendering(TreeHost):
         leader = inst.raw_key in self._leader_keys
         flap = self._flapping.get(inst.raw_key, 0) if self._flapping else 0
         probe = self._probe_marks.get(inst.raw_key)
-        key = (inst, left_width, cursor, own, paused, leader, flap, probe)
+        mark = self._marked.get(inst.raw_key) if self._marked else None
+        key = (inst, left_width, cursor, own, paused, leader, flap, probe, mark)
         left = self._line_cache.get(key)
         if left is None:
             left = self._line_cache[key] = self._instance_segments(
-                inst, left_width, cursor, own, paused, leader, flap, probe
+                inst, left_width, cursor, own, paused, leader, flap, probe, mark
             )
         if not countdown_width:
             return Strip(left, width)
@@ -213,6 +214,7 @@ class TreeRendering(TreeHost):
         leader: bool,
         flap: int = 0,
         probe: tuple[str, str] | None = None,
+        mark: str | None = None,
     ) -> list[Segment]:
         style = self._style
         row = style("registry-tree--instance", cursor=cursor)
@@ -247,6 +249,14 @@ class TreeRendering(TreeHost):
                 Segment(
                     probe[0],
                     style("registry-tree--instance", f"registry-tree--{level}", cursor=cursor),
+                )
+            )
+        if mark is not None:
+            parts.append(Segment("  ", row))
+            parts.append(
+                Segment(
+                    f"◆ {mark}",
+                    style("registry-tree--instance", "registry-tree--own", cursor=cursor),
                 )
             )
         if leader:
