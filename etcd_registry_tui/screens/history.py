@@ -69,6 +69,7 @@ class HistoryScreen(Screen[None]):
     def on_mount(self) -> None:
         self.query_one("#history-rev", Input).display = False
         tree = self.registry_tree
+        tree.unknown_ttl_text = "on a lease"  # a past countdown is not known
         tree.border_title = "Services (past)"
         tree.set_empty_text("No instances at this revision")
         tree.set_state(self.view.state)

@@ -160,6 +160,8 @@ class RegistryTree(TreeUpdates, TreeRendering, ScrollView, can_focus=True):
     ) -> None:
         super().__init__(name=name, id=id, classes=classes, disabled=disabled)
         self.ttl_source: TtlSource = ttl_source or _no_ttl
+        #: What a lease whose countdown is not known yet reads as.
+        self.unknown_ttl_text = "lease ?"
         #: Shown when there is nothing to list (set by the app: connecting, empty, ...).
         self.empty_text = ""
         self._own_keys: set[bytes] = set(own_keys)

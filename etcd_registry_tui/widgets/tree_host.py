@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         _leader_keys: set[bytes]
         _flapping: dict[bytes, int]
         _marked: dict[bytes, str]
+        unknown_ttl_text: str
         _probe_marks: dict[bytes, tuple[str, str]]
         _probe_down: dict[str, int]
         _filter: str

@@ -303,7 +303,7 @@ class TreeRendering(TreeHost):
         else:
             remaining, granted = self.ttl_source(lease)
             if remaining is None:
-                text, level = "lease ?", "nolease"
+                text, level = self.unknown_ttl_text, "nolease"
             else:
                 text = _remaining_text(remaining)
                 level = "critical" if remaining <= 0 else lease_level(remaining, granted)
