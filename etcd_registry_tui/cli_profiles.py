@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .registry import profiles
+from .registry.errors import ConfigError
 from .registry.profiles import Profile, ProfileFile, Setting
 from .registry.sanitize import safe_line
 
@@ -74,6 +75,10 @@ def resolve_args(
     args: argparse.Namespace, env: Mapping[str, str] | None = None, need_password: bool = True
 ) -> Resolved:
     env = os.environ if env is None else env
+    endpoints = getattr(args, "endpoints", None)
+    if endpoints is not None and not endpoints.strip(" ,"):
+        # Given but empty (e.g. an unset shell variable): not silently another endpoint.
+        raise ConfigError("--endpoints is empty", "give host:port[,host:port…]")
     file = profiles.load(env=env)
     profile = file.select(getattr(args, "profile", None), env)
     settings = profiles.resolve(cli_values(args), profile, env, need_password=need_password)

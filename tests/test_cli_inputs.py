@@ -92,6 +92,14 @@ def test_an_empty_prefix_is_an_error_that_names_the_whole_keyspace_option():
     assert "cannot reach" not in line
 
 
+@pytest.mark.parametrize("endpoints", ["", " ", ","])
+def test_empty_endpoints_are_an_error_not_the_default(endpoints):
+    result = run_cli("list", "--endpoints", endpoints)
+    line = _one_line_error(result)
+    assert "--endpoints is empty" in line, line
+    assert "127.0.0.1:2379" not in line  # not dialled: the default is not used silently
+
+
 def test_the_whole_keyspace_is_prefix_slash(etcd, etcdctl):
     etcdctl.put("/services/Svc/a1", '{"Address": "http://localhost:1"}')
     etcdctl.put("/other/Thing/t1", '{"Address": "http://localhost:2"}')

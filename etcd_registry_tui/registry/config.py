@@ -129,6 +129,9 @@ class ConnectionConfig:
     ) -> ConnectionConfig:
         """Build from command-line values, falling back to the ``ETCDCTL_*`` variables."""
         env = os.environ if env is None else env
+        if endpoints is not None and not endpoints.strip(" ,"):
+            # Given but empty (e.g. an unset shell variable): not silently 127.0.0.1:2379.
+            raise ConfigError("--endpoints is empty", "give host:port[,host:port…]")
         endpoints = endpoints or env.get("ETCDCTL_ENDPOINTS") or DEFAULT_ENDPOINT
         user = user or env.get("ETCDCTL_USER") or None
         password = password or env.get("ETCDCTL_PASSWORD") or None
