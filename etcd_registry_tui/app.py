@@ -308,9 +308,13 @@ def run_app(
     profile: str | None = None,
     profiles: Iterable[str] = (),
     probes: ProbeOptions | None = None,
+    alarms: tuple[FlapDetector, MassExpiryAlarm] | None = None,
 ) -> int:
+    flapping, alarm = alarms if alarms is not None else (None, None)
     app = RegistryApp(
         config,
+        flapping=flapping,
+        alarm=alarm,
         history_revisions=history_revisions,
         probes=probes,
         profile=profile,

@@ -110,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cli_elections.add_elections_prefix(parser)
     cli_history.add_history_option(parser)
+    cli_history.add_alarm_options(parser)
     add_probe_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -326,6 +327,7 @@ def _run_dashboard(
                 profiles=resolved.file.names(),
                 probes=probe_options(args, resolved),
                 history_revisions=args.history,
+                alarms=cli_history.alarms_from_args(args),
             )
         except SwitchProfile as switch:
             args.profile = switch.name

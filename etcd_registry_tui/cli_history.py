@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from .registry.alarms import FlapDetector, MassExpiryAlarm
 from .registry.config import ConnectionConfig
 from .registry.connection import EtcdConnection
 from .registry.errors import RevisionCompacted
@@ -30,6 +31,46 @@ def add_history_option(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help=f"read back up to N revisions of history (default {DEFAULT_REVISIONS:,}; 0: none)",
     )
+
+
+def _positive(kind: type[float] | type[int]) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not value > 0 or value != value or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"must be a positive finite number, not {text!r}")
+        return value
+
+    return parse
+
+
+def add_alarm_options(parser: argparse.ArgumentParser) -> None:
+    """Thresholds of the mass-expiry alarm and of the flapping mark (the dashboard's)."""
+    group = parser.add_argument_group("alarms")
+    group.add_argument("--alarm-fraction", type=_positive(float), default=0.2, metavar="F",
+                       help="mass expiry: this fraction of a service's (or all) instances "
+                       "expiring within the window (default 0.2)")  # fmt: skip
+    group.add_argument("--alarm-minimum", type=_positive(int), default=3, metavar="N",
+                       help="... and at least N instances (default 3)")  # fmt: skip
+    group.add_argument("--alarm-window", type=_positive(float), default=60.0, metavar="S",
+                       help="... within S seconds; the banner stays until S quiet seconds "
+                       "(default 60)")  # fmt: skip
+    group.add_argument("--flap-threshold", type=_positive(int), default=3, metavar="N",
+                       help="flapping: registered N times (default 3) ...")  # fmt: skip
+    group.add_argument("--flap-window", type=_positive(float), default=300.0, metavar="S",
+                       help="... within S seconds (default 300)")  # fmt: skip
+
+
+def alarms_from_args(args: argparse.Namespace) -> tuple[FlapDetector, MassExpiryAlarm]:
+    alarm = MassExpiryAlarm(
+        fraction=min(1.0, args.alarm_fraction),
+        minimum=int(args.alarm_minimum),
+        window=args.alarm_window,
+        quiet=args.alarm_window,
+    )
+    return FlapDetector(threshold=int(args.flap_threshold), window=args.flap_window), alarm
 
 
 def add_parsers(sub: Any, add_connection_options: AddOptions) -> None:

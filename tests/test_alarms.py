@@ -77,3 +77,23 @@ def test_flapping_counts_registrations_at_one_address_within_the_window() -> Non
     state.apply_put(kv("Orders", "other", "http://h:2"))
     assert flaps.flapping_keys(state, 260.0) == {f"{PREFIX}Orders/id2".encode(): 3}
     assert flaps.flapping_keys(state, 301.0) == {}  # the first fell out of the window
+
+
+def test_alarm_thresholds_are_command_line_options() -> None:
+    import pytest
+
+    from etcd_registry_tui.cli import build_parser
+    from etcd_registry_tui.cli_history import alarms_from_args
+
+    args = build_parser().parse_args(
+        ["--alarm-fraction", "0.5", "--alarm-minimum", "2", "--alarm-window", "30",
+         "--flap-threshold", "4", "--flap-window", "120"]
+    )  # fmt: skip
+    flaps, alarm = alarms_from_args(args)
+    assert (alarm.fraction, alarm.minimum, alarm.window, alarm.quiet) == (0.5, 2, 30.0, 30.0)
+    assert (flaps.threshold, flaps.window) == (4, 120.0)
+    defaults = alarms_from_args(build_parser().parse_args([]))
+    assert (defaults[1].fraction, defaults[1].minimum, defaults[1].window) == (0.2, 3, 60.0)
+    for bad in (["--alarm-fraction", "nan"], ["--alarm-minimum", "0"], ["--flap-window", "-1"]):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(bad)
