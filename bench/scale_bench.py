@@ -78,7 +78,9 @@ async def child_main(opts: dict[str, Any]) -> dict[str, Any]:
     if opts.get("memory_budget"):
         kwargs["memory_budget_mb"] = opts["memory_budget"]
     config = ConnectionConfig(endpoints=(opts["endpoint"],), prefix=PREFIX, **kwargs)
-    app = RegistryApp(config)
+    app = RegistryApp(
+        config, **({} if opts.get("history") is None else {"history_revisions": opts["history"]})
+    )
     result: dict[str, Any] = {}
     first_frame: list[float] = []
     frame_waiters: list[tuple[Any, asyncio.Event]] = []
@@ -123,6 +125,8 @@ async def child_main(opts: dict[str, Any]) -> dict[str, Any]:
             "every instance loaded",
         )
         result["all_loaded_s"] = time.monotonic() - opts["launched"]
+        # Memory once the history read at start is in too (it comes after the first frame).
+        await wait_for(lambda: app.session.history.loaded, opts["load_timeout"], "the history")
         await pilot.pause()
         await asyncio.sleep(1.0)
         gc.collect()
@@ -251,6 +255,7 @@ def measure(instances: int, services: int, args: argparse.Namespace) -> dict[str
             "sync_wait": 5.0 if args.quick else args.sync_wait,
             "singles": 20 if args.quick else 60,
             "memory_budget": args.memory_budget,
+            "history": args.history,
             "expect_refusal": args.expect_refusal and instances > 1,
         }
         runs = [run_child(opts, timeout=1200) for _ in range(args.runs if instances > 1 else 3)]
@@ -291,6 +296,12 @@ def main(argv: list[str] | None = None) -> int:
         "--idle-up-to", type=int, default=100_000, help="idle CPU and put→screen up to this"
     )
     parser.add_argument("--memory-budget", type=float, help="the dashboard's budget, MB")
+    parser.add_argument(
+        "--history",
+        type=int,
+        default=None,
+        help="revisions of history read at start (default: the dashboard's)",
+    )
     parser.add_argument("--expect-refusal", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

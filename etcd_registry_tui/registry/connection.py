@@ -584,6 +584,7 @@ class EtcdConnection:
         start_revision: int,
         progress_every: float | None = None,
         prev_kv: bool = False,
+        fragment: bool = False,
     ) -> AsyncIterator[Any]:
         """Watch ``prefix`` from ``start_revision``; yields raw ``WatchResponse`` objects.
 
@@ -613,6 +614,9 @@ class EtcdConnection:
                 start_revision=start_revision,
                 progress_notify=True,
                 prev_kv=prev_kv,
+                # Large responses in pieces of etcd's request size (1.5 MB by default) rather
+                # than one message holding every event since start_revision.
+                fragment=fragment,
             )
             created = False
             loop = asyncio.get_running_loop()

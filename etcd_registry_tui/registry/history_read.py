@@ -84,7 +84,7 @@ async def read_events(
     async def collect() -> None:
         heard = loop.time()
         async for response in conn.watch(
-            prefix.encode(), start, progress_every=PROGRESS_EVERY, prev_kv=True
+            prefix.encode(), start, progress_every=PROGRESS_EVERY, prev_kv=True, fragment=True
         ):
             if response.created:
                 heard = loop.time()
