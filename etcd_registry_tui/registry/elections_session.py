@@ -55,17 +55,9 @@ class ElectionsSession:
 
     async def run(self) -> None:
         """Watch elections and track their leases; both restarted whenever they die."""
-        tasks = [
-            self.supervisor.start("elections watcher", self.watcher.run),
-            self.supervisor.start("elections lease tracker", self.tracker.run),
-        ]
-        try:
-            await asyncio.gather(*tasks)
-        finally:
-            for task in tasks:
-                task.cancel()
-            with contextlib.suppress(BaseException):
-                await asyncio.gather(*tasks, return_exceptions=True)
+        await self.supervisor.run_all(
+            ("elections watcher", self.watcher.run), ("elections lease tracker", self.tracker.run)
+        )
 
     async def shutdown(self) -> None:
         """Resign every candidate of ours (their keys go at once)."""

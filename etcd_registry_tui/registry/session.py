@@ -182,17 +182,9 @@ class RegistrySession:
 
     async def run(self) -> None:
         """Watch and track leases until cancelled; both restarted whenever they die."""
-        tasks = [
-            self.supervisor.start("registry watcher", self.watcher.run),
-            self.supervisor.start("lease tracker", self.tracker.run),
-        ]
-        try:
-            await asyncio.gather(*tasks)
-        finally:
-            for task in tasks:
-                task.cancel()
-            with contextlib.suppress(BaseException):
-                await asyncio.gather(*tasks, return_exceptions=True)
+        await self.supervisor.run_all(
+            ("registry watcher", self.watcher.run), ("lease tracker", self.tracker.run)
+        )
 
     async def shutdown(self, timeout: float = 3.0) -> None:
         """Unregister the dashboard's own instances, then close the connection."""

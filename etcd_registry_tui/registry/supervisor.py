@@ -11,6 +11,7 @@ cancels the coroutine and ends supervision quietly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -118,6 +119,17 @@ class Supervisor:
             except Exception:  # a broken reporter must not stop the supervision
                 log.exception("reporting the failure of %s failed", name)
             await asyncio.sleep(delay)
+
+    async def run_all(self, *named: tuple[str, Factory]) -> None:
+        """Supervise each ``(name, factory)`` until cancelled; they end with this call."""
+        tasks = [self.start(name, factory) for name, factory in named]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            with contextlib.suppress(BaseException):
+                await asyncio.gather(*tasks, return_exceptions=True)
 
     async def stop(self) -> None:
         """Cancel every task started with :meth:`start` and wait for them."""
