@@ -242,55 +242,29 @@ class TreeRendering(TreeHost):
                     style("registry-tree--instance", "registry-tree--nolease", cursor=cursor),
                 )
             )
+
+        def tag(text: str, component: str) -> None:
+            """A mark after the address: two spaces, then ``text`` in its own style."""
+            parts.append(Segment("  ", row))
+            parts.append(
+                Segment(
+                    text,
+                    style("registry-tree--instance", f"registry-tree--{component}", cursor=cursor),
+                )
+            )
+
         if probe is not None:
-            level = {"up": "healthy", "down": "critical"}.get(probe[1], "nolease")
-            parts.append(Segment("  ", row))
-            parts.append(
-                Segment(
-                    probe[0],
-                    style("registry-tree--instance", f"registry-tree--{level}", cursor=cursor),
-                )
-            )
+            tag(probe[0], {"up": "healthy", "down": "critical"}.get(probe[1], "nolease"))
         if mark is not None:
-            parts.append(Segment("  ", row))
-            parts.append(
-                Segment(
-                    f"◆ {mark}",
-                    style("registry-tree--instance", "registry-tree--own", cursor=cursor),
-                )
-            )
+            tag(f"◆ {mark}", "own")
         if leader:
-            parts.append(Segment("  ", row))
-            parts.append(
-                Segment(
-                    "♛ leader",
-                    style("registry-tree--instance", "registry-tree--own", cursor=cursor),
-                )
-            )
+            tag("♛ leader", "own")
         if flap:
-            parts.append(Segment("  ", row))
-            parts.append(
-                Segment(
-                    f"↻ flapping ×{flap}",
-                    style("registry-tree--instance", "registry-tree--warning", cursor=cursor),
-                )
-            )
+            tag(f"↻ flapping ×{flap}", "warning")
         if paused:
-            parts.append(Segment("  ", row))
-            parts.append(
-                Segment(
-                    "⏸ paused",
-                    style("registry-tree--instance", "registry-tree--paused", cursor=cursor),
-                )
-            )
+            tag("⏸ paused", "paused")
         if inst.has_problem:
-            parts.append(Segment("  ", row))
-            parts.append(
-                Segment(
-                    "⚠ " + _clean(_short_reason(inst)),
-                    style("registry-tree--instance", "registry-tree--problem", cursor=cursor),
-                )
-            )
+            tag("⚠ " + _clean(_short_reason(inst)), "problem")
         strip = Strip(parts)
         if strip.cell_length > width > 1:
             # Cut with a visible mark rather than silently.
