@@ -133,6 +133,13 @@ async def dashboard(
                     lambda: app.registry_tree.row_count == rows,
                     message=lambda: f"{app.registry_tree.row_count} rows, wanted {rows}",
                 )
+            # The past read back at launch lands in the event log after the first
+            # snapshot; a test that counts log entries starts after it.
+            await until(
+                pilot,
+                lambda: app.session.history.loaded and app._pending_history is None,
+                message="the history read at launch never reached the screen",
+            )
             yield app, pilot
         finally:
             with contextlib.suppress(Exception):
