@@ -17,21 +17,18 @@ import asyncio
 import contextlib
 import dataclasses
 import getpass  # noqa: E402
-import json
 import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-import humanize
-
-from . import __version__, cli_elections, cli_history, cli_profiles, serve
+from . import __version__, cli_elections, cli_history, cli_listing, cli_profiles, serve
 from .registry.config import ConnectionConfig, parse_duration
 from .registry.connection import EtcdConnection
 from .registry.errors import ConfigError, RegistryError
 from .registry.model import RegistryState
 from .registry.registration import ServiceRegistration
-from .registry.sanitize import safe_line, safe_text
+from .registry.sanitize import safe_text
 
 PROG = "etcd-registry-tui"
 
@@ -193,85 +190,24 @@ def resolve_config(
 
 
 # -- list ---------------------------------------------------------------------
-async def _lease_ttls(conn: EtcdConnection, leases: set[int]) -> dict[int, tuple[int, int]]:
-    semaphore = asyncio.Semaphore(16)
-
-    async def one(lease_id: int) -> tuple[int, tuple[int, int]]:
-        async with semaphore:
-            ttl, granted, _ = await conn.time_to_live(lease_id)
-            return lease_id, (ttl, granted)
-
-    return dict(await asyncio.gather(*(one(lease) for lease in leases)))
-
-
-def _instance_record(inst: Any, ttls: dict[int, tuple[int, int]]) -> dict[str, Any]:
-    ttl, granted = ttls.get(inst.lease, (None, None)) if inst.lease else (None, None)
-    record: dict[str, Any] = {
-        "key": inst.key,
-        "id": inst.instance_id,
-        "address": inst.address,
-        "lease": inst.lease_hex if inst.lease else None,
-        "ttl": (max(ttl, 0) if ttl is not None else None),
-        "granted_ttl": granted,
-        "expired": bool(inst.lease and ttl is not None and ttl < 0),
-        "create_revision": inst.create_revision,
-        "mod_revision": inst.mod_revision,
-        "version": inst.version,
-        "value": inst.fields if inst.fields is not None else inst.value_text(),
-    }
-    if inst.problems:
-        record["error"] = "; ".join(inst.problems)
-    return record
-
-
-def _ttl_text(record: dict[str, Any]) -> str:
-    if record["lease"] is None:
-        return "no lease"
-    if record["expired"] or record["ttl"] is None:
-        return "expired"
-    return humanize.naturaldelta(record["ttl"])
-
-
 async def cmd_list(config: ConnectionConfig, as_json: bool, history: int = 0) -> int:
     async with EtcdConnection(config) as conn:
         kvs, revision = await conn.get_prefix(config.prefix.encode())
         state = RegistryState(config.prefix)
         state.load(kvs, revision)
-        ttls = await _lease_ttls(conn, state.leases())
+        ttls = await cli_listing.lease_ttls(conn, state.leases())
         past = await cli_history.past_of(conn, config, revision, history) if history > 0 else None
-    groups: list[dict[str, Any]] = [
-        {
-            "name": group.name,
-            "instances": [_instance_record(i, ttls) for i in group.sorted_instances()],
-        }
-        for group in state.sorted_groups()
-    ]
+    groups = cli_listing.service_records(state, ttls)
     if as_json:
-        doc: dict[str, Any] = {
-            "endpoint": config.label,
-            "prefix": config.prefix,
-            "revision": revision,
-            "services": groups,
-        }
+        extra: dict[str, Any] = {}
         if past is not None:
-            doc["history_from"] = past.start
-            doc["history"] = [event.to_json() for event in past.events]
-        # Strict JSON for any client: ASCII only, so every control, C1 and bidi character
-        # of a key or value travels \u-escaped; NaN/Infinity were made text when parsed.
-        print(json.dumps(doc, indent=2, ensure_ascii=True, allow_nan=False))
+            extra["history_from"] = past.start
+            extra["history"] = [event.to_json() for event in past.events]
+        cli_listing.print_json(config, revision, groups, **extra)
         return 0
     if not groups:
         print(f"No instances under {config.prefix} at {config.label} (revision {revision}).")
-    for group in groups:
-        count = len(group["instances"])
-        print(f"{safe_line(group['name'])}  ({count} instance{'s' if count != 1 else ''})")
-        for rec in group["instances"]:
-            shown_id = safe_line(rec["id"][:8])
-            address = safe_line(rec["address"]) if rec["address"] is not None else "(no address)"
-            line = f"  {shown_id:<8}  {address:<32}  {_ttl_text(rec)}"
-            if "error" in rec:
-                line += f"  ⚠ {safe_line(rec['error'])}"
-            print(line)
+    cli_listing.print_text(groups)
     if past is not None:
         print(f"\nHistory from revision {past.start} to {revision}, oldest first:")
         for event in past.events:

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from . import cli_listing
 from .registry.alarms import FlapDetector, MassExpiryAlarm
 from .registry.config import ConnectionConfig
 from .registry.connection import EtcdConnection
@@ -165,43 +166,13 @@ async def cmd_list_at(config: ConnectionConfig, revision: int, as_json: bool) ->
             return 2
     state = RegistryState(config.prefix)
     state.load(kvs, revision)
-    groups: list[dict[str, Any]] = [
-        {
-            "name": group.name,
-            "instances": [
-                {
-                    "key": inst.key,
-                    "id": inst.instance_id,
-                    "address": inst.address,
-                    "lease": inst.lease_hex if inst.lease else None,
-                    "create_revision": inst.create_revision,
-                    "mod_revision": inst.mod_revision,
-                    "version": inst.version,
-                    "value": inst.fields if inst.fields is not None else inst.value_text(),
-                }
-                for inst in group.sorted_instances()
-            ],
-        }
-        for group in state.sorted_groups()
-    ]
+    groups = cli_listing.service_records(state, None)
     if as_json:
-        doc: dict[str, Any] = {
-            "endpoint": config.label,
-            "prefix": config.prefix,
-            "revision": revision,
-            "services": groups,
-        }
-        print(json.dumps(doc, indent=2, ensure_ascii=True, allow_nan=False))
+        cli_listing.print_json(config, revision, groups)
         return 0
     if not groups:
         print(f"No instances under {config.prefix} at revision {revision}.")
         return 0
     print(f"as of revision {revision}")
-    for group in groups:
-        count = len(group["instances"])
-        print(f"{safe_line(group['name'])}  ({count} instance{'s' if count != 1 else ''})")
-        for rec in group["instances"]:
-            address = safe_line(rec["address"]) if rec["address"] is not None else "(no address)"
-            lease = f"lease {rec['lease']}" if rec["lease"] else "no lease"
-            print(f"  {safe_line(rec['id'][:8]):<8}  {address:<32}  {lease}")
+    cli_listing.print_text(groups)
     return 0

@@ -103,6 +103,29 @@ def test_list_rev_of_a_compacted_revision_names_the_compaction(etcd: Any, etcdct
     ]
 
 
+def test_list_rev_text_names_leases_not_countdowns_and_flags_bad_values(
+    etcd: Any, etcdctl: Any
+) -> None:
+    lease = etcdctl.lease_grant(60)
+    etcdctl.put(f"{PREFIX}Orders/a", '{"Id": "a", "Address": "http://127.0.0.1:1"}', lease)
+    etcdctl.put(f"{PREFIX}Orders/b", "not json\x1b]0;x\x07")
+    _, revision = etcdctl.get_prefix(PREFIX)
+    etcdctl.lease_revoke(lease)  # gone now, listed at the revision it was there
+    text = run_cli("list", "--endpoints", etcd.endpoint, "--rev", str(revision))
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert lines[:2] == [f"as of revision {revision}", "Orders  (2 instances)"]
+    assert lines[2].split() == ["a", "http://127.0.0.1:1", "lease", format(lease, "x")]
+    assert lines[3].split()[:4] == ["b", "(no", "address)", "no"]
+    assert "⚠" in lines[3] and "\x1b" not in text.stdout
+    doc = json.loads(
+        run_cli("list", "--endpoints", etcd.endpoint, "--rev", str(revision), "--json").stdout
+    )
+    a, b = doc["services"][0]["instances"]
+    assert "ttl" not in a and a["lease"] == format(lease, "x")  # no countdown of the past
+    assert "error" in b and "error" not in a
+
+
 def test_history_json_one_object_per_line_with_reasons(etcd: Any, etcdctl: Any) -> None:
     lease = etcdctl.lease_grant(60)
     etcdctl.put(f"{PREFIX}Orders/a", '{"Id": "a"}', lease)
