@@ -337,18 +337,7 @@ class TreeRendering(TreeHost):
         )
         segments = self._line_cache.get(key)
         if segments is None:
-            segments = self._line_cache[key] = self._service_segments(
-                name,
-                width,
-                cursor,
-                total,
-                shown,
-                expiring,
-                block.problems,
-                collapsed,
-                flapping,
-                down,
-            )
+            segments = self._line_cache[key] = self._service_segments(*key)
         return Strip(segments, width)
 
     def _service_segments(
