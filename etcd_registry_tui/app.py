@@ -8,7 +8,6 @@ crash log), app_elections, app_history, app_probes; app_host types what they sha
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 from collections.abc import Awaitable, Callable, Iterable
@@ -31,6 +30,7 @@ from .app_elections import ElectionsMixin
 from .app_history import HistoryMixin
 from .app_probes import ProbeOptions, ProbesMixin
 from .app_terminal import TerminalMixin, crash_log_path
+from .registry.aio import within
 from .registry.alarms import FlapDetector, MassExpiryAlarm
 from .registry.config import ConnectionConfig
 from .registry.history import DEFAULT_MAX_ENTRIES, DEFAULT_REVISIONS
@@ -282,7 +282,7 @@ class RegistryApp(
             await self.session.shutdown()
         for hook in self.on_shutdown:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(hook(), 5)
+                await within(hook(), 5)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state is WorkerState.ERROR and event.worker.error is not None:

@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 import grpc
 from aetcd import rpc, utils
 
+from .aio import within
 from .config import ConnectionConfig
 from .errors import (
     ConfigError,
@@ -624,7 +625,7 @@ class EtcdConnection:
             asker: asyncio.Task[None] | None = None
             try:
                 try:
-                    await asyncio.wait_for(
+                    await within(
                         call.write(rpc.WatchRequest(create_request=create)),
                         self.config.dial_timeout,
                     )
@@ -633,9 +634,7 @@ class EtcdConnection:
                             response = await call.read()
                             heard[0] = loop.time()
                         else:
-                            response = await asyncio.wait_for(
-                                call.read(), self.config.dial_timeout + 1
-                            )
+                            response = await within(call.read(), self.config.dial_timeout + 1)
                         if response is grpc.aio.EOF:
                             raise EtcdUnavailable(f"etcd at {ep.label} closed the watch stream")
                         if response.compact_revision:
@@ -727,10 +726,8 @@ class KeepAliveStream:
                     assert self._ep is not None
                     label = self._ep.label
                     timeout = conn.config.command_timeout
-                    await asyncio.wait_for(
-                        self._call.write(rpc.LeaseKeepAliveRequest(ID=lease_id)), timeout
-                    )
-                    response = await asyncio.wait_for(self._call.read(), timeout)
+                    await within(self._call.write(rpc.LeaseKeepAliveRequest(ID=lease_id)), timeout)
+                    response = await within(self._call.read(), timeout)
                     if response is grpc.aio.EOF:
                         raise EtcdUnavailable(f"etcd at {label} closed the keep-alive")
                     return int(response.TTL)

@@ -16,6 +16,7 @@ import contextlib
 from collections import deque
 from dataclasses import dataclass, field
 
+from .aio import within
 from .connection import EtcdConnection
 from .errors import RegistryError, RevisionCompacted
 from .history import DEFAULT_REVISIONS, HistoryEvent, classify_past, kv_of
@@ -48,7 +49,7 @@ async def compaction_revision(conn: EtcdConnection, prefix: str, timeout: float 
         return 0  # pragma: no cover - the watch never ends by itself
 
     try:
-        return await asyncio.wait_for(ask(), timeout)
+        return await within(ask(), timeout)
     except RevisionCompacted as exc:
         return exc.compact_revision
 
@@ -114,7 +115,7 @@ async def read_events(
             if done:
                 return
 
-    await asyncio.wait_for(collect(), timeout)
+    await within(collect(), timeout)
     return list(events)
 
 

@@ -30,6 +30,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from .aio import within
 from .connection import EtcdConnection
 from .errors import RegistryError
 
@@ -297,6 +298,6 @@ class LeaseTracker:
                 await asyncio.gather(*(one(lease_id) for lease_id in due))
                 continue  # more may be due already
             try:
-                await asyncio.wait_for(self._wake.wait(), self._next_wake(self.clock(), period))
+                await within(self._wake.wait(), self._next_wake(self.clock(), period))
             except TimeoutError:
                 pass

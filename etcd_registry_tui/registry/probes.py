@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from .aio import within
+
 DEFAULT_CONCURRENCY = 32
 DEFAULT_INTERVAL = 10.0
 DEFAULT_TIMEOUT = 2.0
@@ -142,7 +144,7 @@ async def _exchange(target: ProbeTarget) -> str:
     finally:
         writer.close()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(writer.wait_closed(), 0.5)
+            await within(writer.wait_closed(), 0.5)
 
 
 class _BadAnswer(Exception):
@@ -163,7 +165,7 @@ async def probe(
     )
     start = time.perf_counter()
     try:
-        detail = await asyncio.wait_for(_exchange(target), timeout)
+        detail = await within(_exchange(target), timeout)
     except _BadAnswer as exc:
         return ProbeResult(False, str(exc), None, at, shown)
     except (OSError, TimeoutError, EOFError, ValueError, UnicodeError) as exc:
@@ -245,7 +247,7 @@ class Prober:
                 waits = [t for k, t in self._due.items() if k not in self._running]
                 delay = max(0.05, min(waits) - time.monotonic()) if waits else self.interval
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay)
+                    await within(self._wake.wait(), delay)
         finally:
             for task in tasks:
                 task.cancel()

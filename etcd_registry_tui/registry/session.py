@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from .aio import within
 from .config import ConnectionConfig
 from .connection import EtcdConnection
 from .errors import LeaseNotFound, RegistryError
@@ -192,7 +193,7 @@ class RegistrySession:
         self.own.clear()
         if regs:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(
+                await within(
                     asyncio.gather(*(r.unregister() for r in regs), return_exceptions=True),
                     timeout,
                 )

@@ -21,6 +21,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from .aio import within
 from .backoff import Backoff
 from .budget import default_budget_mb, estimate_mb, too_large_message
 from .connection import EtcdConnection
@@ -108,7 +109,7 @@ class RegistryWatcher:
 
     async def wait_live(self, timeout: float | None = None) -> None:
         """Wait until the watch is established and the state is current."""
-        await asyncio.wait_for(self._live.wait(), timeout)
+        await within(self._live.wait(), timeout)
 
     # -- the loop ------------------------------------------------------------
     async def run(self) -> None:
