@@ -18,6 +18,7 @@ import time
 
 import psutil
 import pytest
+from pty_helpers import read_until
 
 from etcd_registry_tui.demo.fleet import ELECTION_INSTANCES, ELECTION_NAME, LOCK_NAME, Fleet
 from etcd_registry_tui.registry.config import ConnectionConfig
@@ -158,24 +159,6 @@ def test_demo_fleet_on_existing_etcd_removes_its_keys_on_exit(etcd, etcdctl):
     assert set(etcdctl.get_prefix("/services/").kvs) == {b"/services/Theirs/keep-me"}, err
 
 
-def _read_until(fd: int, needle: bytes, timeout: float) -> bytes:
-    seen = b""
-    deadline = time.monotonic() + timeout
-    while needle not in seen:
-        left = deadline - time.monotonic()
-        assert left > 0, f"{needle!r} did not appear on the terminal"
-        ready, _, _ = select.select([fd], [], [], left)
-        if ready:
-            try:
-                chunk = os.read(fd, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            seen += chunk
-    return seen
-
-
 @pytest.mark.parametrize("how", ["q", "ctrl-c", "SIGTERM", "SIGHUP"])
 def test_demo_dashboard_on_a_terminal_stops_its_etcd(how):
     """The real dashboard on a pseudo-terminal: every way out stops the private etcd."""
@@ -186,7 +169,7 @@ def test_demo_dashboard_on_a_terminal_stops_its_etcd(how):
         os.execvpe(sys.executable, [*CLI, "demo", "--seed", "2"], env)
     try:
         fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-        _read_until(fd, b"live", timeout=30)
+        read_until(fd, b"live", timeout=30)
         children = _etcd_children(pid)
         assert len(children) == 1
         if how in ("q", "ctrl-c"):

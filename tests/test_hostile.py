@@ -17,7 +17,6 @@ import json
 import os
 import pty
 import re
-import select
 import signal
 import struct
 import subprocess
@@ -31,6 +30,7 @@ from typing import Any
 import pytest
 from conftest import Etcdctl, require_etcd
 from helpers import eventually
+from pty_helpers import drain, read_until, settle
 from textual.geometry import Region
 from textual.pilot import Pilot
 
@@ -497,57 +497,6 @@ async def test_markup_in_the_first_entry_does_not_stop_a_read_only_dashboard(hos
 # the real dashboard on a pseudo-terminal: the bytes the terminal receives
 
 
-def _drain(fd: int, seconds: float) -> bytes:
-    """What the terminal receives within ``seconds``."""
-    out = b""
-    deadline = time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0:
-        if select.select([fd], [], [], left)[0]:
-            try:
-                chunk = os.read(fd, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            out += chunk
-    return out
-
-
-def _settle(fd: int, quiet: float = 0.25, limit: float = 10.0) -> bytes:
-    """What the terminal receives until the app has drawn: no output for ``quiet`` seconds
-    (a busy machine only makes this slower, never wrong)."""
-    out = b""
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if not select.select([fd], [], [], quiet)[0]:
-            break
-        try:
-            chunk = os.read(fd, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
-    return out
-
-
-def _read_until(fd: int, needle: bytes, timeout: float) -> bytes:
-    seen = b""
-    deadline = time.monotonic() + timeout
-    while needle not in seen:
-        left = deadline - time.monotonic()
-        assert left > 0, f"{needle!r} did not appear on the terminal"
-        if select.select([fd], [], [], left)[0]:
-            try:
-                chunk = os.read(fd, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            seen += chunk
-    return seen
-
-
 DOWN, HOME = b"\x1b[B", b"\x1b[H"
 
 
@@ -562,23 +511,23 @@ def test_terminal_receives_no_hostile_sequence(hostile) -> None:
     out = b""
     try:
         fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 45, 140, 0, 0))
-        out += _read_until(fd, b"live", timeout=30)
-        out += _settle(fd)
+        out += read_until(fd, b"live", timeout=30)
+        out += settle(fd)
         rows = len(HOSTILE) + len({k.split("/")[2] for k, _, _ in HOSTILE})
         for _ in range(rows):  # every row through the tree and the detail pane
             os.write(fd, DOWN)
-            out += _settle(fd)
+            out += settle(fd)
         os.write(fd, HOME)  # back to the top, then each instance in the inspect view
-        out += _settle(fd)
+        out += settle(fd)
         for _ in range(rows):
             os.write(fd, DOWN + b"i")
-            out += _settle(fd)
+            out += settle(fd)
             os.write(fd, b"\x1b")
-            out += _settle(fd)
+            out += settle(fd)
         os.write(fd, b"q")
         deadline = time.monotonic() + 20
         while not os.waitpid(pid, os.WNOHANG)[0]:
-            out += _drain(fd, 0.1)
+            out += drain(fd, 0.1)
             assert time.monotonic() < deadline, "the dashboard did not exit"
     finally:
         with contextlib.suppress(ProcessLookupError, ChildProcessError):

@@ -10,7 +10,6 @@ import contextlib
 import fcntl
 import os
 import pty
-import select
 import signal
 import struct
 import sys
@@ -19,6 +18,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from pty_helpers import drain, read_until
 
 CLI = [sys.executable, "-m", "etcd_registry_tui"]
 ROWS, COLS = 30, 100
@@ -37,34 +37,10 @@ class Terminal:
 
     def read_until(self, *needles: bytes, timeout: float = 30) -> bytes:
         """Read until every one of ``needles`` has been written; return all bytes read."""
-        seen = b""
-        deadline = time.monotonic() + timeout
-        while missing := [n for n in needles if n not in seen]:
-            left = deadline - time.monotonic()
-            assert left > 0, f"{missing!r} not written; the last bytes: {seen[-300:]!r}"
-            if select.select([self.fd], [], [], min(left, 0.2))[0]:
-                try:
-                    chunk = os.read(self.fd, 65536)
-                except OSError:  # EIO: the process is gone
-                    break
-                if not chunk:
-                    break
-                seen += chunk
-        return seen
+        return read_until(self.fd, *needles, timeout=timeout)
 
     def drain(self, seconds: float) -> bytes:
-        seen = b""
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            if select.select([self.fd], [], [], min(left, 0.1))[0]:
-                try:
-                    chunk = os.read(self.fd, 65536)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                seen += chunk
-        return seen
+        return drain(self.fd, seconds)
 
     def wait_stopped(self, timeout: float = 20) -> bytes:
         """Drain the terminal until the process is stopped (job control); return the bytes."""
