@@ -269,6 +269,41 @@ async def test_register_with_defaults_writes_pascal_case_json_on_a_lease(
         assert any("Registered" in n and f"{stored.lease:x}" in n for n in notifications(app))
 
 
+async def test_own_mark_reaches_the_detail_pane_when_the_watch_was_first(
+    etcd: Any, monkeypatch: Any
+) -> None:
+    """The watch can bring a new key (and the pane draw it) before the registration call
+    has returned and the key is known as ours: the pane still gets its owner line."""
+    from etcd_registry_tui.registry.registration import ServiceRegistration
+
+    async with dashboard(etcd, rows=0) as (app, pilot):
+        real = ServiceRegistration.register
+
+        async def watch_first(reg: ServiceRegistration) -> None:
+            await real(reg)
+            key = reg.key.encode()
+            await eventually(
+                lambda: (
+                    (shown := app.query_one(DetailPane).instance) is not None
+                    and shown.raw_key == key
+                ),
+                timeout=10,
+                message="the watch never brought the new key to the pane",
+            )
+
+        monkeypatch.setattr(ServiceRegistration, "register", watch_first)
+        await pilot.press("r")
+        await until(pilot, lambda: isinstance(app.screen, RegisterScreen))
+        await pilot.press("enter")
+        key = await until(pilot, lambda: next(iter(app.session.own), None))
+        await until(
+            pilot,
+            lambda: "registered by this dashboard" in detail_text(app),
+            message=lambda: detail_text(app),
+        )
+        assert app.query_one(DetailPane).instance.raw_key == key
+
+
 async def test_register_with_invalid_input_stays_in_the_form(etcd: Any, etcdctl: Any) -> None:
     async with dashboard(etcd, rows=0) as (app, pilot):
         await pilot.press("r")

@@ -65,6 +65,9 @@ def test_the_browser_shows_the_registry_follows_keys_and_follows_etcd(
             # / and a filter: only PaymentService is left, and the status line says so
             mark = tab.mark()
             tab.press("/")
+            # typed only once the filter box is up: a key before it goes to the tree (P: probes)
+            tab.wait_for("service name, id or address", since=mark)
+            mark = tab.mark()
             tab.type("Pay")
             tab.wait_for("filter: 'Pay'", since=mark)
             tab.press("Enter")
