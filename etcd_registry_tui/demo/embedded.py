@@ -428,10 +428,14 @@ class EtcdMember:
         self._after_exit()
 
     def freeze(self) -> None:
-        """SIGSTOP: the process stays, but answers nothing (a hung member / network stall)."""
+        """SIGSTOP: the process stays, but answers nothing (a hung member / network stall).
+
+        Returns once every thread of it has stopped (a signal is delivered asynchronously:
+        on a busy machine a request sent straight after could still be answered)."""
         if self._proc is not None and self.is_running:
             self._proc.send_signal(signal.SIGSTOP)
             self._frozen = True
+            _wait_stopped(self._proc.pid)
 
     def thaw(self) -> None:
         """SIGCONT after freeze()."""
@@ -587,6 +591,23 @@ class EmbeddedEtcd(EtcdMember, _CleansUp):
         self.stop()
         if self._owns_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def _wait_stopped(pid: int, timeout: float = 2.0) -> None:
+    """Wait until every thread of ``pid`` is stopped (state T in /proc; no-op without it)."""
+    tasks = Path(f"/proc/{pid}/task")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            states = [
+                (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                for entry in tasks.iterdir()
+            ]
+        except (OSError, IndexError):
+            return  # no /proc, or the process is gone
+        if all(state in ("T", "t") for state in states):
+            return
+        time.sleep(0.005)
 
 
 def _single_node_timing(extra_args: Sequence[str]) -> list[str]:
