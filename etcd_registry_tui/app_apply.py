@@ -227,7 +227,11 @@ class ApplyMixin(AppHost):
         screen = self.screen
         if isinstance(screen, InspectScreen) and screen.deleted_at is None:
             screen.update_ttl(self.session.ttl(screen.instance.lease))
-        self._update_counts()
+        if not (self._pending_changes or self._pending_snapshot):
+            # (A revision moved on by progress notifications alone.) With changes still
+            # waiting for their flush, the status line would name a revision the tree
+            # does not show yet: the flush updates it.
+            self._update_counts()
 
     # -- highlighted row -----------------------------------------------------
     def _highlight_first(self) -> None:
