@@ -272,7 +272,7 @@ class Etcdctl:
 @pytest.fixture
 def etcd() -> Iterator[EmbeddedEtcd]:
     require_etcd()
-    server = EmbeddedEtcd()
+    server = EmbeddedEtcd(fast_election=True)
     try:
         server.start()
         yield server

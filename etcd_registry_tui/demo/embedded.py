@@ -538,7 +538,8 @@ class EmbeddedEtcd(EtcdMember, _CleansUp):
 
     ``data_dir``: use (and keep) this directory instead of a fresh temp dir, e.g. to start a
     second EmbeddedEtcd on the data of a first.  ``client_port``/``peer_port``: fixed ports
-    instead of free ones.  ``binary``: explicit etcd path (default: ``etcd`` on PATH); raises
+    instead of free ones.  ``fast_election``: lead within 250 ms of starting (for tests; see
+    :func:`_fast_election`).  ``binary``: explicit etcd path (default: ``etcd`` on PATH); raises
     EtcdBinaryNotFound at construction if there is none.
     """
 
@@ -552,6 +553,7 @@ class EmbeddedEtcd(EtcdMember, _CleansUp):
         client_port: int | None = None,
         peer_port: int | None = None,
         log_level: str = "info",
+        fast_election: bool = False,
     ) -> None:
         binary_path = find_etcd_binary(binary)  # before any temp dir exists
         self._owns_dir = data_dir is None
@@ -564,7 +566,7 @@ class EmbeddedEtcd(EtcdMember, _CleansUp):
             peer_port=peer_port or peer,
             initial_cluster_token=f"{TEMP_PREFIX}{uuid.uuid4().hex[:12]}",
             binary=binary_path,
-            extra_args=[*_single_node_timing(extra_args), *extra_args],
+            extra_args=[*(_fast_election(extra_args) if fast_election else []), *extra_args],
             log_level=log_level,
         )
 
@@ -610,13 +612,16 @@ def _wait_stopped(pid: int, timeout: float = 2.0) -> None:
         time.sleep(0.005)
 
 
-def _single_node_timing(extra_args: Sequence[str]) -> list[str]:
-    """Raft timing for a member with no peers, unless the caller chose its own.
+def _fast_election(extra_args: Sequence[str]) -> list[str]:
+    """Raft timing for a member with no peers that must be ready fast (the tests' etcds),
+    unless the caller chose its own.
 
     A lone member waits out a randomised election timeout before it leads and answers
-    (etcd's default 1 s: up to a second per start or restart). With no peer to hear its
-    heartbeats, a 250 ms timeout costs little (idle, 1.3 % of a core against 0.7 %) and
-    the start is ready within about a quarter of a second.
+    (etcd's default 1 s: up to a second per start or restart); with a 250 ms timeout it
+    is ready within about a quarter of a second. Not the default: measured with it, the
+    history read at launch added ~250-300 ms to the first frame at 10,000 instances
+    (bench/history_bench.py) against ~4 ms with etcd's own timing, and an idle etcd used
+    1.3 % of a core against 0.7 %.
     """
     if any(arg.startswith(("--heartbeat-interval", "--election-timeout")) for arg in extra_args):
         return []
