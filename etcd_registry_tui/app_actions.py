@@ -74,9 +74,6 @@ class ActionsMixin(AppHost):
             markup=False,
         )
         self._sync_marks()
-        # The watch may have brought the key before it was known as ours: the detail
-        # pane then shows it without its owner line until it is drawn again.
-        self._show_detail()
         key = reg.key.encode()
         # The watch may not have brought the new key to the tree yet: then select it
         # when it arrives.

@@ -210,6 +210,9 @@ class ApplyMixin(AppHost):
         paused = self.session.paused_keys()
         if own != tree.own_keys:
             tree.own_keys = own
+            # The detail pane says whether its instance is ours: a key the watch brought
+            # before its registration call returned is drawn again, now as ours.
+            self._show_detail()
         if paused != tree.paused_keys:
             tree.paused_keys = paused
         self._refresh_leader_marks()
