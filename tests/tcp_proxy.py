@@ -1,0 +1,171 @@
+"""A small TCP proxy of the tests' own, on loopback, for partitions between a client and etcd.
+
+It runs on its own thread and event loop, so a test that blocks its loop (on etcdctl, say)
+cannot stall the bytes it forwards. Three faults, each undone by :meth:`TcpProxy.heal`:
+
+- :meth:`freeze`: connections stay open but no byte goes either way (a frozen link: the
+  client sees no error, only silence, as behind a dropped route). Bytes sent meanwhile are
+  held, as TCP holds unacknowledged data, and delivered after :meth:`heal` if the
+  connection is still open by then.
+- :meth:`refuse`: every connection is closed, and new ones are closed at once (a member
+  that refuses connections).
+- :meth:`cut`: every open connection is closed once; new ones are forwarded (a reset).
+
+Nothing here mocks etcd: the proxy only forwards bytes to a real etcd.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+
+from etcd_registry_tui.demo.embedded import HOST
+
+
+class TcpProxy:
+    """Forwards every connection made to ``127.0.0.1:port`` to ``target_port``."""
+
+    def __init__(self, target_port: int, target_host: str = HOST) -> None:
+        self.target = (target_host, target_port)
+        self.port = 0
+        self.connections = 0  # connections accepted so far
+        self.frozen = False
+        self.refusing = False
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._server: asyncio.Server | None = None
+        self._flowing: asyncio.Event | None = None  # set unless frozen (made on the loop)
+        self._links: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
+
+    @property
+    def endpoint(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    # ---- life cycle ----------------------------------------------------------------------
+
+    def start(self) -> TcpProxy:
+        self._thread.start()
+        self._call(self._listen)
+        return self
+
+    def stop(self) -> None:
+        if not self._thread.is_alive():
+            return
+
+        async def shut() -> None:
+            if self._server is not None:
+                self._server.close()
+            self._close_links()
+
+        self._call(shut)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    # ---- faults --------------------------------------------------------------------------
+
+    def freeze(self) -> None:
+        """Hold every connection open and forward nothing, either way."""
+        self._set(frozen=True)
+
+    def refuse(self) -> None:
+        """Close every connection, and each new one as soon as it is accepted."""
+        self._set(refusing=True)
+        self.cut()
+
+    def cut(self) -> None:
+        """Close every open connection (new ones are forwarded unless refusing)."""
+
+        async def run() -> None:
+            self._close_links()
+
+        self._call(run)
+
+    def heal(self) -> None:
+        """Forward again: no freeze, no refusal."""
+        self._set(frozen=False, refusing=False)
+
+    # ---- internals -----------------------------------------------------------------------
+
+    def _set(self, **flags: bool) -> None:
+        async def run() -> None:
+            for name, value in flags.items():
+                setattr(self, name, value)
+            assert self._flowing is not None
+            if self.frozen:
+                self._flowing.clear()
+            else:
+                self._flowing.set()
+
+        self._call(run)
+
+    def _call(self, fn: Callable[[], object]) -> None:
+        async def run() -> None:
+            result = fn()
+            if asyncio.iscoroutine(result):
+                await result
+
+        asyncio.run_coroutine_threadsafe(run(), self._loop).result(10)
+
+    async def _listen(self) -> None:
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+        self._server = await asyncio.start_server(self._handle, HOST, 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def _close_links(self) -> None:
+        for a, b in list(self._links):
+            for writer in (a, b):
+                with contextlib.suppress(Exception):
+                    writer.transport.abort()
+        self._links.clear()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        if self.refusing:
+            writer.transport.abort()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        link = (writer, up_writer)
+        self._links.add(link)
+        try:
+            await asyncio.gather(
+                self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True
+            )
+        finally:
+            self._links.discard(link)
+            for w in link:
+                with contextlib.suppress(Exception):
+                    w.close()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                assert self._flowing is not None
+                await self._flowing.wait()  # frozen: hold it (and read no more)
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            with contextlib.suppress(Exception):
+                writer.close()
+
+
+@contextlib.contextmanager
+def tcp_proxy(target_port: int) -> Iterator[TcpProxy]:
+    """A started :class:`TcpProxy` to ``127.0.0.1:target_port``, stopped on the way out."""
+    proxy = TcpProxy(target_port).start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+
+
+__all__ = ["TcpProxy", "tcp_proxy"]
