@@ -7,13 +7,14 @@ import asyncio
 import json
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .registry.config import ConnectionConfig
 from .registry.connection import EtcdConnection
 from .registry.election import Election
 from .registry.elections_watch import ElectionWatcher
+from .registry.registration import validate_ttl
 from .registry.sanitize import safe_line
 
 AddOptions = Callable[[argparse.ArgumentParser, bool], None]
@@ -75,36 +76,48 @@ async def cmd_elections(config: ConnectionConfig, args: argparse.Namespace) -> i
     return 0
 
 
+async def _first(main: Awaitable[object], stop: asyncio.Event) -> bool:
+    """Wait for ``main`` or ``stop``; True when ``main`` finished (its error raised)."""
+    task = asyncio.ensure_future(main)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for fut in (task, stopped):
+            fut.cancel()
+        await asyncio.gather(task, stopped, return_exceptions=True)
+    if task.cancelled():
+        return False
+    task.result()
+    return True
+
+
 async def cmd_elect(config: ConnectionConfig, args: argparse.Namespace) -> int:
+    """Campaign as ``etcdctl elect`` does: print the key and value once leading, resign
+    on SIGINT/SIGTERM (0; 130 while still waiting), exit 1 as soon as leadership is lost
+    (the lease's local deadline passed, or the key or lease went)."""
+    validate_ttl(args.ttl)  # what `register` says for the same TTL, before connecting
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with EtcdConnection(config) as conn:
-        election = Election(conn, args.name)
-        campaign = election.campaign(args.value, ttl=args.ttl)
-        enter = asyncio.ensure_future(campaign.__aenter__())
-        stopped = asyncio.ensure_future(stop.wait())
-        await asyncio.wait({enter, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        if not enter.done():  # interrupted while waiting: withdraw the candidacy
-            enter.cancel()
-            await asyncio.gather(enter, return_exceptions=True)
-            return 130
-        stopped.cancel()
-        leadership = enter.result()
-        lost = False
+        candidacy = Election(conn, args.name).candidacy(args.value, ttl=args.ttl)
+        await candidacy.start()
         try:
-            print(_safe(leadership.key.decode("utf-8", "backslashreplace")), flush=True)
+            if not await _first(candidacy.wait_elected(), stop):
+                return 130  # interrupted while waiting: withdraw the candidacy
+            print(_safe(candidacy.key.decode("utf-8", "backslashreplace")), flush=True)
             print(_safe(args.value), flush=True)
-            lost_wait = asyncio.ensure_future(leadership.lost.wait())
-            stopped = asyncio.ensure_future(stop.wait())
-            await asyncio.wait({lost_wait, stopped}, return_when=asyncio.FIRST_COMPLETED)
-            lost = leadership.lost.is_set()
-            for fut in (lost_wait, stopped):
-                fut.cancel()
+            await _first(candidacy.lost.wait(), stop)
+            if candidacy.lost.is_set():
+                # said at once, before any clean-up that may wait on an unreachable etcd
+                print(
+                    f"elect: leadership of {_safe(args.name)} lost: {candidacy.reason}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                return 1
         finally:
-            await campaign.__aexit__(None, None, None)
-        if lost:
-            print(f"elect: leadership of {args.name} lost: {leadership.reason}", file=sys.stderr)
-            return 1
+            await candidacy.resign()
     return 0

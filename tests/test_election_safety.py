@@ -259,8 +259,13 @@ async def test_the_same_lease_cannot_campaign_twice(etcd: EmbeddedEtcd, etcdctl:
 
 
 @pytest.mark.parametrize("ttl", ["0", "-5"])
-def test_elect_rejects_a_ttl_register_rejects(etcd: EmbeddedEtcd, etcdctl: Etcdctl, ttl: str) -> None:
-    register = run_cli("register", "svc", "http://127.0.0.1:1", "--ttl", ttl, "--endpoints", etcd.endpoint)
+def test_elect_rejects_a_ttl_register_rejects(
+    etcd: EmbeddedEtcd, etcdctl: Etcdctl, ttl: str
+) -> None:
+    register = run_cli(
+        "register", "--name", "svc", "--address", "http://127.0.0.1:1", "--ttl", ttl,
+        "--endpoints", etcd.endpoint,
+    )  # fmt: skip
     elect = run_cli("elect", "x", "v", "--ttl", ttl, "--endpoints", etcd.endpoint, timeout=15)
     assert register.returncode != 0 and elect.returncode == register.returncode
     assert elect.stderr == register.stderr and len(elect.stderr.splitlines()) == 1

@@ -8,6 +8,22 @@ stand in the same election::
     election = Election(conn, "/elections/migrations")
     async with election.campaign("instance-1") as leadership:
         await run_migrations(stop=leadership.lost)
+
+The deadline rule. etcd expires a lease TTL seconds after it *received* the last
+keep-alive, on its own clock; no other candidate can lead before that. So a candidate
+keeps a local deadline: the *send* time of the last acknowledged keep-alive (or of the
+grant) plus the TTL etcd granted. The deadline is never later than etcd's expiry. When
+it passes without a newer acknowledgement (a frozen link, a partition, a paused
+candidate), the candidacy is lost at once: ``lost`` is set, ``is_leader`` is False,
+heartbeats stop and the lease is revoked if etcd can still be reached, as clientv3's
+``Session.Done()`` ends a session. A leader therefore never thinks it leads after its
+lease could have expired. Transient faults shorter than that (a refused endpoint, a
+broken watch, a failover to another endpoint) are retried; a waiting candidate keeps
+its place. On a lease someone else keeps alive (``lease=``) the owner of the lease keeps
+that deadline; this candidacy ends when its key goes.
+
+One lease stands at most once in one election per process: a second candidacy on it
+(which would share the one key and both think they lead) is refused.
 """
 
 from __future__ import annotations
@@ -20,22 +36,41 @@ from typing import Any
 
 from aetcd import rpc, utils
 
+from .backoff import Backoff
 from .connection import EtcdConnection
-from .errors import RegistryError
+from .errors import (
+    EtcdUnavailable,
+    LeaseNotFound,
+    RegistryError,
+    RevisionCompacted,
+    WatchRejected,
+)
+from .registration import validate_ttl
 
 log = logging.getLogger(__name__)
 
 _DELETE = 1  # mvccpb.Event.DELETE
+
+#: Faults a waiting candidate rides out (its lease's deadline still applies).
+_RETRYABLE = (EtcdUnavailable, WatchRejected, RevisionCompacted)
+
+#: (endpoints, candidate key) -> the candidacy standing on it in this process.
+_standing: dict[tuple[str, bytes], Candidacy] = {}
 
 
 class LeadershipLost(RegistryError):
     hint = "the candidate's lease ended or its key was deleted"
 
 
+class ResignFailed(RegistryError):
+    hint = "its key may still lead until its lease ends: try again, or revoke the lease"
+
+
 class Candidacy:
     """One candidate in an election: its lease, its key, and whether it leads.
 
-    ``elected`` is set once it leads; ``lost`` when its lease ends or its key goes.
+    ``elected`` is set once it leads; ``lost`` when its lease ends or may have ended (the
+    deadline rule, see the module docstring) or its key goes; ``reason`` says why.
     ``pause()`` stops the heartbeats (the lease runs out: a failover demo).
 
     With ``lease`` the candidate stands on a lease someone else keeps alive (say the
@@ -46,7 +81,7 @@ class Candidacy:
     def __init__(self, election: Election, value: bytes, ttl: int, lease: int = 0) -> None:
         self.election = election
         self.value = value
-        self.ttl = ttl
+        self.ttl = validate_ttl(ttl)
         self.external_lease = bool(lease)
         self.lease = lease
         self.key = b""
@@ -55,18 +90,80 @@ class Candidacy:
         self.elected = asyncio.Event()
         self.lost = asyncio.Event()
         self.reason: str | None = None
+        #: Event-loop time after which our own lease may have expired (None: not ours).
+        self.deadline: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._ending: asyncio.Task[None] | None = None
+        self._quiet = False  # abandoned: write nothing any more
+        self._slot: tuple[str, bytes] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stream: Any = None
 
     @property
     def is_leader(self) -> bool:
-        return self.elected.is_set() and not self.lost.is_set()
+        return self.elected.is_set() and not self.lost.is_set() and not self._past_deadline()
 
-    def _lose(self, reason: str) -> None:
-        if not self.lost.is_set():
-            self.reason = reason
-            log.info("candidacy in %s lost: %s", self.election.name, reason)
-            self.lost.set()
+    @property
+    def ended(self) -> bool:
+        """Lost, and done stopping its heartbeats and letting its lease go."""
+        return self.lost.is_set() and (self._ending is None or self._ending.done())
+
+    def _past_deadline(self) -> bool:
+        return self.deadline is not None and asyncio.get_running_loop().time() >= self.deadline
+
+    def _extend(self, sent: float, ttl: int) -> None:
+        """A keep-alive (or the grant) sent at ``sent`` was acknowledged with ``ttl``."""
+        loop = asyncio.get_running_loop()
+        self.deadline = sent + ttl
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = loop.call_at(self.deadline, self._expired)
+
+    def _expired(self) -> None:
+        self._timer = None
+        self._lose(
+            f"no keep-alive acknowledged within the lease's {self.ttl} s TTL:"
+            " the lease may have expired"
+        )
+
+    def _lose(self, reason: str, end: bool = True) -> None:
+        if self.lost.is_set():
+            return
+        self.reason = reason
+        log.info("candidacy in %s lost: %s", self.election.name, reason)
+        self.lost.set()
+        self._release_slot()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if end and not self._quiet and self._ending is None:
+            self._ending = asyncio.create_task(self._end(), name=f"end {self.election.name}")
+
+    async def _end(self) -> None:
+        """A lost candidacy: stop the heartbeats and let the lease go (if ours)."""
+        await self._stop_tasks()
+        if self.lease and not self.external_lease:
+            try:
+                await self.election.conn.revoke(self.lease)
+            except RegistryError as exc:  # gone already, or out of reach: it expires unrenewed
+                log.info("revoking the lost lease %x: %s", self.lease, exc)
+
+    def _claim_slot(self) -> None:
+        slot = (self.election.conn.endpoint, self.election.key_for(self.lease))
+        other = _standing.get(slot)
+        if other is not None and other is not self:
+            raise RegistryError(
+                f"lease {self.lease:x} already stands in election {self.election.name}"
+                " in this process",
+                "use that candidacy, or resign it first",
+            )
+        _standing[slot] = self
+        self._slot = slot
+
+    def _release_slot(self) -> None:
+        if self._slot is not None and _standing.get(self._slot) is self:
+            del _standing[self._slot]
+        self._slot = None
 
     def pause(self) -> None:
         self.paused = True
@@ -77,9 +174,14 @@ class Candidacy:
     async def start(self) -> None:
         """Grant the lease, put the key if absent, start heartbeats and watching the key."""
         election = self.election
-        if not self.external_lease:
+        if self.external_lease:
+            self._claim_slot()
+        else:
+            sent = asyncio.get_running_loop().time()
             self.lease, granted = await election.conn.grant(self.ttl)
             self.ttl = granted
+            self._extend(sent, granted)
+            self._claim_slot()
             self._stream = election.conn.keepalive_stream()
             self._tasks.append(
                 asyncio.create_task(self._keep_alive(), name=f"candidate {election.name}")
@@ -87,12 +189,15 @@ class Candidacy:
         try:
             self.key, self.create_revision = await election._enter(self.value, self.lease)
         except BaseException:
-            await self.resign()
+            with contextlib.suppress(RegistryError):
+                await self.resign()
+            self._release_slot()
             raise
         self._tasks.append(asyncio.create_task(self._watch_own(), name=f"own key {election.name}"))
 
     async def wait_elected(self) -> None:
-        """Wait until every earlier candidate is gone; raise LeadershipLost if we went first."""
+        """Wait until every earlier candidate is gone, riding out transient faults; raise
+        LeadershipLost if the candidacy ended first."""
         waiting = asyncio.ensure_future(self.election._wait_deletes(self.create_revision))
         lost = asyncio.ensure_future(self.lost.wait())
         try:
@@ -101,7 +206,7 @@ class Candidacy:
             for fut in (waiting, lost):
                 fut.cancel()
             await asyncio.gather(waiting, lost, return_exceptions=True)
-        if self.lost.is_set():
+        if self.lost.is_set() or self._past_deadline():
             raise LeadershipLost(f"candidacy in {self.election.name} ended: {self.reason}")
         waiting.result()
         self.elected.set()
@@ -118,38 +223,82 @@ class Candidacy:
             raise LeadershipLost(f"cannot proclaim in {self.election.name}: no longer a candidate")
         self.value = data
 
-    async def abandon(self) -> None:
-        """Stop our tasks and write nothing (a crash: etcd ends the candidacy with the lease)."""
-        tasks, self._tasks = self._tasks, []
+    async def _stop_tasks(self) -> None:
+        current = asyncio.current_task()
+        tasks = [t for t in self._tasks if t is not current]
+        self._tasks = []
         for task in tasks:
             task.cancel()
         if self._stream is not None:
             self._stream.close()
         await asyncio.gather(*tasks, return_exceptions=True)
 
+    async def abandon(self) -> None:
+        """Stop our tasks and write nothing (a crash: etcd ends the candidacy with the lease).
+
+        The deadline still runs: once it passes, ``lost`` is set (and nothing written)."""
+        self._quiet = True
+        self._release_slot()
+        await self._stop_tasks()
+
     async def resign(self) -> None:
         """Stop heartbeats, delete the key (guarded on its CreateRevision), revoke the lease
-        (unless the lease is someone else's)."""
-        await self.abandon()
-        conn = self.election.conn
+        (unless the lease is someone else's).
+
+        Raises :class:`ResignFailed` when the key may still stand (neither the delete nor,
+        on our own lease, the revoke went through); the candidacy is then not ``lost`` and
+        ``resign()`` may be called again. A candidacy already lost has nothing to resign."""
+        await self._stop_tasks()
+        if self.lost.is_set():
+            if self._ending is not None:
+                await asyncio.gather(self._ending, return_exceptions=True)
+            return
+        error: RegistryError | None = None
         if self.key:
-            with contextlib.suppress(RegistryError):
+            try:
+                await self._delete_key()
+            except RegistryError as exc:
+                error = exc
+        if self.lease and not self.external_lease:
+            try:
+                await self.election.conn.revoke(self.lease)
+                error = None  # the key went with the lease
+            except LeaseNotFound:
+                error = None  # expired already: so did the key
+            except RegistryError as exc:
+                log.info("revoking lease %x of %s: %s", self.lease, self.election.name, exc)
+        if error is not None:
+            raise ResignFailed(f"could not resign from {self.election.name}: {error}") from None
+        self._lose("resigned", end=False)
+
+    async def _delete_key(self) -> None:
+        """The guarded delete, retried on transient faults for about one command timeout."""
+        conn = self.election.conn
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + conn.config.command_timeout
+        backoff = Backoff(initial=0.2, maximum=1.0)
+        while True:
+            try:
                 await self.election._txn(
                     [_compare_create(self.key, self.create_revision)],
                     [rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=self.key))],
                 )
-        if self.lease and not self.external_lease:
-            with contextlib.suppress(RegistryError):
-                await conn.revoke(self.lease)
-        self._lose("resigned")
+                return  # deleted, or no longer ours: either way it no longer stands for us
+            except EtcdUnavailable:
+                delay = backoff.failed()
+                if loop.time() + delay >= give_up:
+                    raise
+                await asyncio.sleep(delay)
 
     async def _keep_alive(self) -> None:
+        loop = asyncio.get_running_loop()
         interval = max(0.5, self.ttl / 3)
         failures = 0
-        while True:
+        while not self.lost.is_set():
             if self.paused:
                 await asyncio.sleep(0.2)
                 continue
+            sent = loop.time()
             try:
                 ttl = await self._stream.keepalive(self.lease)
             except RegistryError as exc:
@@ -160,6 +309,11 @@ class Candidacy:
             if ttl <= 0:
                 self._lose("the lease ended")
                 return
+            if self._past_deadline():  # acknowledged too late: the rule has spoken
+                self._expired()
+            if self.lost.is_set():
+                return
+            self._extend(sent, ttl)
             failures = 0
             await asyncio.sleep(interval)
 
@@ -261,19 +415,29 @@ class Election:
         return key, int(kv.create_revision)
 
     async def _wait_deletes(self, create_revision: int) -> None:
-        """Wait until no key under the prefix was created before ``create_revision``."""
+        """Wait until no key under the prefix was created before ``create_revision``.
+
+        A broken watch, a refused or failed-over endpoint, a compacted revision: each is
+        retried (with backoff) from a fresh read, as clientv3's ``waitDeletes`` does; only
+        other errors end the wait."""
+        backoff = Backoff(initial=0.2, maximum=2.0)
         while True:
-            response = await self._range(
-                key=self.prefix,
-                range_end=utils.prefix_range_end(self.prefix),
-                max_create_revision=create_revision - 1,
-                sort_order=rpc.RangeRequest.DESCEND,
-                sort_target=rpc.RangeRequest.CREATE,
-                limit=1,
-            )
-            if not response.kvs:
-                return
-            await self._wait_delete(response.kvs[0].key, int(response.header.revision))
+            try:
+                response = await self._range(
+                    key=self.prefix,
+                    range_end=utils.prefix_range_end(self.prefix),
+                    max_create_revision=create_revision - 1,
+                    sort_order=rpc.RangeRequest.DESCEND,
+                    sort_target=rpc.RangeRequest.CREATE,
+                    limit=1,
+                )
+                if not response.kvs:
+                    return
+                await self._wait_delete(response.kvs[0].key, int(response.header.revision))
+                backoff.succeeded()
+            except _RETRYABLE as exc:
+                log.info("waiting in %s: %s; retrying", self.name, exc)
+                await asyncio.sleep(backoff.failed())
 
     async def _wait_delete(self, key: bytes, revision: int) -> None:
         async for response in self.conn.watch(key, revision + 1):

@@ -47,6 +47,7 @@ class ElectionsSession:
         self.tracker = LeaseTracker(conn, max_rate=50.0)
         self.supervisor = Supervisor(on_failure)
         self.own: dict[int, Candidacy] = {}  # lease -> our candidate
+        self._gone: set[Candidacy] = set()  # lost ones still letting their lease go
         self._waiters: dict[int, asyncio.Task[None]] = {}
 
     @property
@@ -60,9 +61,11 @@ class ElectionsSession:
         )
 
     async def shutdown(self) -> None:
-        """Resign every candidate of ours (their keys go at once)."""
-        own = list(self.own.values())
+        """Resign every candidate of ours (their keys go at once); wait until the lost
+        ones have let their leases go."""
+        own = [*self.own.values(), *self._gone]
         self.own.clear()
+        self._gone.clear()
         for task in self._waiters.values():
             task.cancel()
         await asyncio.gather(*(c.resign() for c in own), return_exceptions=True)
@@ -73,7 +76,9 @@ class ElectionsSession:
             {c.lease for e in self.state.elections.values() for c in e.candidates.values()}
         )
         for lease in [lease for lease, c in self.own.items() if c.lost.is_set()]:
-            self.own.pop(lease, None)
+            # a lost candidacy stops its heartbeats and revokes its lease by itself
+            self._gone.add(self.own.pop(lease))
+        self._gone = {c for c in self._gone if not c.ended}
         self.on_change(changes)
 
     def _error(self, error: str | None) -> None:
