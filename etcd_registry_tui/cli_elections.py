@@ -22,11 +22,18 @@ AddOptions = Callable[[argparse.ArgumentParser, bool], None]
 
 def add_parsers(sub: Any, add_connection_options: AddOptions) -> None:
     p_elect = sub.add_parser(
-        "elect", help="campaign in an election (as etcdctl elect); resign on Ctrl-C"
+        "elect",
+        help="campaign in an election (as etcdctl elect); resign on Ctrl-C",
+        description="Campaign in an election as etcdctl elect does: print the key and value"
+        " once leading; Ctrl-C or SIGTERM resigns (exit 0; 130 while still waiting). Exits 1"
+        " with one line as soon as leadership is lost: when the lease's local deadline (send"
+        " time of the last acknowledged keep-alive + TTL) passes, or its key or lease goes.",
     )
     p_elect.add_argument("name", help="election name, e.g. myjob or /elections/migrations")
     p_elect.add_argument("value", help="this candidate's proposal (shown as the leader's value)")
-    p_elect.add_argument("--ttl", type=int, default=60, help="lease TTL in seconds (default 60)")
+    p_elect.add_argument(
+        "--ttl", type=int, default=60, help="lease TTL in whole seconds, at least 1 (default 60)"
+    )
     add_connection_options(p_elect, True)
 
     p_list = sub.add_parser("elections", help="print every election and lock with its queue")

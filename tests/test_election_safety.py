@@ -278,3 +278,23 @@ def test_candidacy_rejects_a_ttl_that_is_not_positive() -> None:
     for ttl in (0, -5):
         with pytest.raises(ConfigError, match="TTL must be a positive"):
             election.candidacy("v", ttl=ttl)
+
+
+async def test_dashboard_keeps_a_candidate_whose_resign_failed(
+    etcd: EmbeddedEtcd, etcdctl: Etcdctl
+) -> None:
+    with tcp_proxy(etcd.client_port) as proxy:
+        async with connection(proxy.endpoint, command_timeout=1.0) as conn:
+            session = ElectionsSession(conn)
+            candidacy = await session.campaign("dash-resign", "me", ttl=30)
+            await eventually(lambda: candidacy.is_leader, timeout=10)
+            proxy.refuse()
+            with pytest.raises(RegistryError):
+                await session.resign(candidacy.lease)
+            assert etcdctl.get(candidacy.key) == b"me"
+            assert session.own.get(candidacy.lease) is candidacy  # still ours to resign
+            proxy.heal()
+            await session.resign(candidacy.lease)
+            assert etcdctl.get(candidacy.key) is None and candidacy.lease not in session.own
+            assert etcdctl.lease_timetolive(candidacy.lease)[0] < 0
+            await session.shutdown()

@@ -93,6 +93,7 @@ class Candidacy:
         #: Event-loop time after which our own lease may have expired (None: not ours).
         self.deadline: float | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # whose clock the deadline is on
         self._ending: asyncio.Task[None] | None = None
         self._quiet = False  # abandoned: write nothing any more
         self._slot: tuple[str, bytes] | None = None
@@ -109,11 +110,15 @@ class Candidacy:
         return self.lost.is_set() and (self._ending is None or self._ending.done())
 
     def _past_deadline(self) -> bool:
-        return self.deadline is not None and asyncio.get_running_loop().time() >= self.deadline
+        return (
+            self._loop is not None
+            and self.deadline is not None
+            and (self._loop.time() >= self.deadline)
+        )
 
     def _extend(self, sent: float, ttl: int) -> None:
         """A keep-alive (or the grant) sent at ``sent`` was acknowledged with ``ttl``."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         self.deadline = sent + ttl
         if self._timer is not None:
             self._timer.cancel()

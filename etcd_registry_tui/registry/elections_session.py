@@ -117,10 +117,12 @@ class ElectionsSession:
         await candidacy.proclaim(value)
 
     async def resign(self, lease: int) -> None:
-        """Guarded delete of our key, then revoke its lease."""
+        """Guarded delete of our key, then revoke its lease. When that fails (ResignFailed)
+        the candidate stays ours, to resign again."""
         self._check_writable()
-        candidacy = self.own.pop(self._own(lease).lease)
+        candidacy = self._own(lease)
         await candidacy.resign()
+        self.own.pop(lease, None)
 
     def toggle_pause(self, lease: int) -> bool:
         self._check_writable()
@@ -134,9 +136,10 @@ class ElectionsSession:
     async def revoke(self, lease: int) -> None:
         """Revoke any candidate's lease (forces a failover). LeaseNotFound if gone."""
         self._check_writable()
-        candidacy = self.own.pop(lease, None)
+        candidacy = self.own.get(lease)
         if candidacy is not None:
             await candidacy.resign()
+            self.own.pop(lease, None)
             return
         await self.conn.revoke(lease)
 
