@@ -182,6 +182,28 @@ async def test_waiting_candidate_keeps_its_place_when_the_first_endpoint_refuses
             await eventually(lambda: bob.first_out() is not None, timeout=10)
 
 
+async def test_leader_keeps_leading_through_a_frozen_first_endpoint(
+    etcd: EmbeddedEtcd, etcdctl: Etcdctl, procs: list[Proc]
+) -> None:
+    """A keep-alive stuck on a silent endpoint must not outlast the TTL: it gives up in
+    time and the next one goes to the other endpoint (default 5 s command timeout)."""
+    with tcp_proxy(etcd.client_port) as proxy:
+        async with connection([proxy.endpoint, etcd.endpoint]) as conn:
+            candidacy = Election(conn, "silent").candidacy("py", ttl=3)
+            await candidacy.start()
+            await asyncio.wait_for(candidacy.wait_elected(), 10)
+            bob = etcdctl_side(etcdctl, procs, "elect", "silent", "bob")
+            await eventually(lambda: queue_length(etcdctl, "silent")() == 2, timeout=10)
+            proxy.freeze()
+            await asyncio.sleep(5)  # well past the TTL
+            assert candidacy.is_leader, candidacy.reason
+            assert bob.first_out() is None
+            assert etcdctl.lease_timetolive(candidacy.lease)[0] > 0
+            proxy.heal()
+            await candidacy.resign()
+            await eventually(lambda: bob.first_out() is not None, timeout=10)
+
+
 # -- 5. a lost candidacy lets its lease go ---------------------------------------------------
 
 

@@ -709,7 +709,9 @@ class KeepAliveStream:
         self._ep: _Endpoint | None = None
         self._lock = asyncio.Lock()
 
-    async def keepalive(self, lease_id: int) -> int:
+    async def keepalive(self, lease_id: int, timeout: float | None = None) -> int:
+        """Renew ``lease_id`` once; ``timeout`` (default: the command timeout) bounds the
+        write and the read each (a lease with a short TTL needs a shorter one)."""
         conn = self._conn
         async with self._lock:
             reauthenticated = False
@@ -725,7 +727,7 @@ class KeepAliveStream:
                         self._call = self._ep.leasestub.LeaseKeepAlive(metadata=conn._metadata())
                     assert self._ep is not None
                     label = self._ep.label
-                    timeout = conn.config.command_timeout
+                    timeout = timeout or conn.config.command_timeout
                     await within(self._call.write(rpc.LeaseKeepAliveRequest(ID=lease_id)), timeout)
                     response = await within(self._call.read(), timeout)
                     if response is grpc.aio.EOF:

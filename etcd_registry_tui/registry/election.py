@@ -298,6 +298,10 @@ class Candidacy:
     async def _keep_alive(self) -> None:
         loop = asyncio.get_running_loop()
         interval = max(0.5, self.ttl / 3)
+        # A renewal stuck on a silent endpoint must give up well within the TTL, so the
+        # next one (on the next endpoint) still comes before the deadline.
+        # (interval + timeout + first retry delay < TTL for any TTL etcd grants.)
+        timeout = min(self.election.conn.config.command_timeout, max(0.5, self.ttl / 4))
         failures = 0
         while not self.lost.is_set():
             if self.paused:
@@ -305,11 +309,11 @@ class Candidacy:
                 continue
             sent = loop.time()
             try:
-                ttl = await self._stream.keepalive(self.lease)
+                ttl = await self._stream.keepalive(self.lease, timeout)
             except RegistryError as exc:
                 failures += 1
-                log.warning("keep-alive of election %s failed: %s", self.election.name, exc)
-                await asyncio.sleep(min(interval, 0.5 * 2 ** min(failures, 4)))
+                log.info("keep-alive of election %s failed: %s", self.election.name, exc)
+                await asyncio.sleep(min(interval, 0.25 * 2 ** min(failures - 1, 4)))
                 continue
             if ttl <= 0:
                 self._lose("the lease ended")
