@@ -7,7 +7,7 @@ For Python services that want to join the registry::
 
 from .config import ConnectionConfig
 from .connection import EtcdConnection
-from .election import Candidacy, Election, LeadershipLost
+from .election import Candidacy, Election, LeadershipLost, ResignFailed
 from .errors import EtcdAuthError, EtcdUnavailable, LeaseNotFound, RegistryError
 from .events import ChangeBatch, ConnectionStatus, ConnState
 from .leases import LeaseTracker
@@ -36,6 +36,7 @@ __all__ = [
     "RegistryError",
     "RegistryState",
     "RegistryWatcher",
+    "ResignFailed",
     "Service",
     "ServiceRegistration",
 ]

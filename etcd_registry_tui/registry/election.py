@@ -12,9 +12,10 @@ stand in the same election::
 The deadline rule. etcd expires a lease TTL seconds after it *received* the last
 keep-alive, on its own clock; no other candidate can lead before that. So a candidate
 keeps a local deadline: the *send* time of the last acknowledged keep-alive (or of the
-grant) plus the TTL etcd granted. The deadline is never later than etcd's expiry. When
-it passes without a newer acknowledgement (a frozen link, a partition, a paused
-candidate), the candidacy is lost at once: ``lost`` is set, ``is_leader`` is False,
+grant) plus the TTL etcd granted. That is never later than etcd's expiry (with clocks
+that run at the same rate; a new etcd leader only extends leases). When it passes
+without a newer acknowledgement (a frozen link, a partition, a paused candidate), the
+candidacy is lost at once: ``lost`` is set, ``is_leader`` is False,
 heartbeats stop and the lease is revoked if etcd can still be reached, as clientv3's
 ``Session.Done()`` ends a session. A leader therefore never thinks it leads after its
 lease could have expired. Transient faults shorter than that (a refused endpoint, a
@@ -211,7 +212,9 @@ class Candidacy:
             for fut in (waiting, lost):
                 fut.cancel()
             await asyncio.gather(waiting, lost, return_exceptions=True)
-        if self.lost.is_set() or self._past_deadline():
+        if self._past_deadline():
+            self._expired()  # the timer may not have run yet on a busy loop
+        if self.lost.is_set():
             raise LeadershipLost(f"candidacy in {self.election.name} ended: {self.reason}")
         waiting.result()
         self.elected.set()
