@@ -24,6 +24,8 @@ from tcp_proxy import tcp_proxy
 from test_cli import run_cli
 
 from etcd_registry_tui.demo.embedded import EmbeddedEtcd
+from etcd_registry_tui.registry.config import ConnectionConfig
+from etcd_registry_tui.registry.connection import EtcdConnection
 from etcd_registry_tui.registry.election import Election
 from etcd_registry_tui.registry.elections_session import ElectionsSession
 from etcd_registry_tui.registry.errors import ConfigError, RegistryError
@@ -296,7 +298,7 @@ def test_elect_rejects_a_ttl_register_rejects(
 
 
 def test_candidacy_rejects_a_ttl_that_is_not_positive() -> None:
-    election = Election.__new__(Election)
+    election = Election(EtcdConnection(ConnectionConfig()), "never-connected")
     for ttl in (0, -5):
         with pytest.raises(ConfigError, match="TTL must be a positive"):
             election.candidacy("v", ttl=ttl)
