@@ -121,10 +121,9 @@ def test_elect_exits_non_zero_before_etcdctl_takes_over_a_frozen_link(
 ) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ETCDCTL_")}
     with tcp_proxy(etcd.client_port) as proxy:
-        ours = spawn(
-            procs, [*CLI, "elect", "frozen-cli", "py", "--ttl", "3", "--endpoints", proxy.endpoint],
-            env,
-        )  # fmt: skip
+        # (--command-timeout: its clean-up through the frozen link gives up sooner)
+        cmd = [*CLI, "elect", "frozen-cli", "py", "--ttl", "3", "--endpoints", proxy.endpoint]
+        ours = spawn(procs, [*cmd, "--command-timeout", "1s"], env)
         wait_sync(lambda: len(ours.out) >= 2, 20)
         assert ours.out[0][1].startswith("frozen-cli/") and ours.out[1][1] == "py"
         bob = etcdctl_side(etcdctl, procs, "elect", "frozen-cli", "bob")
