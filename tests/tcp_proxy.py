@@ -58,6 +58,11 @@ class TcpProxy:
             if self._server is not None:
                 self._server.close()
             self._close_links()
+            # connections still held by a freeze: end their handlers before the loop stops
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in others:
+                task.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
 
         self._call(shut)
         self._loop.call_soon_threadsafe(self._loop.stop)
