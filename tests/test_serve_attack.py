@@ -313,8 +313,14 @@ def test_an_abrupt_tcp_abort_mid_output_ends_the_tab(served: Served, etcd: Any):
         got = 0
         while got < 2000:  # the dashboard is drawing
             got += len(sock.recv(65536))
-        for _ in range(10):  # more output on its way: help open, closed, open...
-            sock.sendall(_masked_text('["stdin", "?"]'))
+        # Much more output on its way than the socket buffers and the process's pipe hold
+        # (full redraws at the largest size), and this client reads none of it: the server
+        # is stuck sending when the connection is reset.
+        for i in range(20):
+            columns, rows = (MAX_COLUMNS, MAX_ROWS) if i % 2 else (MAX_COLUMNS - 1, MAX_ROWS - 1)
+            sock.sendall(_masked_text(json.dumps(["resize", {"width": columns, "height": rows}])))
+    time.sleep(3)
+    for sock in socks:
         # RST, not FIN: the server's next send fails with ConnectionResetError
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         sock.close()
