@@ -34,7 +34,7 @@ from browser_helpers import CHROMIUM_ARGS, DEADLINE_S, Served, require_browser, 
 from conftest import Etcdctl
 
 from etcd_registry_tui.demo.embedded import free_ports
-from etcd_registry_tui.serve_guard import MAX_COLUMNS, MAX_ROWS
+from etcd_registry_tui.serve_guard import MAX_COLUMNS, MAX_ROWS, MIN_COLUMNS, MIN_ROWS
 
 KEY = "/services/OrderService/order-1"
 VALUE = json.dumps({"Name": "OrderService", "Id": "order-1", "Address": "http://10.0.0.1:5001"})
@@ -273,6 +273,15 @@ def test_huge_sizes_are_clamped_and_malformed_messages_dropped(served: Served, e
             assert moves and max(r for r, _ in moves) > 24
             assert max(r for r, _ in moves) <= MAX_ROWS
             assert max(c for _, c in moves) <= MAX_COLUMNS
+            # negative sizes are clamped to the smallest, not a crash
+            small = await handshake(served, query="width=-5&height=-5")
+            assert not isinstance(small, int), small
+            await read_output(small, 1.0, least=100)
+            (other,) = [p for p in tab_processes(etcd.endpoint) if p.pid != tab.pid]
+            env = other.environ()
+            assert (int(env["COLUMNS"]), int(env["ROWS"])) == (MIN_COLUMNS, MIN_ROWS)
+            assert other.is_running()
+            await close(small)
             # an oversize message closes the tab, and its process ends
             await ws.send_str(json.dumps(["stdin", "x" * 200_000]))
             while not ws.closed:
