@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ipaddress
+import logging
 import os
 import re
 import shlex
@@ -221,6 +222,25 @@ def _page_template(source: str, title_expr: str = "{{ application.name }}") -> s
     return cleaned.replace("<head>", f"<head>\n    <title>{title_expr}</title>", 1)
 
 
+class ConsoleLogFilter(logging.Filter):
+    """What serve's console shows of a request: one line, without the token, with every
+    character a client chose made visible (a request line or header can carry escapes), and
+    no traceback for a malformed request (aiohttp logs one, with its locals)."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__()
+        self.token = token
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            text = f"{text}: {type(record.exc_info[1]).__name__}: {record.exc_info[1]}"
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        text = " ".join(text.replace(self.token, "<token>").split())
+        record.msg, record.args = safe_line(text, limit=400), ()
+        return True
+
+
 def make_server(p: ServePlan) -> Any:
     import asyncio
     import json
@@ -281,6 +301,11 @@ def make_server(p: ServePlan) -> Any:
             app.on_startup.append(self.on_startup)
             app.on_shutdown.append(self.on_shutdown)
             return app
+
+        def initialize_logging(self) -> None:
+            super().initialize_logging()
+            for handler in logging.getLogger().handlers:
+                handler.addFilter(ConsoleLogFilter(p.token))
 
         async def on_startup(self, app: web.Application) -> None:
             pass  # run_serve has said where to go (the stock banner prints the command)

@@ -241,6 +241,34 @@ def test_get_ws_without_an_upgrade_is_a_400_not_a_traceback(served: Served):
     assert "Traceback" not in served.output()
 
 
+def test_the_console_log_shows_neither_the_token_nor_a_client_s_escapes(served: Served):
+    port = port_of(served)
+    with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE_S) as sock:
+        sock.sendall(
+            (
+                f"GET /?token={served.token} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                "User-Agent: \x1b]0;pwned\x07\x1b[2J\r\nConnection: close\r\n\r\n"
+            ).encode()
+        )
+        while sock.recv(65536):
+            pass
+    # a C1 CSI (U+009B) in UTF-8 is a valid header byte sequence: it reaches the access log
+    with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE_S) as sock:
+        sock.sendall(
+            f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n".encode()
+            + "User-Agent: \u009b2J\u009d0;pwned\u009c\r\n\r\n".encode()
+        )
+        while sock.recv(65536):
+            pass
+    http_get(f"{served.base}/ws/{served.token}")
+    time.sleep(0.5)
+    _, log = served.output().split("the token is made at each launch", 1)
+    assert "GET" in log  # requests are logged ...
+    assert served.token not in log  # ... without the token
+    for control in ("\x1b", "\x07", "\x9b", "\x9d"):  # ... nor the client's escapes
+        assert control not in log, repr(control)
+
+
 def test_huge_sizes_are_clamped_and_malformed_messages_dropped(served: Served, etcd: Any):
     async def attack() -> None:
         ws = await handshake(served, query="width=20000&height=20000")
