@@ -188,3 +188,65 @@ def test_without_chromium_the_browser_tests_skip_but_fail_under_ci(
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(outcome, match="chromium is not installed"):
         require_browser(fallback=str(tmp_path / "no-chromium"))
+
+
+def test_the_gate_serves_the_public_origin_and_the_bound_loopback_names_only():
+    from etcd_registry_tui.serve_guard import Gate
+
+    gate = Gate.for_serving("t0ken", "https://dash.example.org/etcd", "127.0.0.1", 8000)
+    for host in ("dash.example.org", "DASH.example.org:443", "127.0.0.1:8000", "localhost:8000"):
+        assert gate.host_ok(host), host
+    for host in (
+        None, "", "evil.example", "dash.example.org:8443", "127.0.0.1:8001", "127.0.0.1",
+        "u@127.0.0.1:8000", "127.0.0.1:8000/x", "127.0.0.1:notaport", "dash.example.org.evil",
+    ):  # fmt: skip
+        assert not gate.host_ok(host), host
+    for origin in (
+        "https://dash.example.org", "https://dash.example.org:443",
+        "http://127.0.0.1:8000", "http://localhost:8000", "http://[::1]:8000",
+    ):  # fmt: skip
+        assert gate.origin_ok(origin), origin
+    for origin in (
+        None, "", "null", "http://dash.example.org", "https://evil.example",
+        "https://dash.example.org/etcd", "file://", "http://127.0.0.1:8001", "ws://127.0.0.1:8000",
+    ):  # fmt: skip
+        assert not gate.origin_ok(origin), origin
+    assert gate.token_ok("t0ken") and not gate.token_ok("t0ke") and not gate.token_ok(None)
+    wide = Gate.for_serving("t", "http://dash.example.org:8000", "10.0.0.5", 8000)
+    assert wide.host_ok("10.0.0.5:8000") and not wide.host_ok("localhost:8000")
+    v6 = Gate.for_serving("t", "http://[::1]:8000", "::1", 8000)
+    assert v6.host_ok("[::1]:8000") and v6.origin_ok("http://[::1]:8000")
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "size"),
+    [
+        ("80", "24", (80, 24)),
+        ("20000", "20000", (500, 200)),
+        ("-5", "-5", (20, 5)),
+        (120, 40, (120, 40)),
+        ("x", "24", None),
+        ("80", "", None),
+        ("1e9", "24", None),
+        ("9" * 40, "24", None),
+        (True, 24, None),
+        (80.0, 24, None),
+        (None, 24, None),
+    ],
+)
+def test_sizes_are_parsed_and_clamped(width: object, height: object, size: object):
+    from etcd_registry_tui.serve_guard import parse_size
+
+    assert parse_size(width, height) == size
+
+
+def test_tab_limits_count_per_client_and_in_all_and_give_places_back():
+    from etcd_registry_tui.serve_guard import TabLimits
+
+    limits = TabLimits(max_tabs=3, per_client=2)
+    assert limits.take("a") is None and limits.take("a") is None
+    assert "--max-tabs-per-client" in (limits.take("a") or "")
+    assert limits.take("b") is None
+    assert "--max-tabs" in (limits.take("c") or "")
+    limits.give_back("a")
+    assert limits.take("c") is None and limits.open == 3
