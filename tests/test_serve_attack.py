@@ -363,7 +363,7 @@ def test_an_abrupt_tcp_abort_mid_output_ends_the_tab(served: Served, etcd: Any):
         for i in range(20):
             columns, rows = (MAX_COLUMNS, MAX_ROWS) if i % 2 else (MAX_COLUMNS - 1, MAX_ROWS - 1)
             sock.sendall(_masked_text(json.dumps(["resize", {"width": columns, "height": rows}])))
-    time.sleep(3)
+    time.sleep(1.5)
     for sock in socks:
         # RST, not FIN: the server's next send fails with ConnectionResetError
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
