@@ -8,10 +8,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import signal
+import stat
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +23,63 @@ from textual.app import App
 
 from .app_host import AppHost
 
+#: This process's crash log, made on first use.
+_crash_log: Path | None = None
+
+
+def _private_dir(path: Path) -> bool:
+    """``path`` is (now) a real directory of ours that only we can enter."""
+    with contextlib.suppress(OSError):
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        info = path.lstat()
+    except OSError:
+        return False
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        return False  # a symlink or another user's directory: not ours to write into
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        try:
+            path.chmod(0o700)
+        except OSError:
+            return False
+    return True
+
+
+def _crash_log_dirs() -> list[Path]:
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "state"
+    )
+    return [
+        Path(state) / "etcd-registry-tui",
+        Path(tempfile.gettempdir()) / f"etcd-registry-tui-{os.getuid()}",
+    ]
+
 
 def crash_log_path() -> Path:
-    """Where tracebacks of internal errors go (the terminal gets one line)."""
-    return Path(tempfile.gettempdir()) / f"etcd-registry-tui-crash-{os.getpid()}.log"
+    """Where tracebacks of internal errors go (the terminal gets one line).
+
+    Made on first use, ``O_EXCL`` and 0600 under a random name, in a per-user 0700 directory
+    ($XDG_STATE_HOME/etcd-registry-tui, else a private etcd-registry-tui-UID in the temp
+    directory): never a predictable world-readable file in /tmp. If neither directory is
+    safe, the path returned is not created and writing to it fails (callers suppress that).
+    """
+    global _crash_log
+    if _crash_log is not None:
+        return _crash_log
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    directories = _crash_log_dirs()
+    for directory in directories:
+        if not _private_dir(directory):
+            continue
+        path = directory / f"crash-{stamp}-{os.getpid()}-{secrets.token_hex(6)}.log"
+        try:
+            os.close(os.open(path, flags, 0o600))
+        except OSError:
+            continue
+        _crash_log = path
+        return path
+    return directories[0] / f"crash-{stamp}-{os.getpid()}-unwritable.log"
 
 
 class TerminalMixin(AppHost):

@@ -97,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--read-only", action="store_true", help="turn every writing action off (monitoring)"
     )
+    parser.add_argument(
+        "--no-profile-switch",
+        action="store_true",
+        help="offer no switch to another profile (as the tabs of `serve` run)",
+    )
     _add_connection_options(parser, suppress=False)
     parser.add_argument(
         "--max-memory",
@@ -253,6 +258,9 @@ def _run_dashboard(
 ) -> int:
     from .app import SwitchProfile, run_app
 
+    #: The command line's --read-only holds across switches; a profile may only add it.
+    read_only_given = bool(args.read_only)
+    switchable = not getattr(args, "no_profile_switch", False)
     while True:
         try:
             return run_app(
@@ -260,17 +268,19 @@ def _run_dashboard(
                 read_only=resolved.value("read_only"),
                 elections_prefixes=args.elections_prefix or (),
                 profile=resolved.profile_name,
-                profiles=resolved.file.names(),
+                profiles=resolved.file.names() if switchable else (),
                 probes=probe_options(args, resolved),
                 history_revisions=args.history,
                 alarms=cli_history.alarms_from_args(args),
             )
         except SwitchProfile as switch:
+            if not switchable:
+                return 0
             args.profile = switch.name
             for option in _PROFILE_SWITCH_CLEARS:
                 setattr(args, option, None)
             args.elections_prefix = None
-            args.read_only = False
+            args.read_only = read_only_given
             args.probe = False
             config, resolved = resolve_config(args)
             args.elections_prefix = list(resolved.value("elections_prefixes")) or None

@@ -1,9 +1,11 @@
 """``serve``: the dashboard in a browser, through textual-serve.
 
 Every browser tab gets its own dashboard process (``python -m etcd_registry_tui ...``), ended
-when the tab closes. Safe by default: it binds 127.0.0.1 and the served dashboard runs with
-``--read-only`` unless ``--allow-writes`` is given. The password never goes on a command line:
-the served processes take it from ``ETCDCTL_PASSWORD`` in their environment.
+when the tab closes (see :mod:`.serve_tab`). Safe by default: it binds 127.0.0.1, the served
+dashboard runs with ``--read-only`` unless ``--allow-writes`` is given, and nothing is served
+without the random token of the start-up URL, to the served Host and Origin only (see
+:mod:`.serve_guard`). The password never goes on a command line: the served processes take it
+from ``ETCDCTL_PASSWORD`` in their environment.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ipaddress
+import logging
 import os
 import re
 import shlex
@@ -27,6 +30,10 @@ from .registry.sanitize import safe_line
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
+DEFAULT_MAX_TABS = 8
+DEFAULT_MAX_TABS_PER_CLIENT = 3
+#: Largest websocket message from a browser (keys, pastes, resizes); larger closes the tab.
+MAX_MESSAGE_BYTES = 64 * 1024
 
 AddOptions = Callable[[argparse.ArgumentParser, bool], None]
 
@@ -36,14 +43,34 @@ def add_parser(sub: Any, add_connection_options: AddOptions) -> None:
         "serve",
         help="serve the dashboard in a browser (read-only, on 127.0.0.1, unless told otherwise)",
         description="Serve the dashboard to web browsers: each tab runs its own dashboard, "
-        "ended when the tab closes. There is no login: whoever reaches the address sees it.",
+        "ended when the tab closes. Open the URL it prints at start: it carries a random token "
+        "made at each launch, without which nothing is served (as Jupyter does). Only that "
+        "Host and Origin are served; every answer carries Content-Security-Policy: "
+        "frame-ancestors 'none', X-Frame-Options: DENY and X-Content-Type-Options: nosniff.",
     )
     p.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default 8000)")
     p.add_argument(
         "--public-url",
         metavar="URL",
-        help="the URL browsers use, when behind a proxy (e.g. https://example.org/etcd)",
+        help="the URL browsers use, when behind a proxy (e.g. https://example.org/etcd);"
+        " needed when --host is a wildcard such as 0.0.0.0",
+    )
+    p.add_argument(
+        "--max-tabs",
+        type=int,
+        default=DEFAULT_MAX_TABS,
+        metavar="N",
+        help=f"most tabs (dashboard processes) at once; more are refused with HTTP 503"
+        f" (default {DEFAULT_MAX_TABS})",
+    )
+    p.add_argument(
+        "--max-tabs-per-client",
+        type=int,
+        default=DEFAULT_MAX_TABS_PER_CLIENT,
+        metavar="N",
+        help="most tabs from one client address (behind a proxy: the proxy's);"
+        f" more are refused with HTTP 503 (default {DEFAULT_MAX_TABS_PER_CLIENT})",
     )
     p.add_argument(
         "--allow-writes",
@@ -71,6 +98,14 @@ class ServePlan:
     public_url: str
     title: str
     read_only: bool
+    token: str = ""
+    max_tabs: int = DEFAULT_MAX_TABS
+    max_tabs_per_client: int = DEFAULT_MAX_TABS_PER_CLIENT
+
+    @property
+    def open_url(self) -> str:
+        """The URL to open: the page, with this launch's token."""
+        return f"{self.public_url}/?token={self.token}"
 
 
 def _is_loopback(host: str) -> bool:
@@ -78,6 +113,13 @@ def _is_loopback(host: str) -> bool:
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _is_wildcard(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_unspecified
     except ValueError:
         return False
 
@@ -101,7 +143,9 @@ def served_argv(
     python: str = sys.executable,
 ) -> list[str]:
     """The dashboard command each tab runs: the resolved connection, never the password."""
-    argv = [python, "-m", "etcd_registry_tui"]
+    # A tab never switches profile: that would start another dashboard with the other
+    # profile's credentials (and, before the fix, with writes on).
+    argv = [python, "-m", "etcd_registry_tui", "--no-profile-switch"]
     if read_only:
         argv.append("--read-only")
     argv += ["--endpoints", ",".join(config.endpoints), "--prefix", config.prefix]
@@ -129,11 +173,25 @@ def plan(
     read_only: bool = False,
     elections_prefixes: Iterable[str] = (),
     python: str = sys.executable,
+    token: str | None = None,
+    max_tabs: int = DEFAULT_MAX_TABS,
+    max_tabs_per_client: int = DEFAULT_MAX_TABS_PER_CLIENT,
 ) -> ServePlan:
+    from .serve_guard import new_token
+
     if not 0 < port < 65536:
         raise ConfigError(f"--port {port} is out of range (1-65535)")
     if not host.strip():
         raise ConfigError("--host is empty", "give an address to bind, e.g. 127.0.0.1")
+    if _is_wildcard(host) and public_url is None:
+        raise ConfigError(
+            f"--host {host} binds every address but names none browsers can use",
+            "give --public-url, e.g. --public-url http://dash.example.org:8000",
+        )
+    if max_tabs < 1:
+        raise ConfigError(f"--max-tabs {max_tabs} must be at least 1")
+    if max_tabs_per_client < 1:
+        raise ConfigError(f"--max-tabs-per-client {max_tabs_per_client} must be at least 1")
     writes = allow_writes and not read_only
     argv = served_argv(config, not writes, elections_prefixes, python)
     # ``exec``: the tab's process is the dashboard itself, not a shell waiting for it.
@@ -147,7 +205,11 @@ def plan(
         url = f"http://{format_host_port(host, port)}"
     mode = "" if writes else " (read-only)"
     title = safe_line(f"etcd-registry-tui · {config.label}{config.prefix}{mode}")
-    return ServePlan(command, env, host, port, url, title, not writes)
+    return ServePlan(
+        command, env, host, port, url, title, not writes,
+        token=token if token is not None else new_token(),
+        max_tabs=max_tabs, max_tabs_per_client=max_tabs_per_client,
+    )  # fmt: skip
 
 
 def _page_template(source: str, title_expr: str = "{{ application.name }}") -> str:
@@ -160,65 +222,212 @@ def _page_template(source: str, title_expr: str = "{{ application.name }}") -> s
     return cleaned.replace("<head>", f"<head>\n    <title>{title_expr}</title>", 1)
 
 
+class ConsoleLogFilter(logging.Filter):
+    """What serve's console shows of a request: one line, without the token, with every
+    character a client chose made visible (a request line or header can carry escapes), and
+    no traceback for a malformed request (aiohttp logs one, with its locals)."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__()
+        self.token = token
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            text = f"{text}: {type(record.exc_info[1]).__name__}: {record.exc_info[1]}"
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        text = " ".join(text.replace(self.token, "<token>").split())
+        record.msg, record.args = safe_line(text, limit=400), ()
+        return True
+
+
 def make_server(p: ServePlan) -> Any:
     import asyncio
-    import signal
+    import json
 
     import aiohttp_jinja2
     import jinja2
-    from aiohttp import WSCloseCode, web
-    from textual_serve.app_service import AppService
+    from aiohttp import WSCloseCode, WSMsgType, web
     from textual_serve.server import Server, log, to_int
 
+    from .serve_guard import DEFAULT_SIZE, SECURITY_HEADERS, Gate, TabLimits, parse_size
+    from .serve_tab import TabService
+
+    gate = Gate.for_serving(p.token, p.public_url, p.host, p.port)
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
+        """Every answer: the Host check first, and the framing/sniffing headers."""
+        try:
+            if not gate.host_ok(request.headers.get("Host")):
+                raise web.HTTPForbidden(text="etcd-registry-tui: this Host is not served here\n")
+            response = await handler(request)
+        except web.HTTPException as refused:
+            refused.headers.update(SECURITY_HEADERS)
+            raise
+        if not response.prepared:
+            response.headers.update(SECURITY_HEADERS)
+        return response
+
+    def refuse(status: type[web.HTTPException], reason: str) -> web.HTTPException:
+        return status(text=f"etcd-registry-tui: {safe_line(reason)}\n")
+
     class DashboardServer(Server):
-        """textual-serve's server, plus a titled page and an end to every tab's process.
+        """textual-serve's server behind the token, Host and Origin checks and the tab
+        limits, with a titled page and an end to every tab's process.
 
         Stock textual-serve waits for open tabs on Ctrl-C / SIGTERM (up to a minute) and can
         leave their dashboards running; here shutting down closes every tab's socket, which
-        quits its dashboard, and whatever is still running at the very end is terminated.
+        quits its dashboard, and whatever is still running at the very end is killed.
         """
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            self.tabs: dict[web.WebSocketResponse, AppService] = {}
+            self.tabs: dict[web.WebSocketResponse, TabService] = {}
+            self.limits = TabLimits(p.max_tabs, p.max_tabs_per_client)
 
         async def _make_app(self) -> web.Application:
-            app = await super()._make_app()
+            app = web.Application(middlewares=[guard])
             aiohttp_jinja2.setup(app, loader=jinja2.DictLoader({"app_index.html": page}))
+            app.add_routes(
+                [
+                    web.get("/", self.handle_index, name="index"),
+                    web.get("/ws", self.handle_websocket_without_token),
+                    web.get("/ws/{token}", self.handle_websocket, name="websocket"),
+                    web.get("/download/{key}", self.handle_download, name="download"),
+                    web.static("/static", self.statics_path, name="static"),
+                ]
+            )
+            app.on_startup.append(self.on_startup)
+            app.on_shutdown.append(self.on_shutdown)
             return app
 
+        def initialize_logging(self) -> None:
+            super().initialize_logging()
+            for handler in logging.getLogger().handlers:
+                handler.addFilter(ConsoleLogFilter(p.token))
+
+        async def on_startup(self, app: web.Application) -> None:
+            pass  # run_serve has said where to go (the stock banner prints the command)
+
+        async def handle_index(self, request: web.Request) -> web.StreamResponse:
+            refusal = gate.refusal(
+                request.headers.get("Host"), request.query.get("token"), None, websocket=False
+            )
+            if refusal is not None:
+                raise refuse(web.HTTPForbidden, refusal)
+            font_size = to_int(request.query.get("fontsize", "16")[:3], 16)
+            scheme, rest = p.public_url.split(":", 1)
+            context = {
+                "font_size": min(max(font_size, 8), 48),
+                "app_websocket_url": f"{'wss' if scheme == 'https' else 'ws'}:{rest}/ws/{p.token}",
+                "config": {"static": {"url": f"{p.public_url}/static/"}},
+                "application": {"name": self.title},
+            }
+            return aiohttp_jinja2.render_template("app_index.html", request, context)
+
+        async def handle_websocket_without_token(self, request: web.Request) -> web.StreamResponse:
+            if not web.WebSocketResponse().can_prepare(request).ok:
+                raise refuse(web.HTTPBadRequest, "/ws is a websocket: open the page instead")
+            raise refuse(web.HTTPForbidden, "a valid token is needed")
+
         async def handle_websocket(self, request: web.Request) -> web.WebSocketResponse:
-            # As textual-serve's, keeping each tab's socket and dashboard in ``tabs``.
-            websocket = web.WebSocketResponse(heartbeat=15)
-            width = to_int(request.query.get("width", "80"), 80)
-            height = to_int(request.query.get("height", "24"), 24)
-            service: AppService | None = None
-
-            async def close() -> None:
-                await websocket.close()
-
+            """A tab: every check passes before its process starts."""
+            websocket = web.WebSocketResponse(heartbeat=15, max_msg_size=MAX_MESSAGE_BYTES)
+            if not websocket.can_prepare(request).ok:
+                raise refuse(web.HTTPBadRequest, "/ws is a websocket: open the page instead")
+            refusal = gate.refusal(
+                request.headers.get("Host"),
+                request.match_info.get("token"),
+                request.headers.get("Origin"),
+                websocket=True,
+            )
+            if refusal is not None:
+                raise refuse(web.HTTPForbidden, refusal)
+            size = parse_size(
+                request.query.get("width", str(DEFAULT_SIZE[0])),
+                request.query.get("height", str(DEFAULT_SIZE[1])),
+            )
+            if size is None:
+                raise refuse(web.HTTPBadRequest, "width and height must be integers")
+            client = request.remote or "?"
+            refusal = self.limits.take(client)
+            if refusal is not None:
+                raise refuse(web.HTTPServiceUnavailable, refusal)
+            service: TabService | None = None
             try:
                 await websocket.prepare(request)
-                service = AppService(
+                service = TabService(
                     self.command,
                     write_bytes=websocket.send_bytes,
                     write_str=websocket.send_str,
-                    close=close,
+                    close=websocket.close,
                     download_manager=self.download_manager,
                     debug=self.debug,
                 )
                 self.tabs[websocket] = service
-                await service.start(width, height)
+                await service.start(*size)
                 await self._process_messages(websocket, service)
             except asyncio.CancelledError:
-                await websocket.close()
+                with contextlib.suppress(Exception):
+                    await websocket.close()
             except Exception as error:
-                log.exception(error)
+                log.warning("tab ended on %s", safe_line(repr(error)))
             finally:
                 if service is not None:
-                    await service.stop()
+                    await service.end()
                 self.tabs.pop(websocket, None)
+                self.limits.give_back(client)
+                with contextlib.suppress(Exception):
+                    await websocket.close()
             return websocket
+
+        async def _process_messages(self, websocket: web.WebSocketResponse, tab: Any) -> None:
+            """The browser's messages until the socket closes or the dashboard ends; anything
+            malformed is dropped."""
+            service: TabService = tab
+            gone = asyncio.ensure_future(service.gone.wait())
+            try:
+                while not websocket.closed:
+                    receive = asyncio.ensure_future(websocket.receive())
+                    await asyncio.wait({receive, gone}, return_when=asyncio.FIRST_COMPLETED)
+                    if not receive.done():
+                        receive.cancel()
+                        with contextlib.suppress(BaseException):
+                            await receive
+                        return
+                    message = receive.result()
+                    if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                        return
+                    if message.type is WSMsgType.ERROR:
+                        return
+                    if message.type is WSMsgType.TEXT:
+                        await self._handle_message(websocket, service, message.data)
+            finally:
+                gone.cancel()
+
+        async def _handle_message(
+            self, websocket: web.WebSocketResponse, service: TabService, text: str
+        ) -> None:
+            try:
+                envelope = json.loads(text)
+            except ValueError:
+                return
+            if not isinstance(envelope, list) or not envelope:
+                return
+            kind, data = envelope[0], envelope[1] if len(envelope) > 1 else None
+            if kind == "stdin" and isinstance(data, str):
+                await service.send_bytes(data.encode("utf-8", "replace"))
+            elif kind == "resize" and isinstance(data, dict):
+                size = parse_size(data.get("width"), data.get("height"))
+                if size is not None:
+                    await service.set_terminal_size(*size)
+            elif kind == "ping" and isinstance(data, str) and len(data) <= 64:
+                await websocket.send_json(["pong", data])
+            elif kind == "blur":
+                await service.blur()
+            elif kind == "focus":
+                await service.focus()
 
         async def on_shutdown(self, app: web.Application) -> None:
             await asyncio.gather(
@@ -228,10 +437,7 @@ def make_server(p: ServePlan) -> Any:
 
         def end_tabs(self) -> None:
             for service in list(self.tabs.values()):
-                process = service._process
-                if process is not None and process.returncode is None:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(process.pid, signal.SIGTERM)
+                service.kill_now()
 
     server = DashboardServer(
         p.command, host=p.host, port=p.port, title=p.title, public_url=p.public_url
@@ -241,16 +447,33 @@ def make_server(p: ServePlan) -> Any:
     return server
 
 
-def notice(p: ServePlan) -> list[str]:
-    lines = [f"etcd-registry-tui: serving {p.title} on {p.public_url}"]
+def password_on_command_line(args: argparse.Namespace) -> bool:
+    """The etcd password was given as ``--user name:password`` or ``--password``."""
+    user = getattr(args, "user", None)
+    return bool(user and ":" in user) or getattr(args, "password", None) is not None
+
+
+def notice(p: ServePlan, password_in_argv: bool = False) -> list[str]:
+    lines = [
+        f"etcd-registry-tui: serving {p.title}",
+        f"  open {p.open_url}",
+        "  (the token is made at each launch; without it nothing is served)",
+        f"  at most {p.max_tabs} tabs, {p.max_tabs_per_client} per client address"
+        " (--max-tabs, --max-tabs-per-client)",
+    ]
     if p.read_only:
         lines.append("  read-only: browsers cannot register, renew or delete (--allow-writes)")
     else:
-        lines.append("  WRITES ALLOWED: every browser that reaches it can change the registry")
+        lines.append("  WRITES ALLOWED: every browser with the URL can change the registry")
     if not _is_loopback(p.host):
         lines.append(
-            f"  bound to {p.host}: anyone who can reach port {p.port} gets the dashboard,"
-            " without a login; put it behind an authenticating proxy"
+            f"  bound to {p.host}: whoever can reach port {p.port} and has the token gets the"
+            " dashboard; over plain http the token travels in clear (use https in front)"
+        )
+    if password_in_argv:
+        lines.append(
+            "  warning: the etcd password is on this command line, which every local user"
+            " can read with ps; set ETCDCTL_PASSWORD or give --user NAME alone to be asked"
         )
     return lines
 
@@ -264,8 +487,10 @@ def run_serve(args: argparse.Namespace, config: ConnectionConfig) -> int:
         allow_writes=args.allow_writes,
         read_only=getattr(args, "read_only", False),
         elections_prefixes=getattr(args, "elections_prefix", None) or (),
+        max_tabs=args.max_tabs,
+        max_tabs_per_client=args.max_tabs_per_client,
     )
-    for line in notice(p):
+    for line in notice(p, password_on_command_line(args)):
         print(line, file=sys.stderr, flush=True)
     # textual-serve hands its own environment to every tab's process.
     os.environ.update(p.env)

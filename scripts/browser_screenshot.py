@@ -61,6 +61,30 @@ async def wait_http(url: str, proc: asyncio.subprocess.Process, timeout: float =
             await asyncio.sleep(0.1)
 
 
+async def token_url(serve: asyncio.subprocess.Process, port: int, timeout: float = 30) -> str:
+    """The page's URL with the token serve prints at start (stderr drained afterwards)."""
+    assert serve.stderr is not None
+    stderr = serve.stderr
+    printed = re.compile(rb"open \S+/\?token=([\w-]+)")
+    async with asyncio.timeout(timeout):
+        while line := await stderr.readline():
+            if found := printed.search(line):
+                token = found.group(1).decode()
+                break
+        else:
+            raise RuntimeError(f"serve exited without printing its URL ({serve.returncode})")
+
+    async def drain() -> None:
+        while await stderr.read(65536):
+            pass
+
+    _DRAIN.add(asyncio.create_task(drain()))
+    return f"http://127.0.0.1:{port}/?token={token}"
+
+
+_DRAIN: set[asyncio.Task[None]] = set()
+
+
 async def photograph(url: str, names: list[str], out: Path, chromium: str) -> Path:
     from playwright.async_api import async_playwright
 
@@ -119,9 +143,9 @@ async def run(out: Path, chromium: str) -> Path:
         serve = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "etcd_registry_tui", "serve", "--port", str(port),
             "--endpoints", etcd.endpoint,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, env=env,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env,
         )  # fmt: skip
-        url = f"http://127.0.0.1:{port}/"
+        url = await token_url(serve, port)
         await wait_http(url, serve)
         return await photograph(url, names, out, chromium)
     finally:

@@ -96,8 +96,12 @@ def require_browser(fallback: str = FALLBACK_CHROMIUM) -> str:
 @dataclass
 class Served:
     proc: subprocess.Popen[bytes]
+    #: the page's URL, with the token serve printed at start
     url: str
     log: Path
+    #: http://127.0.0.1:PORT
+    base: str = ""
+    token: str = ""
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -129,19 +133,26 @@ def serving(endpoint: str, *extra: str, tmp: Path) -> Iterator[Served]:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
-    served = Served(proc, f"http://127.0.0.1:{port}", log)
+    base = f"http://127.0.0.1:{port}"
+    served = Served(proc, base, log, base)
+    printed = re.compile(r"open \S+/\?token=([\w-]+)")
     try:
         deadline = time.monotonic() + DEADLINE_S
         while True:
             if proc.poll() is not None:
                 raise AssertionError(f"serve exited ({proc.returncode}):\n{served.output()}")
-            try:
-                with urllib.request.urlopen(served.url + "/", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"serve did not answer:\n{served.output()}") from None
-                time.sleep(0.1)
+            found = printed.search(served.output())
+            if found is not None:
+                served.token = found.group(1)
+                served.url = f"{base}/?token={served.token}"
+                try:
+                    with urllib.request.urlopen(served.url, timeout=2):
+                        break
+                except OSError:
+                    pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"serve did not answer:\n{served.output()}") from None
+            time.sleep(0.1)
         yield served
     finally:
         if proc.poll() is None:

@@ -262,3 +262,36 @@ def test_a_switch_restarts_the_dashboard_on_the_new_profile(
     assert main(["--endpoints", "cli:2379"]) == 0
     assert calls == [("cli:2379", "a", False), ("b:2379", "b", True)]
     assert os.environ.get(profiles.PROFILE_VARIABLE) is None
+
+
+def _switching_calls(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> list[dict[str, object]]:
+    """Run the CLI with a fake dashboard that switches to profile b once; each run's kwargs."""
+    import etcd_registry_tui.app as app_module
+    from etcd_registry_tui.cli import main
+
+    write_config(
+        'default = "a"\n[profiles.a]\nendpoints = "a:2379"\n[profiles.b]\nendpoints = "b:2379"\n'
+    )
+    calls: list[dict[str, object]] = []
+
+    def fake_run_app(config: ConnectionConfig, **kwargs: object) -> int:
+        calls.append({"label": config.label, **kwargs})
+        if len(calls) == 1 and "b" in kwargs["profiles"]:  # type: ignore[operator]
+            raise SwitchProfile("b")
+        return 0
+
+    monkeypatch.setattr(app_module, "run_app", fake_run_app)
+    assert main(argv) == 0
+    return calls
+
+
+def test_the_command_line_read_only_holds_across_a_profile_switch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls = _switching_calls(monkeypatch, ["--read-only"])
+    assert [(c["label"], c["read_only"]) for c in calls] == [("a:2379", True), ("b:2379", True)]
+
+
+def test_no_profile_switch_offers_no_profiles(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _switching_calls(monkeypatch, ["--no-profile-switch"])
+    assert len(calls) == 1 and tuple(calls[0]["profiles"]) == ()  # type: ignore[arg-type]

@@ -34,7 +34,9 @@ def test_by_default_it_binds_loopback_and_each_tab_runs_read_only():
     p = plan(ConnectionConfig(), python="python3")
     assert (p.host, p.port, p.public_url) == ("127.0.0.1", 8000, "http://127.0.0.1:8000")
     assert p.read_only
-    assert p.command.startswith("exec python3 -m etcd_registry_tui --read-only ")
+    assert p.command.startswith(
+        "exec python3 -m etcd_registry_tui --no-profile-switch --read-only "
+    )
     assert p.title == "etcd-registry-tui · 127.0.0.1:2379/services/ (read-only)"
 
 
@@ -100,21 +102,79 @@ def test_the_served_page_is_titled_self_contained_and_uses_the_public_url(tmp_pa
     public = "https://dash.example.org/etcd"
     # The page alone dials no etcd: a dashboard starts only when a browser opens the socket.
     with serving("127.0.0.1:1", "--public-url", public, tmp=tmp_path) as served:
-        with urllib.request.urlopen(served.url + "/", timeout=10) as response:
+        with urllib.request.urlopen(served.url, timeout=10) as response:
             page = response.read().decode()
         assert "serving etcd-registry-tui · 127.0.0.1:1/services/ (read-only)" in served.output()
     assert "<title>etcd-registry-tui · 127.0.0.1:1/services/ (read-only)</title>" in page
-    assert 'data-session-websocket-url="wss://dash.example.org/etcd/ws"' in page
+    # the page's websocket carries the launch's token (textual.js appends ?width=&height=)
+    assert f'data-session-websocket-url="wss://dash.example.org/etcd/ws/{served.token}"' in page
     assert "https://dash.example.org/etcd/static/js/textual.js" in page
     assert "fonts.googleapis.com" not in page  # nothing is fetched from elsewhere
 
 
-def test_binding_beyond_loopback_warns_that_there_is_no_login():
+def test_binding_beyond_loopback_warns_that_the_token_is_the_only_login():
     from etcd_registry_tui.serve import notice
 
-    lines = notice(plan(ConnectionConfig(), host="0.0.0.0"))
-    assert any("without a login" in line for line in lines)
-    assert not any("without a login" in line for line in notice(plan(ConnectionConfig())))
+    lines = notice(plan(ConnectionConfig(), host="10.1.2.3"))
+    assert any("has the token" in line for line in lines)
+    assert not any("has the token" in line for line in notice(plan(ConnectionConfig())))
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "[::]"])
+def test_a_wildcard_bind_needs_a_public_url(host: str, capsys: pytest.CaptureFixture[str]):
+    assert cli.main(["serve", "--host", host, "--endpoints", "127.0.0.1:1"]) == 1
+    err = capsys.readouterr().err
+    assert "binds every address" in err and "--public-url" in err and "Traceback" not in err
+    assert plan(ConnectionConfig(), host=host, public_url="http://dash.example.org:8000")
+
+
+def test_the_start_up_notice_prints_the_token_url_and_the_limits():
+    from etcd_registry_tui.serve import notice
+
+    p = plan(ConnectionConfig(), port=8123, max_tabs=5, max_tabs_per_client=2)
+    other = plan(ConnectionConfig(), port=8123)
+    assert len(p.token) >= 32 and p.token != other.token  # random at each launch
+    text = "\n".join(notice(p))
+    assert f"open http://127.0.0.1:8123/?token={p.token}" in text
+    assert "at most 5 tabs, 2 per client address" in text
+    assert "ps" not in text
+
+
+@pytest.mark.parametrize(
+    ("argv", "in_argv"),
+    [
+        (["serve", "--user", "viewer:pw"], True),
+        (["--user", "viewer:pw", "serve"], True),
+        (["serve", "--user", "viewer", "--password", "pw"], True),
+        (["serve"], False),
+    ],
+)
+def test_a_password_on_the_command_line_is_pointed_out(argv: list[str], in_argv: bool):
+    from etcd_registry_tui.serve import notice, password_on_command_line
+
+    args = cli.build_parser().parse_args(argv)
+    assert password_on_command_line(args) is in_argv
+    warned = any("ETCDCTL_PASSWORD" in line for line in notice(plan(ConnectionConfig()), in_argv))
+    assert warned is in_argv
+
+
+def test_a_served_tab_never_switches_profile():
+    p = plan(ConnectionConfig(), python="py")
+    assert "--no-profile-switch" in shlex.split(p.command)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["serve", "--max-tabs", "0"], "--max-tabs 0 must be at least 1"),
+        (["serve", "--max-tabs-per-client", "-1"], "--max-tabs-per-client -1 must be at least 1"),
+    ],
+)
+def test_bad_tab_limits_are_refused(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+):
+    assert cli.main([*argv, "--endpoints", "127.0.0.1:1"]) == 1
+    assert message in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -128,3 +188,65 @@ def test_without_chromium_the_browser_tests_skip_but_fail_under_ci(
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(outcome, match="chromium is not installed"):
         require_browser(fallback=str(tmp_path / "no-chromium"))
+
+
+def test_the_gate_serves_the_public_origin_and_the_bound_loopback_names_only():
+    from etcd_registry_tui.serve_guard import Gate
+
+    gate = Gate.for_serving("t0ken", "https://dash.example.org/etcd", "127.0.0.1", 8000)
+    for host in ("dash.example.org", "DASH.example.org:443", "127.0.0.1:8000", "localhost:8000"):
+        assert gate.host_ok(host), host
+    for host in (
+        None, "", "evil.example", "dash.example.org:8443", "127.0.0.1:8001", "127.0.0.1",
+        "u@127.0.0.1:8000", "127.0.0.1:8000/x", "127.0.0.1:notaport", "dash.example.org.evil",
+    ):  # fmt: skip
+        assert not gate.host_ok(host), host
+    for origin in (
+        "https://dash.example.org", "https://dash.example.org:443",
+        "http://127.0.0.1:8000", "http://localhost:8000", "http://[::1]:8000",
+    ):  # fmt: skip
+        assert gate.origin_ok(origin), origin
+    for origin in (
+        None, "", "null", "http://dash.example.org", "https://evil.example",
+        "https://dash.example.org/etcd", "file://", "http://127.0.0.1:8001", "ws://127.0.0.1:8000",
+    ):  # fmt: skip
+        assert not gate.origin_ok(origin), origin
+    assert gate.token_ok("t0ken") and not gate.token_ok("t0ke") and not gate.token_ok(None)
+    wide = Gate.for_serving("t", "http://dash.example.org:8000", "10.0.0.5", 8000)
+    assert wide.host_ok("10.0.0.5:8000") and not wide.host_ok("localhost:8000")
+    v6 = Gate.for_serving("t", "http://[::1]:8000", "::1", 8000)
+    assert v6.host_ok("[::1]:8000") and v6.origin_ok("http://[::1]:8000")
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "size"),
+    [
+        ("80", "24", (80, 24)),
+        ("20000", "20000", (500, 200)),
+        ("-5", "-5", (20, 5)),
+        (120, 40, (120, 40)),
+        ("x", "24", None),
+        ("80", "", None),
+        ("1e9", "24", None),
+        ("9" * 40, "24", None),
+        (True, 24, None),
+        (80.0, 24, None),
+        (None, 24, None),
+    ],
+)
+def test_sizes_are_parsed_and_clamped(width: object, height: object, size: object):
+    from etcd_registry_tui.serve_guard import parse_size
+
+    assert parse_size(width, height) == size
+
+
+def test_tab_limits_count_per_client_and_in_all_and_give_places_back():
+    from etcd_registry_tui.serve_guard import TabLimits
+
+    limits = TabLimits(max_tabs=3, per_client=2)
+    assert limits.take("a") is None and limits.take("a") is None
+    assert "--max-tabs-per-client" in (limits.take("a") or "")
+    assert limits.take("b") is None
+    assert "--max-tabs" in (limits.take("c") or "")
+    limits.give_back("a")
+    assert limits.take("c") is None and limits.open == 3

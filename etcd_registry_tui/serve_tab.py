@@ -1,0 +1,128 @@
+"""One browser tab's dashboard process, which always ends with its tab.
+
+textual-serve's ``AppService`` starts the process; this one starts it in a process group of
+its own, asks Linux to end it if ``serve`` dies (``PR_SET_PDEATHSIG``), and ends it in
+steps: the dashboard's own quit, then SIGTERM, then SIGKILL to the whole group, each with a
+timeout. A browser that went away mid-output (the socket raises ``ConnectionError``) no
+longer keeps its dashboard running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from textual_serve.app_service import AppService
+
+#: How long the dashboard gets to quit by itself, then to answer SIGTERM.
+QUIT_GRACE_S = 5.0
+TERM_GRACE_S = 3.0
+
+
+def _pdeathsig_preexec() -> Callable[[], None] | None:
+    """A preexec_fn asking Linux to SIGTERM the tab's process when ``serve`` goes away.
+
+    ``serve`` itself holds no gRPC channel, so a fork with a preexec_fn is safe here.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:  # in the forked child: keep it tiny
+        prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return preexec
+
+
+class TabService(AppService):
+    """An ``AppService`` whose process is always ended, and which tells its socket when
+    the process is gone."""
+
+    def __init__(self, command: str, **kwargs: Any) -> None:
+        super().__init__(command, **kwargs)
+        self.gone = asyncio.Event()
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    async def _open_app_process(self, width: int = 80, height: int = 24) -> Any:
+        environment = self._build_environment(width=width, height=height)
+        self._process = process = await asyncio.create_subprocess_shell(
+            self.command,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=environment,
+            start_new_session=True,  # its own process group, off the terminal's ^C
+            preexec_fn=_pdeathsig_preexec(),
+        )
+        assert process.stdin is not None
+        self._stdin = process.stdin
+        return process
+
+    async def on_data(self, payload: bytes) -> None:
+        # The browser may be gone mid-output: that ends the tab, it does not escape.
+        try:
+            await super().on_data(payload)
+        except (ConnectionError, RuntimeError):
+            self.gone.set()
+
+    async def run(self) -> None:
+        try:
+            await super().run()
+        finally:
+            self.gone.set()  # the process's output ended: the socket has nothing to show
+
+    def _signal_group(self, sig: signal.Signals) -> None:
+        process = self._process
+        if process is None or process.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, sig)
+
+    def kill_now(self) -> None:
+        """SIGKILL the tab's process group (serve is exiting)."""
+        self._signal_group(signal.SIGKILL)
+
+    async def end(self, quit_grace: float = QUIT_GRACE_S, term_grace: float = TERM_GRACE_S) -> None:
+        """End the process: quit, then SIGTERM, then SIGKILL its group; never raises."""
+        process = self._process
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(
+                self._download_manager.cancel_app_downloads(app_service_id=self.app_service_id),
+                1.0,
+            )
+        if process is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.send_meta({"type": "quit"}), 1.0)
+            for sig, grace in ((None, quit_grace), (signal.SIGTERM, term_grace)):
+                if sig is not None:
+                    self._signal_group(sig)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(process.wait(), grace)
+                    break
+            else:
+                self._signal_group(signal.SIGKILL)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(process.wait(), 5.0)
+            # whatever else its group started goes with it
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+        task, self._task = self._task, None
+        if task is not None:
+            with contextlib.suppress(asyncio.TimeoutError, Exception):
+                await asyncio.wait_for(task, 2.0)
