@@ -317,6 +317,8 @@ def cluster_etcdctl(
 def _no_user_profiles(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """No test reads the profiles file of whoever runs the tests (child processes neither)."""
+    """No test reads the profiles file of whoever runs the tests, nor writes crash logs into
+    their state directory (child processes neither)."""
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("xdg-config")))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("xdg-state")))
     monkeypatch.delenv("ETCD_REGISTRY_TUI_PROFILE", raising=False)
