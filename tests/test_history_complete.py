@@ -1,0 +1,135 @@
+"""History completeness and bounds, against real etcd (etcdctl is the witness).
+
+etcd replays a long history to a watch in steps of 1,000 revisions, 100 ms apart, and etcd
+before 3.4.25 answers a progress request at once, ahead of the replay (etcd #15220): a
+read that stops when the stream goes quiet misses the rest. A reader that stops
+reading for a second makes the pause (a frozen proxy does not: the bytes etcd sent wait in
+order behind it, progress answers included).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from helpers import connection
+
+from etcd_registry_tui.registry.history import History
+from etcd_registry_tui.registry.history_read import read_past
+from etcd_registry_tui.registry.history_view import PastView
+from etcd_registry_tui.registry.model import RegistryState
+
+PREFIX = "/services/"
+KEYS = 100
+
+
+def etcdctl_at(etcdctl: Any, revision: int) -> dict[bytes, bytes]:
+    data = etcdctl.run_json("get", "--prefix", f"--rev={revision}", "--", PREFIX)
+    return {
+        base64.b64decode(kv["key"]): base64.b64decode(kv.get("value", ""))
+        for kv in data.get("kvs") or []
+    }
+
+
+async def _write_long_history(endpoint: str, revisions: int) -> int:
+    """``revisions`` revisions under the prefix: puts and some deletes over ``KEYS`` keys."""
+    async with connection(endpoint) as conn:
+        for base in range(0, revisions, 200):
+
+            async def one(n: int) -> None:
+                key = f"{PREFIX}Orders/o{n % KEYS}".encode()
+                if n % 7 == 3:
+                    await conn.delete(key)
+                else:
+                    await conn.put(key, f'{{"Id": "o{n % KEYS}", "n": {n}}}'.encode())
+
+            # Sequential inside each key's slot would be slow: 200 at a time, in any order.
+            await asyncio.gather(*(one(n) for n in range(base, min(base + 200, revisions))))
+        _, end = await conn.get_prefix(PREFIX.encode(), page_size=1, keys_only=True)
+    return int(end)
+
+
+@pytest.fixture(scope="module")
+def long_etcd() -> Iterator[tuple[Any, Any, int]]:
+    from conftest import Etcdctl, require_etcd
+
+    from etcd_registry_tui.demo.embedded import EmbeddedEtcd
+
+    require_etcd()
+    server = EmbeddedEtcd(fast_election=True)
+    server.start()
+    try:
+        end = asyncio.run(_write_long_history(server.endpoint, 6_000))
+        yield server, Etcdctl(server.endpoint), end
+    finally:
+        server.stop()
+
+
+async def _read_slowly(endpoint: str, end: int, pause: float) -> Any:
+    """``read_past`` through a slow consumer: it stops reading for ``pause`` seconds after
+    the first response with events (the dashboard's loop busy drawing, say). etcd is real;
+    only the reader dawdles."""
+    async with connection(endpoint) as conn:
+        watch = conn.watch
+
+        async def dawdling(*args: Any, **kwargs: Any) -> Any:
+            paused = False
+            async for response in watch(*args, **kwargs):
+                yield response
+                if response.events and not paused:
+                    paused = True
+                    await asyncio.sleep(pause)
+
+        conn.watch = dawdling  # type: ignore[method-assign]
+        return await read_past(conn, PREFIX, end, revisions=10_000)
+
+
+async def test_a_pause_mid_replay_does_not_end_the_read(long_etcd: Any) -> None:
+    server, etcdctl, end = long_etcd
+    past = await _read_slowly(server.endpoint, end, pause=1.0)
+    revisions = sorted({e.revision for e in past.events})
+    # Every revision after the first one (the fixture's own writes are all under the prefix)
+    assert revisions[-1] == end, f"read stopped at {revisions[-1]} of {end}"
+    assert revisions == list(range(revisions[0], end + 1))
+    assert past.complete
+    history = History(max_entries=20_000)
+    history.load_past(past.events, past.start, past.compacted, past.start - 1)
+    live = RegistryState(PREFIX)
+    async with connection(server.endpoint) as conn:
+        kvs, rev = await conn.get_prefix(PREFIX.encode())
+    live.load(kvs, rev)
+    view = PastView(live, history)
+    for target in (end - 4_000, 3_000, end - 1_000, end - 1):
+        view.go(target)
+        shown = {i.raw_key: i.value for i in view.state.instances.values()}
+        assert shown == etcdctl_at(etcdctl, target), f"rev {target} differs from etcdctl"
+
+
+async def test_a_read_etcd_cannot_confirm_is_marked_incomplete(etcd: Any, etcdctl: Any) -> None:
+    """etcd 3.4.23 sends nothing that proves a watch has replayed an empty range (its
+    progress answers come at once, replay or not): such a read is not called complete."""
+    from etcd_registry_tui.registry.history_read import progress_is_ordered
+
+    etcdctl.put(f"{PREFIX}Orders/a", '{"Id": "a"}')
+    for n in range(5):
+        etcdctl.put(f"/elsewhere/{n}", "x")  # revisions with no event under the prefix
+    _, end = etcdctl.get_prefix(PREFIX)
+    async with connection(etcd.endpoint) as conn:
+        version = str((await conn.status()).version)
+        quiet = await read_past(conn, PREFIX, int(end), since=int(end) - 3)
+        whole = await read_past(conn, PREFIX, int(end))
+    assert quiet.events == []
+    assert quiet.complete is progress_is_ordered(version)
+    assert [e.key_text for e in whole.events] == [f"{PREFIX}Orders/a"] and whole.complete
+
+
+def test_which_etcd_versions_answer_progress_in_order() -> None:
+    from etcd_registry_tui.registry.history_read import progress_is_ordered
+
+    assert not progress_is_ordered("3.4.23")
+    assert progress_is_ordered("3.4.25") and progress_is_ordered("3.5.8")
+    assert not progress_is_ordered("3.5.7") and progress_is_ordered("3.6.0")
+    assert not progress_is_ordered("nonsense")
