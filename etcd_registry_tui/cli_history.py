@@ -95,11 +95,15 @@ async def past_of(conn: EtcdConnection, config: ConnectionConfig, end: int, revi
     )
 
 
-def print_event(event: HistoryEvent, as_json: bool, service: str | None) -> None:
+def print_event(
+    event: HistoryEvent, as_json: bool, service: str | None, complete: bool = True
+) -> None:
+    """One line of ``history``. ``complete``: the history the event belongs to was
+    confirmed whole by etcd (a JSON field; text output says it once, on stderr)."""
     if service is not None and event.service != service:
         return
     if as_json:
-        print(json.dumps(event.to_json(), ensure_ascii=True), flush=True)
+        print(json.dumps({**event.to_json(), "complete": complete}, ensure_ascii=True), flush=True)
         return
     line = f"{event.revision:>10}  {event.label:<13}{safe_line(event.key_text)}"
     if event.detail:
@@ -123,8 +127,14 @@ async def cmd_history(config: ConnectionConfig, args: argparse.Namespace) -> int
             f"history: revisions before {past.start} are compacted; starting there",
             file=sys.stderr,
         )
+    if not past.complete:
+        print(
+            f"history: incomplete: etcd did not confirm that every event from revision"
+            f" {past.start} to {past.end} was read",
+            file=sys.stderr,
+        )
     for event in past.events:
-        print_event(event, args.json, args.service)
+        print_event(event, args.json, args.service, past.complete)
     if not args.follow:
         return 0
     return await _follow(config, args)

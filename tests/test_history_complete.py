@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -133,3 +134,45 @@ def test_which_etcd_versions_answer_progress_in_order() -> None:
     assert progress_is_ordered("3.4.25") and progress_is_ordered("3.5.8")
     assert not progress_is_ordered("3.5.7") and progress_is_ordered("3.6.0")
     assert not progress_is_ordered("nonsense")
+
+
+async def _puts(endpoint: str, count: int, prefix: str = PREFIX) -> None:
+    async with connection(endpoint) as conn:
+        for n in range(count):
+            await conn.put(f"{prefix}Orders/o{n % 10}".encode(), b'{"Id": "o"}')
+
+
+def test_history_json_and_status_say_incomplete_when_etcd_cannot_confirm(
+    etcd: Any, etcdctl: Any
+) -> None:
+    """A replay of exactly 1,000 revisions is one full batch: on etcd 3.4.23 nothing tells
+    whether more follow. ``history --json`` says so in every line, and on stderr."""
+    from test_cli import run_cli
+
+    from etcd_registry_tui.registry.history_read import progress_is_ordered
+
+    asyncio.run(_puts(etcd.endpoint, 1_000))
+    version = etcdctl.run("version").split()[2]  # "etcdctl version: 3.4.23 ..."
+    ordered = progress_is_ordered(version)
+    _, end = etcdctl.get_prefix(PREFIX)
+    etcdctl.put("/elsewhere/x", "1")
+    result = run_cli("history", "--json", "--since-rev", str(int(end) - 999), "--endpoints",
+                     etcd.endpoint)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["revision"] for line in lines] == list(range(int(end) - 999, int(end) + 1))
+    if not ordered:
+        assert {line["complete"] for line in lines} == {False}
+        assert "incomplete" in result.stderr
+    whole = run_cli("history", "--json", "--since-rev", str(int(end) - 10), "--endpoints",
+                    etcd.endpoint)  # fmt: skip
+    assert {json.loads(line)["complete"] for line in whole.stdout.splitlines()} == {True}
+    assert "incomplete" not in whole.stderr
+
+
+def test_the_status_line_says_incomplete() -> None:
+    history = History()
+    history.load_past([], 10, 0, 9, complete=False)
+    assert history.describe_reach() == "history from rev 10 (incomplete)"
+    history.load_past([], 10, 0, 9, complete=True)
+    assert history.describe_reach() == "history from rev 10"

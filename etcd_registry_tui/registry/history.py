@@ -181,6 +181,9 @@ class History:
         self.start = 0
         self.compacted = 0
         self.loaded = False
+        #: etcd confirmed the history read back holds every event from ``start`` on
+        #: (False until read, or when the read could not be confirmed).
+        self.complete = False
 
     def __len__(self) -> int:
         return len(self.events)
@@ -196,10 +199,16 @@ class History:
             held.append(event)
 
     def load_past(
-        self, events: list[HistoryEvent], start: int, compacted: int, floor: int
+        self,
+        events: list[HistoryEvent],
+        start: int,
+        compacted: int,
+        floor: int,
+        complete: bool = True,
     ) -> list[HistoryEvent]:
         """Put ``events`` (read back, oldest first, all older than any held) before what is
-        held; returns those kept (the newest ``max_entries`` of all)."""
+        held; returns those kept (the newest ``max_entries`` of all). ``complete``: etcd
+        confirmed nothing from ``start`` on is missing."""
         combined = events + list(self.events)
         dropped = len(combined) - self.max_entries
         if dropped > 0:
@@ -208,6 +217,7 @@ class History:
         self.events = deque(combined, maxlen=self.max_entries)
         self.floor = max(self.floor, floor)
         self.start, self.compacted, self.loaded = start, compacted, True
+        self.complete = complete
         return events[max(0, dropped) :]
 
     def restart_at(self, revision: int) -> None:
@@ -226,5 +236,7 @@ class History:
         if not self.loaded:
             return ""
         if self.compacted and self.start <= self.compacted:
-            return f"compacted at rev {self.compacted:,}"
-        return f"history from rev {max(self.start, 1):,}"
+            text = f"compacted at rev {self.compacted:,}"
+        else:
+            text = f"history from rev {max(self.start, 1):,}"
+        return text if self.complete else f"{text} (incomplete)"

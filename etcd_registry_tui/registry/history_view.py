@@ -21,6 +21,8 @@ class PastView:
         self.live_revision = live.revision
         self.events: list[HistoryEvent] = [e for e in history if e.revision <= live.revision]
         self.floor = max(history.floor, 0)
+        #: etcd confirmed the history read back is whole (see :attr:`History.complete`).
+        self.complete = history.complete or not history.loaded
         self.revision = live.revision
         self._applied = len(self.events)  # events[:_applied] are in the state
         self._revisions: list[int] | None = None

@@ -327,7 +327,9 @@ class RegistrySession:
                 self.history.load_past([], end + 1, 0, end)
                 self.on_history([LogEntry(LogKind.INFO, "", f"history not read: {exc}")])
                 return
-            kept = self.history.load_past(past.events, past.start, past.compacted, past.start - 1)
+            kept = self.history.load_past(
+                past.events, past.start, past.compacted, past.start - 1, past.complete
+            )
             self.on_history([log_entry(e, historic=True) for e in kept])
 
         self.supervisor.start("history reader", read)

@@ -98,6 +98,10 @@ class HistoryScreen(Screen[None]):
             text.append("\n")
         reach = max(self.view.oldest, 0)
         text.append(f"\nhistory held: rev {reach:,} to {self.view.live_revision:,}", "dim")
+        if not self.view.complete:
+            text.append(
+                "\nincomplete: etcd did not confirm that every past event was read", "bold yellow"
+            )
         self.query_one("#history-changes", Static).update(text)
         # What changed at this revision is marked in the tree too (what was removed at it
         # is no longer there: the side lists it).
