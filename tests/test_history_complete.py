@@ -176,3 +176,36 @@ def test_the_status_line_says_incomplete() -> None:
     assert history.describe_reach() == "history from rev 10 (incomplete)"
     history.load_past([], 10, 0, 9, complete=True)
     assert history.describe_reach() == "history from rev 10"
+
+
+async def test_history_is_read_once_for_a_snapshot_of_several_pages(etcd: Any) -> None:
+    """The first snapshot comes in pages (1,000 keys, then the rest): the history reader
+    starts once, so each past event is held once."""
+    from helpers import eventually
+
+    from etcd_registry_tui.registry.config import ConnectionConfig
+    from etcd_registry_tui.registry.session import RegistrySession
+
+    async with connection(etcd.endpoint) as conn:
+        for base in range(0, 1_500, 250):
+            await asyncio.gather(
+                *(
+                    conn.put(f"{PREFIX}Orders/o{n}".encode(), f'{{"Id": "o{n}"}}'.encode())
+                    for n in range(base, base + 250)
+                )
+            )
+    sess = RegistrySession(ConnectionConfig(endpoints=(etcd.endpoint,)))
+    task = asyncio.create_task(sess.run())
+    try:
+        await sess.watcher.wait_live(15)
+        await eventually(lambda: sess.history.loaded)
+        await asyncio.sleep(0.5)  # a second reader, if any, would have loaded by now
+        revisions = [e.revision for e in sess.history]
+        assert len(revisions) == 1_500
+        assert len(set(revisions)) == len(revisions), "past events held more than once"
+        timeline_keys = [e.key for e in sess.history.of_key(f"{PREFIX}Orders/o7".encode())]
+        assert len(timeline_keys) == 1
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await sess.shutdown()

@@ -175,6 +175,7 @@ class RegistrySession:
         #: Set by a UI once the first snapshot is on screen: history is read only then, so
         #: it never delays the first frame (None: read at once).
         self.history_gate: asyncio.Event | None = None
+        self._history_started = False
 
     # -- running -------------------------------------------------------------
     @property
@@ -223,7 +224,9 @@ class RegistrySession:
         if batch.snapshot and self.watcher.snapshots_loaded <= 1:
             self._follow_leases(batch)
             self.on_batch(batch, [])
-            self._start_history(batch.revision)
+            if not self._history_started:  # once, not once per page of the snapshot
+                self._history_started = True
+                self._start_history(batch.revision)
             return
         if batch.snapshot:
             self.history.restart_at(batch.revision)
