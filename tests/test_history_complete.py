@@ -209,3 +209,104 @@ async def test_history_is_read_once_for_a_snapshot_of_several_pages(etcd: Any) -
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await sess.shutdown()
+
+
+def _lines_until(stream: Any, done: Any, timeout: float) -> list[str]:
+    """Lines of ``stream`` (read on a thread) until ``done(line)`` or ``timeout``."""
+    import queue
+    import threading
+
+    got: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [got.put(line) for line in stream], daemon=True).start()
+    lines: list[str] = []
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            line = got.get(timeout=0.2)
+        except queue.Empty:
+            continue
+        lines.append(line)
+        if done(line):
+            break
+    return lines
+
+
+def test_history_follow_prints_every_revision_under_steady_writes(etcd: Any, etcdctl: Any) -> None:
+    """``history --follow`` while a writer puts and deletes without pause, compared
+    revision by revision with an independent ``etcdctl watch --rev N --prefix``."""
+    import os
+    import subprocess
+    import threading
+
+    from conftest import require_etcdctl
+    from test_cli import CLI
+
+    etcdctl.put(f"{PREFIX}Orders/first", '{"Id": "first"}')
+    _, first = etcdctl.get_prefix(PREFIX)
+    stop = threading.Event()
+
+    async def write() -> None:
+        async with connection(etcd.endpoint) as conn:
+            n = 0
+            while not stop.is_set():
+                key = f"{PREFIX}Orders/w{n % 20}".encode()
+                if n % 5 == 4:
+                    await conn.delete(key)
+                else:
+                    await conn.put(key, f'{{"Id": "w{n}"}}'.encode())
+                n += 1
+                await asyncio.sleep(0.002)
+
+    writer = threading.Thread(target=lambda: asyncio.run(write()), daemon=True)
+    writer.start()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETCDCTL_")}
+    follow = subprocess.Popen(
+        [*CLI, "history", "--endpoints", etcd.endpoint, "--json", "--follow", "--since-rev",
+         str(int(first))],
+        stdout=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        import time
+
+        time.sleep(2.0)  # the past is printed and following has begun, under load
+        stop.set()
+        writer.join(10)
+        etcdctl.put(f"{PREFIX}Orders/last", '{"Id": "last"}')
+        _, last = etcdctl.get_prefix(PREFIX)
+        assert follow.stdout is not None
+        printed = [
+            json.loads(line)
+            for line in _lines_until(
+                follow.stdout, lambda line: json.loads(line)["revision"] >= int(last), 20
+            )
+        ]
+    finally:
+        follow.terminate()
+        follow.wait(10)
+    witness = subprocess.Popen(
+        [require_etcdctl(), "--endpoints", etcd.endpoint, "watch", "--prefix",
+         f"--rev={int(first)}", "-w", "json", PREFIX],
+        stdout=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        assert witness.stdout is not None
+        seen: list[tuple[int, str, str]] = []
+
+        def caught_up(line: str) -> bool:
+            for ev in json.loads(line).get("Events") or []:
+                kv = ev["kv"]
+                kind = "DELETE" if ev.get("type") == 1 else "PUT"
+                seen.append((int(kv["mod_revision"]), kind, base64.b64decode(kv["key"]).decode()))
+            return bool(seen) and seen[-1][0] >= int(last)
+
+        _lines_until(witness.stdout, caught_up, 20)
+    finally:
+        witness.terminate()
+        witness.wait(10)
+    got = [(e["revision"], "DELETE" if e["kind"] == "DELETE" else "PUT", e["key"]) for e in printed]
+    assert len(seen) > 200, "the writer hardly wrote"
+    missing = sorted(set(seen) - set(got))
+    assert not missing, f"{len(missing)} events never printed, first {missing[:3]}"
+    assert got == seen  # in order, once each
