@@ -88,7 +88,7 @@ class HistoryMixin(AppHost):
 
         for screen in self.screen_stack:
             if isinstance(screen, HistoryScreen):
-                screen.set_live(self.session.state.revision)
+                screen.set_live(self.session.state.revision, self.session.history)
             elif isinstance(screen, InspectScreen) and screen.is_mounted:
                 history = self.session.history
                 mark = (len(history), id(history.events[-1]) if len(history) else 0)

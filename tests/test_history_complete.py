@@ -310,3 +310,38 @@ def test_history_follow_prints_every_revision_under_steady_writes(etcd: Any, etc
     missing = sorted(set(seen) - set(got))
     assert not missing, f"{len(missing)} events never printed, first {missing[:3]}"
     assert got == seen  # in order, once each
+
+
+async def test_history_view_reaches_what_happened_after_it_opened(etcd: Any, etcdctl: Any) -> None:
+    """After ``h``, a put; then End goes to the live revision, → reaches it, and ``g`` past
+    the live revision says so and shows the live one."""
+    from test_app_actions import dashboard, put_instance, text_of, until
+
+    from etcd_registry_tui.screens.history import HistoryScreen
+
+    put_instance(etcdctl, "Orders", "o-1")
+    async with dashboard(etcd, rows=2) as (app, pilot):
+        await until(pilot, lambda: app.session.history.loaded)
+        await pilot.press("h")
+        await until(pilot, lambda: isinstance(app.screen, HistoryScreen))
+        screen = app.screen
+        assert isinstance(screen, HistoryScreen)
+        opened = screen.view.revision
+        later = put_instance(etcdctl, "Billing", "b-1")
+        _, live = etcdctl.get_prefix(PREFIX)
+        await until(pilot, lambda: screen.live == int(live))
+        await pilot.press("end")
+        await pilot.pause()
+        assert screen.view.revision == int(live), screen.banner_text()
+        assert later in screen.view.state.instances
+        assert "PUT" in text_of(screen.query_one("#history-changes"))
+        await pilot.press("left")
+        assert screen.view.revision == opened and later not in screen.view.state.instances
+        await pilot.press("right")
+        assert screen.view.revision == int(live) and later in screen.view.state.instances
+        notes: list[str] = []
+        screen.notify = lambda message, **_: notes.append(str(message))  # type: ignore[method-assign]
+        await pilot.press("g", "9", "9", "9", "enter")
+        await pilot.pause()
+        assert screen.view.revision == int(live)
+        assert any("999" in note and "live" in note for note in notes), notes

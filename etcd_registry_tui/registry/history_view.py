@@ -27,6 +27,22 @@ class PastView:
         self._applied = len(self.events)  # events[:_applied] are in the state
         self._revisions: list[int] | None = None
 
+    def extend(self, history: History, live_revision: int) -> None:
+        """The live registry moved on to ``live_revision``: take in the events held after
+        the view's live revision, so the view can go up to the new one."""
+        if live_revision <= self.live_revision:
+            return
+        new: list[HistoryEvent] = []
+        for event in reversed(history.events):
+            if event.revision <= self.live_revision:
+                break
+            if event.revision <= live_revision:
+                new.append(event)
+        new.reverse()
+        self.events.extend(new)
+        self.live_revision = live_revision
+        self._revisions = None
+
     def revisions(self) -> list[int]:
         """The revisions one can step to: each that changed the registry, oldest first."""
         if self._revisions is None:

@@ -16,7 +16,7 @@ from textual.events import Key
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
-from ..registry.history import EventKind
+from ..registry.history import EventKind, History
 from ..registry.history_view import PastView
 from ..registry.sanitize import safe_line
 from ..widgets.registry_tree import RegistryTree
@@ -114,7 +114,11 @@ class HistoryScreen(Screen[None]):
             if event.kind is not EventKind.DELETE and self.registry_tree.select_key(event.key):
                 break
 
-    def set_live(self, revision: int) -> None:
+    def set_live(self, revision: int, history: History | None = None) -> None:
+        """The live registry is at ``revision`` now; with ``history``, the view can go to
+        it (End, →, ``g``)."""
+        if history is not None:
+            self.view.extend(history, revision)
         if revision != self.live:
             self.live = revision
             self.query_one("#history-banner", Static).update(Text(self.banner_text()))
@@ -170,6 +174,13 @@ class HistoryScreen(Screen[None]):
         if target < self.view.oldest:
             self.notify(
                 f"revision {target:,} is older than the history held (from {self.view.oldest:,})",
+                severity="warning",
+                markup=False,
+            )
+        elif target > self.view.live_revision:
+            self.notify(
+                f"revision {target:,} is after the live revision ({self.view.live_revision:,});"
+                " showing the live one",
                 severity="warning",
                 markup=False,
             )
