@@ -59,10 +59,18 @@ class HistoryMixin(AppHost):
         entries, self._pending_history = self._pending_history, None
         if entries is not None:
             self.query_one(EventLog).add_history(entries)
-            self.query_one(StatusBar).set_history(self.session.history.describe_reach())
         self._sync_history_marks()
 
     def _sync_history_marks(self) -> None:
+        """With each flush and each tick: the status line's history range (it moves as old
+        events are dropped and etcd compacts) and etcd's revision, as far as progress
+        notifications vouch for it (never one whose changes still wait for a flush)."""
+        bar = self.query_one(StatusBar)
+        bar.set_history(self.session.history.describe_reach())
+        vouched = self.session.watcher.resume_revision
+        flush_due = self._dirty_posted or self._flush_timer is not None
+        if vouched > self.session.state.revision and not flush_due:
+            bar.set_etcd_revision(vouched)
         now = time.time()
         flapping = self.flaps.flapping_keys(self.session.state, now)
         if flapping != self.registry_tree.flapping:

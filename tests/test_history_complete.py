@@ -345,3 +345,39 @@ async def test_history_view_reaches_what_happened_after_it_opened(etcd: Any, etc
         await pilot.pause()
         assert screen.view.revision == int(live)
         assert any("999" in note and "live" in note for note in notes), notes
+
+
+async def test_status_line_follows_eviction_compaction_and_etcds_revision(
+    etcd: Any, etcdctl: Any, monkeypatch: Any
+) -> None:
+    """The status line's history range follows what is held (old events dropped) and etcd's
+    compaction; ``rev`` is etcd's revision (progress notifications), not only the last
+    registry change."""
+    from test_app_actions import SIZE, status_text, until
+
+    from etcd_registry_tui.app import RegistryApp
+    from etcd_registry_tui.registry import session as session_module
+    from etcd_registry_tui.registry.config import ConnectionConfig
+
+    monkeypatch.setattr(session_module, "COMPACTION_CHECK_EVERY", 0.2)
+    await _puts(etcd.endpoint, 30)
+    app = RegistryApp(ConnectionConfig(endpoints=(etcd.endpoint,)), history_max=20)
+    app.session.watcher.progress_interval = 0.2
+    async with app.run_test(size=SIZE) as pilot:
+        try:
+            await until(pilot, lambda: app.session.history.loaded)
+            await until(pilot, lambda: "history from rev 11" in status_text(app),
+                        message=lambda: status_text(app))  # fmt: skip
+            await _puts(etcd.endpoint, 10)  # 10 more: the oldest 10 held are dropped
+            await until(pilot, lambda: "history from rev 21" in status_text(app),
+                        message=lambda: status_text(app))  # fmt: skip
+            etcdctl.compact(35)
+            await until(pilot, lambda: "etcd compacted at rev 35" in status_text(app),
+                        message=lambda: status_text(app))  # fmt: skip
+            for n in range(5):
+                etcdctl.put(f"/elsewhere/{n}", "x")
+            _, rev = etcdctl.get_prefix("/elsewhere/")
+            await until(pilot, lambda: f"rev {int(rev)} " in status_text(app),
+                        message=lambda: status_text(app))  # fmt: skip
+        finally:
+            await app.session.shutdown()

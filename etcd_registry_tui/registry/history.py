@@ -231,12 +231,28 @@ class History:
     def of_service(self, service: str) -> list[HistoryEvent]:
         return [e for e in self.events if e.service == service]
 
+    def note_compacted(self, revision: int) -> bool:
+        """etcd was compacted at ``revision`` (found later); True if that is news."""
+        if revision <= self.compacted:
+            return False
+        self.compacted = revision
+        return True
+
+    @property
+    def reach(self) -> int:
+        """The oldest revision the registry can be rebuilt at from what is held."""
+        return max(self.start, self.floor, 1)
+
     def describe_reach(self) -> str:
-        """For the status line: how far back the history reaches."""
+        """For the status line: how far back the history held reaches, and etcd's own
+        compaction revision when etcd keeps less than that."""
         if not self.loaded:
             return ""
-        if self.compacted and self.start <= self.compacted:
-            text = f"compacted at rev {self.compacted:,}"
+        reach = self.reach
+        if self.compacted and reach == self.compacted:
+            text = f"compacted at rev {self.compacted:,}"  # the read stopped there
         else:
-            text = f"history from rev {max(self.start, 1):,}"
+            text = f"history from rev {reach:,}"
+            if self.compacted > reach:
+                text += f", etcd compacted at rev {self.compacted:,}"
         return text if self.complete else f"{text} (incomplete)"

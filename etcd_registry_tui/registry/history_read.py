@@ -102,6 +102,8 @@ class EventsRead:
 
     events: list[HistoryEvent] = field(default_factory=list)
     complete: bool = False
+    #: The newest revision of an event left out to keep ``max_events`` (0: none was).
+    dropped: int = 0
 
 
 async def read_events(
@@ -131,6 +133,8 @@ async def read_events(
     loop = asyncio.get_running_loop()
 
     def keep(event: Any, revision: int) -> None:
+        if len(events) == events.maxlen:
+            read.dropped = events[0].revision
         prev = kv_of(event.prev_kv) if event.HasField("prev_kv") else None
         if event.type == _PUT:
             events.append(HistoryEvent.make(prefix, revision, kv_of(event.kv), prev))
@@ -194,6 +198,9 @@ class PastRead:
     compacted: int = 0
     #: etcd confirmed every event from ``start`` to ``end`` is here (see :func:`read_events`).
     complete: bool = False
+    #: The registry can be rebuilt from what was read at any revision from ``floor`` on:
+    #: ``start - 1``, or later when older events were left out (``max_events``).
+    floor: int = 0
 
 
 async def read_past(
@@ -223,4 +230,5 @@ async def read_past(
         with contextlib.suppress(RegistryError):
             live = set(await conn.leases())
     classify_past(events, live)
-    return PastRead(events, start, end, compacted, read.complete)
+    floor = max(start - 1, read.dropped)
+    return PastRead(events, start, end, compacted, read.complete, floor)
