@@ -381,3 +381,48 @@ async def test_status_line_follows_eviction_compaction_and_etcds_revision(
                         message=lambda: status_text(app))  # fmt: skip
         finally:
             await app.session.shutdown()
+
+
+def test_history_is_bounded_in_bytes_and_keeps_large_values_as_size_and_digest() -> None:
+    import hashlib
+
+    from etcd_registry_tui.registry.history import LARGE_VALUE, HistoryEvent
+    from etcd_registry_tui.registry.model import KeyValue
+
+    history = History(max_entries=10_000, max_bytes=50_000)
+    small = b'{"Id": "s"}'
+    for rev in range(2, 202):
+        value = bytes([rev % 256]) * 50_000 if rev % 2 else small  # odd revisions: large
+        kv = KeyValue(b"/services/S/i", value, 1, rev, rev, 0)
+        prev = KeyValue(b"/services/S/i", b"x" * 20_000, 1, rev - 1, rev - 1, 0)
+        history.append([HistoryEvent.make(PREFIX, rev, kv, prev)])
+    held = list(history)
+    assert history.bytes <= 50_000 and history.bytes == sum(e.weight for e in held)
+    assert len(held) < 200 and history.floor == held[0].revision - 1
+    for event in held:
+        assert event.prev is not None and event.prev.value == b""  # 20 KB > LARGE_VALUE
+        assert event.prev_held is not None and event.prev_held.size == 20_000
+        assert event.kv is not None
+        if event.revision % 2:
+            assert event.kv.value == b"" and event.kv_held is not None
+            value = bytes([event.revision % 256]) * 50_000
+            assert event.kv_held.digest == hashlib.sha256(value).hexdigest()[:16]
+        else:
+            assert event.kv.value == small and event.kv_held is None
+    assert LARGE_VALUE < 20_000
+
+
+async def test_large_values_read_back_are_not_held(etcd: Any) -> None:
+    """History read from etcd keeps a 200 KB value as its size and digest, and stays
+    within the byte bound however many such events there are."""
+    big = b'{"Id": "b", "pad": "' + b"z" * 200_000 + b'"}'
+    async with connection(etcd.endpoint) as conn:
+        for n in range(40):
+            await conn.put(f"{PREFIX}Big/k{n % 4}".encode(), big)
+        _, end = await conn.get_prefix(PREFIX.encode(), page_size=1, keys_only=True)
+        past = await read_past(conn, PREFIX, int(end), max_bytes=10_000)
+    assert past.complete
+    assert all(e.kv is not None and e.kv.value == b"" for e in past.events)
+    assert all(e.kv_held is not None and e.kv_held.size == len(big) for e in past.events)
+    assert sum(e.weight for e in past.events) <= 10_000 + 2_000
+    assert past.floor == past.events[0].revision - 1 > 1

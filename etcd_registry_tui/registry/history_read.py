@@ -113,9 +113,11 @@ async def read_events(
     end: int,
     max_events: int = DEFAULT_REVISIONS,
     timeout: float = 60.0,
+    max_bytes: int | None = None,
 ) -> EventsRead:
     """Every change under ``prefix`` from revision ``start`` to ``end``, oldest first (the
-    newest ``max_events`` of them). ``end`` must be a revision etcd had reached before the
+    newest ``max_events`` of them, weighing at most ``max_bytes``; values longer than
+    :data:`.history.LARGE_VALUE` kept as size and digest). ``end`` must be a revision etcd had reached before the
     call (a Range's header). Raises :class:`RevisionCompacted` when ``start`` is gone.
 
     The read ends when etcd confirms the replay reached ``end``: an event at or after it,
@@ -125,21 +127,32 @@ async def read_events(
     cannot be confirmed (see :data:`SETTLE`), or is cut short by ``timeout``, comes back
     with ``complete`` False."""
     read = EventsRead()
-    events: deque[HistoryEvent] = deque(maxlen=max(1, max_events))
+    events: deque[HistoryEvent] = deque()
+    max_events = max(1, max_events)
     if start > end:
         read.complete = True
         return read
     ordered = await _ordered_progress(conn)
     loop = asyncio.get_running_loop()
 
+    weight = 0
+
     def keep(event: Any, revision: int) -> None:
-        if len(events) == events.maxlen:
-            read.dropped = events[0].revision
+        nonlocal weight
         prev = kv_of(event.prev_kv) if event.HasField("prev_kv") else None
         if event.type == _PUT:
-            events.append(HistoryEvent.make(prefix, revision, kv_of(event.kv), prev))
+            made = HistoryEvent.make(prefix, revision, kv_of(event.kv), prev)
         else:
-            events.append(HistoryEvent.make(prefix, revision, None, prev, key=bytes(event.kv.key)))
+            made = HistoryEvent.make(prefix, revision, None, prev, key=bytes(event.kv.key))
+        made.slim()
+        while events and (
+            len(events) >= max_events or (max_bytes is not None and weight > max_bytes)
+        ):
+            gone = events.popleft()
+            weight -= gone.weight
+            read.dropped = gone.revision
+        events.append(made)
+        weight += made.weight
 
     async def collect() -> bool:
         batch_revisions = 0  # distinct revisions in the batch so far (fragments add up)
@@ -210,6 +223,7 @@ async def read_past(
     revisions: int = DEFAULT_REVISIONS,
     max_events: int = DEFAULT_REVISIONS,
     since: int | None = None,
+    max_bytes: int | None = None,
 ) -> PastRead:
     """Up to ``revisions`` revisions before ``end`` (or from ``since``), not below the
     compaction point, with every removal classified (see :func:`classify_past`)."""
@@ -219,7 +233,7 @@ async def read_past(
     read = EventsRead()
     for _attempt in range(3):
         try:
-            read = await read_events(conn, prefix, start, end, max_events)
+            read = await read_events(conn, prefix, start, end, max_events, max_bytes=max_bytes)
             break
         except RevisionCompacted as exc:  # compacted meanwhile: start again from there
             compacted = exc.compact_revision

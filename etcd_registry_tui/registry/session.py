@@ -328,6 +328,7 @@ class RegistrySession:
                     end,
                     revisions=self.history_revisions,
                     max_events=self.history.max_entries,
+                    max_bytes=self.history.max_bytes,
                 )
             except RegistryError as exc:
                 self.history.load_past([], end + 1, 0, end)
