@@ -67,7 +67,7 @@ async def main() -> None:
         live = await session_until(config)
         async with EtcdConnection(config) as writer:
             for n in range(PUTS):
-                value = (b'{"Id": "x", "pad": "' + bytes([97 + n % 26]) * SIZE + b'"}')
+                value = b'{"Id": "x", "pad": "' + bytes([97 + n % 26]) * SIZE + b'"}'
                 rev = await writer.put(f"{PREFIX}Big/k{n % KEYS}".encode(), value)
                 if n % COMPACT_EVERY == COMPACT_EVERY - 1 and n < PUTS - 1:
                     await writer.compact(rev)

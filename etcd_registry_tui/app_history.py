@@ -15,9 +15,10 @@ from .app_host import AppHost
 from .messages import RegistryDirty
 from .registry.alarms import FlapDetector, MassExpiryAlarm
 from .registry.history import HistoryEvent
+from .registry.history_read import value_at
 from .registry.history_timeline import earlier_registrations, key_timeline
 from .registry.history_view import PastView
-from .registry.model import Instance
+from .registry.model import Instance, KeyValue
 from .registry.session import LogEntry, LogKind
 from .widgets.alarm_banner import AlarmBanner
 from .widgets.event_log import EventLog
@@ -88,7 +89,12 @@ class HistoryMixin(AppHost):
         view = PastView(self.session.state, self.session.history)
         if len(view.revisions()) <= 1 and not view.events:
             self.notify("No history held yet", severity="warning", markup=False)
-        self.push_screen(HistoryScreen(view, self.config.prefix))
+        conn, prefix = self.session.conn, self.config.prefix
+
+        async def read_value(key: bytes, revision: int) -> KeyValue:
+            return await value_at(conn, prefix, key, revision)
+
+        self.push_screen(HistoryScreen(view, prefix, read_value))
 
     def live_revision_changed(self) -> None:
         from .screens.history import HistoryScreen

@@ -426,3 +426,68 @@ async def test_large_values_read_back_are_not_held(etcd: Any) -> None:
     assert all(e.kv_held is not None and e.kv_held.size == len(big) for e in past.events)
     assert sum(e.weight for e in past.events) <= 10_000 + 2_000
     assert past.floor == past.events[0].revision - 1 > 1
+
+
+async def test_history_view_reads_large_values_on_demand_and_says_compacted(
+    etcd: Any, etcdctl: Any
+) -> None:
+    """A value too large to hold is read from etcd (``get --rev``) when the view shows its
+    revision; once etcd compacted it, the view says so."""
+    from test_app_actions import dashboard, text_of, until
+
+    from etcd_registry_tui.screens.history import HistoryScreen
+
+    key = f"{PREFIX}Big/k"
+    versions = [
+        json.dumps({"Id": "k", "Address": f"http://k:{n}", "pad": chr(97 + n) * 20_000})
+        for n in range(3)
+    ]
+    for value in versions:
+        etcdctl.put(key, value)
+    _, live = etcdctl.get_prefix(PREFIX)
+    live = int(live)
+    async with dashboard(etcd, rows=2) as (app, pilot):
+        await until(pilot, lambda: app.session.history.loaded)
+        held = list(app.session.history)
+        assert all(e.kv is not None and e.kv.value == b"" for e in held)  # not held
+        await pilot.press("h")
+        await until(pilot, lambda: isinstance(app.screen, HistoryScreen))
+        screen = app.screen
+        assert isinstance(screen, HistoryScreen)
+        await pilot.press("left")
+        assert screen.view.revision == live - 1
+
+        def shown() -> bytes | None:
+            inst = screen.view.state.get(key.encode())
+            return inst.value if inst is not None else None
+
+        await until(pilot, lambda: shown() == versions[1].encode())
+        assert etcdctl_at(etcdctl, live - 1)[key.encode()] == shown()
+        etcdctl.compact(live)  # the versions before the live one are gone
+        await pilot.press("left")
+        assert screen.view.revision == live - 2
+        changes = screen.query_one("#history-changes")
+        await until(pilot, lambda: "compacted" in text_of(changes),
+                    message=lambda: text_of(changes))  # fmt: skip
+        assert f"compacted (etcd keeps rev {live:,} on)" in text_of(changes)
+        assert "19.6 KiB, sha256" in text_of(changes) and shown() == b""
+
+
+def test_inspect_timeline_compares_large_values_by_digest() -> None:
+    from etcd_registry_tui.registry.history import HistoryEvent
+    from etcd_registry_tui.registry.history_timeline import key_timeline
+    from etcd_registry_tui.registry.model import KeyValue
+
+    history = History()
+    big, other = b"a" * 10_000, b"b" * 10_000
+    key = b"/services/S/i"
+    values = [big, big, other]
+    for rev, value in enumerate(values, start=2):
+        prev = KeyValue(key, values[rev - 3], 2, rev - 1, rev - 2) if rev > 2 else None
+        history.append(
+            [HistoryEvent.make(PREFIX, rev, KeyValue(key, value, 2, rev, rev - 1), prev)]
+        )
+    lines = key_timeline(history, key)
+    assert "registered" in lines[0]
+    assert "value unchanged" in lines[1]
+    assert "value now 9.8 KiB, sha256" in lines[2] and "too large to hold" in lines[2]

@@ -95,6 +95,21 @@ async def get_at(conn: EtcdConnection, prefix: str, revision: int) -> list[KeyVa
     return [kv_of(kv) for kv in kvs]
 
 
+async def value_at(conn: EtcdConnection, prefix: str, key: bytes, revision: int) -> KeyValue:
+    """The value a history event did not keep (:class:`.history.HeldValue`): ``key`` as
+    its version of ``mod_revision`` ``revision`` was. Raises :class:`RevisionCompacted`
+    when etcd no longer has it, :class:`RegistryError` when etcd has nothing there."""
+    try:
+        raw = await conn.get_revision(key, revision)
+    except RegistryError as exc:
+        if "compacted" not in str(exc) or isinstance(exc, RevisionCompacted):
+            raise
+        raise RevisionCompacted(await compaction_revision(conn, prefix)) from None
+    if raw is None or int(raw.mod_revision) != revision:
+        raise RegistryError(f"etcd holds no value of this key at revision {revision}")
+    return kv_of(raw)
+
+
 @dataclass(slots=True)
 class EventsRead:
     """What :func:`read_events` found. ``complete``: etcd confirmed that the replay reached
@@ -117,8 +132,9 @@ async def read_events(
 ) -> EventsRead:
     """Every change under ``prefix`` from revision ``start`` to ``end``, oldest first (the
     newest ``max_events`` of them, weighing at most ``max_bytes``; values longer than
-    :data:`.history.LARGE_VALUE` kept as size and digest). ``end`` must be a revision etcd had reached before the
-    call (a Range's header). Raises :class:`RevisionCompacted` when ``start`` is gone.
+    :data:`.history.LARGE_VALUE` kept as size and digest). ``end`` must be a revision
+    etcd had reached before the call (a Range's header). Raises :class:`RevisionCompacted`
+    when ``start`` is gone.
 
     The read ends when etcd confirms the replay reached ``end``: an event at or after it,
     a replay batch shorter than :data:`REPLAY_BATCH` whose header is at or after it, or a
