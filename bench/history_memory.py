@@ -79,8 +79,9 @@ async def main() -> None:
         before_read = rss_mb()
         read = await session_until(config)
         after_read = rss_mb()
+        values = held_bytes(read) / 1e6
         print(f"read back: RSS {before_read:.0f} -> {after_read:.0f} MB; history holds"
-              f" {len(read.history)} events, {held_bytes(read) / 1e6:.1f} MB of values")  # fmt: skip
+              f" {len(read.history)} events, {values:.1f} MB of values")  # fmt: skip
         await stop(read)
     finally:
         server.stop()
