@@ -37,7 +37,7 @@ REPLAY_BATCH = 1_000
 #: at all in the range, or a last batch of exactly :data:`REPLAY_BATCH` revisions), it
 #: ends after the stream has answered such requests, with no event, for this long; the
 #: read is then *not* confirmed complete.
-SETTLE = 0.4
+SETTLE = 1.0
 
 
 def progress_is_ordered(version: str) -> bool:
