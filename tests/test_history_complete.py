@@ -491,3 +491,24 @@ def test_inspect_timeline_compares_large_values_by_digest() -> None:
     assert "registered" in lines[0]
     assert "value unchanged" in lines[1]
     assert "value now 9.8 KiB, sha256" in lines[2] and "too large to hold" in lines[2]
+
+
+async def test_dashboard_says_incomplete_when_etcd_cannot_confirm(etcd: Any, etcdctl: Any) -> None:
+    """A read-back window with no event under the prefix cannot be confirmed on etcd
+    3.4.23: the status line and the history view say ``incomplete``."""
+    from test_app_actions import dashboard, put_instance, status_text, text_of, until
+
+    from etcd_registry_tui.registry.history_read import progress_is_ordered
+    from etcd_registry_tui.screens.history import HistoryScreen
+
+    if progress_is_ordered(etcdctl.run("version").split()[2]):
+        pytest.skip("this etcd confirms an empty replay")
+    put_instance(etcdctl, "Orders", "o-1")
+    for n in range(5):
+        etcdctl.put(f"/elsewhere/{n}", "x")
+    async with dashboard(etcd, rows=2, history_revisions=3) as (app, pilot):
+        await until(pilot, lambda: "(incomplete)" in status_text(app),
+                    message=lambda: status_text(app))  # fmt: skip
+        await pilot.press("h")
+        await until(pilot, lambda: isinstance(app.screen, HistoryScreen))
+        assert "incomplete" in text_of(app.screen.query_one("#history-changes"))
