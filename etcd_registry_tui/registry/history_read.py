@@ -35,9 +35,12 @@ REPLAY_BATCH = 1_000
 #: revision, even while it is still replaying older events (etcd issue 15220): such an
 #: answer (watch id -1) confirms nothing. When nothing else can end the read (no event
 #: at all in the range, or a last batch of exactly :data:`REPLAY_BATCH` revisions), it
-#: ends after the stream has answered such requests, with no event, for this long; the
-#: read is then *not* confirmed complete.
+#: ends after the stream has answered such requests, with no event, for this long and
+#: :data:`SETTLE_ANSWERS` times (answers read in a burst after a pause of the reader do not
+#: end it: etcd picks at random between a waiting batch and an answer); the read is then
+#: *not* confirmed complete.
 SETTLE = 1.0
+SETTLE_ANSWERS = 10
 
 
 def progress_is_ordered(version: str) -> bool:
@@ -174,6 +177,7 @@ async def read_events(
         batch_revisions = 0  # distinct revisions in the batch so far (fragments add up)
         last = 0
         quiet_since: float | None = None  # first unconfirming answer since the last event
+        answers = 0
         async for response in conn.watch(
             prefix.encode(), start, progress_every=PROGRESS_EVERY, prev_kv=True, fragment=True
         ):
@@ -186,9 +190,10 @@ async def read_events(
                 if response.watch_id >= 0 or ordered:
                     return True
                 now = loop.time()
+                answers += 1
                 if quiet_since is None:
-                    quiet_since = now
-                elif now - quiet_since >= SETTLE:
+                    quiet_since, answers = now, 1
+                elif now - quiet_since >= SETTLE and answers >= SETTLE_ANSWERS:
                     return False
                 continue
             quiet_since = None
