@@ -15,9 +15,10 @@ from .app_host import AppHost
 from .messages import RegistryDirty
 from .registry.alarms import FlapDetector, MassExpiryAlarm
 from .registry.history import HistoryEvent
+from .registry.history_read import value_at
 from .registry.history_timeline import earlier_registrations, key_timeline
 from .registry.history_view import PastView
-from .registry.model import Instance
+from .registry.model import Instance, KeyValue
 from .registry.session import LogEntry, LogKind
 from .widgets.alarm_banner import AlarmBanner
 from .widgets.event_log import EventLog
@@ -59,10 +60,18 @@ class HistoryMixin(AppHost):
         entries, self._pending_history = self._pending_history, None
         if entries is not None:
             self.query_one(EventLog).add_history(entries)
-            self.query_one(StatusBar).set_history(self.session.history.describe_reach())
         self._sync_history_marks()
 
     def _sync_history_marks(self) -> None:
+        """With each flush and each tick: the status line's history range (it moves as old
+        events are dropped and etcd compacts) and etcd's revision, as far as progress
+        notifications vouch for it (never one whose changes still wait for a flush)."""
+        bar = self.query_one(StatusBar)
+        bar.set_history(self.session.history.describe_reach())
+        vouched = self.session.watcher.resume_revision
+        flush_due = self._dirty_posted or self._flush_timer is not None
+        if vouched > self.session.state.revision and not flush_due:
+            bar.set_etcd_revision(vouched)
         now = time.time()
         flapping = self.flaps.flapping_keys(self.session.state, now)
         if flapping != self.registry_tree.flapping:
@@ -80,7 +89,12 @@ class HistoryMixin(AppHost):
         view = PastView(self.session.state, self.session.history)
         if len(view.revisions()) <= 1 and not view.events:
             self.notify("No history held yet", severity="warning", markup=False)
-        self.push_screen(HistoryScreen(view, self.config.prefix))
+        conn, prefix = self.session.conn, self.config.prefix
+
+        async def read_value(key: bytes, revision: int) -> KeyValue:
+            return await value_at(conn, prefix, key, revision)
+
+        self.push_screen(HistoryScreen(view, prefix, read_value))
 
     def live_revision_changed(self) -> None:
         from .screens.history import HistoryScreen
@@ -88,7 +102,7 @@ class HistoryMixin(AppHost):
 
         for screen in self.screen_stack:
             if isinstance(screen, HistoryScreen):
-                screen.set_live(self.session.state.revision)
+                screen.set_live(self.session.state.revision, self.session.history)
             elif isinstance(screen, InspectScreen) and screen.is_mounted:
                 history = self.session.history
                 mark = (len(history), id(history.events[-1]) if len(history) else 0)

@@ -207,6 +207,7 @@ async def cmd_list(config: ConnectionConfig, as_json: bool, history: int = 0) ->
         extra: dict[str, Any] = {}
         if past is not None:
             extra["history_from"] = past.start
+            extra["history_complete"] = past.complete
             extra["history"] = [event.to_json() for event in past.events]
         cli_listing.print_json(config, revision, groups, **extra)
         return 0

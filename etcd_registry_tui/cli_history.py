@@ -15,6 +15,7 @@ from .registry.alarms import FlapDetector, MassExpiryAlarm
 from .registry.config import ConnectionConfig
 from .registry.connection import EtcdConnection
 from .registry.errors import RevisionCompacted
+from .registry.events import ChangeBatch
 from .registry.history import DEFAULT_MAX_ENTRIES, DEFAULT_REVISIONS, HistoryEvent
 from .registry.history_read import get_at, read_past
 from .registry.model import RegistryState
@@ -95,11 +96,15 @@ async def past_of(conn: EtcdConnection, config: ConnectionConfig, end: int, revi
     )
 
 
-def print_event(event: HistoryEvent, as_json: bool, service: str | None) -> None:
+def print_event(
+    event: HistoryEvent, as_json: bool, service: str | None, complete: bool = True
+) -> None:
+    """One line of ``history``. ``complete``: the history the event belongs to was
+    confirmed whole by etcd (a JSON field; text output says it once, on stderr)."""
     if service is not None and event.service != service:
         return
     if as_json:
-        print(json.dumps(event.to_json(), ensure_ascii=True), flush=True)
+        print(json.dumps({**event.to_json(), "complete": complete}, ensure_ascii=True), flush=True)
         return
     line = f"{event.revision:>10}  {event.label:<13}{safe_line(event.key_text)}"
     if event.detail:
@@ -123,33 +128,84 @@ async def cmd_history(config: ConnectionConfig, args: argparse.Namespace) -> int
             f"history: revisions before {past.start} are compacted; starting there",
             file=sys.stderr,
         )
+    if not past.complete:
+        print(
+            f"history: incomplete: etcd did not confirm that every event from revision"
+            f" {past.start} to {past.end} was read",
+            file=sys.stderr,
+        )
     for event in past.events:
-        print_event(event, args.json, args.service)
+        print_event(event, args.json, args.service, past.complete)
     if not args.follow:
         return 0
-    return await _follow(config, args)
+    return await _follow(config, args, end)
 
 
-async def _follow(config: ConnectionConfig, args: argparse.Namespace) -> int:
+async def _follow(config: ConnectionConfig, args: argparse.Namespace, printed_to: int) -> int:
+    """Live events after revision ``printed_to`` (the last the past covered), each once.
+
+    A session names every removal as the dashboard does (lease lookups, countdowns); it
+    starts from a snapshot at a later revision R, so what happened after ``printed_to`` up
+    to R is read from etcd's history first, and the session's own events (after R) wait
+    until it is printed.
+    """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    held: list[HistoryEvent] | None = []  # the session's events, until the gap is printed
+    snapshot = asyncio.get_running_loop().create_future()
 
     def printed(events: list[HistoryEvent]) -> None:
+        if held is not None:
+            held.extend(events)
+            return
         for event in events:
             print_event(event, args.json, args.service)
 
-    # The session names every removal as the dashboard does (lease lookups, countdowns).
-    session = RegistrySession(config, read_only=True, history_revisions=0, on_events=printed)
+    def batch(change: ChangeBatch, _entries: object) -> None:
+        if change.snapshot and not snapshot.done():
+            snapshot.set_result(change.revision)
+
+    session = RegistrySession(
+        config, read_only=True, history_revisions=0, on_events=printed, on_batch=batch
+    )
     runner = asyncio.ensure_future(session.run())
     try:
-        await stop.wait()
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait([snapshot, stopping], return_when=asyncio.FIRST_COMPLETED)
+        if snapshot.done():
+            await _print_gap(session.conn, config, args, printed_to, snapshot.result())
+            pending, held = held or [], None
+            printed(pending)
+        await stopping
     finally:
         runner.cancel()
         await asyncio.gather(runner, return_exceptions=True)
         await session.shutdown()
     return 0
+
+
+async def _print_gap(
+    conn: EtcdConnection, config: ConnectionConfig, args: argparse.Namespace, after: int, to: int
+) -> None:
+    """The events after ``after`` up to ``to`` (the session's snapshot), from history."""
+    if to <= after:
+        return
+    gap = await read_past(conn, config.prefix, to, max_events=max(to - after, 1), since=after + 1)
+    if gap.start > after + 1:
+        print(
+            f"history: revisions {after + 1} to {gap.start - 1} are compacted; not printed",
+            file=sys.stderr,
+        )
+    if not gap.complete:
+        print(
+            f"history: incomplete: etcd did not confirm every event from revision {gap.start}"
+            f" to {to} was read",
+            file=sys.stderr,
+        )
+    for event in gap.events:
+        print_event(event, args.json, args.service, gap.complete)
 
 
 async def cmd_list_at(config: ConnectionConfig, revision: int, as_json: bool) -> int:

@@ -143,7 +143,8 @@ def test_history_json_one_object_per_line_with_reasons(etcd: Any, etcdctl: Any) 
         ("DELETE", f"{PREFIX}Billing/b", "DEREGISTERED"),
         ("DELETE", f"{PREFIX}Orders/a", "LEASE ENDED"),
     ]
-    assert set(lines[0]) == {"revision", "kind", "key", "service", "id", "reason"}
+    assert set(lines[0]) == {"revision", "kind", "key", "service", "id", "reason", "complete"}
+    assert all(d["complete"] for d in lines)
     assert lines[0]["service"] == "Orders" and lines[0]["id"] == "a"
     revisions = [d["revision"] for d in lines]
     assert revisions == sorted(revisions)

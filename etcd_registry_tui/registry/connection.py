@@ -455,6 +455,17 @@ class EtcdConnection:
 
         return await self._call(run, idempotent=True)
 
+    async def get_revision(self, key: bytes, revision: int) -> Any | None:
+        """``key`` as it was at ``revision`` (None: absent then); a compacted revision
+        raises with etcd's message."""
+
+        async def run(client: _Endpoint) -> Any | None:
+            request = rpc.RangeRequest(key=key, revision=revision)
+            response = await client.kvstub.Range(request, **self._opts(client))
+            return response.kvs[0] if response.kvs else None
+
+        return await self._call(run, idempotent=True)
+
     async def put(self, key: bytes, value: bytes, lease: int = 0) -> int:
         async def run(client: _Endpoint) -> int:
             request = rpc.PutRequest(key=key, value=value, lease=lease)

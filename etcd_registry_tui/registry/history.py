@@ -12,9 +12,10 @@ live session appends what it sees. Each removal carries a :class:`Reason`:
 
 from __future__ import annotations
 
+import hashlib
 from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -24,6 +25,14 @@ from .model import KeyValue, decode_key, parse_value, split_key
 DEFAULT_MAX_ENTRIES = 10_000
 #: How many revisions are read back at start by default.
 DEFAULT_REVISIONS = 10_000
+#: A value longer than this is not kept in the history: only its size and digest are
+#: (:class:`HeldValue`); it is read from etcd again when shown, while etcd still has it.
+LARGE_VALUE = 8 * 1024
+#: The most the held events may weigh (keys, values kept and the objects around them);
+#: the oldest go first past it, as past :data:`DEFAULT_MAX_ENTRIES`.
+DEFAULT_MAX_BYTES = 32 * 1024 * 1024
+#: What one event costs besides its key and values (the objects; measured roughly).
+EVENT_OVERHEAD = 600
 
 
 class Reason(StrEnum):
@@ -51,6 +60,27 @@ def kv_of(raw: Any) -> KeyValue:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class HeldValue:
+    """A value the history did not keep: its length and the start of its SHA-256."""
+
+    size: int
+    digest: str
+
+    @classmethod
+    def of(cls, value: bytes) -> HeldValue:
+        return cls(len(value), hashlib.sha256(value).hexdigest()[:16])
+
+    def describe(self) -> str:
+        return f"{_size_text(self.size)}, sha256 {self.digest}…"
+
+
+def _size_text(size: int) -> str:
+    if size >= 1024 * 1024:
+        return f"{size / (1024 * 1024):.1f} MiB"
+    return f"{size / 1024:.1f} KiB" if size >= 1024 else f"{size} bytes"
+
+
 @dataclass(slots=True, eq=False)
 class HistoryEvent:
     """One change of one key. ``kv`` is the key after it (``None`` for a DELETE),
@@ -67,6 +97,10 @@ class HistoryEvent:
     detail: str = ""
     #: Wall-clock time, for events seen live (etcd records none).
     at: float | None = None
+    #: Set when the value after (``kv``) or before (``prev``) the change was too large to
+    #: keep: ``kv.value`` / ``prev.value`` is then empty (see :meth:`slim`).
+    kv_held: HeldValue | None = None
+    prev_held: HeldValue | None = None
 
     @classmethod
     def make(
@@ -88,6 +122,25 @@ class HistoryEvent:
         text, _ = decode_key(raw_key)
         service, instance_id, _ = split_key(text, prefix)
         return cls(revision, kind, raw_key, service, instance_id, kv, prev, at=at)
+
+    def slim(self, limit: int = LARGE_VALUE) -> HistoryEvent:
+        """Keep values longer than ``limit`` only as size and digest; returns ``self``."""
+        if self.kv is not None and len(self.kv.value) > limit:
+            self.kv_held = HeldValue.of(self.kv.value)
+            self.kv = replace(self.kv, value=b"")
+        if self.prev is not None and len(self.prev.value) > limit:
+            self.prev_held = HeldValue.of(self.prev.value)
+            self.prev = replace(self.prev, value=b"")
+        return self
+
+    @property
+    def weight(self) -> int:
+        """Roughly what the event costs in memory, in bytes."""
+        size = EVENT_OVERHEAD + len(self.key)
+        for held in (self.kv, self.prev):
+            if held is not None:
+                size += len(held.key) + len(held.value)
+        return size
 
     @property
     def lease(self) -> int:
@@ -174,13 +227,21 @@ class History:
     read back.
     """
 
-    def __init__(self, max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
+    def __init__(
+        self, max_entries: int = DEFAULT_MAX_ENTRIES, max_bytes: int = DEFAULT_MAX_BYTES
+    ) -> None:
         self.max_entries = max(1, max_entries)
-        self.events: deque[HistoryEvent] = deque(maxlen=self.max_entries)
+        self.max_bytes = max(1, max_bytes)
+        self.events: deque[HistoryEvent] = deque()
+        #: What the held events weigh (:attr:`HistoryEvent.weight`).
+        self.bytes = 0
         self.floor = 0
         self.start = 0
         self.compacted = 0
         self.loaded = False
+        #: etcd confirmed the history read back holds every event from ``start`` on
+        #: (False until read, or when the read could not be confirmed).
+        self.complete = False
 
     def __len__(self) -> int:
         return len(self.events)
@@ -188,27 +249,45 @@ class History:
     def __iter__(self) -> Iterator[HistoryEvent]:
         return iter(self.events)
 
+    def _drop_oldest(self) -> None:
+        held = self.events
+        while held and (len(held) > self.max_entries or self.bytes > self.max_bytes):
+            gone = held.popleft()
+            self.bytes -= gone.weight
+            self.floor = max(self.floor, gone.revision)
+
     def append(self, events: Iterable[HistoryEvent]) -> None:
+        """Hold ``events`` (newer than any held), large values slimmed; the oldest go
+        past ``max_entries`` events or ``max_bytes``."""
         held = self.events
         for event in events:
-            if len(held) == self.max_entries:
-                self.floor = max(self.floor, held[0].revision)
+            event.slim()
             held.append(event)
+            self.bytes += event.weight
+        self._drop_oldest()
 
     def load_past(
-        self, events: list[HistoryEvent], start: int, compacted: int, floor: int
+        self,
+        events: list[HistoryEvent],
+        start: int,
+        compacted: int,
+        floor: int,
+        complete: bool = True,
     ) -> list[HistoryEvent]:
         """Put ``events`` (read back, oldest first, all older than any held) before what is
-        held; returns those kept (the newest ``max_entries`` of all)."""
-        combined = events + list(self.events)
-        dropped = len(combined) - self.max_entries
-        if dropped > 0:
-            floor = max(floor, combined[dropped - 1].revision)
-            combined = combined[dropped:]
-        self.events = deque(combined, maxlen=self.max_entries)
+        held; returns those kept (the newest ``max_entries`` of all). ``complete``: etcd
+        confirmed nothing from ``start`` on is missing."""
+        for event in events:
+            event.slim()
+        held = len(self.events)
+        self.events = deque(events + list(self.events))
+        self.bytes = sum(e.weight for e in self.events)
         self.floor = max(self.floor, floor)
+        self._drop_oldest()
         self.start, self.compacted, self.loaded = start, compacted, True
-        return events[max(0, dropped) :]
+        self.complete = complete
+        kept = len(self.events) - held
+        return events[len(events) - kept :] if kept > 0 else []
 
     def restart_at(self, revision: int) -> None:
         """A snapshot was reloaded (the watch fell behind a compaction): nothing before
@@ -221,10 +300,28 @@ class History:
     def of_service(self, service: str) -> list[HistoryEvent]:
         return [e for e in self.events if e.service == service]
 
+    def note_compacted(self, revision: int) -> bool:
+        """etcd was compacted at ``revision`` (found later); True if that is news."""
+        if revision <= self.compacted:
+            return False
+        self.compacted = revision
+        return True
+
+    @property
+    def reach(self) -> int:
+        """The oldest revision the registry can be rebuilt at from what is held."""
+        return max(self.start, self.floor, 1)
+
     def describe_reach(self) -> str:
-        """For the status line: how far back the history reaches."""
+        """For the status line: how far back the history held reaches, and etcd's own
+        compaction revision when etcd keeps less than that."""
         if not self.loaded:
             return ""
-        if self.compacted and self.start <= self.compacted:
-            return f"compacted at rev {self.compacted:,}"
-        return f"history from rev {max(self.start, 1):,}"
+        reach = self.reach
+        if self.compacted and reach == self.compacted:
+            text = f"compacted at rev {self.compacted:,}"  # the read stopped there
+        else:
+            text = f"history from rev {reach:,}"
+            if self.compacted > reach:
+                text += f", etcd compacted at rev {self.compacted:,}"
+        return text if self.complete else f"{text} (incomplete)"

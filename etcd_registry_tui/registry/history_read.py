@@ -3,9 +3,9 @@
 * The compaction point is not in ``Status``. A Range at revision 1 succeeds when etcd
   never compacted; otherwise a watch from revision 1 answers at once with
   ``compact_revision``.
-* Events come from a watch from ``start_revision`` with ``prev_kv``, bounded: it stops at
-  the revision the caller names (found by two progress notifications in a row with no
-  event between, as in :mod:`.watcher`, or an event at or after it).
+* Events come from a watch from ``start_revision`` with ``prev_kv``, bounded: it stops once
+  the replay has reached the revision the caller names (the header of a Range made
+  before the read), and says whether that is confirmed (:attr:`EventsRead.complete`).
 * "As of revision N" is a raw Range with ``revision`` (aetcd 1.0 ignores it on get).
 """
 
@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from .aio import within
 from .connection import EtcdConnection
@@ -25,11 +26,42 @@ from .model import KeyValue
 _PUT = 0
 #: How long a quiet watch waits before asking etcd how far it has come.
 PROGRESS_EVERY = 0.05
-#: etcd before 3.4.25 answers a progress request at once with its current revision, even
-#: while it is still replaying older events to the watch (in steps of 1,000 revisions,
-#: every 100 ms; etcd issue 15220). Such an answer (watch id -1) ends the read only after
-#: the stream has been quiet this long; an answer for the watch itself ends it at once.
-SETTLE = 0.4
+#: etcd replays the past to a watch in batches of at most this many revisions (one batch
+#: every 100 ms; ``watchBatchMaxRevs`` in etcd's mvcc). A batch with fewer is the last of
+#: the replay, and its header names the revision etcd was at when it sent it: the replay
+#: has reached that revision. One of exactly this many may or may not be the last.
+REPLAY_BATCH = 1_000
+#: etcd before 3.4.25 (and 3.5.8) answers a progress request at once with its current
+#: revision, even while it is still replaying older events (etcd issue 15220): such an
+#: answer (watch id -1) confirms nothing. When nothing else can end the read (no event
+#: at all in the range, or a last batch of exactly :data:`REPLAY_BATCH` revisions), it
+#: ends after the stream has answered such requests, with no event, for this long and
+#: :data:`SETTLE_ANSWERS` times (answers read in a burst after a pause of the reader do not
+#: end it: etcd picks at random between a waiting batch and an answer); the read is then
+#: *not* confirmed complete.
+SETTLE = 1.0
+SETTLE_ANSWERS = 10
+
+
+def progress_is_ordered(version: str) -> bool:
+    """Whether etcd ``version`` answers a progress request only once the watches on the
+    stream have caught up (3.4.25+, 3.5.8+, 3.6+), so the answer confirms the replay."""
+    try:
+        major, minor, patch = (int(part) for part in version.split("-")[0].split(".")[:3])
+    except ValueError:
+        return False
+    if (major, minor) == (3, 4):
+        return patch >= 25
+    if (major, minor) == (3, 5):
+        return patch >= 8
+    return (major, minor) > (3, 5)
+
+
+async def _ordered_progress(conn: EtcdConnection) -> bool:
+    try:
+        return progress_is_ordered(str((await conn.status()).version))
+    except RegistryError:
+        return False
 
 
 async def compaction_revision(conn: EtcdConnection, prefix: str, timeout: float = 5.0) -> int:
@@ -66,6 +98,32 @@ async def get_at(conn: EtcdConnection, prefix: str, revision: int) -> list[KeyVa
     return [kv_of(kv) for kv in kvs]
 
 
+async def value_at(conn: EtcdConnection, prefix: str, key: bytes, revision: int) -> KeyValue:
+    """The value a history event did not keep (:class:`.history.HeldValue`): ``key`` as
+    its version of ``mod_revision`` ``revision`` was. Raises :class:`RevisionCompacted`
+    when etcd no longer has it, :class:`RegistryError` when etcd has nothing there."""
+    try:
+        raw = await conn.get_revision(key, revision)
+    except RegistryError as exc:
+        if "compacted" not in str(exc) or isinstance(exc, RevisionCompacted):
+            raise
+        raise RevisionCompacted(await compaction_revision(conn, prefix)) from None
+    if raw is None or int(raw.mod_revision) != revision:
+        raise RegistryError(f"etcd holds no value of this key at revision {revision}")
+    return kv_of(raw)
+
+
+@dataclass(slots=True)
+class EventsRead:
+    """What :func:`read_events` found. ``complete``: etcd confirmed that the replay reached
+    ``end`` (False: it stopped early, or the read could not tell)."""
+
+    events: list[HistoryEvent] = field(default_factory=list)
+    complete: bool = False
+    #: The newest revision of an event left out to keep ``max_events`` (0: none was).
+    dropped: int = 0
+
+
 async def read_events(
     conn: EtcdConnection,
     prefix: str,
@@ -73,50 +131,95 @@ async def read_events(
     end: int,
     max_events: int = DEFAULT_REVISIONS,
     timeout: float = 60.0,
-) -> list[HistoryEvent]:
+    max_bytes: int | None = None,
+) -> EventsRead:
     """Every change under ``prefix`` from revision ``start`` to ``end``, oldest first (the
-    newest ``max_events`` of them). Raises :class:`RevisionCompacted` when ``start`` is."""
-    events: deque[HistoryEvent] = deque(maxlen=max(1, max_events))
-    if start > end:
-        return []
+    newest ``max_events`` of them, weighing at most ``max_bytes``; values longer than
+    :data:`.history.LARGE_VALUE` kept as size and digest). ``end`` must be a revision
+    etcd had reached before the call (a Range's header). Raises :class:`RevisionCompacted`
+    when ``start`` is gone.
 
+    The read ends when etcd confirms the replay reached ``end``: an event at or after it,
+    a replay batch shorter than :data:`REPLAY_BATCH` whose header is at or after it, or a
+    progress notification at or after it that etcd sends only to a watch that caught up
+    (its own, or on etcd with :func:`progress_is_ordered`). Pauses do not end it. What
+    cannot be confirmed (see :data:`SETTLE`), or is cut short by ``timeout``, comes back
+    with ``complete`` False."""
+    read = EventsRead()
+    events: deque[HistoryEvent] = deque()
+    max_events = max(1, max_events)
+    if start > end:
+        read.complete = True
+        return read
+    ordered = await _ordered_progress(conn)
     loop = asyncio.get_running_loop()
 
-    async def collect() -> None:
-        heard = loop.time()
+    weight = 0
+
+    def keep(event: Any, revision: int) -> None:
+        nonlocal weight
+        prev = kv_of(event.prev_kv) if event.HasField("prev_kv") else None
+        if event.type == _PUT:
+            made = HistoryEvent.make(prefix, revision, kv_of(event.kv), prev)
+        else:
+            made = HistoryEvent.make(prefix, revision, None, prev, key=bytes(event.kv.key))
+        made.slim()
+        while events and (
+            len(events) >= max_events or (max_bytes is not None and weight > max_bytes)
+        ):
+            gone = events.popleft()
+            weight -= gone.weight
+            read.dropped = gone.revision
+        events.append(made)
+        weight += made.weight
+
+    async def collect() -> bool:
+        batch_revisions = 0  # distinct revisions in the batch so far (fragments add up)
+        last = 0
+        quiet_since: float | None = None  # first unconfirming answer since the last event
+        answers = 0
         async for response in conn.watch(
             prefix.encode(), start, progress_every=PROGRESS_EVERY, prev_kv=True, fragment=True
         ):
             if response.created:
-                heard = loop.time()
                 continue
+            header = int(response.header.revision)
             if not response.events:
-                if int(response.header.revision) >= end and (
-                    response.watch_id >= 0 or loop.time() - heard >= SETTLE
-                ):
-                    return
+                if header < end:
+                    continue
+                if response.watch_id >= 0 or ordered:
+                    return True
+                now = loop.time()
+                answers += 1
+                if quiet_since is None:
+                    quiet_since, answers = now, 1
+                elif now - quiet_since >= SETTLE and answers >= SETTLE_ANSWERS:
+                    return False
                 continue
-            heard = loop.time()
-            done = False
+            quiet_since = None
             for event in response.events:
                 revision = int(event.kv.mod_revision)
                 if revision > end:
-                    done = True
-                    break
-                prev = kv_of(event.prev_kv) if event.HasField("prev_kv") else None
-                if event.type == _PUT:
-                    events.append(HistoryEvent.make(prefix, revision, kv_of(event.kv), prev))
-                else:
-                    events.append(
-                        HistoryEvent.make(prefix, revision, None, prev, key=bytes(event.kv.key))
-                    )
+                    return True
+                if revision != last:
+                    batch_revisions += 1
+                    last = revision
+                keep(event, revision)
                 if revision >= end:
-                    done = True
-            if done:
-                return
+                    return True
+            if response.fragment:
+                continue  # more of the same batch follows
+            if batch_revisions < REPLAY_BATCH and header >= end:
+                return True
+            batch_revisions = 0
+        return False  # pragma: no cover - the watch never ends by itself
 
-    await within(collect(), timeout)
-    return list(events)
+    try:
+        read.complete = await within(collect(), timeout)
+    except TimeoutError:
+        read.complete = False
+    read.events = list(events)
+    return read
 
 
 @dataclass(slots=True)
@@ -127,6 +230,11 @@ class PastRead:
     start: int = 0
     end: int = 0
     compacted: int = 0
+    #: etcd confirmed every event from ``start`` to ``end`` is here (see :func:`read_events`).
+    complete: bool = False
+    #: The registry can be rebuilt from what was read at any revision from ``floor`` on:
+    #: ``start - 1``, or later when older events were left out (``max_events``).
+    floor: int = 0
 
 
 async def read_past(
@@ -136,24 +244,26 @@ async def read_past(
     revisions: int = DEFAULT_REVISIONS,
     max_events: int = DEFAULT_REVISIONS,
     since: int | None = None,
+    max_bytes: int | None = None,
 ) -> PastRead:
     """Up to ``revisions`` revisions before ``end`` (or from ``since``), not below the
     compaction point, with every removal classified (see :func:`classify_past`)."""
     compacted = await compaction_revision(conn, prefix)
     start = since if since is not None else end - max(0, revisions) + 1
     start = max(start, compacted, 1)
+    read = EventsRead()
     for _attempt in range(3):
         try:
-            events = await read_events(conn, prefix, start, end, max_events)
+            read = await read_events(conn, prefix, start, end, max_events, max_bytes=max_bytes)
             break
         except RevisionCompacted as exc:  # compacted meanwhile: start again from there
             compacted = exc.compact_revision
             start = max(start, compacted)
-    else:
-        events = []
+    events = read.events
     live: set[int] | None = None
     if any(e.lease for e in events):
         with contextlib.suppress(RegistryError):
             live = set(await conn.leases())
     classify_past(events, live)
-    return PastRead(events, start, end, compacted)
+    floor = max(start - 1, read.dropped)
+    return PastRead(events, start, end, compacted, read.complete, floor)

@@ -24,7 +24,14 @@ def _fields(value: bytes | None) -> dict[str, Any] | None:
 
 
 def value_change(event: HistoryEvent) -> str:
-    """What changed in the value: ``Version 1.0 → 1.1, Zone +eu-1``; ``-`` when unknown."""
+    """What changed in the value: ``Version 1.0 → 1.1, Zone +eu-1``; ``-`` when unknown.
+    A value too large to hold is compared by its digest."""
+    if event.kv_held is not None or event.prev_held is not None:
+        if event.kv_held is not None and event.kv_held == event.prev_held:
+            return "value unchanged"
+        if event.kv_held is not None:
+            return f"value now {event.kv_held.describe()} (too large to hold)"
+        return "value replaced (the one before was too large to hold)"
     before = _fields(event.prev.value if event.prev is not None else None)
     after = _fields(event.kv.value if event.kv is not None else None)
     if before is None or after is None:

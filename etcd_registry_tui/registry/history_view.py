@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 
-from .history import EventKind, History, HistoryEvent
-from .model import Change, RegistryState
+from .history import EventKind, HeldValue, History, HistoryEvent
+from .model import Change, KeyValueLike, RegistryState
 
 
 class PastView:
@@ -21,9 +21,31 @@ class PastView:
         self.live_revision = live.revision
         self.events: list[HistoryEvent] = [e for e in history if e.revision <= live.revision]
         self.floor = max(history.floor, 0)
+        #: etcd confirmed the history read back is whole (see :attr:`History.complete`).
+        self.complete = history.complete or not history.loaded
         self.revision = live.revision
         self._applied = len(self.events)  # events[:_applied] are in the state
         self._revisions: list[int] | None = None
+        #: Keys whose value at the view's revision the history did not keep (too large):
+        #: key -> (the value's mod revision, its size and digest). Their instances in
+        #: :attr:`state` have an empty value until :meth:`fill` gives the real one.
+        self.missing: dict[bytes, tuple[int, HeldValue]] = {}
+
+    def extend(self, history: History, live_revision: int) -> None:
+        """The live registry moved on to ``live_revision``: take in the events held after
+        the view's live revision, so the view can go up to the new one."""
+        if live_revision <= self.live_revision:
+            return
+        new: list[HistoryEvent] = []
+        for event in reversed(history.events):
+            if event.revision <= self.live_revision:
+                break
+            if event.revision <= live_revision:
+                new.append(event)
+        new.reverse()
+        self.events.extend(new)
+        self.live_revision = live_revision
+        self._revisions = None
 
     def revisions(self) -> list[int]:
         """The revisions one can step to: each that changed the registry, oldest first."""
@@ -51,16 +73,35 @@ class PastView:
             e = events[self._applied]
             before = None if e.kind is EventKind.PUT and e.prev is None else e.prev
             change = state.restore(e.key, before, target)
+            self._note(e.key, before, e.prev_held)
             if change is not None:
                 changes.append(change)
         while self._applied < len(events) and events[self._applied].revision <= target:
             e = events[self._applied]
             self._applied += 1
             change = state.restore(e.key, e.kv, target)
+            self._note(e.key, e.kv, e.kv_held)
             if change is not None:
                 changes.append(change)
         state.revision = self.revision = target
         return changes
+
+    def _note(self, key: bytes, kv: KeyValueLike | None, held: HeldValue | None) -> None:
+        if kv is not None and held is not None:
+            self.missing[key] = (kv.mod_revision, held)
+        else:
+            self.missing.pop(key, None)
+
+    def fill(self, key: bytes, kv: KeyValueLike) -> list[Change]:
+        """The value of a :attr:`missing` key, read from etcd: put in the state if it is
+        the one the history names (same mod revision, size and digest)."""
+        wanted = self.missing.get(key)
+        if wanted is None or wanted[0] != kv.mod_revision or HeldValue.of(kv.value) != wanted[1]:
+            return []
+        del self.missing[key]
+        gone = self.state.restore(key, None, self.revision)
+        back = self.state.restore(key, kv, self.revision)
+        return [c for c in (gone, back) if c is not None]
 
     def step(self, delta: int) -> list[Change]:
         """One registry-changing revision back (``-1``) or forward (``+1``)."""

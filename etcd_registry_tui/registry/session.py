@@ -34,7 +34,7 @@ from .history import (
     HistoryEvent,
     Reason,
 )
-from .history_read import read_past
+from .history_read import compaction_revision, read_past
 from .leases import LeaseTracker
 from .model import Change, ChangeKind, Instance, KeyValue, RegistryState
 from .registration import ServiceRegistration
@@ -47,6 +47,9 @@ DELETE_LABEL_FOR = 30.0
 #: while there are up to 20, then this many shared by all (idle CPU stays flat however
 #: many leases; the readings a countdown needs before it could look low come on top).
 IDLE_REFRESH_RATE = 5.0
+#: How often the session asks etcd for its compaction revision once history is read (etcd
+#: tells no watcher when it compacts; the question is one Range of one key).
+COMPACTION_CHECK_EVERY = 10.0
 
 
 class LogKind(StrEnum):
@@ -175,6 +178,7 @@ class RegistrySession:
         #: Set by a UI once the first snapshot is on screen: history is read only then, so
         #: it never delays the first frame (None: read at once).
         self.history_gate: asyncio.Event | None = None
+        self._history_started = False
 
     # -- running -------------------------------------------------------------
     @property
@@ -223,7 +227,9 @@ class RegistrySession:
         if batch.snapshot and self.watcher.snapshots_loaded <= 1:
             self._follow_leases(batch)
             self.on_batch(batch, [])
-            self._start_history(batch.revision)
+            if not self._history_started:  # once, not once per page of the snapshot
+                self._history_started = True
+                self._start_history(batch.revision)
             return
         if batch.snapshot:
             self.history.restart_at(batch.revision)
@@ -322,13 +328,25 @@ class RegistrySession:
                     end,
                     revisions=self.history_revisions,
                     max_events=self.history.max_entries,
+                    max_bytes=self.history.max_bytes,
                 )
             except RegistryError as exc:
                 self.history.load_past([], end + 1, 0, end)
                 self.on_history([LogEntry(LogKind.INFO, "", f"history not read: {exc}")])
                 return
-            kept = self.history.load_past(past.events, past.start, past.compacted, past.start - 1)
+            kept = self.history.load_past(
+                past.events, past.start, past.compacted, past.floor, past.complete
+            )
             self.on_history([log_entry(e, historic=True) for e in kept])
+            self.supervisor.start("compaction check", follow_compaction)
+
+        async def follow_compaction() -> None:
+            while True:
+                await asyncio.sleep(COMPACTION_CHECK_EVERY)
+                with contextlib.suppress(RegistryError, TimeoutError):
+                    compacted = await compaction_revision(self.conn, self.config.prefix)
+                    if self.history.note_compacted(compacted):
+                        self.on_history([])
 
         self.supervisor.start("history reader", read)
 

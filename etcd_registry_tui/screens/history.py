@@ -7,6 +7,8 @@ the dashboard underneath; Esc returns to it. No writing action is offered here.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -16,14 +18,22 @@ from textual.events import Key
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
-from ..registry.history import EventKind
+from ..registry.errors import RegistryError, RevisionCompacted
+from ..registry.history import EventKind, History
 from ..registry.history_view import PastView
+from ..registry.model import KeyValue
 from ..registry.sanitize import safe_line
 from ..widgets.registry_tree import RegistryTree
 
 
 def _no_ttl(_lease: int) -> tuple[float | None, int | None]:
     return None, None
+
+
+#: Reads a value the history did not keep: (key, mod revision) -> the key-value then.
+ValueReader = Callable[[bytes, int], Awaitable[KeyValue]]
+#: At most this many values not held are read from etcd for one revision shown.
+MAX_READS = 20
 
 
 class HistoryScreen(Screen[None]):
@@ -48,11 +58,14 @@ class HistoryScreen(Screen[None]):
         Binding("escape", "leave", "Back to live"),
     ]
 
-    def __init__(self, view: PastView, prefix: str) -> None:
+    def __init__(self, view: PastView, prefix: str, read_value: ValueReader | None = None) -> None:
         super().__init__()
         self.view = view
         self.prefix = prefix
         self.live = view.live_revision
+        self.read_value = read_value
+        #: Values not held that etcd could not give: (key, mod revision) -> why.
+        self.unavailable: dict[tuple[bytes, int], str] = {}
 
     def compose(self) -> ComposeResult:
         yield Static(id="history-banner")
@@ -96,8 +109,13 @@ class HistoryScreen(Screen[None]):
             if event.detail:
                 text.append(f"  {safe_line(event.detail)}", "dim")
             text.append("\n")
+        self._describe_missing(text)
         reach = max(self.view.oldest, 0)
         text.append(f"\nhistory held: rev {reach:,} to {self.view.live_revision:,}", "dim")
+        if not self.view.complete:
+            text.append(
+                "\nincomplete: etcd did not confirm that every past event was read", "bold yellow"
+            )
         self.query_one("#history-changes", Static).update(text)
         # What changed at this revision is marked in the tree too (what was removed at it
         # is no longer there: the side lists it).
@@ -110,7 +128,56 @@ class HistoryScreen(Screen[None]):
             if event.kind is not EventKind.DELETE and self.registry_tree.select_key(event.key):
                 break
 
-    def set_live(self, revision: int) -> None:
+    def _describe_missing(self, text: Text) -> None:
+        missing = self.view.missing
+        if not missing:
+            return
+        text.append("\nvalues not held (too large), read from etcd:\n", "dim")
+        for key, (revision, held) in list(missing.items())[:MAX_READS]:
+            name = key.decode("utf-8", "backslashreplace").removeprefix(self.prefix)
+            text.append(safe_line(name) + "\n")
+            why = self.unavailable.get((key, revision), "reading…")
+            text.append(f"  {safe_line(why)}\n", "yellow")
+            text.append(f"  {held.describe()}\n", "dim")
+        if len(missing) > MAX_READS:
+            text.append(f"… and {len(missing) - MAX_READS} more\n", "dim")
+
+    def _read_missing(self) -> None:
+        """Read the values the view lacks at this revision from etcd (while not compacted)."""
+        if self.read_value is None or not self.view.missing:
+            return
+        self.run_worker(self._read_values(), group="values", exclusive=True)
+
+    async def _read_values(self) -> None:
+        assert self.read_value is not None
+        revision = self.view.revision
+        for key, (mod_revision, _held) in list(self.view.missing.items())[:MAX_READS]:
+            if (key, mod_revision) in self.unavailable:
+                continue
+            try:
+                kv = await self.read_value(key, mod_revision)
+            except RevisionCompacted as exc:
+                self.unavailable[(key, mod_revision)] = (
+                    f"compacted (etcd keeps rev {exc.compact_revision:,} on)"
+                )
+                continue
+            except RegistryError as exc:
+                self.unavailable[(key, mod_revision)] = f"not read: {exc}"
+                continue
+            if self.view.revision != revision:
+                return
+            changes = self.view.fill(key, kv)
+            if not changes:
+                self.unavailable[(key, mod_revision)] = "etcd's value differs from the digest"
+            self.registry_tree.apply_changes(changes)
+        if self.view.revision == revision:
+            self._redraw()
+
+    def set_live(self, revision: int, history: History | None = None) -> None:
+        """The live registry is at ``revision`` now; with ``history``, the view can go to
+        it (End, →, ``g``)."""
+        if history is not None:
+            self.view.extend(history, revision)
         if revision != self.live:
             self.live = revision
             self.query_one("#history-banner", Static).update(Text(self.banner_text()))
@@ -119,11 +186,13 @@ class HistoryScreen(Screen[None]):
         changes = self.view.go(target)
         self.registry_tree.apply_changes(changes)
         self._redraw()
+        self._read_missing()
 
     # -- actions ---------------------------------------------------------------------
     def action_step(self, delta: int) -> None:
         self.registry_tree.apply_changes(self.view.step(delta))
         self._redraw()
+        self._read_missing()
 
     def action_oldest(self) -> None:
         self._go(self.view.oldest)
@@ -166,6 +235,13 @@ class HistoryScreen(Screen[None]):
         if target < self.view.oldest:
             self.notify(
                 f"revision {target:,} is older than the history held (from {self.view.oldest:,})",
+                severity="warning",
+                markup=False,
+            )
+        elif target > self.view.live_revision:
+            self.notify(
+                f"revision {target:,} is after the live revision ({self.view.live_revision:,});"
+                " showing the live one",
                 severity="warning",
                 markup=False,
             )

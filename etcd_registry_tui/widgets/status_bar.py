@@ -35,6 +35,8 @@ class StatusBar(Static):
         self.read_only = read_only
         self.status: ConnectionStatus | None = None
         self.revision = 0
+        #: etcd's revision as far as progress notifications vouch (0: not known).
+        self.etcd_revision = 0
         self.services = 0
         self.instances = 0
         self.filter_text = ""
@@ -74,8 +76,16 @@ class StatusBar(Static):
             self._redraw()
 
     def set_history(self, text: str) -> None:
-        self.history_text = text
-        self._redraw()
+        if text != self.history_text:
+            self.history_text = text
+            self._redraw()
+
+    def set_etcd_revision(self, revision: int) -> None:
+        """etcd's revision, vouched for by progress notifications (no change under the
+        prefix up to it): ``rev`` shows it when it is past the last registry change."""
+        if revision > self.etcd_revision:
+            self.etcd_revision = revision
+            self._redraw()
 
     def set_filter(self, text: str) -> None:
         self.filter_text = text
@@ -95,7 +105,7 @@ class StatusBar(Static):
                 text.append(f": {safe_line(self.status.error)}", "red")
             if self.status.retry_in is not None and self.status.state is ConnState.RECONNECTING:
                 text.append(f" (retry in {self.status.retry_in:.0f}s)", "red")
-        text.append(f"  rev {self.revision}", "dim")
+        text.append(f"  rev {max(self.revision, self.etcd_revision)}", "dim")
         text.append(f"  {self.services} services · {self.instances} instances")
         if self.history_text:
             text.append(f"  {self.history_text}", "dim")
