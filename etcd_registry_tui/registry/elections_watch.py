@@ -139,7 +139,13 @@ class ElectionWatcher:
                     events = [
                         (e.type == _PUT, e.kv) for e in response.events if e.kv.mod_revision > held
                     ]
-                    changes = self.state.apply(events, int(response.header.revision))
+                    if not events:
+                        continue
+                    # Held up to the last event applied, not the header's revision: a
+                    # catch-up after a reconnect comes in several responses, each headed
+                    # with etcd's current revision (resuming there would skip the rest).
+                    applied = max(int(kv.mod_revision) for _, kv in events)
+                    changes = self.state.apply(events, applied)
                     if changes or self.state.touched:
                         self.on_change(changes)
             except KeyspaceTooLarge as exc:
