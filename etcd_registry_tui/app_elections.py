@@ -18,6 +18,7 @@ from .registry.elections_session import ElectionsSession
 from .registry.errors import LeaseNotFound, RegistryError
 from .registry.session import LogEntry, LogKind
 from .screens.campaign import CampaignRequest, CampaignScreen, ProclaimScreen
+from .screens.candidate import CandidateScreen
 from .screens.confirm import ConfirmScreen
 from .widgets.election_detail import ElectionDetail
 from .widgets.elections_view import ElectionRow, ElectionsView, safe
@@ -169,9 +170,12 @@ class ElectionsMixin(AppHost):
     # by its metaclass, and this mixin is a plain class.
     def on_elections_view_action_requested(self, message: ElectionsView.ActionRequested) -> None:
         message.stop()
+        row = message.row
+        if message.action == "inspect":
+            self._inspect_candidate(row)
+            return
         if self.read_only:
             return
-        row = message.row
         if message.action == "campaign":
             default = row.name if row is not None else "myjob"
             self.push_screen(
@@ -214,6 +218,16 @@ class ElectionsMixin(AppHost):
                 + ("paused: watch the next one take over" if paused else "resumed"),
                 markup=False,
             )
+
+    def _inspect_candidate(self, row: ElectionRow | None) -> None:
+        election = self.elections_view.election(row.name) if row is not None else None
+        candidate = row.candidate if row is not None else None
+        if candidate is None and election is not None:
+            candidate = election.leader
+        if row is None or candidate is None:
+            self.notify("Highlight a candidate first", severity="warning", markup=False)
+            return
+        self.push_screen(CandidateScreen(row.name, candidate))
 
     def _campaign_submitted(self, request: CampaignRequest | None) -> None:
         if request is not None:

@@ -8,7 +8,6 @@ Partitions go through the tests' own TCP proxy (``tests/tcp_proxy.py``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 from collections.abc import AsyncIterator, Iterator
 
@@ -20,7 +19,7 @@ from test_elections import EtcdctlCandidate, observe_leader, values, watching
 
 from etcd_registry_tui.demo.embedded import EmbeddedEtcd
 from etcd_registry_tui.registry.connection import EtcdConnection
-from etcd_registry_tui.registry.elections_watch import ElectionWatcher
+from etcd_registry_tui.registry.election import Election
 
 
 @pytest.fixture
@@ -73,7 +72,10 @@ async def test_reconnect_catches_up_past_more_than_one_batch_of_events(
             etcdctl.lease_revoke(alice.lease)
             for start in range(0, 1500, 100):
                 await asyncio.gather(
-                    *(direct.put(f"/unrelated/{i}".encode(), b"x") for i in range(start, start + 100))
+                    *(
+                        direct.put(f"/unrelated/{i}".encode(), b"x")
+                        for i in range(start, start + 100)
+                    )
                 )
             candidates.append(EtcdctlCandidate(etcdctl, "elect", "job", "carol"))
             await eventually(lambda: len(queue_keys(etcdctl, "job")) == 2, timeout=20)
@@ -88,3 +90,53 @@ async def test_reconnect_catches_up_past_more_than_one_batch_of_events(
             )
             election = watcher.state.elections["job"]
             assert [c.key for c in election.queue()] == queue_keys(etcdctl, "job")
+
+
+# -- item 4: nested names, and keys that are no candidate's ---------------------------------
+
+
+async def agreed_leader(conn: EtcdConnection, etcdctl: Etcdctl, name: str) -> bytes:
+    """The leader's key as the project's Election and `etcdctl elect -l` both see it."""
+    ours = await Election(conn, name).leader()
+    assert ours is not None
+    value = await observe_leader(etcdctl, name)
+    assert value == ours.value.decode()
+    return bytes(ours.key)
+
+
+async def test_nested_elections_give_the_leader_every_client_agrees_on(
+    etcd: EmbeddedEtcd,
+    etcdctl: Etcdctl,
+    direct: EtcdConnection,
+    candidates: list[EtcdctlCandidate],
+) -> None:
+    """alice campaigns in /e/job/sub, then bob in /e/job: clientv3 (etcdctl, Election) has
+    alice lead /e/job too, and bob wait. Found in a snapshot and live in the watch alike."""
+    candidates.append(EtcdctlCandidate(etcdctl, "elect", "/e/job/sub", "alice"))
+    await eventually(lambda: len(queue_keys(etcdctl, "/e/job/sub")) == 1, timeout=20)
+    async with watching(direct) as (watcher, _):
+        candidates.append(EtcdctlCandidate(etcdctl, "elect", "/e/job", "bob"))
+        await eventually(lambda: len(values(watcher, "/e/job")) == 2, timeout=20)
+        job = watcher.state.elections["/e/job"]
+        assert [c.key for c in job.queue()] == queue_keys(etcdctl, "/e/job")
+        leader = job.leader
+        assert leader is not None and leader.value == b"alice"
+        assert leader.key == await agreed_leader(direct, etcdctl, "/e/job")
+        assert leader.stands_in == "/e/job/sub"  # shown as the nested election's candidate
+        assert values(watcher, "/e/job/sub") == [b"alice"]
+        listed = {e["name"]: e for e in watcher.state.to_json()}
+        assert [c["value"] for c in listed["/e/job"]["candidates"]] == ["alice", "bob"]
+        assert [c["stands_in"] for c in listed["/e/job"]["candidates"]] == ["/e/job/sub", "/e/job"]
+
+        # a key that is no candidate's, older than the lock: clientv3 has it hold the lock
+        etcdctl.put("/e/lock/config", "cfg")
+        candidates.append(EtcdctlCandidate(etcdctl, "lock", "/e/lock"))
+        await eventually(lambda: len(values(watcher, "/e/lock")) == 2, timeout=20)
+        lock = watcher.state.elections["/e/lock"]
+        assert lock.leader is not None and lock.leader.key == b"/e/lock/config"
+        ours = await Election(direct, "/e/lock").leader()
+        assert ours is not None and ours.key == lock.leader.key
+
+    async with watching(direct) as (again, _):  # the same from a snapshot
+        for name in ("/e/job", "/e/job/sub", "/e/lock"):
+            assert [c.key for c in again.state.elections[name].queue()] == queue_keys(etcdctl, name)

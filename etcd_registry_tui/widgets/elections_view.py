@@ -10,9 +10,10 @@ what is on screen, not what is in etcd.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, overload
 
 from rich.segment import Segment
 from rich.style import Style
@@ -40,12 +41,80 @@ TtlSource = Callable[[int], tuple[float | None, int | None]]
 #: Display text of a key or value from etcd (never a control sequence or markup).
 safe = safe_line
 
+#: How much of a value a line shows (the whole value: ``i``).
+VALUE_WIDTH = 24
+LEADER_VALUE_WIDTH = 40
+NAME_WIDTH = 60
+KEY_WIDTH = 200
+
+
+def clip(text: str, width: int) -> str:
+    """``text`` made safe and cut to ``width`` characters, ``…`` marking the cut."""
+    shown = safe(text[: width + 1])
+    if len(shown) <= width and len(text) <= width:
+        return shown
+    return shown[: width - 1] + "…"
+
 
 @dataclass(frozen=True, slots=True)
 class ElectionRow:
     name: str
     candidate: Candidate | None = None  # None: the election's header line
     place: int = 0  # 0: leader / holder, N: waiting #N
+
+
+class ElectionRows(Sequence[ElectionRow]):
+    """The view's lines, made when drawn: an election's header, then its queue.
+
+    Built per batch from the elections alone (their order and sizes), so taking in a
+    batch costs the number of elections, not the number of candidates; a line reads its
+    candidate from the election's queue (sorted once per change, when drawn).
+    """
+
+    def __init__(self, elections: list[Election]) -> None:
+        self.elections = elections
+        self.starts: list[int] = []
+        self.where: dict[str, int] = {}
+        total = 0
+        for n, election in enumerate(elections):
+            self.starts.append(total)
+            self.where[election.name] = n
+            total += 1 + len(election.candidates)
+        self.total = total
+
+    def __len__(self) -> int:
+        return self.total
+
+    @overload
+    def __getitem__(self, index: int) -> ElectionRow: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[ElectionRow]: ...
+    def __getitem__(self, index: int | slice) -> ElectionRow | list[ElectionRow]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self.total))]
+        if index < 0:
+            index += self.total
+        if not 0 <= index < self.total:
+            raise IndexError(index)
+        n = bisect_right(self.starts, index) - 1
+        election = self.elections[n]
+        offset = index - self.starts[n]
+        if offset == 0:
+            return ElectionRow(election.name)
+        queue = election.queue()
+        if offset > len(queue):  # the election changed since: drawn again at once
+            return ElectionRow(election.name)
+        return ElectionRow(election.name, queue[offset - 1], offset - 1)
+
+    def position(self, row: ElectionRow) -> int | None:
+        """Where ``row`` (its election's header, or its candidate) is now, if anywhere."""
+        n = self.where.get(row.name)
+        if n is None:
+            return None
+        if row.candidate is None:
+            return self.starts[n]
+        place = self.elections[n].place(row.candidate.key)
+        return None if place is None else self.starts[n] + 1 + place
 
 
 class ElectionsView(ScrollView, can_focus=True):
@@ -63,6 +132,7 @@ class ElectionsView(ScrollView, can_focus=True):
         Binding("d", "act('resign')", "Resign"),
         Binding("p", "act('pause')", "Pause"),
         Binding("x", "act('revoke')", "Revoke"),
+        Binding("i", "act('inspect')", "Inspect"),
     ]
 
     #: The actions that write to etcd (all of them: off with --read-only).
@@ -121,7 +191,7 @@ class ElectionsView(ScrollView, can_focus=True):
         super().__init__(id=id)
         self.ttl_source = ttl_source
         self.clock = clock
-        self.rows: list[ElectionRow] = []
+        self.rows: ElectionRows = ElectionRows([])
         self.cursor = 0
         self.read_only = False
         self.own_leases: set[int] = set()
@@ -139,37 +209,25 @@ class ElectionsView(ScrollView, can_focus=True):
         for change in changes:
             if change.new is not None:
                 self._led_since[change.name] = (change.new.key, now)
-        for election in state.elections.values():
+        for election in state.elections.values():  # per election, not per candidate
             leader = election.leader
             seen = self._led_since.get(election.name)
             if leader is not None and (seen is None or seen[0] != leader.key):
                 self._led_since[election.name] = (leader.key, now)
-        for name in list(self._led_since):
-            if name not in state.elections:
-                del self._led_since[name]
+        for name in [n for n in self._led_since if n not in state.elections]:
+            del self._led_since[name]
         self._rebuild()
 
     def _rebuild(self) -> None:
         current = self.highlighted
-        rows: list[ElectionRow] = []
-        for election in self._state.sorted() if self._state else []:
-            rows.append(ElectionRow(election.name))
-            rows.extend(
-                ElectionRow(election.name, c, place) for place, c in enumerate(election.queue())
-            )
+        rows = ElectionRows(self._state.sorted() if self._state else [])
         self.rows = rows
         self.cursor = 0
         if current is not None:
-            for index, row in enumerate(rows):
-                same_key = (
-                    row.candidate is not None
-                    and current.candidate is not None
-                    and row.candidate.key == current.candidate.key
-                )
-                if row.name == current.name and (same_key or current.candidate is None):
-                    self.cursor = index
-                    if same_key or row.candidate is None:
-                        break
+            found = rows.position(current)
+            if found is None and current.candidate is not None:  # its candidate went
+                found = rows.position(ElectionRow(current.name))
+            self.cursor = found or 0
         self.virtual_size = Size(self.scrollable_content_region.width, len(rows))
         self.refresh()
         self.post_message(self.Highlighted(self.highlighted))
@@ -190,7 +248,7 @@ class ElectionsView(ScrollView, can_focus=True):
         self.refresh()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "act" and self.read_only:
+        if action == "act" and self.read_only and parameters[:1] != ("inspect",):
             return False
         return True
 
@@ -257,7 +315,7 @@ class ElectionsView(ScrollView, can_focus=True):
     def _header(self, row: ElectionRow) -> Text:
         election = self.election(row.name)
         text = Text(style=self.rich_style)
-        text.append(safe(row.name), self._style("elections-view--name"))
+        text.append(clip(row.name, NAME_WIDTH), self._style("elections-view--name"))
         if election is None:
             return text
         kind = election.kind
@@ -266,7 +324,7 @@ class ElectionsView(ScrollView, can_focus=True):
         leader = election.leader
         word = "holder" if kind is ElectionKind.LOCK else "leader"
         if leader is not None:
-            value = safe(leader.value_text()) or "(empty)"
+            value = clip(leader.value_text(), LEADER_VALUE_WIDTH) or "(empty)"
             text.append(f"  {word} {value}", self._style("elections-view--leader"))
             led = self.led_for(row.name)
             if led is not None:
@@ -291,19 +349,27 @@ class ElectionsView(ScrollView, can_focus=True):
         own = c.lease in self.own_leases
         text.append("  ★ " if own else "    ", self._style("elections-view--own"))
         text.append(f"{role:<11}", self._style(role_style))
-        text.append(f"{safe(c.value_text()) or '(empty)':<20} ")
+        value = clip(c.value_text(), VALUE_WIDTH) or "(empty)"
+        text.append(f"{value:<{VALUE_WIDTH}} ")
         remaining, granted = self.ttl_source(c.lease)
         if c.lease in self.paused_leases:
             text.append("⏸ ", self._style("elections-view--warning"))
-        if remaining is None:
+        if not c.lease:
+            text.append(f"{'no lease':<12}", self._style("elections-view--muted"))
+        elif remaining is None:
             text.append(f"{'…':<12}", self._style("elections-view--muted"))
         else:
             level = lease_level(remaining, granted)
             text.append(
                 f"{format_remaining(remaining):<12}", self._style(f"elections-view--{level}")
             )
-        key = safe(c.key_text)
-        if not key.endswith("/" + c.lease_hex):  # Node's decimal layout: say the id as etcdctl
+        if c.stands_in != row.name:  # in the queue by its age, as clientv3 counts it
+            nested = (
+                f"in {clip(c.stands_in, NAME_WIDTH // 2)}" if c.stands_in else "not a candidate"
+            )
+            text.append(f"  {nested}", self._style("elections-view--warning"))
+        key = clip(c.key_text, KEY_WIDTH)
+        if c.lease and not c.key_text.endswith("/" + c.lease_hex):  # Node's decimal layout
             key += f"  lease {c.lease_hex}"
         text.append(f"  {key}", self._style("elections-view--muted"))
         return text
