@@ -6,13 +6,15 @@ put ``/elections/bench/<lease %x>``, 64 at a time), as fast as etcd takes them. 
 how long the writes took, when the child's elections state and its view showed every
 candidate (seconds after the first write), and the child's CPU time meanwhile.
 
-Usage: ``python bench/elections_bench.py [--candidates 5000]``
+Usage: ``python bench/elections_bench.py [--candidates 5000]`` (``ELECTIONS_BENCH_PROFILE=FILE``:
+the child's cProfile statistics go to FILE).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from pathlib import Path
@@ -117,7 +119,18 @@ def main() -> int:
     parser.add_argument("--child", metavar="ENDPOINT")
     args = parser.parse_args()
     if args.child:
-        asyncio.run(child(args.child, args.candidates, args.timeout))
+        profile = os.environ.get("ELECTIONS_BENCH_PROFILE")  # a file for cProfile's stats
+        if profile:
+            import cProfile
+
+            cProfile.runctx(
+                "asyncio.run(child(args.child, args.candidates, args.timeout))",
+                globals(),
+                {"args": args, "child": child, "asyncio": asyncio},
+                profile,
+            )
+        else:
+            asyncio.run(child(args.child, args.candidates, args.timeout))
         return 0
     return asyncio.run(parent(args.candidates, args.timeout))
 

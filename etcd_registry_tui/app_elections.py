@@ -7,15 +7,17 @@ and the elections view each read in one sitting. The data layer part is
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from textual import work
 
 from .app_host import AppHost
 from .registry.election import Candidacy
-from .registry.elections import ElectionKind, LeaderChange
+from .registry.elections import Candidate, Election, ElectionKind, LeaderChange
 from .registry.elections_session import ElectionsSession
 from .registry.errors import LeaseNotFound, RegistryError
+from .registry.model import Instance
 from .registry.session import LogEntry, LogKind
 from .screens.campaign import CampaignRequest, CampaignScreen, ProclaimScreen
 from .screens.candidate import CandidateScreen
@@ -34,6 +36,28 @@ def leader_change_entry(change: LeaderChange) -> LogEntry:
         return safe(candidate.value_text()) or f"lease {candidate.lease_hex}"
 
     return LogEntry(LogKind.LEADER, safe(change.name), f"{who(change.old)} → {who(change.new)}")
+
+
+def service_election(service: str, elections: list[Election]) -> Election | None:
+    """The one election of a service among those named like it: ``/elections/S``, else
+    ``S``, else the only ``…/S``; None when several ``…/S`` could be it."""
+    by_name = {e.name: e for e in elections}
+    for name in (f"/elections/{service}", service):
+        if name in by_name:
+            return by_name[name]
+    return elections[0] if len(elections) == 1 else None
+
+
+def leading_instance(leader: Candidate, instances: Iterable[Instance]) -> Instance | None:
+    """The instance the leader stands for: the one on its lease, else the one whose id or
+    address it proposes; None unless exactly one instance fits."""
+    instances = list(instances)
+    on_lease = [i for i in instances if i.lease and i.lease == leader.lease]
+    if on_lease:
+        return on_lease[0] if len(on_lease) == 1 else None
+    value = leader.value_text()
+    named = [i for i in instances if value in (i.instance_id, i.address)]
+    return named[0] if len(named) == 1 else None
 
 
 class ElectionsMixin(AppHost):
@@ -90,7 +114,10 @@ class ElectionsMixin(AppHost):
         first = self.elections.watcher.snapshots_loaded <= 1
         entries = [leader_change_entry(c) for c in changes if not (c.snapshot and first)]
         self.query_one(EventLog).add(entries[::-1])
-        self._refresh_leader_marks()
+        if changes:  # a queue that only grew leaves the pane to the 1 Hz tick
+            self._refresh_leader_marks()
+            if self.showing_elections:
+                self._show_election_detail()
 
     def _on_elections_error(self, error: str | None) -> None:
         if not self.is_running:
@@ -102,23 +129,23 @@ class ElectionsMixin(AppHost):
             self.query_one(EventLog).add([LogEntry(LogKind.ERROR, "", f"elections: {error}")])
 
     def _refresh_leader_marks(self) -> None:
-        """Mark in the registry tree the instances that lead their service's election: an
-        election named like the service (``MigrationJob``, ``/elections/MigrationJob``)
-        whose leader stands on the instance's lease or proposes its id or address."""
+        """Mark in the registry tree the instance that leads its service's election (see
+        :func:`service_election` and :func:`leading_instance`): one per service at most."""
         marks: set[bytes] = set()
         groups = self.session.state.groups
+        by_service: dict[str, list[Election]] = {}
         for election in self.elections.state.elections.values():
-            group = groups.get(election.name.rsplit("/", 1)[-1])
-            leader = election.leader
-            if group is None or leader is None:
+            service = election.name.rsplit("/", 1)[-1]
+            if service in groups:
+                by_service.setdefault(service, []).append(election)
+        for service, named in by_service.items():
+            chosen = service_election(service, named)
+            leader = chosen.leader if chosen is not None else None
+            if leader is None:
                 continue
-            value = leader.value_text()
-            for inst in group.instances.values():
-                if (inst.lease and inst.lease == leader.lease) or value in (
-                    inst.instance_id,
-                    inst.address,
-                ):
-                    marks.add(inst.raw_key)
+            inst = leading_instance(leader, groups[service].instances.values())
+            if inst is not None:
+                marks.add(inst.raw_key)
         tree = self.registry_tree
         if marks != tree.leader_keys:
             tree.leader_keys = marks

@@ -9,6 +9,7 @@ what is on screen, not what is in etcd.
 
 from __future__ import annotations
 
+import math
 import time
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
@@ -20,10 +21,11 @@ from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.binding import Binding, BindingType
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
+from textual.timer import Timer
 
 from etcd_registry_tui.registry.elections import (
     Candidate,
@@ -46,6 +48,12 @@ VALUE_WIDTH = 24
 LEADER_VALUE_WIDTH = 40
 NAME_WIDTH = 60
 KEY_WIDTH = 200
+#: Batches of watch events are drawn at most this often (a lone change at once): a
+#: frame costs the same whatever it shows, so thousands of new candidates a second cost
+#: ten frames, not thousands.
+REBUILD_INTERVAL = 0.1
+#: Lines kept drawn (a screenful many times over; emptied when full).
+LINE_CACHE = 2_000
 
 
 def clip(text: str, width: int) -> str:
@@ -60,7 +68,7 @@ def clip(text: str, width: int) -> str:
 class ElectionRow:
     name: str
     candidate: Candidate | None = None  # None: the election's header line
-    place: int = 0  # 0: leader / holder, N: waiting #N
+    place: int = 0  # 0: leader / holder, N: waiting #N (-1: a line that is gone)
 
 
 class ElectionRows(Sequence[ElectionRow]):
@@ -102,8 +110,8 @@ class ElectionRows(Sequence[ElectionRow]):
         if offset == 0:
             return ElectionRow(election.name)
         queue = election.queue()
-        if offset > len(queue):  # the election changed since: drawn again at once
-            return ElectionRow(election.name)
+        if offset > len(queue):  # its queue shrank since: a blank until the next rebuild
+            return ElectionRow(election.name, None, -1)
         return ElectionRow(election.name, queue[offset - 1], offset - 1)
 
     def position(self, row: ElectionRow) -> int | None:
@@ -200,6 +208,11 @@ class ElectionsView(ScrollView, can_focus=True):
         # election name -> (leader key, when the dashboard saw it take over)
         self._led_since: dict[str, tuple[bytes, float]] = {}
         self._state: ElectionState | None = None
+        self._styles: dict[tuple[str, ...], Style] = {}
+        self._lines: dict[tuple[object, ...], Strip] = {}
+        self._pseudo_state: object = None
+        self._last_rebuild = 0.0
+        self._rebuild_timer: Timer | None = None
 
     # -- data ----------------------------------------------------------------------
     def set_state(self, state: ElectionState, changes: list[LeaderChange] = ()) -> None:  # type: ignore[assignment]
@@ -216,9 +229,20 @@ class ElectionsView(ScrollView, can_focus=True):
                 self._led_since[election.name] = (leader.key, now)
         for name in [n for n in self._led_since if n not in state.elections]:
             del self._led_since[name]
+        if self._rebuild_timer is not None:
+            return  # due already: it takes this batch too
+        wait = self._last_rebuild + REBUILD_INTERVAL - time.monotonic()
+        if wait <= 0:
+            self._rebuild()
+        else:
+            self._rebuild_timer = self.set_timer(wait, self._timed_rebuild, name="elections")
+
+    def _timed_rebuild(self) -> None:
+        self._rebuild_timer = None
         self._rebuild()
 
     def _rebuild(self) -> None:
+        self._last_rebuild = time.monotonic()
         current = self.highlighted
         rows = ElectionRows(self._state.sorted() if self._state else [])
         self.rows = rows
@@ -230,7 +254,8 @@ class ElectionsView(ScrollView, can_focus=True):
             self.cursor = found or 0
         self.virtual_size = Size(self.scrollable_content_region.width, len(rows))
         self.refresh()
-        self.post_message(self.Highlighted(self.highlighted))
+        if self.highlighted != current:  # not once per batch: the pane redraws at 1 Hz
+            self.post_message(self.Highlighted(self.highlighted))
 
     @property
     def highlighted(self) -> ElectionRow | None:
@@ -290,11 +315,46 @@ class ElectionsView(ScrollView, can_focus=True):
         self._move(round(self.scroll_y) + event.y)
 
     # -- drawing ------------------------------------------------------------------------
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._forget_drawing()
+
+    def _forget_drawing(self) -> None:
+        self._styles.clear()
+        self._lines.clear()
+        self.refresh()
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        state = self.get_pseudo_class_state()  # focus changes the cursor's colour
+        if state != self._pseudo_state:
+            self._pseudo_state = state
+            self._styles.clear()
+            self._lines.clear()
+        return super().render_lines(crop)
+
     def _style(self, *names: str) -> Style:
-        style = self.rich_style
-        for name in names:
-            style += self.get_component_rich_style(name, partial=True)
+        style = self._styles.get(names)
+        if style is None:
+            style = self.rich_style
+            for name in names:
+                style += self.get_component_rich_style(name, partial=True)
+            self._styles[names] = style
         return style
+
+    def _line_key(self, row: ElectionRow, cursor: bool, width: int) -> tuple[object, ...]:
+        """What a line shows: the same key, the same line (drawn once, not every frame)."""
+        election = self.election(row.name)
+        kind = election.kind if election is not None else None
+        c = row.candidate
+        if c is None:
+            led = self.led_for(row.name)
+            leader = election.leader if election is not None else None
+            count = len(election.candidates) if election is not None else 0
+            return (row.name, kind, leader, None if led is None else int(led), count, cursor, width)
+        remaining, granted = self.ttl_source(c.lease)
+        countdown = None if remaining is None else (math.ceil(remaining), granted)
+        own, paused = c.lease in self.own_leases, c.lease in self.paused_leases
+        return (row.name, kind, c, row.place, own, paused, countdown, cursor, width)
 
     def render_line(self, y: int) -> Strip:
         width = self.scrollable_content_region.width or self.size.width
@@ -305,12 +365,22 @@ class ElectionsView(ScrollView, can_focus=True):
                     "elections-view--muted"))], width)  # fmt: skip
             return Strip.blank(width, self.rich_style)
         row = self.rows[index]
+        if row.place < 0:
+            return Strip.blank(width, self.rich_style)
+        key = self._line_key(row, index == self.cursor, width)
+        strip = self._lines.get(key)
+        if strip is not None:
+            return strip
         text = self._header(row) if row.candidate is None else self._candidate(row)
         text.truncate(width, overflow="ellipsis", pad=True)
         if index == self.cursor:
             text.stylize(self.get_component_rich_style("elections-view--cursor"))
         segments = list(text.render(self.app.console))
-        return Strip(segments, width).crop(0, width).simplify()
+        strip = Strip(segments, width).crop(0, width).simplify()
+        if len(self._lines) >= LINE_CACHE:
+            self._lines.clear()
+        self._lines[key] = strip
+        return strip
 
     def _header(self, row: ElectionRow) -> Text:
         election = self.election(row.name)
