@@ -22,6 +22,8 @@ from test_elections import EtcdctlCandidate, observe_leader, values, watching
 from etcd_registry_tui.demo.embedded import EmbeddedEtcd
 from etcd_registry_tui.registry.connection import EtcdConnection
 from etcd_registry_tui.registry.election import Election
+from etcd_registry_tui.registry.session import LogKind
+from etcd_registry_tui.widgets.event_log import EventLog
 
 
 @pytest.fixture
@@ -37,6 +39,10 @@ async def direct(etcd: EmbeddedEtcd) -> AsyncIterator[EtcdConnection]:
     """A connection of the test's own, not through any proxy (the writer)."""
     async with connection(etcd.endpoint) as c:
         yield c
+
+
+def etcdctl_revision(etcdctl: Etcdctl) -> int:
+    return int(etcdctl.get_prefix("/no-such-key/").revision)
 
 
 def queue_keys(etcdctl: Etcdctl, name: str) -> list[bytes]:
@@ -178,3 +184,51 @@ async def test_view_keeps_up_with_thousands_of_candidates_on_their_own_leases(
         shown = [row.candidate.key for row in app.elections_view.rows[1:] if row.candidate]
         assert shown == in_etcd and len(shown) == count
         print(f"all {count:,} shown {took:.1f} s after the last write")
+
+
+# -- item 21: instances are not candidates; one leader per service -----------------------------
+
+
+async def test_registry_instances_are_not_candidates_and_a_service_has_one_leader(
+    etcd: EmbeddedEtcd, etcdctl: Etcdctl
+) -> None:
+    """Instances named by their own lease are instances, not an election; two elections
+    named like a service (``/elections/Orders`` and ``/anything/Orders``) mark one leader."""
+    for n in range(2):
+        lease = etcdctl.lease_grant(60)
+        etcdctl.put(
+            f"/services/LeaseIdSvc/{lease:x}",
+            f'{{"Id": "{lease:x}", "Address": "http://127.0.0.1:{7000 + n}"}}',
+            lease=lease,
+        )
+    orders = [etcdctl.lease_grant(60) for _ in range(2)]
+    for n, lease in enumerate(orders):
+        etcdctl.put(
+            f"/services/Orders/o-{n}",
+            f'{{"Id": "o-{n}", "Address": "http://127.0.0.1:{6000 + n}"}}',
+            lease=lease,
+        )
+    etcdctl.put(f"/elections/Orders/{orders[0]:x}", "o-0", lease=orders[0])
+    etcdctl.put(f"/anything/Orders/{orders[1]:x}", "o-1", lease=orders[1])
+    async with dashboard(etcd) as (app, pilot):
+        await until(pilot, lambda: app.elections.watcher.live.is_set(), timeout=20)
+        await until(pilot, lambda: len(app.elections.state.elections) == 2, timeout=20)
+        assert sorted(app.elections.state.elections) == ["/anything/Orders", "/elections/Orders"]
+
+        def marked() -> list[str]:
+            tree = app.registry_tree
+            lines = [tree.render_line(y).text for y in range(tree.row_count)]
+            return [line.split()[0] for line in lines if "♛ leader" in line]
+
+        await until(pilot, lambda: marked() == ["o-0"], timeout=20)
+        # a new instance of the lease-id layout, live: still no election, no LEADER line
+        lease = etcdctl.lease_grant(60)
+        etcdctl.put(f"/services/LeaseIdSvc/{lease:x}", '{"Id": "x"}', lease=lease)
+        key = f"/services/LeaseIdSvc/{lease:x}".encode()
+        await until(pilot, lambda: key in app.session.state.instances, timeout=20)
+        await until(pilot, lambda: app.elections.state.revision >= etcdctl_revision(etcdctl))
+        await pilot.pause(0.3)
+        assert sorted(app.elections.state.elections) == ["/anything/Orders", "/elections/Orders"]
+        logged = [e for e in app.query_one(EventLog).entries if e.kind is LogKind.LEADER]
+        assert not [e for e in logged if "LeaseIdSvc" in e.key]
+        assert marked() == ["o-0"]
