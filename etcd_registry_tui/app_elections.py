@@ -19,11 +19,12 @@ from .registry.elections_session import ElectionsSession
 from .registry.errors import LeaseNotFound, RegistryError
 from .registry.model import Instance
 from .registry.session import LogEntry, LogKind
+from .revoke_prompt import keys_on_leases, keys_phrase
 from .screens.campaign import CampaignRequest, CampaignScreen, ProclaimScreen
 from .screens.candidate import CandidateScreen
 from .screens.confirm import ConfirmScreen
 from .widgets.election_detail import ElectionDetail
-from .widgets.elections_view import ElectionRow, ElectionsView, safe
+from .widgets.elections_view import ElectionRow, ElectionsView, clip, safe
 from .widgets.event_log import EventLog
 
 
@@ -290,21 +291,46 @@ class ElectionsMixin(AppHost):
             return
         self.notify(f"Resigned from {safe(own.election.name)}", markup=False)
 
-    def _confirm_revoke(self, row: ElectionRow, candidate: Any) -> None:
-        election = self.elections_view.election(row.name)
+    def _keys_held_on(self, lease: int) -> set[bytes]:
+        """The keys on ``lease`` that the dashboard holds: instances and candidates."""
+        return self.session.state.keys_on_lease(lease) | self.elections.state.keys_on_lease(lease)
+
+    def _confirm_revoke(self, row: ElectionRow, candidate: Candidate) -> None:
+        if not candidate.lease:
+            self.notify(
+                f"{clip(candidate.key_text, 80)} has no lease (a permanent key): nothing to revoke",
+                severity="warning",
+                markup=False,
+            )
+            return
+        self._ask_revoke_candidate(row.name, candidate)
+
+    @work(group="actions", exit_on_error=False)
+    async def _ask_revoke_candidate(self, name: str, candidate: Candidate) -> None:
+        lease = candidate.lease
+        keys, exact = await keys_on_leases(self.session.conn, {lease}, self._keys_held_on)
+        election = self.elections_view.election(name)
         lock = election is not None and election.kind is ElectionKind.LOCK
-        role = "holder" if lock else "leader"
-        is_first = election is not None and election.leader is candidate
-        what = role if is_first else "candidate"
+        leads = election is not None and election.leader is candidate
+        what = ("holder" if lock else "leader") if leads else "candidate"
+        value = clip(candidate.value_text(), 40) or "(empty)"
         message = (
-            f"Revoke lease {candidate.lease_hex} of the {what} "
-            f"{safe(candidate.value_text()) or '(empty)'} in {safe(row.name)}?"
-            + (" The next in line takes over." if is_first else "")
+            f"Revoke lease {candidate.lease_hex} of the {what} {value} in {clip(name, 60)}? "
+            + keys_phrase(keys, 1, exact)
         )
+        if leads and election is not None:
+            # Every key on the lease goes: the first left in the queue takes over.
+            gone = keys | {candidate.key}
+            after = next((c for c in election.queue() if c.key not in gone), None)
+            if after is None:
+                message += " Nobody is left in the queue."
+            else:
+                who = clip(after.value_text(), 40) or clip(after.key_text, 80)
+                message += f" Then {who} leads."
 
         def confirmed(yes: bool | None) -> None:
             if yes:
-                self._do_revoke_candidate(candidate.lease)
+                self._do_revoke_candidate(lease)
 
         self.push_screen(ConfirmScreen("Revoke", message), confirmed)
 

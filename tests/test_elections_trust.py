@@ -8,6 +8,7 @@ Partitions go through the tests' own TCP proxy (``tests/tcp_proxy.py``).
 from __future__ import annotations
 
 import asyncio
+import base64
 import signal
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -16,13 +17,14 @@ import pytest
 from conftest import Etcdctl
 from helpers import connection, eventually
 from tcp_proxy import tcp_proxy
-from test_app_actions import dashboard, until
+from test_app_actions import dashboard, highlight, until
 from test_elections import EtcdctlCandidate, observe_leader, values, watching
 
 from etcd_registry_tui.demo.embedded import EmbeddedEtcd
 from etcd_registry_tui.registry.connection import EtcdConnection
 from etcd_registry_tui.registry.election import Election
 from etcd_registry_tui.registry.session import LogKind
+from etcd_registry_tui.screens.confirm import ConfirmScreen
 from etcd_registry_tui.widgets.event_log import EventLog
 
 
@@ -232,3 +234,54 @@ async def test_registry_instances_are_not_candidates_and_a_service_has_one_leade
         logged = [e for e in app.query_one(EventLog).entries if e.kind is LogKind.LEADER]
         assert not [e for e in logged if "LeaseIdSvc" in e.key]
         assert marked() == ["o-0"]
+
+
+# -- item 22 (and 33): the revoke question names every key on the lease ------------------------
+
+
+def etcdctl_lease_keys(etcdctl: Etcdctl, lease: int) -> set[bytes]:
+    """``etcdctl lease timetolive --keys``: every key on the lease, as etcd says."""
+    doc = etcdctl.run_json("lease", "timetolive", f"{lease:x}", "--keys")
+    return {base64.b64decode(k) for k in doc.get("keys") or []}  # type: ignore[union-attr]
+
+
+async def test_revoke_question_names_the_instance_and_its_candidate(
+    etcd: EmbeddedEtcd, etcdctl: Etcdctl
+) -> None:
+    """A MigrationJob instance campaigns on its registration lease (as the demo's do): the
+    question in both views names the two keys etcd holds on that lease."""
+    leases = [etcdctl.lease_grant(60) for _ in range(2)]
+    for n, lease in enumerate(leases):
+        etcdctl.put(f"/services/MigrationJob/job-{n}", f'{{"Id": "job-{n}"}}', lease=lease)
+        etcdctl.put(f"/elections/MigrationJob/{lease:x}", f"job-{n}", lease=lease)
+    alone = etcdctl.lease_grant(60)
+    etcdctl.put("/services/Orders/o-1", '{"Id": "o-1"}', lease=alone)
+    on_lease = etcdctl_lease_keys(etcdctl, leases[0])
+    assert len(on_lease) == 2
+    names = sorted(k.decode() for k in on_lease)
+
+    async with dashboard(etcd) as (app, pilot):
+        await until(pilot, lambda: app.elections.state.leader_of("/elections/MigrationJob"))
+        await highlight(pilot, app, b"/services/MigrationJob/job-0")
+        await pilot.press("x")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        message = app.screen.message  # type: ignore[attr-defined]
+        assert f"2 keys go with it: {names[0]}, {names[1]}." in message
+        await pilot.press("n")
+
+        await highlight(pilot, app, b"/services/Orders/o-1")
+        await pilot.press("x")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        assert "1 key goes with it: /services/Orders/o-1." in app.screen.message  # type: ignore[attr-defined]
+        await pilot.press("n")
+
+        await pilot.press("e")
+        await until(pilot, lambda: app.elections_view.rows and len(app.elections_view.rows) == 3)
+        await pilot.press("home", "down", "x")  # the leader's line: job-0
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        message = app.screen.message  # type: ignore[attr-defined]
+        assert "of the leader job-0 in /elections/MigrationJob?" in message
+        assert f"2 keys go with it: {names[0]}, {names[1]}." in message
+        assert "Then job-1 leads." in message
+        await pilot.press("n")
+    assert etcdctl_lease_keys(etcdctl, leases[0]) == on_lease  # nothing was revoked

@@ -213,7 +213,7 @@ class ElectionState:
         self._raw: dict[bytes, Election] = {}  # raw name -> election
         self._keys: dict[bytes, Candidate] = {}  # every key of some election's queue
         self._sorted: list[Election] | None = None
-        self._leases: dict[int, int] = {}  # lease -> how many held keys are on it
+        self._leases: dict[int, set[bytes]] = {}  # lease -> the held keys on it
         self._gained: set[int] = set()
         self._lost: set[int] = set()
         self.revision = 0
@@ -278,20 +278,20 @@ class ElectionState:
         self._keys[candidate.key] = candidate
         lease = candidate.lease
         if lease:
-            count = self._leases.get(lease, 0)
-            self._leases[lease] = count + 1
-            if not count:
+            on_lease = self._leases.get(lease)
+            if on_lease is None:
+                on_lease = self._leases[lease] = set()
                 self._gained.add(lease)
                 self._lost.discard(lease)
+            on_lease.add(candidate.key)
 
     def _release(self, candidate: Candidate) -> None:
         del self._keys[candidate.key]
         lease = candidate.lease
-        if lease:
-            count = self._leases[lease] - 1
-            if count:
-                self._leases[lease] = count
-            else:
+        on_lease = self._leases.get(lease) if lease else None
+        if on_lease is not None:
+            on_lease.discard(candidate.key)
+            if not on_lease:
                 del self._leases[lease]
                 self._lost.add(lease)
                 self._gained.discard(lease)
@@ -446,6 +446,10 @@ class ElectionState:
 
     def leases(self) -> set[int]:
         return set(self._leases)
+
+    def keys_on_lease(self, lease: int) -> set[bytes]:
+        """The keys held here (elections' queues) that are on ``lease``."""
+        return set(self._leases.get(lease, ())) if lease else set()
 
     # -- reading ---------------------------------------------------------------
     def sorted(self) -> list[Election]:
