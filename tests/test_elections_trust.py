@@ -19,12 +19,15 @@ from helpers import connection, eventually
 from tcp_proxy import tcp_proxy
 from test_app_actions import dashboard, highlight, until
 from test_elections import EtcdctlCandidate, observe_leader, values, watching
+from textual.widgets import Static
 
 from etcd_registry_tui.demo.embedded import EmbeddedEtcd
 from etcd_registry_tui.registry.connection import EtcdConnection
 from etcd_registry_tui.registry.election import Election
 from etcd_registry_tui.registry.session import LogKind
+from etcd_registry_tui.screens.candidate import CandidateScreen
 from etcd_registry_tui.screens.confirm import ConfirmScreen
+from etcd_registry_tui.widgets.election_detail import ElectionDetail
 from etcd_registry_tui.widgets.event_log import EventLog
 
 
@@ -285,3 +288,49 @@ async def test_revoke_question_names_the_instance_and_its_candidate(
         assert "Then job-1 leads." in message
         await pilot.press("n")
     assert etcdctl_lease_keys(etcdctl, leases[0]) == on_lease  # nothing was revoked
+
+
+# -- item 28: a long hostile value --------------------------------------------------------------
+
+
+async def test_a_long_value_leaves_the_row_pane_and_dialog_readable(
+    etcd: EmbeddedEtcd, etcdctl: Etcdctl
+) -> None:
+    """A 10,000-character value: the row keeps its countdown and key, the Election pane its
+    lease and TTL, the revoke dialog its title and buttons; ``i`` shows the whole value."""
+    lease = etcdctl.lease_grant(60)
+    value = "\x1b[31m" + "V" * 10_000
+    etcdctl.put(f"/e/h/{lease:x}", value, lease=lease)
+    async with dashboard(etcd) as (app, pilot):
+        await pilot.press("e")
+        view = app.elections_view
+        await until(pilot, lambda: len(view.rows) == 2, timeout=20)
+        await pilot.press("home", "down")
+        await until(pilot, lambda: app.elections.ttl(lease)[0] is not None, timeout=20)
+        await pilot.pause(1.1)  # a tick draws the countdown
+        line = view.render_line(1).text
+        assert f"/e/h/{lease:x}" in line and ("minute" in line or "second" in line)
+        assert "\x1b" not in line and "VVVV…" in line
+
+        detail = app.query_one(ElectionDetail)
+        shown = str(detail.render()).splitlines()
+        height = detail.content_region.height
+        labels = [n for n, text in enumerate(shown) if text.startswith(("lease", "TTL"))]
+        assert len(labels) == 2 and max(labels) < height, (labels, height)
+        assert any("10,005 characters" in text for text in shown)
+
+        await pilot.press("x")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        screen = app.screen
+        title, yes = screen.query_one("#title").region, screen.query_one("#yes").region
+        assert 0 <= title.y and yes.bottom <= screen.size.height
+        assert len(screen.message) < 400  # type: ignore[attr-defined]
+        await pilot.press("n")
+        await until(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
+
+        await pilot.press("i")
+        await until(pilot, lambda: isinstance(app.screen, CandidateScreen))
+        whole = str(app.screen.query_one("#value", Static).render())
+        assert whole.count("V") == 10_000 and "\x1b" not in whole
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, CandidateScreen))

@@ -371,7 +371,7 @@ class ElectionsView(ScrollView, can_focus=True):
         strip = self._lines.get(key)
         if strip is not None:
             return strip
-        text = self._header(row) if row.candidate is None else self._candidate(row)
+        text = self._header(row) if row.candidate is None else self._candidate(row, width)
         text.truncate(width, overflow="ellipsis", pad=True)
         if index == self.cursor:
             text.stylize(self.get_component_rich_style("elections-view--cursor"))
@@ -406,7 +406,9 @@ class ElectionsView(ScrollView, can_focus=True):
             text.append(f"  {waiting} waiting", self._style("elections-view--muted"))
         return text
 
-    def _candidate(self, row: ElectionRow) -> Text:
+    def _candidate(self, row: ElectionRow, width: int = 0) -> Text:
+        """``role value countdown [nesting] key``: the value gets what the rest leaves of
+        ``width`` (at most VALUE_WIDTH), so a long value never hides the countdown or key."""
         c = row.candidate
         assert c is not None
         election = self.election(row.name)
@@ -415,31 +417,36 @@ class ElectionsView(ScrollView, can_focus=True):
             role, role_style = ("holder" if lock else "leader"), "elections-view--leader"
         else:
             role, role_style = f"waiting #{row.place}", "elections-view--waiting"
+        remaining, granted = self.ttl_source(c.lease)
+        paused = c.lease in self.paused_leases
+        if not c.lease:
+            countdown, countdown_style = "no lease", "elections-view--muted"
+        elif remaining is None:
+            countdown, countdown_style = "…", "elections-view--muted"
+        else:
+            level = lease_level(remaining, granted)
+            countdown, countdown_style = format_remaining(remaining), f"elections-view--{level}"
+        nested = ""
+        if c.stands_in != row.name:  # in the queue by its age, as clientv3 counts it
+            nested = (
+                f"  in {clip(c.stands_in, NAME_WIDTH // 2)}" if c.stands_in else "  not a candidate"
+            )
+        key = clip(c.key_text, KEY_WIDTH)
+        if c.lease and not c.key_text.endswith("/" + c.lease_hex):  # Node's decimal layout
+            key += f"  lease {c.lease_hex}"
+        fixed = 4 + 11 + 1 + (2 if paused else 0) + max(12, len(countdown)) + len(nested) + 2
+        value_width = max(8, min(VALUE_WIDTH, (width or 1000) - fixed - len(key)))
+
         text = Text(style=self.rich_style)
         own = c.lease in self.own_leases
         text.append("  ★ " if own else "    ", self._style("elections-view--own"))
         text.append(f"{role:<11}", self._style(role_style))
-        value = clip(c.value_text(), VALUE_WIDTH) or "(empty)"
-        text.append(f"{value:<{VALUE_WIDTH}} ")
-        remaining, granted = self.ttl_source(c.lease)
-        if c.lease in self.paused_leases:
+        value = clip(c.value_text(), value_width) or "(empty)"
+        text.append(f"{value:<{value_width}} ")
+        if paused:
             text.append("⏸ ", self._style("elections-view--warning"))
-        if not c.lease:
-            text.append(f"{'no lease':<12}", self._style("elections-view--muted"))
-        elif remaining is None:
-            text.append(f"{'…':<12}", self._style("elections-view--muted"))
-        else:
-            level = lease_level(remaining, granted)
-            text.append(
-                f"{format_remaining(remaining):<12}", self._style(f"elections-view--{level}")
-            )
-        if c.stands_in != row.name:  # in the queue by its age, as clientv3 counts it
-            nested = (
-                f"in {clip(c.stands_in, NAME_WIDTH // 2)}" if c.stands_in else "not a candidate"
-            )
-            text.append(f"  {nested}", self._style("elections-view--warning"))
-        key = clip(c.key_text, KEY_WIDTH)
-        if c.lease and not c.key_text.endswith("/" + c.lease_hex):  # Node's decimal layout
-            key += f"  lease {c.lease_hex}"
+        text.append(f"{countdown:<12}", self._style(countdown_style))
+        if nested:
+            text.append(nested, self._style("elections-view--warning"))
         text.append(f"  {key}", self._style("elections-view--muted"))
         return text
