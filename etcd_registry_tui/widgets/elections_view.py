@@ -45,6 +45,7 @@ safe = safe_line
 
 #: How much of a value a line shows (the whole value: ``i``).
 VALUE_WIDTH = 24
+MIN_VALUE_WIDTH = 12
 LEADER_VALUE_WIDTH = 40
 NAME_WIDTH = 60
 KEY_WIDTH = 200
@@ -431,11 +432,15 @@ class ElectionsView(ScrollView, can_focus=True):
             nested = (
                 f"  in {clip(c.stands_in, NAME_WIDTH // 2)}" if c.stands_in else "  not a candidate"
             )
-        key = clip(c.key_text, KEY_WIDTH)
+        # The key below the election's name (on the header line): …/<lease id>, …/sub/<id>
+        prefix = row.name + "/"
+        tail = c.key_text[len(prefix) :] if c.key_text.startswith(prefix) else c.key_text
+        key = clip(("…/" + tail) if tail != c.key_text else tail, KEY_WIDTH)
         if c.lease and not c.key_text.endswith("/" + c.lease_hex):  # Node's decimal layout
             key += f"  lease {c.lease_hex}"
         fixed = 4 + 11 + 1 + (2 if paused else 0) + max(12, len(countdown)) + len(nested) + 2
-        value_width = max(8, min(VALUE_WIDTH, (width or 1000) - fixed - len(key)))
+        room = (width or 1000) - fixed - len(key)
+        value_width = max(MIN_VALUE_WIDTH, min(VALUE_WIDTH, room))
 
         text = Text(style=self.rich_style)
         own = c.lease in self.own_leases
