@@ -154,13 +154,10 @@ class ElectionWatcher:
         attempt = 0
         while True:
             try:
-                if need_snapshot:
+                if need_snapshot or self.state.unloaded:
+                    # (Cut off while reading a new election's queue: read everything again.)
                     await self.load_snapshot()
                     need_snapshot = False
-                elif self.state.unloaded:  # cut off while reading a new election's queue
-                    changes = await self._adopt()
-                    if changes or self.state.touched:
-                        self.on_change(changes)
                 first_key, _ = covering_range(self.prefixes)
                 watch_prefix = b"" if first_key == b"\0" else first_key
                 if len(self.prefixes) > 1:

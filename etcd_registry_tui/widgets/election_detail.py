@@ -59,8 +59,13 @@ class ElectionDetail(Static):
         if candidate is None:
             candidate = election.leader
         if candidate is not None:
-            place = election.place(candidate.key) or 0
-            role = ("holder" if lock else "leader") if place == 0 else f"waiting #{place}"
+            place = election.place(candidate.key)
+            if place is None:
+                role = "gone from the queue"
+            elif place == 0:
+                role = "holder" if lock else "leader"
+            else:
+                role = f"waiting #{place}"
             text.append("\n")
             row(
                 "role",
