@@ -18,6 +18,7 @@ from conftest import Etcdctl
 from helpers import connection, eventually
 from tcp_proxy import tcp_proxy
 from test_app_actions import dashboard, highlight, until
+from test_cli_elections import elections as cli_elections
 from test_elections import EtcdctlCandidate, observe_leader, values, watching
 from textual.widgets import Static
 
@@ -153,6 +154,12 @@ async def test_nested_elections_give_the_leader_every_client_agrees_on(
     async with watching(direct) as (again, _):  # the same from a snapshot
         for name in ("/e/job", "/e/job/sub", "/e/lock"):
             assert [c.key for c in again.state.elections[name].queue()] == queue_keys(etcdctl, name)
+    # ... and from `elections --json`, the witness
+    listed = {e["name"]: e for e in cli_elections(etcd.endpoint)}
+    job = listed["/e/job"]["candidates"]
+    assert [c["value"] for c in job] == ["alice", "bob"]  # type: ignore[index,attr-defined]
+    in_etcd = [k.decode() for k in queue_keys(etcdctl, "/e/job")]
+    assert [c["key"] for c in job] == in_etcd  # type: ignore[index,attr-defined]
 
 
 # -- item 20: many candidates ------------------------------------------------------------------
@@ -237,6 +244,8 @@ async def test_registry_instances_are_not_candidates_and_a_service_has_one_leade
         logged = [e for e in app.query_one(EventLog).entries if e.kind is LogKind.LEADER]
         assert not [e for e in logged if "LeaseIdSvc" in e.key]
         assert marked() == ["o-0"]
+    listed = sorted(str(e["name"]) for e in cli_elections(etcd.endpoint))
+    assert listed == ["/anything/Orders", "/elections/Orders"]
 
 
 # -- item 22 (and 33): the revoke question names every key on the lease ------------------------
