@@ -125,9 +125,17 @@ class ElectionsMixin(AppHost):
             return
         view = self.elections_view
         view.empty_text = error or "no elections or locks found"
+        view.border_title = self._elections_title()
         view.refresh()
         if error:
             self.query_one(EventLog).add([LogEntry(LogKind.ERROR, "", f"elections: {error}")])
+
+    def _elections_title(self) -> str:
+        """The view's title; while the watch is down it says what is shown may be old."""
+        watcher = self.elections.watcher
+        if watcher.error is None:
+            return "Elections and locks"
+        return f"Elections and locks — not live: as of revision {watcher.state.revision}"
 
     def _refresh_leader_marks(self) -> None:
         """Mark in the registry tree the instance that leads its service's election (see
@@ -188,7 +196,7 @@ class ElectionsMixin(AppHost):
         self.query_one(ElectionDetail).display = showing
         if showing:
             self._show_election_detail()
-            view.border_title = "Elections and locks"
+            view.border_title = self._elections_title()
             view.focus()
         else:
             self.registry_tree.focus()

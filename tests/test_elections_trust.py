@@ -12,6 +12,7 @@ import base64
 import signal
 import time
 from collections.abc import AsyncIterator, Iterator
+from types import SimpleNamespace
 
 import pytest
 from conftest import Etcdctl
@@ -20,6 +21,7 @@ from tcp_proxy import tcp_proxy
 from test_app_actions import dashboard, highlight, until
 from test_cli_elections import elections as cli_elections
 from test_elections import EtcdctlCandidate, observe_leader, values, watching
+from test_elections_view import line_of, view_lines
 from textual.widgets import Static
 
 from etcd_registry_tui.demo.embedded import EmbeddedEtcd
@@ -343,3 +345,40 @@ async def test_a_long_value_leaves_the_row_pane_and_dialog_readable(
         assert whole.count("V") == 10_000 and "\x1b" not in whole
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, CandidateScreen))
+
+
+async def test_dashboard_shows_the_new_queue_after_its_link_comes_back(
+    etcd: EmbeddedEtcd,
+    etcdctl: Etcdctl,
+    direct: EtcdConnection,
+    candidates: list[EtcdctlCandidate],
+) -> None:
+    """The dashboard's own link refused while the leader goes and 1,500 writes pass: the
+    view says it is not live, then shows bob leading and carol waiting, as etcd has it."""
+    with tcp_proxy(etcd.client_port) as proxy:
+        async with dashboard(SimpleNamespace(endpoint=proxy.endpoint)) as (app, pilot):
+            app.elections.watcher.backoff_max = 0.5
+            await pilot.press("e")
+            candidates.append(EtcdctlCandidate(etcdctl, "elect", "job", "alice"))
+            await until(pilot, lambda: "alice" in line_of(app, "leader "), timeout=20)
+            candidates.append(EtcdctlCandidate(etcdctl, "elect", "job", "bob"))
+            await until(pilot, lambda: "bob" in line_of(app, "waiting #1"), timeout=20)
+            alice = app.elections.state.leader_of("job")
+            assert alice is not None and alice.value == b"alice"
+
+            proxy.refuse()
+            view = app.elections_view
+            await until(pilot, lambda: "not live" in str(view.border_title), timeout=30)
+            etcdctl.lease_revoke(alice.lease)
+            for start in range(0, 1500, 100):
+                keys = [f"/unrelated/{i}".encode() for i in range(start, start + 100)]
+                await asyncio.gather(*(direct.put(key, b"x") for key in keys))
+            candidates.append(EtcdctlCandidate(etcdctl, "elect", "job", "carol"))
+            await eventually(lambda: len(queue_keys(etcdctl, "job")) == 2, timeout=20)
+            proxy.heal()
+
+            await until(pilot, lambda: "bob" in line_of(app, "leader "), timeout=30)
+            await until(pilot, lambda: "carol" in line_of(app, "waiting #1"), timeout=30)
+            await until(pilot, lambda: "not live" not in str(view.border_title), timeout=30)
+            assert "alice" not in " ".join(view_lines(app))
+            assert await observe_leader(etcdctl, "job") == "bob"
