@@ -86,8 +86,8 @@ async def cmd_elections(config: ConnectionConfig, args: argparse.Namespace) -> i
                 role = "holder " if place == 0 else f"waiting #{place}"
             value = _short(c["value"]) or "(empty)"
             nesting = _nesting(election["name"], c["stands_in"], c["key"])
-            lease = f"lease {c['lease']}  {c['ttl']}s" if c["ttl"] is not None else "no lease"
-            print(f"  {role:<10} {value:<24} {lease}{nesting}")
+            shown = f"lease {c['lease']}  {c['ttl']}s" if c["ttl"] is not None else "no lease"
+            print(f"  {role:<10} {value:<24} {shown}{nesting}")
     return 0
 
 
