@@ -13,6 +13,7 @@ from .app_host import AppHost
 from .registry.errors import RegistryError
 from .registry.model import UNRECOGNISED
 from .registry.sanitize import safe_line, safe_text
+from .revoke_prompt import keys_on_leases, keys_phrase
 from .screens.confirm import ConfirmScreen
 from .screens.help import HelpScreen
 from .screens.inspect import InspectScreen
@@ -80,6 +81,7 @@ class ActionsMixin(AppHost):
         self._select_when_shown = None if self.registry_tree.select_key(key) else key
 
     def _revoke_target(self) -> tuple[set[int], str] | None:
+        """The leases to revoke and the question's start (the keys are named after it)."""
         inst = self._highlighted()
         state = self.session.state
         if inst is not None:
@@ -90,8 +92,7 @@ class ActionsMixin(AppHost):
                     markup=False,
                 )
                 return None
-            keys = state.keys_on_lease(inst.lease)
-            return {inst.lease}, f"Revoke lease {inst.lease_hex}? {_keys_phrase(keys)}"
+            return {inst.lease}, f"Revoke lease {inst.lease_hex}?"
         service = self.registry_tree.highlighted_service
         group = state.groups.get(service) if service else None
         if group is None:
@@ -107,21 +108,24 @@ class ActionsMixin(AppHost):
                 markup=False,
             )
             return None
-        keys = set().union(*(state.keys_on_lease(lease) for lease in leases))
-        return leases, (
-            f"Revoke all {len(leases)} lease(s) of {safe_line(group.name)}? {_keys_phrase(keys)}"
-        )
+        count = len(leases)
+        what = "its lease" if count == 1 else f"all {count} leases"
+        return leases, f"Revoke {what} of {safe_line(group.name, 60)}?"
 
     def action_revoke(self) -> None:
         target = self._revoke_target()
-        if target is None:
-            return
-        leases, message = target
+        if target is not None:
+            self._ask_revoke(*target)
+
+    @work(exclusive=False, group="actions", exit_on_error=False)
+    async def _ask_revoke(self, leases: set[int], question: str) -> None:
+        keys, exact = await keys_on_leases(self.session.conn, leases, self._keys_held_on)
 
         def confirmed(yes: bool | None) -> None:
             if yes:
                 self._do_revoke(leases)
 
+        message = f"{question} {keys_phrase(keys, len(leases), exact)}"
         self.push_screen(ConfirmScreen("Revoke", message), confirmed)
 
     @work(exclusive=False, group="actions", exit_on_error=False)
@@ -220,12 +224,3 @@ class ActionsMixin(AppHost):
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
-
-
-def _keys_phrase(keys: set[bytes]) -> str:
-    count = len(keys)
-    if count == 0:
-        return "No key is attached to it."
-    names = sorted(safe_line(k.decode("utf-8", "backslashreplace")) for k in keys)
-    shown = ", ".join(names[:3]) + (f" and {count - 3} more" if count > 3 else "")
-    return f"{count} key{'s' if count != 1 else ''} go with it: {shown}"

@@ -7,20 +7,24 @@ and the elections view each read in one sitting. The data layer part is
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from textual import work
 
 from .app_host import AppHost
 from .registry.election import Candidacy
-from .registry.elections import ElectionKind, LeaderChange
+from .registry.elections import Candidate, Election, ElectionKind, LeaderChange
 from .registry.elections_session import ElectionsSession
 from .registry.errors import LeaseNotFound, RegistryError
+from .registry.model import Instance
 from .registry.session import LogEntry, LogKind
+from .revoke_prompt import keys_on_leases, keys_phrase
 from .screens.campaign import CampaignRequest, CampaignScreen, ProclaimScreen
+from .screens.candidate import CandidateScreen
 from .screens.confirm import ConfirmScreen
 from .widgets.election_detail import ElectionDetail
-from .widgets.elections_view import ElectionRow, ElectionsView, safe
+from .widgets.elections_view import ElectionRow, ElectionsView, clip, safe
 from .widgets.event_log import EventLog
 
 
@@ -33,6 +37,28 @@ def leader_change_entry(change: LeaderChange) -> LogEntry:
         return safe(candidate.value_text()) or f"lease {candidate.lease_hex}"
 
     return LogEntry(LogKind.LEADER, safe(change.name), f"{who(change.old)} → {who(change.new)}")
+
+
+def service_election(service: str, elections: list[Election]) -> Election | None:
+    """The one election of a service among those named like it: ``/elections/S``, else
+    ``S``, else the only ``…/S``; None when several ``…/S`` could be it."""
+    by_name = {e.name: e for e in elections}
+    for name in (f"/elections/{service}", service):
+        if name in by_name:
+            return by_name[name]
+    return elections[0] if len(elections) == 1 else None
+
+
+def leading_instance(leader: Candidate, instances: Iterable[Instance]) -> Instance | None:
+    """The instance the leader stands for: the one on its lease, else the one whose id or
+    address it proposes; None unless exactly one instance fits."""
+    instances = list(instances)
+    on_lease = [i for i in instances if i.lease and i.lease == leader.lease]
+    if on_lease:
+        return on_lease[0] if len(on_lease) == 1 else None
+    value = leader.value_text()
+    named = [i for i in instances if value in (i.instance_id, i.address)]
+    return named[0] if len(named) == 1 else None
 
 
 class ElectionsMixin(AppHost):
@@ -89,35 +115,46 @@ class ElectionsMixin(AppHost):
         first = self.elections.watcher.snapshots_loaded <= 1
         entries = [leader_change_entry(c) for c in changes if not (c.snapshot and first)]
         self.query_one(EventLog).add(entries[::-1])
-        self._refresh_leader_marks()
+        if changes:  # a queue that only grew leaves the pane to the 1 Hz tick
+            self._refresh_leader_marks()
+            if self.showing_elections:
+                self._show_election_detail()
 
     def _on_elections_error(self, error: str | None) -> None:
         if not self.is_running:
             return
         view = self.elections_view
         view.empty_text = error or "no elections or locks found"
+        view.border_title = self._elections_title()
         view.refresh()
         if error:
             self.query_one(EventLog).add([LogEntry(LogKind.ERROR, "", f"elections: {error}")])
 
+    def _elections_title(self) -> str:
+        """The view's title; while the watch is down it says what is shown may be old."""
+        watcher = self.elections.watcher
+        if watcher.error is None:
+            return "Elections and locks"
+        return f"Elections and locks — not live: as of revision {watcher.state.revision}"
+
     def _refresh_leader_marks(self) -> None:
-        """Mark in the registry tree the instances that lead their service's election: an
-        election named like the service (``MigrationJob``, ``/elections/MigrationJob``)
-        whose leader stands on the instance's lease or proposes its id or address."""
+        """Mark in the registry tree the instance that leads its service's election (see
+        :func:`service_election` and :func:`leading_instance`): one per service at most."""
         marks: set[bytes] = set()
         groups = self.session.state.groups
+        by_service: dict[str, list[Election]] = {}
         for election in self.elections.state.elections.values():
-            group = groups.get(election.name.rsplit("/", 1)[-1])
-            leader = election.leader
-            if group is None or leader is None:
+            service = election.name.rsplit("/", 1)[-1]
+            if service in groups:
+                by_service.setdefault(service, []).append(election)
+        for service, named in by_service.items():
+            chosen = service_election(service, named)
+            leader = chosen.leader if chosen is not None else None
+            if leader is None:
                 continue
-            value = leader.value_text()
-            for inst in group.instances.values():
-                if (inst.lease and inst.lease == leader.lease) or value in (
-                    inst.instance_id,
-                    inst.address,
-                ):
-                    marks.add(inst.raw_key)
+            inst = leading_instance(leader, groups[service].instances.values())
+            if inst is not None:
+                marks.add(inst.raw_key)
         tree = self.registry_tree
         if marks != tree.leader_keys:
             tree.leader_keys = marks
@@ -159,7 +196,7 @@ class ElectionsMixin(AppHost):
         self.query_one(ElectionDetail).display = showing
         if showing:
             self._show_election_detail()
-            view.border_title = "Elections and locks"
+            view.border_title = self._elections_title()
             view.focus()
         else:
             self.registry_tree.focus()
@@ -169,9 +206,12 @@ class ElectionsMixin(AppHost):
     # by its metaclass, and this mixin is a plain class.
     def on_elections_view_action_requested(self, message: ElectionsView.ActionRequested) -> None:
         message.stop()
+        row = message.row
+        if message.action == "inspect":
+            self._inspect_candidate(row)
+            return
         if self.read_only:
             return
-        row = message.row
         if message.action == "campaign":
             default = row.name if row is not None else "myjob"
             self.push_screen(
@@ -215,6 +255,16 @@ class ElectionsMixin(AppHost):
                 markup=False,
             )
 
+    def _inspect_candidate(self, row: ElectionRow | None) -> None:
+        election = self.elections_view.election(row.name) if row is not None else None
+        candidate = row.candidate if row is not None else None
+        if candidate is None and election is not None:
+            candidate = election.leader
+        if row is None or candidate is None:
+            self.notify("Highlight a candidate first", severity="warning", markup=False)
+            return
+        self.push_screen(CandidateScreen(row.name, candidate))
+
     def _campaign_submitted(self, request: CampaignRequest | None) -> None:
         if request is not None:
             self._do_campaign(request)
@@ -249,21 +299,46 @@ class ElectionsMixin(AppHost):
             return
         self.notify(f"Resigned from {safe(own.election.name)}", markup=False)
 
-    def _confirm_revoke(self, row: ElectionRow, candidate: Any) -> None:
-        election = self.elections_view.election(row.name)
+    def _keys_held_on(self, lease: int) -> set[bytes]:
+        """The keys on ``lease`` that the dashboard holds: instances and candidates."""
+        return self.session.state.keys_on_lease(lease) | self.elections.state.keys_on_lease(lease)
+
+    def _confirm_revoke(self, row: ElectionRow, candidate: Candidate) -> None:
+        if not candidate.lease:
+            self.notify(
+                f"{clip(candidate.key_text, 80)} has no lease (a permanent key): nothing to revoke",
+                severity="warning",
+                markup=False,
+            )
+            return
+        self._ask_revoke_candidate(row.name, candidate)
+
+    @work(group="actions", exit_on_error=False)
+    async def _ask_revoke_candidate(self, name: str, candidate: Candidate) -> None:
+        lease = candidate.lease
+        keys, exact = await keys_on_leases(self.session.conn, {lease}, self._keys_held_on)
+        election = self.elections_view.election(name)
         lock = election is not None and election.kind is ElectionKind.LOCK
-        role = "holder" if lock else "leader"
-        is_first = election is not None and election.leader is candidate
-        what = role if is_first else "candidate"
+        leads = election is not None and election.leader is candidate
+        what = ("holder" if lock else "leader") if leads else "candidate"
+        value = clip(candidate.value_text(), 40) or "(empty)"
         message = (
-            f"Revoke lease {candidate.lease_hex} of the {what} "
-            f"{safe(candidate.value_text()) or '(empty)'} in {safe(row.name)}?"
-            + (" The next in line takes over." if is_first else "")
+            f"Revoke lease {candidate.lease_hex} of the {what} {value} in {clip(name, 60)}? "
+            + keys_phrase(keys, 1, exact)
         )
+        if leads and election is not None:
+            # Every key on the lease goes: the first left in the queue takes over.
+            gone = keys | {candidate.key}
+            after = next((c for c in election.queue() if c.key not in gone), None)
+            if after is None:
+                message += " Nobody is left in the queue."
+            else:
+                who = clip(after.value_text(), 40) or clip(after.key_text, 80)
+                message += f" Then {who} leads."
 
         def confirmed(yes: bool | None) -> None:
             if yes:
-                self._do_revoke_candidate(candidate.lease)
+                self._do_revoke_candidate(lease)
 
         self.push_screen(ConfirmScreen("Revoke", message), confirmed)
 

@@ -55,11 +55,26 @@ def add_elections_prefix(parser: argparse.ArgumentParser) -> None:
 _safe = safe_line  # no control character of a key or value reaches the terminal
 
 
+def _short(value: str, limit: int = 60) -> str:
+    """A value on one line of the listing (the whole value is in --json)."""
+    text = _safe(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _nesting(name: str, stands_in: str | None, key: str) -> str:
+    """Why a key is in the queue of ``name`` although it is not one of its candidates."""
+    if stands_in == name:
+        return ""
+    if stands_in is None:
+        return f"  {_short(key)} (not a candidate's key; it still comes first by age)"
+    return f"  {_short(key)} (a candidate of the nested {_short(stands_in)})"
+
+
 async def cmd_elections(config: ConnectionConfig, args: argparse.Namespace) -> int:
     async with EtcdConnection(config) as conn:
         watcher = ElectionWatcher(conn, tuple(args.elections_prefix or ()))
         await watcher.load_snapshot()
-        leases = {c.lease for e in watcher.state.elections.values() for c in e.candidates.values()}
+        leases = watcher.state.leases()
         ttls: dict[int, int] = {}
         for lease in sorted(leases):
             ttl, _, _ = await conn.time_to_live(lease)
@@ -77,9 +92,10 @@ async def cmd_elections(config: ConnectionConfig, args: argparse.Namespace) -> i
             role = "leader " if place == 0 else f"waiting #{place}"
             if election["kind"] == "lock":
                 role = "holder " if place == 0 else f"waiting #{place}"
-            print(
-                f"  {role:<10} {_safe(c['value']) or '(empty)':<24} lease {c['lease']}  {c['ttl']}s"
-            )
+            value = _short(c["value"]) or "(empty)"
+            nesting = _nesting(election["name"], c["stands_in"], c["key"])
+            shown = f"lease {c['lease']}  {c['ttl']}s" if c["ttl"] is not None else "no lease"
+            print(f"  {role:<10} {value:<24} {shown}{nesting}")
     return 0
 
 

@@ -422,8 +422,8 @@ async def test_revoke_on_a_service_row_revokes_every_lease_of_that_service(
         await highlight_service(pilot, app, "Orders")
         await pilot.press("x")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
-        assert "Revoke all 2 lease(s) of Orders?" in app.screen.message
-        assert "3 keys go with it" in app.screen.message
+        assert "Revoke all 2 leases of Orders?" in app.screen.message
+        assert "3 keys go with them" in app.screen.message
         await pilot.press("y")
 
         await until(pilot, lambda: not any(k in app.session.state for k in keys))

@@ -50,38 +50,49 @@ def test_candidate_key_layouts() -> None:
     assert parse_candidate_key(b"/services/Orders/abc", lease) is None
 
 
-def test_leader_is_lowest_create_revision_and_names_do_not_swallow_each_other() -> None:
+def test_leader_is_lowest_create_revision_and_nested_keys_take_part_as_in_clientv3() -> None:
+    """clientv3's Election("a").Leader is the lowest CreateRevision of *every* key under
+    ``a/``: a nested election's keys (and keys that are no candidate's) queue in ``a`` too."""
     state = ElectionState()
     kvs = [
         # key order differs from queue order: 'b' has the lower lease id but came later
         KeyValue(b"a/1f", b"late", create_revision=9, mod_revision=9, lease=0x1F),
         KeyValue(b"a/ff", b"first", create_revision=3, mod_revision=3, lease=0xFF),
         KeyValue(b"a/b/2a", b"", create_revision=4, mod_revision=4, lease=0x2A),
-        KeyValue(b"a/b/plain", b"x", create_revision=5, mod_revision=5, lease=0x2A),
+        KeyValue(b"a/b/plain", b"", create_revision=5, mod_revision=5, lease=0x2A),
     ]
     changes = state.load(kvs, revision=10)
     assert sorted(state.elections) == ["a", "a/b"]
     a = state.elections["a"]
-    assert [c.value for c in a.queue()] == [b"first", b"late"]
+    assert [c.key for c in a.queue()] == [b"a/ff", b"a/b/2a", b"a/b/plain", b"a/1f"]
+    assert [c.stands_in for c in a.queue()] == ["a", "a/b", None, "a"]
     assert a.leader is not None and a.leader.value == b"first"
     assert a.kind is ElectionKind.ELECTION
-    assert [c.key for c in state.elections["a/b"].queue()] == [b"a/b/2a"]
+    assert [c.key for c in state.elections["a/b"].queue()] == [b"a/b/2a", b"a/b/plain"]
     assert state.elections["a/b"].kind is ElectionKind.LOCK
     assert {c.name for c in changes} == {"a", "a/b"}
 
-    # the leader's key goes: the next in queue leads, and that is one change
+    # the leader's key goes: the oldest key left under a/ leads, the nested lock's holder
     moved = state.apply([(False, KeyValue(b"a/ff", b"", 3, 11, 0, 0xFF))], revision=11)
     assert (
         moved == [LeaderChange("a", moved[0].old, state.elections["a"].leader, 11)]
         and moved[0].old is not None
     )
-    assert moved[0].old.value == b"first" and state.leader_of("a").value == b"late"  # type: ignore[union-attr]
+    assert moved[0].old.value == b"first" and state.leader_of("a").key == b"a/b/2a"  # type: ignore[union-attr]
     # a waiting candidate going changes no leader
     state.apply([(True, KeyValue(b"a/10", b"w", 12, 12, 1, 0x10))], revision=12)
     assert state.apply([(False, KeyValue(b"a/10", b"", 12, 13, 0, 0x10))], revision=13) == []
+    # the nested lock's holder goes: both queues move on, to the key that is no candidate's
+    both = state.apply([(False, KeyValue(b"a/b/2a", b"", 4, 14, 0, 0x2A))], revision=14)
+    assert {c.name for c in both} == {"a", "a/b"}
+    # ... which alone makes no election: a/b is gone, but its key still queues (and leads) in a
+    assert "a/b" not in state.elections and state.leader_of("a").key == b"a/b/plain"  # type: ignore[union-attr]
+    state.apply([(False, KeyValue(b"a/b/plain", b"", 5, 15, 0, 0x2A))], revision=15)
+    assert state.leader_of("a").value == b"late"  # type: ignore[union-attr]
     # the last candidate goes: the election disappears
-    gone = state.apply([(False, KeyValue(b"a/1f", b"", 9, 14, 0, 0x1F))], revision=14)
+    gone = state.apply([(False, KeyValue(b"a/1f", b"", 9, 16, 0, 0x1F))], revision=16)
     assert gone[0].new is None and "a" not in state.elections
+    assert state.leases() == set()
 
 
 # -- against etcd -----------------------------------------------------------------------------

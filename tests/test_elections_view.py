@@ -55,7 +55,9 @@ async def test_view_shows_leader_and_queue_and_logs_failover(
         assert "myjob" in header and "election" in header and "leader alice" in header
         assert "1 waiting" in header
         leader = line_of(app, "leader ")
-        assert "alice" in leader and "myjob/" in leader
+        alice = app.elections.state.leader_of("myjob")
+        assert alice is not None
+        assert "alice" in leader and f"…/{alice.lease_hex}" in leader  # the key below myjob/
         assert "minute" in leader or "second" in leader  # the countdown of a 60 s lease
 
         candidates[0].stop()  # alice resigns: bob leads, logged as LEADER myjob: alice → bob

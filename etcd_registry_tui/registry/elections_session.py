@@ -72,9 +72,9 @@ class ElectionsSession:
         await self.supervisor.stop()
 
     def _changed(self, changes: list[LeaderChange]) -> None:
-        self.tracker.retain(
-            {c.lease for e in self.state.elections.values() for c in e.candidates.values()}
-        )
+        gained, lost = self.state.drain_leases()  # what changed, not every lease again
+        self.tracker.untrack(lost)
+        self.tracker.track(gained)
         for lease in [lease for lease, c in self.own.items() if c.lost.is_set()]:
             # a lost candidacy stops its heartbeats and revokes its lease by itself
             self._gone.add(self.own.pop(lease))

@@ -17,7 +17,7 @@ from typing import Any
 from aetcd import rpc
 
 from .connection import EtcdConnection, key_range
-from .elections import ElectionState, LeaderChange, parse_candidate_key
+from .elections import ElectionState, LeaderChange
 from .errors import RegistryError, RevisionCompacted
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,22 @@ def covering_range(prefixes: Sequence[str]) -> tuple[bytes, bytes]:
     return start, end
 
 
+def merge_changes(first: list[LeaderChange], then: list[LeaderChange]) -> list[LeaderChange]:
+    """One change per election for two steps: from the first step's old to the last new."""
+    merged = {c.name: c for c in first}
+    for change in then:
+        earlier = merged.get(change.name)
+        if earlier is None:
+            merged[change.name] = change
+        elif (earlier.old.key if earlier.old else None) == (change.new.key if change.new else None):
+            del merged[change.name]  # back where it was
+        else:
+            merged[change.name] = LeaderChange(
+                change.name, earlier.old, change.new, change.revision, change.snapshot
+            )
+    return list(merged.values())
+
+
 class ElectionWatcher:
     """Keeps an :class:`ElectionState` equal to etcd and reports leadership changes."""
 
@@ -52,10 +68,14 @@ class ElectionWatcher:
         on_error: Callable[[str | None], None] = lambda _: None,
         max_keys: int = MAX_SCAN_KEYS,
         backoff_max: float = 10.0,
+        instances_prefix: str | None = None,
     ) -> None:
         self.conn = conn
         self.prefixes = tuple(prefixes)
-        self.state = ElectionState(self.prefixes)
+        #: Keys under the registry's prefix (``--prefix``) are instances, not candidates.
+        if instances_prefix is None:
+            instances_prefix = conn.config.prefix
+        self.state = ElectionState(self.prefixes, instances_prefix or None)
         self.on_change = on_change
         self.on_error = on_error
         self.max_keys = max_keys
@@ -96,28 +116,46 @@ class ElectionWatcher:
                 )
             )
             for kv in response.kvs:
-                if self.state.covers(kv.key) and (parsed := parse_candidate_key(kv.key, kv.lease)):
+                if parsed := self.state.candidate_name(kv.key, kv.lease):
                     names.add(parsed.name)
             if not response.more or not response.kvs:
                 break
             page_start = response.kvs[-1].key + b"\0"
             await asyncio.sleep(0)
-        for name in sorted(names):  # values only for the candidates' elections
-            prefix, prefix_end = key_range(name.encode() + b"/")
-            response = await self._range(
-                rpc.RangeRequest(key=prefix, range_end=prefix_end, revision=revision)
-            )
-            kvs.extend(response.kvs)
+        outer: list[str] = []  # every key under NAME/, once: nested names are read with theirs
+        for name in sorted(names):
+            if not outer or not name.startswith(outer[-1] + "/"):
+                outer.append(name)
+        for name in outer:
+            kvs.extend(await self._read_queue(name, revision))
         changes = self.state.load(kvs, revision)
         self.snapshots_loaded += 1
         self.on_change(changes)
+
+    async def _read_queue(self, name: str, revision: int) -> list[Any]:
+        """Every key under ``NAME/`` at ``revision`` (clientv3's queue is all of them)."""
+        prefix, prefix_end = key_range(name.encode() + b"/")
+        response = await self._range(
+            rpc.RangeRequest(key=prefix, range_end=prefix_end, revision=revision)
+        )
+        return list(response.kvs)
+
+    async def _adopt(self) -> list[LeaderChange]:
+        """Read the queues of the elections the watch found (their older keys)."""
+        changes: list[LeaderChange] = []
+        while self.state.unloaded:
+            name = min(self.state.unloaded)
+            kvs = await self._read_queue(name, self.state.revision)
+            changes.extend(self.state.adopt(name, kvs))
+        return changes
 
     async def run(self) -> None:
         need_snapshot = True
         attempt = 0
         while True:
             try:
-                if need_snapshot:
+                if need_snapshot or self.state.unloaded:
+                    # (Cut off while reading a new election's queue: read everything again.)
                     await self.load_snapshot()
                     need_snapshot = False
                 first_key, _ = covering_range(self.prefixes)
@@ -139,7 +177,17 @@ class ElectionWatcher:
                     events = [
                         (e.type == _PUT, e.kv) for e in response.events if e.kv.mod_revision > held
                     ]
-                    changes = self.state.apply(events, int(response.header.revision))
+                    if not events:
+                        continue
+                    # Held up to the last event applied, not the header's revision: a
+                    # catch-up after a reconnect comes in several responses, each headed
+                    # with etcd's current revision (resuming there would skip the rest).
+                    applied = max(int(kv.mod_revision) for _, kv in events)
+                    changes = self.state.apply(events, applied)
+                    if self.state.unloaded:
+                        touched = self.state.touched
+                        changes = merge_changes(changes, await self._adopt())
+                        self.state.touched |= touched
                     if changes or self.state.touched:
                         self.on_change(changes)
             except KeyspaceTooLarge as exc:

@@ -6,11 +6,14 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
 from ..registry.sanitize import safe_line, safe_text
+
+#: A message longer than this is cut (and says by how much).
+MAX_MESSAGE = 4_000
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -41,8 +44,13 @@ class ConfirmScreen(ModalScreen[bool]):
         text-style: bold;
         width: 100%;
     }
-    ConfirmScreen #message {
+    ConfirmScreen #message-box {
         margin-top: 1;
+        width: 100%;
+        height: auto;
+        max-height: 16;
+    }
+    ConfirmScreen #message {
         width: 100%;
     }
     ConfirmScreen #buttons {
@@ -77,8 +85,11 @@ class ConfirmScreen(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
             # The message names keys from etcd: plain text, escaped, never markup.
-            yield Label(Text(safe_line(self.question_title)), id="title", markup=False)
-            yield Static(Text(safe_text(self.message)), id="message", markup=False)
+            yield Label(Text(safe_line(self.question_title, 80)), id="title", markup=False)
+            # However long the message (keys and values are etcd's), the title and the
+            # buttons stay on screen: it scrolls in a box of its own.
+            with VerticalScroll(id="message-box"):
+                yield Static(Text(safe_text(self.message, MAX_MESSAGE)), id="message", markup=False)
             with Horizontal(id="buttons"):
                 yield Button(f"{self.yes_label} (y)", variant="error", id="yes")
                 yield Button(f"{self.no_label} (n)", variant="primary", id="no")

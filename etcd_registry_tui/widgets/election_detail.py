@@ -6,8 +6,12 @@ from rich.text import Text
 from textual.widgets import Static
 
 from etcd_registry_tui.registry.elections import Candidate, Election, ElectionKind
-from etcd_registry_tui.widgets.elections_view import safe
+from etcd_registry_tui.widgets.elections_view import clip
 from etcd_registry_tui.widgets.ttl_text import describe_ttl, format_seconds
+
+#: The pane shows this much of a key or name, and of a value (the whole value: ``i``).
+DETAIL_WIDTH = 120
+DETAIL_VALUE_WIDTH = 160
 
 
 class ElectionDetail(Static):
@@ -41,32 +45,55 @@ class ElectionDetail(Static):
             self.update(text)
             return
         lock = election.kind is ElectionKind.LOCK
-        queue = election.queue()
+        count = len(election.candidates)
 
         def row(label: str, value: str, style: str = "") -> None:
             text.append(f"{label:<11}", style="bold")
             text.append(value + "\n", style=style)
 
-        row("name", safe(election.name))
+        row("name", clip(election.name, DETAIL_WIDTH))
         row("kind", election.kind.value)
-        row("candidates", f"{len(queue)} ({max(0, len(queue) - 1)} waiting)")
-        if led_for is not None and queue:
+        row("candidates", f"{count} ({max(0, count - 1)} waiting)")
+        if led_for is not None and count:
             row("led for", f"{format_seconds(int(led_for))} (since this dashboard saw it)")
         if candidate is None:
-            candidate = queue[0] if queue else None
+            candidate = election.leader
         if candidate is not None:
-            place = next((i for i, c in enumerate(queue) if c.key == candidate.key), 0)
-            role = ("holder" if lock else "leader") if place == 0 else f"waiting #{place}"
+            place = election.place(candidate.key)
+            if place is None:
+                role = "gone from the queue"
+            elif place == 0:
+                role = "holder" if lock else "leader"
+            else:
+                role = f"waiting #{place}"
             text.append("\n")
             row(
                 "role",
                 role + ("  ★ own candidate" if own else "") + ("  ⏸ paused" if paused else ""),
             )
-            row("key", safe(candidate.key_text))
-            row("value", safe(candidate.value_text()) or "(empty)")
-            padded = f"{candidate.lease:016x}"
-            lease = candidate.lease_hex
-            row("lease", lease if padded == lease else f"{lease} ({padded} in etcdctl lease list)")
-            row("TTL", describe_ttl(candidate.lease, *ttl))
+            if candidate.stands_in is None:
+                row("queues", "by age only: not a candidate's key (clientv3 counts it)", "yellow")
+            elif candidate.stands_in != election.name:
+                row(
+                    "queues",
+                    f"as a candidate of {clip(candidate.stands_in, DETAIL_WIDTH)}",
+                    "yellow",
+                )
+            row("key", clip(candidate.key_text, DETAIL_WIDTH))
+            if candidate.lease:
+                padded = f"{candidate.lease:016x}"
+                lease = candidate.lease_hex
+                row(
+                    "lease",
+                    lease if padded == lease else f"{lease} ({padded} in etcdctl lease list)",
+                )
+                row("TTL", describe_ttl(candidate.lease, *ttl))
+            else:
+                row("lease", "none (a permanent key)")
             row("revisions", f"create {candidate.create_revision} · mod {candidate.mod_revision}")
+            value = candidate.value_text()
+            shown = clip(value, DETAIL_VALUE_WIDTH) or "(empty)"
+            if len(value) > DETAIL_VALUE_WIDTH:
+                shown += f"  ({len(value):,} characters: i shows them all)"
+            row("value", shown)
         self.update(text)
