@@ -25,7 +25,7 @@ from typing import Any
 from . import __version__, cli_elections, cli_history, cli_listing, cli_profiles, serve
 from .registry.config import ConnectionConfig, parse_duration
 from .registry.connection import EtcdConnection
-from .registry.errors import ConfigError, RegistryError
+from .registry.errors import ConfigError, ConnectionOptionError, RegistryError
 from .registry.model import RegistryState
 from .registry.registration import ServiceRegistration
 from .registry.sanitize import safe_text
@@ -87,6 +87,27 @@ def probe_options(args: argparse.Namespace, resolved: cli_profiles.Resolved) -> 
     return ProbeOptions(enabled=bool(resolved.value("probe")), path=path, concurrency=concurrency)
 
 
+#: The most revisions ``list --history`` reads back (more is a typo, not a wish).
+MAX_LIST_HISTORY = 1_000_000
+
+
+def whole_number(low: int, high: int | None = None) -> Any:
+    """An argparse ``type``: a whole number from ``low`` (to ``high``), else a clear error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low:,}, not {text}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high:,}, not {text}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -114,15 +135,20 @@ def build_parser() -> argparse.ArgumentParser:
     p_list = sub.add_parser("list", help="print services, instances and their lease TTLs")
     p_list.add_argument("--json", action="store_true", help="machine-readable output")
     p_list.add_argument(
-        "--rev", type=int, default=None, metavar="N", help="the registry as it was at revision N"
+        "--rev",
+        type=whole_number(1),
+        default=None,
+        metavar="N",
+        help="the registry as it was at revision N (1 or more)",
     )
     p_list.add_argument(
         "--history",
         dest="list_history",
-        type=int,
+        type=whole_number(0, MAX_LIST_HISTORY),
         default=0,
         metavar="N",
-        help="also print what happened in the last N revisions, with each removal's reason",
+        help="also print what happened in the last N revisions (at most"
+        f" {MAX_LIST_HISTORY:,}), with each removal's reason",
     )
     _add_connection_options(p_list, suppress=True)
 
@@ -172,7 +198,9 @@ def resolve_config(
     user, password = resolved.value("user"), resolved.value("password")
     if user and ":" not in user and password is None:
         if not sys.stdin.isatty():
-            raise ConfigError(f"--user {user} has no password: use --user {user}:PASSWORD")
+            raise ConnectionOptionError(
+                f"--user {user} has no password: use --user {user}:PASSWORD"
+            )
         password = getpass.getpass(f"Password for {user}: ")  # as etcdctl asks
     endpoints = resolved.value("endpoints")
     config = ConnectionConfig.from_options(

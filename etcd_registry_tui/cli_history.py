@@ -74,11 +74,24 @@ def alarms_from_args(args: argparse.Namespace) -> tuple[FlapDetector, MassExpiry
     return FlapDetector(threshold=int(args.flap_threshold), window=args.flap_window), alarm
 
 
+def _service_name(text: str) -> str:
+    """``--service``: a name as it stands in a key (``PREFIX/NAME/ID``): not empty, no '/'."""
+    if not text:
+        raise argparse.ArgumentTypeError("is empty: give a service name, e.g. PaymentService")
+    if "/" in text:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a service name: a name has no '/' (it is one level of the key)"
+        )
+    return text
+
+
 def add_parsers(sub: Any, add_connection_options: AddOptions) -> None:
     p_hist = sub.add_parser("history", help="print what happened in the registry, in order")
     p_hist.add_argument("--json", action="store_true", help="one JSON object per line")
     p_hist.add_argument("--since-rev", type=int, default=None, metavar="N", help="from revision N")
-    p_hist.add_argument("--service", default=None, metavar="NAME", help="only this service")
+    p_hist.add_argument(
+        "--service", type=_service_name, default=None, metavar="NAME", help="only this service"
+    )
     p_hist.add_argument("--follow", action="store_true", help="keep printing live events")
     add_history_option(p_hist)
     add_connection_options(p_hist, True)
