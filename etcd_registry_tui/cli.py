@@ -165,9 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
     cli_profiles.add_parser(sub)
 
     p_demo = sub.add_parser("demo", help="the dashboard on a private etcd with a simulated fleet")
-    p_demo.add_argument("--services", type=int, default=5, help="number of services (default 5)")
     p_demo.add_argument(
-        "--instances", type=int, default=6, help="most instances per service (default 6)"
+        "--services", type=int, default=5, help="number of services (default 5, at most 100)"
+    )
+    p_demo.add_argument(
+        "--instances", type=int, default=6, help="most instances per service (default 6, at most 50)"
     )
     p_demo.add_argument("--seed", type=int, default=None, help="same seed, same fleet")
     p_demo.add_argument("--etcd-binary", help="etcd executable (default: etcd on PATH)")

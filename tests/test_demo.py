@@ -200,3 +200,78 @@ def test_demo_dashboard_on_a_terminal_stops_its_etcd(how):
     while any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children):
         assert time.monotonic() < gone, "the private etcd outlived the demo"
         time.sleep(0.1)
+
+
+def _demo_env(tmp_path) -> dict[str, str]:
+    """The demo's environment with its own TMPDIR: what it leaves there is what it leaked."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETCDCTL_")}
+    env["TMPDIR"] = str(tmp_path)
+    return env
+
+
+def _leftovers(tmp_path) -> list[str]:
+    return sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("etcd-registry-tui-"))
+
+
+def _etcds_on(tmp_path) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["name", "cmdline", "status"]):
+        with contextlib.suppress(psutil.Error):
+            if "etcd" in (proc.info["name"] or "") and str(tmp_path) in " ".join(
+                proc.info["cmdline"] or ()
+            ):
+                if proc.info["status"] != psutil.STATUS_ZOMBIE:
+                    found.append(proc)
+    return found
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "words"),
+    [
+        ("--services", "-1", "at least 1"),
+        ("--services", "0", "at least 1"),
+        ("--services", "999999999", "at most"),
+        ("--instances", "0", "at least 1"),
+        ("--instances", "100000", "at most"),
+    ],
+)
+def test_demo_sizes_are_checked_and_bounded_before_etcd_starts(tmp_path, option, value, words):
+    result = subprocess.run(
+        [*CLI, "demo", "--no-ui", option, value],
+        capture_output=True, text=True, timeout=30, env=_demo_env(tmp_path),
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr  # no "starting a private etcd": it never started
+    assert option in lines[0] and words in lines[0], lines[0]
+    assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+@pytest.mark.parametrize("delay", [0.0, 0.3])
+def test_demo_stopped_during_start_up_leaves_no_data_dir_and_no_etcd(tmp_path, sig, delay):
+    proc = subprocess.Popen(
+        [*CLI, "demo", "--no-ui", "--seed", "4", "--services", "2", "--instances", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_demo_env(tmp_path),
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while not _leftovers(tmp_path):  # the data dir exists: etcd is about to start
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the demo made no data dir"
+            time.sleep(0.005)
+        time.sleep(delay)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert "Traceback" not in err, err
+    assert proc.returncode != 0 or "running" not in out
+    gone = time.monotonic() + 10
+    while _etcds_on(tmp_path):
+        assert time.monotonic() < gone, "the private etcd outlived the demo"
+        time.sleep(0.1)
+    assert _leftovers(tmp_path) == [], (proc.returncode, err)

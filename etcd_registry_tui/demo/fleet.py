@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from ..registry.config import ConnectionConfig
 from ..registry.connection import EtcdConnection
 from ..registry.election import Candidacy, Election
-from ..registry.errors import RegistryError
+from ..registry.errors import ConfigError, RegistryError
 from ..registry.registration import ServiceRegistration
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,21 @@ ELECTION_NAME = f"/elections/{ELECTION_SERVICE}"
 ELECTION_INSTANCES = 3
 ELECTION_TTL = 10
 LOCK_NAME = "/locks/NightlyReport"
+#: The biggest demo: more services or instances is a typo (and would grow without bound).
+MAX_SERVICES = 100
+MAX_INSTANCES = 50
+
+
+def validate_size(services: int, max_instances: int) -> None:
+    """Raise :class:`ConfigError` (one line) unless both sizes are within the demo's bounds."""
+    for option, value, most in (
+        ("--services", services, MAX_SERVICES),
+        ("--instances", max_instances, MAX_INSTANCES),
+    ):
+        if value < 1:
+            raise ConfigError(f"{option} {value} must be at least 1")
+        if value > most:
+            raise ConfigError(f"{option} {value} is too many for the demo: at most {most}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,10 +93,7 @@ class Fleet:
         ttls: Sequence[int] = TTLS,
         elections: bool = True,
     ) -> None:
-        if services < 1:
-            raise RegistryError("--services must be at least 1")
-        if max_instances < 1:
-            raise RegistryError("--instances must be at least 1")
+        validate_size(services, max_instances)
         self.config = config
         self.seed = seed if seed is not None else random.randrange(2**31)
         self.rng = random.Random(self.seed)

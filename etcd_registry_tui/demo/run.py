@@ -4,32 +4,80 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 from ..registry.config import ConnectionConfig
 from ..registry.connection import EtcdConnection
 from ..registry.errors import RegistryError
 from .embedded import EmbeddedEtcd, EtcdBinaryNotFound, EtcdStartError
-from .fleet import Fleet
+from .fleet import Fleet, validate_size
 
 
-def _start_private_etcd(binary: str | None) -> EmbeddedEtcd | None:
+class _StopSignals:
+    """SIGTERM, SIGINT and SIGHUP while the demo owns a private etcd.
+
+    Python's default SIGTERM ends the process at once, with no ``finally`` run: a demo
+    stopped while its etcd starts would leave the data dir behind. Here a signal raises
+    instead (SIGINT: KeyboardInterrupt; others: SystemExit(128 + signal)), so every ``finally``
+    runs; within :meth:`held` (a data dir made but not yet known, a process spawned but
+    not yet tracked) it waits until the step is done. While cleaning up, both are
+    ignored: a second Ctrl-C does not cut the removal short (it is bounded: stop waits
+    5 s, then kills)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self._previous: dict[int, Any] = {}
+        self._holding = 0
+        self._pending: int | None = None
+
+    def install(self) -> None:
+        for sig in self.SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._on_signal)
+
+    def ignore(self) -> None:
+        for sig in self.SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+
+    def restore(self) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        self._holding += 1
+        try:
+            yield
+        finally:
+            self._holding -= 1
+        if not self._holding and self._pending is not None:
+            signum, self._pending = self._pending, None
+            self._raise(signum)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        if self._holding:
+            self._pending = signum
+        else:
+            self._raise(signum)
+
+    @staticmethod
+    def _raise(signum: int) -> None:
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise SystemExit(128 + signum)
+
+
+def _new_private_etcd(binary: str | None) -> EmbeddedEtcd | None:
     try:
-        etcd = EmbeddedEtcd(name="demo", binary=binary, log_level="warn")
+        return EmbeddedEtcd(name="demo", binary=binary, log_level="warn")
     except EtcdBinaryNotFound as exc:
         print(f"etcd-registry-tui: error: {exc}", file=sys.stderr)
         return None
-    print(f"starting a private etcd on {etcd.endpoint} …", file=sys.stderr, flush=True)
-    try:
-        etcd.start()
-    except EtcdStartError as exc:
-        etcd.cleanup()
-        print(f"etcd-registry-tui: error: {exc}", file=sys.stderr)
-        return None
-    return etcd
 
 
 async def _run_headless(fleet: Fleet, endpoint: str) -> int:
@@ -73,31 +121,54 @@ def _fleet_task(fleet: Fleet) -> Callable[[], Awaitable[None]]:
 
 
 def run_demo(args: argparse.Namespace, config: ConnectionConfig) -> int:
+    """The demo; a private etcd (unless ``--endpoints``) stopped and its data dir removed on
+    every way out, also SIGTERM or Ctrl-C while it starts."""
+    validate_size(args.services, args.instances)  # before any etcd starts
+    if args.endpoints:
+        return _run_fleet(args, config, None)
+    signals = _StopSignals()
+    signals.install()
     etcd: EmbeddedEtcd | None = None
-    if not args.endpoints:
-        etcd = _start_private_etcd(args.etcd_binary)
+    try:
+        with signals.held():  # its data dir exists once it does: no signal in between
+            etcd = _new_private_etcd(args.etcd_binary)
         if etcd is None:
             return 1
+        print(f"starting a private etcd on {etcd.endpoint} …", file=sys.stderr, flush=True)
+        with signals.held():  # the process is tracked once spawned
+            etcd.launch()
+        try:
+            etcd.start()
+        except EtcdStartError as exc:
+            print(f"etcd-registry-tui: error: {exc}", file=sys.stderr)
+            return 1
         config = dataclasses.replace(config, endpoints=(etcd.endpoint,), user=None, password=None)
-    try:
-        fleet = Fleet(config, services=args.services, max_instances=args.instances, seed=args.seed)
-        where = f"private etcd {etcd.endpoint}" if etcd else config.label
-        if args.no_ui:
-            return asyncio.run(_run_headless(fleet, config.label))
-        if etcd is None:  # someone else's etcd: fail here, not behind the dashboard
-            asyncio.run(_check_reachable(config))
-        from ..app import run_app
-
-        async def stop_etcd() -> None:
-            if etcd is not None:
-                await asyncio.to_thread(etcd.cleanup)
-
-        return run_app(
-            config,
-            background=[_fleet_task(fleet)],
-            on_shutdown=[fleet.stop, stop_etcd],
-            subtitle=f"demo on {where} · seed {fleet.seed}",
-        )
+        return _run_fleet(args, config, etcd)
     finally:
+        signals.ignore()
+        try:
+            if etcd is not None:
+                etcd.cleanup()
+        finally:
+            signals.restore()
+
+
+def _run_fleet(args: argparse.Namespace, config: ConnectionConfig, etcd: EmbeddedEtcd | None) -> int:
+    fleet = Fleet(config, services=args.services, max_instances=args.instances, seed=args.seed)
+    where = f"private etcd {etcd.endpoint}" if etcd else config.label
+    if args.no_ui:
+        return asyncio.run(_run_headless(fleet, config.label))
+    if etcd is None:  # someone else's etcd: fail here, not behind the dashboard
+        asyncio.run(_check_reachable(config))
+    from ..app import run_app
+
+    async def stop_etcd() -> None:
         if etcd is not None:
-            etcd.cleanup()
+            await asyncio.to_thread(etcd.cleanup)
+
+    return run_app(
+        config,
+        background=[_fleet_task(fleet)],
+        on_shutdown=[fleet.stop, stop_etcd],
+        subtitle=f"demo on {where} · seed {fleet.seed}",
+    )
