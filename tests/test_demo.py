@@ -20,15 +20,18 @@ import psutil
 import pytest
 from pty_helpers import read_until
 
+from etcd_registry_tui.demo.answers import Health
 from etcd_registry_tui.demo.fleet import ELECTION_INSTANCES, ELECTION_NAME, LOCK_NAME, Fleet
 from etcd_registry_tui.registry.config import ConnectionConfig
+from etcd_registry_tui.registry.probes import parse_target, probe
 
 CLI = [sys.executable, "-m", "etcd_registry_tui"]
 
 
 def _plan(seed: int) -> list[tuple[str, str, str, int]]:
     fleet = Fleet(ConnectionConfig(), services=5, max_instances=6, seed=seed)
-    return [(r.name, r.instance_id, r.address, r.ttl) for r in fleet.initial_registrations()]
+    regs = fleet.initial_registrations()
+    return [(r.name, r.instance_id, fleet.health[r.key].value, r.ttl) for r in regs]
 
 
 def test_same_seed_same_fleet():
@@ -39,6 +42,51 @@ def test_same_seed_same_fleet():
     counts = [sum(1 for n, *_ in _plan(42) if n == name) for name in names]
     assert all(2 <= c <= 6 for c in counts)
     assert all(10 <= ttl <= 30 for *_, ttl in _plan(42))
+    healths = [health for _, _, health, _ in _plan(42)]
+    assert healths.count("healthy") >= len(healths) / 3, healths
+    assert {"failing", "refusing"} & set(healths), "some instances must fail probes"
+
+
+async def test_the_fleet_answers_on_its_addresses_as_drawn(etcd, etcdctl):
+    """P in the demo: healthy instances answer 200, failing ones 503, refusing ones refuse;
+    a crashed instance's port refuses; after stop() every port does."""
+    fleet = Fleet(
+        ConnectionConfig(endpoints=(etcd.endpoint,)), services=5, max_instances=6, seed=1,
+        elections=False, answer=True,
+    )  # fmt: skip
+    await fleet.start()
+    stopped = False
+    try:
+        kvs, _ = etcdctl.get_prefix("/services/")
+        addresses = {
+            k.decode(): json.loads(kv["value"])["Address"]
+            for k, kv in kvs.items()
+            if b"LegacyBilling" not in k
+        }
+        assert len(set(addresses.values())) == len(addresses), "one port per instance"
+        marks = {key: (await probe(parse_target(a), timeout=2)).mark for key, a in addresses.items()}
+        expected = {
+            Health.HEALTHY: "✓",
+            Health.FAILING: "✗ HTTP 503",
+            Health.REFUSING: "✗ refused",
+        }
+        for key, mark in marks.items():
+            health = fleet.health.get(key, Health.HEALTHY)
+            assert mark.startswith(expected[health]), (key, health, mark)
+        assert any(m.startswith("✓") for m in marks.values())
+        assert any(m.startswith("✗") for m in marks.values())
+        # A crash: the key lingers until its lease expires, but nothing answers any more.
+        victim = next(r for r in fleet.live.values() if fleet.health[r.key] is Health.HEALTHY)
+        await fleet._crash(victim)
+        assert (await probe(parse_target(victim.address))).mark == "✗ refused"
+        await fleet.stop()
+        stopped = True
+        assert len(fleet.answers) == 0
+        for address in addresses.values():
+            assert (await probe(parse_target(address))).mark == "✗ refused", address
+    finally:
+        if not stopped:
+            await fleet.stop()
 
 
 async def test_fleet_registers_oddities_churns_and_cleans_up(etcd, etcdctl):
@@ -275,3 +323,27 @@ def test_demo_stopped_during_start_up_leaves_no_data_dir_and_no_etcd(tmp_path, s
         assert time.monotonic() < gone, "the private etcd outlived the demo"
         time.sleep(0.1)
     assert _leftovers(tmp_path) == [], (proc.returncode, err)
+
+
+async def test_the_demo_command_serves_its_fleets_addresses(etcd, etcdctl):
+    """`demo --endpoints`: what P would show is a mix, not every instance refused."""
+    import asyncio
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETCDCTL_")}
+    proc = subprocess.Popen(
+        [*CLI, "demo", "--no-ui", "--seed", "1", "--endpoints", etcd.endpoint],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        line = await asyncio.to_thread(proc.stdout.readline)
+        assert "running" in line, line
+        kvs, _ = etcdctl.get_prefix("/services/")
+        addresses = [
+            json.loads(kv["value"])["Address"] for k, kv in kvs.items() if b"Legacy" not in k
+        ]
+        marks = [(await probe(parse_target(a), timeout=2)).mark for a in addresses]
+        assert any(m.startswith("✓") for m in marks), marks
+        assert any(m.startswith("✗") for m in marks), marks
+    finally:
+        proc.send_signal(signal.SIGINT)
+        await asyncio.to_thread(proc.communicate, timeout=20)

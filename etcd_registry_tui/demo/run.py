@@ -154,7 +154,9 @@ def run_demo(args: argparse.Namespace, config: ConnectionConfig) -> int:
 
 
 def _run_fleet(args: argparse.Namespace, config: ConnectionConfig, etcd: EmbeddedEtcd | None) -> int:
-    fleet = Fleet(config, services=args.services, max_instances=args.instances, seed=args.seed)
+    fleet = Fleet(
+        config, services=args.services, max_instances=args.instances, seed=args.seed, answer=True
+    )
     where = f"private etcd {etcd.endpoint}" if etcd else config.label
     if args.no_ui:
         return asyncio.run(_run_headless(fleet, config.label))
