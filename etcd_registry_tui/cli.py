@@ -170,7 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--services", type=int, default=5, help="number of services (default 5, at most 100)"
     )
     p_demo.add_argument(
-        "--instances", type=int, default=6, help="most instances per service (default 6, at most 50)"
+        "--instances",
+        type=int,
+        default=6,
+        help="most instances per service (default 6, at most 50)",
     )
     p_demo.add_argument("--seed", type=int, default=None, help="same seed, same fleet")
     p_demo.add_argument("--etcd-binary", help="etcd executable (default: etcd on PATH)")
@@ -259,8 +262,8 @@ async def cmd_register(config: ConnectionConfig, args: argparse.Namespace) -> in
         )  # fmt: skip
         async with reg:
             print(
-                f"registered {reg.key} at {config.label} (lease {lease_text(reg.lease_id)}, TTL {reg.ttl}s);"
-                " Ctrl-C to unregister",
+                f"registered {reg.key} at {config.label} (lease {lease_text(reg.lease_id)},"
+                f" TTL {reg.ttl}s); Ctrl-C to unregister",
                 flush=True,
             )
             await stop.wait()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import json
@@ -64,7 +65,9 @@ async def test_the_fleet_answers_on_its_addresses_as_drawn(etcd, etcdctl):
             if b"LegacyBilling" not in k
         }
         assert len(set(addresses.values())) == len(addresses), "one port per instance"
-        marks = {key: (await probe(parse_target(a), timeout=2)).mark for key, a in addresses.items()}
+        marks = {
+            key: (await probe(parse_target(a), timeout=2)).mark for key, a in addresses.items()
+        }
         expected = {
             Health.HEALTHY: "✓",
             Health.FAILING: "✗ HTTP 503",
@@ -325,25 +328,27 @@ def test_demo_stopped_during_start_up_leaves_no_data_dir_and_no_etcd(tmp_path, s
     assert _leftovers(tmp_path) == [], (proc.returncode, err)
 
 
-async def test_the_demo_command_serves_its_fleets_addresses(etcd, etcdctl):
+def test_the_demo_command_serves_its_fleets_addresses(etcd, etcdctl):
     """`demo --endpoints`: what P would show is a mix, not every instance refused."""
-    import asyncio
-
     env = {k: v for k, v in os.environ.items() if not k.startswith("ETCDCTL_")}
     proc = subprocess.Popen(
         [*CLI, "demo", "--no-ui", "--seed", "1", "--endpoints", etcd.endpoint],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     try:
-        line = await asyncio.to_thread(proc.stdout.readline)
+        line = proc.stdout.readline()
         assert "running" in line, line
         kvs, _ = etcdctl.get_prefix("/services/")
         addresses = [
             json.loads(kv["value"])["Address"] for k, kv in kvs.items() if b"Legacy" not in k
         ]
-        marks = [(await probe(parse_target(a), timeout=2)).mark for a in addresses]
+
+        async def probe_all() -> list[str]:
+            return [(await probe(parse_target(a), timeout=2)).mark for a in addresses]
+
+        marks = asyncio.run(probe_all())
         assert any(m.startswith("✓") for m in marks), marks
         assert any(m.startswith("✗") for m in marks), marks
     finally:
         proc.send_signal(signal.SIGINT)
-        await asyncio.to_thread(proc.communicate, timeout=20)
+        proc.communicate(timeout=20)

@@ -153,7 +153,9 @@ def run_demo(args: argparse.Namespace, config: ConnectionConfig) -> int:
             signals.restore()
 
 
-def _run_fleet(args: argparse.Namespace, config: ConnectionConfig, etcd: EmbeddedEtcd | None) -> int:
+def _run_fleet(
+    args: argparse.Namespace, config: ConnectionConfig, etcd: EmbeddedEtcd | None
+) -> int:
     fleet = Fleet(
         config, services=args.services, max_instances=args.instances, seed=args.seed, answer=True
     )

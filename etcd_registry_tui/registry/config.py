@@ -59,7 +59,9 @@ def parse_endpoint(text: str) -> tuple[str, int, bool]:
     try:
         port = int(port_text) if port_text else 2379
     except ValueError:
-        raise ConnectionOptionError(f"endpoint {text!r}: port {port_text!r} is not a number") from None
+        raise ConnectionOptionError(
+            f"endpoint {text!r}: port {port_text!r} is not a number"
+        ) from None
     if not 0 < port < 65536:
         raise ConnectionOptionError(f"endpoint {text!r}: port {port} is out of range")
     return host, port, tls

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 
-def lease_text(lease: int) -> str:
+def lease_text(lease: int | None) -> str:
     """``0f51a2355d8eac16``: as ``etcdctl lease grant`` / ``lease list`` print it (``0``: no
     lease, etcd's own value for a key without one)."""
     return format(lease, "016x") if lease else "0"
