@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import __version__, cli_elections, cli_history, cli_listing, cli_profiles, serve
+from .cli_args import MAX_HISTORY, MAX_REVISION, whole_number
 from .registry.config import ConnectionConfig, parse_duration
 from .registry.connection import EtcdConnection
 from .registry.errors import ConfigError, ConnectionOptionError, RegistryError
@@ -88,27 +89,6 @@ def probe_options(args: argparse.Namespace, resolved: cli_profiles.Resolved) -> 
     return ProbeOptions(enabled=bool(resolved.value("probe")), path=path, concurrency=concurrency)
 
 
-#: The most revisions ``list --history`` reads back (more is a typo, not a wish).
-MAX_LIST_HISTORY = 1_000_000
-
-
-def whole_number(low: int, high: int | None = None) -> Any:
-    """An argparse ``type``: a whole number from ``low`` (to ``high``), else a clear error."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low:,}, not {text}")
-        if high is not None and value > high:
-            raise argparse.ArgumentTypeError(f"must be at most {high:,}, not {text}")
-        return value
-
-    return parse
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -137,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_list.add_argument("--json", action="store_true", help="machine-readable output")
     p_list.add_argument(
         "--rev",
-        type=whole_number(1),
+        type=whole_number(1, MAX_REVISION),
         default=None,
         metavar="N",
         help="the registry as it was at revision N (1 or more)",
@@ -145,11 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_list.add_argument(
         "--history",
         dest="list_history",
-        type=whole_number(0, MAX_LIST_HISTORY),
+        type=whole_number(0, MAX_HISTORY),
         default=0,
         metavar="N",
         help="also print what happened in the last N revisions (at most"
-        f" {MAX_LIST_HISTORY:,}), with each removal's reason",
+        f" {MAX_HISTORY:,}), with each removal's reason",
     )
     _add_connection_options(p_list, suppress=True)
 

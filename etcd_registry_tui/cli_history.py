@@ -11,10 +11,11 @@ from collections.abc import Callable
 from typing import Any
 
 from . import cli_listing
+from .cli_args import MAX_HISTORY, whole_number
 from .registry.alarms import FlapDetector, MassExpiryAlarm
 from .registry.config import ConnectionConfig
 from .registry.connection import EtcdConnection
-from .registry.errors import RevisionCompacted
+from .registry.errors import RegistryError, RevisionCompacted
 from .registry.history import DEFAULT_MAX_ENTRIES, DEFAULT_REVISIONS, HistoryEvent
 from .registry.history_read import get_at, read_past
 from .registry.model import RegistryState
@@ -27,10 +28,11 @@ AddOptions = Callable[[argparse.ArgumentParser, bool], None]
 def add_history_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--history",
-        type=int,
+        type=whole_number(0, MAX_HISTORY),
         default=DEFAULT_REVISIONS,
         metavar="N",
-        help=f"read back up to N revisions of history (default {DEFAULT_REVISIONS:,}; 0: none)",
+        help=f"read back up to N revisions of history (default {DEFAULT_REVISIONS:,}; 0: none;"
+        f" at most {MAX_HISTORY:,})",
     )
 
 
@@ -177,6 +179,14 @@ async def cmd_list_at(config: ConnectionConfig, revision: int, as_json: bool) ->
                 file=sys.stderr,
             )
             return 2
+        except RegistryError as exc:
+            if "future revision" not in str(exc):
+                raise
+            _, now = await conn.get_prefix(config.prefix.encode(), page_size=1, keys_only=True)
+            raise RegistryError(
+                f"revision {revision} is in the future: the latest is {now}",
+                f"give --rev {now} or less",
+            ) from None
     state = RegistryState(config.prefix)
     state.load(kvs, revision)
     groups = cli_listing.service_records(state, None)

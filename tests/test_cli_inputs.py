@@ -230,3 +230,25 @@ def test_a_failed_password_command_does_not_blame_the_connection_options(tmp_pat
     )
     line = _one_line_error(result)
     assert "password_command" in line and CONNECTION_HINT not in line, line
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["list", "--rev", "99999999999999999999"],
+        ["history", "--history", "99999999999999999999"],
+        ["--history", "99999999999999999999"],
+    ],
+)
+def test_numbers_too_big_for_etcd_are_argument_errors_not_tracebacks(etcd, args):
+    result = run_cli(*args, "--endpoints", etcd.endpoint)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    assert "at most" in result.stderr, result.stderr
+
+
+def test_list_rev_in_the_future_names_the_current_revision(etcd, etcdctl):
+    etcdctl.put("/services/Svc/a1", '{"Address": "http://localhost:1"}')
+    now = etcdctl.run_json("get", "/services/Svc/a1")["header"]["revision"]
+    line = _one_line_error(run_cli("list", "--endpoints", etcd.endpoint, "--rev", "999999"))
+    assert "revision 999999 is in the future" in line and f"latest is {now}" in line, line
