@@ -24,6 +24,7 @@ from typing import Any
 
 from . import __version__, cli_elections, cli_history, cli_listing, cli_profiles, serve
 from .cli_args import MAX_HISTORY, MAX_REVISION, whole_number
+from .demo.fleet import MAX_INSTANCES, MAX_SERVICES
 from .registry.config import ConnectionConfig, parse_duration
 from .registry.connection import EtcdConnection
 from .registry.errors import ConfigError, ConnectionOptionError, RegistryError
@@ -147,13 +148,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_demo = sub.add_parser("demo", help="the dashboard on a private etcd with a simulated fleet")
     p_demo.add_argument(
-        "--services", type=int, default=5, help="number of services (default 5, at most 100)"
+        "--services",
+        type=int,
+        default=5,
+        help=f"number of services (default 5, at most {MAX_SERVICES})",
     )
     p_demo.add_argument(
         "--instances",
         type=int,
         default=6,
-        help="most instances per service (default 6, at most 50)",
+        help=f"most instances per service (default 6, at most {MAX_INSTANCES})",
     )
     p_demo.add_argument("--seed", type=int, default=None, help="same seed, same fleet")
     p_demo.add_argument("--etcd-binary", help="etcd executable (default: etcd on PATH)")

@@ -205,6 +205,7 @@ CONNECTION_HINT = "check the connection options"
         ["register", "--name", "Svc", "--address", "http://h:1", "--ttl", "0"],
         ["register", "--name", "", "--address", "http://h:1"],
         ["list", "--prefix", "services"],
+        ["serve", "--port", "99999"],
     ],
 )
 def test_errors_that_are_not_about_the_connection_do_not_blame_it(etcd, args):
