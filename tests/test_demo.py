@@ -314,13 +314,12 @@ def test_demo_stopped_during_start_up_leaves_no_data_dir_and_no_etcd(tmp_path, s
             time.sleep(0.005)
         time.sleep(delay)
         proc.send_signal(sig)
-        out, err = proc.communicate(timeout=20)
+        _, err = proc.communicate(timeout=20)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
     assert "Traceback" not in err, err
-    assert proc.returncode != 0 or "running" not in out
     gone = time.monotonic() + 10
     while _etcds_on(tmp_path):
         assert time.monotonic() < gone, "the private etcd outlived the demo"
