@@ -61,3 +61,13 @@ def test_list_writes_a_lease_with_a_leading_zero_as_etcdctl_does(etcd, etcdctl):
     rev = str(doc["revision"])
     past = run_cli("list", "--rev", rev, "--endpoints", etcd.endpoint)
     assert "lease 0f51a2355d8eac16" in past.stdout, past.stdout
+
+
+def test_a_candidates_lease_is_written_as_etcdctl_writes_it():
+    from etcd_registry_tui.registry.elections import Candidate, parse_candidate_key
+
+    lease = 0x0F51A2355D8EAC16
+    key = b"/elections/job/f51a2355d8eac16"  # a Go client's key: %x, unpadded
+    candidate = Candidate(key, b"v", lease, 5, 5)
+    assert candidate.lease_hex == "0f51a2355d8eac16"
+    assert parse_candidate_key(key, lease) is not None  # the key still parses as its lease's

@@ -303,7 +303,7 @@ class ElectionsView(ScrollView, can_focus=True):
                 f"{format_remaining(remaining):<12}", self._style(f"elections-view--{level}")
             )
         key = safe(c.key_text)
-        if not key.endswith("/" + c.lease_hex):  # Node's decimal layout: say the id as etcdctl
+        if not key.endswith("/" + format(c.lease, "x")):  # not Go's layout: say the lease
             key += f"  lease {c.lease_hex}"
         text.append(f"  {key}", self._style("elections-view--muted"))
         return text
