@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import cli_listing
-from .cli_args import MAX_HISTORY, whole_number
+from .cli_args import MAX_HISTORY, MAX_REVISION, whole_number
 from .registry.alarms import FlapDetector, MassExpiryAlarm
 from .registry.config import ConnectionConfig
 from .registry.connection import EtcdConnection
@@ -90,7 +90,13 @@ def _service_name(text: str) -> str:
 def add_parsers(sub: Any, add_connection_options: AddOptions) -> None:
     p_hist = sub.add_parser("history", help="print what happened in the registry, in order")
     p_hist.add_argument("--json", action="store_true", help="one JSON object per line")
-    p_hist.add_argument("--since-rev", type=int, default=None, metavar="N", help="from revision N")
+    p_hist.add_argument(
+        "--since-rev",
+        type=whole_number(1, MAX_REVISION),
+        default=None,
+        metavar="N",
+        help="from revision N",
+    )
     p_hist.add_argument(
         "--service", type=_service_name, default=None, metavar="NAME", help="only this service"
     )

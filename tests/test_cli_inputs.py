@@ -253,3 +253,11 @@ def test_list_rev_in_the_future_names_the_current_revision(etcd, etcdctl):
     now = etcdctl.run_json("get", "/services/Svc/a1")["header"]["revision"]
     line = _one_line_error(run_cli("list", "--endpoints", etcd.endpoint, "--rev", "999999"))
     assert "revision 999999 is in the future" in line and f"latest is {now}" in line, line
+
+
+@pytest.mark.parametrize("value", ["-5", "0", "99999999999999999999"])
+def test_history_since_rev_that_is_not_a_revision_is_rejected(etcd, value):
+    result = run_cli("history", "--endpoints", etcd.endpoint, "--since-rev", value)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "argument --since-rev" in result.stderr and "Traceback" not in result.stderr
+    assert "compacted" not in result.stderr  # not "revisions before 1 are compacted"
