@@ -351,3 +351,22 @@ def test_the_demo_command_serves_its_fleets_addresses(etcd, etcdctl):
     finally:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=20)
+
+
+def test_the_demo_fits_its_ports_under_a_low_open_files_limit(tmp_path):
+    """One port per instance: a soft limit of 64 open files does not stop 100 instances."""
+    script = (
+        f"ulimit -Sn 64 && exec {' '.join(CLI)} demo --no-ui --seed 9 --services 10 --instances 10"
+    )
+    proc = subprocess.Popen(
+        ["bash", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=_demo_env(tmp_path),
+    )  # fmt: skip
+    try:
+        line = proc.stdout.readline()
+        assert "running" in line, (line, proc.stderr.read() if proc.poll() is not None else "")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert "Traceback" not in err and "Too many open files" not in err, err
+    assert _leftovers(tmp_path) == []

@@ -15,6 +15,7 @@ import enum
 import socket
 
 from ..registry.aio import within
+from ..registry.errors import RegistryError
 
 HOST = "127.0.0.1"
 #: A request's head is read at most this long and this big: a demo server never waits long.
@@ -26,6 +27,13 @@ class Health(enum.Enum):
     HEALTHY = "healthy"
     FAILING = "failing"
     REFUSING = "refusing"
+
+
+def _no_port(why: str) -> RegistryError:
+    return RegistryError(
+        f"the demo could not open a port for an instance: {why}",
+        "raise the open-files limit (ulimit -n), or give fewer --services/--instances",
+    )
 
 
 _STATUS = {Health.HEALTHY: b"200 OK", Health.FAILING: b"503 Service Unavailable"}
@@ -44,8 +52,15 @@ class Answers:
     async def open(self, health: Health) -> str:
         """A new address (``http://127.0.0.1:PORT``) that answers as ``health`` says."""
         if health is Health.REFUSING:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind((HOST, 0))  # bound, never listening: the port is ours, a connect refused
+            try:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            except OSError as exc:
+                raise _no_port(exc.strerror or str(exc)) from None
+            try:
+                sock.bind((HOST, 0))  # bound, never listening: ours, and a connect is refused
+            except OSError as exc:
+                sock.close()
+                raise _no_port(exc.strerror or str(exc)) from None
             address = f"http://{HOST}:{sock.getsockname()[1]}"
             self._held[address] = sock
             return address
@@ -66,7 +81,13 @@ class Answers:
             finally:
                 writer.close()
 
-        server = await asyncio.start_server(answer, HOST, 0, limit=REQUEST_LIMIT)
+        try:
+            server = await asyncio.start_server(answer, HOST, 0, limit=REQUEST_LIMIT)
+        except OSError as exc:
+            raise _no_port(exc.strerror or str(exc)) from None
+        if not server.sockets:  # what asyncio leaves when no socket could be opened
+            server.close()
+            raise _no_port("no socket")
         address = f"http://{HOST}:{server.sockets[0].getsockname()[1]}"
         self._servers[address] = server
         return address

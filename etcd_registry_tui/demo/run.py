@@ -15,7 +15,7 @@ from ..registry.config import ConnectionConfig
 from ..registry.connection import EtcdConnection
 from ..registry.errors import RegistryError
 from .embedded import EmbeddedEtcd, EtcdBinaryNotFound, EtcdStartError
-from .fleet import Fleet, validate_size
+from .fleet import ELECTION_INSTANCES, Fleet, validate_size
 
 
 class _StopSignals:
@@ -153,9 +153,23 @@ def run_demo(args: argparse.Namespace, config: ConnectionConfig) -> int:
             signals.restore()
 
 
+def _allow_open_files(instances: int) -> None:
+    """Each instance answers on a port of its own: raise the soft limit of open files
+    (within the hard one) so that the biggest demo fits, with room for everything else."""
+    with contextlib.suppress(ImportError, ValueError, OSError):
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        wanted = instances + 512
+        if soft != resource.RLIM_INFINITY and soft < wanted:
+            top = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (top, hard))
+
+
 def _run_fleet(
     args: argparse.Namespace, config: ConnectionConfig, etcd: EmbeddedEtcd | None
 ) -> int:
+    _allow_open_files(args.services * args.instances + ELECTION_INSTANCES + 2)
     fleet = Fleet(
         config, services=args.services, max_instances=args.instances, seed=args.seed, answer=True
     )
