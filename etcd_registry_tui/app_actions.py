@@ -110,7 +110,8 @@ class ActionsMixin(AppHost):
             return None
         keys = set().union(*(state.keys_on_lease(lease) for lease in leases))
         return leases, (
-            f"Revoke all {len(leases)} lease(s) of {safe_line(group.name)}? {_keys_phrase(keys)}"
+            f"Revoke all {plural(len(leases), 'lease')} of {safe_line(group.name)}?"
+            f" {_keys_phrase(keys)}"
         )
 
     def action_revoke(self) -> None:
@@ -136,14 +137,8 @@ class ActionsMixin(AppHost):
             self.notify(
                 "The lease had already expired; nothing to revoke", severity="warning", markup=False
             )
-        elif expired:
-            self.notify(
-                f"Revoked: {gone} key(s) went; {expired} lease(s) had already expired", markup=False
-            )
         else:
-            self.notify(
-                f"Revoked {len(leases)} lease(s); {gone} key(s) went with them", markup=False
-            )
+            self.notify(revoked_text(len(leases), gone, expired), markup=False)
 
     def action_delete(self) -> None:
         inst = self._highlighted()
@@ -221,6 +216,16 @@ class ActionsMixin(AppHost):
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
+
+
+def revoked_text(leases: int, gone: int, expired: int) -> str:
+    """What a revoke did: how many leases, how many keys went, how many had expired."""
+    if expired:
+        return (
+            f"Revoked: {plural(gone, 'key')} went; {plural(expired, 'lease')} had already expired"
+        )
+    them = "it" if leases == 1 else "them"
+    return f"Revoked {plural(leases, 'lease')}; {plural(gone, 'key')} went with {them}"
 
 
 def _keys_phrase(keys: set[bytes]) -> str:

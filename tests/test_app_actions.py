@@ -364,7 +364,7 @@ async def test_revoke_instance_after_confirming_removes_key_and_lease(
         assert etcdctl.lease_timetolive(lease)[0] == -1  # etcd: lease not found
         assert app.registry_tree.row_count == 2
         await until(pilot, lambda: (LogKind.REVOKED, target.decode()) in log_entries(app))
-        assert any("Revoked 1 lease(s); 2 key(s)" in n for n in notifications(app))
+        assert any("Revoked 1 lease; 2 keys went with it" in n for n in notifications(app))
 
 
 async def test_revoking_an_own_instance_stops_its_heartbeats(etcd: Any, etcdctl: Any) -> None:
@@ -383,7 +383,7 @@ async def test_revoking_an_own_instance_stops_its_heartbeats(etcd: Any, etcdctl:
         await pilot.pause(1.5)  # more than the heartbeat interval (TTL / 3)
         assert etcdctl_view(etcdctl, PREFIX) == {}
         assert key not in app.session.state
-        assert any("Revoked 1 lease(s); 1 key(s)" in n for n in notifications(app))
+        assert any("Revoked 1 lease; 1 key went with it" in n for n in notifications(app))
 
 
 async def test_revoke_cancelled_with_n_keeps_everything(etcd: Any, etcdctl: Any) -> None:
@@ -422,7 +422,7 @@ async def test_revoke_on_a_service_row_revokes_every_lease_of_that_service(
         await highlight_service(pilot, app, "Orders")
         await pilot.press("x")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
-        assert "Revoke all 2 lease(s) of Orders?" in app.screen.message
+        assert "Revoke all 2 leases of Orders?" in app.screen.message
         assert "3 keys go with it" in app.screen.message
         await pilot.press("y")
 

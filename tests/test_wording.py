@@ -71,3 +71,12 @@ def test_a_candidates_lease_is_written_as_etcdctl_writes_it():
     candidate = Candidate(key, b"v", lease, 5, 5)
     assert candidate.lease_hex == "0f51a2355d8eac16"
     assert parse_candidate_key(key, lease) is not None  # the key still parses as its lease's
+
+
+def test_revoke_notices_count_in_words():
+    from etcd_registry_tui.app_actions import revoked_text
+
+    assert revoked_text(1, 1, 0) == "Revoked 1 lease; 1 key went with it"
+    assert revoked_text(3, 5, 0) == "Revoked 3 leases; 5 keys went with them"
+    assert revoked_text(2, 1, 1) == "Revoked: 1 key went; 1 lease had already expired"
+    assert revoked_text(3, 2, 2) == "Revoked: 2 keys went; 2 leases had already expired"
