@@ -13,6 +13,7 @@ from .app_host import AppHost
 from .registry.errors import RegistryError
 from .registry.model import UNRECOGNISED
 from .registry.sanitize import safe_line, safe_text
+from .registry.wording import lease_text, plural
 from .revoke_prompt import keys_on_leases, keys_phrase
 from .screens.confirm import ConfirmScreen
 from .screens.help import HelpScreen
@@ -71,7 +72,7 @@ class ActionsMixin(AppHost):
             self._fail(exc, "Register")
             return
         self.notify(
-            f"Registered {safe_line(reg.key)} (lease {reg.lease_id:x}, TTL {reg.ttl}s)",
+            f"Registered {safe_line(reg.key)} (lease {lease_text(reg.lease_id)}, TTL {reg.ttl}s)",
             markup=False,
         )
         self._sync_marks()
@@ -139,14 +140,8 @@ class ActionsMixin(AppHost):
             self.notify(
                 "The lease had already expired; nothing to revoke", severity="warning", markup=False
             )
-        elif expired:
-            self.notify(
-                f"Revoked: {gone} key(s) went; {expired} lease(s) had already expired", markup=False
-            )
         else:
-            self.notify(
-                f"Revoked {len(leases)} lease(s); {gone} key(s) went with them", markup=False
-            )
+            self.notify(revoked_text(len(leases), gone, expired), markup=False)
 
     def action_delete(self) -> None:
         inst = self._highlighted()
@@ -224,3 +219,13 @@ class ActionsMixin(AppHost):
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
+
+
+def revoked_text(leases: int, gone: int, expired: int) -> str:
+    """What a revoke did: how many leases, how many keys went, how many had expired."""
+    if expired:
+        return (
+            f"Revoked: {plural(gone, 'key')} went; {plural(expired, 'lease')} had already expired"
+        )
+    them = "it" if leases == 1 else "them"
+    return f"Revoked {plural(leases, 'lease')}; {plural(gone, 'key')} went with {them}"

@@ -23,12 +23,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import __version__, cli_elections, cli_history, cli_listing, cli_profiles, serve
+from .cli_args import MAX_HISTORY, MAX_REVISION, whole_number
+from .demo.fleet import MAX_INSTANCES, MAX_SERVICES
 from .registry.config import ConnectionConfig, parse_duration
 from .registry.connection import EtcdConnection
-from .registry.errors import ConfigError, RegistryError
+from .registry.errors import ConfigError, ConnectionOptionError, RegistryError
 from .registry.model import RegistryState
 from .registry.registration import ServiceRegistration
 from .registry.sanitize import safe_text
+from .registry.wording import lease_text
 
 PROG = "etcd-registry-tui"
 
@@ -119,15 +122,20 @@ def build_parser() -> argparse.ArgumentParser:
     p_list = sub.add_parser("list", help="print services, instances and their lease TTLs")
     p_list.add_argument("--json", action="store_true", help="machine-readable output")
     p_list.add_argument(
-        "--rev", type=int, default=None, metavar="N", help="the registry as it was at revision N"
+        "--rev",
+        type=whole_number(1, MAX_REVISION),
+        default=None,
+        metavar="N",
+        help="the registry as it was at revision N (1 or more)",
     )
     p_list.add_argument(
         "--history",
         dest="list_history",
-        type=int,
+        type=whole_number(0, MAX_HISTORY),
         default=0,
         metavar="N",
-        help="also print what happened in the last N revisions, with each removal's reason",
+        help="also print what happened in the last N revisions (at most"
+        f" {MAX_HISTORY:,}), with each removal's reason",
     )
     _add_connection_options(p_list, suppress=True)
 
@@ -144,9 +152,17 @@ def build_parser() -> argparse.ArgumentParser:
     cli_profiles.add_parser(sub)
 
     p_demo = sub.add_parser("demo", help="the dashboard on a private etcd with a simulated fleet")
-    p_demo.add_argument("--services", type=int, default=5, help="number of services (default 5)")
     p_demo.add_argument(
-        "--instances", type=int, default=6, help="most instances per service (default 6)"
+        "--services",
+        type=int,
+        default=5,
+        help=f"number of services (default 5, at most {MAX_SERVICES})",
+    )
+    p_demo.add_argument(
+        "--instances",
+        type=int,
+        default=6,
+        help=f"most instances per service (default 6, at most {MAX_INSTANCES})",
     )
     p_demo.add_argument("--seed", type=int, default=None, help="same seed, same fleet")
     p_demo.add_argument("--etcd-binary", help="etcd executable (default: etcd on PATH)")
@@ -177,7 +193,9 @@ def resolve_config(
     user, password = resolved.value("user"), resolved.value("password")
     if user and ":" not in user and password is None:
         if not sys.stdin.isatty():
-            raise ConfigError(f"--user {user} has no password: use --user {user}:PASSWORD")
+            raise ConnectionOptionError(
+                f"--user {user} has no password: use --user {user}:PASSWORD"
+            )
         password = getpass.getpass(f"Password for {user}: ")  # as etcdctl asks
     endpoints = resolved.value("endpoints")
     config = ConnectionConfig.from_options(
@@ -234,8 +252,8 @@ async def cmd_register(config: ConnectionConfig, args: argparse.Namespace) -> in
         )  # fmt: skip
         async with reg:
             print(
-                f"registered {reg.key} at {config.label} (lease {reg.lease_id:x}, TTL {reg.ttl}s);"
-                " Ctrl-C to unregister",
+                f"registered {reg.key} at {config.label} (lease {lease_text(reg.lease_id)},"
+                f" TTL {reg.ttl}s); Ctrl-C to unregister",
                 flush=True,
             )
             await stop.wait()
@@ -243,7 +261,7 @@ async def cmd_register(config: ConnectionConfig, args: argparse.Namespace) -> in
         if held_by is None:
             print(f"unregistered {reg.key}", flush=True)
         else:
-            holder = f"lease {held_by:x}" if held_by else "no lease"
+            holder = f"lease {lease_text(held_by)}" if held_by else "no lease"
             print(f"left {reg.key} alone: held by another instance ({holder})", flush=True)
     return 0
 

@@ -11,10 +11,11 @@ from collections.abc import Callable
 from typing import Any
 
 from . import cli_listing
+from .cli_args import MAX_HISTORY, MAX_REVISION, whole_number
 from .registry.alarms import FlapDetector, MassExpiryAlarm
 from .registry.config import ConnectionConfig
 from .registry.connection import EtcdConnection
-from .registry.errors import RevisionCompacted
+from .registry.errors import RegistryError, RevisionCompacted
 from .registry.events import ChangeBatch
 from .registry.history import DEFAULT_MAX_ENTRIES, DEFAULT_REVISIONS, HistoryEvent
 from .registry.history_read import get_at, read_past
@@ -28,10 +29,11 @@ AddOptions = Callable[[argparse.ArgumentParser, bool], None]
 def add_history_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--history",
-        type=int,
+        type=whole_number(0, MAX_HISTORY),
         default=DEFAULT_REVISIONS,
         metavar="N",
-        help=f"read back up to N revisions of history (default {DEFAULT_REVISIONS:,}; 0: none)",
+        help=f"read back up to N revisions of history (default {DEFAULT_REVISIONS:,}; 0: none;"
+        f" at most {MAX_HISTORY:,})",
     )
 
 
@@ -75,11 +77,30 @@ def alarms_from_args(args: argparse.Namespace) -> tuple[FlapDetector, MassExpiry
     return FlapDetector(threshold=int(args.flap_threshold), window=args.flap_window), alarm
 
 
+def _service_name(text: str) -> str:
+    """``--service``: a name as it stands in a key (``PREFIX/NAME/ID``): not empty, no '/'."""
+    if not text:
+        raise argparse.ArgumentTypeError("is empty: give a service name, e.g. PaymentService")
+    if "/" in text:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a service name: a name has no '/' (it is one level of the key)"
+        )
+    return text
+
+
 def add_parsers(sub: Any, add_connection_options: AddOptions) -> None:
     p_hist = sub.add_parser("history", help="print what happened in the registry, in order")
     p_hist.add_argument("--json", action="store_true", help="one JSON object per line")
-    p_hist.add_argument("--since-rev", type=int, default=None, metavar="N", help="from revision N")
-    p_hist.add_argument("--service", default=None, metavar="NAME", help="only this service")
+    p_hist.add_argument(
+        "--since-rev",
+        type=whole_number(1, MAX_REVISION),
+        default=None,
+        metavar="N",
+        help="from revision N",
+    )
+    p_hist.add_argument(
+        "--service", type=_service_name, default=None, metavar="NAME", help="only this service"
+    )
     p_hist.add_argument("--follow", action="store_true", help="keep printing live events")
     add_history_option(p_hist)
     add_connection_options(p_hist, True)
@@ -220,6 +241,14 @@ async def cmd_list_at(config: ConnectionConfig, revision: int, as_json: bool) ->
                 file=sys.stderr,
             )
             return 2
+        except RegistryError as exc:
+            if "future revision" not in str(exc):
+                raise
+            _, now = await conn.get_prefix(config.prefix.encode(), page_size=1, keys_only=True)
+            raise RegistryError(
+                f"revision {revision} is in the future: the latest is {now}",
+                f"give --rev {now} or less",
+            ) from None
     state = RegistryState(config.prefix)
     state.load(kvs, revision)
     groups = cli_listing.service_records(state, None)

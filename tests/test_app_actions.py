@@ -198,7 +198,7 @@ async def test_keys_written_by_etcdctl_appear_and_detail_follows_cursor(
     async with dashboard(etcd, rows=3) as (app, pilot):
         assert app.session.state.as_dict() == etcdctl_view(etcdctl, PREFIX)
         assert app.session.state.service_count == 1
-        assert "1 services · 2 instances" in status_text(app)
+        assert "1 service · 2 instances" in status_text(app)
         assert "live" in status_text(app)
         tree = tree_text(app)
         assert "Orders  2 instances" in tree
@@ -216,7 +216,7 @@ async def test_keys_written_by_etcdctl_appear_and_detail_follows_cursor(
         await until(pilot, lambda: "of 30s" in detail_text(app), message=lambda: detail_text(app))
         text = detail_text(app)
         assert f"{PREFIX}Orders/b-leased" in text
-        assert f"{lease:x} (1 key(s) share it)" in text
+        assert f"{lease:016x} (no other key on it)" in text
 
         # A key written while the dashboard runs arrives through the watch.
         late = put_instance(etcdctl, "Billing", "c-late", port=5002)
@@ -352,7 +352,7 @@ async def test_revoke_instance_after_confirming_removes_key_and_lease(
         await pilot.press("x")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         message = app.screen.message
-        assert f"Revoke lease {lease:x}?" in message and "2 keys go with it" in message
+        assert f"Revoke lease {lease:016x}?" in message and "2 keys go with it" in message
         await pilot.press("y")
 
         await until(pilot, lambda: target not in app.session.state)
@@ -364,7 +364,7 @@ async def test_revoke_instance_after_confirming_removes_key_and_lease(
         assert etcdctl.lease_timetolive(lease)[0] == -1  # etcd: lease not found
         assert app.registry_tree.row_count == 2
         await until(pilot, lambda: (LogKind.REVOKED, target.decode()) in log_entries(app))
-        assert any("Revoked 1 lease(s); 2 key(s)" in n for n in notifications(app))
+        assert any("Revoked 1 lease; 2 keys went with it" in n for n in notifications(app))
 
 
 async def test_revoking_an_own_instance_stops_its_heartbeats(etcd: Any, etcdctl: Any) -> None:
@@ -383,7 +383,7 @@ async def test_revoking_an_own_instance_stops_its_heartbeats(etcd: Any, etcdctl:
         await pilot.pause(1.5)  # more than the heartbeat interval (TTL / 3)
         assert etcdctl_view(etcdctl, PREFIX) == {}
         assert key not in app.session.state
-        assert any("Revoked 1 lease(s); 1 key(s)" in n for n in notifications(app))
+        assert any("Revoked 1 lease; 1 key went with it" in n for n in notifications(app))
 
 
 async def test_revoke_cancelled_with_n_keeps_everything(etcd: Any, etcdctl: Any) -> None:

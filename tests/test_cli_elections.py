@@ -132,7 +132,7 @@ def test_elections_lists_locks_and_honours_prefixes(etcd, etcdctl: Etcdctl, proc
     node = elections(etcd.endpoint, "--elections-prefix", "election/")[0]
     (candidate,) = node["candidates"]  # type: ignore[misc]
     assert candidate["key"] == f"election/nodejob/{lease}"  # Node's key: decimal
-    assert candidate["lease"] == format(lease, "x")  # shown as etcdctl shows lease ids
+    assert candidate["lease"] == format(lease, "016x")  # shown as etcdctl shows lease ids
 
     text = run_cli("elections", "--endpoints", etcd.endpoint)
     assert text.returncode == 0 and "holder" in text.stdout and "leader" in text.stdout

@@ -45,7 +45,7 @@ def etcdctl_at(etcdctl: Any, revision: int) -> dict[str, tuple[str, str | None]]
         lease = int(kv.get("lease", 0))
         found[base64.b64decode(kv["key"]).decode()] = (
             base64.b64decode(kv.get("value", "")).decode(),
-            format(lease, "x") if lease else None,
+            format(lease, "016x") if lease else None,
         )
     return found
 
@@ -115,14 +115,14 @@ def test_list_rev_text_names_leases_not_countdowns_and_flags_bad_values(
     assert text.returncode == 0, text.stderr
     lines = text.stdout.splitlines()
     assert lines[:2] == [f"as of revision {revision}", "Orders  (2 instances)"]
-    assert lines[2].split() == ["a", "http://127.0.0.1:1", "lease", format(lease, "x")]
+    assert lines[2].split() == ["a", "http://127.0.0.1:1", "lease", format(lease, "016x")]
     assert lines[3].split()[:4] == ["b", "(no", "address)", "no"]
     assert "⚠" in lines[3] and "\x1b" not in text.stdout
     doc = json.loads(
         run_cli("list", "--endpoints", etcd.endpoint, "--rev", str(revision), "--json").stdout
     )
     a, b = doc["services"][0]["instances"]
-    assert "ttl" not in a and a["lease"] == format(lease, "x")  # no countdown of the past
+    assert "ttl" not in a and a["lease"] == format(lease, "016x")  # no countdown of the past
     assert "error" in b and "error" not in a
 
 

@@ -162,3 +162,102 @@ def test_demo_on_an_unreachable_etcd_says_so_and_fails(ui):
     assert "cannot reach etcd at 127.0.0.1:1" in line, line
     assert result.returncode == 1
     assert "running" not in result.stdout, result.stdout
+
+
+# -- numbers and names checked before anything is read ---------------------------------------
+
+
+@pytest.mark.parametrize("value", ["99999999999999999999", "-1", "x"])
+def test_list_history_out_of_range_is_one_line_not_a_traceback(etcd, value):
+    result = run_cli("list", "--endpoints", etcd.endpoint, "--history", value)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    assert "argument --history" in result.stderr, result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("value", ["-5", "0"])
+def test_list_rev_that_is_not_a_revision_is_rejected(etcd, etcdctl, value):
+    etcdctl.put("/services/Svc/a1", '{"Address": "http://localhost:1"}')
+    result = run_cli("list", "--endpoints", etcd.endpoint, "--rev", value)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    assert "--rev" in result.stderr and "at least 1" in result.stderr, result.stderr
+    assert result.stdout == ""  # not "as of revision -5" and the current registry
+
+
+@pytest.mark.parametrize(("value", "why"), [("", "empty"), ("a/b", "'/'")])
+def test_history_service_that_cannot_be_a_service_name_is_rejected(etcd, value, why):
+    result = run_cli("history", "--endpoints", etcd.endpoint, "--service", value)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "--service" in result.stderr and why in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# -- the connection hint only where the connection is at fault ------------------------------
+
+CONNECTION_HINT = "check the connection options"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["register", "--name", "Svc", "--address", "http://h:1", "--ttl", "0"],
+        ["register", "--name", "", "--address", "http://h:1"],
+        ["list", "--prefix", "services"],
+        ["serve", "--port", "99999"],
+    ],
+)
+def test_errors_that_are_not_about_the_connection_do_not_blame_it(etcd, args):
+    result = run_cli(*args, "--endpoints", etcd.endpoint)
+    line = _one_line_error(result)
+    assert CONNECTION_HINT not in line, line
+
+
+@pytest.mark.parametrize(
+    "endpoints", ["ftp://127.0.0.1:1", "127.0.0.1:99999", "127.0.0.1:x", "[::1"]
+)
+def test_a_bad_endpoint_still_points_at_the_connection_options(endpoints):
+    line = _one_line_error(run_cli("list", "--endpoints", endpoints))
+    assert CONNECTION_HINT in line, line
+
+
+def test_a_failed_password_command_does_not_blame_the_connection_options(tmp_path):
+    config = tmp_path / "etcd-registry-tui" / "config.toml"
+    config.parent.mkdir()
+    config.write_text('[profiles.p]\nuser = "u"\npassword_command = "false"\n')
+    result = run_cli(
+        "list", "--profile", "p", "--endpoints", "127.0.0.1:1", XDG_CONFIG_HOME=str(tmp_path)
+    )
+    line = _one_line_error(result)
+    assert "password_command" in line and CONNECTION_HINT not in line, line
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["list", "--rev", "99999999999999999999"],
+        ["history", "--history", "99999999999999999999"],
+        ["--history", "99999999999999999999"],
+    ],
+)
+def test_numbers_too_big_for_etcd_are_argument_errors_not_tracebacks(etcd, args):
+    result = run_cli(*args, "--endpoints", etcd.endpoint)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    assert "at most" in result.stderr, result.stderr
+
+
+def test_list_rev_in_the_future_names_the_current_revision(etcd, etcdctl):
+    etcdctl.put("/services/Svc/a1", '{"Address": "http://localhost:1"}')
+    now = etcdctl.run_json("get", "/services/Svc/a1")["header"]["revision"]
+    line = _one_line_error(run_cli("list", "--endpoints", etcd.endpoint, "--rev", "999999"))
+    assert "revision 999999 is in the future" in line and f"latest is {now}" in line, line
+
+
+@pytest.mark.parametrize("value", ["-5", "0", "99999999999999999999"])
+def test_history_since_rev_that_is_not_a_revision_is_rejected(etcd, value):
+    result = run_cli("history", "--endpoints", etcd.endpoint, "--since-rev", value)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "argument --since-rev" in result.stderr and "Traceback" not in result.stderr
+    assert "compacted" not in result.stderr  # not "revisions before 1 are compacted"

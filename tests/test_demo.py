@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import json
@@ -20,15 +21,18 @@ import psutil
 import pytest
 from pty_helpers import read_until
 
+from etcd_registry_tui.demo.answers import Health
 from etcd_registry_tui.demo.fleet import ELECTION_INSTANCES, ELECTION_NAME, LOCK_NAME, Fleet
 from etcd_registry_tui.registry.config import ConnectionConfig
+from etcd_registry_tui.registry.probes import parse_target, probe
 
 CLI = [sys.executable, "-m", "etcd_registry_tui"]
 
 
 def _plan(seed: int) -> list[tuple[str, str, str, int]]:
     fleet = Fleet(ConnectionConfig(), services=5, max_instances=6, seed=seed)
-    return [(r.name, r.instance_id, r.address, r.ttl) for r in fleet.initial_registrations()]
+    regs = fleet.initial_registrations()
+    return [(r.name, r.instance_id, fleet.health[r.key].value, r.ttl) for r in regs]
 
 
 def test_same_seed_same_fleet():
@@ -39,6 +43,53 @@ def test_same_seed_same_fleet():
     counts = [sum(1 for n, *_ in _plan(42) if n == name) for name in names]
     assert all(2 <= c <= 6 for c in counts)
     assert all(10 <= ttl <= 30 for *_, ttl in _plan(42))
+    healths = [health for _, _, health, _ in _plan(42)]
+    assert healths.count("healthy") >= len(healths) / 3, healths
+    assert {"failing", "refusing"} & set(healths), "some instances must fail probes"
+
+
+async def test_the_fleet_answers_on_its_addresses_as_drawn(etcd, etcdctl):
+    """P in the demo: healthy instances answer 200, failing ones 503, refusing ones refuse;
+    a crashed instance's port refuses; after stop() every port does."""
+    fleet = Fleet(
+        ConnectionConfig(endpoints=(etcd.endpoint,)), services=5, max_instances=6, seed=1,
+        elections=False, answer=True,
+    )  # fmt: skip
+    await fleet.start()
+    stopped = False
+    try:
+        kvs, _ = etcdctl.get_prefix("/services/")
+        addresses = {
+            k.decode(): json.loads(kv["value"])["Address"]
+            for k, kv in kvs.items()
+            if b"LegacyBilling" not in k
+        }
+        assert len(set(addresses.values())) == len(addresses), "one port per instance"
+        marks = {
+            key: (await probe(parse_target(a), timeout=2)).mark for key, a in addresses.items()
+        }
+        expected = {
+            Health.HEALTHY: "✓",
+            Health.FAILING: "✗ HTTP 503",
+            Health.REFUSING: "✗ refused",
+        }
+        for key, mark in marks.items():
+            health = fleet.health.get(key, Health.HEALTHY)
+            assert mark.startswith(expected[health]), (key, health, mark)
+        assert any(m.startswith("✓") for m in marks.values())
+        assert any(m.startswith("✗") for m in marks.values())
+        # A crash: the key lingers until its lease expires, but nothing answers any more.
+        victim = next(r for r in fleet.live.values() if fleet.health[r.key] is Health.HEALTHY)
+        await fleet._crash(victim)
+        assert (await probe(parse_target(victim.address))).mark == "✗ refused"
+        await fleet.stop()
+        stopped = True
+        assert len(fleet.answers) == 0
+        for address in addresses.values():
+            assert (await probe(parse_target(address))).mark == "✗ refused", address
+    finally:
+        if not stopped:
+            await fleet.stop()
 
 
 async def test_fleet_registers_oddities_churns_and_cleans_up(etcd, etcdctl):
@@ -200,3 +251,122 @@ def test_demo_dashboard_on_a_terminal_stops_its_etcd(how):
     while any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children):
         assert time.monotonic() < gone, "the private etcd outlived the demo"
         time.sleep(0.1)
+
+
+def _demo_env(tmp_path) -> dict[str, str]:
+    """The demo's environment with its own TMPDIR: what it leaves there is what it leaked."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETCDCTL_")}
+    env["TMPDIR"] = str(tmp_path)
+    return env
+
+
+def _leftovers(tmp_path) -> list[str]:
+    return sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("etcd-registry-tui-"))
+
+
+def _etcds_on(tmp_path) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["name", "cmdline", "status"]):
+        with contextlib.suppress(psutil.Error):
+            if "etcd" in (proc.info["name"] or "") and str(tmp_path) in " ".join(
+                proc.info["cmdline"] or ()
+            ):
+                if proc.info["status"] != psutil.STATUS_ZOMBIE:
+                    found.append(proc)
+    return found
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "words"),
+    [
+        ("--services", "-1", "at least 1"),
+        ("--services", "0", "at least 1"),
+        ("--services", "999999999", "at most"),
+        ("--instances", "0", "at least 1"),
+        ("--instances", "100000", "at most"),
+    ],
+)
+def test_demo_sizes_are_checked_and_bounded_before_etcd_starts(tmp_path, option, value, words):
+    result = subprocess.run(
+        [*CLI, "demo", "--no-ui", option, value],
+        capture_output=True, text=True, timeout=30, env=_demo_env(tmp_path),
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr  # no "starting a private etcd": it never started
+    assert option in lines[0] and words in lines[0], lines[0]
+    assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+@pytest.mark.parametrize("delay", [0.0, 0.3])
+def test_demo_stopped_during_start_up_leaves_no_data_dir_and_no_etcd(tmp_path, sig, delay):
+    proc = subprocess.Popen(
+        [*CLI, "demo", "--no-ui", "--seed", "4", "--services", "2", "--instances", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_demo_env(tmp_path),
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while not _leftovers(tmp_path):  # the data dir exists: etcd is about to start
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the demo made no data dir"
+            time.sleep(0.005)
+        time.sleep(delay)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert "Traceback" not in err, err
+    gone = time.monotonic() + 10
+    while _etcds_on(tmp_path):
+        assert time.monotonic() < gone, "the private etcd outlived the demo"
+        time.sleep(0.1)
+    assert _leftovers(tmp_path) == [], (proc.returncode, err)
+
+
+def test_the_demo_command_serves_its_fleets_addresses(etcd, etcdctl):
+    """`demo --endpoints`: what P would show is a mix, not every instance refused."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETCDCTL_")}
+    proc = subprocess.Popen(
+        [*CLI, "demo", "--no-ui", "--seed", "1", "--endpoints", etcd.endpoint],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        line = proc.stdout.readline()
+        assert "running" in line, line
+        kvs, _ = etcdctl.get_prefix("/services/")
+        addresses = [
+            json.loads(kv["value"])["Address"] for k, kv in kvs.items() if b"Legacy" not in k
+        ]
+
+        async def probe_all() -> list[str]:
+            return [(await probe(parse_target(a), timeout=2)).mark for a in addresses]
+
+        marks = asyncio.run(probe_all())
+        assert any(m.startswith("✓") for m in marks), marks
+        assert any(m.startswith("✗") for m in marks), marks
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=20)
+
+
+def test_the_demo_fits_its_ports_under_a_low_open_files_limit(tmp_path):
+    """One port per instance: a soft limit of 64 open files does not stop 100 instances."""
+    script = (
+        f"ulimit -Sn 64 && exec {' '.join(CLI)} demo --no-ui --seed 9 --services 10 --instances 10"
+    )
+    proc = subprocess.Popen(
+        ["bash", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=_demo_env(tmp_path),
+    )  # fmt: skip
+    try:
+        line = proc.stdout.readline()
+        assert "running" in line, (line, proc.stderr.read() if proc.poll() is not None else "")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert "Traceback" not in err and "Too many open files" not in err, err
+    assert _leftovers(tmp_path) == []

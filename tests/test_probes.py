@@ -11,7 +11,13 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from helpers import eventually
 
-from etcd_registry_tui.registry.probes import Prober, ProbeTarget, parse_target, probe
+from etcd_registry_tui.registry.probes import (
+    NotProbed,
+    Prober,
+    ProbeTarget,
+    parse_target,
+    probe,
+)
 
 
 @contextlib.asynccontextmanager
@@ -78,16 +84,48 @@ async def silent_server() -> AsyncIterator[int]:
         ("https://h", "/health", ProbeTarget("https", "h", 443, "/health")),
         ("10.0.0.1:8080", "/health", ProbeTarget("tcp", "10.0.0.1", 8080)),
         ("grpc://[::1]:9000", None, ProbeTarget("tcp", "::1", 9000)),
-        ("just-a-name", None, None),
-        ("", None, None),
-        (None, None, None),
-        ("http://h:99999", None, None),
+        ("http://h/a b", None, ProbeTarget("http", "h", 80, "/a%20b")),
+        ("http://h/caf\u00e9?q=a b", None, ProbeTarget("http", "h", 80, "/caf%C3%A9?q=a%20b")),
+        ("http://h/already%20ok", None, ProbeTarget("http", "h", 80, "/already%20ok")),
+        ("http://h", "/my health", ProbeTarget("http", "h", 80, "/my%20health")),
+        ("just-a-name", None, NotProbed("no port")),
+        ("", None, NotProbed("no address")),
+        (None, None, NotProbed("no address")),
+        ("http://h:99999", None, NotProbed("bad port")),
+        ("http://[::1]:99999", None, NotProbed("bad port")),
+        ("http://h:abc", None, NotProbed("bad port")),
+        ("file:///etc/passwd", None, NotProbed("unsupported scheme file")),
+        ("unix:///run/app.sock", None, NotProbed("unsupported scheme unix")),
+        ("http://[::1", None, NotProbed("bad address")),
+        ("http:///x", None, NotProbed("no host")),
     ],
 )
 def test_what_an_address_is_probed_as(
-    address: str | None, path: str | None, expected: ProbeTarget | None
+    address: str | None, path: str | None, expected: ProbeTarget | NotProbed
 ) -> None:
     assert parse_target(address, path) == expected
+
+
+@pytest.mark.parametrize(
+    ("address", "mark"),
+    [
+        ("file:///etc/passwd", "? unsupported scheme file"),
+        ("http://[::1]:99999", "? bad port"),
+        ("unix:///run/app.sock", "? unsupported scheme unix"),
+        ("host-without-port", "? no port"),
+    ],
+)
+async def test_an_address_that_cannot_be_probed_says_why(address: str, mark: str) -> None:
+    result = await probe(parse_target(address))
+    assert result.ok is None and result.mark == mark
+
+
+async def test_a_path_with_spaces_is_percent_encoded_in_the_request_line() -> None:
+    async with http_server() as url:
+        result = await probe(parse_target(url + "/a b/c\u00e9?x=1 2"))
+        assert result.ok is True, result
+        line = http_server.requests[-1]  # type: ignore[attr-defined]
+        assert line == "GET /a%20b/c%C3%A9?x=1%202 HTTP/1.1", line
 
 
 async def test_http_up_with_latency_and_probe_path() -> None:

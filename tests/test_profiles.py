@@ -295,3 +295,30 @@ def test_the_command_line_read_only_holds_across_a_profile_switch(
 def test_no_profile_switch_offers_no_profiles(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = _switching_calls(monkeypatch, ["--no-profile-switch"])
     assert len(calls) == 1 and tuple(calls[0]["profiles"]) == ()  # type: ignore[arg-type]
+
+
+def test_a_certificate_that_is_a_directory_is_not_called_missing(tmp_path: Path) -> None:
+    write_config(f'[profiles.tls]\nendpoints = "https://127.0.0.1:1"\ncacert = "{tmp_path}"\n')
+    result = run_cli("list", "--profile", "tls")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert f"cacert {tmp_path} is a directory, not a file" in result.stderr, result.stderr
+    assert "does not exist" not in result.stderr
+
+
+def test_a_slow_password_command_says_it_waits_and_how_long(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(profiles, "PASSWORD_COMMAND_TIMEOUT", 1.0)
+    monkeypatch.setattr(profiles, "PASSWORD_COMMAND_NOTICE", 0.2)
+    with pytest.raises(ConfigError) as caught:
+        profiles.run_password_command("sleep 1000")
+    waited = capsys.readouterr().err
+    assert "waiting for password_command 'sleep 1000'" in waited, waited
+    assert "gives up after 1 s" in waited, waited
+    assert "did not finish within 1 s" in str(caught.value), caught.value
+
+
+def test_a_quick_password_command_says_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    assert profiles.run_password_command("echo s3cret") == "s3cret"
+    assert capsys.readouterr().err == ""

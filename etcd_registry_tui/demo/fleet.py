@@ -1,8 +1,10 @@
 """A simulated fleet for the demo: services that register, heartbeat, crash and join.
 
 Everything goes through :class:`ServiceRegistration`, the same library a real
-Python service would use. The same seed gives the same fleet (names, ids, TTLs,
-addresses and the order of crashes and joins).
+Python service would use. The same seed gives the same fleet (names, ids, TTLs, how each
+address answers and the order of crashes and joins; the ports are what the OS gives). Each
+instance's address answers probes (:mod:`.answers`): most are healthy, some fail (HTTP 503),
+some refuse; a crashed instance's port refuses.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from dataclasses import dataclass
 from ..registry.config import ConnectionConfig
 from ..registry.connection import EtcdConnection
 from ..registry.election import Candidacy, Election
-from ..registry.errors import RegistryError
+from ..registry.errors import ConfigError, RegistryError
 from ..registry.registration import ServiceRegistration
+from .answers import Answers, Health
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,23 @@ ELECTION_NAME = f"/elections/{ELECTION_SERVICE}"
 ELECTION_INSTANCES = 3
 ELECTION_TTL = 10
 LOCK_NAME = "/locks/NightlyReport"
+#: How an instance answers on its address (drawn with the seed): mostly healthy.
+HEALTH_ODDS = ((0.7, Health.HEALTHY), (0.85, Health.FAILING), (1.0, Health.REFUSING))
+#: The biggest demo: more services or instances is a typo (and would grow without bound).
+MAX_SERVICES = 100
+MAX_INSTANCES = 50
+
+
+def validate_size(services: int, max_instances: int) -> None:
+    """Raise :class:`ConfigError` (one line) unless both sizes are within the demo's bounds."""
+    for option, value, most in (
+        ("--services", services, MAX_SERVICES),
+        ("--instances", max_instances, MAX_INSTANCES),
+    ):
+        if value < 1:
+            raise ConfigError(f"{option} {value} must be at least 1")
+        if value > most:
+            raise ConfigError(f"{option} {value} is too many for the demo: at most {most}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,11 +97,11 @@ class Fleet:
         churn_every: tuple[float, float] = (4.0, 9.0),
         ttls: Sequence[int] = TTLS,
         elections: bool = True,
+        answer: bool = False,
     ) -> None:
-        if services < 1:
-            raise RegistryError("--services must be at least 1")
-        if max_instances < 1:
-            raise RegistryError("--instances must be at least 1")
+        """``answer``: each address answers probes (:mod:`.answers`, as the demo does);
+        without it addresses are fixed ports where nothing listens (the screenshots')."""
+        validate_size(services, max_instances)
         self.config = config
         self.seed = seed if seed is not None else random.randrange(2**31)
         self.rng = random.Random(self.seed)
@@ -98,7 +118,13 @@ class Fleet:
         self.live: dict[str, ServiceRegistration] = {}  # key -> registration
         self.crashed = 0
         self.joined = 0
-        self._port = 5000
+        #: Each instance's address answers (a loopback port of its own), as drawn from the
+        #: seed by its own generator, so the fleet's plan is the same with or without it.
+        self.answer = answer
+        self.answers = Answers()
+        self._port = 5000  # without ``answer``: the next fixed port
+        self.health_rng = random.Random(f"health-{self.seed}")
+        self.health: dict[str, Health] = {}  # key -> how its address answers
         self._static_keys: list[bytes] = []
         #: Crashed instances whose keys may still linger (until etcd expires their lease),
         #: by key, with when to ask etcd whether it has. Forgotten once it has, so a long
@@ -112,18 +138,33 @@ class Fleet:
         self.failovers = 0
 
     # -- building instances --------------------------------------------------
+    def _draw_health(self) -> Health:
+        draw = self.health_rng.random()
+        return next(health for odds, health in HEALTH_ODDS if draw < odds)
+
+    def _address(self, fixed: int | None = None) -> str:
+        """A fixed address without ``answer``; else "" (opened by :meth:`_start`)."""
+        if self.answer:
+            return ""
+        if fixed is None:
+            self._port += 1
+            fixed = self._port
+        return f"http://127.0.0.1:{fixed}"
+
     def _new_registration(self, service: str) -> ServiceRegistration:
-        self._port += 1
+        """An instance of ``service``; with ``answer``, its address opens when it starts."""
         instance_id = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
-        return ServiceRegistration(
+        reg = ServiceRegistration(
             self.conn,
             service,
-            f"http://127.0.0.1:{self._port}",
+            self._address(),
             ttl=self.rng.choice(self.ttls),
             instance_id=instance_id,
             prefix=self.config.prefix,
             extra={"Zone": self.rng.choice(ZONES), "Version": f"1.{self.rng.randint(0, 9)}.0"},
         )
+        self.health[reg.key] = self._draw_health()
+        return reg
 
     def initial_registrations(self) -> list[ServiceRegistration]:
         return [
@@ -134,10 +175,13 @@ class Fleet:
 
     async def _start(self, reg: ServiceRegistration) -> None:
         self.live[reg.key] = reg  # first: stop() then revokes it even if cancelled midway
+        if not reg.address:
+            reg.address = await self.answers.open(self.health.get(reg.key, Health.HEALTHY))
         try:
             await reg.register()
         except RegistryError:
             del self.live[reg.key]
+            self.answers.close(reg.address)
             raise
         reg.start_keepalive()
 
@@ -145,13 +189,14 @@ class Fleet:
         prefix = self.config.prefix
         # A legacy service whose value is not JSON, kept alive like any other.
         odd = _LegacyRegistration(
-            self.conn, "LegacyBillingService", "http://127.0.0.1:4999", ttl=30,
-            instance_id="legacy-1", prefix=prefix,
+            self.conn, "LegacyBillingService", self._address(4999), ttl=30, instance_id="legacy-1",
+            prefix=prefix,
         )  # fmt: skip
         await self._start(odd)
         # A key without a lease: a permanent entry.
         key = f"{prefix}ConfigService/static-1".encode()
-        value = {"Id": "static-1", "Name": "ConfigService", "Address": "http://127.0.0.1:4000"}
+        address = self._address(4000) or await self.answers.open(Health.HEALTHY)
+        value = {"Id": "static-1", "Name": "ConfigService", "Address": address}
         self._static_keys.append(key)
         await self.conn.put(key, json.dumps(value).encode())
 
@@ -170,12 +215,12 @@ class Fleet:
     async def _join_election(self) -> str:
         """A MigrationJob instance registers and campaigns on its registration lease:
         when it crashes, its instance and its candidacy go together."""
-        self._port += 1
         instance_id = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
         reg = ServiceRegistration(
-            self.conn, ELECTION_SERVICE, f"http://127.0.0.1:{self._port}", ttl=ELECTION_TTL,
-            instance_id=instance_id, prefix=self.config.prefix,
+            self.conn, ELECTION_SERVICE, self._address(), ttl=ELECTION_TTL, instance_id=instance_id,
+            prefix=self.config.prefix,
         )  # fmt: skip
+        self.health[reg.key] = self._draw_health()
         await self._start(reg)
         assert reg.lease_id is not None
         candidacy = Election(self.conn, ELECTION_NAME).candidacy(
@@ -223,6 +268,7 @@ class Fleet:
         """A crash: heartbeats stop, nobody unregisters; etcd expires the lease."""
         await victim.stop_keepalive()
         del self.live[victim.key]
+        self.answers.close(victim.address)  # the process is gone: its port refuses
         last = victim.last_heartbeat or time.monotonic()
         ttl = victim.last_ttl or victim.ttl
         self.gone[victim.key] = (last + ttl + EXPIRY_MARGIN, victim)
@@ -244,6 +290,7 @@ class Fleet:
                 return  # ask again at the next step
             if ttl < 0:
                 del self.gone[key]
+                self.health.pop(key, None)
             else:  # not yet (a leader change renews every lease): ask again after it
                 self.gone[key] = (now + ttl + EXPIRY_MARGIN, reg)
 
@@ -312,4 +359,6 @@ class Fleet:
         for key in self._static_keys:
             with contextlib.suppress(Exception):
                 await self.conn.delete(key)
+        await self.answers.close_all()
+        self.health.clear()
         await self.conn.close()

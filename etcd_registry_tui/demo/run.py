@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import signal
 import sys
@@ -13,23 +14,16 @@ from ..registry.config import ConnectionConfig
 from ..registry.connection import EtcdConnection
 from ..registry.errors import RegistryError
 from .embedded import EmbeddedEtcd, EtcdBinaryNotFound, EtcdStartError
-from .fleet import Fleet
+from .fleet import ELECTION_INSTANCES, Fleet, validate_size
+from .stop_signals import StopSignals
 
 
-def _start_private_etcd(binary: str | None) -> EmbeddedEtcd | None:
+def _new_private_etcd(binary: str | None) -> EmbeddedEtcd | None:
     try:
-        etcd = EmbeddedEtcd(name="demo", binary=binary, log_level="warn")
+        return EmbeddedEtcd(name="demo", binary=binary, log_level="warn")
     except EtcdBinaryNotFound as exc:
         print(f"etcd-registry-tui: error: {exc}", file=sys.stderr)
         return None
-    print(f"starting a private etcd on {etcd.endpoint} …", file=sys.stderr, flush=True)
-    try:
-        etcd.start()
-    except EtcdStartError as exc:
-        etcd.cleanup()
-        print(f"etcd-registry-tui: error: {exc}", file=sys.stderr)
-        return None
-    return etcd
 
 
 async def _run_headless(fleet: Fleet, endpoint: str) -> int:
@@ -73,31 +67,72 @@ def _fleet_task(fleet: Fleet) -> Callable[[], Awaitable[None]]:
 
 
 def run_demo(args: argparse.Namespace, config: ConnectionConfig) -> int:
+    """The demo; a private etcd (unless ``--endpoints``) stopped and its data dir removed on
+    every way out, also SIGTERM or Ctrl-C while it starts."""
+    validate_size(args.services, args.instances)  # before any etcd starts
+    if args.endpoints:
+        return _run_fleet(args, config, None)
+    signals = StopSignals()
+    signals.install()
     etcd: EmbeddedEtcd | None = None
-    if not args.endpoints:
-        etcd = _start_private_etcd(args.etcd_binary)
+    try:
+        with signals.held():  # its data dir exists once it does: no signal in between
+            etcd = _new_private_etcd(args.etcd_binary)
         if etcd is None:
             return 1
+        print(f"starting a private etcd on {etcd.endpoint} …", file=sys.stderr, flush=True)
+        with signals.held():  # the process is tracked once spawned
+            etcd.launch()
+        try:
+            etcd.start()
+        except EtcdStartError as exc:
+            print(f"etcd-registry-tui: error: {exc}", file=sys.stderr)
+            return 1
         config = dataclasses.replace(config, endpoints=(etcd.endpoint,), user=None, password=None)
-    try:
-        fleet = Fleet(config, services=args.services, max_instances=args.instances, seed=args.seed)
-        where = f"private etcd {etcd.endpoint}" if etcd else config.label
-        if args.no_ui:
-            return asyncio.run(_run_headless(fleet, config.label))
-        if etcd is None:  # someone else's etcd: fail here, not behind the dashboard
-            asyncio.run(_check_reachable(config))
-        from ..app import run_app
-
-        async def stop_etcd() -> None:
-            if etcd is not None:
-                await asyncio.to_thread(etcd.cleanup)
-
-        return run_app(
-            config,
-            background=[_fleet_task(fleet)],
-            on_shutdown=[fleet.stop, stop_etcd],
-            subtitle=f"demo on {where} · seed {fleet.seed}",
-        )
+        return _run_fleet(args, config, etcd)
     finally:
+        signals.ignore()
+        try:
+            if etcd is not None:
+                etcd.cleanup()
+        finally:
+            signals.restore()
+
+
+def _allow_open_files(instances: int) -> None:
+    """Each instance answers on a port of its own: raise the soft limit of open files
+    (within the hard one) so that the biggest demo fits, with room for everything else."""
+    with contextlib.suppress(ImportError, ValueError, OSError):
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        wanted = instances + 512
+        if soft != resource.RLIM_INFINITY and soft < wanted:
+            top = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (top, hard))
+
+
+def _run_fleet(
+    args: argparse.Namespace, config: ConnectionConfig, etcd: EmbeddedEtcd | None
+) -> int:
+    _allow_open_files(args.services * args.instances + ELECTION_INSTANCES + 2)
+    fleet = Fleet(
+        config, services=args.services, max_instances=args.instances, seed=args.seed, answer=True
+    )
+    where = f"private etcd {etcd.endpoint}" if etcd else config.label
+    if args.no_ui:
+        return asyncio.run(_run_headless(fleet, config.label))
+    if etcd is None:  # someone else's etcd: fail here, not behind the dashboard
+        asyncio.run(_check_reachable(config))
+    from ..app import run_app
+
+    async def stop_etcd() -> None:
         if etcd is not None:
-            etcd.cleanup()
+            await asyncio.to_thread(etcd.cleanup)
+
+    return run_app(
+        config,
+        background=[_fleet_task(fleet)],
+        on_shutdown=[fleet.stop, stop_etcd],
+        subtitle=f"demo on {where} · seed {fleet.seed}",
+    )

@@ -8,7 +8,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .errors import ConfigError
+from .errors import ConfigError, ConnectionOptionError
 
 DEFAULT_ENDPOINT = "127.0.0.1:2379"
 DEFAULT_PREFIX = "/services/"
@@ -39,11 +39,13 @@ def parse_endpoint(text: str) -> tuple[str, int, bool]:
     elif lowered.startswith("http://"):
         raw = raw[7:]
     elif "://" in raw:
-        raise ConfigError(f"endpoint {text!r}: only http:// and https:// are understood")
+        raise ConnectionOptionError(f"endpoint {text!r}: only http:// and https:// are understood")
     raw = raw.rstrip("/")
     if not raw:
-        raise ConfigError(f"endpoint {text!r} is empty")
+        raise ConnectionOptionError(f"endpoint {text!r} is empty")
     if raw.startswith("["):  # [::1]:2379
+        if "]" not in raw:
+            raise ConnectionOptionError(f"endpoint {text!r} has no closing ']'")
         host, _, rest = raw[1:].partition("]")
         port_text = rest[1:] if rest.startswith(":") else ""
     elif raw.count(":") == 1:
@@ -51,15 +53,17 @@ def parse_endpoint(text: str) -> tuple[str, int, bool]:
     else:  # no port, or a bare IPv6 address ("::1")
         host, port_text = raw, ""
         if ":" in host and not _is_ipv6(host):
-            raise ConfigError(f"endpoint {text!r} is not host:port (too many ':')")
+            raise ConnectionOptionError(f"endpoint {text!r} is not host:port (too many ':')")
     if not host:
-        raise ConfigError(f"endpoint {text!r} has no host")
+        raise ConnectionOptionError(f"endpoint {text!r} has no host")
     try:
         port = int(port_text) if port_text else 2379
     except ValueError:
-        raise ConfigError(f"endpoint {text!r}: port {port_text!r} is not a number") from None
+        raise ConnectionOptionError(
+            f"endpoint {text!r}: port {port_text!r} is not a number"
+        ) from None
     if not 0 < port < 65536:
-        raise ConfigError(f"endpoint {text!r}: port {port} is out of range")
+        raise ConnectionOptionError(f"endpoint {text!r}: port {port} is out of range")
     return host, port, tls
 
 
@@ -81,22 +85,24 @@ class ConnectionConfig:
 
     def __post_init__(self) -> None:
         if not self.endpoints:
-            raise ConfigError("no endpoint given")
+            raise ConnectionOptionError("no endpoint given")
         parsed = [parse_endpoint(e) for e in self.endpoints]
         object.__setattr__(self, "hosts", tuple((h, p) for h, p, _ in parsed))
         tls = any(t for _, _, t in parsed) or bool(self.cacert or self.cert)
         object.__setattr__(self, "tls", tls)
         if (self.user is None) != (self.password is None):
-            raise ConfigError("--user needs a password: use --user name:password")
+            raise ConnectionOptionError("--user needs a password: use --user name:password")
         if (self.cert is None) != (self.key is None):
-            raise ConfigError("--cert and --key go together")
+            raise ConnectionOptionError("--cert and --key go together")
         for name, value in (("dial", self.dial_timeout), ("command", self.command_timeout)):
             if not (math.isfinite(value) and 0 < value <= MAX_DURATION):
                 raise ConfigError(
                     f"{name} timeout {value!r} is not a positive, finite time", DURATION_HINT
                 )
         if not self.prefix.startswith("/") or not self.prefix.endswith("/"):
-            raise ConfigError(f"prefix {self.prefix!r} must start and end with '/'")
+            raise ConfigError(
+                f"prefix {self.prefix!r} must start and end with '/'", "e.g. --prefix /services/"
+            )
 
     @property
     def label(self) -> str:

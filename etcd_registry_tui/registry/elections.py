@@ -21,6 +21,7 @@ from enum import StrEnum
 from typing import Any
 
 from .model import KeyValueLike
+from .wording import lease_text
 
 
 class ElectionKind(StrEnum):
@@ -76,8 +77,9 @@ class Candidate:
 
     @property
     def lease_hex(self) -> str:
-        """The lease id as the key spells it (``%x``, as etcdctl's election keys do)."""
-        return format(self.lease, "x")
+        """The lease id as etcdctl writes a lease (16 hex digits). A Go client's key
+        spells it ``%x``, unpadded: that is the key's spelling (:func:`parse_candidate_key`)."""
+        return lease_text(self.lease)
 
     @property
     def key_text(self) -> str:

@@ -21,6 +21,12 @@ class RegistryError(Exception):
 
 
 class ConfigError(RegistryError):
+    """Bad input: the message says what is wrong and, where it helps, a hint what to give."""
+
+
+class ConnectionOptionError(ConfigError):
+    """Bad input in the connection options themselves (endpoints, user, TLS files)."""
+
     hint = "check the connection options (--endpoints host:port, --user name:password)"
 
 

@@ -19,7 +19,7 @@ import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from .aio import within
 
@@ -47,14 +47,14 @@ class ProbeTarget:
 @dataclass(frozen=True, slots=True)
 class ProbeResult:
     ok: bool | None  # None: nothing to probe
-    detail: str  # "HTTP 200", "connected", "refused", "timeout", "no address", ...
+    detail: str  # "HTTP 200", "connected", "refused", "timeout", "no address", "bad port", ...
     latency: float | None  # seconds, when it answered
     at: float  # wall-clock time (time.time()) of the probe
     target: str = ""
 
     @property
     def mark(self) -> str:
-        """``✓ 12 ms``, ``✗ refused``, ``✗ timeout``, ``? no address``."""
+        """``✓ 12 ms``, ``✗ refused``, ``✗ timeout``, ``? no address``, ``? bad port``."""
         if self.ok is None:
             return f"? {self.detail}"
         if self.ok:
@@ -71,31 +71,55 @@ def format_latency(seconds: float) -> str:
     return f"{ms:.1f} ms" if ms < 1 else f"{ms:.0f} ms"
 
 
-def parse_target(address: str | None, probe_path: str | None = None) -> ProbeTarget | None:
-    """What to probe for ``address``; None when it names nothing reachable."""
-    if not address or not isinstance(address, str):
-        return None
+@dataclass(frozen=True, slots=True)
+class NotProbed:
+    """An address that cannot be probed, and why (``no address``, ``bad port``, …)."""
+
+    reason: str
+
+
+#: Schemes that name no network address: a probe cannot reach them.
+LOCAL_SCHEMES = frozenset({"file", "unix", "unix-abstract", "vsock", "npipe", "pipe", "data"})
+_NETWORK_SCHEMES = frozenset({"http", "https", "tcp"})
+#: Characters left as they are in a request line's path and query (RFC 3986 pchar, '/',
+#: '?', and '%' so that an address already percent-encoded is not encoded twice).
+_PATH_SAFE = "/:@!$&'()*+,;=-._~%"
+_QUERY_SAFE = _PATH_SAFE + "?"
+
+
+def parse_target(address: str | None, probe_path: str | None = None) -> ProbeTarget | NotProbed:
+    """What to probe for ``address``, or why it cannot be probed."""
+    if not address or not isinstance(address, str) or not address.strip():
+        return NotProbed("no address")
     text = address.strip()
     if "://" not in text:
         text = "tcp://" + text
     try:
         parts = urlsplit(text)
+    except ValueError:
+        return NotProbed("bad address")  # e.g. an unclosed '[' of an IPv6 address
+    scheme = parts.scheme.lower()
+    if scheme in LOCAL_SCHEMES or (not parts.hostname and scheme not in _NETWORK_SCHEMES):
+        return NotProbed(f"unsupported scheme {scheme[:16] or '?'}")
+    try:
         host, port = parts.hostname, parts.port
     except ValueError:
-        return None
-    scheme = parts.scheme.lower()
+        return NotProbed("bad port")  # out of 0-65535, or not a number
     if not host:
-        return None
+        return NotProbed("no host")
+    if port == 0:
+        return NotProbed("bad port")
     if scheme in ("http", "https"):
         port = port or (443 if scheme == "https" else 80)
         path = probe_path or parts.path or "/"
         if not path.startswith("/"):
             path = "/" + path
+        path = quote(path, safe=_PATH_SAFE)
         if not probe_path and parts.query:
-            path += "?" + parts.query
+            path += "?" + quote(parts.query, safe=_QUERY_SAFE)
         return ProbeTarget(scheme, host, port, path)
     if port is None:
-        return None  # a bare host name or an unknown scheme without a port
+        return NotProbed("no port")  # a bare host name, or another scheme without a port
     return ProbeTarget("tcp", host, port)
 
 
@@ -152,7 +176,7 @@ class _BadAnswer(Exception):
 
 
 async def probe(
-    target: ProbeTarget | None,
+    target: ProbeTarget | NotProbed | None,
     timeout: float = DEFAULT_TIMEOUT,
     clock: Callable[[], float] = time.time,
 ) -> ProbeResult:
@@ -160,6 +184,8 @@ async def probe(
     at = clock()
     if target is None:
         return ProbeResult(None, "no address", None, at)
+    if isinstance(target, NotProbed):
+        return ProbeResult(None, target.reason, None, at)
     shown = f"{target.scheme}://{target.host_header}" + (
         target.path if target.scheme != "tcp" else ""
     )
@@ -199,7 +225,7 @@ class Prober:
         self.probe_path = probe_path
         self.on_result = on_result
         self.results: dict[bytes, ProbeResult] = {}
-        self._targets: dict[bytes, ProbeTarget | None] = {}
+        self._targets: dict[bytes, ProbeTarget | NotProbed] = {}
         self._addresses: dict[bytes, str | None] = {}
         self._due: dict[bytes, float] = {}  # monotonic time of each key's next probe
         self._running: set[bytes] = set()

@@ -27,6 +27,7 @@ import os
 import re
 import shlex
 import subprocess
+import sys
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -39,6 +40,8 @@ from .errors import ConfigError
 APP_DIR = "etcd-registry-tui"
 PROFILE_VARIABLE = "ETCD_REGISTRY_TUI_PROFILE"
 PASSWORD_COMMAND_TIMEOUT = 30.0
+#: After this many seconds a running password_command is said to be awaited (on stderr).
+PASSWORD_COMMAND_NOTICE = 1.0
 
 _STRINGS = ("user", "password_env", "password_command", "cacert", "cert", "key", "prefix")
 _BOOLS = ("read_only", "probe")
@@ -120,18 +123,44 @@ class Profile:
 
 
 def run_password_command(command: str) -> str:
-    """Run ``password_command`` (no shell) and return its first output line."""
+    """Run ``password_command`` (no shell) and return its first output line.
+
+    A command that asks for something (a pass-phrase, a touch of a key) may take a while: after
+    :data:`PASSWORD_COMMAND_NOTICE` seconds a line on stderr says what is awaited and for how
+    long; after :data:`PASSWORD_COMMAND_TIMEOUT` it is stopped and that is the error."""
+    limit = PASSWORD_COMMAND_TIMEOUT
     try:
         argv = shlex.split(command)
-        done = subprocess.run(
-            argv, capture_output=True, text=True, timeout=PASSWORD_COMMAND_TIMEOUT, check=False,
-            stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True,
         )  # fmt: skip
     except (OSError, ValueError, subprocess.SubprocessError) as exc:
         raise ConfigError(f"password_command {command!r} could not run: {exc}") from None
-    if done.returncode != 0:
-        raise ConfigError(f"password_command {command!r} failed (exit code {done.returncode})")
-    lines = done.stdout.splitlines()
+    try:
+        try:
+            out, _ = proc.communicate(timeout=min(PASSWORD_COMMAND_NOTICE, limit))
+        except subprocess.TimeoutExpired:
+            if limit <= PASSWORD_COMMAND_NOTICE:
+                raise
+            print(
+                f"waiting for password_command {command!r} (gives up after {limit:g} s)…",
+                file=sys.stderr,
+                flush=True,
+            )
+            out, _ = proc.communicate(timeout=limit - PASSWORD_COMMAND_NOTICE)
+    except subprocess.TimeoutExpired:
+        raise ConfigError(
+            f"password_command {command!r} did not finish within {limit:g} s",
+            "run it by hand to see what it waits for",
+        ) from None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    if proc.returncode != 0:
+        raise ConfigError(f"password_command {command!r} failed (exit code {proc.returncode})")
+    lines = out.splitlines()
     if not lines or not lines[0]:
         raise ConfigError(f"password_command {command!r} printed no password")
     return lines[0]
@@ -374,7 +403,7 @@ def _password(
 
 
 def check_files(profile: Profile | None, settings: Mapping[str, Setting]) -> None:
-    """A certificate named by the profile must exist: say which file is missing."""
+    """A certificate named by the profile must be a file: say which is not, and why."""
     if profile is None:
         return
     for name in _PATHS:
@@ -382,8 +411,16 @@ def check_files(profile: Profile | None, settings: Mapping[str, Setting]) -> Non
         if setting is None or not setting.source.startswith("profile"):
             continue
         path = str(setting.value)
-        if not os.path.isfile(path):
-            raise ConfigError(
-                f"profile {profile.name!r}: {name} {path} does not exist ({profile.where(name)})",
-                "fix the path in the profile, or override it with --" + name,
-            )
+        if os.path.isfile(path):
+            continue
+        what = (
+            "is a directory, not a file"
+            if os.path.isdir(path)
+            else "is not a regular file"
+            if os.path.exists(path)
+            else "does not exist"
+        )
+        raise ConfigError(
+            f"profile {profile.name!r}: {name} {path} {what} ({profile.where(name)})",
+            "fix the path in the profile, or override it with --" + name,
+        )

@@ -15,6 +15,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Label, Static
 
 from ..registry.model import Instance
+from ..registry.wording import revision_text
 from ..widgets.ttl_text import format_remaining, format_seconds, lease_level
 
 #: Clock used for "first seen"; tests replace it to get stable output.
@@ -84,8 +85,8 @@ def describe_deleted(revision: int, exact: bool) -> str:
     """When the key went: the revision of its delete, or (``exact`` false) of the reloaded
     snapshot that found it gone."""
     if exact:
-        return f"deleted at rev {revision}"
-    return f"deleted by rev {revision} (gone when the registry was reloaded)"
+        return f"deleted at rev {revision_text(revision)}"
+    return f"deleted by rev {revision_text(revision)} (gone when the registry was reloaded)"
 
 
 class InspectScreen(Screen[None]):

@@ -19,11 +19,18 @@ from textual.widgets import Static
 
 from ..registry.model import Instance
 from ..registry.sanitize import safe_line
+from ..registry.wording import lease_text, plural
 from .ttl_text import describe_ttl
 
 LABEL_WIDTH = 10
 
 _UNSHOWN = object()
+
+
+def lease_row_text(lease: int, keys: int) -> str:
+    """The detail pane's lease row: the id as etcdctl writes it, and who else is on it."""
+    shared = "no other key on it" if keys <= 1 else f"{plural(keys, 'key')} share it"
+    return f"{lease_text(lease)}  ({shared})"
 
 
 class LiveLine(Widget):
@@ -138,7 +145,7 @@ class DetailPane(VerticalScroll):
             "address", Text(inst.display_address or "(none)", "" if inst.address else "dim")
         )
         if inst.lease:
-            table.add_row("lease", Text(f"{inst.lease_hex}  ({self._lease_keys} key(s) share it)"))
+            table.add_row("lease", Text(lease_row_text(inst.lease, self._lease_keys)))
         else:
             table.add_row("lease", Text("none — permanent key", "dim"))
         table.add_row(

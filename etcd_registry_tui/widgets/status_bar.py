@@ -9,6 +9,7 @@ from textual.widgets import Static
 
 from ..registry.events import ConnectionStatus, ConnState
 from ..registry.sanitize import safe_line
+from ..registry.wording import plural, revision_text
 
 _STATE_STYLE = {
     ConnState.CONNECTING: "yellow",
@@ -22,6 +23,12 @@ _STATE_STYLE = {
 
 #: How long the last error stays on the line (as "last error: …") once the state is fine.
 ERROR_LINGER = 15.0
+
+
+def counts_text(revision: int, services: int, instances: int) -> str:
+    """``rev 27,994  5 services · 1 instance``."""
+    counts = f"{plural(services, 'service')} · {plural(instances, 'instance')}"
+    return f"rev {revision_text(revision)}  {counts}"
 
 
 class StatusBar(Static):
@@ -105,8 +112,11 @@ class StatusBar(Static):
                 text.append(f": {safe_line(self.status.error)}", "red")
             if self.status.retry_in is not None and self.status.state is ConnState.RECONNECTING:
                 text.append(f" (retry in {self.status.retry_in:.0f}s)", "red")
-        text.append(f"  rev {max(self.revision, self.etcd_revision)}", "dim")
-        text.append(f"  {self.services} services · {self.instances} instances")
+        rev, counts = counts_text(
+            max(self.revision, self.etcd_revision), self.services, self.instances
+        ).split("  ", 1)
+        text.append(f"  {rev}", "dim")
+        text.append(f"  {counts}")
         if self.history_text:
             text.append(f"  {self.history_text}", "dim")
         if self.filter_text:
