@@ -38,6 +38,7 @@ from .registry.model import Change
 from .registry.sanitize import safe_line
 from .registry.session import LogEntry, RegistrySession
 from .registry.supervisor import Supervisor
+from .registry.wording import plural
 from .widgets.alarm_banner import AlarmBanner
 from .widgets.detail_pane import DetailPane
 from .widgets.event_log import EventLog
@@ -269,7 +270,7 @@ class RegistryApp(
         self._quitting = True
         own = len(self.session.own)
         if own:
-            self.notify(f"Unregistering {own} instance(s) registered here…", markup=False)
+            self.notify(f"Unregistering {plural(own, 'instance')} registered here…", markup=False)
         await self.shutdown_session()
         self.exit(0)
 

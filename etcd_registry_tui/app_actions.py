@@ -13,6 +13,7 @@ from .app_host import AppHost
 from .registry.errors import RegistryError
 from .registry.model import UNRECOGNISED
 from .registry.sanitize import safe_line, safe_text
+from .registry.wording import lease_text
 from .screens.confirm import ConfirmScreen
 from .screens.help import HelpScreen
 from .screens.inspect import InspectScreen
@@ -70,7 +71,7 @@ class ActionsMixin(AppHost):
             self._fail(exc, "Register")
             return
         self.notify(
-            f"Registered {safe_line(reg.key)} (lease {reg.lease_id:x}, TTL {reg.ttl}s)",
+            f"Registered {safe_line(reg.key)} (lease {lease_text(reg.lease_id)}, TTL {reg.ttl}s)",
             markup=False,
         )
         self._sync_marks()

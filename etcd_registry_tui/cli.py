@@ -29,6 +29,7 @@ from .registry.errors import ConfigError, RegistryError
 from .registry.model import RegistryState
 from .registry.registration import ServiceRegistration
 from .registry.sanitize import safe_text
+from .registry.wording import lease_text
 
 PROG = "etcd-registry-tui"
 
@@ -228,7 +229,8 @@ async def cmd_register(config: ConnectionConfig, args: argparse.Namespace) -> in
         )  # fmt: skip
         async with reg:
             print(
-                f"registered {reg.key} at {config.label} (lease {reg.lease_id:x}, TTL {reg.ttl}s);"
+                f"registered {reg.key} at {config.label}"
+                f" (lease {lease_text(reg.lease_id)}, TTL {reg.ttl}s);"
                 " Ctrl-C to unregister",
                 flush=True,
             )
@@ -237,7 +239,7 @@ async def cmd_register(config: ConnectionConfig, args: argparse.Namespace) -> in
         if held_by is None:
             print(f"unregistered {reg.key}", flush=True)
         else:
-            holder = f"lease {held_by:x}" if held_by else "no lease"
+            holder = f"lease {lease_text(held_by)}" if held_by else "no lease"
             print(f"left {reg.key} alone: held by another instance ({holder})", flush=True)
     return 0
 

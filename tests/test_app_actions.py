@@ -198,7 +198,7 @@ async def test_keys_written_by_etcdctl_appear_and_detail_follows_cursor(
     async with dashboard(etcd, rows=3) as (app, pilot):
         assert app.session.state.as_dict() == etcdctl_view(etcdctl, PREFIX)
         assert app.session.state.service_count == 1
-        assert "1 services · 2 instances" in status_text(app)
+        assert "1 service · 2 instances" in status_text(app)
         assert "live" in status_text(app)
         tree = tree_text(app)
         assert "Orders  2 instances" in tree
@@ -216,7 +216,7 @@ async def test_keys_written_by_etcdctl_appear_and_detail_follows_cursor(
         await until(pilot, lambda: "of 30s" in detail_text(app), message=lambda: detail_text(app))
         text = detail_text(app)
         assert f"{PREFIX}Orders/b-leased" in text
-        assert f"{lease:x} (1 key(s) share it)" in text
+        assert f"{lease:016x} (only this key)" in text
 
         # A key written while the dashboard runs arrives through the watch.
         late = put_instance(etcdctl, "Billing", "c-late", port=5002)
@@ -266,7 +266,7 @@ async def test_register_with_defaults_writes_pascal_case_json_on_a_lease(
         assert app.registry_tree.highlighted_instance == key
         assert "★" in tree_text(app)
         await until(pilot, lambda: "registered by this dashboard" in detail_text(app))
-        assert any("Registered" in n and f"{stored.lease:x}" in n for n in notifications(app))
+        assert any("Registered" in n and f"{stored.lease:016x}" in n for n in notifications(app))
 
 
 async def test_own_mark_reaches_the_detail_pane_when_the_watch_was_first(
@@ -352,7 +352,7 @@ async def test_revoke_instance_after_confirming_removes_key_and_lease(
         await pilot.press("x")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         message = app.screen.message
-        assert f"Revoke lease {lease:x}?" in message and "2 keys go with it" in message
+        assert f"Revoke lease {lease:016x}?" in message and "2 keys go with it" in message
         await pilot.press("y")
 
         await until(pilot, lambda: target not in app.session.state)
@@ -542,7 +542,7 @@ async def test_inspect_opens_with_i_or_enter_and_escape_closes(etcd: Any, etcdct
             screen = app.screen
             assert isinstance(screen, InspectScreen)
             assert screen.instance.raw_key == target
-            assert str(screen.query_one("#meta-lease").content) == f"{lease:x}"
+            assert str(screen.query_one("#meta-lease").content) == f"{lease:016x}"
             assert str(screen.query_one("#meta-address").content) == "http://10.0.0.1:5000"
             await until(pilot, lambda s=screen: s.ttl[1] == 60)  # the countdown reaches it
             await pilot.press("escape")

@@ -145,7 +145,7 @@ async def test_etcdctl_lease_and_put_are_seen_by_watcher_and_tracker(
     etcdctl.put("/services/Billing/b-1", '{"id": "b-1", "address": "http://b1"}', lease=lease)
     await eventually(lambda: b"/services/Billing/b-1" in watch.state)
     inst = watch.state.get(b"/services/Billing/b-1")
-    assert inst.lease == lease and inst.lease_hex == f"{lease:x}" and inst.address == "http://b1"
+    assert inst.lease == lease and inst.lease_hex == f"{lease:016x}" and inst.address == "http://b1"
     assert watch.state.keys_on_lease(lease) == {b"/services/Billing/b-1"}
 
     tracker.track(watch.state.leases())

@@ -70,7 +70,7 @@ def test_known_field_spellings_are_parsed(value: dict[str, object]) -> None:
     assert not i.has_problem and i.problems == []
     assert i.group == "Orders"
     assert i.fields == value
-    assert i.mod_revision == 7 and i.lease == 0x1234 and i.lease_hex == "1234"
+    assert i.mod_revision == 7 and i.lease == 0x1234 and i.lease_hex == "0000000000001234"
     assert json.loads(i.value_text()) == value
 
 
@@ -229,7 +229,7 @@ def test_lease_zero_entry() -> None:
     state = RegistryState(PREFIX)
     change = state.apply_put(kv("/services/Orders/a", {"Id": "a"}, mod=3, lease=0))
     assert change is not None and change.instance.lease == 0
-    assert change.instance.lease_hex == "0"
+    assert change.instance.lease_hex == "0000000000000000"
     assert state.by_lease == {}
     assert state.leases() == set()
     assert state.keys_on_lease(0) == set()

@@ -19,6 +19,7 @@ from enum import StrEnum
 from typing import Any
 
 from .model import KeyValue, decode_key, parse_value, split_key
+from .wording import lease_text
 
 #: How many events the dashboard keeps by default.
 DEFAULT_MAX_ENTRIES = 10_000
@@ -149,7 +150,7 @@ def classify_past(events: Iterable[HistoryEvent], live_leases: set[int] | None) 
             last_gone[e.lease] = max(last_gone.get(e.lease, 0), e.revision)
     for e in deletes:
         lease = e.lease
-        hex_lease = format(lease, "x")
+        hex_lease = lease_text(lease)
         if not lease:
             e.reason, e.detail = Reason.DEREGISTERED, "key deleted (no lease)"
         elif live_leases is not None and lease in live_leases:

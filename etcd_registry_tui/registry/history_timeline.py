@@ -11,6 +11,7 @@ from typing import Any
 from .history import EventKind, History, HistoryEvent
 from .model import parse_value
 from .sanitize import safe_line
+from .wording import lease_text
 
 #: At most this many lines of each part.
 MAX_LINES = 50
@@ -43,7 +44,7 @@ def value_change(event: HistoryEvent) -> str:
         else:
             parts.append(f"{name} {json.dumps(old)} → {json.dumps(new)}")
     if event.prev is not None and event.kv is not None and event.prev.lease != event.kv.lease:
-        parts.append(f"lease {event.prev.lease:x} → {event.kv.lease:x}")
+        parts.append(f"lease {lease_text(event.prev.lease)} → {lease_text(event.kv.lease)}")
     return ", ".join(parts) if parts else "value unchanged"
 
 

@@ -24,6 +24,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from .sanitize import safe_line, safe_text
+from .wording import lease_text
 
 #: Service name under which entries whose *key* does not fit the format are grouped.
 UNRECOGNISED = "(unrecognised keys)"
@@ -378,8 +379,8 @@ class Instance:
 
     @property
     def lease_hex(self) -> str:
-        """Lease id as etcdctl prints it (lowercase hex, no 0x)."""
-        return format(self.lease, "x")
+        """Lease id as etcdctl prints it (16 lowercase hex digits, zero-padded, no 0x)."""
+        return lease_text(self.lease)
 
     @property
     def display_problems(self) -> list[str]:

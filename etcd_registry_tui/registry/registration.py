@@ -29,6 +29,7 @@ import aetcd
 from .config import ConnectionConfig
 from .connection import EtcdConnection
 from .errors import ConfigError, LeaseNotFound, RegistryError
+from .wording import lease_text
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class InstanceConflict(RegistryError):
     def __init__(self, key: str, holder: int, remaining: int | None = None) -> None:
         if holder:
             left = f", {remaining} s left" if remaining is not None and remaining >= 0 else ""
-            owner = f"lease {holder:x}{left}"
+            owner = f"lease {lease_text(holder)}{left}"
         else:
             owner = "a key without a lease"
         super().__init__(f"{key} is held by another instance ({owner})")

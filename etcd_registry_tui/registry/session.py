@@ -40,6 +40,7 @@ from .model import Change, ChangeKind, Instance, KeyValue, RegistryState
 from .registration import ServiceRegistration
 from .supervisor import Supervisor, TaskFailure
 from .watcher import RegistryWatcher
+from .wording import lease_text
 
 #: How long a delete done from the dashboard labels the key's DELETE entry as such.
 DELETE_LABEL_FOR = 30.0
@@ -115,7 +116,7 @@ def _kv(inst: Instance) -> KeyValue:
 def _reason_later(event: HistoryEvent, ttl: int | None, remaining: float | None) -> None:
     """Why a key went, from its lease's TimeToLive after the delete (``ttl``; None: etcd
     did not say) and the countdown it had (``remaining``; None: not known)."""
-    hex_lease = format(event.lease, "x")
+    hex_lease = lease_text(event.lease)
     if ttl is not None and ttl > 0:
         event.reason, event.detail = Reason.DEREGISTERED, f"key deleted, lease {hex_lease} lives on"
     elif ttl is None or remaining is None:
@@ -273,7 +274,7 @@ class RegistrySession:
     def _reason_now(self, event: HistoryEvent, raw_key: bytes) -> None:
         """Why a key went, when that is clear without asking etcd."""
         lease = event.lease
-        hex_lease = format(lease, "x")
+        hex_lease = lease_text(lease)
         if not lease:
             event.reason, event.detail = Reason.DEREGISTERED, "key deleted (no lease)"
         elif lease in self._revoked_leases:

@@ -15,6 +15,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Label, Static
 
 from ..registry.model import Instance
+from ..registry.wording import revision_text
 from ..widgets.ttl_text import format_remaining, format_seconds, lease_level
 
 #: Clock used for "first seen"; tests replace it to get stable output.
@@ -84,8 +85,8 @@ def describe_deleted(revision: int, exact: bool) -> str:
     """When the key went: the revision of its delete, or (``exact`` false) of the reloaded
     snapshot that found it gone."""
     if exact:
-        return f"deleted at rev {revision}"
-    return f"deleted by rev {revision} (gone when the registry was reloaded)"
+        return f"deleted at rev {revision_text(revision)}"
+    return f"deleted by rev {revision_text(revision)} (gone when the registry was reloaded)"
 
 
 class InspectScreen(Screen[None]):
@@ -208,9 +209,9 @@ class InspectScreen(Screen[None]):
             ("remaining-ttl", "Remaining TTL", self._describe_remaining()),
             ("first-seen", "First seen", describe_first_seen(inst.first_seen)),
             ("lease-keys", "Keys on lease", describe_lease_keys(self.lease_keys, lease)),
-            ("create-revision", "Created at rev", str(inst.create_revision)),
-            ("version", "Version", str(inst.version)),
-            ("mod-revision", "Modified at rev", str(inst.mod_revision)),
+            ("create-revision", "Created at rev", revision_text(inst.create_revision)),
+            ("version", "Version", f"{inst.version:,}"),
+            ("mod-revision", "Modified at rev", revision_text(inst.mod_revision)),
         ]
         if self.own:
             rows.append(("own", "Registered by", "★ this dashboard"))

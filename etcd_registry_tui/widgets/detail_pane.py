@@ -19,6 +19,7 @@ from textual.widgets import Static
 
 from ..registry.model import Instance
 from ..registry.sanitize import safe_line
+from ..registry.wording import plural, revision_text
 from .ttl_text import describe_ttl
 
 LABEL_WIDTH = 10
@@ -138,13 +139,16 @@ class DetailPane(VerticalScroll):
             "address", Text(inst.display_address or "(none)", "" if inst.address else "dim")
         )
         if inst.lease:
-            table.add_row("lease", Text(f"{inst.lease_hex}  ({self._lease_keys} key(s) share it)"))
+            others = self._lease_keys
+            share = "only this key" if others <= 1 else f"{plural(others, 'key')} share it"
+            table.add_row("lease", Text(f"{inst.lease_hex}  ({share})"))
         else:
             table.add_row("lease", Text("none — permanent key", "dim"))
         table.add_row(
             "revisions",
             Text(
-                f"create {inst.create_revision} · mod {inst.mod_revision} · version {inst.version}"
+                f"create {revision_text(inst.create_revision)}"
+                f" · mod {revision_text(inst.mod_revision)} · version {inst.version:,}"
             ),
         )
         if self._own:

@@ -16,6 +16,7 @@ from textual.timer import Timer
 
 from ..registry.sanitize import safe_line
 from ..registry.session import LogEntry, LogKind
+from ..registry.wording import revision_text
 
 _STYLES = {
     LogKind.PUT: Style(color="green"),
@@ -160,7 +161,7 @@ class EventLog(ScrollView):
     def _render_entry(self, entry: LogEntry, width: int, style: Style) -> Strip:
         if entry.historic:
             # No wall-clock time in etcd's history: the revision says when.
-            stamp = f"#{entry.revision}"
+            stamp = f"#{revision_text(entry.revision)}"
             stamp = f"{stamp:>8}" if len(stamp) <= 8 else stamp
         else:
             stamp = time.strftime("%H:%M:%S", time.localtime(entry.at))

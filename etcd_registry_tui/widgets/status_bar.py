@@ -9,6 +9,7 @@ from textual.widgets import Static
 
 from ..registry.events import ConnectionStatus, ConnState
 from ..registry.sanitize import safe_line
+from ..registry.wording import plural, revision_text
 
 _STATE_STYLE = {
     ConnState.CONNECTING: "yellow",
@@ -95,8 +96,8 @@ class StatusBar(Static):
                 text.append(f": {safe_line(self.status.error)}", "red")
             if self.status.retry_in is not None and self.status.state is ConnState.RECONNECTING:
                 text.append(f" (retry in {self.status.retry_in:.0f}s)", "red")
-        text.append(f"  rev {self.revision}", "dim")
-        text.append(f"  {self.services} services · {self.instances} instances")
+        text.append(f"  rev {revision_text(self.revision)}", "dim")
+        text.append(f"  {plural(self.services, 'service')} · {plural(self.instances, 'instance')}")
         if self.history_text:
             text.append(f"  {self.history_text}", "dim")
         if self.filter_text:

@@ -20,6 +20,7 @@ from textual.strip import Strip
 
 from etcd_registry_tui.registry.model import UNRECOGNISED, Instance
 from etcd_registry_tui.registry.sanitize import safe_line
+from etcd_registry_tui.registry.wording import plural
 from etcd_registry_tui.widgets.tree_host import TreeHost
 from etcd_registry_tui.widgets.tree_rows import Row, _Block
 from etcd_registry_tui.widgets.ttl_text import format_remaining, lease_level
@@ -42,10 +43,6 @@ def _whole_seconds_text(seconds: int) -> str:
 def _remaining_text(remaining: float) -> str:
     # format_remaining rounds up to whole seconds; so does this, then asks the cache.
     return _whole_seconds_text(math.ceil(remaining))
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
 def _short_reason(inst: Instance) -> str:
@@ -359,7 +356,7 @@ class TreeRendering(TreeHost):
             classes.append("registry-tree--unrecognised")
         row = style(*classes, cursor=cursor)
         plain = style(cursor=cursor)
-        count = _plural(total, "instance")
+        count = plural(total, "instance")
         if shown != total:
             count = f"{shown} of {count}"
         parts = [
@@ -377,7 +374,7 @@ class TreeRendering(TreeHost):
         if problems:
             parts.append(
                 Segment(
-                    f"  ⚠ {_plural(problems, 'problem')}",
+                    f"  ⚠ {plural(problems, 'problem')}",
                     style("registry-tree--problem", cursor=cursor),
                 )
             )
