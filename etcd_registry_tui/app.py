@@ -71,6 +71,14 @@ class RegistryApp(
     CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses live elsewhere
     TITLE = "etcd registry"
     ENABLE_COMMAND_PALETTE = True
+    #: Classes of the screen by width, for app.tcss (what each width shows).
+    HORIZONTAL_BREAKPOINTS = [
+        (0, "-narrow"),
+        (60, "-medium"),
+        (80, "-normal"),
+        (100, "-wide"),
+        (160, "-huge"),
+    ]
 
     BINDINGS = [
         Binding("r", "register", "Register"),

@@ -230,7 +230,7 @@ async def cmd_register(config: ConnectionConfig, args: argparse.Namespace) -> in
         async with reg:
             print(
                 f"registered {reg.key} at {config.label}"
-                f" (lease {lease_text(reg.lease_id)}, TTL {reg.ttl}s);"
+                f" (lease {lease_text(reg.lease_id or 0)}, TTL {reg.ttl}s);"
                 " Ctrl-C to unregister",
                 flush=True,
             )

@@ -6,6 +6,7 @@ import time
 from collections import deque
 from time import monotonic  # not through ``time``: tests replace that for stable stamps
 
+from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
 from textual.cache import LRUCache
@@ -17,6 +18,7 @@ from textual.timer import Timer
 from ..registry.sanitize import safe_line
 from ..registry.session import LogEntry, LogKind
 from ..registry.wording import revision_text
+from .fit_text import elide_end, elide_middle
 
 _STYLES = {
     LogKind.PUT: Style(color="green"),
@@ -67,6 +69,30 @@ def summarise_bursts(
     result = [entry for entry in entries if entry.kind is not LogKind.UPDATE or entry is last]
     result[result.index(last)] = summary
     return result
+
+
+def fit_key_and_detail(key: str, detail: str, room: int) -> tuple[str, str]:
+    """Key and detail of a log line in ``room`` cells: the middle of the key goes first
+    (down to a third of the room), then the middle of the detail, whose end says how it
+    ended (``→ new leader``, ``expired``). Too narrow for both: the key alone."""
+    need = cell_len(key) + (2 + cell_len(detail) if detail else 0)
+    if need <= room or room <= 0:
+        return key, detail
+    if not detail:
+        return elide_middle(key, room), ""
+    before, arrow, after = detail.rpartition(" → ")
+    # What of the detail must show: "… → new", or its first and last characters.
+    wanted = len(arrow) + len(after) + 1 if arrow else min(len(detail), 16)
+    key = elide_middle(
+        key, min(room, max(min(cell_len(key), max(12, room // 3)), room - 2 - wanted))
+    )
+    left = room - cell_len(key) - 2
+    if left < 8:
+        return key, ""
+    if arrow and len(after) + len(arrow) + 1 <= left:
+        # "old → new": the new side is what happened; the old one gives way first.
+        return key, elide_end(before, left - len(arrow) - len(after)) + arrow + after
+    return key, elide_middle(detail, left, tail=(left - 1) * 2 // 3)
 
 
 class EventLog(ScrollView):
@@ -165,14 +191,18 @@ class EventLog(ScrollView):
             stamp = f"{stamp:>8}" if len(stamp) <= 8 else stamp
         else:
             stamp = time.strftime("%H:%M:%S", time.localtime(entry.at))
+        # Keys and details come from etcd: only their display-safe text is drawn.
+        key = safe_line(entry.key.removeprefix(self.prefix), LINE_CHARS)
+        detail = safe_line(entry.detail, LINE_CHARS) if entry.detail else ""
+        room = width - len(stamp) - 1 - KIND_WIDTH
+        key, detail = fit_key_and_detail(key, detail, room)
         segments = [
             Segment(f"{stamp} ", Style(dim=True)),
             Segment(f"{entry.kind.value:<{KIND_WIDTH}}", _STYLES[entry.kind]),
-            # Keys and details come from etcd: only their display-safe text is drawn.
-            Segment(safe_line(entry.key.removeprefix(self.prefix), LINE_CHARS)),
+            Segment(key),
         ]
-        if entry.detail:
-            segments.append(Segment(f"  {safe_line(entry.detail, LINE_CHARS)}", Style(dim=True)))
+        if detail:
+            segments.append(Segment(f"  {detail}", Style(dim=True)))
         strip = Strip(segments)
         if strip.cell_length > width > 1:
             strip = Strip(list(strip.crop(0, width - 1)) + [Segment("…", Style(dim=True))])
