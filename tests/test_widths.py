@@ -178,3 +178,19 @@ async def test_service_header_shortens_its_counts_rather_than_cutting_them() -> 
         tree.set_state(make_state(kvs))
         await pilot.pause()
         assert screen_lines(tree)[0] == "▾ OrderShippingService  2 instances  (2 expiring)"
+
+
+async def test_a_narrow_event_log_writes_its_kinds_short() -> None:
+    from textual.app import App, ComposeResult
+
+    class LogApp(App[None]):
+        def compose(self) -> ComposeResult:
+            yield EventLog(prefix="/services/")
+
+    entry = LogEntry(LogKind.DEREGISTERED, "/services/Config/static-02", "deleted", at=0.0)
+    async with LogApp().run_test(size=(44, 5)) as pilot:
+        log = pilot.app.query_one(EventLog)
+        log.add([entry])
+        await pilot.pause()
+        line = log.render_line(0).text.rstrip()
+        assert line[9:] == "DEREG   Config/static-02  deleted", line  # after HH:MM:SS

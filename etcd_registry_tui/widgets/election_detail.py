@@ -6,6 +6,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from etcd_registry_tui.registry.elections import Candidate, Election, ElectionKind
+from etcd_registry_tui.registry.wording import revision_text
 from etcd_registry_tui.widgets.elections_view import safe
 from etcd_registry_tui.widgets.ttl_text import describe_ttl, format_seconds
 
@@ -68,5 +69,9 @@ class ElectionDetail(Static):
             lease = candidate.lease_hex
             row("lease", lease if padded == lease else f"{lease} ({padded} in etcdctl lease list)")
             row("TTL", describe_ttl(candidate.lease, *ttl))
-            row("revisions", f"create {candidate.create_revision} · mod {candidate.mod_revision}")
+            row(
+                "revisions",
+                f"create {revision_text(candidate.create_revision)}"
+                f" · mod {revision_text(candidate.mod_revision)}",
+            )
         self.update(text)

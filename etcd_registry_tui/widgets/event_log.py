@@ -41,6 +41,11 @@ LINE_CHARS = 1024
 #: The kind column fits the longest word (DEREGISTERED).
 KIND_WIDTH = 13
 
+#: Under this many cells the log writes its kinds short (see ? help).
+SHORT_KINDS_UNDER = 60
+SHORT_KIND_WIDTH = 8
+SHORT_KINDS = {LogKind.DEREGISTERED: "DEREG", LogKind.LEASE_ENDED: "ENDED"}
+
 #: Seconds between two changes of the log's scrollable height.
 RESIZE_INTERVAL = 1.0
 
@@ -71,28 +76,35 @@ def summarise_bursts(
     return result
 
 
+#: A detail with at least this many cells keeps its end (else its start).
+DETAIL_MIN = 12
+
+
 def fit_key_and_detail(key: str, detail: str, room: int) -> tuple[str, str]:
-    """Key and detail of a log line in ``room`` cells: the middle of the key goes first
-    (down to a third of the room), then the middle of the detail, whose end says how it
-    ended (``→ new leader``, ``expired``). Too narrow for both: the key alone."""
-    need = cell_len(key) + (2 + cell_len(detail) if detail else 0)
-    if need <= room or room <= 0:
+    """Key and detail of a log line in ``room`` cells. The key stays whole when the detail
+    still gets :data:`DETAIL_MIN` cells, and that detail loses its middle (its end says how
+    it ended: ``expired``); an ``old → new`` detail keeps ``→ new`` before the key keeps
+    its middle. Otherwise the detail's end goes, then the key's middle (a ``…`` left)."""
+    key_len, detail_len = cell_len(key), cell_len(detail)
+    if key_len + (2 + detail_len if detail else 0) <= room or room <= 0:
         return key, detail
     if not detail:
         return elide_middle(key, room), ""
     before, arrow, after = detail.rpartition(" → ")
-    # What of the detail must show: "… → new", or its first and last characters.
-    wanted = len(arrow) + len(after) + 1 if arrow else min(len(detail), 16)
-    key = elide_middle(
-        key, min(room, max(min(cell_len(key), max(12, room // 3)), room - 2 - wanted))
-    )
-    left = room - cell_len(key) - 2
-    if left < 8:
-        return key, ""
-    if arrow and len(after) + len(arrow) + 1 <= left:
-        # "old → new": the new side is what happened; the old one gives way first.
-        return key, elide_end(before, left - len(arrow) - len(after)) + arrow + after
-    return key, elide_middle(detail, left, tail=(left - 1) * 2 // 3)
+    if arrow:
+        # "old → new": the new side is what happened; the old one and the key give way.
+        wanted = len(arrow) + len(after) + 1
+        key = elide_middle(key, min(key_len, max(12, room - 2 - wanted)))
+        left = room - cell_len(key) - 2
+        if left >= wanted:
+            return key, elide_end(before, left - len(arrow) - len(after)) + arrow + after
+        return key, elide_middle(detail, left) if left >= DETAIL_MIN else "…"
+    left = room - key_len - 2
+    if left >= DETAIL_MIN:
+        return key, elide_middle(detail, left, tail=(left - 1) * 2 // 3)
+    if left >= 1:
+        return key, elide_end(detail, left)
+    return elide_middle(key, min(key_len, room - 3)), "…"
 
 
 class EventLog(ScrollView):
@@ -194,11 +206,14 @@ class EventLog(ScrollView):
         # Keys and details come from etcd: only their display-safe text is drawn.
         key = safe_line(entry.key.removeprefix(self.prefix), LINE_CHARS)
         detail = safe_line(entry.detail, LINE_CHARS) if entry.detail else ""
-        room = width - len(stamp) - 1 - KIND_WIDTH
+        kind, kind_width = entry.kind.value, KIND_WIDTH
+        if width < SHORT_KINDS_UNDER:
+            kind, kind_width = SHORT_KINDS.get(entry.kind, kind), SHORT_KIND_WIDTH
+        room = width - len(stamp) - 1 - kind_width
         key, detail = fit_key_and_detail(key, detail, room)
         segments = [
             Segment(f"{stamp} ", Style(dim=True)),
-            Segment(f"{entry.kind.value:<{KIND_WIDTH}}", _STYLES[entry.kind]),
+            Segment(f"{kind:<{kind_width}}", _STYLES[entry.kind]),
             Segment(key),
         ]
         if detail:
