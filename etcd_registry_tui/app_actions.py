@@ -71,7 +71,8 @@ class ActionsMixin(AppHost):
             self._fail(exc, "Register")
             return
         self.notify(
-            f"Registered {safe_line(reg.key)} (lease {lease_text(reg.lease_id or 0)}, TTL {reg.ttl}s)",
+            f"Registered {safe_line(reg.key)}"
+            f" (lease {lease_text(reg.lease_id or 0)}, TTL {reg.ttl}s)",
             markup=False,
         )
         self._sync_marks()
