@@ -75,7 +75,7 @@ class RegistryApp(
     #: Classes of the screen by width, for app.tcss (what each width shows).
     HORIZONTAL_BREAKPOINTS = [
         (0, "-narrow"),
-        (60, "-medium"),
+        (70, "-medium"),
         (80, "-normal"),
         (100, "-wide"),
         (160, "-huge"),

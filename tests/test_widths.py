@@ -148,11 +148,14 @@ async def test_each_width_shows_the_services_and_their_ports(size: tuple[int, in
         tree = app.registry_tree
         side = app.query_one("#side")
         # The services box keeps most of the screen; the side pane gives way first.
-        if size[0] < 60:
+        events = app.query_one("#events")
+        if size[0] < 70:
             assert not side.display and tree.size.width >= size[0] - 2, tree.size
         else:
             assert side.display and side.size.width >= 24, side.size
             assert tree.size.width >= size[0] // 2 - 2, (tree.size, side.size)
+            # The event log only where its lines have room for more than their times.
+            assert events.display == (size[0] >= 80), size
         rows = [row for row in screen_lines(tree) if row.startswith("  ")]
         shown = [row for row in rows if "(no addr" not in row and "/services/" not in row]
         assert shown, rows

@@ -31,8 +31,8 @@ from etcd_registry_tui.widgets.ttl_text import (
 )
 
 #: Cells reserved on the right of each row for the lease countdown (at most): the
-#: longest words ("59 minutes 59 seconds" is 21) take the short form ("59m 59s").
-COUNTDOWN_WIDTH = 20
+#: longest words ("59 minutes 59 seconds", 21 and a pill) take the short form ("59m 59s").
+COUNTDOWN_WIDTH = 22
 #: ...and at least, when the row has twice that: a space each side of "no lease".
 COUNTDOWN_MIN = 10
 #: Room an address wants before an id gets more than its shortest unique form...
@@ -61,9 +61,13 @@ def _remaining_text(remaining: float) -> str:
     return _whole_seconds_text(math.ceil(remaining))
 
 
+#: A countdown column narrower than this writes every countdown short (one way per column).
+WORDS_ROOM = len("59 seconds")
+
+
 def _countdown_text(text: str, remaining: float | None, room: int) -> str:
     """The countdown as words when they fit in ``room`` cells, else short ("1m 5s")."""
-    if cell_len(text) <= room:
+    if cell_len(text) <= room and (room >= WORDS_ROOM or remaining is None):
         return text
     if remaining is None:
         return _SHORT_WORDS.get(text, "?")
@@ -330,10 +334,9 @@ class TreeRendering(TreeHost):
             else:
                 text = _remaining_text(remaining)
                 level = "critical" if remaining <= 0 else lease_level(remaining, granted)
-        # Never cut: words when they fit, else the short form ("1m 5s"); the cursor's pill
-        # keeps its padding only when there is room for it.
-        pill = 2 if cursor else 0
-        text = _countdown_text(text, remaining, width - 2 - pill)
+        # Never cut: words when they fit, else the short form ("1m 5s"); chosen alike on
+        # every row (the cursor's pill included), so a column reads one way.
+        text = _countdown_text(text, remaining, width - 4)
         key = (text, level, width, cursor)
         segments = self._countdown_cache.get(key)
         if segments is None:
