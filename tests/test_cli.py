@@ -47,7 +47,7 @@ def test_list_json_shows_what_etcdctl_wrote(etcd, etcdctl):
     assert set(services) == {"OrderShippingService", "PaymentService", "Broken"}
     order = services["OrderShippingService"][0]
     assert order["address"] == "http://localhost:5000"
-    assert order["lease"] == format(lease, "x")
+    assert order["lease"] == format(lease, "016x")
     assert order["granted_ttl"] == 60
     assert 55 <= order["ttl"] <= 60
     payment = services["PaymentService"][0]

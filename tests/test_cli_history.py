@@ -45,7 +45,7 @@ def etcdctl_at(etcdctl: Any, revision: int) -> dict[str, tuple[str, str | None]]
         lease = int(kv.get("lease", 0))
         found[base64.b64decode(kv["key"]).decode()] = (
             base64.b64decode(kv.get("value", "")).decode(),
-            format(lease, "x") if lease else None,
+            format(lease, "016x") if lease else None,
         )
     return found
 
@@ -122,7 +122,7 @@ def test_list_rev_text_names_leases_not_countdowns_and_flags_bad_values(
         run_cli("list", "--endpoints", etcd.endpoint, "--rev", str(revision), "--json").stdout
     )
     a, b = doc["services"][0]["instances"]
-    assert "ttl" not in a and a["lease"] == format(lease, "x")  # no countdown of the past
+    assert "ttl" not in a and a["lease"] == format(lease, "016x")  # no countdown of the past
     assert "error" in b and "error" not in a
 
 
