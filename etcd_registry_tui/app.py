@@ -19,6 +19,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
+from textual.markup import escape as escape_markup
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Header, Input
@@ -38,6 +39,7 @@ from .registry.model import Change
 from .registry.sanitize import safe_line
 from .registry.session import LogEntry, RegistrySession
 from .registry.supervisor import Supervisor
+from .registry.wording import plural
 from .widgets.alarm_banner import AlarmBanner
 from .widgets.detail_pane import DetailPane
 from .widgets.event_log import EventLog
@@ -70,6 +72,14 @@ class RegistryApp(
     CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses live elsewhere
     TITLE = "etcd registry"
     ENABLE_COMMAND_PALETTE = True
+    #: Classes of the screen by width, for app.tcss (what each width shows).
+    HORIZONTAL_BREAKPOINTS = [
+        (0, "-narrow"),
+        (70, "-medium"),
+        (80, "-normal"),
+        (100, "-wide"),
+        (160, "-huge"),
+    ]
 
     BINDINGS = [
         Binding("r", "register", "Register"),
@@ -219,7 +229,10 @@ class RegistryApp(
         self.action_inspect()
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
+        for command in super().get_system_commands(screen):
+            # Textual's "Keys" panel lists its own keys too; ours (?) lists this view's.
+            if command.title != "Keys":
+                yield command
         commands = [
             ("Register a test instance", "Grant a lease and register an instance", "register"),
             ("Revoke lease", "Revoke the highlighted instance's lease", "revoke"),
@@ -234,7 +247,7 @@ class RegistryApp(
             ("History", "Step through the registry's past revisions", "history"),
             ("Filter", "Filter by service, id or address", "filter"),
             ("Probes on / off", "Check that each instance's address answers (P)", "toggle_probes"),
-            ("Keys", "Show every key", "help"),
+            ("Keys", "Every key of this view, and what the colours and marks mean (?)", "help"),
         ]
         for title, help_text, action in commands:
             if self.check_action(action, ()):
@@ -242,7 +255,8 @@ class RegistryApp(
         for name in self.profiles:
             if name != self.profile:
                 yield SystemCommand(
-                    f"Switch to profile {safe_line(name)}",
+                    # The palette reads titles as markup: a profile is named as written.
+                    f"Switch to profile {escape_markup(safe_line(name))}",
                     "Restart the dashboard on that profile (instances registered here go)",
                     functools.partial(self.switch_profile, name),
                 )
@@ -269,7 +283,7 @@ class RegistryApp(
         self._quitting = True
         own = len(self.session.own)
         if own:
-            self.notify(f"Unregistering {own} instance(s) registered here…", markup=False)
+            self.notify(f"Unregistering {plural(own, 'instance')} registered here…", markup=False)
         await self.shutdown_session()
         self.exit(0)
 

@@ -19,6 +19,7 @@ from .registry.model import Change, ChangeKind, Instance
 from .registry.sanitize import safe_line
 from .registry.session import LogEntry, LogKind
 from .registry.supervisor import TaskFailure
+from .registry.wording import plural
 from .screens.inspect import InspectScreen
 from .widgets.detail_pane import DetailPane
 from .widgets.event_log import EventLog
@@ -257,8 +258,8 @@ class ApplyMixin(AppHost):
             if group is not None:
                 leases = {i.lease for i in group.instances.values() if i.lease}
                 summary = (
-                    f"{safe_line(group.name)}: {len(group.instances)} instance(s)"
-                    f" on {len(leases)} lease(s)"
+                    f"{safe_line(group.name)}: {plural(len(group.instances), 'instance')}"
+                    f" on {plural(len(leases), 'lease')}"
                 )
             detail.show(None, service_summary=summary)
             return

@@ -266,7 +266,7 @@ async def test_register_with_defaults_writes_pascal_case_json_on_a_lease(
         assert app.registry_tree.highlighted_instance == key
         assert "★" in tree_text(app)
         await until(pilot, lambda: "registered by this dashboard" in detail_text(app))
-        assert any("Registered" in n and f"{stored.lease:x}" in n for n in notifications(app))
+        assert any("Registered" in n and f"{stored.lease:016x}" in n for n in notifications(app))
 
 
 async def test_own_mark_reaches_the_detail_pane_when_the_watch_was_first(
@@ -542,7 +542,7 @@ async def test_inspect_opens_with_i_or_enter_and_escape_closes(etcd: Any, etcdct
             screen = app.screen
             assert isinstance(screen, InspectScreen)
             assert screen.instance.raw_key == target
-            assert str(screen.query_one("#meta-lease").content) == f"{lease:x}"
+            assert str(screen.query_one("#meta-lease").content) == f"{lease:016x}"
             assert str(screen.query_one("#meta-address").content) == "http://10.0.0.1:5000"
             await until(pilot, lambda s=screen: s.ttl[1] == 60)  # the countdown reaches it
             await pilot.press("escape")

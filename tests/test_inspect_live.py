@@ -84,9 +84,9 @@ async def test_inspect_follows_an_update_and_copies_the_new_value(etcd: Any, etc
         )
         assert app.screen is screen
         assert shown(screen, "#meta-address") == "http://10.9.9.9:7000"
-        assert shown(screen, "#meta-mod-revision") == str(kv.mod_revision)
+        assert shown(screen, "#meta-mod-revision") == f"{kv.mod_revision:,}"
         assert shown(screen, "#meta-version") == "2"
-        assert shown(screen, "#meta-lease") == f"{new_lease:x}"
+        assert shown(screen, "#meta-lease") == f"{new_lease:016x}"
         # The countdown follows the new lease, read from etcd by the lease tracker.
         await until(
             pilot,
@@ -115,8 +115,8 @@ async def test_inspect_says_deleted_at_the_delete_revision(etcd: Any, etcdctl: A
 
         await until(
             pilot,
-            lambda: f"deleted at rev {revision}" in shown(screen, "#deleted"),
-            message=lambda: f"no 'deleted at rev {revision}' in {screen.query('#deleted')}",
+            lambda: f"deleted at rev {revision:,}" in shown(screen, "#deleted"),
+            message=lambda: f"no 'deleted at rev {revision:,}' in {screen.query('#deleted')}",
         )
         assert screen.deleted_at == revision
         assert app.screen is screen  # the view stays open on the last known value
@@ -128,7 +128,7 @@ async def test_inspect_says_deleted_at_the_delete_revision(etcd: Any, etcdctl: A
 
         assert await copied(pilot, app) == last_value.decode()
         assert any(
-            "last known value" in str(n) and f"deleted at rev {revision}" in str(n)
+            "last known value" in str(n) and f"deleted at rev {revision:,}" in str(n)
             for n in notifications(app)
         ), notifications(app)
 
@@ -153,8 +153,8 @@ async def test_inspect_says_deleted_when_the_lease_is_revoked(etcd: Any, etcdctl
 
         await until(
             pilot,
-            lambda: f"deleted at rev {revision}" in shown(screen, "#deleted"),
-            message=lambda: f"no 'deleted at rev {revision}' in {screen.query('#deleted')}",
+            lambda: f"deleted at rev {revision:,}" in shown(screen, "#deleted"),
+            message=lambda: f"no 'deleted at rev {revision:,}' in {screen.query('#deleted')}",
         )
         assert screen.deleted_at == revision
         assert "http://10.0.0.1:5000" in shown(screen, "#value")

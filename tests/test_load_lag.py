@@ -112,8 +112,8 @@ async def test_the_app_catches_up_after_sustained_writes(
             message=lambda: f"status line {status_text(app)!r}, etcd at revision {revision}",
         )
         await pilot.pause()
-        assert f"rev {revision}" in status_text(app)
-        assert f"{SERVICES} services · {KEYS} instances" in status_text(app)
+        assert f"rev {revision:,}" in status_text(app)
+        assert f"{SERVICES:,} services · {KEYS:,} instances" in status_text(app)
 
         # What the tree holds and draws equals what etcd holds.
         view = etcdctl_view(etcdctl, PREFIX)

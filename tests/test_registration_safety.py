@@ -150,7 +150,7 @@ def test_register_process_refuses_a_key_held_by_a_live_lease(
     with register_process(etcd, "http://intruder", err) as proc:
         assert proc.wait(30) == 1
     message = err.read_text()
-    assert "held by another instance" in message and f"{lease:x}" in message
+    assert "held by another instance" in message and f"{lease:016x}" in message
     assert _kv(etcdctl, KEY) == ({"Id": "same", "Address": "http://owner"}, lease)
     assert _live_leases(etcdctl) == {lease}
 
@@ -169,7 +169,7 @@ async def test_first_register_refuses_a_live_key_of_another_lease(
         with pytest.raises(InstanceConflict) as info:
             await reg.register()
         assert info.value.holder == lease
-        assert "held by another instance" in str(info.value) and f"{lease:x}" in str(info.value)
+        assert "held by another instance" in str(info.value) and f"{lease:016x}" in str(info.value)
         assert reg.lease_id is None
         await reg.unregister()  # nothing of ours to remove: the owner's key stays
     assert etcdctl.get(KEY) == b"owner"

@@ -282,7 +282,7 @@ async def test_filter_narrows_rows() -> None:
 
         tree.set_filter("AAAAAAAA")  # by id, case-insensitive
         await pilot.pause()
-        assert [line.split()[0] for line in screen_lines(tree)[1:]] == ["aaaaaaaa"]
+        assert [line.split()[0] for line in screen_lines(tree)[1:]] == ["aaaaaaaa-0001"]
 
         tree.set_filter("shipping")  # by service name: all of its instances
         await pilot.pause()

@@ -419,3 +419,98 @@ async def test_help_with_explicit_sections() -> None:
     async with app.run_test() as pilot:
         await pilot.pause()
         assert app.screen.sections == [("Tree", [("⏎", "Inspect the instance")])]
+
+
+# -- ? help in each view (item 32) -------------------------------------------
+
+
+def help_rows(screen: Screen[Any]) -> dict[str, list[tuple[str, str]]]:
+    assert isinstance(screen, HelpScreen)
+    return {title: rows for title, rows in screen.sections}
+
+
+def keys_of(rows: dict[str, list[tuple[str, str]]]) -> dict[str, list[str]]:
+    """key -> every description the help gives it (a key listed twice is a lie)."""
+    found: dict[str, list[str]] = {}
+    for section in rows.values():
+        for keys, description in section:
+            for key in keys.split(" / "):
+                found.setdefault(key, []).append(description)
+    return found
+
+
+async def test_help_in_the_elections_view_lists_its_actions_not_the_registry_s() -> None:
+    from test_snapshots_app import live, make_app
+    from test_snapshots_elections import prepare
+
+    app = make_app()
+    async with app.run_test(size=(120, 36)) as pilot:
+        live(app)
+        await pilot.press("e")
+        prepare(app)
+        await pilot.pause()
+        await pilot.press("question_mark")
+        await pilot.pause()
+        keys = keys_of(help_rows(app.screen))
+        for key, description in [
+            ("c", "Campaign"),
+            ("v", "Proclaim"),
+            ("d", "Resign"),
+            ("p", "Pause"),
+            ("x", "Revoke"),
+            ("e", "Elections"),
+        ]:
+            assert keys.get(key) == [description], (key, keys)
+        # The registry's own keys do nothing here: not listed.
+        assert "Delete" not in str(keys) and "Inspect" not in str(keys), keys
+
+
+async def test_help_in_the_history_view_lists_what_works_there_once() -> None:
+    from test_snapshots_app import live, make_app
+    from test_snapshots_history import with_history
+
+    app = with_history(make_app())
+    async with app.run_test(size=(120, 36)) as pilot:
+        live(app)
+        await pilot.press("h")
+        await pilot.pause()
+        await pilot.press("question_mark")
+        await pilot.pause()
+        keys = keys_of(help_rows(app.screen))
+        assert keys.get("home") == ["Oldest"], keys
+        assert keys.get("end") == ["Live rev"], keys
+        for gone in ("r", "x", "d", "p", "i", "/"):
+            assert gone not in keys, (gone, keys)
+        assert all(len(descriptions) == 1 for descriptions in keys.values()), keys
+
+
+def test_legend_names_every_mark_the_rows_use() -> None:
+    samples = {sample for sample, _, _ in LEGEND}
+    for mark in ("♛", "✓", "✗", "◆", "★", "⏸", "↻", "⚠"):
+        assert any(mark in sample for sample in samples), (mark, samples)
+
+
+async def test_palette_has_one_keys_entry_and_shows_profile_names_as_written() -> None:
+    from test_snapshots_app import make_app
+
+    from etcd_registry_tui.app import RegistryApp
+
+    base = make_app()
+    app = RegistryApp(
+        base.config,
+        session=base.session,
+        start_session=False,
+        profile="dev",
+        profiles=["dev", "[bold]m[/]"],
+    )
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.pause()
+        commands = list(app.get_system_commands(app.screen))
+        titles = [str(command.title) for command in commands]
+        assert sum(1 for title in titles if "keys" in title.lower()) == 1, titles
+        switch = [c for c in commands if "profile" in str(c.title)]
+        assert len(switch) == 1
+        from textual.content import Content
+
+        shown = Content.from_markup(switch[0].title).plain  # as the palette reads it
+        assert shown.endswith("[bold]m[/]"), shown

@@ -223,3 +223,18 @@ def test_prepared_state_is_what_the_snapshots_show() -> None:
     assert session.paused_keys() == {PAUSED_KEY}
     legacy = state.get(LEGACY_KEY)
     assert legacy is not None and legacy.parse_error and legacy.lease == 0
+
+
+@pytest.mark.parametrize("size", [(80, 24), (200, 50)], ids=["80x24", "200x50"])
+def test_main_view_at_common_sizes_snapshot(snap_compare: Any, size: tuple[int, int]) -> None:
+    """80×24: ids in their shortest unique form, addresses keep their ports, the side pane
+    narrower; 200×50: whole ids, halves, event log lines whole (see tests/test_widths.py)."""
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        app = pilot.app
+        assert isinstance(app, RegistryApp)
+        live(app)
+        assert app.registry_tree.select_key(SHARED_KEY)
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=size, run_before=run_before)

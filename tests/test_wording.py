@@ -9,8 +9,8 @@ import aetcd
 import pytest
 from test_cli import run_cli
 
-from etcd_registry_tui.app_actions import _keys_phrase
 from etcd_registry_tui.registry.wording import lease_text, plural, revision_text
+from etcd_registry_tui.revoke_prompt import keys_phrase
 from etcd_registry_tui.screens.inspect import describe_deleted
 from etcd_registry_tui.widgets.detail_pane import lease_row_text
 from etcd_registry_tui.widgets.status_bar import counts_text
@@ -22,8 +22,8 @@ def test_counts_agree_with_their_nouns():
     assert plural(12345, "key") == "12,345 keys"
     assert counts_text(27994, 1, 1) == "rev 27,994  1 service · 1 instance"
     assert counts_text(5, 2, 3) == "rev 5  2 services · 3 instances"
-    assert _keys_phrase({b"/services/A/1"}) == "1 key goes with it: /services/A/1"
-    assert _keys_phrase({b"/a", b"/b"}) == "2 keys go with it: /a, /b"
+    assert keys_phrase({b"/services/A/1"}) == "1 key goes with it: /services/A/1."
+    assert keys_phrase({b"/a", b"/b"}) == "2 keys go with it: /a, /b."
 
 
 def test_the_detail_pane_says_who_shares_a_lease_without_key_s():

@@ -379,7 +379,7 @@ class Instance:
 
     @property
     def lease_hex(self) -> str:
-        """Lease id as etcdctl prints it (16 lowercase hex digits, no 0x)."""
+        """Lease id as etcdctl prints it (16 lowercase hex digits, zero-padded, no 0x)."""
         return lease_text(self.lease)
 
     @property

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 
 from rich.table import Table
 from rich.text import Text
+from textual.actions import parse as parse_action
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
@@ -24,6 +25,14 @@ LEGEND: tuple[tuple[str, str, str], ...] = (
     ("★", "bold $accent", "own instance, registered from this dashboard"),
     ("⏸", "$warning", "paused: heartbeats stopped, the lease is running out"),
     ("↻", "$warning", "flapping: registered 3 or more times within 5 minutes"),
+    ("♛", "bold $accent", "leader of its service's election"),
+    ("◆", "bold $accent", "history view: what happened to the key at this revision"),
+    ("✓", "$success", "probe (P): the address answered, in so many ms"),
+    ("✗", "bold $error", "probe (P): no answer (refused, timeout, HTTP error); header: how many"),
+    ("?", "$text-muted", "probe (P): nothing to probe (no address)"),
+    ("1m", "$success", "a narrow countdown column: 1m 5s is 1 minute 5 seconds"),
+    ("exp", "$warning", "a narrow header: 4  1 exp  ⚠ 2 is 4 instances, 1 expiring, 2 problems"),
+    ("…", "$text-muted", "cut to fit: the detail pane and i show all of it"),
 )
 
 Section = tuple[str, list[tuple[str, str]]]
@@ -68,28 +77,60 @@ def _rows(app: App, bindings: Iterable[BindingType]) -> list[tuple[str, str]]:
     return [(" / ".join(keys), description) for (_, description), keys in grouped.items()]
 
 
-def collect_sections(app: App, screen: Screen | None) -> list[Section]:
-    """Keys of the app, then of ``screen`` and its focused widgets, as help sections."""
-    sections: list[Section] = []
-    seen: set[tuple[str, str]] = set()
+def _declared(node: DOMNode, app: App) -> set[tuple[str, str, str]]:
+    """(key, action, description) of the bindings ``node``'s own classes declare."""
+    return {
+        (binding.key, binding.action, binding.description)
+        for binding in _own_bindings(type(node), include_textual=node is app)
+    }
 
-    def add(title: str, bindings: list[Binding]) -> None:
-        rows = [row for row in _rows(app, bindings) if row not in seen]
-        seen.update(rows)
+
+def _allowed(app: App, binding: Binding) -> bool:
+    try:
+        _, name, parameters = parse_action(binding.action)
+        return bool(app.check_action(name, parameters))
+    except Exception:
+        return False
+
+
+def collect_sections(app: App, screen: Screen | None) -> list[Section]:
+    """Keys of the app, then of ``screen`` and its focused widgets, as help sections.
+
+    Only what a key does in that view: the binding Textual would run for it there (the
+    focused widget's ``d`` over the app's, a screen's priority ``home`` over the tree's),
+    and only when its ``check_action`` allows it (the registry's ``d`` is not listed in
+    the elections view, nor ``r``, ``x``, ``d`` in the history view). Call it before the
+    help screen is pushed: with the help on top, the dashboard's actions are all off.
+    """
+    sections: list[Section] = []
+    if screen is None:
+        rows = _rows(app, _own_bindings(type(app), include_textual=True))
+        return [("Dashboard", rows)] if rows else []
+    dashboard: list[Binding] = []
+    view: list[Binding] = []
+    shadowed: set[str] = set()
+    declared: dict[int, set[tuple[str, str, str]]] = {}
+    for active in screen.active_bindings.values():
+        if not active.enabled:
+            continue
+        node, binding = active.node, active.binding
+        own = declared.get(id(node))
+        if own is None:
+            own = declared[id(node)] = _declared(node, app)
+        # Textual's widgets' own keys (a ScrollView's arrows) are not the dashboard's.
+        if (binding.key, binding.action, binding.description) not in own:
+            shadowed.add(binding.key)
+            continue
+        (dashboard if node is app else view).append(binding)
+    # A Textual key that lets the key through when it has nothing to do (the screen's
+    # ctrl+c copies a selection, else the app's ctrl+c quits): the app's binding stands.
+    for binding in _own_bindings(type(app), include_textual=True):
+        if binding.key in shadowed and _allowed(app, binding):
+            dashboard.append(binding)
+    for title, bindings in (("Dashboard", dashboard), ("This view", view)):
+        rows = _rows(app, bindings)
         if rows:
             sections.append((title, rows))
-
-    add("Dashboard", _own_bindings(type(app), include_textual=True))
-    if screen is not None:
-        view: list[Binding] = _own_bindings(type(screen), include_textual=False)
-        focused = screen.focused
-        if focused is not None:
-            # Innermost last: the focused widget, then its containers up to the screen.
-            for node in reversed(list(focused.ancestors_with_self)):
-                if isinstance(node, Screen | App):
-                    continue
-                view.extend(_own_bindings(type(node), include_textual=False))
-        add("This view", view)
     return sections
 
 
@@ -142,6 +183,14 @@ class HelpScreen(ModalScreen[None]):
         super().__init__(name=name, id=id, classes=classes)
         self._given_sections = sections
         self.sections: list[Section] = []
+        # The keys of the view below, worked out now: once this screen is pushed, the
+        # dashboard's actions are off (they act on what is behind the help).
+        self._beneath_sections: list[Section] | None = None
+        if sections is None:
+            try:
+                self._beneath_sections = collect_sections(self.app, self.app.screen)
+            except Exception:  # no running app yet, or a screen mid-change: at compose
+                self._beneath_sections = None
 
     def _beneath(self) -> Screen | None:
         stack = [screen for screen in self.app.screen_stack if screen is not self]
@@ -154,6 +203,8 @@ class HelpScreen(ModalScreen[None]):
                 for title, bindings in self._given_sections
                 if (rows := _rows(self.app, bindings))
             ]
+        if self._beneath_sections is not None:
+            return self._beneath_sections
         try:
             return collect_sections(self.app, self._beneath())
         except Exception:  # never let the help itself fail

@@ -209,9 +209,9 @@ class InspectScreen(Screen[None]):
             ("remaining-ttl", "Remaining TTL", self._describe_remaining()),
             ("first-seen", "First seen", describe_first_seen(inst.first_seen)),
             ("lease-keys", "Keys on lease", describe_lease_keys(self.lease_keys, lease)),
-            ("create-revision", "Created at rev", str(inst.create_revision)),
-            ("version", "Version", str(inst.version)),
-            ("mod-revision", "Modified at rev", str(inst.mod_revision)),
+            ("create-revision", "Created at rev", revision_text(inst.create_revision)),
+            ("version", "Version", f"{inst.version:,}"),
+            ("mod-revision", "Modified at rev", revision_text(inst.mod_revision)),
         ]
         if self.own:
             rows.append(("own", "Registered by", "★ this dashboard"))

@@ -19,7 +19,7 @@ from textual.widgets import Static
 
 from ..registry.model import Instance
 from ..registry.sanitize import safe_line
-from ..registry.wording import lease_text, plural
+from ..registry.wording import lease_text, plural, revision_text
 from .ttl_text import describe_ttl
 
 LABEL_WIDTH = 10
@@ -151,7 +151,8 @@ class DetailPane(VerticalScroll):
         table.add_row(
             "revisions",
             Text(
-                f"create {inst.create_revision} · mod {inst.mod_revision} · version {inst.version}"
+                f"create {revision_text(inst.create_revision)}"
+                f" · mod {revision_text(inst.mod_revision)} · version {inst.version:,}"
             ),
         )
         if self._own:

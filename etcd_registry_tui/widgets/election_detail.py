@@ -6,6 +6,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from etcd_registry_tui.registry.elections import Candidate, Election, ElectionKind
+from etcd_registry_tui.registry.wording import revision_text
 from etcd_registry_tui.widgets.elections_view import clip
 from etcd_registry_tui.widgets.ttl_text import describe_ttl, format_seconds
 
@@ -90,7 +91,11 @@ class ElectionDetail(Static):
                 row("TTL", describe_ttl(candidate.lease, *ttl))
             else:
                 row("lease", "none (a permanent key)")
-            row("revisions", f"create {candidate.create_revision} · mod {candidate.mod_revision}")
+            row(
+                "revisions",
+                f"create {revision_text(candidate.create_revision)}"
+                f" · mod {revision_text(candidate.mod_revision)}",
+            )
             value = candidate.value_text()
             shown = clip(value, DETAIL_VALUE_WIDTH) or "(empty)"
             if len(value) > DETAIL_VALUE_WIDTH:

@@ -6,6 +6,7 @@ import time
 from collections import deque
 from time import monotonic  # not through ``time``: tests replace that for stable stamps
 
+from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
 from textual.cache import LRUCache
@@ -16,6 +17,8 @@ from textual.timer import Timer
 
 from ..registry.sanitize import safe_line
 from ..registry.session import LogEntry, LogKind
+from ..registry.wording import revision_text
+from .fit_text import elide_end, elide_middle
 
 _STYLES = {
     LogKind.PUT: Style(color="green"),
@@ -37,6 +40,11 @@ LINE_CHARS = 1024
 
 #: The kind column fits the longest word (DEREGISTERED).
 KIND_WIDTH = 13
+
+#: Under this many cells the log writes its kinds short (see ? help).
+SHORT_KINDS_UNDER = 60
+SHORT_KIND_WIDTH = 8
+SHORT_KINDS = {LogKind.DEREGISTERED: "DEREG", LogKind.LEASE_ENDED: "ENDED"}
 
 #: Seconds between two changes of the log's scrollable height.
 RESIZE_INTERVAL = 1.0
@@ -66,6 +74,37 @@ def summarise_bursts(
     result = [entry for entry in entries if entry.kind is not LogKind.UPDATE or entry is last]
     result[result.index(last)] = summary
     return result
+
+
+#: A detail with at least this many cells keeps its end (else its start).
+DETAIL_MIN = 12
+
+
+def fit_key_and_detail(key: str, detail: str, room: int) -> tuple[str, str]:
+    """Key and detail of a log line in ``room`` cells. The key stays whole when the detail
+    still gets :data:`DETAIL_MIN` cells, and that detail loses its middle (its end says how
+    it ended: ``expired``); an ``old → new`` detail keeps ``→ new`` before the key keeps
+    its middle. Otherwise the detail's end goes, then the key's middle (a ``…`` left)."""
+    key_len, detail_len = cell_len(key), cell_len(detail)
+    if key_len + (2 + detail_len if detail else 0) <= room or room <= 0:
+        return key, detail
+    if not detail:
+        return elide_middle(key, room), ""
+    before, arrow, after = detail.rpartition(" → ")
+    if arrow:
+        # "old → new": the new side is what happened; the old one and the key give way.
+        wanted = len(arrow) + len(after) + 1
+        key = elide_middle(key, min(key_len, max(12, room - 2 - wanted)))
+        left = room - cell_len(key) - 2
+        if left >= wanted:
+            return key, elide_end(before, left - len(arrow) - len(after)) + arrow + after
+        return key, elide_middle(detail, left) if left >= DETAIL_MIN else "…"
+    left = room - key_len - 2
+    if left >= DETAIL_MIN:
+        return key, elide_middle(detail, left, tail=(left - 1) * 2 // 3)
+    if left >= 1:
+        return key, elide_end(detail, left)
+    return elide_middle(key, min(key_len, room - 3)), "…"
 
 
 class EventLog(ScrollView):
@@ -160,18 +199,25 @@ class EventLog(ScrollView):
     def _render_entry(self, entry: LogEntry, width: int, style: Style) -> Strip:
         if entry.historic:
             # No wall-clock time in etcd's history: the revision says when.
-            stamp = f"#{entry.revision}"
+            stamp = f"#{revision_text(entry.revision)}"
             stamp = f"{stamp:>8}" if len(stamp) <= 8 else stamp
         else:
             stamp = time.strftime("%H:%M:%S", time.localtime(entry.at))
+        # Keys and details come from etcd: only their display-safe text is drawn.
+        key = safe_line(entry.key.removeprefix(self.prefix), LINE_CHARS)
+        detail = safe_line(entry.detail, LINE_CHARS) if entry.detail else ""
+        kind, kind_width = entry.kind.value, KIND_WIDTH
+        if width < SHORT_KINDS_UNDER:
+            kind, kind_width = SHORT_KINDS.get(entry.kind, kind), SHORT_KIND_WIDTH
+        room = width - len(stamp) - 1 - kind_width
+        key, detail = fit_key_and_detail(key, detail, room)
         segments = [
             Segment(f"{stamp} ", Style(dim=True)),
-            Segment(f"{entry.kind.value:<{KIND_WIDTH}}", _STYLES[entry.kind]),
-            # Keys and details come from etcd: only their display-safe text is drawn.
-            Segment(safe_line(entry.key.removeprefix(self.prefix), LINE_CHARS)),
+            Segment(f"{kind:<{kind_width}}", _STYLES[entry.kind]),
+            Segment(key),
         ]
-        if entry.detail:
-            segments.append(Segment(f"  {safe_line(entry.detail, LINE_CHARS)}", Style(dim=True)))
+        if detail:
+            segments.append(Segment(f"  {detail}", Style(dim=True)))
         strip = Strip(segments)
         if strip.cell_length > width > 1:
             strip = Strip(list(strip.crop(0, width - 1)) + [Segment("…", Style(dim=True))])

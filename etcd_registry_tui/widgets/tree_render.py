@@ -20,12 +20,29 @@ from textual.strip import Strip
 
 from etcd_registry_tui.registry.model import UNRECOGNISED, Instance
 from etcd_registry_tui.registry.sanitize import safe_line
+from etcd_registry_tui.registry.wording import plural
+from etcd_registry_tui.widgets.fit_text import elide_middle, fit_address
 from etcd_registry_tui.widgets.tree_host import TreeHost
 from etcd_registry_tui.widgets.tree_rows import Row, _Block
-from etcd_registry_tui.widgets.ttl_text import format_remaining, lease_level
+from etcd_registry_tui.widgets.ttl_text import (
+    format_remaining,
+    format_remaining_short,
+    lease_level,
+)
 
-#: Cells reserved on the right of each row for the lease countdown.
-COUNTDOWN_WIDTH = 24
+#: Cells reserved on the right of each row for the lease countdown (at most): the
+#: longest words ("59 minutes 59 seconds", 21 and a pill) take the short form ("59m 59s").
+COUNTDOWN_WIDTH = 22
+#: ...and at least, when the row has twice that: a space each side of "no lease".
+COUNTDOWN_MIN = 10
+#: Room an address wants before an id gets more than its shortest unique form...
+ADDRESS_ROOM = 24
+#: ...and a mark after it ("⏸ paused", "✓ 12 ms", "♛ leader").
+MARK_ROOM = 10
+#: An address is not shortened below this to make room for the marks after it.
+ADDRESS_MIN = 16
+#: What a countdown in a narrow column reads instead of the words.
+_SHORT_WORDS = {"no lease": "—", "lease ?": "?"}
 
 
 def _clean(text: str) -> str:
@@ -44,8 +61,17 @@ def _remaining_text(remaining: float) -> str:
     return _whole_seconds_text(math.ceil(remaining))
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+#: A countdown column narrower than this writes every countdown short (one way per column).
+WORDS_ROOM = len("59 seconds")
+
+
+def _countdown_text(text: str, remaining: float | None, room: int) -> str:
+    """The countdown as words when they fit in ``room`` cells, else short ("1m 5s")."""
+    if cell_len(text) <= room and (room >= WORDS_ROOM or remaining is None):
+        return text
+    if remaining is None:
+        return _SHORT_WORDS.get(text, "?")
+    return format_remaining_short(remaining)
 
 
 def _short_reason(inst: Instance) -> str:
@@ -183,7 +209,20 @@ class TreeRendering(TreeHost):
         return (id(row), _remaining_text(remaining), level)
 
     def _countdown_width(self, width: int) -> int:
-        return min(COUNTDOWN_WIDTH, max(0, width // 3))
+        """A third of the row, at least :data:`COUNTDOWN_MIN` when the row has twice that."""
+        return min(COUNTDOWN_WIDTH, max(0, width // 3, min(COUNTDOWN_MIN, width // 2)))
+
+    def _id_column(self, inst: Instance, width: int) -> int:
+        """Cells for the ids of ``inst``'s service: the shortest form that tells them
+        apart, all of each id when the row has room for it and an address."""
+        block = self._blocks.get(inst.group)
+        if block is None:
+            return 8
+        forms, address = block.widths()
+        # 9 characters (a uuid's first group and "…") unless the address would drop below its
+        # minimum for them; never under 4 but when fewer tell the ids apart.
+        at_least = max(4, min(9, width - 6 - ADDRESS_MIN))
+        return forms.column(width - 6 - min(address, ADDRESS_ROOM) - MARK_ROOM, at_least)
 
     def _render_instance(self, inst: Instance, width: int, cursor: bool) -> Strip:
         countdown_width = self._countdown_width(width)
@@ -194,11 +233,12 @@ class TreeRendering(TreeHost):
         flap = self._flapping.get(inst.raw_key, 0) if self._flapping else 0
         probe = self._probe_marks.get(inst.raw_key)
         mark = self._marked.get(inst.raw_key) if self._marked else None
-        key = (inst, left_width, cursor, own, paused, leader, flap, probe, mark)
+        column = self._id_column(inst, left_width)
+        key = (inst, left_width, cursor, own, paused, leader, flap, probe, mark, column)
         left = self._line_cache.get(key)
         if left is None:
             left = self._line_cache[key] = self._instance_segments(
-                inst, left_width, cursor, own, paused, leader, flap, probe, mark
+                inst, left_width, cursor, own, paused, leader, flap, probe, mark, column
             )
         if not countdown_width:
             return Strip(left, width)
@@ -215,6 +255,7 @@ class TreeRendering(TreeHost):
         flap: int = 0,
         probe: tuple[str, str] | None = None,
         mark: str | None = None,
+        column: int = 8,
     ) -> list[Segment]:
         style = self._style
         row = style("registry-tree--instance", cursor=cursor)
@@ -226,15 +267,40 @@ class TreeRendering(TreeHost):
         else:
             parts.append(Segment("  ", row))
         if inst.key_error is not None:
-            label = inst.display_key
-            if cell_len(label) > 48:
-                label = label[:47] + "…"
+            # Not an instance of a service: the key says what it is (its end matters).
+            room = width - 6 - (ADDRESS_MIN if inst.address is not None else 14)
+            label = elide_middle(inst.display_key, max(column, min(48, room)))
         else:
-            label = _clean(inst.instance_id[:8])
+            blocks = self._blocks
+            forms = blocks[inst.group].widths()[0] if inst.group in blocks else None
+            label = inst.display_id
+            label = forms.form(label, column) if forms is not None else label[:column]
         label_len = cell_len(label)
-        parts.append(Segment(label + " " * max(0, 8 - label_len) + "  ", row))
+        parts.append(Segment(label + " " * max(0, column - label_len) + "  ", row))
+
+        tags: list[tuple[str, str]] = []
+        if probe is not None:
+            tags.append((probe[0], {"up": "healthy", "down": "critical"}.get(probe[1], "nolease")))
+        if mark is not None:
+            tags.append((f"◆ {mark}", "own"))
+        if leader:
+            tags.append(("♛ leader", "own"))
+        if flap:
+            tags.append((f"↻ flapping ×{flap}", "warning"))
+        if paused:
+            tags.append(("⏸ paused", "paused"))
+        if inst.has_problem:
+            tags.append(("⚠ " + _clean(_short_reason(inst)), "problem"))
+
         if inst.address is not None:
-            parts.append(Segment(inst.display_address or "", row))
+            # The address gives way to the marks after it, down to ADDRESS_MIN, and keeps
+            # its port (the difference between instances on one host).
+            address = inst.display_address or ""
+            room = width - sum(part.cell_length for part in parts)
+            marks = sum(2 + cell_len(text) for text, _ in tags)
+            # With marks cut after it, the row's last cell is their "…", not the port's.
+            fit = max(room - marks, min(len(address), ADDRESS_MIN, room - (1 if tags else 0)))
+            parts.append(Segment(fit_address(address, fit), row))
         else:
             parts.append(
                 Segment(
@@ -242,9 +308,8 @@ class TreeRendering(TreeHost):
                     style("registry-tree--instance", "registry-tree--nolease", cursor=cursor),
                 )
             )
-
-        def tag(text: str, component: str) -> None:
-            """A mark after the address: two spaces, then ``text`` in its own style."""
+        for text, component in tags:
+            # A mark after the address: two spaces, then ``text`` in its own style.
             parts.append(Segment("  ", row))
             parts.append(
                 Segment(
@@ -252,19 +317,6 @@ class TreeRendering(TreeHost):
                     style("registry-tree--instance", f"registry-tree--{component}", cursor=cursor),
                 )
             )
-
-        if probe is not None:
-            tag(probe[0], {"up": "healthy", "down": "critical"}.get(probe[1], "nolease"))
-        if mark is not None:
-            tag(f"◆ {mark}", "own")
-        if leader:
-            tag("♛ leader", "own")
-        if flap:
-            tag(f"↻ flapping ×{flap}", "warning")
-        if paused:
-            tag("⏸ paused", "paused")
-        if inst.has_problem:
-            tag("⚠ " + _clean(_short_reason(inst)), "problem")
         strip = Strip(parts)
         if strip.cell_length > width > 1:
             # Cut with a visible mark rather than silently.
@@ -272,6 +324,7 @@ class TreeRendering(TreeHost):
         return list(strip.adjust_cell_length(width, row))
 
     def _countdown(self, lease: int, width: int, cursor: bool) -> list[Segment]:
+        remaining: float | None = None
         if not lease:
             text, level = "no lease", "nolease"
         else:
@@ -281,6 +334,9 @@ class TreeRendering(TreeHost):
             else:
                 text = _remaining_text(remaining)
                 level = "critical" if remaining <= 0 else lease_level(remaining, granted)
+        # Never cut: words when they fit, else the short form ("1m 5s"); chosen alike on
+        # every row (the cursor's pill included), so a column reads one way.
+        text = _countdown_text(text, remaining, width - 4)
         key = (text, level, width, cursor)
         segments = self._countdown_cache.get(key)
         if segments is None:
@@ -292,7 +348,8 @@ class TreeRendering(TreeHost):
                 # A coloured countdown on the cursor's background is hard to read: show
                 # it as a pill of its own colour instead.
                 text_style += Style(reverse=True)
-                text = f" {text} "
+                if cell_len(text) + 2 <= width - 2:
+                    text = f" {text} "
             text = text[: max(0, width - 1)]
             pad = width - 1 - cell_len(text)
             segments = [Segment(" " * pad, row), Segment(text, text_style), Segment(" ", row)]
@@ -359,30 +416,35 @@ class TreeRendering(TreeHost):
             classes.append("registry-tree--unrecognised")
         row = style(*classes, cursor=cursor)
         plain = style(cursor=cursor)
-        count = _plural(total, "instance")
+        # (full text, short text, component) of each count after the name; the short
+        # forms ("4", "1 exp", "✗ 2") when the full ones do not fit (see ? help).
+        count = plural(total, "instance")
+        short_count = f"{total:,}"
         if shown != total:
-            count = f"{shown} of {count}"
-        parts = [
-            Segment(("▸ " if collapsed else "▾ ") + _clean(name), row),
-            Segment(f"  {count}", plain),
-        ]
+            count, short_count = f"{shown:,} of {count}", f"{shown:,}/{total:,}"
+        counts: list[tuple[str, str, str | None]] = [(count, short_count, None)]
         if expiring:
-            parts.append(
-                Segment(f"  ({expiring} expiring)", style("registry-tree--warning", cursor=cursor))
-            )
+            counts.append((f"({expiring:,} expiring)", f"{expiring:,} exp", "warning"))
         if down:
-            parts.append(
-                Segment(f"  ✗ {down} unreachable", style("registry-tree--critical", cursor=cursor))
-            )
+            counts.append((f"✗ {down:,} unreachable", f"✗ {down:,}", "critical"))
         if problems:
-            parts.append(
-                Segment(
-                    f"  ⚠ {_plural(problems, 'problem')}",
-                    style("registry-tree--problem", cursor=cursor),
-                )
-            )
+            counts.append((f"⚠ {plural(problems, 'problem')}", f"⚠ {problems:,}", "problem"))
         if flapping:
-            parts.append(
-                Segment(f"  ↻ {flapping} flapping", style("registry-tree--warning", cursor=cursor))
+            counts.append((f"↻ {flapping:,} flapping", f"↻ {flapping:,}", "warning"))
+        label = _clean(name)
+        head = "▸ " if collapsed else "▾ "
+        full = sum(2 + cell_len(text) for text, _, _ in counts)
+        short = cell_len(head + label) + full > width
+        if short:
+            room = width - cell_len(head) - sum(2 + cell_len(text) for _, text, _ in counts)
+            label = elide_middle(label, max(room, min(12, cell_len(label))))
+        parts = [Segment(head + label, row)]
+        for full_text, short_text, component in counts:
+            count_style = (
+                plain if component is None else style(f"registry-tree--{component}", cursor=cursor)
             )
-        return list(Strip(parts).adjust_cell_length(width, plain))
+            parts.append(Segment(f"  {short_text if short else full_text}", count_style))
+        strip = Strip(parts)
+        if strip.cell_length > width > 1:
+            strip = Strip(list(strip.crop(0, width - 1)) + [Segment("…", plain)])
+        return list(strip.adjust_cell_length(width, plain))

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from functools import lru_cache
 
 from etcd_registry_tui.registry.model import UNRECOGNISED, Instance
+from etcd_registry_tui.widgets.fit_text import IdForms
 
 #: ``ttl_source(lease_id) -> (remaining seconds or None, granted TTL or None)``.
 TtlSource = Callable[[int], tuple[float | None, int | None]]
@@ -52,7 +53,7 @@ def _row_key(row: Row) -> _SortKey:
 class _Block:
     """One group: its instances sorted by id and the rows it currently shows."""
 
-    __slots__ = ("name", "instances", "rows", "problems", "leases")
+    __slots__ = ("name", "instances", "rows", "problems", "leases", "_widths")
 
     def __init__(self, name: str, instances: list[Instance] | None = None) -> None:
         self.name = name
@@ -60,6 +61,17 @@ class _Block:
         self.rows: list[Row] = []
         self.problems = sum(1 for inst in self.instances if inst.has_problem)
         self.leases: Counter[int] = Counter(inst.lease for inst in self.instances)
+        self._widths: tuple[IdForms, int] | None = None
+
+    def widths(self) -> tuple[IdForms, int]:
+        """How this group's ids are shortened and its longest address: worked out when
+        the set of instances changed, then kept (an update keeps the id)."""
+        widths = self._widths
+        if widths is None:
+            ids = [i.display_id for i in self.instances if i.key_error is None]
+            longest = max((len(i.display_address or "") for i in self.instances), default=0)
+            widths = self._widths = (IdForms.of(ids), longest)
+        return widths
 
     def find(self, inst: Instance) -> int:
         """Index of the instance with this key, or -1."""
@@ -74,6 +86,7 @@ class _Block:
         index = bisect_left(instances, _inst_key(inst), key=_inst_key)
         instances.insert(index, inst)
         self._count(inst, 1)
+        self._widths = None
 
     def remove(self, inst: Instance) -> bool:
         index = self.find(inst)
@@ -81,6 +94,7 @@ class _Block:
             return False
         del self.instances[index]
         self._count(inst, -1)
+        self._widths = None
         return True
 
     def replace(self, old: Instance, new: Instance) -> bool:
@@ -90,6 +104,8 @@ class _Block:
         self.instances[index] = new
         self._count(old, -1)
         self._count(new, 1)
+        if new.display_address != old.display_address:
+            self._widths = None
         return True
 
     def _count(self, inst: Instance, delta: int) -> None:

@@ -30,6 +30,22 @@ def format_remaining(remaining: float) -> str:
     return format_seconds(math.ceil(remaining))
 
 
+def format_remaining_short(remaining: float) -> str:
+    """A countdown for a narrow column: "14s", "1m 5s", "2h 3m", "3d 4h", or "expired"."""
+    if remaining <= 0:
+        return "expired"
+    seconds = math.ceil(remaining)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        big, small, units = seconds // 60, seconds % 60, ("m", "s")
+    elif seconds < 86400:
+        big, small, units = seconds // 3600, seconds % 3600 // 60, ("h", "m")
+    else:
+        big, small, units = seconds // 86400, seconds % 86400 // 3600, ("d", "h")
+    return f"{big}{units[0]} {small}{units[1]}" if small else f"{big}{units[0]}"
+
+
 def lease_level(remaining: float, granted: int | None) -> str:
     """Health of a lease: "healthy", "warning" (under a third left) or "critical" (< 5 s)."""
     if remaining < CRITICAL_SECONDS:
