@@ -57,6 +57,7 @@ class LeaseInfo:
     lo: float | None = None
     hi: float | None = None
     narrowed: bool = False  # the last reading narrowed the window (not renewed since)
+    alive_at: float | None = None  # when a reading last found the lease (lo, hi are from it)
 
     def remaining(self, now: float) -> float | None:
         if not self.exists:
@@ -64,6 +65,19 @@ class LeaseInfo:
         if self.deadline is None:
             return None
         return max(0.0, self.deadline - now)
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseWindow:
+    """What the last reading that found a lease says of its deadline (monotonic times).
+
+    ``lo`` is certain: a renewal only moves the deadline later. ``hi`` holds unless the
+    lease was renewed after the reading taken at ``alive_at``.
+    """
+
+    lo: float
+    hi: float
+    alive_at: float
 
 
 class LeaseTracker:
@@ -138,6 +152,13 @@ class LeaseTracker:
             return None, None
         return info.remaining(self.clock()), info.granted
 
+    def window(self, lease_id: int) -> LeaseWindow | None:
+        """The deadline's bounds from the last reading that found the lease (None: none)."""
+        info = self.leases.get(lease_id)
+        if info is None or info.alive_at is None or info.lo is None or info.hi is None:
+            return None
+        return LeaseWindow(info.lo, info.hi, info.alive_at)
+
     def note(self, lease_id: int, ttl: int, granted: int | None = None) -> None:
         """Record a TTL learnt elsewhere (a keep-alive response, a grant): no RPC."""
         info = self.leases.get(lease_id)
@@ -179,15 +200,19 @@ class LeaseTracker:
         info.synced_at = now
         info.narrowed = False
         if ttl < 0:
+            # Gone: the countdown shows 0; lo and hi stay those of the last reading that
+            # found it (what was known of its deadline).
             info.exists = False
-            info.deadline = info.lo = info.hi = now
+            info.deadline = now
         else:
             info.exists = True
             info.granted = granted
+            info.alive_at = now
             if sent_at is None:  # a keep-alive or grant answer: renewed just now, to the second
                 lo, hi = now + ttl - 0.25, now + ttl
-            else:  # etcd truncates the remaining time: it lies in [ttl, ttl + 1)
-                lo, hi = sent_at + ttl, now + ttl + 1
+            else:  # etcd truncates the remaining time toward zero: it lies in [ttl, ttl + 1),
+                # or in (-1, 1) for a 0 (a lease past its deadline lives until it is revoked)
+                lo, hi = sent_at + ttl - (1 if ttl == 0 else 0), now + ttl + 1
             if info.lo is not None and info.hi is not None and lo <= info.hi and info.lo <= hi:
                 lo, hi = max(lo, info.lo), min(hi, info.hi)  # not renewed: narrow the window
                 info.narrowed = True

@@ -1,0 +1,191 @@
+"""The rule for removals: a reason on screen is either certain or says that it is not.
+
+Each cause is carried out against a real etcd (by etcdctl, by a second client, by the
+dashboard, or by etcd itself when a lease runs out), and the reason the session gives is
+checked against what was done. ``LEASE ENDED`` says "not certain" and is allowed wherever
+certainty is impossible; a certain reason that contradicts what was done never is.
+Outages go through the tests' own TCP proxy (``tests/tcp_proxy.py``) while the causes
+are carried out directly on etcd.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from helpers import connection, eventually
+from tcp_proxy import TcpProxy, tcp_proxy
+
+from etcd_registry_tui.registry.alarms import MassExpiryAlarm
+from etcd_registry_tui.registry.config import ConnectionConfig
+from etcd_registry_tui.registry.connection import EtcdConnection
+from etcd_registry_tui.registry.history import HistoryEvent
+from etcd_registry_tui.registry.session import LogEntry, LogKind, RegistrySession
+
+PREFIX = "/services/"
+ENDED = LogKind.LEASE_ENDED
+#: For each cause, the reasons that do not contradict it.
+ALLOWED = {
+    "delete": {LogKind.DEREGISTERED},  # its lease lives on: etcd says so, so it is certain
+    "revoke": {LogKind.REVOKED, ENDED},
+    "expiry": {LogKind.EXPIRED, ENDED},
+    "delete then revoke": {LogKind.DEREGISTERED, ENDED},
+    "revoke near the end": {LogKind.REVOKED, ENDED},
+    "dashboard revoke": {LogKind.REVOKED},  # the dashboard did it and etcd's answer says so
+    "revoke during an outage": {LogKind.REVOKED, ENDED},
+    "expiry during an outage": {LogKind.EXPIRED, ENDED},
+}
+
+
+def put(etcdctl: Any, service: str, iid: str, lease: int | None = None) -> str:
+    key = f"{PREFIX}{service}/{iid}"
+    etcdctl.put(key, f'{{"Id": "{iid}", "Address": "http://{iid}:80"}}', lease=lease)
+    return key
+
+
+class Seen:
+    """What the session reported: log entries and events, as they came."""
+
+    def __init__(self) -> None:
+        self.entries: list[LogEntry] = []
+        self.events: list[HistoryEvent] = []
+        self.alarm = MassExpiryAlarm()
+        self.alarm_texts: list[str] = []
+        self.sess: RegistrySession | None = None
+
+    def on_events(self, events: list[HistoryEvent]) -> None:
+        self.events.extend(events)
+        assert self.sess is not None
+        self.alarm_texts += self.alarm.observe(events, self.sess.state, time.time())
+
+    def reason(self, key: str) -> LogKind | None:
+        removals = [e.kind for e in self.entries if e.key == key and e.kind not in (LogKind.PUT,)]
+        return removals[-1] if removals else None
+
+
+@contextlib.asynccontextmanager
+async def watching(endpoint: str) -> AsyncIterator[tuple[RegistrySession, Seen]]:
+    seen = Seen()
+    sess = RegistrySession(
+        ConnectionConfig(endpoints=(endpoint,)),
+        on_batch=lambda _b, entries: seen.entries.extend(entries),
+        on_events=seen.on_events,
+        history_revisions=0,
+    )
+    seen.sess = sess
+    task = asyncio.create_task(sess.run())
+    try:
+        await sess.watcher.wait_live(15)
+        yield sess, seen
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await sess.shutdown()
+
+
+async def tracked(sess: RegistrySession, *leases: int) -> None:
+    """Until the tracker has read each lease's countdown from etcd."""
+    await eventually(lambda: all(sess.tracker.remaining(lease) is not None for lease in leases))
+
+
+def contradictions(seen: Seen, causes: dict[str, str]) -> list[str]:
+    wrong = []
+    for key, cause in causes.items():
+        got = seen.reason(key)
+        if got not in ALLOWED[cause]:
+            details = [e.detail for e in seen.entries if e.key == key]
+            wrong.append(f"{cause}: {key} logged {got} ({details})")
+    return wrong
+
+
+async def test_each_cause_gets_a_reason_that_is_true_or_says_it_is_not_certain(
+    etcd: Any, etcdctl: Any
+) -> None:
+    with tcp_proxy(etcd.client_port) as proxy:
+        async with watching(proxy.endpoint) as (sess, seen), connection(etcd.endpoint) as other:
+            await each_cause(sess, seen, other, etcdctl, proxy)
+
+
+async def each_cause(
+    sess: RegistrySession, seen: Seen, other: EtcdConnection, etcdctl: Any, proxy: TcpProxy
+) -> None:
+    causes: dict[str, str] = {}
+    lives = etcdctl.lease_grant(60)
+    causes[put(etcdctl, "Orders", "deleted", lease=lives)] = "delete"
+    doomed = etcdctl.lease_grant(60)
+    causes[put(etcdctl, "Orders", "revoked", lease=doomed)] = "revoke"
+    short = etcdctl.lease_grant(2)
+    causes[put(etcdctl, "Orders", "expired", lease=short)] = "expiry"
+    # Go's Resign then Session.Close: the key is deleted, then its lease revoked, a
+    # round trip apart (item 12).
+    resigning = {}
+    for n in range(4):
+        lease = etcdctl.lease_grant(60)
+        key = put(etcdctl, "Elections", f"resign-{n}", lease=lease)
+        resigning[key] = lease
+        causes[key] = "delete then revoke"
+    mine = etcdctl.lease_grant(60)
+    causes[put(etcdctl, "Orders", "mine", lease=mine)] = "dashboard revoke"
+    await eventually(lambda: all(key.encode() in sess.state for key in causes))
+    await tracked(sess, lives, doomed, short, *resigning.values())
+
+    etcdctl.run("del", f"{PREFIX}Orders/deleted")
+    etcdctl.lease_revoke(doomed)
+    # The dashboard's link is slower than the resigning client's (here: held for a
+    # moment), so the lease is gone by the time the dashboard asks about it.
+    proxy.freeze()
+    for key, lease in resigning.items():
+        assert await other.delete(key.encode()) == 1
+        await other.revoke(lease)
+    await asyncio.sleep(0.2)
+    proxy.heal()
+    await sess.revoke(mine)
+    late = etcdctl.lease_grant(3)
+    late_granted = time.monotonic()
+    causes[put(etcdctl, "Billing", "late", lease=late)] = "revoke near the end"
+    await tracked(sess, late)
+    # Revoked with about 1.2 s of its 3 s left (item 25: never EXPIRED).
+    await asyncio.sleep(max(0.0, late_granted + 1.8 - time.monotonic()))
+    await other.revoke(late)
+
+    await eventually(lambda: all(seen.reason(key) is not None for key in causes), timeout=15)
+    assert contradictions(seen, causes) == []
+    assert not seen.alarm.active
+
+
+@pytest.mark.parametrize("outage", ["refuse", "freeze"])
+async def test_removals_during_an_outage_are_judged_by_what_was_known(
+    etcd: Any, etcdctl: Any, outage: str
+) -> None:
+    """Item 11: leases revoked with time left while the link is down are not EXPIRED
+    when the link returns, however far their countdowns ran meanwhile, and raise no
+    MASS EXPIRY alarm."""
+    with tcp_proxy(etcd.client_port) as proxy:
+        async with watching(proxy.endpoint) as (sess, seen):
+            causes: dict[str, str] = {}
+            revoked = []
+            for n in range(3):
+                lease = etcdctl.lease_grant(4)
+                causes[put(etcdctl, "Orders", f"o{n}", lease=lease)] = "revoke during an outage"
+                revoked.append(lease)
+            short = etcdctl.lease_grant(3)
+            causes[put(etcdctl, "Billing", "b0", lease=short)] = "expiry during an outage"
+            await eventually(lambda: all(key.encode() in sess.state for key in causes))
+            await tracked(sess, short, *revoked)
+
+            getattr(proxy, outage)()
+            for lease in revoked:  # straight to etcd: with more than 3 s left
+                etcdctl.lease_revoke(lease)
+            await asyncio.sleep(5.5)  # past every deadline, as the countdowns show it
+            proxy.heal()
+
+            await eventually(
+                lambda: all(seen.reason(key) is not None for key in causes), timeout=20
+            )
+            assert contradictions(seen, causes) == []
+            assert seen.alarm_texts == [] and not seen.alarm.active
