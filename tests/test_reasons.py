@@ -189,3 +189,46 @@ async def test_removals_during_an_outage_are_judged_by_what_was_known(
             )
             assert contradictions(seen, causes) == []
             assert seen.alarm_texts == [] and not seen.alarm.active
+
+
+async def test_a_revoke_near_the_end_hidden_by_a_short_freeze_is_not_expired(
+    etcd: Any, etcdctl: Any
+) -> None:
+    """The link goes silent (no error, no reconnect) with about 1.3 s left on a lease, the
+    lease is revoked meanwhile, and the link returns just after its deadline: the delete
+    then arrives late, as an expiry would, but nothing proves the lease ran out."""
+    with tcp_proxy(etcd.client_port) as proxy:
+        async with watching(proxy.endpoint) as (sess, seen):
+            lease = etcdctl.lease_grant(3)
+            granted = time.monotonic()
+            key = put(etcdctl, "Orders", "frozen", lease=lease)
+            await tracked(sess, lease)
+            await asyncio.sleep(max(0.0, granted + 1.7 - time.monotonic()))
+            proxy.freeze()
+            etcdctl.lease_revoke(lease)
+            await asyncio.sleep(max(0.0, granted + 3.6 - time.monotonic()))
+            proxy.heal()
+            await eventually(lambda: seen.reason(key) is not None, timeout=15)
+            assert contradictions(seen, {key: "revoke during an outage"}) == []
+
+
+async def test_leases_that_run_out_while_connected_are_expired(etcd: Any) -> None:
+    """EXPIRED is given when it can be proved: the deadline read just after the grant had
+    passed when the delete arrived. etcd removes an expired lease on a 500 ms tick, so a
+    lease removed within the precision of its deadline (a few ms) is "ran out", not
+    certain; leases granted 170 ms apart cannot all fall there."""
+    async with watching(etcd.endpoint) as (sess, seen), connection(etcd.endpoint) as fast:
+        keys = []
+        for n in range(3):
+            lease, _ = await fast.grant(2)
+            key = f"{PREFIX}Orders/run-out-{n}"
+            await fast.put(
+                key.encode(), f'{{"Id": "{n}", "Address": "http://e:1"}}'.encode(), lease
+            )
+            keys.append(key)
+            await asyncio.sleep(0.17)
+        await eventually(lambda: all(seen.reason(key) is not None for key in keys), timeout=15)
+        assert contradictions(seen, dict.fromkeys(keys, "expiry")) == []
+        gone = [e for e in seen.entries if e.key in keys and e.kind is not LogKind.PUT]
+        assert all(e.kind is LogKind.EXPIRED or "ran out" in e.detail for e in gone), gone
+        assert sum(e.kind is LogKind.EXPIRED for e in gone) >= 2, gone

@@ -40,6 +40,9 @@ FLOOR_SECONDS = 5.0
 #: The rate cap counts calls started within this sliding window (a hair over a second,
 #: so a caller timing the same calls a few microseconds later sees no more than the cap).
 RATE_WINDOW = 1.01
+#: A reading answered later than this (or still unanswered after it) shows a link that is
+#: not keeping up: what arrives over it may be late (see :meth:`LeaseTracker.steady_since`).
+PROMPT = 1.0
 
 
 @dataclass(slots=True)
@@ -113,6 +116,9 @@ class LeaseTracker:
         self._started: deque[float] = deque()  # start of every call in the rate window
         self._refreshed: deque[float] = deque()  # start of every optional refresh
         self._wake = asyncio.Event()
+        self._asked: dict[int, float] = {}  # reading in flight -> when it was sent
+        self._asks = 0
+        self._slow_at = -math.inf  # when a reading last came back late or failed
 
     # -- what to track -------------------------------------------------------
     def track(self, lease_ids: Iterable[int]) -> None:
@@ -158,6 +164,16 @@ class LeaseTracker:
         if info is None or info.alive_at is None or info.lo is None or info.hi is None:
             return None
         return LeaseWindow(info.lo, info.hi, info.alive_at)
+
+    def steady_since(self) -> float:
+        """Since when every reading was answered within :data:`PROMPT` seconds (now: one
+        has been waiting longer than that; -inf: always). A silent link (no error, only
+        late answers) shows here first: the tracker reads every lease near its end about
+        once a second."""
+        now = self.clock()
+        if any(now - sent > PROMPT for sent in self._asked.values()):
+            return now
+        return self._slow_at
 
     def note(self, lease_id: int, ttl: int, granted: int | None = None) -> None:
         """Record a TTL learnt elsewhere (a keep-alive response, a grant): no RPC."""
@@ -227,7 +243,18 @@ class LeaseTracker:
         sent_at = self.clock()
         self._started.append(sent_at)
         self.calls += 1
-        ttl, granted, _ = await self.conn.time_to_live(lease_id)
+        self._asks += 1
+        ask = self._asks
+        self._asked[ask] = sent_at
+        try:
+            ttl, granted, _ = await self.conn.time_to_live(lease_id)
+        except BaseException:
+            self._slow_at = self.clock()
+            raise
+        finally:
+            del self._asked[ask]
+        if self.clock() - sent_at > PROMPT:
+            self._slow_at = self.clock()
         if lease_id in self.leases:
             self._record(self.leases[lease_id], ttl, granted, sent_at)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -283,7 +284,10 @@ class RegistrySession:
     def _clues(self, lease: int, snapshot: bool) -> _Pending:
         """What is known of ``lease`` as a delete of one of its keys arrives."""
         window = self.tracker.window(lease)
-        lost = self._lost_at is not None and (window is None or self._lost_at >= window.alive_at)
+        # Lost: the watch reconnected, or the link answered late (silent), since the last
+        # reading that found the lease.
+        lost_at = max(self._lost_at or -math.inf, self.tracker.steady_since())
+        lost = window is not None and lost_at >= window.alive_at
         clues = Clues(self.tracker.clock(), window, gap=snapshot or lost)
         return clues, self._revokes.get(lease)
 
