@@ -24,6 +24,9 @@ from etcd_registry_tui.registry.alarms import MassExpiryAlarm
 from etcd_registry_tui.registry.config import ConnectionConfig
 from etcd_registry_tui.registry.connection import EtcdConnection
 from etcd_registry_tui.registry.history import HistoryEvent
+from etcd_registry_tui.registry.leases import LeaseWindow
+from etcd_registry_tui.registry.model import KeyValue
+from etcd_registry_tui.registry.reasons import Clues, judge
 from etcd_registry_tui.registry.session import LogEntry, LogKind, RegistrySession
 
 PREFIX = "/services/"
@@ -232,3 +235,42 @@ async def test_leases_that_run_out_while_connected_are_expired(etcd: Any) -> Non
         gone = [e for e in seen.entries if e.key in keys and e.kind is not LogKind.PUT]
         assert all(e.kind is LogKind.EXPIRED or "ran out" in e.detail for e in gone), gone
         assert sum(e.kind is LogKind.EXPIRED for e in gone) >= 2, gone
+
+
+def judged(ttl_after: int | None, clues: Clues, revision: int = 9) -> tuple[str, str]:
+    """The reason judge() gives a delete at ``revision`` of a key on lease 0xab."""
+    value = b'{"Id": "a", "Address": "http://a:1"}'
+    event = HistoryEvent.make(
+        PREFIX, revision, None, KeyValue(f"{PREFIX}S/a".encode(), value, 1, 1, 1, 0xAB)
+    )
+    judge(event, ttl_after, clues)
+    assert event.reason is not None
+    return event.reason.value, event.detail
+
+
+def test_the_rule_in_short() -> None:
+    """The same rule as above, case by case (pure logic: the clues are given)."""
+    read = LeaseWindow(lo=100.0, hi=100.4, alive_at=99.0)
+    # The lease outlived the delete: deregistered, whatever the countdown said.
+    assert judged(0, Clues(100.5, read))[0] == "DEREGISTERED"
+    # The dashboard's revoke answered with the delete's revision, and only then.
+    assert judged(-1, Clues(50.0, read, revoked_at=9))[0] == "REVOKED"
+    assert judged(-1, Clues(50.0, read, revoked_at=8))[0] == "LEASE ENDED"
+    # Time left for certain (even after a gap): revoked, but the key may have gone first.
+    for gap in (False, True):
+        kind, detail = judged(-1, Clues(98.5, read, gap=gap))
+        assert kind == "LEASE ENDED" and "revoked with 1.5s+ left" in detail
+    # The deadline had passed, read shortly before, connected: expired.
+    assert judged(-1, Clues(100.6, read))[0] == "EXPIRED"
+    # ... but not across a gap, nor before the deadline's upper bound, nor long after it,
+    # nor from a reading taken long before the deadline.
+    assert judged(-1, Clues(100.6, read, gap=True))[1].endswith(
+        "while the connection was down (expired or revoked)"
+    )
+    assert "ran out" in judged(-1, Clues(100.2, read))[1]
+    assert judged(-1, Clues(104.0, read))[0] == "LEASE ENDED"
+    old = LeaseWindow(lo=100.0, hi=100.4, alive_at=90.0)
+    assert judged(-1, Clues(100.6, old))[0] == "LEASE ENDED"
+    # Nothing known: not certain.
+    assert judged(-1, Clues(100.6))[0] == "LEASE ENDED"
+    assert judged(None, Clues(100.6, read))[0] == "LEASE ENDED"
