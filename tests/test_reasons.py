@@ -274,3 +274,23 @@ def test_the_rule_in_short() -> None:
     # Nothing known: not certain.
     assert judged(-1, Clues(100.6))[0] == "LEASE ENDED"
     assert judged(None, Clues(100.6, read))[0] == "LEASE ENDED"
+
+
+async def test_a_dashboard_delete_of_a_key_already_gone_is_not_claimed(
+    etcd: Any, etcdctl: Any
+) -> None:
+    """Another client revokes the lease; the dashboard's delete of the key, sent just
+    after, finds nothing. The key went with the revoke, not by the dashboard's delete."""
+    with tcp_proxy(etcd.client_port) as proxy:
+        async with watching(proxy.endpoint) as (sess, seen):
+            lease = etcdctl.lease_grant(60)
+            key = put(etcdctl, "Orders", "raced", lease=lease)
+            await tracked(sess, lease)
+            proxy.freeze()  # the dashboard hears of the revoke only after it sent its delete
+            etcdctl.lease_revoke(lease)
+            deleting = asyncio.create_task(sess.delete(key.encode()))
+            await asyncio.sleep(0.3)
+            proxy.heal()
+            assert await deleting is False
+            await eventually(lambda: seen.reason(key) is not None)
+            assert contradictions(seen, {key: "revoke"}) == []

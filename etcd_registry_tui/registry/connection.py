@@ -474,6 +474,17 @@ class EtcdConnection:
 
         return await self._call(run)
 
+    async def delete_one(self, key: bytes) -> tuple[int, int]:
+        """Delete one key; returns (how many went, the revision etcd answered with: that
+        of the delete when one went)."""
+
+        async def run(client: _Endpoint) -> tuple[int, int]:
+            request = rpc.DeleteRangeRequest(key=key)
+            response = await client.kvstub.DeleteRange(request, **self._opts(client))
+            return int(response.deleted), int(response.header.revision)
+
+        return await self._call(run)
+
     async def compact(self, revision: int) -> None:
         async def run(client: _Endpoint) -> None:
             await client.kvstub.Compact(

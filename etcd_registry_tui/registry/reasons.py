@@ -5,7 +5,8 @@ a lease whose time ran out) and a plain delete all look alike in it, so the reas
 from what can be proved:
 
 - ``DEREGISTERED``: the lease outlived the delete (etcd still knows it when asked after
-  the delete arrived; a lease that ends takes its keys with it, in the same revision).
+  the delete arrived; a lease that ends takes its keys with it, in the same revision), or
+  this dashboard deleted the key and etcd's answer carries the revision of the delete.
 - ``REVOKED``: this dashboard revoked the lease, and etcd's answer to that revoke carries
   the revision of the key's delete (the revoke removed it).
 - ``EXPIRED``: the lease's deadline, as last read from etcd while connected, had passed
@@ -49,6 +50,8 @@ class Clues:
     gap: bool = False
     #: The revision etcd gave this dashboard's revoke of the lease (None: not revoked here).
     revoked_at: int | None = None
+    #: The revision etcd gave this dashboard's delete of the key (None: not deleted here).
+    deleted_at: int | None = None
 
 
 def judge(event: HistoryEvent, ttl_after: int | None, clues: Clues) -> None:
@@ -56,7 +59,9 @@ def judge(event: HistoryEvent, ttl_after: int | None, clues: Clues) -> None:
     asked after the delete arrived (``ttl_after``; -1: gone, None: etcd did not say)."""
     hex_lease = format(event.lease, "x")
     window = clues.window
-    if clues.revoked_at is not None and clues.revoked_at == event.revision:
+    if clues.deleted_at is not None and clues.deleted_at == event.revision:
+        event.reason, event.detail = Reason.DEREGISTERED, "deleted from the dashboard"
+    elif clues.revoked_at is not None and clues.revoked_at == event.revision:
         event.reason, event.detail = Reason.REVOKED, f"lease {hex_lease} revoked from the dashboard"
     elif ttl_after is not None and ttl_after >= 0:
         event.reason, event.detail = Reason.DEREGISTERED, f"key deleted, lease {hex_lease} lives on"

@@ -43,8 +43,6 @@ from .registration import ServiceRegistration
 from .supervisor import Supervisor, TaskFailure
 from .watcher import RegistryWatcher
 
-#: How long a delete done from the dashboard labels the key's DELETE entry as such.
-DELETE_LABEL_FOR = 30.0
 #: The dashboard's optional lease re-reads (TimeToLive) a second: every lease each 4 s
 #: while there are up to 20, then this many shared by all (idle CPU stays flat however
 #: many leases; the readings a countdown needs before it could look low come on top).
@@ -109,11 +107,21 @@ def _kv(inst: Instance) -> KeyValue:
     )
 
 
+_Answer = asyncio.Future[int | None]
 #: A removal waiting for its lease lookup: what was known when its delete arrived, and
-#: this dashboard's revoke of its lease if one was under way (its answer's revision).
-_Pending = tuple[Clues, "asyncio.Future[int | None] | None"]
-#: How long a removal's reason waits for the answer to the dashboard's own revoke.
-REVOKE_ANSWER_WAIT = 10.0
+#: this dashboard's revoke of its lease and delete of the key if one was under way (each
+#: answers with the revision etcd gave it, None if it failed).
+_Pending = tuple[Clues, _Answer | None, _Answer | None]
+#: How long a removal's reason waits for the answer to the dashboard's own revoke/delete.
+ANSWER_WAIT = 10.0
+
+
+async def _answer(answer: asyncio.Future[int | None] | None) -> int | None:
+    if answer is None:
+        return None
+    with contextlib.suppress(TimeoutError):
+        return await within(asyncio.shield(answer), ANSWER_WAIT)
+    return None
 
 
 class ReadOnlyError(RegistryError):
@@ -153,8 +161,8 @@ class RegistrySession:
         self._revokes: dict[int, asyncio.Future[int | None]] = {}
         # When the watch last stopped being live (the tracker's clock; None: never).
         self._lost_at: float | None = None
-        # Keys deleted from the dashboard -> until when their DELETE is labelled so.
-        self._deleted_keys: dict[bytes, float] = {}
+        # Keys deleted from the dashboard -> the revision etcd answered with (None: failed).
+        self._deletes: dict[bytes, asyncio.Future[int | None]] = {}
         #: What happened, read back at start (``history_revisions`` revisions at most,
         #: 0: none) and then seen live; at most ``history_max`` events.
         self.history = History(history_max)
@@ -224,7 +232,7 @@ class RegistrySession:
         events = [self._event(change) for change in batch.changes]
         # Before the tracker lets go of them: what was known of deleted keys' leases.
         pending = {
-            id(e): self._clues(e.lease, batch.snapshot)
+            id(e): self._clues(e.key, e.lease, batch.snapshot)
             for e in events
             if e.kind is EventKind.DELETE and e.reason is None
         }
@@ -232,7 +240,7 @@ class RegistrySession:
         deleted_leases: set[int] = set()
         for change in batch.changes:
             if change.kind is ChangeKind.DELETE:
-                self._deleted_keys.pop(change.key, None)
+                self._deletes.pop(change.key, None)
                 deleted_leases.add(change.instance.lease)
         by_lease = self.state.by_lease
         self._revokes = {
@@ -272,16 +280,16 @@ class RegistrySession:
         hex_lease = format(lease, "x")
         if not lease:
             event.reason, event.detail = Reason.DEREGISTERED, "key deleted (no lease)"
-        elif lease in self._revokes:
+        elif lease in self._revokes and not self.state.keys_on_lease(lease):
             pass  # revoked from here: etcd's answer to the revoke says whether it took the key
-        elif self._deleted_keys.get(raw_key, 0.0) >= time.monotonic():
-            event.reason, event.detail = Reason.DEREGISTERED, "deleted from the dashboard"
+        elif raw_key in self._deletes:
+            pass  # deleted from here: etcd's answer to the delete says whether it took the key
         elif self.state.keys_on_lease(lease):
             # A lease that ends takes all its keys at once: this one was deleted.
             event.reason = Reason.DEREGISTERED
             event.detail = f"key deleted, lease {hex_lease} lives on"
 
-    def _clues(self, lease: int, snapshot: bool) -> _Pending:
+    def _clues(self, raw_key: bytes, lease: int, snapshot: bool) -> _Pending:
         """What is known of ``lease`` as a delete of one of its keys arrives."""
         window = self.tracker.window(lease)
         # Lost: the watch reconnected, or the link answered late (silent), since the last
@@ -289,7 +297,7 @@ class RegistrySession:
         lost_at = max(self._lost_at or -math.inf, self.tracker.steady_since())
         lost = window is not None and lost_at >= window.alive_at
         clues = Clues(self.tracker.clock(), window, gap=snapshot or lost)
-        return clues, self._revokes.get(lease)
+        return clues, self._revokes.get(lease), self._deletes.get(raw_key)
 
     async def _resolve(self) -> None:
         """Ask etcd whether the leases of deleted keys still exist; deliver the entries."""
@@ -299,11 +307,10 @@ class RegistrySession:
             for event in events:
                 if id(event) not in pending:
                     continue
-                clues, revoke = pending[id(event)]
-                if revoke is not None:
-                    with contextlib.suppress(TimeoutError):
-                        revoked_at = await within(asyncio.shield(revoke), REVOKE_ANSWER_WAIT)
-                        clues = Clues(clues.arrived, clues.window, clues.gap, revoked_at)
+                clues, revoke, delete = pending[id(event)]
+                if revoke is not None or delete is not None:
+                    revoked_at, deleted_at = await _answer(revoke), await _answer(delete)
+                    clues = Clues(clues.arrived, clues.window, clues.gap, revoked_at, deleted_at)
                 lease = event.lease
                 if lease not in ttls:
                     try:
@@ -435,24 +442,26 @@ class RegistrySession:
 
     async def delete(self, raw_key: bytes) -> bool:
         self._check_writable()
-        now = time.monotonic()
-        self._deleted_keys = {k: t for k, t in self._deleted_keys.items() if t >= now}
-        self._deleted_keys[raw_key] = now + DELETE_LABEL_FOR
+        # Its DELETE entry says "deleted from the dashboard" only if etcd's answer carries
+        # the revision of that delete (an own instance's key goes with its lease's revoke).
+        self._deletes = {k: a for k, a in self._deletes.items() if not a.done() or k in self.state}
+        answer: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        self._deletes[raw_key] = answer
+        took: int | None = None
         try:
             reg = self.own.pop(raw_key, None)
             if reg is not None:
                 await reg.stop_keepalive()
                 if reg.lease_id is not None:
                     with contextlib.suppress(RegistryError):
-                        await self.conn.revoke(reg.lease_id)
-            deleted = await self.conn.delete(raw_key) > 0 or reg is not None
-        except BaseException:
-            # Not deleted by us (as far as we know): a later delete or expiry of this
-            # key must not be labelled as the dashboard's.
-            self._deleted_keys.pop(raw_key, None)
-            raise
-        if not deleted:
-            self._deleted_keys.pop(raw_key, None)
+                        took = await self.conn.revoke(reg.lease_id)
+            gone, revision = await self.conn.delete_one(raw_key)
+            if gone:
+                took = revision
+            deleted = gone > 0 or reg is not None
+        finally:
+            if not answer.done():
+                answer.set_result(took)
         return deleted
 
     def toggle_pause(self, raw_key: bytes) -> bool:
