@@ -485,6 +485,17 @@ class EtcdConnection:
 
         return await self._call(run)
 
+    async def delete_one(self, key: bytes) -> tuple[int, int]:
+        """Delete one key; returns (how many went, the revision etcd answered with: that
+        of the delete when one went)."""
+
+        async def run(client: _Endpoint) -> tuple[int, int]:
+            request = rpc.DeleteRangeRequest(key=key)
+            response = await client.kvstub.DeleteRange(request, **self._opts(client))
+            return int(response.deleted), int(response.header.revision)
+
+        return await self._call(run)
+
     async def compact(self, revision: int) -> None:
         async def run(client: _Endpoint) -> None:
             await client.kvstub.Compact(
@@ -556,15 +567,17 @@ class EtcdConnection:
 
         return await self._call(run)
 
-    async def revoke(self, lease_id: int) -> None:
-        """Revoke a lease (its keys go at once). Raises :class:`LeaseNotFound`."""
+    async def revoke(self, lease_id: int) -> int:
+        """Revoke a lease (its keys go at once); returns the revision etcd answered with
+        (that of the keys' delete, if it had keys). Raises :class:`LeaseNotFound`."""
 
-        async def run(client: _Endpoint) -> None:
-            await client.leasestub.LeaseRevoke(
+        async def run(client: _Endpoint) -> int:
+            response = await client.leasestub.LeaseRevoke(
                 rpc.LeaseRevokeRequest(ID=lease_id), **self._opts(client)
             )
+            return int(response.header.revision)
 
-        await self._call(run)
+        return await self._call(run)
 
     async def time_to_live(self, lease_id: int, keys: bool = False) -> tuple[int, int, list[bytes]]:
         """(remaining TTL, granted TTL, keys); remaining is -1 for an unknown lease."""

@@ -4,10 +4,11 @@ etcd keeps every revision until compaction; :mod:`.history_read` reads them back
 live session appends what it sees. Each removal carries a :class:`Reason`:
 
 * ``DEREGISTERED``: the key was deleted and its lease lived on (or it had none);
-* ``REVOKED`` / ``EXPIRED``: the lease ended and took the key; seen live, a countdown near
-  zero says expired, time left says revoked (etcd does both in the same way: every key of
-  the lease deleted in one revision, no wall-clock time recorded);
-* ``LEASE ENDED``: before launch, where expiry and revoke cannot be told apart.
+* ``REVOKED`` / ``EXPIRED``: the lease ended and certainly took the key, seen live (the
+  rules are in :mod:`.reasons`; etcd does both in the same way: every key of the lease
+  deleted in one revision, no wall-clock time recorded);
+* ``LEASE ENDED``: not certain: before launch, where expiry and revoke cannot be told
+  apart, and live when what ended the lease, or whether the key went with it, is unproved.
 """
 
 from __future__ import annotations

@@ -40,6 +40,9 @@ FLOOR_SECONDS = 5.0
 #: The rate cap counts calls started within this sliding window (a hair over a second,
 #: so a caller timing the same calls a few microseconds later sees no more than the cap).
 RATE_WINDOW = 1.01
+#: A reading answered later than this (or still unanswered after it) shows a link that is
+#: not keeping up: what arrives over it may be late (see :meth:`LeaseTracker.steady_since`).
+PROMPT = 1.0
 
 
 @dataclass(slots=True)
@@ -57,6 +60,7 @@ class LeaseInfo:
     lo: float | None = None
     hi: float | None = None
     narrowed: bool = False  # the last reading narrowed the window (not renewed since)
+    alive_at: float | None = None  # when a reading last found the lease (lo, hi are from it)
 
     def remaining(self, now: float) -> float | None:
         if not self.exists:
@@ -64,6 +68,19 @@ class LeaseInfo:
         if self.deadline is None:
             return None
         return max(0.0, self.deadline - now)
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseWindow:
+    """What the last reading that found a lease says of its deadline (monotonic times).
+
+    ``lo`` is certain: a renewal only moves the deadline later. ``hi`` holds unless the
+    lease was renewed after the reading taken at ``alive_at``.
+    """
+
+    lo: float
+    hi: float
+    alive_at: float
 
 
 class LeaseTracker:
@@ -99,6 +116,9 @@ class LeaseTracker:
         self._started: deque[float] = deque()  # start of every call in the rate window
         self._refreshed: deque[float] = deque()  # start of every optional refresh
         self._wake = asyncio.Event()
+        self._asked: dict[int, float] = {}  # reading in flight -> when it was sent
+        self._asks = 0
+        self._slow_at = -math.inf  # when a reading last came back late or failed
 
     # -- what to track -------------------------------------------------------
     def track(self, lease_ids: Iterable[int]) -> None:
@@ -137,6 +157,23 @@ class LeaseTracker:
         if info is None:
             return None, None
         return info.remaining(self.clock()), info.granted
+
+    def window(self, lease_id: int) -> LeaseWindow | None:
+        """The deadline's bounds from the last reading that found the lease (None: none)."""
+        info = self.leases.get(lease_id)
+        if info is None or info.alive_at is None or info.lo is None or info.hi is None:
+            return None
+        return LeaseWindow(info.lo, info.hi, info.alive_at)
+
+    def steady_since(self) -> float:
+        """Since when every reading was answered within :data:`PROMPT` seconds (now: one
+        has been waiting longer than that; -inf: always). A silent link (no error, only
+        late answers) shows here first: the tracker reads every lease near its end about
+        once a second."""
+        now = self.clock()
+        if any(now - sent > PROMPT for sent in self._asked.values()):
+            return now
+        return self._slow_at
 
     def note(self, lease_id: int, ttl: int, granted: int | None = None) -> None:
         """Record a TTL learnt elsewhere (a keep-alive response, a grant): no RPC."""
@@ -179,15 +216,19 @@ class LeaseTracker:
         info.synced_at = now
         info.narrowed = False
         if ttl < 0:
+            # Gone: the countdown shows 0; lo and hi stay those of the last reading that
+            # found it (what was known of its deadline).
             info.exists = False
-            info.deadline = info.lo = info.hi = now
+            info.deadline = now
         else:
             info.exists = True
             info.granted = granted
+            info.alive_at = now
             if sent_at is None:  # a keep-alive or grant answer: renewed just now, to the second
                 lo, hi = now + ttl - 0.25, now + ttl
-            else:  # etcd truncates the remaining time: it lies in [ttl, ttl + 1)
-                lo, hi = sent_at + ttl, now + ttl + 1
+            else:  # etcd truncates the remaining time toward zero: it lies in [ttl, ttl + 1),
+                # or in (-1, 1) for a 0 (a lease past its deadline lives until it is revoked)
+                lo, hi = sent_at + ttl - (1 if ttl == 0 else 0), now + ttl + 1
             if info.lo is not None and info.hi is not None and lo <= info.hi and info.lo <= hi:
                 lo, hi = max(lo, info.lo), min(hi, info.hi)  # not renewed: narrow the window
                 info.narrowed = True
@@ -202,7 +243,18 @@ class LeaseTracker:
         sent_at = self.clock()
         self._started.append(sent_at)
         self.calls += 1
-        ttl, granted, _ = await self.conn.time_to_live(lease_id)
+        self._asks += 1
+        ask = self._asks
+        self._asked[ask] = sent_at
+        try:
+            ttl, granted, _ = await self.conn.time_to_live(lease_id)
+        except BaseException:
+            self._slow_at = self.clock()
+            raise
+        finally:
+            del self._asked[ask]
+        if self.clock() - sent_at > PROMPT:
+            self._slow_at = self.clock()
         if lease_id in self.leases:
             self._record(self.leases[lease_id], ttl, granted, sent_at)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from .aio import within
 from .config import ConnectionConfig
 from .connection import EtcdConnection
 from .errors import LeaseNotFound, RegistryError
-from .events import ChangeBatch, ConnectionStatus
+from .events import ChangeBatch, ConnectionStatus, ConnState
 from .history import (
     DEFAULT_MAX_ENTRIES,
     DEFAULT_REVISIONS,
@@ -37,13 +38,12 @@ from .history import (
 from .history_read import compaction_revision, read_past
 from .leases import LeaseTracker
 from .model import Change, ChangeKind, Instance, KeyValue, RegistryState
+from .reasons import Clues, judge
 from .registration import ServiceRegistration
 from .supervisor import Supervisor, TaskFailure
 from .watcher import RegistryWatcher
 from .wording import lease_text
 
-#: How long a delete done from the dashboard labels the key's DELETE entry as such.
-DELETE_LABEL_FOR = 30.0
 #: The dashboard's optional lease re-reads (TimeToLive) a second: every lease each 4 s
 #: while there are up to 20, then this many shared by all (idle CPU stays flat however
 #: many leases; the readings a countdown needs before it could look low come on top).
@@ -79,11 +79,6 @@ class LogEntry:
     historic: bool = False
 
 
-#: A lease that ended with at most this much of its countdown left expired; with more,
-#: somebody revoked it.
-EXPIRY_MARGIN = 1.5
-
-
 def log_entry(event: HistoryEvent, historic: bool = False) -> LogEntry:
     """The event log's line for a history event: its kind, or the removal's reason."""
     key = event.key_text
@@ -116,19 +111,21 @@ def _kv(inst: Instance) -> KeyValue:
     )
 
 
-def _reason_later(event: HistoryEvent, ttl: int | None, remaining: float | None) -> None:
-    """Why a key went, from its lease's TimeToLive after the delete (``ttl``; None: etcd
-    did not say) and the countdown it had (``remaining``; None: not known)."""
-    hex_lease = lease_text(event.lease)
-    if ttl is not None and ttl > 0:
-        event.reason, event.detail = Reason.DEREGISTERED, f"key deleted, lease {hex_lease} lives on"
-    elif ttl is None or remaining is None:
-        event.reason, event.detail = Reason.LEASE_ENDED, f"lease {hex_lease} ended"
-    elif remaining <= EXPIRY_MARGIN:
-        event.reason, event.detail = Reason.EXPIRED, f"lease {hex_lease} expired"
-    else:
-        event.reason = Reason.REVOKED
-        event.detail = f"lease {hex_lease} revoked with {remaining:.0f}s left"
+_Answer = asyncio.Future[int | None]
+#: A removal waiting for its lease lookup: what was known when its delete arrived, and
+#: this dashboard's revoke of its lease and delete of the key if one was under way (each
+#: answers with the revision etcd gave it, None if it failed).
+_Pending = tuple[Clues, _Answer | None, _Answer | None]
+#: How long a removal's reason waits for the answer to the dashboard's own revoke/delete.
+ANSWER_WAIT = 10.0
+
+
+async def _answer(answer: asyncio.Future[int | None] | None) -> int | None:
+    if answer is None:
+        return None
+    with contextlib.suppress(TimeoutError):
+        return await within(asyncio.shield(answer), ANSWER_WAIT)
+    return None
 
 
 class ReadOnlyError(RegistryError):
@@ -164,9 +161,12 @@ class RegistrySession:
         )
         self.tracker = LeaseTracker(self.conn, clock=clock, healthy_rate=IDLE_REFRESH_RATE)
         self.own: dict[bytes, ServiceRegistration] = {}
-        self._revoked_leases: set[int] = set()
-        # Keys deleted from the dashboard -> until when their DELETE is labelled so.
-        self._deleted_keys: dict[bytes, float] = {}
+        # Leases this dashboard revoked -> the revision etcd answered with (None: failed).
+        self._revokes: dict[int, asyncio.Future[int | None]] = {}
+        # When the watch last stopped being live (the tracker's clock; None: never).
+        self._lost_at: float | None = None
+        # Keys deleted from the dashboard -> the revision etcd answered with (None: failed).
+        self._deletes: dict[bytes, asyncio.Future[int | None]] = {}
         #: What happened, read back at start (``history_revisions`` revisions at most,
         #: 0: none) and then seen live; at most ``history_max`` events.
         self.history = History(history_max)
@@ -174,7 +174,7 @@ class RegistrySession:
         self.on_history = on_history
         self.on_events = on_events
         # Batches of events whose removals wait for a lease lookup, in order.
-        self._unresolved: deque[tuple[list[HistoryEvent], dict[int, float | None]]] = deque()
+        self._unresolved: deque[tuple[list[HistoryEvent], dict[int, _Pending]]] = deque()
         self._resolver: asyncio.Task[None] | None = None
         #: Set by a UI once the first snapshot is on screen: history is read only then, so
         #: it never delays the first frame (None: read at once).
@@ -222,6 +222,8 @@ class RegistrySession:
 
     # -- feeding the UI ------------------------------------------------------
     def _status(self, status: ConnectionStatus) -> None:
+        if status.state is not ConnState.LIVE:
+            self._lost_at = self.tracker.clock()
         self.on_status(status)
 
     def _batch(self, batch: ChangeBatch) -> None:
@@ -235,9 +237,9 @@ class RegistrySession:
         if batch.snapshot:
             self.history.restart_at(batch.revision)
         events = [self._event(change) for change in batch.changes]
-        # Before the tracker lets go of them: how much time deleted keys' leases had left.
-        remaining = {
-            id(e): self.tracker.remaining(e.lease)
+        # Before the tracker lets go of them: what was known of deleted keys' leases.
+        pending = {
+            id(e): self._clues(e.key, e.lease, batch.snapshot)
             for e in events
             if e.kind is EventKind.DELETE and e.reason is None
         }
@@ -245,17 +247,19 @@ class RegistrySession:
         deleted_leases: set[int] = set()
         for change in batch.changes:
             if change.kind is ChangeKind.DELETE:
-                self._deleted_keys.pop(change.key, None)
+                self._deletes.pop(change.key, None)
                 deleted_leases.add(change.instance.lease)
         by_lease = self.state.by_lease
-        self._revoked_leases = {
-            lease for lease in self._revoked_leases if lease in by_lease or lease in deleted_leases
+        self._revokes = {
+            lease: answer
+            for lease, answer in self._revokes.items()
+            if lease in by_lease or lease in deleted_leases
         }
         self.history.append(events)
-        if remaining or self._unresolved:
+        if pending or self._unresolved:
             # A lease lookup says why these went; later entries wait for them, in order.
             self.on_batch(batch, [])
-            self._unresolved.append((events, remaining))
+            self._unresolved.append((events, pending))
             if self._resolver is None or self._resolver.done():
                 self._resolver = asyncio.create_task(self._resolve(), name="removal reasons")
             return
@@ -283,30 +287,44 @@ class RegistrySession:
         hex_lease = lease_text(lease)
         if not lease:
             event.reason, event.detail = Reason.DEREGISTERED, "key deleted (no lease)"
-        elif lease in self._revoked_leases:
-            event.reason, event.detail = Reason.REVOKED, f"lease {hex_lease} revoked"
-        elif self._deleted_keys.get(raw_key, 0.0) >= time.monotonic():
-            event.reason, event.detail = Reason.DEREGISTERED, "deleted from the dashboard"
+        elif lease in self._revokes and not self.state.keys_on_lease(lease):
+            pass  # revoked from here: etcd's answer to the revoke says whether it took the key
+        elif raw_key in self._deletes:
+            pass  # deleted from here: etcd's answer to the delete says whether it took the key
         elif self.state.keys_on_lease(lease):
             # A lease that ends takes all its keys at once: this one was deleted.
             event.reason = Reason.DEREGISTERED
             event.detail = f"key deleted, lease {hex_lease} lives on"
 
+    def _clues(self, raw_key: bytes, lease: int, snapshot: bool) -> _Pending:
+        """What is known of ``lease`` as a delete of one of its keys arrives."""
+        window = self.tracker.window(lease)
+        # Lost: the watch reconnected, or the link answered late (silent), since the last
+        # reading that found the lease.
+        lost_at = max(self._lost_at or -math.inf, self.tracker.steady_since())
+        lost = window is not None and lost_at >= window.alive_at
+        clues = Clues(self.tracker.clock(), window, gap=snapshot or lost)
+        return clues, self._revokes.get(lease), self._deletes.get(raw_key)
+
     async def _resolve(self) -> None:
         """Ask etcd whether the leases of deleted keys still exist; deliver the entries."""
         while self._unresolved:
-            events, remaining = self._unresolved[0]
+            events, pending = self._unresolved[0]
             ttls: dict[int, int | None] = {}
             for event in events:
-                if id(event) not in remaining:
+                if id(event) not in pending:
                     continue
+                clues, revoke, delete = pending[id(event)]
+                if revoke is not None or delete is not None:
+                    revoked_at, deleted_at = await _answer(revoke), await _answer(delete)
+                    clues = Clues(clues.arrived, clues.window, clues.gap, revoked_at, deleted_at)
                 lease = event.lease
                 if lease not in ttls:
                     try:
                         ttls[lease] = (await self.conn.time_to_live(lease))[0]
                     except RegistryError:
                         ttls[lease] = None
-                _reason_later(event, ttls[lease], remaining[id(event)])
+                judge(event, ttls[lease], clues)
             self._unresolved.popleft()
             self.on_batch(ChangeBatch([], self.state.revision), [log_entry(e) for e in events])
             if events:
@@ -412,13 +430,17 @@ class RegistrySession:
         for key, reg in own:
             del self.own[key]
             await reg.stop_keepalive()
-        self._revoked_leases.add(lease_id)
+        # The revoke took a key only if etcd answers with the revision of that key's delete.
+        answer: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        self._revokes[lease_id] = answer
         try:
-            await self.conn.revoke(lease_id)
+            answer.set_result(await self.conn.revoke(lease_id))
         except LeaseNotFound:
-            self._revoked_leases.discard(lease_id)
+            self._revokes.pop(lease_id, None)
             raise
         finally:
+            if not answer.done():
+                answer.set_result(None)
             # A re-registration cut short by stop_keepalive may have left a new lease.
             for _key, reg in own:
                 if reg.lease_id is not None and reg.lease_id != lease_id:
@@ -439,24 +461,26 @@ class RegistrySession:
 
     async def delete(self, raw_key: bytes) -> bool:
         self._check_writable()
-        now = time.monotonic()
-        self._deleted_keys = {k: t for k, t in self._deleted_keys.items() if t >= now}
-        self._deleted_keys[raw_key] = now + DELETE_LABEL_FOR
+        # Its DELETE entry says "deleted from the dashboard" only if etcd's answer carries
+        # the revision of that delete (an own instance's key goes with its lease's revoke).
+        self._deletes = {k: a for k, a in self._deletes.items() if not a.done() or k in self.state}
+        answer: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        self._deletes[raw_key] = answer
+        took: int | None = None
         try:
             reg = self.own.pop(raw_key, None)
             if reg is not None:
                 await reg.stop_keepalive()
                 if reg.lease_id is not None:
                     with contextlib.suppress(RegistryError):
-                        await self.conn.revoke(reg.lease_id)
-            deleted = await self.conn.delete(raw_key) > 0 or reg is not None
-        except BaseException:
-            # Not deleted by us (as far as we know): a later delete or expiry of this
-            # key must not be labelled as the dashboard's.
-            self._deleted_keys.pop(raw_key, None)
-            raise
-        if not deleted:
-            self._deleted_keys.pop(raw_key, None)
+                        took = await self.conn.revoke(reg.lease_id)
+            gone, revision = await self.conn.delete_one(raw_key)
+            if gone:
+                took = revision
+            deleted = gone > 0 or reg is not None
+        finally:
+            if not answer.done():
+                answer.set_result(took)
         return deleted
 
     def toggle_pause(self, raw_key: bytes) -> bool:
