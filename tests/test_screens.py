@@ -459,7 +459,7 @@ async def test_help_in_the_elections_view_lists_its_actions_not_the_registry_s()
             ("p", "Pause"),
             ("x", "Revoke"),
             ("e", "Elections"),
-            ("i", "Candidate key and value"),
+            ("i", "Inspect candidate"),
         ]:
             assert keys.get(key) == [description], (key, keys)
         # The registry's own keys do nothing here: not listed.

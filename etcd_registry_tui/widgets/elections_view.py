@@ -141,7 +141,7 @@ class ElectionsView(ScrollView, can_focus=True):
         Binding("d", "act('resign')", "Resign"),
         Binding("p", "act('pause')", "Pause"),
         Binding("x", "act('revoke')", "Revoke"),
-        Binding("i", "act('inspect')", "Candidate key and value"),
+        Binding("i", "act('inspect')", "Inspect candidate"),
     ]
 
     #: The actions that write to etcd (all of them: off with --read-only).
