@@ -527,9 +527,7 @@ async def test_every_event_of_the_newest_revision_is_read(etcd: Any, etcdctl: An
     assert past.complete
 
 
-async def test_a_delete_at_the_compaction_revision_is_not_claimed(
-    etcd: Any, etcdctl: Any
-) -> None:
+async def test_a_delete_at_the_compaction_revision_is_not_claimed(etcd: Any, etcdctl: Any) -> None:
     """etcd keeps no tombstone at its compaction revision R: a history read from R would
     miss a delete there, so it must say it starts at R + 1."""
     etcdctl.put(f"{PREFIX}b/1", "one")
