@@ -512,3 +512,35 @@ async def test_dashboard_says_incomplete_when_etcd_cannot_confirm(etcd: Any, etc
         await pilot.press("h")
         await until(pilot, lambda: isinstance(app.screen, HistoryScreen))
         assert "incomplete" in text_of(app.screen.query_one("#history-changes"))
+
+
+async def test_every_event_of_the_newest_revision_is_read(etcd: Any, etcdctl: Any) -> None:
+    """A txn of three keys is the newest revision: all three events are read, not one."""
+    etcdctl.put(f"{PREFIX}a/1", "x")
+    txn = f"\nput {PREFIX}t/1 v1\nput {PREFIX}t/2 v2\nput {PREFIX}t/3 v3\n\n\n"
+    etcdctl.run("txn", input=txn)
+    _, end = etcdctl.get_prefix(PREFIX)
+    async with connection(etcd.endpoint) as conn:
+        past = await read_past(conn, PREFIX, end)
+    at_end = sorted(e.key_text for e in past.events if e.revision == end)
+    assert at_end == [f"{PREFIX}t/1", f"{PREFIX}t/2", f"{PREFIX}t/3"]
+    assert past.complete
+
+
+async def test_a_delete_at_the_compaction_revision_is_not_claimed(etcd: Any, etcdctl: Any) -> None:
+    """etcd keeps no tombstone at its compaction revision R: a history read from R would
+    miss a delete there, so it must say it starts at R + 1."""
+    etcdctl.put(f"{PREFIX}b/1", "one")
+    etcdctl.put(f"{PREFIX}b/2", "two")
+    etcdctl.run("del", f"{PREFIX}b/1")
+    _, deleted_at = etcdctl.get_prefix(PREFIX)
+    etcdctl.put(f"{PREFIX}b/3", "three")
+    etcdctl.run("compact", str(deleted_at))
+    _, end = etcdctl.get_prefix(PREFIX)
+    async with connection(etcd.endpoint) as conn:
+        for since in (deleted_at, None):
+            past = await read_past(conn, PREFIX, end, since=since)
+            assert past.compacted == deleted_at
+            assert past.start == deleted_at + 1
+            assert past.floor == deleted_at
+            assert [e.revision for e in past.events] == [end]

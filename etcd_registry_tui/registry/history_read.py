@@ -197,6 +197,7 @@ async def read_events(
                     return False
                 continue
             quiet_since = None
+            reached = False  # an event at ``end``: the rest of its revision may follow
             for event in response.events:
                 revision = int(event.kv.mod_revision)
                 if revision > end:
@@ -205,10 +206,11 @@ async def read_events(
                     batch_revisions += 1
                     last = revision
                 keep(event, revision)
-                if revision >= end:
-                    return True
+                reached = revision >= end
             if response.fragment:
-                continue  # more of the same batch follows
+                continue  # more of the same batch (maybe of revision ``end``) follows
+            if reached:
+                return True  # a revision's events come in one response (or its fragments)
             if batch_revisions < REPLAY_BATCH and header >= end:
                 return True
             batch_revisions = 0
@@ -250,7 +252,9 @@ async def read_past(
     compaction point, with every removal classified (see :func:`classify_past`)."""
     compacted = await compaction_revision(conn, prefix)
     start = since if since is not None else end - max(0, revisions) + 1
-    start = max(start, compacted, 1)
+    # Not from the compaction revision itself: etcd lets a watch start there, but a delete
+    # at exactly that revision is compacted away with it (no tombstone is kept).
+    start = max(start, compacted + 1 if compacted else 1, 1)
     read = EventsRead()
     for _attempt in range(3):
         try:
@@ -258,7 +262,7 @@ async def read_past(
             break
         except RevisionCompacted as exc:  # compacted meanwhile: start again from there
             compacted = exc.compact_revision
-            start = max(start, compacted)
+            start = max(start, compacted + 1)
     events = read.events
     live: set[int] | None = None
     if any(e.lease for e in events):
