@@ -411,7 +411,7 @@ def make_server(p: ServePlan) -> Any:
         ) -> None:
             try:
                 envelope = json.loads(text)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: "[" * 30000 and the like
                 return
             if not isinstance(envelope, list) or not envelope:
                 return

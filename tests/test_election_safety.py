@@ -321,3 +321,87 @@ async def test_dashboard_keeps_a_candidate_whose_resign_failed(
             assert etcdctl.get(candidacy.key) is None and candidacy.lease not in session.own
             assert etcdctl.lease_timetolive(candidacy.lease)[0] < 0
             await session.shutdown()
+
+
+# -- review fixes ----------------------------------------------------------------------------
+
+
+async def test_a_resign_that_fails_never_reports_leading(
+    etcd: EmbeddedEtcd, etcdctl: Etcdctl
+) -> None:
+    lease = etcdctl.lease_grant(60)
+    with tcp_proxy(etcd.client_port) as proxy:
+        async with connection(proxy.endpoint, command_timeout=1.0) as conn:
+            candidacy = Election(conn, "ext-fail").candidacy("me", lease=lease)
+            await candidacy.start()
+            await asyncio.wait_for(candidacy.wait_elected(), 10)
+            proxy.refuse()
+            resigning = asyncio.create_task(candidacy.resign())
+            await asyncio.sleep(0)  # resign has started: no longer leading from here on
+            assert not candidacy.is_leader
+            with pytest.raises(RegistryError):
+                await resigning
+            assert etcdctl.get(candidacy.key) == b"me"  # the key may still stand...
+            assert not candidacy.is_leader  # ...but this candidacy does not claim it leads
+            proxy.heal()
+            await candidacy.resign()  # and may be retried
+            assert etcdctl.get(candidacy.key) is None
+
+
+async def test_abandon_on_an_external_lease_is_not_leading(
+    etcd: EmbeddedEtcd, etcdctl: Etcdctl
+) -> None:
+    lease = etcdctl.lease_grant(60)
+    async with connection(etcd.endpoint) as conn:
+        candidacy = Election(conn, "ext-abandon").candidacy("me", lease=lease)
+        await candidacy.start()
+        await asyncio.wait_for(candidacy.wait_elected(), 10)
+        await candidacy.abandon()
+        assert not candidacy.is_leader
+        etcdctl.lease_revoke(lease)
+
+
+async def test_the_same_lease_cannot_campaign_twice_through_another_spelling(
+    etcd: EmbeddedEtcd, etcdctl: Etcdctl
+) -> None:
+    lease = etcdctl.lease_grant(60)
+    spelled = f"localhost:{etcd.client_port}"
+    async with connection(etcd.endpoint) as conn, connection(spelled) as other:
+        first = Election(conn, "twice2").candidacy("a", lease=lease)
+        await first.start()
+        await asyncio.wait_for(first.wait_elected(), 10)
+        second = Election(other, "twice2").candidacy("b", lease=lease)
+        with pytest.raises(RegistryError, match="already"):
+            await second.start()
+        assert etcdctl.get(first.key) == b"a"
+        await first.resign()
+
+
+async def test_a_put_without_our_lease_on_the_candidate_key_is_a_loss(
+    etcd: EmbeddedEtcd, etcdctl: Etcdctl
+) -> None:
+    async with connection(etcd.endpoint) as conn:
+        candidacy = Election(conn, "unbound").candidacy("me", ttl=30)
+        await candidacy.start()
+        await asyncio.wait_for(candidacy.wait_elected(), 10)
+        etcdctl.put(candidacy.key.decode(), "intruder")  # no --lease: unbound from ours
+        await asyncio.wait_for(candidacy.lost.wait(), 5)
+        assert not candidacy.is_leader
+        await eventually(
+            lambda: etcdctl.lease_timetolive(candidacy.lease)[0] < 0, timeout=5, interval=0.2
+        )
+
+
+@pytest.mark.parametrize("ttl", ["9000000001", "99999999999999999999"])
+def test_elect_and_register_reject_a_ttl_etcd_cannot_grant(
+    etcd: EmbeddedEtcd, etcdctl: Etcdctl, ttl: str
+) -> None:
+    register = run_cli(
+        "register", "--name", "svc", "--address", "http://127.0.0.1:1", "--ttl", ttl,
+        "--endpoints", etcd.endpoint,
+    )  # fmt: skip
+    elect = run_cli("elect", "x", "v", "--ttl", ttl, "--endpoints", etcd.endpoint, timeout=15)
+    assert register.returncode != 0 and elect.returncode == register.returncode
+    assert elect.stderr == register.stderr and len(elect.stderr.splitlines()) == 1
+    assert "9000000000" in elect.stderr and "connection options" not in elect.stderr
+    assert etcdctl.get_prefix("x/").kvs == {}

@@ -574,3 +574,27 @@ def test_another_origin_in_chromium_cannot_read_type_or_write(
             finally:
                 context.close()
     assert etcdctl.get(KEY) == VALUE.encode()
+
+
+# --------------------------------------------------------------------------------------------
+# review-serve-hostile: nested JSON, silent connections
+
+
+def test_deeply_nested_json_is_dropped_and_the_tab_stays_open(served: Served, etcd: Any):
+    async def attack() -> None:
+        ws = await handshake(served)
+        assert not isinstance(ws, int), ws
+        try:
+            await read_output(ws, 0.3, least=100)
+            await ws.send_str("[" * 30000 + "]" * 30000)
+            await ws.send_str('["ping", "still-here"]')
+            pong = ""
+            while '["pong", "still-here"]' not in pong:
+                if ws.closed:
+                    raise AssertionError("the tab was closed by nested JSON")
+                pong += await read_output(ws, 0.3)
+        finally:
+            await close(ws)
+
+    asyncio.run(attack())
+    assert "RecursionError" not in served.output(), served.output()

@@ -55,8 +55,9 @@ _DELETE = 1  # mvccpb.Event.DELETE
 #: Faults a waiting candidate rides out (its lease's deadline still applies).
 _RETRYABLE = (EtcdUnavailable, WatchRejected, RevisionCompacted)
 
-#: (endpoints, candidate key) -> the candidacy standing on it in this process.
-_standing: dict[tuple[str, bytes], Candidacy] = {}
+#: (election name, lease id) -> the candidacy standing on it in this process (not keyed
+#: on the endpoints as typed: two spellings of one etcd would both lead on one key).
+_standing: dict[tuple[str, int], Candidacy] = {}
 
 
 class LeadershipLost(RegistryError):
@@ -97,13 +98,19 @@ class Candidacy:
         self._loop: asyncio.AbstractEventLoop | None = None  # whose clock the deadline is on
         self._ending: asyncio.Task[None] | None = None
         self._quiet = False  # abandoned: write nothing any more
-        self._slot: tuple[str, bytes] | None = None
+        self._slot: tuple[str, int] | None = None
+        self._stepped_down = False  # resigning or abandoned: never reports leading again
         self._tasks: list[asyncio.Task[None]] = []
         self._stream: Any = None
 
     @property
     def is_leader(self) -> bool:
-        return self.elected.is_set() and not self.lost.is_set() and not self._past_deadline()
+        return (
+            self.elected.is_set()
+            and not self._stepped_down
+            and not self.lost.is_set()
+            and not self._past_deadline()
+        )
 
     @property
     def ended(self) -> bool:
@@ -155,7 +162,7 @@ class Candidacy:
                 log.info("revoking the lost lease %x: %s", self.lease, exc)
 
     def _claim_slot(self) -> None:
-        slot = (self.election.conn.endpoint, self.election.key_for(self.lease))
+        slot = (self.election.name, self.lease)
         other = _standing.get(slot)
         if other is not None and other is not self:
             raise RegistryError(
@@ -246,6 +253,7 @@ class Candidacy:
 
         The deadline still runs: once it passes, ``lost`` is set (and nothing written)."""
         self._quiet = True
+        self._stepped_down = True
         self._release_slot()
         await self._stop_tasks()
 
@@ -255,7 +263,10 @@ class Candidacy:
 
         Raises :class:`ResignFailed` when the key may still stand (neither the delete nor,
         on our own lease, the revoke went through); the candidacy is then not ``lost`` and
-        ``resign()`` may be called again. A candidacy already lost has nothing to resign."""
+        ``resign()`` may be called again (it no longer reports leading, though: from the
+        moment resign starts ``is_leader`` is False). A candidacy already lost has nothing
+        to resign."""
+        self._stepped_down = True
         await self._stop_tasks()
         if self.lost.is_set():
             if self._ending is not None:
@@ -339,8 +350,13 @@ class Candidacy:
                     return
                 async for response in election.conn.watch(self.key, int(kvs[0].mod_revision) + 1):
                     for event in response.events:
-                        if event.kv.key == self.key and event.type == _DELETE:
+                        if event.kv.key != self.key:
+                            continue
+                        if event.type == _DELETE:
                             self._lose("the candidate key was deleted")
+                            return
+                        if event.kv.lease != self.lease:  # overwritten off our lease
+                            self._lose("the candidate key was overwritten without our lease")
                             return
             except RegistryError as exc:
                 log.info("watching own key of %s: %s", election.name, exc)

@@ -60,9 +60,15 @@ def validate_name(name: str) -> str:
     return name
 
 
+#: The largest lease TTL etcd grants (etcdserver: "too large lease TTL" above it).
+MAX_TTL = 9_000_000_000
+
+
 def validate_ttl(ttl: int) -> int:
     if not isinstance(ttl, int) or isinstance(ttl, bool) or ttl <= 0:
         raise ConfigError(f"TTL must be a positive whole number of seconds, not {ttl!r}")
+    if ttl > MAX_TTL:
+        raise ConfigError(f"TTL must be at most {MAX_TTL} seconds (etcd's limit), not {ttl}")
     return ttl
 
 
