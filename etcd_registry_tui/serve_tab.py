@@ -19,6 +19,8 @@ from typing import Any
 
 from textual_serve.app_service import AppService
 
+from .registry.aio import within
+
 #: How long the dashboard gets to quit by itself, then to answer SIGTERM.
 QUIT_GRACE_S = 5.0
 TERM_GRACE_S = 3.0
@@ -102,27 +104,27 @@ class TabService(AppService):
         """End the process: quit, then SIGTERM, then SIGKILL its group; never raises."""
         process = self._process
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(
+            await within(
                 self._download_manager.cancel_app_downloads(app_service_id=self.app_service_id),
                 1.0,
             )
         if process is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.send_meta({"type": "quit"}), 1.0)
+                await within(self.send_meta({"type": "quit"}), 1.0)
             for sig, grace in ((None, quit_grace), (signal.SIGTERM, term_grace)):
                 if sig is not None:
                     self._signal_group(sig)
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(process.wait(), grace)
+                    await within(process.wait(), grace)
                     break
             else:
                 self._signal_group(signal.SIGKILL)
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(process.wait(), 5.0)
+                    await within(process.wait(), 5.0)
             # whatever else its group started goes with it
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(process.pid, signal.SIGKILL)
         task, self._task = self._task, None
         if task is not None:
             with contextlib.suppress(asyncio.TimeoutError, Exception):
-                await asyncio.wait_for(task, 2.0)
+                await within(task, 2.0)

@@ -90,7 +90,7 @@ def test_elect_waits_behind_etcdctl_leads_then_resigns_on_sigterm(etcd, etcdctl:
     queue = job["candidates"]
     assert [c["value"] for c in queue] == ["alice", "py-1"]  # type: ignore[index]
     for c in queue:  # type: ignore[union-attr]
-        assert c["key"] == f"myjob/{c['lease']}" and 0 < c["ttl"] <= 60
+        assert c["key"] == f"myjob/{int(c['lease'], 16):x}" and 0 < c["ttl"] <= 60
         assert c["create_revision"] > 0
     assert queue[0]["create_revision"] < queue[1]["create_revision"]  # type: ignore[index]
 

@@ -114,15 +114,9 @@ def test_lease_in_log_details_and_errors_reads_as_etcdctl_writes_it() -> None:
     from etcd_registry_tui.registry.history import HistoryEvent, classify_past
     from etcd_registry_tui.registry.history_timeline import value_change
     from etcd_registry_tui.registry.registration import InstanceConflict
-    from etcd_registry_tui.registry.session import _reason_later
 
     key = b"/services/Orders/a-1"
     before = KeyValue(key, b"{}", 5, 5, 1, LEASE)
-    gone = HistoryEvent.make("/services/", 9, None, before, key=key)
-    _reason_later(gone, None, 0.5)
-    assert gone.detail == "lease 0f51a2355d8eac16 ended", gone.detail
-    _reason_later(gone, -1, 0.5)
-    assert gone.detail == "lease 0f51a2355d8eac16 expired", gone.detail
     past = HistoryEvent.make("/services/", 9, None, before, key=key)
     classify_past([past], {LEASE})
     assert past.detail == "key deleted, lease 0f51a2355d8eac16 lived on", past.detail
