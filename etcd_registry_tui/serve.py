@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 from .registry.config import ConnectionConfig, format_host_port
 from .registry.errors import ConfigError
 from .registry.sanitize import safe_line
+from .serve_guard import is_loopback
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -106,15 +107,6 @@ class ServePlan:
     def open_url(self) -> str:
         """The URL to open: the page, with this launch's token."""
         return f"{self.public_url}/?token={self.token}"
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _is_wildcard(host: str) -> bool:
@@ -465,7 +457,7 @@ def notice(p: ServePlan, password_in_argv: bool = False) -> list[str]:
         lines.append("  read-only: browsers cannot register, renew or delete (--allow-writes)")
     else:
         lines.append("  WRITES ALLOWED: every browser with the URL can change the registry")
-    if not _is_loopback(p.host):
+    if not is_loopback(p.host):
         lines.append(
             f"  bound to {p.host}: whoever can reach port {p.port} and has the token gets the"
             " dashboard; over plain http the token travels in clear (use https in front)"

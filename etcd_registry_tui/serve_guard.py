@@ -52,7 +52,8 @@ def _origin_of(scheme: str, netloc: str) -> tuple[str, str, int] | None:
     return scheme, host.lower(), port if port is not None else _DEFAULT_PORTS[scheme]
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address (127.0.0.0/8, ::1)."""
     if host == "localhost":
         return True
     try:
@@ -79,7 +80,7 @@ class Gate:
         if public is not None:
             origins.add(public)
         bound = host.strip("[]").lower()
-        names: Iterable[str] = _LOOPBACK_NAMES if _is_loopback(bound) else (bound,)
+        names: Iterable[str] = _LOOPBACK_NAMES if is_loopback(bound) else (bound,)
         for name in names:
             origins.add(("http", name, port))
         return cls(token, frozenset(origins))
