@@ -133,6 +133,19 @@ def print_event(
     print(line, flush=True)
 
 
+def print_read(read: Any, end: int, args: argparse.Namespace) -> None:
+    """Print a history read's events; first say so on stderr when etcd did not confirm that
+    every event from its start to ``end`` was read."""
+    if not read.complete:
+        print(
+            f"history: incomplete: etcd did not confirm that every event from revision"
+            f" {read.start} to {end} was read",
+            file=sys.stderr,
+        )
+    for event in read.events:
+        print_event(event, args.json, args.service, read.complete)
+
+
 async def cmd_history(config: ConnectionConfig, args: argparse.Namespace) -> int:
     async with EtcdConnection(config) as conn:
         _, end = await conn.get_prefix(config.prefix.encode(), page_size=1, keys_only=True)
@@ -149,14 +162,7 @@ async def cmd_history(config: ConnectionConfig, args: argparse.Namespace) -> int
             f"history: revisions before {past.start} are compacted; starting there",
             file=sys.stderr,
         )
-    if not past.complete:
-        print(
-            f"history: incomplete: etcd did not confirm that every event from revision"
-            f" {past.start} to {past.end} was read",
-            file=sys.stderr,
-        )
-    for event in past.events:
-        print_event(event, args.json, args.service, past.complete)
+    print_read(past, past.end, args)
     if not args.follow:
         return 0
     return await _follow(config, args, end)
@@ -219,14 +225,7 @@ async def _print_gap(
             f"history: revisions {after + 1} to {gap.start - 1} are compacted; not printed",
             file=sys.stderr,
         )
-    if not gap.complete:
-        print(
-            f"history: incomplete: etcd did not confirm every event from revision {gap.start}"
-            f" to {to} was read",
-            file=sys.stderr,
-        )
-    for event in gap.events:
-        print_event(event, args.json, args.service, gap.complete)
+    print_read(gap, to, args)
 
 
 async def cmd_list_at(config: ConnectionConfig, revision: int, as_json: bool) -> int:
