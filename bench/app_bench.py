@@ -89,7 +89,7 @@ def instance_value(service: str, instance_id: str, n: int) -> bytes:
         {
             "Id": instance_id,
             "Name": service,
-            "Address": f"http://10.{n // 65536 % 256}.{n // 256 % 256}.{n % 256}:8080",
+            "Address": f"http://127.{n // 65536 % 256}.{n // 256 % 256}.{n % 256}:8080",
             "Zone": ZONES[n % len(ZONES)],
             "Version": f"1.{n % 10}.0",
         }

@@ -97,7 +97,7 @@ def note(text: str) -> None:
 
 def value_for(service: str, instance: str) -> bytes:
     """A realistic PascalCase registration value padded to exactly VALUE_SIZE bytes."""
-    doc = {"Id": instance, "Name": service, "Address": f"http://10.1.{len(instance)}.7:5000"}
+    doc = {"Id": instance, "Name": service, "Address": f"http://127.1.{len(instance)}.7:5000"}
     raw = json.dumps(doc)
     pad = VALUE_SIZE - len(raw) - len(', "Meta": ""')
     doc["Meta"] = "x" * max(0, pad)

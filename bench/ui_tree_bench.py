@@ -61,7 +61,7 @@ def make_kv(service: int, n: int, revision: int, lease: int) -> KeyValue:
     key = f"{PREFIX}Service{service:04d}/{instance_id}".encode()
     value = (
         f'{{"Id":"{instance_id}","Name":"Service{service:04d}",'
-        f'"Address":"http://10.{service % 256}.{n // 256 % 256}.{n % 256}:8080"}}'
+        f'"Address":"http://127.{service % 256}.{n // 256 % 256}.{n % 256}:8080"}}'
     ).encode()
     return KeyValue(key, value, revision, revision, 1, lease)
 

@@ -57,7 +57,8 @@ async def test_view_shows_leader_and_queue_and_logs_failover(
         leader = line_of(app, "leader ")
         alice = app.elections.state.leader_of("myjob")
         assert alice is not None
-        assert "alice" in leader and f"…/{alice.lease_hex}" in leader  # the key below myjob/
+        assert "alice" in leader and f"…/{alice.lease:x}" in leader  # the key below myjob/
+        assert "lease " not in leader  # the key already names the lease, in clientv3's %x
         assert "minute" in leader or "second" in leader  # the countdown of a 60 s lease
 
         candidates[0].stop()  # alice resigns: bob leads, logged as LEADER myjob: alice → bob

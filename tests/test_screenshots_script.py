@@ -102,7 +102,7 @@ def test_expiring_instance_highlighted_with_little_time_left(shots: dict[str, st
     text = shots["expiring.svg"]
     assert "PaymentService  4 instances  (1 expiring)" in text
     # Its tree row (id, address, countdown): under five seconds left.
-    row = re.search(r"│\s+[0-9a-f]{8}  http://127\.0\.0\.1:5301\s+(\d+) seconds?\s+│", text)
+    row = re.search(r"│\s+[0-9a-f]{8}(?:-…)?  http://127\.0\.0\.1:5301\s+(\d+) seconds?\s+│", text)
     assert row is not None, text
     assert 1 <= int(row[1]) <= 5, row[0]
     assert "/services/PaymentService/" in text  # its key in the detail pane

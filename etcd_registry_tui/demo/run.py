@@ -70,6 +70,9 @@ def run_demo(args: argparse.Namespace, config: ConnectionConfig) -> int:
     """The demo; a private etcd (unless ``--endpoints``) stopped and its data dir removed on
     every way out, also SIGTERM or Ctrl-C while it starts."""
     validate_size(args.services, args.instances)  # before any etcd starts
+    # Before the private etcd starts: it inherits the limit (etcd 3.5.1 does not start
+    # under a soft limit of 64 open files).
+    _allow_open_files(args.services * args.instances + ELECTION_INSTANCES + 2)
     if args.endpoints:
         return _run_fleet(args, config, None)
     signals = StopSignals()

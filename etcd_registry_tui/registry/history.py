@@ -320,8 +320,10 @@ class History:
         if not self.loaded:
             return ""
         reach = self.reach
-        if self.compacted and reach == self.compacted:
-            text = f"compacted at rev {self.compacted:,}"  # the read stopped there
+        if self.compacted and reach in (self.compacted, self.compacted + 1):
+            # The read stopped at the compaction point (it starts just after it: etcd
+            # keeps the compaction revision's PUTs but not its deletes).
+            text = f"compacted at rev {self.compacted:,}"
         else:
             text = f"history from rev {reach:,}"
             if self.compacted > reach:

@@ -436,7 +436,8 @@ class ElectionsView(ScrollView, can_focus=True):
         prefix = row.name + "/"
         tail = c.key_text[len(prefix) :] if c.key_text.startswith(prefix) else c.key_text
         key = clip(("…/" + tail) if tail != c.key_text else tail, KEY_WIDTH)
-        if c.lease and not c.key_text.endswith("/" + c.lease_hex):  # Node's decimal layout
+        # clientv3 names the key by the lease in %x; Node's etcd3 writes it in decimal
+        if c.lease and not c.key_text.endswith(f"/{c.lease:x}"):
             key += f"  lease {c.lease_hex}"
         fixed = 4 + 11 + 1 + (2 if paused else 0) + max(12, len(countdown)) + len(nested) + 2
         room = (width or 1000) - fixed - len(key)
