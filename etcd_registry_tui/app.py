@@ -21,7 +21,6 @@ from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.markup import escape as escape_markup
 from textual.screen import Screen
-from textual.timer import Timer
 from textual.widgets import Footer, Header, Input
 from textual.worker import Worker, WorkerState
 
@@ -31,13 +30,13 @@ from .app_elections import ElectionsMixin
 from .app_history import HistoryMixin
 from .app_probes import ProbeOptions, ProbesMixin
 from .app_terminal import TerminalMixin, crash_log_path
+from .pending_updates import PendingUpdates
 from .registry.aio import within
 from .registry.alarms import FlapDetector, MassExpiryAlarm
 from .registry.config import ConnectionConfig
 from .registry.history import DEFAULT_MAX_ENTRIES, DEFAULT_REVISIONS
-from .registry.model import Change
 from .registry.sanitize import safe_line
-from .registry.session import LogEntry, RegistrySession
+from .registry.session import RegistrySession
 from .registry.supervisor import Supervisor
 from .registry.wording import plural
 from .widgets.alarm_banner import AlarmBanner
@@ -148,16 +147,9 @@ class RegistryApp(
         self.background = list(background)
         self.on_shutdown = list(on_shutdown)
         self.sub_title = subtitle or f"{self.config.label}  {self.config.prefix}"
-        #: Latest change per key since the last flush.
-        self._pending_changes: dict[bytes, Change] = {}
-        self._pending_log: list[LogEntry] = []
-        self._pending_snapshot = False
-        self._last_flush = 0.0
-        self._last_flush_size = 0
-        self._flush_timer: Timer | None = None
-        self._dirty_posted = False
+        #: What the session brought and the screen has not shown yet (the one owner).
+        self.pending = PendingUpdates(self._wake_flush)
         self._quitting = False
-        self._select_when_shown: bytes | None = None
         self._init_elections(tuple(elections_prefixes))
         self._init_history(flapping or FlapDetector(), alarm or MassExpiryAlarm())
         self._init_probes(probes or ProbeOptions())
@@ -199,7 +191,7 @@ class RegistryApp(
                     self.supervisor.run(name, task), name="background", exit_on_error=False
                 )
         else:
-            self._pending_snapshot = True
+            self.pending.add_snapshot(wake=False)  # the state given: drawn at once
             self._apply_pending()
         self.set_interval(1.0, self._tick, name="countdown")
         self._start_probes_if_wanted()

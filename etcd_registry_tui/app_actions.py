@@ -79,7 +79,7 @@ class ActionsMixin(AppHost):
         key = reg.key.encode()
         # The watch may not have brought the new key to the tree yet: then select it
         # when it arrives.
-        self._select_when_shown = None if self.registry_tree.select_key(key) else key
+        self.pending.select_when_shown(None if self.registry_tree.select_key(key) else key)
 
     def _revoke_target(self) -> tuple[set[int], str] | None:
         """The leases to revoke and the question's start (the keys are named after it)."""

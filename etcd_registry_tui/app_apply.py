@@ -1,5 +1,5 @@
-"""The data layer → screen path: batches coalesced per key, applied at most
-:data:`FLUSH_INTERVAL` apart; the status line, the once-a-second tick, the detail pane.
+"""The data layer → screen path: the flush that applies what :mod:`.pending_updates`
+holds (paced there); the status line, the once-a-second tick, the detail pane.
 
 A mixin of :class:`~etcd_registry_tui.app.RegistryApp` (see :mod:`.app_host`).
 """
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import time
 import traceback
 
 from .app_host import AppHost
@@ -28,43 +27,29 @@ from .widgets.status_bar import StatusBar
 #: From this many instances on, a snapshot is moved out of the cyclic GC's reach.
 FREEZE_SNAPSHOT_AT = 1_000
 
-#: The screen takes in what the watch brought at most this often. In between, changes are
-#: coalesced per key (the latest state of a key wins), so the UI's work follows what is on
-#: screen, not how fast etcd changes; a lone change after a quiet spell is shown at once.
-FLUSH_INTERVAL = 1 / 20
-#: Under sustained load (the last flush applied at least BUSY_CHANGES changes) the screen
-#: takes them in ten times a second: a frame costs about as much whatever it shows, and the
-#: event loop's time goes to keeping up with etcd instead.
-BUSY_FLUSH_INTERVAL = 0.1
-BUSY_CHANGES = 20
-
 
 class ApplyMixin(AppHost):
     """What reaches the screen from the session, and when."""
 
     # -- data layer → UI -----------------------------------------------------
     def _on_session_batch(self, batch: ChangeBatch, entries: list[LogEntry]) -> None:
+        pending = self.pending
         if batch.loading:
             # A page of the first snapshot: new keys, shown like any change, so the first
             # screen is drawn before the rest has arrived.
-            pending = self._pending_changes
-            for change in batch.changes:
-                pending[change.key] = change
+            pending.add_changes(batch.changes)
             if self.session.watcher.snapshots_loaded:  # the last page
                 self._freeze_snapshot()
         elif batch.snapshot:
-            self._pending_snapshot = True
-            self._pending_changes.clear()
+            pending.add_snapshot()
             self._freeze_snapshot()
         else:
-            pending = self._pending_changes
-            for change in batch.changes:
-                pending[change.key] = change
-        self._pending_log.extend(entries)
-        if not self._dirty_posted and self._flush_timer is None:
-            # One message until it is handled, not one per watch response: a message costs
-            # Textual more than applying a change costs the session.
-            self._dirty_posted = self.post_message(RegistryDirty())
+            pending.add_changes(batch.changes)
+        pending.add_log(entries)
+
+    def _wake_flush(self) -> bool:
+        """For :class:`PendingUpdates`: ask for a flush (one message until handled)."""
+        return self.post_message(RegistryDirty())
 
     def _freeze_snapshot(self) -> None:
         if not self._gc_frozen and len(self.session.state) >= FREEZE_SNAPSHOT_AT:
@@ -96,21 +81,18 @@ class ApplyMixin(AppHost):
         self.query_one(StatusBar).note_error(message.failure.summary)
 
     def on_registry_dirty(self, _: RegistryDirty) -> None:
-        self._dirty_posted = False
-        if not self.is_running:  # not while shutting down: the widgets may be gone
+        wait = self.pending.woken()
+        if not self.is_running or wait is None:
+            # Shutting down (the widgets may be gone), or a timed flush is due already.
             return
-        if self._flush_timer is not None:
-            return  # a flush is due already; it takes these changes too
-        busy = self._last_flush_size >= BUSY_CHANGES
-        interval = BUSY_FLUSH_INTERVAL if busy else FLUSH_INTERVAL
-        wait = self._last_flush + interval - time.monotonic()
         if wait <= 0:
             self._apply_pending()
         else:
-            self._flush_timer = self.set_timer(wait, self._timed_flush, name="flush")
+            self.pending.timer_set()
+            self.set_timer(wait, self._timed_flush, name="flush")
 
     def _timed_flush(self) -> None:
-        self._flush_timer = None
+        self.pending.timer_fired()
         if self.is_running:
             self._apply_pending()
 
@@ -118,39 +100,34 @@ class ApplyMixin(AppHost):
         # Not ``_flush``: that is Textual's App._flush(stderr), called whenever stdout or
         # stderr is flushed while the app runs (print(flush=True), logging's last resort).
         tree = self.registry_tree
-        changes: dict[bytes, Change] | None = None
+        pending = self.pending
+        taken = pending.take()
+        changes: dict[bytes, Change] | None = taken.changes
         with self.batch_update():
-            if self._pending_snapshot:
-                self._pending_snapshot = False
-                self._pending_changes.clear()
-                # Asked before set_state, which puts the cursor on the first row (a header).
-                nothing_highlighted = tree.cursor_index < 0
+            # Asked before the tree changes: set_state puts the cursor on the first row.
+            nothing_highlighted = tree.cursor_index < 0
+            if taken.snapshot:
+                changes = None
                 tree.set_state(self.session.state)
                 if nothing_highlighted:
                     self._highlight_first()
-            elif self._pending_changes:
-                changes, self._pending_changes = self._pending_changes, {}
-                nothing_highlighted = tree.cursor_index < 0
-                tree.apply_changes(changes.values())
+            elif taken.changes:
+                tree.apply_changes(taken.changes.values())
                 if nothing_highlighted:  # the first page of a snapshot
                     self._highlight_first()
-            else:
-                changes = {}
-            self._last_flush_size = len(changes) if changes else 0
             self._follow_inspected(changes)
             self._probe_changes(changes)
-            if self._pending_log:
-                entries, self._pending_log = self._pending_log, []
-                self.query_one(EventLog).add(entries)
-            self._flush_history()
+            if taken.log:
+                self.query_one(EventLog).add(taken.log)
+            self._flush_history(taken.history)
             self.live_revision_changed()
-            wanted = self._select_when_shown
+            wanted = pending.wanted_key
             if wanted is not None and (tree.select_key(wanted) or wanted in self.session.state):
-                self._select_when_shown = None  # selected, or hidden by the filter
+                pending.selected()  # selected, or hidden by the filter
             self._sync_marks()
             self._show_detail()
             self._update_counts()
-        self._last_flush = time.monotonic()
+        pending.flushed(len(taken.changes))
 
     def _follow_inspected(self, changes: dict[bytes, Change] | None) -> None:
         """Keep an open inspect view on its key: new value, or deleted at which revision.
@@ -231,7 +208,7 @@ class ApplyMixin(AppHost):
         screen = self.screen
         if isinstance(screen, InspectScreen) and screen.deleted_at is None:
             screen.update_ttl(self.session.ttl(screen.instance.lease))
-        if not (self._pending_changes or self._pending_snapshot):
+        if not self.pending.holds_changes:
             # (A revision moved on by progress notifications alone.) With changes still
             # waiting for their flush, the status line would name a revision the tree
             # does not show yet: the flush updates it.

@@ -12,7 +12,6 @@ import asyncio
 import time
 
 from .app_host import AppHost
-from .messages import RegistryDirty
 from .registry.alarms import FlapDetector, MassExpiryAlarm
 from .registry.history import HistoryEvent
 from .registry.history_read import value_at
@@ -34,30 +33,27 @@ class HistoryMixin(AppHost):
     def _init_history(self, flap: FlapDetector, alarm: MassExpiryAlarm) -> None:
         self.session.on_history = self._on_session_history
         self.session.on_events = self._on_session_events
-        self._pending_history: list[LogEntry] | None = None
         self.session.history_gate = asyncio.Event()
         self.flaps = flap
         self.alarm = alarm
 
     # -- data layer → UI ------------------------------------------------------------
     def _on_session_history(self, entries: list[LogEntry]) -> None:
-        self._pending_history = entries
-        if not self._dirty_posted and self._flush_timer is None:
-            self._dirty_posted = self.post_message(RegistryDirty())
+        self.pending.add_history(entries)
 
     def _on_session_events(self, events: list[HistoryEvent]) -> None:
         now = time.time()
         self.flaps.observe(events, now)
-        for text in self.alarm.observe(events, self.session.state, now):
-            self._pending_log.append(LogEntry(LogKind.ALARM, "", text))
+        alarms = self.alarm.observe(events, self.session.state, now)
+        if alarms:
+            self.pending.add_log(LogEntry(LogKind.ALARM, "", text) for text in alarms)
 
-    def _flush_history(self) -> None:
-        """Called with each flush: history read back goes under the live entries (read
-        only once the first snapshot is on screen)."""
+    def _flush_history(self, entries: list[LogEntry] | None) -> None:
+        """Called with each flush: history read back (``entries``) goes under the live
+        entries (read only once the first snapshot is on screen)."""
         gate = self.session.history_gate
         if gate is not None and not gate.is_set() and self.session.watcher.snapshots_loaded:
             self.call_after_refresh(gate.set)
-        entries, self._pending_history = self._pending_history, None
         if entries is not None:
             self.query_one(EventLog).add_history(entries)
         self._sync_history_marks()
@@ -69,8 +65,7 @@ class HistoryMixin(AppHost):
         bar = self.query_one(StatusBar)
         bar.set_history(self.session.history.describe_reach())
         vouched = self.session.watcher.resume_revision
-        flush_due = self._dirty_posted or self._flush_timer is not None
-        if vouched > self.session.state.revision and not flush_due:
+        if vouched > self.session.state.revision and not self.pending.flush_due:
             bar.set_etcd_revision(vouched)
         now = time.time()
         flapping = self.flaps.flapping_keys(self.session.state, now)

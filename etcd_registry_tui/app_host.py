@@ -15,8 +15,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from textual.app import App
-    from textual.timer import Timer
 
+    from .pending_updates import PendingUpdates
     from .registry.config import ConnectionConfig
     from .registry.model import Change, Instance
     from .registry.session import LogEntry, RegistrySession
@@ -28,16 +28,9 @@ if TYPE_CHECKING:
         session: RegistrySession
         supervisor: Supervisor
         read_only: bool
-        _pending_log: list[LogEntry]
-        _flush_timer: Timer | None
-        _dirty_posted: bool
-        _pending_changes: dict[bytes, Change]
-        _pending_snapshot: bool
-        _last_flush: float
-        _last_flush_size: int
+        pending: PendingUpdates
         _gc_frozen: bool
         _quitting: bool
-        _select_when_shown: bytes | None
 
         @property
         def registry_tree(self) -> RegistryTree: ...
@@ -62,7 +55,7 @@ if TYPE_CHECKING:
         def _keys_held_on(self, lease: int) -> set[bytes]: ...
 
         # app_history
-        def _flush_history(self) -> None: ...
+        def _flush_history(self, entries: list[LogEntry] | None) -> None: ...
         def _sync_history_marks(self) -> None: ...
         def live_revision_changed(self) -> None: ...
         def timeline_of(self, inst: Instance) -> tuple[list[str], list[str]]: ...

@@ -24,8 +24,17 @@ def state_with(counts: dict[str, int]) -> RegistryState:
 
 
 def gone(service: str, n: int, at: float, reason: Reason = Reason.EXPIRED) -> HistoryEvent:
+    """A delete as reasons.judge leaves it: an expiry has run out of time."""
     event = HistoryEvent.make(PREFIX, 10, None, kv(service, f"x{n}"), at=at)
     event.reason = reason
+    event.ran_out = reason is Reason.EXPIRED
+    return event
+
+
+def ran_out(service: str, n: int, at: float) -> HistoryEvent:
+    """A lease that ended as its countdown ran out: expired, or revoked just then."""
+    event = gone(service, n, at, Reason.LEASE_ENDED)
+    event.ran_out = True
     return event
 
 
@@ -56,6 +65,22 @@ def test_thresholds_minimum_fraction_window_and_quiet() -> None:
     assert raised == ["MASS EXPIRY: 4 of 217 instances expired in the last 60 s — Orders 4/17"]
     assert alarm.banner(200.0) == raised[0]
     assert alarm.banner(232.1) is None  # quiet for 60 s
+
+
+def test_leases_that_ran_out_alarm_without_claiming_expiry() -> None:
+    """An expiry whose delete came a little before the deadline's upper bound reads
+    LEASE ENDED (a revoke at that moment looks the same): the alarm still counts it, and
+    says "expired" only while every removal counted is a certain expiry."""
+    state = state_with({"Orders": 1})
+    alarm = MassExpiryAlarm()
+    events = [gone("Orders", 0, 50.0), ran_out("Orders", 1, 50.0), ran_out("Orders", 2, 50.0)]
+    assert alarm.observe(events, state, 50.0) == [
+        "MASS EXPIRY: 3 of 4 instances ran out of lease in the last 60 s — Orders 3/4"
+    ]
+    # LEASE ENDED with time left, or while cut off, is not counted.
+    alarm = MassExpiryAlarm()
+    unsure = [gone("Orders", n, 50.0, Reason.LEASE_ENDED) for n in range(5)]
+    assert alarm.observe(unsure, state, 50.0) == []
 
 
 def test_the_whole_registry_alarms_when_no_service_does() -> None:

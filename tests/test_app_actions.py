@@ -137,7 +137,7 @@ async def dashboard(
             # snapshot; a test that counts log entries starts after it.
             await until(
                 pilot,
-                lambda: app.session.history.loaded and app._pending_history is None,
+                lambda: app.session.history.loaded and not app.pending.holds_history,
                 message="the history read at launch never reached the screen",
             )
             yield app, pilot

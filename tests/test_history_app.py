@@ -97,9 +97,18 @@ async def test_mass_expiry_raises_the_banner_and_logs_it(etcd: Any, etcdctl: Any
     alarm = MassExpiryAlarm(quiet=600)
     async with dashboard(etcd, rows=5, alarm=alarm) as (app, pilot):
         banner = app.query_one(AlarmBanner)
-        await until(pilot, lambda: banner.display, timeout=15)
-        assert banner.text == (
-            "MASS EXPIRY: 3 of 4 instances expired in the last 60 s — Orders 3/4"
+        log = app.query_one(EventLog)
+        await until(
+            pilot,
+            lambda: banner.display,
+            timeout=15,
+            message=lambda: repr([(e.kind, e.key, e.detail) for e in log.entries][-6:]),
+        )
+        # "expired" when each delete came after its deadline's upper bound; a delete in
+        # the last second of a countdown can also be a revoke, and the banner says so.
+        assert banner.text in (
+            "MASS EXPIRY: 3 of 4 instances expired in the last 60 s — Orders 3/4",
+            "MASS EXPIRY: 3 of 4 instances ran out of lease in the last 60 s — Orders 3/4",
         )
         log = app.query_one(EventLog)
         assert any(e.kind is LogKind.ALARM for e in log.entries)

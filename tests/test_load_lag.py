@@ -38,7 +38,7 @@ def fleet() -> list[tuple[bytes, bytes]]:
     items = []
     for n in range(KEYS):
         service, instance_id = f"Load{n % SERVICES:02d}", f"load-{n:05d}"
-        value = json.dumps({"Id": instance_id, "Name": service, "Address": f"http://10.0.0.{n}"})
+        value = json.dumps({"Id": instance_id, "Name": service, "Address": f"http://127.0.0.{n}"})
         items.append((f"{PREFIX}{service}/{instance_id}".encode(), value.encode()))
     return items
 
@@ -250,14 +250,14 @@ async def test_the_status_line_names_only_a_revision_the_tree_shows(
         try:
             before = status.revision
             key, _ = fleet()[7]
-            etcdctl.put(key, '{"Id": "load-00007", "Address": "http://10.0.0.7:1"}')
-            await until(pilot, lambda: key in app._pending_changes)
+            etcdctl.put(key, '{"Id": "load-00007", "Address": "http://127.0.0.7:1"}')
+            await until(pilot, lambda: app.pending.has_change(key))
             app._tick()
             assert status.revision == before
-            assert app.registry_tree._where[key].address == "http://10.0.0.7"
+            assert app.registry_tree._where[key].address == "http://127.0.0.7"
         finally:
             app._apply_pending = apply_pending  # type: ignore[method-assign]
         app._apply_pending()
         _, revision = etcdctl.get_prefix(PREFIX)
         assert status.revision == revision
-        assert app.registry_tree._where[key].address == "http://10.0.0.7:1"
+        assert app.registry_tree._where[key].address == "http://127.0.0.7:1"

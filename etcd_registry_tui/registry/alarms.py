@@ -74,14 +74,21 @@ class FlapDetector:
 @dataclass(slots=True)
 class MassExpiryAlarm:
     """Raised when at least ``fraction`` of a service's instances (and at least
-    ``minimum``) — or of the whole registry — expire within ``window`` seconds; it stays
-    until no instance expired for ``quiet`` seconds."""
+    ``minimum``) — or of the whole registry — go within ``window`` seconds as their leases
+    run out; it stays until no such removal for ``quiet`` seconds.
+
+    It counts deletes with :attr:`HistoryEvent.ran_out`: certain expiries, and leases that
+    ended just as their countdowns ran out (an expiry, or a revoke at that moment: from
+    outside, etcd cannot tell them apart). The text says "expired" only when every one
+    counted is a certain expiry. A lease that ended while the dashboard was cut off, or
+    with time left, is not counted."""
 
     fraction: float = 0.2
     minimum: int = 3
     window: float = 60.0
     quiet: float = 60.0
-    _expired: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=100_000))
+    #: (when, service, a certain expiry) of each removal counted, within the window.
+    _expired: deque[tuple[float, str, bool]] = field(default_factory=lambda: deque(maxlen=100_000))
     _text: str | None = None
     _last_expiry: float = 0.0
 
@@ -94,19 +101,21 @@ class MassExpiryAlarm:
     ) -> list[str]:
         """Take in live events; returns the alarm's text when it is raised (or grows to
         more services), for the event log."""
-        fresh = [e for e in events if e.kind is EventKind.DELETE and e.reason is Reason.EXPIRED]
+        fresh = [e for e in events if e.kind is EventKind.DELETE and e.ran_out]
         if not fresh:
             return []
         for event in fresh:
-            self._expired.append((event.at if event.at is not None else now, event.service))
+            at = event.at if event.at is not None else now
+            self._expired.append((at, event.service, event.reason is Reason.EXPIRED))
         self._last_expiry = now
         limit = now - self.window
         while self._expired and self._expired[0][0] < limit:
             self._expired.popleft()
         per_service: dict[str, int] = {}
-        for _, service in self._expired:
+        for _, service, _ in self._expired:
             per_service[service] = per_service.get(service, 0) + 1
         total = len(self._expired)
+        certain = sum(1 for _, _, sure in self._expired if sure)
 
         def alarming(expired: int, remaining: int) -> bool:
             return expired >= self.minimum and expired >= self.fraction * (expired + remaining)
@@ -126,8 +135,10 @@ class MassExpiryAlarm:
             f"{safe_line(name)} {count}/{of}"
             for name, (count, of) in sorted(hit.items(), key=lambda kv: -kv[1][0])
         )
+        # Every one a certain expiry, or some may be revokes made just as time ran out.
+        went = "expired" if certain == total else "ran out of lease"
         text = (
-            f"MASS EXPIRY: {total} of {total + len(state)} instances expired in the last"
+            f"MASS EXPIRY: {total} of {total + len(state)} instances {went} in the last"
             f" {self.window:.0f} s"
         )
         if parts:

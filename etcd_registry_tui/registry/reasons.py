@@ -83,6 +83,7 @@ def judge(event: HistoryEvent, ttl_after: int | None, clues: Clues) -> None:
         and window.hi <= clues.arrived <= window.hi + LATE
     ):
         event.reason, event.detail = Reason.EXPIRED, f"lease {hex_lease} expired"
+        event.ran_out = True
     elif clues.gap:
         event.reason = Reason.LEASE_ENDED
         event.detail = f"lease {hex_lease} ended while the connection was down (expired or revoked)"
@@ -91,6 +92,7 @@ def judge(event: HistoryEvent, ttl_after: int | None, clues: Clues) -> None:
         event.detail = (
             f"lease {hex_lease} ended as its countdown ran out (expired, or revoked near its end)"
         )
+        event.ran_out = True
     else:
         event.reason, event.detail = (
             Reason.LEASE_ENDED,
