@@ -30,6 +30,7 @@ from .app_elections import ElectionsMixin
 from .app_history import HistoryMixin
 from .app_probes import ProbeOptions, ProbesMixin
 from .app_terminal import TerminalMixin, crash_log_path
+from .inspect_link import SessionInspectSource
 from .pending_updates import PendingUpdates
 from .registry.aio import within
 from .registry.alarms import FlapDetector, MassExpiryAlarm
@@ -39,6 +40,7 @@ from .registry.sanitize import safe_line
 from .registry.session import RegistrySession
 from .registry.supervisor import Supervisor
 from .registry.wording import plural
+from .screens.inspect import InspectScreen
 from .widgets.alarm_banner import AlarmBanner
 from .widgets.detail_pane import DetailPane
 from .widgets.event_log import EventLog
@@ -153,6 +155,8 @@ class RegistryApp(
         self._init_elections(tuple(elections_prefixes))
         self._init_history(flapping or FlapDetector(), alarm or MassExpiryAlarm())
         self._init_probes(probes or ProbeOptions())
+        #: What an open inspect view follows (see :meth:`inspect_screens`).
+        self.inspect_source = SessionInspectSource(self.session, self._inspect_probe_text)
 
     # -- layout --------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -204,6 +208,10 @@ class RegistryApp(
     def _highlight_changed(self, _: RegistryTree.Highlighted) -> None:
         if self._widgets_up():
             self._show_detail()
+
+    def inspect_screens(self) -> list[InspectScreen]:
+        """The open inspect views (each follows its key through :attr:`inspect_source`)."""
+        return [s for s in self.screen_stack if isinstance(s, InspectScreen)]
 
     def _widgets_up(self) -> bool:
         """False while the app is torn down: a timer or a late message may still fire

@@ -194,14 +194,7 @@ class ActionsMixin(AppHost):
         if inst is None:
             self.notify("Highlight an instance to inspect it", severity="warning", markup=False)
             return
-        screen = InspectScreen(
-            inst,
-            self.session.ttl(inst.lease),
-            len(self.session.state.keys_on_lease(inst.lease)),
-            self.session.is_own(inst.raw_key),
-            timeline=self.timeline_of(inst),
-        )
-        screen.probe_text = self._inspect_probe_text(inst.raw_key)
+        screen = InspectScreen.opened(inst, self.inspect_source)
         self.push_screen(screen)
 
     def action_filter(self) -> None:

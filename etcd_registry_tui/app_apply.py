@@ -14,12 +14,11 @@ from .app_host import AppHost
 from .app_terminal import crash_log_path
 from .messages import RegistryDirty, StatusChanged, TaskFailed
 from .registry.events import ChangeBatch, ConnectionStatus, ConnState
-from .registry.model import Change, ChangeKind, Instance
+from .registry.model import Change, Instance
 from .registry.sanitize import safe_line
 from .registry.session import LogEntry, LogKind
 from .registry.supervisor import TaskFailure
 from .registry.wording import plural
-from .screens.inspect import InspectScreen
 from .widgets.detail_pane import DetailPane
 from .widgets.event_log import EventLog
 from .widgets.status_bar import StatusBar
@@ -130,31 +129,9 @@ class ApplyMixin(AppHost):
         pending.flushed(len(taken.changes))
 
     def _follow_inspected(self, changes: dict[bytes, Change] | None) -> None:
-        """Keep an open inspect view on its key: new value, or deleted at which revision.
-
-        ``changes`` are the changes just applied, ``None`` after a snapshot (then the
-        state is compared, and a key found missing was deleted by the snapshot's revision).
-        """
-        state = self.session.state
-        for screen in self.screen_stack:
-            if not isinstance(screen, InspectScreen):
-                continue
-            key = screen.instance.raw_key
-            change = changes.get(key) if changes is not None else None
-            if change is not None and change.kind is ChangeKind.DELETE:
-                screen.show_deleted(change.revision)
-                continue
-            inst = state.get(key)
-            if inst is None:
-                if changes is None and screen.deleted_at is None:
-                    screen.show_deleted(state.revision, exact=False)
-                continue
-            screen.show_instance(
-                inst,
-                self.session.ttl(inst.lease),
-                len(state.keys_on_lease(inst.lease)),
-                self.session.is_own(key),
-            )
+        """Keep open inspect views on their keys (``None``: after a snapshot)."""
+        for screen in self.inspect_screens():
+            screen.follow_changes(changes)
 
     def on_status_changed(self, message: StatusChanged) -> None:
         if not self.is_running:
@@ -205,9 +182,8 @@ class ApplyMixin(AppHost):
         detail = self.query_one(DetailPane)
         if detail.instance is not None:
             detail.update_ttl(self.session.ttl(detail.instance.lease))
-        screen = self.screen
-        if isinstance(screen, InspectScreen) and screen.deleted_at is None:
-            screen.update_ttl(self.session.ttl(screen.instance.lease))
+        for screen in self.inspect_screens():
+            screen.follow_tick()
         if not self.pending.holds_changes:
             # (A revision moved on by progress notifications alone.) With changes still
             # waiting for their flush, the status line would name a revision the tree

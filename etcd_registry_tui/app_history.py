@@ -15,9 +15,8 @@ from .app_host import AppHost
 from .registry.alarms import FlapDetector, MassExpiryAlarm
 from .registry.history import HistoryEvent
 from .registry.history_read import value_at
-from .registry.history_timeline import earlier_registrations, key_timeline
 from .registry.history_view import PastView
-from .registry.model import Instance, KeyValue
+from .registry.model import KeyValue
 from .registry.session import LogEntry, LogKind
 from .widgets.alarm_banner import AlarmBanner
 from .widgets.event_log import EventLog
@@ -93,25 +92,12 @@ class HistoryMixin(AppHost):
 
     def live_revision_changed(self) -> None:
         from .screens.history import HistoryScreen
-        from .screens.inspect import InspectScreen
 
         for screen in self.screen_stack:
             if isinstance(screen, HistoryScreen):
                 screen.set_live(self.session.state.revision, self.session.history)
-            elif isinstance(screen, InspectScreen) and screen.is_mounted:
-                history = self.session.history
-                mark = (len(history), id(history.events[-1]) if len(history) else 0)
-                if getattr(screen, "_history_mark", None) != mark:
-                    screen._history_mark = mark  # type: ignore[attr-defined]
-                    screen.set_timeline(self.timeline_of(screen.instance))
-
-    def timeline_of(self, inst: Instance) -> tuple[list[str], list[str]]:
-        """The inspect view's timeline: the key's versions and earlier registrations."""
-        history = self.session.history
-        return (
-            key_timeline(history, inst.raw_key),
-            earlier_registrations(history, inst.raw_key, inst.service, inst.address),
-        )
+        for inspect in self.inspect_screens():
+            inspect.follow_history()
 
 
 __all__ = ["HistoryMixin", "LogKind"]

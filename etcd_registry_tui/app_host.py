@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from .registry.model import Change, Instance
     from .registry.session import LogEntry, RegistrySession
     from .registry.supervisor import Supervisor, TaskFailure
+    from .screens.inspect import InspectScreen
+    from .screens.inspect_source import InspectSource
     from .widgets.registry_tree import RegistryTree
 
     class AppHost(App[int]):
@@ -32,8 +34,11 @@ if TYPE_CHECKING:
         _gc_frozen: bool
         _quitting: bool
 
+        inspect_source: InspectSource
+
         @property
         def registry_tree(self) -> RegistryTree: ...
+        def inspect_screens(self) -> list[InspectScreen]: ...
         async def shutdown_session(self) -> None: ...
 
         # app_actions
@@ -58,7 +63,6 @@ if TYPE_CHECKING:
         def _flush_history(self, entries: list[LogEntry] | None) -> None: ...
         def _sync_history_marks(self) -> None: ...
         def live_revision_changed(self) -> None: ...
-        def timeline_of(self, inst: Instance) -> tuple[list[str], list[str]]: ...
 
         # app_probes
         def _probe_changes(self, changes: Mapping[bytes, Change] | None) -> None: ...

@@ -16,7 +16,6 @@ from .app_host import AppHost
 from .registry.model import Change, ChangeKind
 from .registry.probes import DEFAULT_CONCURRENCY, Prober, ProbeResult
 from .registry.sanitize import safe_line
-from .screens.inspect import InspectScreen
 
 #: Marks reach the tree at most this often (results come in one by one).
 MARKS_INTERVAL = 0.25
@@ -120,9 +119,8 @@ class ProbesMixin(AppHost):
         if not self._marks_due and self.is_running:
             self._marks_due = True
             self.set_timer(MARKS_INTERVAL, self._push_marks, name="probe marks")
-        for screen in self.screen_stack:
-            if isinstance(screen, InspectScreen) and screen.instance.raw_key == key:
-                screen.set_probe(describe_probe(result, self.probing))
+        for screen in self.inspect_screens():
+            screen.follow_probe(key)
 
     def _push_marks(self) -> None:
         self._marks_due = False

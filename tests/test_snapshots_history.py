@@ -16,7 +16,7 @@ from textual.pilot import Pilot
 from etcd_registry_tui.app import RegistryApp
 from etcd_registry_tui.registry.history import HistoryEvent, Reason
 from etcd_registry_tui.registry.model import KeyValue
-from etcd_registry_tui.registry.session import log_entry
+from etcd_registry_tui.registry.session import LogEntry, LogKind, log_entry
 from etcd_registry_tui.widgets.event_log import EventLog
 
 OLD_KEY = f"{PREFIX}OrderShippingService/0ld1d000".encode()
@@ -57,9 +57,13 @@ def test_mass_expiry_banner_snapshot(snap_compare: Any) -> None:
             kv = KeyValue(f"{PREFIX}Inventory/inv-{i}".encode(), b"{}", 1, 1, 1, 0x7)
             event = HistoryEvent.make(PREFIX, REVISION, None, kv, at=time.time())
             event.reason, event.detail = Reason.EXPIRED, "lease 7 expired"
+            event.ran_out = True  # as reasons.judge marks a certain expiry
             events.append(event)
-        app._on_session_events(events)
-        app.query_one(EventLog).add([replace(log_entry(e), at=LOG_AT + 30) for e in events])
+        log = app.query_one(EventLog)
+        log.add([replace(log_entry(e), at=LOG_AT + 30) for e in events])
+        # What the app does with live events (_on_session_events), at a fixed log time.
+        for text in app.alarm.observe(events, app.session.state, time.time()):
+            log.add([LogEntry(LogKind.ALARM, "", text, at=LOG_AT + 30)])
         app._sync_history_marks()
         await pilot.pause()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 import humanize
@@ -14,14 +15,13 @@ from textual.containers import Grid, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Label, Static
 
-from ..registry.model import Instance
+from ..registry.model import Change, ChangeKind, Instance
 from ..registry.wording import revision_text
 from ..widgets.ttl_text import format_remaining, format_seconds, lease_level
+from .inspect_source import TTL, InspectSource
 
 #: Clock used for "first seen"; tests replace it to get stable output.
 _now = time.time
-
-TTL = tuple[float | None, int | None]
 
 
 def ttl_class(remaining: float | None, granted: int | None, lease: int) -> str:
@@ -94,9 +94,12 @@ class InspectScreen(Screen[None]):
 
     ``ttl`` is ``(remaining seconds, granted TTL)`` as the lease tracker reports it;
     ``lease_keys`` is how many keys are bound to the lease (this one included); ``own``
-    marks an instance registered from this dashboard. The view follows its key: the app
-    calls :meth:`show_instance` when the key changes, :meth:`show_deleted` when it goes,
-    and :meth:`update_ttl` every second for the countdown.
+    marks an instance registered from this dashboard. Opened from the dashboard
+    (:meth:`opened`) it follows its key through its :class:`InspectSource`: the app calls
+    :meth:`follow_changes` after each flush, :meth:`follow_tick` every second,
+    :meth:`follow_history` when the history held moves on and :meth:`follow_probe` with
+    each probe result; :meth:`show_instance`, :meth:`show_deleted` and :meth:`update_ttl`
+    are what those use.
     """
 
     BINDINGS = [
@@ -175,6 +178,68 @@ class InspectScreen(Screen[None]):
         self._deleted_exact = True
         #: (this key's versions, earlier registrations at the same address), display-safe.
         self.timeline = timeline
+        #: What the view follows (None: a view of a fixed instance).
+        self.source: InspectSource | None = None
+        self._history_mark: object = None
+
+    @classmethod
+    def opened(cls, instance: Instance, source: InspectSource) -> InspectScreen:
+        """The view of ``instance`` as the dashboard holds it, following it from now on."""
+        key = instance.raw_key
+        screen = cls(
+            instance,
+            source.ttl(instance.lease),
+            source.keys_on_lease(instance.lease),
+            source.is_own(key),
+            timeline=source.timeline(instance),
+        )
+        screen.source = source
+        screen._history_mark = source.history_mark()
+        screen.probe_text = source.probe_text(key)
+        return screen
+
+    # -- following the dashboard (the only ways in) -------------------------------------
+    def follow_changes(self, changes: Mapping[bytes, Change] | None) -> None:
+        """After a flush: ``changes`` are those just applied, ``None`` after a snapshot
+        (then a key found missing was deleted by the snapshot's revision)."""
+        source = self.source
+        if source is None:
+            return
+        key = self.instance.raw_key
+        change = changes.get(key) if changes is not None else None
+        if change is not None and change.kind is ChangeKind.DELETE:
+            self.show_deleted(change.revision)
+            return
+        inst = source.instance(key)
+        if inst is None:
+            if changes is None and self.deleted_at is None:
+                self.show_deleted(source.revision, exact=False)
+            return
+        self.show_instance(
+            inst, source.ttl(inst.lease), source.keys_on_lease(inst.lease), source.is_own(key)
+        )
+
+    def follow_tick(self) -> None:
+        """Every second: the countdown."""
+        if self.source is not None and self.deleted_at is None:
+            self.update_ttl(self.source.ttl(self.instance.lease))
+
+    def follow_history(self) -> None:
+        """The history held moved on: the timeline, when it changed."""
+        source = self.source
+        if source is None or not self.is_mounted:
+            return
+        mark = source.history_mark()
+        if mark != self._history_mark:
+            self._history_mark = mark
+            self.set_timeline(source.timeline(self.instance))
+
+    def follow_probe(self, key: bytes) -> None:
+        """A new probe result for ``key``: shown when it is this view's key."""
+        if self.source is not None and key == self.instance.raw_key:
+            text = self.source.probe_text(key)
+            if text is not None:
+                self.set_probe(text)
 
     # -- building ------------------------------------------------------------
     def _value_renderable(self) -> Syntax | Text:
