@@ -441,6 +441,7 @@ class RegistryTree(TreeUpdates, TreeRendering, ScrollView, can_focus=True):
         else:
             self.post_message(self.Selected(self, row.raw_key))  # type: ignore[union-attr]
 
+    # Overrides Textual's private Widget._on_click (tests/test_private_apis.py checks it).
     async def _on_click(self, event: events.Click) -> None:
         offset = event.get_content_offset(self)
         if offset is None:
@@ -457,6 +458,7 @@ class RegistryTree(TreeUpdates, TreeRendering, ScrollView, can_focus=True):
             self.post_message(self.Selected(self, row.raw_key))  # type: ignore[union-attr]
 
     def _on_resize(self, event: events.Resize) -> None:
+        # LRUCache.grow: textual.cache is Textual's internal module (tests/test_private_apis.py)
         self._line_cache.grow(max(1024, event.size.height * 8))
         self.virtual_size = Size(self.scrollable_content_region.width, len(self._rows))
         self.refresh()
