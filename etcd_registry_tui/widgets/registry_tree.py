@@ -357,7 +357,7 @@ class RegistryTree(TreeUpdates, TreeRendering, ScrollView, can_focus=True):
         if row is None:
             current: tuple[bytes | None, str | None] | None = None
         elif row.__class__ is str:
-            current = (None, row)  # type: ignore[assignment]
+            current = (None, row)
         else:
             current = (row.raw_key, row.group)  # type: ignore[union-attr]
         if current != self._posted:
@@ -418,14 +418,14 @@ class RegistryTree(TreeUpdates, TreeRendering, ScrollView, can_focus=True):
         if row is None:
             return
         if row.__class__ is str:
-            self.collapse_service(row)  # type: ignore[arg-type]
+            self.collapse_service(row)
         else:
             self._move_cursor(self._offsets.get(row.group, self._cursor))  # type: ignore[union-attr]
 
     def action_expand(self) -> None:
         row = self._cursor_row()
         if row is not None and row.__class__ is str:
-            self.expand_service(row)  # type: ignore[arg-type]
+            self.expand_service(row)
 
     def action_toggle_service(self) -> None:
         row = self._cursor_row()
@@ -437,7 +437,7 @@ class RegistryTree(TreeUpdates, TreeRendering, ScrollView, can_focus=True):
         if row is None:
             return
         if row.__class__ is str:
-            self.toggle_service(row)  # type: ignore[arg-type]
+            self.toggle_service(row)
         else:
             self.post_message(self.Selected(self, row.raw_key))  # type: ignore[union-attr]
 
@@ -453,7 +453,7 @@ class RegistryTree(TreeUpdates, TreeRendering, ScrollView, can_focus=True):
         self._move_cursor(index)
         row = self._rows[index]
         if row.__class__ is str:
-            self.toggle_service(row)  # type: ignore[arg-type]
+            self.toggle_service(row)
         elif event.chain >= 2:
             self.post_message(self.Selected(self, row.raw_key))  # type: ignore[union-attr]
 
