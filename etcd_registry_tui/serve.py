@@ -240,6 +240,9 @@ def make_server(p: ServePlan) -> Any:
     import aiohttp_jinja2
     import jinja2
     from aiohttp import WSCloseCode, WSMsgType, web
+
+    # log, to_int and Server._make_app (overridden below) are textual-serve's undocumented
+    # names (tests/test_private_apis.py checks them, and that Server.serve calls _make_app).
     from textual_serve.server import Server, log, to_int
 
     from .serve_guard import DEFAULT_SIZE, SECURITY_HEADERS, Gate, TabLimits, parse_size

@@ -51,7 +51,12 @@ def _pdeathsig_preexec() -> Callable[[], None] | None:
 
 class TabService(AppService):
     """An ``AppService`` whose process is always ended, and which tells its socket when
-    the process is gone."""
+    the process is gone.
+
+    It overrides textual-serve's private ``_open_app_process`` and uses its private
+    ``_build_environment``, ``_process``, ``_stdin``, ``_task`` and ``_download_manager``
+    (tests/test_private_apis.py checks each one).
+    """
 
     def __init__(self, command: str, **kwargs: Any) -> None:
         super().__init__(command, **kwargs)

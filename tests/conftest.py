@@ -11,6 +11,14 @@ Without an etcd binary these fixtures skip, unless the CI environment variable i
 missing etcd is an error, so CI can never go green by skipping everything.
 
 ``--soak`` enables tests marked ``soak``.
+
+``./dev test`` runs the suite under pytest-xdist (``-n 3 --dist loadfile``): each file runs
+whole in one worker process, so a module-scoped fixture is built once and a file's tests never
+race each other. Across workers nothing is shared: every etcd takes free 127.0.0.1 ports (and
+retries on new ones if another process took them first), temporary directories are per worker
+(``tmp_path``), the profiles and state directories below are per test, the one shared cache
+(test_rootless's wheel) is filled by an atomic rename, and a psutil scan looks only for
+processes naming its own test's directory or endpoint.
 """
 
 from __future__ import annotations

@@ -40,3 +40,10 @@ def test_the_data_layer_override_holds_every_strict_flag() -> None:
         if override.get(flag, config.get(flag)) != value:
             missing.append(f"{flag} = {str(value).lower()}")
     assert not missing, f"add to the data layer's mypy override: {missing}"
+
+
+def test_the_widgets_keep_no_unneeded_type_ignore() -> None:
+    widgets = {"etcd_registry_tui.widgets", "etcd_registry_tui.widgets.*"}
+    overrides = [o for o in _mypy_config()["overrides"] if set(o["module"]) == widgets]  # type: ignore[attr-defined,index]
+    assert len(overrides) == 1, "pyproject.toml needs one mypy override for the widgets"
+    assert overrides[0].get("warn_unused_ignores") is True

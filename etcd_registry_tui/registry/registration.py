@@ -91,6 +91,8 @@ class ServiceRegistration:
         on_event: Callable[[str, ServiceRegistration], None] | None = None,
     ) -> None:
         if isinstance(client, aetcd.Client):
+            # aetcd keeps these private: Client._host/_port/_username/_password
+            # (tests/test_private_apis.py checks them)
             client = EtcdConnection(
                 ConnectionConfig(
                     endpoints=(f"{client._host}:{client._port}",),

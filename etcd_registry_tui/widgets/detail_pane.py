@@ -78,7 +78,7 @@ class DetailPane(VerticalScroll):
         self._seen_line = LiveLine("first seen", id="detail-seen")
         self._value = Static(id="detail-value")
 
-    def compose(self):  # type: ignore[override]
+    def compose(self):
         yield self._meta
         yield self._ttl_line
         yield self._seen_line

@@ -168,7 +168,7 @@ class TreeRendering(TreeHost):
         cursor = index == self._cursor
         self._drawn[y] = self._line_state(row)
         if row.__class__ is str:
-            return self._render_service(row, width, cursor)  # type: ignore[arg-type]
+            return self._render_service(row, width, cursor)
         return self._render_instance(row, width, cursor)  # type: ignore[arg-type]
 
     # -- the 1 Hz tick ---------------------------------------------------------
@@ -198,7 +198,7 @@ class TreeRendering(TreeHost):
         """What of a row's line changes with time alone: an instance's countdown text and
         level, a header's expiring count (the row itself stands for the rest)."""
         if row.__class__ is str:
-            return (row, self._expiring_count(self._blocks[row]))  # type: ignore[index]
+            return (row, self._expiring_count(self._blocks[row]))
         lease = row.lease  # type: ignore[union-attr]
         if not lease:
             return (id(row),)

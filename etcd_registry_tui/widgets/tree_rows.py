@@ -39,13 +39,13 @@ def _inst_key(inst: Instance) -> tuple[str, bytes]:
 
 
 def _row_group(row: Row) -> str:
-    return row if row.__class__ is str else row.group  # type: ignore[union-attr,return-value]
+    return row if row.__class__ is str else row.group  # type: ignore[union-attr]
 
 
 def _row_key(row: Row) -> _SortKey:
     """The row's position in the tree: groups (unrecognised last), header, instances by id."""
     if row.__class__ is str:
-        return (row == UNRECOGNISED, row, 0, "", b"")  # type: ignore[return-value]
+        return (row == UNRECOGNISED, row, 0, "", b"")
     group = row.group  # type: ignore[union-attr]
     return (group == UNRECOGNISED, group, 1, row.instance_id, row.raw_key)  # type: ignore[union-attr]
 
