@@ -18,13 +18,14 @@ from .registry.elections import Candidate, Election, ElectionKind, LeaderChange
 from .registry.elections_session import ElectionsSession
 from .registry.errors import LeaseNotFound, RegistryError
 from .registry.model import Instance
+from .registry.sanitize import safe_line
 from .registry.session import LogEntry, LogKind
 from .revoke_prompt import keys_on_leases, keys_phrase
 from .screens.campaign import CampaignRequest, CampaignScreen, ProclaimScreen
 from .screens.candidate import CandidateScreen
 from .screens.confirm import ConfirmScreen
 from .widgets.election_detail import ElectionDetail
-from .widgets.elections_view import ElectionRow, ElectionsView, clip, safe
+from .widgets.elections_view import ElectionRow, ElectionsView, clip
 from .widgets.event_log import EventLog
 
 
@@ -34,9 +35,11 @@ def leader_change_entry(change: LeaderChange) -> LogEntry:
     def who(candidate: Any) -> str:
         if candidate is None:
             return "(none)"
-        return safe(candidate.value_text()) or f"lease {candidate.lease_hex}"
+        return safe_line(candidate.value_text()) or f"lease {candidate.lease_hex}"
 
-    return LogEntry(LogKind.LEADER, safe(change.name), f"{who(change.old)} → {who(change.new)}")
+    return LogEntry(
+        LogKind.LEADER, safe_line(change.name), f"{who(change.old)} → {who(change.new)}"
+    )
 
 
 def service_election(service: str, elections: list[Election]) -> Election | None:
@@ -278,7 +281,7 @@ class ElectionsMixin(AppHost):
             return
         self.elections_view.own_leases = set(self.elections.own)
         self.notify(
-            f"Campaigning in {safe(request.name)}"
+            f"Campaigning in {safe_line(request.name)}"
             f" (lease {candidacy.lease:x}, TTL {candidacy.ttl}s)",
             markup=False,
         )
@@ -297,7 +300,7 @@ class ElectionsMixin(AppHost):
         except RegistryError as exc:
             self._fail(exc, "Resign")
             return
-        self.notify(f"Resigned from {safe(own.election.name)}", markup=False)
+        self.notify(f"Resigned from {safe_line(own.election.name)}", markup=False)
 
     def _keys_held_on(self, lease: int) -> set[bytes]:
         """The keys on ``lease`` that the dashboard holds: instances and candidates."""

@@ -52,12 +52,9 @@ def add_elections_prefix(parser: argparse.ArgumentParser) -> None:
     )
 
 
-_safe = safe_line  # no control character of a key or value reaches the terminal
-
-
 def _short(value: str, limit: int = 60) -> str:
     """A value on one line of the listing (the whole value is in --json)."""
-    text = _safe(value)
+    text = safe_line(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -87,7 +84,7 @@ async def cmd_elections(config: ConnectionConfig, args: argparse.Namespace) -> i
         print(f"No elections or locks at {config.label} (revision {watcher.state.revision}).")
         return 0
     for election in doc:
-        print(f"{_safe(election['name'])}  ({election['kind']})")
+        print(f"{safe_line(election['name'])}  ({election['kind']})")
         for place, c in enumerate(election["candidates"]):
             role = "leader " if place == 0 else f"waiting #{place}"
             if election["kind"] == "lock":
@@ -130,13 +127,13 @@ async def cmd_elect(config: ConnectionConfig, args: argparse.Namespace) -> int:
         try:
             if not await _first(candidacy.wait_elected(), stop):
                 return 130  # interrupted while waiting: withdraw the candidacy
-            print(_safe(candidacy.key.decode("utf-8", "backslashreplace")), flush=True)
-            print(_safe(args.value), flush=True)
+            print(safe_line(candidacy.key.decode("utf-8", "backslashreplace")), flush=True)
+            print(safe_line(args.value), flush=True)
             await _first(candidacy.lost.wait(), stop)
             if candidacy.lost.is_set():
                 # said at once, before any clean-up that may wait on an unreachable etcd
                 print(
-                    f"elect: leadership of {_safe(args.name)} lost: {candidacy.reason}",
+                    f"elect: leadership of {safe_line(args.name)} lost: {candidacy.reason}",
                     file=sys.stderr,
                     flush=True,
                 )

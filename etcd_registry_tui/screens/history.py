@@ -24,11 +24,7 @@ from ..registry.history_view import PastView
 from ..registry.model import KeyValue
 from ..registry.sanitize import safe_line
 from ..widgets.registry_tree import RegistryTree
-
-
-def _no_ttl(_lease: int) -> tuple[float | None, int | None]:
-    return None, None
-
+from ..widgets.tree_rows import no_ttl
 
 #: Reads a value the history did not keep: (key, mod revision) -> the key-value then.
 ValueReader = Callable[[bytes, int], Awaitable[KeyValue]]
@@ -70,7 +66,7 @@ class HistoryScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Static(id="history-banner")
         with Horizontal(id="history-main"):
-            yield RegistryTree(id="history-tree", ttl_source=_no_ttl)
+            yield RegistryTree(id="history-tree", ttl_source=no_ttl)
             yield Static(id="history-changes")
         yield Input(placeholder="revision (Enter to go, Esc to cancel)", id="history-rev")
         yield Footer()

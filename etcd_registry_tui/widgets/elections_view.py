@@ -40,9 +40,6 @@ from etcd_registry_tui.widgets.ttl_text import format_remaining, format_seconds,
 TtlSource = Callable[[int], tuple[float | None, int | None]]
 
 
-#: Display text of a key or value from etcd (never a control sequence or markup).
-safe = safe_line
-
 #: How much of a value a line shows (the whole value: ``i``).
 VALUE_WIDTH = 24
 MIN_VALUE_WIDTH = 12
@@ -59,7 +56,7 @@ LINE_CACHE = 2_000
 
 def clip(text: str, width: int) -> str:
     """``text`` made safe and cut to ``width`` characters, ``…`` marking the cut."""
-    shown = safe(text[: width + 1])
+    shown = safe_line(text[: width + 1])
     if len(shown) <= width and len(text) <= width:
         return shown
     return shown[: width - 1] + "…"

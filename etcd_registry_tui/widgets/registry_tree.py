@@ -42,10 +42,10 @@ from etcd_registry_tui.widgets.tree_rows import (
     TtlSource,
     _Block,
     _group_key,
-    _no_ttl,
     _row_group,
     _row_key,
     _SortKey,
+    no_ttl,
 )
 from etcd_registry_tui.widgets.tree_updates import TreeUpdates
 
@@ -159,7 +159,7 @@ class RegistryTree(TreeUpdates, TreeRendering, ScrollView, can_focus=True):
         disabled: bool = False,
     ) -> None:
         super().__init__(name=name, id=id, classes=classes, disabled=disabled)
-        self.ttl_source: TtlSource = ttl_source or _no_ttl
+        self.ttl_source: TtlSource = ttl_source or no_ttl
         #: What a lease whose countdown is not known yet reads as.
         self.unknown_ttl_text = "lease ?"
         #: Shown when there is nothing to list (set by the app: connecting, empty, ...).

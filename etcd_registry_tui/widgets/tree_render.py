@@ -45,11 +45,6 @@ ADDRESS_MIN = 16
 _SHORT_WORDS = {"no lease": "—", "lease ?": "?"}
 
 
-def _clean(text: str) -> str:
-    """Text safe to put in a single segment: controls, C1 and bidi characters escaped."""
-    return safe_line(text)
-
-
 @lru_cache(maxsize=4096)
 def _whole_seconds_text(seconds: int) -> str:
     """:func:`format_remaining` of a whole number of seconds, worked out once per number."""
@@ -290,7 +285,7 @@ class TreeRendering(TreeHost):
         if paused:
             tags.append(("⏸ paused", "paused"))
         if inst.has_problem:
-            tags.append(("⚠ " + _clean(_short_reason(inst)), "problem"))
+            tags.append(("⚠ " + safe_line(_short_reason(inst)), "problem"))
 
         if inst.address is not None:
             # The address gives way to the marks after it, down to ADDRESS_MIN, and keeps
@@ -431,7 +426,7 @@ class TreeRendering(TreeHost):
             counts.append((f"⚠ {plural(problems, 'problem')}", f"⚠ {problems:,}", "problem"))
         if flapping:
             counts.append((f"↻ {flapping:,} flapping", f"↻ {flapping:,}", "warning"))
-        label = _clean(name)
+        label = safe_line(name)
         head = "▸ " if collapsed else "▾ "
         full = sum(2 + cell_len(text) for text, _, _ in counts)
         short = cell_len(head + label) + full > width

@@ -25,7 +25,8 @@ Row = str | Instance
 _SortKey = tuple[bool, str, int, str, bytes]
 
 
-def _no_ttl(lease: int) -> tuple[float | None, int | None]:
+def no_ttl(lease: int) -> tuple[float | None, int | None]:
+    """A TTL source that knows no lease (a tree of the past, a tree without a tracker)."""
     return None, None
 
 
