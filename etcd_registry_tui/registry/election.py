@@ -274,10 +274,14 @@ class Candidacy:
                 asyncio.create_task(self._keep_alive(), name=f"candidate {election.name}")
             )
         try:
-            sent = asyncio.get_running_loop().time()
-            self.key, self.create_revision = await election._enter(self.value, self.lease)
-            self._confirm(sent)
+            await self._enter()
         except BaseException:
+            if not self.key and self.external_lease:
+                # the put may have gone through with its reply lost: find the key by its
+                # name and take it away, or it would stand on the caller's lease for ever
+                self.key = election.key_for(self.lease)
+                with contextlib.suppress(RegistryError):
+                    await self._find_own_key()
             with contextlib.suppress(RegistryError):
                 await self.resign()
             self._release_slot()
@@ -286,6 +290,32 @@ class Candidacy:
         self._tasks.append(
             asyncio.create_task(self._confirm_own(), name=f"confirm key {election.name}")
         )
+
+    async def _enter(self) -> None:
+        """Put our key if absent, retried for about one command timeout on a transient
+        fault: a retry finds the key a lost reply put there (the same name) and adopts it."""
+        election = self.election
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + election.conn.config.command_timeout
+        backoff = Backoff(initial=0.2, maximum=1.0)
+        while True:
+            sent = loop.time()
+            try:
+                self.key, self.create_revision = await election._enter(self.value, self.lease)
+            except EtcdUnavailable:
+                delay = backoff.failed()
+                if loop.time() + delay >= give_up:
+                    raise
+                await asyncio.sleep(delay)
+                continue
+            self._confirm(sent)
+            return
+
+    async def _find_own_key(self) -> None:
+        """Learn the CreateRevision of our key (by its name) if it stands on our lease."""
+        kv = await self.election._read_key(self.key, self._read_timeout())
+        if kv is not None and kv.lease == self.lease:
+            self.create_revision = int(kv.create_revision)
 
     def _read_timeout(self) -> float:
         return _read_timeout(self.ttl, self.election.conn.config.command_timeout)
@@ -372,7 +402,7 @@ class Candidacy:
                 await asyncio.gather(self._ending, return_exceptions=True)
             return
         error: RegistryError | None = None
-        if self.key:
+        if self.key and self.create_revision:
             try:
                 await self._delete_key()
             except RegistryError as exc:

@@ -1,0 +1,68 @@
+"""A reply lost during ``start()`` or ``resign()`` leaves no key behind and no false report.
+
+etcd carries out the request; the tests' proxy holds its reply and then cuts the link, so
+the library cannot know. etcdctl is the witness of what stands in the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from conftest import Etcdctl
+from helpers import connection, eventually
+from tcp_proxy import TcpProxy, tcp_proxy
+
+from etcd_registry_tui.demo.embedded import EmbeddedEtcd
+from etcd_registry_tui.registry.election import Election, ResignFailed
+
+
+def lose_the_reply(proxy: TcpProxy, etcdctl: Etcdctl, done: Any) -> asyncio.Task[None]:
+    """Once etcd has done what ``done()`` checks (through etcdctl), cut the held reply."""
+
+    async def run() -> None:
+        await eventually(done, timeout=10)
+        proxy.cut()
+        proxy.heal()
+
+    return asyncio.create_task(run())
+
+
+def hold_after_lease_ttl(
+    election: Election, proxy: TcpProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hold etcd's replies once ``start()`` has read the external lease's TTL: its next
+    request, the put of the candidate key, reaches etcd but its reply does not come back."""
+    lease_ttl = election._lease_ttl
+
+    async def then_hold(lease: int, timeout: float) -> tuple[int, int]:
+        result = await lease_ttl(lease, timeout)
+        monkeypatch.setattr(election, "_lease_ttl", lease_ttl)  # once
+        proxy.hold_replies()
+        return result
+
+    monkeypatch.setattr(election, "_lease_ttl", then_hold)
+
+
+async def test_start_on_an_external_lease_adopts_its_key_when_the_put_reply_is_lost(
+    etcd: EmbeddedEtcd, etcdctl: Etcdctl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lease = etcdctl.lease_grant(60)
+    with tcp_proxy(etcd.client_port) as proxy:
+        async with connection(proxy.endpoint, command_timeout=3.0) as conn:
+            election = Election(conn, "orphan")
+            hold_after_lease_ttl(election, proxy, monkeypatch)  # so the put's reply is held
+            key = election.key_for(lease)
+            cutter = lose_the_reply(proxy, etcdctl, lambda: etcdctl.get(key) == b"me")
+            candidacy = election.candidacy("me", lease=lease)
+            starting = asyncio.create_task(candidacy.start())
+            await cutter
+            await asyncio.wait_for(starting, 15)  # retried: the key it put is its own
+            kvs = etcdctl.get_prefix("orphan/").kvs
+            assert list(kvs) == [key] and candidacy.create_revision == kvs[key].create_revision
+            await asyncio.wait_for(candidacy.wait_elected(), 10)
+            assert candidacy.is_leader
+            await candidacy.resign()
+            assert etcdctl.get_prefix("orphan/").kvs == {}  # no orphan in the queue
+            assert etcdctl.lease_timetolive(lease)[0] > 0  # the caller's lease: left alone
