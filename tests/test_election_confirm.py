@@ -26,7 +26,9 @@ def test_the_confirm_window_is_shorter_than_the_ttl() -> None:
 
 
 async def test_leader_whose_watch_is_frozen_loses_soon_after_its_key_is_deleted(
-    etcd: EmbeddedEtcd, etcdctl: Etcdctl, procs: list[Proc]  # noqa: F811
+    etcd: EmbeddedEtcd,
+    etcdctl: Etcdctl,
+    procs: list[Proc],  # noqa: F811
 ) -> None:
     """Keep-alives fail over to the direct endpoint; the own-key watch stays stuck on the
     frozen one. Another client deletes the key: bob (etcdctl elect) leads at once, and we

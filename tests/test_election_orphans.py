@@ -66,3 +66,58 @@ async def test_start_on_an_external_lease_adopts_its_key_when_the_put_reply_is_l
             await candidacy.resign()
             assert etcdctl.get_prefix("orphan/").kvs == {}  # no orphan in the queue
             assert etcdctl.lease_timetolive(lease)[0] > 0  # the caller's lease: left alone
+
+
+def fail_delete_then(candidacy: Any, monkeypatch: pytest.MonkeyPatch, after: Any) -> None:
+    """Run ``after()`` once the guarded delete of ``resign()`` has given up."""
+    delete = candidacy._delete_key
+
+    async def then() -> None:
+        try:
+            await delete()
+        finally:
+            after()
+
+    monkeypatch.setattr(candidacy, "_delete_key", then)
+
+
+async def resign_with_held_replies(
+    etcd: EmbeddedEtcd, etcdctl: Etcdctl, monkeypatch: pytest.MonkeyPatch, name: str, heal: bool
+) -> tuple[Any, BaseException | None]:
+    lease = etcdctl.lease_grant(60)
+    with tcp_proxy(etcd.client_port) as proxy:
+        async with connection(proxy.endpoint, command_timeout=1.0) as conn:
+            candidacy = Election(conn, name).candidacy("me", lease=lease)
+            await candidacy.start()
+            await asyncio.wait_for(candidacy.wait_elected(), 10)
+            fail_delete_then(candidacy, monkeypatch, proxy.heal if heal else lambda: None)
+            proxy.hold_replies()  # the delete reaches etcd; no reply comes back in time
+            resigning = asyncio.create_task(candidacy.resign())
+            await eventually(lambda: etcdctl.get(candidacy.key) is None, timeout=5)
+            try:
+                await asyncio.wait_for(resigning, 15)
+            except ResignFailed as exc:
+                return candidacy, exc
+            finally:
+                proxy.heal()
+            return candidacy, None
+
+
+async def test_a_resign_whose_delete_timed_out_re_reads_the_key(
+    etcd: EmbeddedEtcd, etcdctl: Etcdctl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The delete went through but its replies timed out; the link is back for the
+    re-read, which confirms the key is gone: resigned, not ResignFailed."""
+    candidacy, error = await resign_with_held_replies(etcd, etcdctl, monkeypatch, "re-read", True)
+    assert error is None
+    assert candidacy.lost.is_set() and candidacy.reason == "resigned"
+    assert etcdctl.get_prefix("re-read/").kvs == {}
+
+
+async def test_a_resign_that_cannot_re_read_says_the_state_is_unknown(
+    etcd: EmbeddedEtcd, etcdctl: Etcdctl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    candidacy, error = await resign_with_held_replies(etcd, etcdctl, monkeypatch, "held", False)
+    assert error is not None and "unknown" in str(error), error
+    assert "\n" not in str(error)
+    assert not candidacy.lost.is_set() and not candidacy.is_leader

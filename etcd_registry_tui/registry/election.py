@@ -86,6 +86,7 @@ def confirm_window(ttl: int, command_timeout: float) -> float:
     endpoint and its retry on the next still come in time."""
     return _interval(ttl) + 2 * _read_timeout(ttl, command_timeout)
 
+
 _DELETE = 1  # mvccpb.Event.DELETE
 
 #: Faults a waiting candidate rides out (its lease's deadline still applies).
@@ -167,7 +168,9 @@ class Candidacy:
     def _confirmed(self) -> bool:
         loop = self._loop
         return (
-            loop is not None and self.confirmed_until is not None and loop.time() < self.confirmed_until
+            loop is not None
+            and self.confirmed_until is not None
+            and loop.time() < self.confirmed_until
         )
 
     def _window(self) -> float:
@@ -390,8 +393,13 @@ class Candidacy:
         """Stop heartbeats, delete the key (guarded on its CreateRevision), revoke the lease
         (unless the lease is someone else's).
 
+        A delete that failed on a transient fault (a timeout: it may have gone through) is
+        followed by a re-read of the key, retried for about one command timeout: resigned
+        only when etcd confirms the key is gone.
+
         Raises :class:`ResignFailed` when the key may still stand (neither the delete nor,
-        on our own lease, the revoke went through); the candidacy is then not ``lost`` and
+        on our own lease, the revoke went through; its message says when the key's state
+        is unknown because it could not be re-read); the candidacy is then not ``lost`` and
         ``resign()`` may be called again (it no longer reports leading, though: from the
         moment resign starts ``is_leader`` is False). A candidacy already lost has nothing
         to resign."""
@@ -402,11 +410,20 @@ class Candidacy:
                 await asyncio.gather(self._ending, return_exceptions=True)
             return
         error: RegistryError | None = None
+        unknown = standing = False
         if self.key and self.create_revision:
             try:
                 await self._delete_key()
             except RegistryError as exc:
                 error = exc
+                if isinstance(exc, EtcdUnavailable):  # it may have gone through: ask etcd
+                    try:
+                        if await self._key_gone():
+                            error = None
+                        else:
+                            standing = True
+                    except RegistryError:
+                        unknown = True
         if self.lease and not self.external_lease:
             try:
                 await self.election.conn.revoke(self.lease)
@@ -416,8 +433,33 @@ class Candidacy:
             except RegistryError as exc:
                 log.info("revoking lease %x of %s: %s", self.lease, self.election.name, exc)
         if error is not None:
-            raise ResignFailed(f"could not resign from {self.election.name}: {error}") from None
+            state = ""
+            if unknown:
+                state = "; whether its key is gone is unknown (it could not be re-read)"
+            elif standing:
+                state = "; its key still stands"
+            raise ResignFailed(
+                f"could not resign from {self.election.name}: {error}{state}"
+            ) from None
         self._lose("resigned", end=False)
+
+    async def _key_gone(self) -> bool:
+        """Re-read our key after a delete that may or may not have gone through: True when
+        etcd confirms it is gone (or no longer ours), False when it still stands. Retried
+        on transient faults for about one command timeout, then the fault is raised."""
+        conn = self.election.conn
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + conn.config.command_timeout
+        backoff = Backoff(initial=0.2, maximum=1.0)
+        while True:
+            try:
+                kv = await self.election._read_key(self.key, self._read_timeout())
+                return kv is None or kv.create_revision != self.create_revision
+            except EtcdUnavailable:
+                delay = backoff.failed()
+                if loop.time() + delay >= give_up:
+                    raise
+                await asyncio.sleep(delay)
 
     async def _delete_key(self) -> None:
         """The guarded delete, retried on transient faults for about one command timeout."""
