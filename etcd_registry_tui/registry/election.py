@@ -328,13 +328,14 @@ class Candidacy:
         plus the remaining TTL (rounded down by etcd). Raises LeadershipLost if it is gone."""
         sent = asyncio.get_running_loop().time()
         remaining, granted = await self.election._lease_ttl(self.lease, timeout)
-        if remaining <= 0:
+        if remaining < 0:  # etcd's answer for a lease it does not know
             self._lose("the lease ended")
             raise LeadershipLost(f"lease {self.lease:x} has ended (expired or revoked)")
         self.ttl = max(granted, 1)
         if self._past_deadline():
             self._expired()
-        if not self.lost.is_set():
+        # 0: under a second left, not yet renewed by its owner; the deadline stands as it was
+        if not self.lost.is_set() and remaining > 0:
             self._extend(sent, remaining)
 
     async def wait_elected(self) -> None:
@@ -355,8 +356,11 @@ class Candidacy:
         waiting.result()
         self.elected.set()
         if not self._confirmed():  # waited through faults: lead only once confirmed again
-            self._unconfirmed()
-            raise LeadershipLost(f"candidacy in {self.election.name} ended: {self.reason}")
+            with contextlib.suppress(EtcdUnavailable):
+                await self._check_key(self._read_timeout())
+            if not self._confirmed():
+                self._unconfirmed()
+                raise LeadershipLost(f"candidacy in {self.election.name} ended: {self.reason}")
 
     async def proclaim(self, value: str | bytes) -> None:
         """Change the leader's value, guarded on still being the same candidate key."""
@@ -514,34 +518,41 @@ class Candidacy:
     async def _confirm_own(self) -> None:
         """Once per interval, read our key (and an external lease's TTL): see the module
         docstring's confirmation rule."""
-        loop = asyncio.get_running_loop()
         interval, timeout = _interval(self.ttl), self._read_timeout()
         failures = 0
         await asyncio.sleep(interval)
         while not self.lost.is_set():
-            sent = loop.time()
             try:
-                kv = await self.election._read_key(self.key, timeout)
-                if kv is None or kv.create_revision != self.create_revision:
-                    self._lose("the candidate key was deleted")
+                if not await self._check_key(timeout):
                     return
-                if kv.lease != self.lease:
-                    self._lose("the candidate key was overwritten without our lease")
-                    return
-                if self.external_lease:
-                    await self._lease_deadline(timeout)
-            except LeadershipLost:
-                return
             except RegistryError as exc:
                 failures += 1
                 log.info("confirming own key of %s: %s", self.election.name, exc)
                 await asyncio.sleep(min(interval, _CONFIRM_RETRY * 2 ** min(failures - 1, 6)))
                 continue
-            if self.lost.is_set():
-                return
-            self._confirm(sent)
             failures = 0
             await asyncio.sleep(interval)
+
+    async def _check_key(self, timeout: float) -> bool:
+        """One confirmation: read our key (and an external lease's TTL). False when the
+        candidacy is lost; transient faults are raised."""
+        sent = asyncio.get_running_loop().time()
+        kv = await self.election._read_key(self.key, timeout)
+        if kv is None or kv.create_revision != self.create_revision:
+            self._lose("the candidate key was deleted")
+            return False
+        if kv.lease != self.lease:
+            self._lose("the candidate key was overwritten without our lease")
+            return False
+        if self.external_lease:
+            try:
+                await self._lease_deadline(timeout)
+            except LeadershipLost:
+                return False
+        if self.lost.is_set():
+            return False
+        self._confirm(sent)
+        return True
 
     async def _watch_own(self) -> None:
         election = self.election
