@@ -16,6 +16,7 @@ from tcp_proxy import TcpProxy, tcp_proxy
 
 from etcd_registry_tui.demo.embedded import EmbeddedEtcd
 from etcd_registry_tui.registry.election import Election, ResignFailed
+from etcd_registry_tui.registry.errors import RegistryError
 
 
 def lose_the_reply(proxy: TcpProxy, etcdctl: Etcdctl, done: Any) -> asyncio.Task[None]:
@@ -66,6 +67,58 @@ async def test_start_on_an_external_lease_adopts_its_key_when_the_put_reply_is_l
             await candidacy.resign()
             assert etcdctl.get_prefix("orphan/").kvs == {}  # no orphan in the queue
             assert etcdctl.lease_timetolive(lease)[0] > 0  # the caller's lease: left alone
+
+
+async def test_a_start_that_fails_after_its_put_went_through_deletes_the_key(
+    etcd: EmbeddedEtcd, etcdctl: Etcdctl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every reply is held until start() has given up; then etcd answers again: the key
+    the lost put left on the caller's lease is found by its name and deleted."""
+    lease = etcdctl.lease_grant(60)
+    with tcp_proxy(etcd.client_port) as proxy:
+        async with connection(proxy.endpoint, command_timeout=1.0) as conn:
+            election = Election(conn, "orphan-fail")
+            hold_after_lease_ttl(election, proxy, monkeypatch)
+            candidacy = election.candidacy("me", lease=lease)
+            enter = candidacy._enter
+
+            async def enter_then_heal() -> None:
+                try:
+                    await enter()
+                finally:
+                    proxy.cut()  # the held replies are lost; etcd answers from here on
+                    proxy.heal()
+
+            monkeypatch.setattr(candidacy, "_enter", enter_then_heal)
+            with pytest.raises(RegistryError):
+                await asyncio.wait_for(candidacy.start(), 15)
+            assert etcdctl.get_prefix("orphan-fail/").kvs == {}  # no orphan in the queue
+            assert not candidacy.is_leader
+            assert etcdctl.lease_timetolive(lease)[0] > 0
+
+
+async def test_a_start_that_cannot_clean_up_names_the_key_it_may_leave(
+    etcd: EmbeddedEtcd, etcdctl: Etcdctl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lease = etcdctl.lease_grant(60)
+    with tcp_proxy(etcd.client_port) as proxy:
+        async with connection(proxy.endpoint, command_timeout=1.0) as conn:
+            election = Election(conn, "orphan-left")
+            hold_after_lease_ttl(election, proxy, monkeypatch)
+            key = election.key_for(lease)
+
+            async def refuse_once_put() -> None:
+                await eventually(lambda: etcdctl.get(key) == b"me", timeout=10)
+                proxy.refuse()  # and etcd stays out of reach
+
+            refusing = asyncio.create_task(refuse_once_put())
+            with pytest.raises(RegistryError) as caught:
+                await asyncio.wait_for(election.candidacy("me", lease=lease).start(), 15)
+            await refusing
+            message = str(caught.value)
+            assert key.decode() in message and "may still stand" in message, message
+            assert "\n" not in message
+            assert etcdctl.get(key) == b"me"  # it does: the message was true
 
 
 def fail_delete_then(candidacy: Any, monkeypatch: pytest.MonkeyPatch, after: Any) -> None:

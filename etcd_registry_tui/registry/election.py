@@ -278,16 +278,27 @@ class Candidacy:
             )
         try:
             await self._enter()
-        except BaseException:
+        except BaseException as exc:
+            unsure = False  # whether a key of ours may be left standing on the caller's lease
             if not self.key and self.external_lease:
                 # the put may have gone through with its reply lost: find the key by its
                 # name and take it away, or it would stand on the caller's lease for ever
                 self.key = election.key_for(self.lease)
-                with contextlib.suppress(RegistryError):
+                try:
                     await self._find_own_key()
-            with contextlib.suppress(RegistryError):
+                except RegistryError:
+                    unsure = True
+            try:
                 await self.resign()
+            except RegistryError:
+                unsure = self.external_lease
             self._release_slot()
+            if unsure and isinstance(exc, EtcdUnavailable):
+                key = self.key.decode("utf-8", "backslashreplace")
+                raise EtcdUnavailable(
+                    f"{exc}; its key {key} may still stand on lease {self.lease:x}:"
+                    " delete it once etcd answers"
+                ) from exc
             raise
         self._tasks.append(asyncio.create_task(self._watch_own(), name=f"own key {election.name}"))
         self._tasks.append(
