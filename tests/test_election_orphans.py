@@ -174,3 +174,37 @@ async def test_a_resign_that_cannot_re_read_says_the_state_is_unknown(
     assert error is not None and "unknown" in str(error), error
     assert "\n" not in str(error)
     assert not candidacy.lost.is_set() and not candidacy.is_leader
+
+
+async def test_a_failed_resign_on_a_kept_lease_can_be_retried_after_the_window(
+    etcd: EmbeddedEtcd, etcdctl: Etcdctl
+) -> None:
+    """The owner keeps its lease alive; a resign fails (etcd refused); later, past the
+    confirm window and the TTL, the retried resign must still delete the key, not take
+    the lapsed confirmation for "already lost, nothing to resign"."""
+    lease = etcdctl.lease_grant(2)
+
+    async def keep_alive() -> None:
+        while True:
+            await asyncio.to_thread(etcdctl.lease_keepalive_once, lease)
+            await asyncio.sleep(0.4)
+
+    owner = asyncio.create_task(keep_alive())
+    try:
+        with tcp_proxy(etcd.client_port) as proxy:
+            async with connection(proxy.endpoint, command_timeout=1.0) as conn:
+                candidacy = Election(conn, "retry-resign").candidacy("me", lease=lease)
+                await candidacy.start()
+                await asyncio.wait_for(candidacy.wait_elected(), 10)
+                proxy.refuse()
+                with pytest.raises(ResignFailed):
+                    await candidacy.resign()
+                await asyncio.sleep(3)  # past the window (1.5 s) and the lease's TTL
+                assert etcdctl.get(candidacy.key) == b"me" and not candidacy.is_leader
+                proxy.heal()
+                await candidacy.resign()
+                assert etcdctl.get_prefix("retry-resign/").kvs == {}
+                assert candidacy.lost.is_set()
+    finally:
+        owner.cancel()
+        await asyncio.gather(owner, return_exceptions=True)

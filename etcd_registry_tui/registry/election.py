@@ -165,6 +165,10 @@ class Candidacy:
             and (self._loop.time() >= self.deadline)
         )
 
+    def _resigning(self) -> bool:
+        """resign() started (and may have failed, to be retried); not abandoned."""
+        return self._stepped_down and not self._quiet
+
     def _confirmed(self) -> bool:
         loop = self._loop
         return (
@@ -186,6 +190,8 @@ class Candidacy:
 
     def _unconfirmed(self) -> None:
         self._confirm_timer = None
+        if self._resigning():
+            return  # not leading already; "lost" would make a retried resign() do nothing
         if self.elected.is_set():  # a waiting candidate claims nothing: it keeps its place
             self._lose(
                 f"could not confirm within {self._window():.1f} s that the candidate key is"
@@ -203,6 +209,8 @@ class Candidacy:
     def _expired(self) -> None:
         self._timer = None
         if self.external_lease:
+            if self._resigning():
+                return  # its owner may keep it alive: the key may stand, resign() may retry
             self._lose("the lease's remaining TTL ran out unconfirmed: the lease may have expired")
             return
         self._lose(
