@@ -109,7 +109,9 @@ class Candidacy:
     """One candidate in an election: its lease, its key, and whether it leads.
 
     ``elected`` is set once it leads; ``lost`` when its lease ends or may have ended (the
-    deadline rule, see the module docstring) or its key goes; ``reason`` says why.
+    deadline rule, see the module docstring), its key goes, or a leader's key went
+    unconfirmed for :func:`confirm_window` seconds (the confirmation rule); ``reason``
+    says why. ``is_leader`` is True only while none of these holds.
     ``pause()`` stops the heartbeats (the lease runs out: a failover demo).
 
     With ``lease`` the candidate stands on a lease someone else keeps alive (say the
