@@ -27,7 +27,9 @@ def add_parsers(sub: Any, add_connection_options: AddOptions) -> None:
         description="Campaign in an election as etcdctl elect does: print the key and value"
         " once leading; Ctrl-C or SIGTERM resigns (exit 0; 130 while still waiting). Exits 1"
         " with one line as soon as leadership is lost: when the lease's local deadline (send"
-        " time of the last acknowledged keep-alive + TTL) passes, or its key or lease goes.",
+        " time of the last acknowledged keep-alive + TTL) passes, when its key was not confirmed"
+        " within the confirm window (TTL/3 + 2 x min(command timeout, TTL/4)), or its key or"
+        " lease goes.",
     )
     p_elect.add_argument("name", help="election name, e.g. myjob or /elections/migrations")
     p_elect.add_argument("value", help="this candidate's proposal (shown as the leader's value)")
@@ -115,7 +117,8 @@ async def _first(main: Awaitable[object], stop: asyncio.Event) -> bool:
 async def cmd_elect(config: ConnectionConfig, args: argparse.Namespace) -> int:
     """Campaign as ``etcdctl elect`` does: print the key and value once leading, resign
     on SIGINT/SIGTERM (0; 130 while still waiting), exit 1 as soon as leadership is lost
-    (the lease's local deadline passed, or the key or lease went)."""
+    (the lease's local deadline passed, the key went unconfirmed past the confirm window,
+    or the key or lease went)."""
     validate_ttl(args.ttl)  # what `register` says for the same TTL, before connecting
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

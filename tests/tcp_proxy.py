@@ -10,6 +10,8 @@ cannot stall the bytes it forwards. Three faults, each undone by :meth:`TcpProxy
 - :meth:`refuse`: every connection is closed, and new ones are closed at once (a member
   that refuses connections).
 - :meth:`cut`: every open connection is closed once; new ones are forwarded (a reset).
+- :meth:`hold_replies`: requests still reach etcd, its replies are held (then ``cut()``
+  loses them: a request etcd carried out whose reply never came back).
 
 Nothing here mocks etcd: the proxy only forwards bytes to a real etcd.
 """
@@ -33,10 +35,12 @@ class TcpProxy:
         self.connections = 0  # connections accepted so far
         self.frozen = False
         self.refusing = False
+        self.holding = False
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
         self._flowing: asyncio.Event | None = None  # set unless frozen (made on the loop)
+        self._replying: asyncio.Event | None = None  # set unless frozen or holding replies
         self._links: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
 
     @property
@@ -88,9 +92,13 @@ class TcpProxy:
 
         self._call(run)
 
+    def hold_replies(self) -> None:
+        """Forward what the client sends; hold what etcd sends back."""
+        self._set(holding=True)
+
     def heal(self) -> None:
-        """Forward again: no freeze, no refusal."""
-        self._set(frozen=False, refusing=False)
+        """Forward again: no freeze, no refusal, no held replies."""
+        self._set(frozen=False, refusing=False, holding=False)
 
     # ---- internals -----------------------------------------------------------------------
 
@@ -98,11 +106,15 @@ class TcpProxy:
         async def run() -> None:
             for name, value in flags.items():
                 setattr(self, name, value)
-            assert self._flowing is not None
+            assert self._flowing is not None and self._replying is not None
             if self.frozen:
                 self._flowing.clear()
             else:
                 self._flowing.set()
+            if self.frozen or self.holding:
+                self._replying.clear()
+            else:
+                self._replying.set()
 
         self._call(run)
 
@@ -117,6 +129,8 @@ class TcpProxy:
     async def _listen(self) -> None:
         self._flowing = asyncio.Event()
         self._flowing.set()
+        self._replying = asyncio.Event()
+        self._replying.set()
         self._server = await asyncio.start_server(self._handle, HOST, 0)
         self.port = self._server.sockets[0].getsockname()[1]
 
@@ -141,7 +155,9 @@ class TcpProxy:
         self._links.add(link)
         try:
             await asyncio.gather(
-                self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True
+                self._pipe(reader, up_writer, self._flowing),
+                self._pipe(up_reader, writer, self._replying),
+                return_exceptions=True,
             )
         finally:
             self._links.discard(link)
@@ -149,11 +165,16 @@ class TcpProxy:
                 with contextlib.suppress(Exception):
                     w.close()
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        flowing: asyncio.Event | None,
+    ) -> None:
         try:
             while data := await reader.read(65536):
-                assert self._flowing is not None
-                await self._flowing.wait()  # frozen: hold it (and read no more)
+                assert flowing is not None
+                await flowing.wait()  # frozen: hold it (and read no more)
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):

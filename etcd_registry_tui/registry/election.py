@@ -20,8 +20,24 @@ heartbeats stop and the lease is revoked if etcd can still be reached, as client
 ``Session.Done()`` ends a session. A leader therefore never thinks it leads after its
 lease could have expired. Transient faults shorter than that (a refused endpoint, a
 broken watch, a failover to another endpoint) are retried; a waiting candidate keeps
-its place. On a lease someone else keeps alive (``lease=``) the owner of the lease keeps
-that deadline; this candidacy ends when its key goes.
+its place.
+
+The confirmation rule. A keep-alive ack says the lease lives, not that our key does: the
+key may have been deleted while the watch of it stalls (a frozen link the keep-alives
+avoid on another endpoint). So once per keep-alive interval (TTL/3, at least 0.5 s) the
+candidate reads its key (a linearizable read, timeout min(command timeout, TTL/4, at
+least 0.5 s), retried on the next endpoint); a read that finds it, with our
+CreateRevision and lease, confirms leadership as of the read's *send* time. Leadership
+is certain only for :func:`confirm_window` seconds after the newest confirmation (the
+interval plus twice the read timeout: 2.5 s for TTL 3, 30 s for TTL 60 with the default
+5 s command timeout; always under the TTL from TTL 2). Past it ``is_leader`` is False
+and a leader's candidacy is lost ("not certain"). A key deleted behind a stalled watch
+is therefore claimed at most that long (the watch still reports it at once when alive).
+
+On a lease someone else keeps alive (``lease=``) nothing is granted, renewed or revoked
+here; ``start()`` asks etcd the lease's TTL and each confirmation asks it again, so the
+deadline is the send time of that question plus the remaining TTL etcd answered (whole
+seconds, rounded down), and the confirmation rule applies as above.
 
 One lease stands at most once in one election per process: a second candidacy on it
 (which would share the one key and both think they lead) is refused.
@@ -50,6 +66,27 @@ from .registration import validate_ttl
 
 log = logging.getLogger(__name__)
 
+#: Delay before retrying a failed confirmation read (doubled per failure, up to the interval).
+_CONFIRM_RETRY = 0.1
+
+
+def _interval(ttl: int) -> float:
+    """Seconds between keep-alives, and between confirmations of the key."""
+    return max(0.5, ttl / 3)
+
+
+def _read_timeout(ttl: int, command_timeout: float) -> float:
+    """A renewal or confirmation stuck on a silent endpoint gives up this soon."""
+    return min(command_timeout, max(0.5, ttl / 4))
+
+
+def confirm_window(ttl: int, command_timeout: float) -> float:
+    """Seconds a confirmation that the key is ours keeps leadership certain (see the
+    module docstring): the interval plus two read timeouts, so one read stuck on a frozen
+    endpoint and its retry on the next still come in time."""
+    return _interval(ttl) + 2 * _read_timeout(ttl, command_timeout)
+
+
 _DELETE = 1  # mvccpb.Event.DELETE
 
 #: Faults a waiting candidate rides out (its lease's deadline still applies).
@@ -72,7 +109,9 @@ class Candidacy:
     """One candidate in an election: its lease, its key, and whether it leads.
 
     ``elected`` is set once it leads; ``lost`` when its lease ends or may have ended (the
-    deadline rule, see the module docstring) or its key goes; ``reason`` says why.
+    deadline rule, see the module docstring), its key goes, or a leader's key went
+    unconfirmed for :func:`confirm_window` seconds (the confirmation rule); ``reason``
+    says why. ``is_leader`` is True only while none of these holds.
     ``pause()`` stops the heartbeats (the lease runs out: a failover demo).
 
     With ``lease`` the candidate stands on a lease someone else keeps alive (say the
@@ -95,6 +134,9 @@ class Candidacy:
         #: Event-loop time after which our own lease may have expired (None: not ours).
         self.deadline: float | None = None
         self._timer: asyncio.TimerHandle | None = None
+        #: Event-loop time until which the newest confirmation keeps leadership certain.
+        self.confirmed_until: float | None = None
+        self._confirm_timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # whose clock the deadline is on
         self._ending: asyncio.Task[None] | None = None
         self._quiet = False  # abandoned: write nothing any more
@@ -110,6 +152,7 @@ class Candidacy:
             and not self._stepped_down
             and not self.lost.is_set()
             and not self._past_deadline()
+            and self._confirmed()
         )
 
     @property
@@ -124,6 +167,39 @@ class Candidacy:
             and (self._loop.time() >= self.deadline)
         )
 
+    def _resigning(self) -> bool:
+        """resign() started (and may have failed, to be retried); not abandoned."""
+        return self._stepped_down and not self._quiet
+
+    def _confirmed(self) -> bool:
+        loop = self._loop
+        return (
+            loop is not None
+            and self.confirmed_until is not None
+            and loop.time() < self.confirmed_until
+        )
+
+    def _window(self) -> float:
+        return confirm_window(self.ttl, self.election.conn.config.command_timeout)
+
+    def _confirm(self, sent: float) -> None:
+        """A read sent at ``sent`` found our key (our CreateRevision, our lease)."""
+        loop = self._loop = asyncio.get_running_loop()
+        self.confirmed_until = sent + self._window()
+        if self._confirm_timer is not None:
+            self._confirm_timer.cancel()
+        self._confirm_timer = loop.call_at(self.confirmed_until, self._unconfirmed)
+
+    def _unconfirmed(self) -> None:
+        self._confirm_timer = None
+        if self._resigning():
+            return  # not leading already; "lost" would make a retried resign() do nothing
+        if self.elected.is_set():  # a waiting candidate claims nothing: it keeps its place
+            self._lose(
+                f"could not confirm within {self._window():.1f} s that the candidate key is"
+                " still ours: leadership is not certain"
+            )
+
     def _extend(self, sent: float, ttl: int) -> None:
         """A keep-alive (or the grant) sent at ``sent`` was acknowledged with ``ttl``."""
         loop = self._loop = asyncio.get_running_loop()
@@ -134,6 +210,11 @@ class Candidacy:
 
     def _expired(self) -> None:
         self._timer = None
+        if self.external_lease:
+            if self._resigning():
+                return  # its owner may keep it alive: the key may stand, resign() may retry
+            self._lose("the lease's remaining TTL ran out unconfirmed: the lease may have expired")
+            return
         self._lose(
             f"no keep-alive acknowledged within the lease's {self.ttl} s TTL:"
             " the lease may have expired"
@@ -146,9 +227,10 @@ class Candidacy:
         log.info("candidacy in %s lost: %s", self.election.name, reason)
         self.lost.set()
         self._release_slot()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        for timer in (self._timer, self._confirm_timer):
+            if timer is not None:
+                timer.cancel()
+        self._timer = self._confirm_timer = None
         if end and not self._quiet and self._ending is None:
             self._ending = asyncio.create_task(self._end(), name=f"end {self.election.name}")
 
@@ -189,6 +271,11 @@ class Candidacy:
         election = self.election
         if self.external_lease:
             self._claim_slot()
+            try:
+                await self._lease_deadline(self._read_timeout())
+            except BaseException:
+                self._release_slot()
+                raise
         else:
             sent = asyncio.get_running_loop().time()
             self.lease, granted = await election.conn.grant(self.ttl)
@@ -200,13 +287,77 @@ class Candidacy:
                 asyncio.create_task(self._keep_alive(), name=f"candidate {election.name}")
             )
         try:
-            self.key, self.create_revision = await election._enter(self.value, self.lease)
-        except BaseException:
-            with contextlib.suppress(RegistryError):
+            await self._enter()
+        except BaseException as exc:
+            unsure = False  # whether a key of ours may be left standing on the caller's lease
+            if not self.key and self.external_lease:
+                # the put may have gone through with its reply lost: find the key by its
+                # name and take it away, or it would stand on the caller's lease for ever
+                self.key = election.key_for(self.lease)
+                try:
+                    await self._find_own_key()
+                except RegistryError:
+                    unsure = True
+            try:
                 await self.resign()
+            except RegistryError:
+                unsure = self.external_lease
             self._release_slot()
+            if unsure and isinstance(exc, EtcdUnavailable):
+                key = self.key.decode("utf-8", "backslashreplace")
+                raise EtcdUnavailable(
+                    f"{exc}; its key {key} may still stand on lease {self.lease:x}:"
+                    " delete it once etcd answers"
+                ) from exc
             raise
         self._tasks.append(asyncio.create_task(self._watch_own(), name=f"own key {election.name}"))
+        self._tasks.append(
+            asyncio.create_task(self._confirm_own(), name=f"confirm key {election.name}")
+        )
+
+    async def _enter(self) -> None:
+        """Put our key if absent, retried for about one command timeout on a transient
+        fault: a retry finds the key a lost reply put there (the same name) and adopts it."""
+        election = self.election
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + election.conn.config.command_timeout
+        backoff = Backoff(initial=0.2, maximum=1.0)
+        while True:
+            sent = loop.time()
+            try:
+                self.key, self.create_revision = await election._enter(self.value, self.lease)
+            except EtcdUnavailable:
+                delay = backoff.failed()
+                if loop.time() + delay >= give_up:
+                    raise
+                await asyncio.sleep(delay)
+                continue
+            self._confirm(sent)
+            return
+
+    async def _find_own_key(self) -> None:
+        """Learn the CreateRevision of our key (by its name) if it stands on our lease."""
+        kv = await self.election._read_key(self.key, self._read_timeout())
+        if kv is not None and kv.lease == self.lease:
+            self.create_revision = int(kv.create_revision)
+
+    def _read_timeout(self) -> float:
+        return _read_timeout(self.ttl, self.election.conn.config.command_timeout)
+
+    async def _lease_deadline(self, timeout: float) -> None:
+        """An external lease: ask etcd its TTL; the deadline is the question's send time
+        plus the remaining TTL (rounded down by etcd). Raises LeadershipLost if it is gone."""
+        sent = asyncio.get_running_loop().time()
+        remaining, granted = await self.election._lease_ttl(self.lease, timeout)
+        if remaining < 0:  # etcd's answer for a lease it does not know
+            self._lose("the lease ended")
+            raise LeadershipLost(f"lease {self.lease:x} has ended (expired or revoked)")
+        self.ttl = max(granted, 1)
+        if self._past_deadline():
+            self._expired()
+        # 0: under a second left, not yet renewed by its owner; the deadline stands as it was
+        if not self.lost.is_set() and remaining > 0:
+            self._extend(sent, remaining)
 
     async def wait_elected(self) -> None:
         """Wait until every earlier candidate is gone, riding out transient faults; raise
@@ -225,6 +376,12 @@ class Candidacy:
             raise LeadershipLost(f"candidacy in {self.election.name} ended: {self.reason}")
         waiting.result()
         self.elected.set()
+        if not self._confirmed():  # waited through faults: lead only once confirmed again
+            with contextlib.suppress(EtcdUnavailable):
+                await self._check_key(self._read_timeout())
+            if not self._confirmed():
+                self._unconfirmed()
+                raise LeadershipLost(f"candidacy in {self.election.name} ended: {self.reason}")
 
     async def proclaim(self, value: str | bytes) -> None:
         """Change the leader's value, guarded on still being the same candidate key."""
@@ -261,8 +418,13 @@ class Candidacy:
         """Stop heartbeats, delete the key (guarded on its CreateRevision), revoke the lease
         (unless the lease is someone else's).
 
+        A delete that failed on a transient fault (a timeout: it may have gone through) is
+        followed by a re-read of the key, retried for about one command timeout: resigned
+        only when etcd confirms the key is gone.
+
         Raises :class:`ResignFailed` when the key may still stand (neither the delete nor,
-        on our own lease, the revoke went through); the candidacy is then not ``lost`` and
+        on our own lease, the revoke went through; its message says when the key's state
+        is unknown because it could not be re-read); the candidacy is then not ``lost`` and
         ``resign()`` may be called again (it no longer reports leading, though: from the
         moment resign starts ``is_leader`` is False). A candidacy already lost has nothing
         to resign."""
@@ -273,11 +435,20 @@ class Candidacy:
                 await asyncio.gather(self._ending, return_exceptions=True)
             return
         error: RegistryError | None = None
-        if self.key:
+        unknown = standing = False
+        if self.key and self.create_revision:
             try:
                 await self._delete_key()
             except RegistryError as exc:
                 error = exc
+                if isinstance(exc, EtcdUnavailable):  # it may have gone through: ask etcd
+                    try:
+                        if await self._key_gone():
+                            error = None
+                        else:
+                            standing = True
+                    except RegistryError:
+                        unknown = True
         if self.lease and not self.external_lease:
             try:
                 await self.election.conn.revoke(self.lease)
@@ -287,8 +458,33 @@ class Candidacy:
             except RegistryError as exc:
                 log.info("revoking lease %x of %s: %s", self.lease, self.election.name, exc)
         if error is not None:
-            raise ResignFailed(f"could not resign from {self.election.name}: {error}") from None
+            state = ""
+            if unknown:
+                state = "; whether its key is gone is unknown (it could not be re-read)"
+            elif standing:
+                state = "; its key still stands"
+            raise ResignFailed(
+                f"could not resign from {self.election.name}: {error}{state}"
+            ) from None
         self._lose("resigned", end=False)
+
+    async def _key_gone(self) -> bool:
+        """Re-read our key after a delete that may or may not have gone through: True when
+        etcd confirms it is gone (or no longer ours), False when it still stands. Retried
+        on transient faults for about one command timeout, then the fault is raised."""
+        conn = self.election.conn
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + conn.config.command_timeout
+        backoff = Backoff(initial=0.2, maximum=1.0)
+        while True:
+            try:
+                kv = await self.election._read_key(self.key, self._read_timeout())
+                return kv is None or kv.create_revision != self.create_revision
+            except EtcdUnavailable:
+                delay = backoff.failed()
+                if loop.time() + delay >= give_up:
+                    raise
+                await asyncio.sleep(delay)
 
     async def _delete_key(self) -> None:
         """The guarded delete, retried on transient faults for about one command timeout."""
@@ -311,11 +507,11 @@ class Candidacy:
 
     async def _keep_alive(self) -> None:
         loop = asyncio.get_running_loop()
-        interval = max(0.5, self.ttl / 3)
+        interval = _interval(self.ttl)
         # A renewal stuck on a silent endpoint must give up well within the TTL, so the
         # next one (on the next endpoint) still comes before the deadline.
         # (interval + timeout + first retry delay < TTL for any TTL etcd grants.)
-        timeout = min(self.election.conn.config.command_timeout, max(0.5, self.ttl / 4))
+        timeout = self._read_timeout()
         failures = 0
         while not self.lost.is_set():
             if self.paused:
@@ -339,6 +535,45 @@ class Candidacy:
             self._extend(sent, ttl)
             failures = 0
             await asyncio.sleep(interval)
+
+    async def _confirm_own(self) -> None:
+        """Once per interval, read our key (and an external lease's TTL): see the module
+        docstring's confirmation rule."""
+        interval, timeout = _interval(self.ttl), self._read_timeout()
+        failures = 0
+        await asyncio.sleep(interval)
+        while not self.lost.is_set():
+            try:
+                if not await self._check_key(timeout):
+                    return
+            except RegistryError as exc:
+                failures += 1
+                log.info("confirming own key of %s: %s", self.election.name, exc)
+                await asyncio.sleep(min(interval, _CONFIRM_RETRY * 2 ** min(failures - 1, 6)))
+                continue
+            failures = 0
+            await asyncio.sleep(interval)
+
+    async def _check_key(self, timeout: float) -> bool:
+        """One confirmation: read our key (and an external lease's TTL). False when the
+        candidacy is lost; transient faults are raised."""
+        sent = asyncio.get_running_loop().time()
+        kv = await self.election._read_key(self.key, timeout)
+        if kv is None or kv.create_revision != self.create_revision:
+            self._lose("the candidate key was deleted")
+            return False
+        if kv.lease != self.lease:
+            self._lose("the candidate key was overwritten without our lease")
+            return False
+        if self.external_lease:
+            try:
+                await self._lease_deadline(timeout)
+            except LeadershipLost:
+                return False
+        if self.lost.is_set():
+            return False
+        self._confirm(sent)
+        return True
 
     async def _watch_own(self) -> None:
         election = self.election
@@ -408,6 +643,29 @@ class Election:
             return await client.kvstub.Range(request, **self.conn._opts(client))
 
         return await self.conn._call(run)
+
+    async def _read_key(self, key: bytes, timeout: float) -> Any | None:
+        """A linearizable read of one key with its own timeout (retried on the next
+        endpoint); the key-value or None."""
+        request = rpc.RangeRequest(key=key)
+
+        async def run(client: Any) -> Any:
+            return await client.kvstub.Range(request, **self.conn._opts(client, timeout))
+
+        response = await self.conn._call(run, idempotent=True)
+        return response.kvs[0] if response.kvs else None
+
+    async def _lease_ttl(self, lease: int, timeout: float) -> tuple[int, int]:
+        """(remaining TTL, granted TTL) of ``lease``; remaining <= 0: it is gone."""
+        request = rpc.LeaseTimeToLiveRequest(ID=lease)
+
+        async def run(client: Any) -> tuple[int, int]:
+            response = await client.leasestub.LeaseTimeToLive(
+                request, **self.conn._opts(client, timeout)
+            )
+            return int(response.TTL), int(response.grantedTTL)
+
+        return await self.conn._call(run, idempotent=True)
 
     async def candidates(self) -> list[Any]:
         """The raw key-values under ``NAME/`` in queue order (the leader first)."""
