@@ -38,14 +38,14 @@ from textual.scroll_view import ScrollView
 from etcd_registry_tui.registry.model import Instance
 from etcd_registry_tui.widgets.tree_render import COUNTDOWN_WIDTH, TreeRendering
 from etcd_registry_tui.widgets.tree_rows import (
+    Block,
     Row,
+    SortKey,
     TtlSource,
-    _Block,
-    _group_key,
-    _row_group,
-    _row_key,
-    _SortKey,
+    group_key,
     no_ttl,
+    row_group,
+    row_key,
 )
 from etcd_registry_tui.widgets.tree_updates import TreeUpdates
 
@@ -174,7 +174,7 @@ class RegistryTree(TreeUpdates, TreeRendering, ScrollView, can_focus=True):
         self._probe_down: dict[str, int] = {}
         self._filter = ""
         self._collapsed: set[str] = set()
-        self._blocks: dict[str, _Block] = {}
+        self._blocks: dict[str, Block] = {}
         self._order: list[str] = []  # group names in display order
         self._where: dict[bytes, Instance] = {}  # raw_key -> the instance held
         self._rows: list[Row] = []
@@ -211,7 +211,7 @@ class RegistryTree(TreeUpdates, TreeRendering, ScrollView, can_focus=True):
     @property
     def highlighted_service(self) -> str | None:
         row = self._cursor_row()
-        return None if row is None else _row_group(row)
+        return None if row is None else row_group(row)
 
     def is_collapsed(self, service: str) -> bool:
         return service in self._collapsed
@@ -270,20 +270,20 @@ class RegistryTree(TreeUpdates, TreeRendering, ScrollView, can_focus=True):
         rows = self._rows
         return rows[self._cursor] if 0 <= self._cursor < len(rows) else None
 
-    def _locate(self, key: _SortKey) -> int:
+    def _locate(self, key: SortKey) -> int:
         """The row at ``key``, or the nearest one (same service first)."""
         rows = self._rows
         if not rows:
             return -1
-        index = bisect_left(rows, key, key=_row_key)
-        if index < len(rows) and _row_key(rows[index]) == key:
+        index = bisect_left(rows, key, key=row_key)
+        if index < len(rows) and row_key(rows[index]) == key:
             return index
         group = key[1]
         following = index if index < len(rows) else None
         preceding = index - 1 if index > 0 else None
-        if following is not None and _row_group(rows[following]) == group:
+        if following is not None and row_group(rows[following]) == group:
             return following
-        if preceding is not None and _row_group(rows[preceding]) == group:
+        if preceding is not None and row_group(rows[preceding]) == group:
             return preceding
         return following if following is not None else preceding  # type: ignore[return-value]
 
@@ -294,11 +294,11 @@ class RegistryTree(TreeUpdates, TreeRendering, ScrollView, can_focus=True):
         """
         old_rows = self._rows
         cursor_row = self._cursor_row()
-        cursor_key = _row_key(cursor_row) if cursor_row is not None else None
+        cursor_key = row_key(cursor_row) if cursor_row is not None else None
         scroll_y = round(self.scroll_y)
         height = self.scrollable_content_region.height
         cursor_visible = scroll_y <= self._cursor < scroll_y + height
-        anchor_key = _row_key(old_rows[scroll_y]) if 0 < scroll_y < len(old_rows) else None
+        anchor_key = row_key(old_rows[scroll_y]) if 0 < scroll_y < len(old_rows) else None
 
         rows: list[Row] = []
         offsets: dict[str, int] = {}
@@ -321,7 +321,7 @@ class RegistryTree(TreeUpdates, TreeRendering, ScrollView, can_focus=True):
         self.virtual_size = Size(width, len(rows))
         new_scroll = scroll_y
         if anchor_key is not None:
-            new_scroll = bisect_left(rows, anchor_key, key=_row_key)
+            new_scroll = bisect_left(rows, anchor_key, key=row_key)
             if new_scroll != scroll_y:
                 self.scroll_to(y=new_scroll, animate=False, immediate=True)
                 new_scroll = round(self.scroll_y)
@@ -337,7 +337,7 @@ class RegistryTree(TreeUpdates, TreeRendering, ScrollView, can_focus=True):
                 offset = offsets.get(name)
                 if offset is None:
                     # Gone or hidden: it was where the next shown group now starts.
-                    index = bisect_left(self._order, _group_key(name), key=_group_key)
+                    index = bisect_left(self._order, group_key(name), key=group_key)
                     offset = next(
                         (offsets[n] for n in self._order[index:] if n in offsets), len(rows)
                     )
@@ -430,7 +430,7 @@ class RegistryTree(TreeUpdates, TreeRendering, ScrollView, can_focus=True):
     def action_toggle_service(self) -> None:
         row = self._cursor_row()
         if row is not None:
-            self.toggle_service(_row_group(row))
+            self.toggle_service(row_group(row))
 
     def action_select(self) -> None:
         row = self._cursor_row()

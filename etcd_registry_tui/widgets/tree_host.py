@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from textual.scroll_view import ScrollView
 
     from etcd_registry_tui.registry.model import Instance
-    from etcd_registry_tui.widgets.tree_rows import Row, TtlSource, _Block
+    from etcd_registry_tui.widgets.tree_rows import Block, Row, TtlSource
 
     class TreeHost(ScrollView):
         ttl_source: TtlSource
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
         _probe_down: dict[str, int]
         _filter: str
         _collapsed: set[str]
-        _blocks: dict[str, _Block]
+        _blocks: dict[str, Block]
         _order: list[str]
         _where: dict[bytes, Instance]
         _rows: list[Row]
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
         def _empty_message(self) -> str: ...
 
         # the updates
-        def _shown_count(self, block: _Block) -> int: ...
+        def _shown_count(self, block: Block) -> int: ...
 
 else:
     TreeHost = object

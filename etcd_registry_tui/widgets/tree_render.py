@@ -23,7 +23,7 @@ from etcd_registry_tui.registry.sanitize import safe_line
 from etcd_registry_tui.registry.wording import plural
 from etcd_registry_tui.widgets.fit_text import elide_middle, fit_address
 from etcd_registry_tui.widgets.tree_host import TreeHost
-from etcd_registry_tui.widgets.tree_rows import Row, _Block
+from etcd_registry_tui.widgets.tree_rows import Block, Row
 from etcd_registry_tui.widgets.ttl_text import (
     format_remaining,
     format_remaining_short,
@@ -91,7 +91,7 @@ class TreeRendering(TreeHost):
         self._probe_down = {}
         self.refresh()
 
-    def _down_count(self, block: _Block) -> int:
+    def _down_count(self, block: Block) -> int:
         count = self._probe_down.get(block.name)
         if count is None:
             marks = self._probe_marks
@@ -351,7 +351,7 @@ class TreeRendering(TreeHost):
             self._countdown_cache[key] = segments
         return segments
 
-    def _expiring_count(self, block: _Block) -> int:
+    def _expiring_count(self, block: Block) -> int:
         count = self._expiring.get(block.name)
         if count is None:
             count = 0

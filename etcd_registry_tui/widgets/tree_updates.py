@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 from etcd_registry_tui.registry.model import Change, ChangeKind, Instance, RegistryState
 from etcd_registry_tui.widgets.tree_host import TreeHost
-from etcd_registry_tui.widgets.tree_rows import Row, _Block, _group_key, _row_key
+from etcd_registry_tui.widgets.tree_rows import Block, Row, group_key, row_key
 
 
 class TreeUpdates(TreeHost):
@@ -26,14 +26,14 @@ class TreeUpdates(TreeHost):
 
         The cursor stays on the same key, or the nearest row when it is gone.
         """
-        blocks: dict[str, _Block] = {}
+        blocks: dict[str, Block] = {}
         order: list[str] = []
         where: dict[bytes, Instance] = {}
         for service in state.sorted_groups():
             instances = service.sorted_instances()
             if not instances:
                 continue
-            block = blocks[service.name] = _Block(service.name, instances)
+            block = blocks[service.name] = Block(service.name, instances)
             order.append(service.name)
             where.update((inst.raw_key, inst) for inst in instances)
             block.rows = self._block_rows(block)
@@ -109,7 +109,7 @@ class TreeUpdates(TreeHost):
             if top <= offset < bottom:
                 redraw.add(offset)  # its header: problem and expiring counts
             block = blocks[name]
-            index = bisect_left(block.rows, _row_key(old), key=_row_key)
+            index = bisect_left(block.rows, row_key(old), key=row_key)
             if index < len(block.rows) and block.rows[index] is old:
                 block.rows[index] = new
                 line = offset + index
@@ -165,7 +165,7 @@ class TreeUpdates(TreeHost):
         if inst is None:
             return False
         rows = self._rows
-        index = bisect_left(rows, _row_key(inst), key=_row_key)
+        index = bisect_left(rows, row_key(inst), key=row_key)
         if index < len(rows) and rows[index] is inst:
             self._move_cursor(index)
             return True
@@ -188,9 +188,9 @@ class TreeUpdates(TreeHost):
         name = inst.group
         block = self._blocks.get(name)
         if block is None:
-            block = self._blocks[name] = _Block(name)
+            block = self._blocks[name] = Block(name)
             order = self._order
-            order.insert(bisect_left(order, _group_key(name), key=_group_key), name)
+            order.insert(bisect_left(order, group_key(name), key=group_key), name)
         block.insert(inst)
         dirty.add(name)
 
@@ -203,12 +203,12 @@ class TreeUpdates(TreeHost):
         if not block.instances:
             del self._blocks[name]
             order = self._order
-            index = bisect_left(order, _group_key(name), key=_group_key)
+            index = bisect_left(order, group_key(name), key=group_key)
             if index < len(order) and order[index] == name:
                 del order[index]
             self._collapsed.discard(name)
 
-    def _block_rows(self, block: _Block) -> list[Row]:
+    def _block_rows(self, block: Block) -> list[Row]:
         name = block.name
         text = self._filter
         if not text or text in name.lower():
@@ -231,7 +231,7 @@ class TreeUpdates(TreeHost):
             return True
         return inst.key_error is not None and text in inst.key.lower()
 
-    def _shown_count(self, block: _Block) -> int:
+    def _shown_count(self, block: Block) -> int:
         text = self._filter
         if not text or text in block.name.lower():
             return len(block.instances)
