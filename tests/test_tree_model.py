@@ -299,7 +299,7 @@ view = st.one_of(
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.one_of(burst, view), max_size=12))
 def test_model_matches_a_reference_after_any_bursts(steps: list[tuple]) -> None:  # type: ignore[type-arg]
     reg = Registry([kv("api", "a"), kv("web", "b")])
