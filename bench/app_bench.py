@@ -497,7 +497,7 @@ async def child_main(opts: dict[str, Any]) -> dict[str, Any]:
         stall = await monitor.stop()
         done = probe.burst_done
         assert done is not None and done.frame_end is not None and probe.burst_first is not None
-        assert not any(k in tree._where for k, _, _ in items)
+        assert not any(k in tree.model.instances for k, _, _ in items)
         result["expiry_ms"] = (done.frame_end - probe.burst_first) * 1000
         result["expiry_stall_ms"] = stall * 1000
         result["expiry_batches"] = probe.burst_batches
@@ -845,7 +845,7 @@ async def load_child_main(opts: dict[str, Any]) -> dict[str, Any]:
         result["frame_max_ms"] = max(frame_cpu) * 1000
         result["flush_max_ms"] = max(flush_cpu) * 1000
         await pilot.pause()
-        where = app.registry_tree._where
+        where = app.registry_tree.model.instances
         held = app.session.state.instances
         result["tree_matches"] = len(where) == len(held) and all(
             where.get(key) is inst for key, inst in held.items()

@@ -165,7 +165,7 @@ async def child_main(opts: dict[str, Any]) -> dict[str, Any]:
         visible = tree.highlighted_service
         added: list[bytes] = []
         latencies: list[float] = []
-        where = tree._where
+        where = tree.model.instances
         for i in range(opts["singles"]):
             event = asyncio.Event()
             if i % 2 == 0 or not added:

@@ -119,14 +119,14 @@ async def test_the_app_catches_up_after_sustained_writes(
         view = etcdctl_view(etcdctl, PREFIX)
         shown = {
             key: (inst.value, inst.lease, inst.mod_revision)
-            for key, inst in app.registry_tree._where.items()
+            for key, inst in app.registry_tree.model.instances.items()
         }
         assert shown == view
         assert app.session.state.as_dict() == view
         assert app.registry_tree.row_count == KEYS + SERVICES
         lines = tree_lines(app)
         for n, (key, _) in enumerate(fleet()[:50]):  # the first rows, as drawn
-            inst = app.registry_tree._where[key]
+            inst = app.registry_tree.model.instances[key]
             # the id may be drawn short (load-…007): its end tells it apart from the rest
             tail = inst.instance_id[-3:]
             assert any(tail in line and inst.address in line for line in lines), (key, n, lines[:4])
@@ -216,19 +216,20 @@ async def test_a_changed_value_redraws_only_its_own_line_when_on_screen() -> Non
             tree.apply_changes([change])
 
         # Far below the screen: nothing on screen changes, nothing is redrawn.
-        rows = [tree._rows[i] for i in range(tree.row_count)]
+        rows = [tree.model.rows[i] for i in range(tree.row_count)]
         hidden = rows[-1]
         assert not isinstance(hidden, str)
         rewrite(hidden.raw_key, "http://10.9.9.9", 3_000)
         assert redrawn == []
-        assert tree._rows[-1].address == "http://10.9.9.9"
+        assert tree.model.rows[-1].address == "http://10.9.9.9"
 
         # On screen: its line and its header (when that is on screen too), nothing else.
         top = round(tree.scroll_y)
         line = top + 3
         shown = rows[line]
         assert not isinstance(shown, str)
-        header = tree._offsets[shown.group]
+        header = tree.model.offset(shown.group)
+        assert header is not None
         rewrite(shown.raw_key, "http://10.8.8.8", 3_001)
         expected = [(y, 1) for y in sorted({line, header}) if top <= y < top + height]
         assert [call for call in redrawn if call] == expected, (redrawn, top, header)
@@ -254,10 +255,10 @@ async def test_the_status_line_names_only_a_revision_the_tree_shows(
             await until(pilot, lambda: app.pending.has_change(key))
             app._tick()
             assert status.revision == before
-            assert app.registry_tree._where[key].address == "http://127.0.0.7"
+            assert app.registry_tree.model.instances[key].address == "http://127.0.0.7"
         finally:
             app._apply_pending = apply_pending  # type: ignore[method-assign]
         app._apply_pending()
         _, revision = etcdctl.get_prefix(PREFIX)
         assert status.revision == revision
-        assert app.registry_tree._where[key].address == "http://127.0.0.7:1"
+        assert app.registry_tree.model.instances[key].address == "http://127.0.0.7:1"

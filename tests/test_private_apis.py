@@ -77,7 +77,7 @@ USES = [
         "textual.widget:Widget", "_on_click", "registry_tree.py, elections_view.py (overridden)",
         "textual",
     ),
-    Use("textual.cache:LRUCache", "grow", "registry_tree.py _on_resize", "textual"),
+    Use("textual.cache:LRUCache", "grow", "tree_render.py _fit_caches", "textual"),
     # aetcd
     Use("aetcd:Client", "_host", "registry/registration.py", "aetcd", _aetcd_client),
     Use("aetcd:Client", "_port", "registry/registration.py", "aetcd", _aetcd_client),

@@ -2,7 +2,7 @@
 
 The stock ``Tree`` rebuilds every line on each change and ``DataTable`` repaints the
 whole viewport on any cell update; neither copes with a registry of 10,000+ keys that
-changes all the time. :class:`RegistryTree` keeps:
+changes all the time. :class:`RegistryTree` holds a :class:`~.tree_model.TreeModel`, which keeps:
 
 * one *block* per group (service): its instances sorted by id, plus the block's visible
   rows (header + instances that pass the filter, or just the header when collapsed);
@@ -15,44 +15,33 @@ Only the static part of a row is cached (as segments); the lease countdown and t
 tick only repaints the visible lines.
 
 The tree is four files: :mod:`.tree_rows` (rows, their order, the blocks: no Textual),
-:mod:`.tree_updates` (following the registry: state, changes, filter, collapsing),
-:mod:`.tree_render` (drawing the lines), and this one (the widget: layout, cursor, keys,
-mouse), which puts them together.
+:mod:`.tree_model` (what the tree holds and shows: state, changes, filter, collapsing; no
+Textual), :mod:`.tree_render` (drawing the lines, with its caches), and this one (the
+widget: it holds the model and does the layout, cursor, keys, mouse). Each change to the
+model returns a :class:`~.tree_model.TreeChange`; the widget moves the cursor and redraws
+from it.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import ClassVar
 
-from rich.segment import Segment
-from rich.style import Style
 from textual import events
 from textual.binding import Binding, BindingType
-from textual.cache import LRUCache
 from textual.geometry import Region, Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 
-from etcd_registry_tui.registry.model import Instance
+from etcd_registry_tui.registry.model import Change, RegistryState
+from etcd_registry_tui.widgets.tree_model import TreeChange, TreeModel
 from etcd_registry_tui.widgets.tree_render import COUNTDOWN_WIDTH, TreeRendering
-from etcd_registry_tui.widgets.tree_rows import (
-    Row,
-    TtlSource,
-    _Block,
-    _group_key,
-    _row_group,
-    _row_key,
-    _SortKey,
-    no_ttl,
-)
-from etcd_registry_tui.widgets.tree_updates import TreeUpdates
+from etcd_registry_tui.widgets.tree_rows import TtlSource, no_ttl, row_group, row_key
 
 __all__ = ["COUNTDOWN_WIDTH", "RegistryTree", "TtlSource"]
 
 
-class RegistryTree(TreeUpdates, TreeRendering, ScrollView, can_focus=True):
+class RegistryTree(TreeRendering, ScrollView, can_focus=True):
     """Services and their instances, one line each, rendered line by line.
 
     Args:
@@ -159,6 +148,8 @@ class RegistryTree(TreeUpdates, TreeRendering, ScrollView, can_focus=True):
         disabled: bool = False,
     ) -> None:
         super().__init__(name=name, id=id, classes=classes, disabled=disabled)
+        #: What the tree holds: groups, rows, filter, collapsed services (no Textual).
+        self.model = TreeModel()
         self.ttl_source: TtlSource = ttl_source or no_ttl
         #: What a lease whose countdown is not known yet reads as.
         self.unknown_ttl_text = "lease ?"
@@ -169,30 +160,14 @@ class RegistryTree(TreeUpdates, TreeRendering, ScrollView, can_focus=True):
         self._leader_keys: set[bytes] = set()
         self._marked: dict[bytes, str] = {}
         self._flapping: dict[bytes, int] = {}
-        #: Probe marks (key -> (text, "up"/"down"/"unknown")) and unreachable per service.
         self._probe_marks: dict[bytes, tuple[str, str]] = {}
-        self._probe_down: dict[str, int] = {}
-        self._filter = ""
-        self._collapsed: set[str] = set()
-        self._blocks: dict[str, _Block] = {}
-        self._order: list[str] = []  # group names in display order
-        self._where: dict[bytes, Instance] = {}  # raw_key -> the instance held
-        self._rows: list[Row] = []
-        self._offsets: dict[str, int] = {}
         self._cursor = -1
         self._posted: tuple[bytes | None, str | None] | None = None
-        self._expiring: dict[str, int] = {}
-        self._line_cache: LRUCache[tuple[object, ...], list[Segment]] = LRUCache(1024)
-        self._countdown_cache: dict[tuple[object, ...], list[Segment]] = {}
-        self._styles: dict[tuple[str, ...], Style] = {}
-        self._pseudo_state: object = None
-        #: What time alone changes of each screen line, as last drawn (see tick).
-        self._drawn: dict[int, tuple[object, ...]] = {}
 
     # -- public queries ------------------------------------------------------
     @property
     def row_count(self) -> int:
-        return len(self._rows)
+        return self.model.row_count
 
     @property
     def cursor_index(self) -> int:
@@ -201,20 +176,20 @@ class RegistryTree(TreeUpdates, TreeRendering, ScrollView, can_focus=True):
 
     @property
     def filter_text(self) -> str:
-        return self._filter
+        return self.model.filter_text
 
     @property
     def highlighted_instance(self) -> bytes | None:
-        row = self._cursor_row()
+        row = self.model.row_at(self._cursor)
         return None if row is None or row.__class__ is str else row.raw_key  # type: ignore[union-attr]
 
     @property
     def highlighted_service(self) -> str | None:
-        row = self._cursor_row()
-        return None if row is None else _row_group(row)
+        row = self.model.row_at(self._cursor)
+        return None if row is None else row_group(row)
 
     def is_collapsed(self, service: str) -> bool:
-        return service in self._collapsed
+        return self.model.is_collapsed(service)
 
     @property
     def own_keys(self) -> set[bytes]:
@@ -265,55 +240,117 @@ class RegistryTree(TreeUpdates, TreeRendering, ScrollView, can_focus=True):
         self._flapping = dict(keys)
         self.refresh()
 
-    # -- layout --------------------------------------------------------------
-    def _cursor_row(self) -> Row | None:
-        rows = self._rows
-        return rows[self._cursor] if 0 <= self._cursor < len(rows) else None
+    @property
+    def probe_marks(self) -> Mapping[bytes, tuple[str, str]]:
+        """Probe results (key -> (text, "up"/"down"/"unknown")); a new mapping on each change."""
+        return self._probe_marks
 
-    def _locate(self, key: _SortKey) -> int:
-        """The row at ``key``, or the nearest one (same service first)."""
-        rows = self._rows
-        if not rows:
-            return -1
-        index = bisect_left(rows, key, key=_row_key)
-        if index < len(rows) and _row_key(rows[index]) == key:
-            return index
-        group = key[1]
-        following = index if index < len(rows) else None
-        preceding = index - 1 if index > 0 else None
-        if following is not None and _row_group(rows[following]) == group:
-            return following
-        if preceding is not None and _row_group(rows[preceding]) == group:
-            return preceding
-        return following if following is not None else preceding  # type: ignore[return-value]
+    def set_probe_marks(self, marks: Mapping[bytes, tuple[str, str]]) -> None:
+        """Probe results to show: ``✓ 12 ms`` after the address; services count the ``✗``."""
+        marks = dict(marks)
+        if marks == self._probe_marks:
+            return
+        self._probe_marks = marks
+        self.refresh()
 
-    def _relayout(self, dirty: set[str] | None) -> None:
-        """Rebuild the flat row list; keep cursor and view on the same rows.
+    def empty_message(self) -> str:
+        """What an empty tree says: the filter's doing when it hides every instance."""
+        model = self.model
+        if model.filter_text and model.groups:
+            return f"No instance matches '{model.filter_text}' — press Esc to clear the filter"
+        return self.empty_text
 
-        ``dirty`` names the groups whose rows changed (``None``: anything may have).
+    # -- following the registry and the viewer ---------------------------------
+    def set_state(self, state: RegistryState) -> None:
+        """Show everything in ``state`` (a :class:`RegistryState`), replacing what was shown.
+
+        The cursor stays on the same key, or the nearest row when it is gone.
         """
-        old_rows = self._rows
-        cursor_row = self._cursor_row()
-        cursor_key = _row_key(cursor_row) if cursor_row is not None else None
+        change = self.model.set_state(state)
+        self._forget_counts(change.counts)
+        self._relayout(change)
+
+    def apply_changes(self, changes: Iterable[Change]) -> None:
+        """Apply a batch of changes (as returned by the model) in one go.
+
+        A new value of a key that keeps its row is swapped in place: only that row and its
+        service's header are redrawn, and only if they are on screen. Anything else lays
+        out the groups it touched again.
+        """
+        change = self.model.apply_changes(changes)
+        self._forget_counts(change.counts)
+        if change.redraw:
+            top = round(self.scroll_y)
+            bottom = top + self.scrollable_content_region.height
+            for line in change.redraw:
+                if top <= line < bottom:
+                    self.refresh_lines(line)
+        if change.relaid:
+            self._relayout(change)
+
+    def set_filter(self, text: str) -> None:
+        """Show only instances whose service name, id or address contains ``text``.
+
+        Case-insensitive; a service whose name matches shows all its instances; an empty
+        text shows everything.
+        """
+        change = self.model.set_filter(text)
+        if change.relaid:
+            self._relayout(change)
+
+    def toggle_service(self, service: str) -> None:
+        if self.model.is_collapsed(service):
+            self.expand_service(service)
+        else:
+            self.collapse_service(service)
+
+    def collapse_service(self, service: str) -> None:
+        model = self.model
+        row = model.row_at(self._cursor)
+        offset = model.offset(service)
+        change = model.collapse(service)
+        if not change.relaid:
+            return
+        if row is not None and row.__class__ is not str and row.group == service:  # type: ignore[union-attr]
+            # The cursor's row is gone: keep it on the service.
+            self._cursor = offset if offset is not None else self._cursor
+        self._relayout(change)
+
+    def expand_service(self, service: str) -> None:
+        change = self.model.expand(service)
+        if change.relaid:
+            self._relayout(change)
+
+    def select_key(self, raw_key: bytes) -> bool:
+        """Move the cursor to the row of ``raw_key``; False when it is not shown."""
+        index = self.model.index_of(raw_key)
+        if index < 0:
+            return False
+        self._move_cursor(index)
+        return True
+
+    def set_empty_text(self, text: str) -> None:
+        if text != self.empty_text:
+            self.empty_text = text
+            if not self.model.row_count:
+                self.refresh()
+
+    # -- layout --------------------------------------------------------------
+    def _relayout(self, change: TreeChange) -> None:
+        """After the rows were laid out again: keep cursor and view on the same rows, and
+        redraw what moved on screen."""
+        old_rows = change.previous
+        old_cursor = self._cursor
+        cursor_row = old_rows[old_cursor] if 0 <= old_cursor < len(old_rows) else None
         scroll_y = round(self.scroll_y)
         height = self.scrollable_content_region.height
-        cursor_visible = scroll_y <= self._cursor < scroll_y + height
-        anchor_key = _row_key(old_rows[scroll_y]) if 0 < scroll_y < len(old_rows) else None
+        cursor_visible = scroll_y <= old_cursor < scroll_y + height
+        anchor_key = row_key(old_rows[scroll_y]) if 0 < scroll_y < len(old_rows) else None
 
-        rows: list[Row] = []
-        offsets: dict[str, int] = {}
-        extend = rows.extend
-        blocks = self._blocks
-        for name in self._order:
-            block_rows = blocks[name].rows
-            if block_rows:
-                offsets[name] = len(rows)
-                extend(block_rows)
-        self._rows, self._offsets = rows, offsets
-
-        old_cursor = self._cursor
-        if cursor_key is not None:
-            self._cursor = self._locate(cursor_key)
+        model = self.model
+        rows = model.rows
+        if cursor_row is not None:
+            self._cursor = model.nearest(row_key(cursor_row))
         else:
             self._cursor = 0 if rows else -1
 
@@ -321,7 +358,7 @@ class RegistryTree(TreeUpdates, TreeRendering, ScrollView, can_focus=True):
         self.virtual_size = Size(width, len(rows))
         new_scroll = scroll_y
         if anchor_key is not None:
-            new_scroll = bisect_left(rows, anchor_key, key=_row_key)
+            new_scroll = model.position(anchor_key)
             if new_scroll != scroll_y:
                 self.scroll_to(y=new_scroll, animate=False, immediate=True)
                 new_scroll = round(self.scroll_y)
@@ -329,19 +366,10 @@ class RegistryTree(TreeUpdates, TreeRendering, ScrollView, can_focus=True):
             self._scroll_to_cursor()
             new_scroll = round(self.scroll_y)
 
-        if new_scroll != scroll_y or dirty is None:
+        if new_scroll != scroll_y or change.groups is None:
             self.refresh()
         else:
-            first = len(rows)
-            for name in dirty:
-                offset = offsets.get(name)
-                if offset is None:
-                    # Gone or hidden: it was where the next shown group now starts.
-                    index = bisect_left(self._order, _group_key(name), key=_group_key)
-                    offset = next(
-                        (offsets[n] for n in self._order[index:] if n in offsets), len(rows)
-                    )
-                first = min(first, offset)
+            first = change.first
             end = scroll_y + height
             if first < end:
                 start = max(first, scroll_y)
@@ -353,7 +381,7 @@ class RegistryTree(TreeUpdates, TreeRendering, ScrollView, can_focus=True):
         self._post_highlight()
 
     def _post_highlight(self) -> None:
-        row = self._cursor_row()
+        row = self.model.row_at(self._cursor)
         if row is None:
             current: tuple[bytes | None, str | None] | None = None
         elif row.__class__ is str:
@@ -369,7 +397,7 @@ class RegistryTree(TreeUpdates, TreeRendering, ScrollView, can_focus=True):
 
     # -- cursor --------------------------------------------------------------
     def _move_cursor(self, index: int) -> None:
-        rows = self._rows
+        rows = self.model.rows
         if not rows:
             return
         index = max(0, min(index, len(rows) - 1))
@@ -404,7 +432,7 @@ class RegistryTree(TreeUpdates, TreeRendering, ScrollView, can_focus=True):
         self._move_cursor(0)
 
     def action_cursor_end(self) -> None:
-        self._move_cursor(len(self._rows) - 1)
+        self._move_cursor(self.model.row_count - 1)
 
     def action_page_up(self) -> None:
         self._move_cursor(self._cursor - self._page())
@@ -414,26 +442,27 @@ class RegistryTree(TreeUpdates, TreeRendering, ScrollView, can_focus=True):
 
     def action_cursor_parent(self) -> None:
         """Left: from an instance go to its service; on a service, collapse it."""
-        row = self._cursor_row()
+        row = self.model.row_at(self._cursor)
         if row is None:
             return
         if row.__class__ is str:
             self.collapse_service(row)
         else:
-            self._move_cursor(self._offsets.get(row.group, self._cursor))  # type: ignore[union-attr]
+            offset = self.model.offset(row.group)  # type: ignore[union-attr]
+            self._move_cursor(self._cursor if offset is None else offset)
 
     def action_expand(self) -> None:
-        row = self._cursor_row()
+        row = self.model.row_at(self._cursor)
         if row is not None and row.__class__ is str:
             self.expand_service(row)
 
     def action_toggle_service(self) -> None:
-        row = self._cursor_row()
+        row = self.model.row_at(self._cursor)
         if row is not None:
-            self.toggle_service(_row_group(row))
+            self.toggle_service(row_group(row))
 
     def action_select(self) -> None:
-        row = self._cursor_row()
+        row = self.model.row_at(self._cursor)
         if row is None:
             return
         if row.__class__ is str:
@@ -447,18 +476,17 @@ class RegistryTree(TreeUpdates, TreeRendering, ScrollView, can_focus=True):
         if offset is None:
             return
         index = round(self.scroll_y) + offset.y
-        if not 0 <= index < len(self._rows):
+        row = self.model.row_at(index)
+        if row is None:
             return
         event.stop()
         self._move_cursor(index)
-        row = self._rows[index]
         if row.__class__ is str:
             self.toggle_service(row)
         elif event.chain >= 2:
             self.post_message(self.Selected(self, row.raw_key))  # type: ignore[union-attr]
 
     def _on_resize(self, event: events.Resize) -> None:
-        # LRUCache.grow: textual.cache is Textual's internal module (tests/test_private_apis.py)
-        self._line_cache.grow(max(1024, event.size.height * 8))
-        self.virtual_size = Size(self.scrollable_content_region.width, len(self._rows))
+        self._fit_caches(event.size.height)
+        self.virtual_size = Size(self.scrollable_content_region.width, self.model.row_count)
         self.refresh()

@@ -1,7 +1,8 @@
 """How the registry tree draws its rows: styles, instance and service lines, countdowns.
 
-A mixin of :class:`~etcd_registry_tui.widgets.registry_tree.RegistryTree` (the widget holds
-the rows, the cursor and the caches these methods fill). Only the static part of a row is
+A mixin of :class:`~etcd_registry_tui.widgets.registry_tree.RegistryTree`: it reads the
+widget's model (:class:`~.tree_model.TreeModel`), marks and cursor through their public
+interface (:class:`~.tree_host.TreeHost`) and owns its caches. Only the static part of a row is
 cached (as segments); the lease countdown and the "(N expiring)" count are worked out in
 :meth:`TreeRendering.render_line`, so a one-second tick only repaints the visible lines.
 """
@@ -9,12 +10,14 @@ cached (as segments); the lease countdown and the "(N expiring)" count are worke
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection
 from functools import lru_cache
+from typing import Any
 
 from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
+from textual.cache import LRUCache
 from textual.geometry import Region, Size
 from textual.strip import Strip
 
@@ -23,7 +26,7 @@ from etcd_registry_tui.registry.sanitize import safe_line
 from etcd_registry_tui.registry.wording import plural
 from etcd_registry_tui.widgets.fit_text import elide_middle, fit_address
 from etcd_registry_tui.widgets.tree_host import TreeHost
-from etcd_registry_tui.widgets.tree_rows import Row, _Block
+from etcd_registry_tui.widgets.tree_rows import Block, Row
 from etcd_registry_tui.widgets.ttl_text import (
     format_remaining,
     format_remaining_short,
@@ -77,24 +80,46 @@ def _short_reason(inst: Instance) -> str:
 class TreeRendering(TreeHost):
     """The drawing half of the registry tree."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: "(N expiring)" per service, until the next tick or change of the service.
+        self._expiring: dict[str, int] = {}
+        #: Unreachable instances per service, for the probe marks in ``_down_of``.
+        self._probe_down: dict[str, int] = {}
+        self._down_of: object = None
+        self._line_cache: LRUCache[tuple[object, ...], list[Segment]] = LRUCache(1024)
+        self._countdown_cache: dict[tuple[object, ...], list[Segment]] = {}
+        self._styles: dict[tuple[str, ...], Style] = {}
+        self._pseudo_state: object = None
+        #: What time alone changes of each screen line, as last drawn (see tick).
+        self._drawn: dict[int, tuple[object, ...]] = {}
+
+    def _forget_counts(self, groups: Collection[str] | None) -> None:
+        """The counts of ``groups`` (``None``: of every group, a new state) changed."""
+        if groups is None:
+            self._expiring.clear()
+            self._line_cache.clear()
+            return
+        expiring = self._expiring
+        for name in groups:
+            expiring.pop(name, None)
+
+    def _fit_caches(self, height: int) -> None:
+        """Room in the line cache for a screen ``height`` lines high."""
+        # LRUCache.grow: textual.cache is Textual's internal module (tests/test_private_apis.py)
+        self._line_cache.grow(max(1024, height * 8))
+
     # -- header counts ---------------------------------------------------------
     def _flapping_in(self, name: str) -> int:
-        where = self._where
-        return sum(1 for key in self._flapping if (i := where.get(key)) and i.group == name)
+        instance = self.model.instance
+        return sum(1 for key in self.flapping if (i := instance(key)) and i.group == name)
 
-    def set_probe_marks(self, marks: Mapping[bytes, tuple[str, str]]) -> None:
-        """Probe results to show: ``✓ 12 ms`` after the address; services count the ``✗``."""
-        marks = dict(marks)
-        if marks == self._probe_marks:
-            return
-        self._probe_marks = marks
-        self._probe_down = {}
-        self.refresh()
-
-    def _down_count(self, block: _Block) -> int:
+    def _down_count(self, block: Block) -> int:
+        marks = self.probe_marks
+        if marks is not self._down_of:
+            self._down_of, self._probe_down = marks, {}
         count = self._probe_down.get(block.name)
         if count is None:
-            marks = self._probe_marks
             count = 0
             if marks:
                 for inst in block.instances:
@@ -145,22 +170,22 @@ class TreeRendering(TreeHost):
         width = self.scrollable_content_region.width
         if self.virtual_size.width != width:
             # The vertical scrollbar came or went: rows are as wide as what is left.
-            self.virtual_size = Size(width, len(self._rows))
+            self.virtual_size = Size(width, self.model.row_count)
         return super().render_lines(crop)
 
     def render_line(self, y: int) -> Strip:
         width = self.scrollable_content_region.width or self.size.width
         index = round(self.scroll_y) + y
-        rows = self._rows
+        rows = self.model.rows
         if not 0 <= index < len(rows):
-            if not rows and y == 1 and (message := self._empty_message()):
+            if not rows and y == 1 and (message := self.empty_message()):
                 style = self._style("registry-tree--nolease")
                 text = message.center(width)[:width]
                 return Strip([Segment(text, style)], width)
             self._drawn.pop(y, None)
             return Strip.blank(width, self.rich_style)
         row = rows[index]
-        cursor = index == self._cursor
+        cursor = index == self.cursor_index
         self._drawn[y] = self._line_state(row)
         if row.__class__ is str:
             return self._render_service(row, width, cursor)
@@ -172,7 +197,7 @@ class TreeRendering(TreeHost):
         (or, for a header, expiring count) reads differently from what was drawn: not the
         whole widget, and not a line whose text stays (no lease, hours left)."""
         self._expiring.clear()
-        rows = self._rows
+        rows = self.model.rows
         if not rows:
             return
         top = round(self.scroll_y)
@@ -193,7 +218,7 @@ class TreeRendering(TreeHost):
         """What of a row's line changes with time alone: an instance's countdown text and
         level, a header's expiring count (the row itself stands for the rest)."""
         if row.__class__ is str:
-            return (row, self._expiring_count(self._blocks[row]))
+            return (row, self._expiring_count(self._block(row)))
         lease = row.lease  # type: ignore[union-attr]
         if not lease:
             return (id(row),)
@@ -210,7 +235,7 @@ class TreeRendering(TreeHost):
     def _id_column(self, inst: Instance, width: int) -> int:
         """Cells for the ids of ``inst``'s service: the shortest form that tells them
         apart, all of each id when the row has room for it and an address."""
-        block = self._blocks.get(inst.group)
+        block = self.model.block(inst.group)
         if block is None:
             return 8
         forms, address = block.widths()
@@ -222,12 +247,15 @@ class TreeRendering(TreeHost):
     def _render_instance(self, inst: Instance, width: int, cursor: bool) -> Strip:
         countdown_width = self._countdown_width(width)
         left_width = width - countdown_width
-        own = inst.raw_key in self._own_keys
-        paused = own and inst.raw_key in self._paused_keys
-        leader = inst.raw_key in self._leader_keys
-        flap = self._flapping.get(inst.raw_key, 0) if self._flapping else 0
-        probe = self._probe_marks.get(inst.raw_key)
-        mark = self._marked.get(inst.raw_key) if self._marked else None
+        raw_key = inst.raw_key
+        own = raw_key in self.own_keys
+        paused = own and raw_key in self.paused_keys
+        leader = raw_key in self.leader_keys
+        flapping = self.flapping
+        flap = flapping.get(raw_key, 0) if flapping else 0
+        probe = self.probe_marks.get(raw_key)
+        marked = self.marked
+        mark = marked.get(raw_key) if marked else None
         column = self._id_column(inst, left_width)
         key = (inst, left_width, cursor, own, paused, leader, flap, probe, mark, column)
         left = self._line_cache.get(key)
@@ -266,8 +294,8 @@ class TreeRendering(TreeHost):
             room = width - 6 - (ADDRESS_MIN if inst.address is not None else 14)
             label = elide_middle(inst.display_key, max(column, min(48, room)))
         else:
-            blocks = self._blocks
-            forms = blocks[inst.group].widths()[0] if inst.group in blocks else None
+            block = self.model.block(inst.group)
+            forms = block.widths()[0] if block is not None else None
             label = inst.display_id
             label = forms.form(label, column) if forms is not None else label[:column]
         label_len = cell_len(label)
@@ -351,7 +379,7 @@ class TreeRendering(TreeHost):
             self._countdown_cache[key] = segments
         return segments
 
-    def _expiring_count(self, block: _Block) -> int:
+    def _expiring_count(self, block: Block) -> int:
         count = self._expiring.get(block.name)
         if count is None:
             count = 0
@@ -367,13 +395,20 @@ class TreeRendering(TreeHost):
             self._expiring[block.name] = count
         return count
 
+    def _block(self, name: str) -> Block:
+        """The block of a group that has a row (so the model holds it)."""
+        block = self.model.block(name)
+        assert block is not None, name
+        return block
+
     def _render_service(self, name: str, width: int, cursor: bool) -> Strip:
-        block = self._blocks[name]
+        model = self.model
+        block = self._block(name)
         total = len(block.instances)
-        shown = self._shown_count(block)
+        shown = model.shown_count(block)
         expiring = self._expiring_count(block)
-        collapsed = name in self._collapsed
-        flapping = self._flapping_in(name) if self._flapping else 0
+        collapsed = model.is_collapsed(name)
+        flapping = self._flapping_in(name) if self.flapping else 0
         down = self._down_count(block)
         key = (
             name,

@@ -1,8 +1,8 @@
 """The registry tree's row model, free of Textual: rows, their order, and one block per group.
 
 A row is either a ``str`` (a service header, the group name) or an :class:`Instance`. Rows
-sort by :func:`_row_key`: groups by name (the unrecognised group last), the header first,
-then instances by id. A :class:`_Block` holds one group's instances sorted by id, the rows
+sort by :func:`row_key`: groups by name (the unrecognised group last), the header first,
+then instances by id. A :class:`Block` holds one group's instances sorted by id, the rows
 it currently shows, and counts (problems, holders per lease) kept up to date on each change.
 """
 
@@ -22,7 +22,7 @@ TtlSource = Callable[[int], tuple[float | None, int | None]]
 Row = str | Instance
 """A row: the group name for a service header, or the instance itself."""
 
-_SortKey = tuple[bool, str, int, str, bytes]
+SortKey = tuple[bool, str, int, str, bytes]
 
 
 def no_ttl(lease: int) -> tuple[float | None, int | None]:
@@ -31,7 +31,7 @@ def no_ttl(lease: int) -> tuple[float | None, int | None]:
 
 
 @lru_cache(maxsize=8192)
-def _group_key(name: str) -> tuple[bool, str]:
+def group_key(name: str) -> tuple[bool, str]:
     return (name == UNRECOGNISED, name)
 
 
@@ -39,11 +39,11 @@ def _inst_key(inst: Instance) -> tuple[str, bytes]:
     return (inst.instance_id, inst.raw_key)
 
 
-def _row_group(row: Row) -> str:
+def row_group(row: Row) -> str:
     return row if row.__class__ is str else row.group  # type: ignore[union-attr]
 
 
-def _row_key(row: Row) -> _SortKey:
+def row_key(row: Row) -> SortKey:
     """The row's position in the tree: groups (unrecognised last), header, instances by id."""
     if row.__class__ is str:
         return (row == UNRECOGNISED, row, 0, "", b"")
@@ -51,7 +51,7 @@ def _row_key(row: Row) -> _SortKey:
     return (group == UNRECOGNISED, group, 1, row.instance_id, row.raw_key)  # type: ignore[union-attr]
 
 
-class _Block:
+class Block:
     """One group: its instances sorted by id and the rows it currently shows."""
 
     __slots__ = ("name", "instances", "rows", "problems", "leases", "_widths")
