@@ -28,6 +28,11 @@ from .registry.config import ConnectionConfig, format_host_port
 from .registry.errors import ConfigError
 from .registry.sanitize import safe_line
 from .serve_guard import is_loopback
+from .serve_net import (
+    DEFAULT_HEADER_TIMEOUT_S,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -74,6 +79,30 @@ def add_parser(sub: Any, add_connection_options: AddOptions) -> None:
         f" more are refused with HTTP 503 (default {DEFAULT_MAX_TABS_PER_CLIENT})",
     )
     p.add_argument(
+        "--max-connections",
+        type=int,
+        default=DEFAULT_MAX_CONNECTIONS,
+        metavar="N",
+        help="most open connections at once; more are closed on accept"
+        f" (default {DEFAULT_MAX_CONNECTIONS})",
+    )
+    p.add_argument(
+        "--max-connections-per-client",
+        type=int,
+        default=DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+        metavar="N",
+        help="most open connections from one client address; more are closed on accept"
+        f" (default {DEFAULT_MAX_CONNECTIONS_PER_CLIENT})",
+    )
+    p.add_argument(
+        "--header-timeout",
+        type=float,
+        default=DEFAULT_HEADER_TIMEOUT_S,
+        metavar="S",
+        help="seconds a connection has to send its request line and headers (and to stay"
+        f" idle between requests) before it is closed (default {DEFAULT_HEADER_TIMEOUT_S:g})",
+    )
+    p.add_argument(
         "--allow-writes",
         action="store_true",
         help="let browsers register, renew and delete (default: read-only)",
@@ -102,6 +131,9 @@ class ServePlan:
     token: str = ""
     max_tabs: int = DEFAULT_MAX_TABS
     max_tabs_per_client: int = DEFAULT_MAX_TABS_PER_CLIENT
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    max_connections_per_client: int = DEFAULT_MAX_CONNECTIONS_PER_CLIENT
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT_S
 
     @property
     def open_url(self) -> str:
@@ -168,6 +200,9 @@ def plan(
     token: str | None = None,
     max_tabs: int = DEFAULT_MAX_TABS,
     max_tabs_per_client: int = DEFAULT_MAX_TABS_PER_CLIENT,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    max_connections_per_client: int = DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT_S,
 ) -> ServePlan:
     from .serve_guard import new_token
 
@@ -184,6 +219,14 @@ def plan(
         raise ConfigError(f"--max-tabs {max_tabs} must be at least 1")
     if max_tabs_per_client < 1:
         raise ConfigError(f"--max-tabs-per-client {max_tabs_per_client} must be at least 1")
+    for option, value in (
+        ("--max-connections", max_connections),
+        ("--max-connections-per-client", max_connections_per_client),
+    ):
+        if value < 1:
+            raise ConfigError(f"{option} {value} must be at least 1")
+    if not 0 < header_timeout <= 3600:  # also refuses nan
+        raise ConfigError(f"--header-timeout {header_timeout:g} must be in (0, 3600] seconds")
     writes = allow_writes and not read_only
     argv = served_argv(config, not writes, elections_prefixes, python)
     # ``exec``: the tab's process is the dashboard itself, not a shell waiting for it.
@@ -201,6 +244,8 @@ def plan(
         command, env, host, port, url, title, not writes,
         token=token if token is not None else new_token(),
         max_tabs=max_tabs, max_tabs_per_client=max_tabs_per_client,
+        max_connections=max_connections, max_connections_per_client=max_connections_per_client,
+        header_timeout=header_timeout,
     )  # fmt: skip
 
 
@@ -427,6 +472,53 @@ def make_server(p: ServePlan) -> Any:
                 return_exceptions=True,
             )
 
+        def serve(self, debug: bool = False) -> None:
+            """As textual-serve's, on a :class:`~.serve_net.GatedSite`: the connection caps
+            and the request-head deadline (aiohttp's keep-alive timer runs from accept)."""
+            import signal
+
+            from aiohttp.web_runner import GracefulExit
+
+            from .serve_net import ConnectionLimits, ExhaustionLog, GatedSite, allow_open_files
+
+            self.debug = debug
+            self.initialize_logging()
+            # room for every allowed connection and each tab's pipes and socket
+            allow_open_files(p.max_connections + 8 * p.max_tabs + 256)
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            loop.set_exception_handler(ExhaustionLog())
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(signal.SIGINT, self.request_exit)
+                loop.add_signal_handler(signal.SIGTERM, self.request_exit)
+            limits = ConnectionLimits(p.max_connections, p.max_connections_per_client)
+
+            async def run() -> None:
+                runner = web.AppRunner(
+                    await self._make_app(),
+                    keepalive_timeout=p.header_timeout,
+                    shutdown_timeout=5.0,
+                )
+                await runner.setup()
+                try:
+                    await GatedSite(runner, p.host, p.port, limits).start()
+                    await asyncio.Event().wait()
+                finally:
+                    await runner.cleanup()
+
+            main = loop.create_task(run())
+            try:
+                loop.run_until_complete(main)
+            except (GracefulExit, KeyboardInterrupt):
+                pass
+            finally:
+                main.cancel()
+                with contextlib.suppress(BaseException):
+                    loop.run_until_complete(main)
+                with contextlib.suppress(Exception):
+                    loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.close()
+
         def end_tabs(self) -> None:
             for service in list(self.tabs.values()):
                 service.kill_now()
@@ -481,6 +573,9 @@ def run_serve(args: argparse.Namespace, config: ConnectionConfig) -> int:
         elections_prefixes=getattr(args, "elections_prefix", None) or (),
         max_tabs=args.max_tabs,
         max_tabs_per_client=args.max_tabs_per_client,
+        max_connections=args.max_connections,
+        max_connections_per_client=args.max_connections_per_client,
+        header_timeout=args.header_timeout,
     )
     for line in notice(p, password_on_command_line(args)):
         print(line, file=sys.stderr, flush=True)

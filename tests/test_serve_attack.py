@@ -598,3 +598,66 @@ def test_deeply_nested_json_is_dropped_and_the_tab_stays_open(served: Served, et
 
     asyncio.run(attack())
     assert "RecursionError" not in served.output(), served.output()
+
+
+# --------------------------------------------------------------------------------------------
+# fserve: a hostile network (slowloris, handles, frozen links)
+
+
+def _silent(port: int, local: str, head: bytes = b"GET / HTTP/1.1\r\n") -> socket.socket:
+    """A connection from ``local`` that sends ``head`` and then nothing."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind((local, 0))
+    sock.settimeout(DEADLINE_S)
+    sock.connect(("127.0.0.1", port))
+    with contextlib.suppress(OSError):
+        sock.sendall(head)
+    return sock
+
+
+def _closed_by_peer(sock: socket.socket) -> bool:
+    """The other end has closed (EOF or reset) by now; False while it holds it open."""
+    sock.setblocking(False)
+    try:
+        return sock.recv(65536) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    finally:
+        sock.settimeout(DEADLINE_S)
+
+
+def test_silent_connections_are_capped_and_closed_after_the_header_deadline(
+    etcd: Any, tmp_path: Path
+):
+    deadline = 3.0
+    with serving(
+        etcd.endpoint, "--max-connections", "40", "--max-connections-per-client", "4",
+        "--header-timeout", str(deadline), tmp=tmp_path,
+    ) as served:  # fmt: skip
+        port = port_of(served)
+        # 50 silent half-requests from 8 addresses: 4 of each address are held, the rest
+        # (18) are closed at once, before the token is even looked at
+        socks = [_silent(port, f"127.0.0.{2 + i % 8}") for i in range(50)]
+        started = time.monotonic()
+        wait_until(lambda: sum(map(_closed_by_peer, socks)) >= 18, "the excess closed", 2.0)
+        # the operator's own request is served at once
+        status, _, page = http_get(served.url)
+        assert status == 200 and served.token in page
+        assert time.monotonic() - started < deadline, "the excess was not closed at once"
+        held = [s for s in socks if not _closed_by_peer(s)]
+        assert len(held) == 32, len(held)
+        # the total cap: 8 more fill it to 40, and the next is closed at once
+        more = [_silent(port, f"127.0.0.{20 + i % 2}") for i in range(8)]
+        over = _silent(port, "127.0.0.30")
+        wait_until(lambda: _closed_by_peer(over), "over --max-connections closed", 2.0)
+        assert not any(_closed_by_peer(s) for s in more)
+        # after the deadline every silent one is closed
+        wait_until(lambda: all(map(_closed_by_peer, held + more)), "closed", deadline + 10)
+        assert time.monotonic() - started > deadline * 0.8
+        # and the places are given back
+        assert http_get(served.url)[0] == 200
+        for sock in [*socks, *more, over]:
+            sock.close()
+        assert "Traceback" not in served.output()
