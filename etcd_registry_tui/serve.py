@@ -259,6 +259,19 @@ def _page_template(source: str, title_expr: str = "{{ application.name }}") -> s
     return cleaned.replace("<head>", f"<head>\n    <title>{title_expr}</title>", 1)
 
 
+#: Where textual.js builds a download's URL (``/download/KEY``, with no token).
+_STOCK_DOWNLOAD_URL = "/download/${"
+
+
+def _script_with_token(source: str, token: str) -> str:
+    """textual.js, opening downloads at ``/download/TOKEN/KEY``. If a textual-serve
+    release spells the URL otherwise, the script is served as it is and downloads are
+    refused (403), never served without the token."""
+    if source.count(_STOCK_DOWNLOAD_URL) != 1:
+        return source
+    return source.replace(_STOCK_DOWNLOAD_URL, f"/download/{token}/${{")
+
+
 class ConsoleLogFilter(logging.Filter):
     """What serve's console shows of a request: one line, without the token, with every
     character a client chose made visible (a request line or header can carry escapes), and
@@ -306,6 +319,14 @@ def make_server(p: ServePlan) -> Any:
             response.headers.update(SECURITY_HEADERS)
         return response
 
+    async def secure_headers(request: web.Request, response: web.StreamResponse) -> None:
+        """Also on answers a handler streams itself (a download): the same headers, and a
+        download is sandboxed (an inline SVG runs no script on the served origin)."""
+        response.headers.update(SECURITY_HEADERS)
+        if request.path.startswith("/download/"):
+            csp = f"{SECURITY_HEADERS['Content-Security-Policy']}; sandbox"
+            response.headers["Content-Security-Policy"] = csp
+
     def refuse(status: type[web.HTTPException], reason: str) -> web.HTTPException:
         return status(text=f"etcd-registry-tui: {safe_line(reason)}\n")
 
@@ -331,10 +352,13 @@ def make_server(p: ServePlan) -> Any:
                     web.get("/", self.handle_index, name="index"),
                     web.get("/ws", self.handle_websocket_without_token),
                     web.get("/ws/{token}", self.handle_websocket, name="websocket"),
-                    web.get("/download/{key}", self.handle_download, name="download"),
-                    web.static("/static", self.statics_path, name="static"),
+                    # Every route below carries the token in its path: the page's assets
+                    # and downloads too (the stock /static and /download have none).
+                    web.get("/static/{token}/{path:.+}", self.handle_static),
+                    web.get("/download/{token}/{key}", self.handle_download, name="download"),
                 ]
             )
+            app.on_response_prepare.append(secure_headers)
             app.on_startup.append(self.on_startup)
             app.on_shutdown.append(self.on_shutdown)
             return app
@@ -358,10 +382,33 @@ def make_server(p: ServePlan) -> Any:
             context = {
                 "font_size": min(max(font_size, 8), 48),
                 "app_websocket_url": f"{'wss' if scheme == 'https' else 'ws'}:{rest}/ws/{p.token}",
-                "config": {"static": {"url": f"{p.public_url}/static/"}},
+                "config": {"static": {"url": f"{p.public_url}/static/{p.token}/"}},
                 "application": {"name": self.title},
             }
             return aiohttp_jinja2.render_template("app_index.html", request, context)
+
+        def _check_token_in_path(self, request: web.Request) -> None:
+            if not gate.token_ok(request.match_info.get("token")):
+                raise refuse(web.HTTPForbidden, "a valid token is needed")
+
+        async def handle_static(self, request: web.Request) -> web.StreamResponse:
+            """textual-serve's own script, style, font or image, under the token; nothing
+            outside its static folder. textual.js opens downloads under the token."""
+            self._check_token_in_path(request)
+            root = Path(self.statics_path).resolve()
+            wanted = (root / request.match_info["path"]).resolve()
+            if not wanted.is_relative_to(root) or not wanted.is_file():
+                raise refuse(web.HTTPNotFound, "no such file")
+            if wanted == root / "js" / "textual.js":
+                return web.Response(
+                    text=_script_with_token(wanted.read_text(encoding="utf-8"), p.token),
+                    content_type="application/javascript",
+                )
+            return web.FileResponse(wanted)
+
+        async def handle_download(self, request: web.Request) -> web.StreamResponse:
+            self._check_token_in_path(request)
+            return await super().handle_download(request)
 
         async def handle_websocket_without_token(self, request: web.Request) -> web.StreamResponse:
             if not web.WebSocketResponse().can_prepare(request).ok:

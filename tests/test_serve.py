@@ -108,7 +108,7 @@ def test_the_served_page_is_titled_self_contained_and_uses_the_public_url(tmp_pa
     assert "<title>etcd-registry-tui · 127.0.0.1:1/services/ (read-only)</title>" in page
     # the page's websocket carries the launch's token (textual.js appends ?width=&height=)
     assert f'data-session-websocket-url="wss://dash.example.org/etcd/ws/{served.token}"' in page
-    assert "https://dash.example.org/etcd/static/js/textual.js" in page
+    assert f"https://dash.example.org/etcd/static/{served.token}/js/textual.js" in page
     assert "fonts.googleapis.com" not in page  # nothing is fetched from elsewhere
 
 

@@ -140,9 +140,9 @@ def http_get(url: str, host: str | None = None) -> tuple[int, dict[str, str], st
     request = urllib.request.Request(url, headers={"Host": host} if host else {})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, dict(response.headers), response.read().decode()
+            return response.status, dict(response.headers), response.read().decode(errors="replace")
     except urllib.error.HTTPError as refused:
-        return refused.code, dict(refused.headers), refused.read().decode()
+        return refused.code, dict(refused.headers), refused.read().decode(errors="replace")
 
 
 @pytest.fixture
@@ -661,3 +661,73 @@ def test_silent_connections_are_capped_and_closed_after_the_header_deadline(
         for sock in [*socks, *more, over]:
             sock.close()
         assert "Traceback" not in served.output()
+
+
+def _downloads(served: Served, paths: list[str]) -> list[tuple[int, dict[str, str], str]]:
+    """A real download: the dashboard's own "Screenshot" command, delivered through serve;
+    then GET each of ``paths`` (``KEY`` replaced by the download's key) while the tab is open
+    (its process streams the file)."""
+
+    async def deliver() -> list[tuple[int, dict[str, str], str]]:
+        ws = await handshake(served)
+        assert not isinstance(ws, int), ws
+        try:
+            await read_output(ws, 0.5, least=100)
+            await ws.send_str(json.dumps(["stdin", "\x10"]))  # ctrl+p: the command palette
+            await read_output(ws, 0.5)
+            await ws.send_str(json.dumps(["stdin", "Screenshot"]))
+            await read_output(ws, 0.5)
+            await ws.send_str(json.dumps(["stdin", "\r"]))
+            end = time.monotonic() + DEADLINE_S
+            while time.monotonic() < end:
+                try:
+                    message = await ws.receive(timeout=0.5)
+                except TimeoutError:
+                    continue
+                if message.type == aiohttp.WSMsgType.TEXT:
+                    envelope = json.loads(message.data)
+                    if envelope[0] == "deliver_file_start":
+                        key = str(envelope[1])
+                        return [
+                            await asyncio.to_thread(
+                                http_get, served.base + path.replace("KEY", key)
+                            )
+                            for path in paths
+                        ]
+                elif message.type != aiohttp.WSMsgType.BINARY:
+                    break
+            raise AssertionError("no file was delivered")
+        finally:
+            await close(ws)
+
+    return asyncio.run(deliver())
+
+
+def test_every_route_needs_the_token(served: Served):
+    token, wrong = served.token, "B" * len(served.token)
+    status, _, page = http_get(served.url)
+    assert status == 200
+    # the page loads its assets under the token
+    assert f"/static/{token}/js/textual.js" in page and f"/static/{token}/css/xterm.css" in page
+    for path in ("js/textual.js", "css/xterm.css", "images/background.png"):
+        assert http_get(f"{served.base}/static/{token}/{path}")[0] == 200, path
+        for refused in (f"/static/{path}", f"/static/{wrong}/{path}", f"/static//{path}"):
+            status, _, body = http_get(served.base + refused)
+            assert status in (403, 404), (refused, status)
+            assert token not in body
+    # nothing outside the static folder, however spelled
+    for sneaky in ("../serve.py", "..%2f..%2fserver.py", "%2e%2e/%2e%2e/server.py", "js"):
+        assert http_get(f"{served.base}/static/{token}/{sneaky}")[0] in (403, 404), sneaky
+    # textual.js opens downloads under the token (its stock URL has none)
+    _, _, script = http_get(f"{served.base}/static/{token}/js/textual.js")
+    assert f"/download/{token}/" in script
+    wrong_path, no_token, right = _downloads(
+        served, [f"/download/{wrong}/KEY", "/download/KEY", f"/download/{token}/KEY"]
+    )
+    for status, _, body in (wrong_path, no_token):
+        assert status in (403, 404) and "<svg" not in body, status
+    status, headers, body = right
+    assert status == 200 and "<svg" in body, (status, body[:200])
+    # a streamed answer carries the headers too, and an inline SVG runs no script
+    assert headers.get("X-Content-Type-Options") == "nosniff"
+    assert "sandbox" in headers.get("Content-Security-Policy", "")
