@@ -38,6 +38,9 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 DEFAULT_MAX_TABS = 8
 DEFAULT_MAX_TABS_PER_CLIENT = 3
+#: Seconds between websocket pings; a browser that has not answered one within half of
+#: this (a frozen link, a sleeping laptop) loses its tab.
+DEFAULT_HEARTBEAT_S = 15.0
 #: Largest websocket message from a browser (keys, pastes, resizes); larger closes the tab.
 MAX_MESSAGE_BYTES = 64 * 1024
 
@@ -103,6 +106,15 @@ def add_parser(sub: Any, add_connection_options: AddOptions) -> None:
         f" idle between requests) before it is closed (default {DEFAULT_HEADER_TIMEOUT_S:g})",
     )
     p.add_argument(
+        "--heartbeat",
+        type=float,
+        default=DEFAULT_HEARTBEAT_S,
+        metavar="S",
+        help="seconds between pings to each tab's browser; one that does not answer within"
+        " half of that (a frozen link) loses its tab, whose process ends and whose place is"
+        f" freed within about 2*S+10 s (default {DEFAULT_HEARTBEAT_S:g})",
+    )
+    p.add_argument(
         "--allow-writes",
         action="store_true",
         help="let browsers register, renew and delete (default: read-only)",
@@ -134,6 +146,7 @@ class ServePlan:
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     max_connections_per_client: int = DEFAULT_MAX_CONNECTIONS_PER_CLIENT
     header_timeout: float = DEFAULT_HEADER_TIMEOUT_S
+    heartbeat: float = DEFAULT_HEARTBEAT_S
 
     @property
     def open_url(self) -> str:
@@ -203,6 +216,7 @@ def plan(
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
     max_connections_per_client: int = DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
     header_timeout: float = DEFAULT_HEADER_TIMEOUT_S,
+    heartbeat: float = DEFAULT_HEARTBEAT_S,
 ) -> ServePlan:
     from .serve_guard import new_token
 
@@ -227,6 +241,8 @@ def plan(
             raise ConfigError(f"{option} {value} must be at least 1")
     if not 0 < header_timeout <= 3600:  # also refuses nan
         raise ConfigError(f"--header-timeout {header_timeout:g} must be in (0, 3600] seconds")
+    if not 0.2 <= heartbeat <= 3600:  # also refuses nan
+        raise ConfigError(f"--heartbeat {heartbeat:g} must be in [0.2, 3600] seconds")
     writes = allow_writes and not read_only
     argv = served_argv(config, not writes, elections_prefixes, python)
     # ``exec``: the tab's process is the dashboard itself, not a shell waiting for it.
@@ -245,7 +261,7 @@ def plan(
         token=token if token is not None else new_token(),
         max_tabs=max_tabs, max_tabs_per_client=max_tabs_per_client,
         max_connections=max_connections, max_connections_per_client=max_connections_per_client,
-        header_timeout=header_timeout,
+        header_timeout=header_timeout, heartbeat=heartbeat,
     )  # fmt: skip
 
 
@@ -417,7 +433,9 @@ def make_server(p: ServePlan) -> Any:
 
         async def handle_websocket(self, request: web.Request) -> web.WebSocketResponse:
             """A tab: every check passes before its process starts."""
-            websocket = web.WebSocketResponse(heartbeat=15, max_msg_size=MAX_MESSAGE_BYTES)
+            websocket = web.WebSocketResponse(
+                heartbeat=p.heartbeat, max_msg_size=MAX_MESSAGE_BYTES
+            )
             if not websocket.can_prepare(request).ok:
                 raise refuse(web.HTTPBadRequest, "/ws is a websocket: open the page instead")
             refusal = gate.refusal(
@@ -623,6 +641,7 @@ def run_serve(args: argparse.Namespace, config: ConnectionConfig) -> int:
         max_connections=args.max_connections,
         max_connections_per_client=args.max_connections_per_client,
         header_timeout=args.header_timeout,
+        heartbeat=args.heartbeat,
     )
     for line in notice(p, password_on_command_line(args)):
         print(line, file=sys.stderr, flush=True)

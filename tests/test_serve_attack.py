@@ -731,3 +731,82 @@ def test_every_route_needs_the_token(served: Served):
     # a streamed answer carries the headers too, and an inline SVG runs no script
     assert headers.get("X-Content-Type-Options") == "nosniff"
     assert "sandbox" in headers.get("Content-Security-Policy", "")
+
+
+def test_a_frozen_browser_s_tab_ends_and_frees_its_place(etcd: Any, tmp_path: Path):
+    from tcp_proxy import tcp_proxy
+
+    heartbeat = 1.0
+    with serving(
+        etcd.endpoint, "--max-tabs-per-client", "1", "--heartbeat", str(heartbeat),
+        tmp=tmp_path,
+    ) as served, tcp_proxy(port_of(served)) as proxy:  # fmt: skip
+        headers = {"Host": f"127.0.0.1:{port_of(served)}"}
+
+        async def freeze() -> None:
+            session = aiohttp.ClientSession()
+            try:
+                ws = await session.ws_connect(
+                    f"http://{proxy.endpoint}/ws/{served.token}?width=80&height=24",
+                    origin=served.base, headers=headers, autoping=True,
+                )  # fmt: skip
+                ws.session = session  # type: ignore[attr-defined]
+                await read_output(ws, 0.3, least=100)
+                assert len(tab_processes(etcd.endpoint)) == 1
+                # the one place of this address is taken
+                assert await handshake(served) == 503
+                proxy.freeze()  # the browser's link: open, silent, reading nothing
+                started = time.monotonic()
+                while tab_processes(etcd.endpoint):
+                    assert time.monotonic() - started < 20, "the frozen tab kept running"
+                    await asyncio.sleep(0.2)
+                # the place is free again: a new tab opens where it was refused
+                again = await handshake(served)
+                assert not isinstance(again, int), again
+                await read_output(again, 0.2, least=100)
+                await close(again)
+            finally:
+                proxy.heal()
+                await session.close()
+
+        asyncio.run(freeze())
+        wait_until(lambda: tab_processes(etcd.endpoint) == [], "no tab left")
+        assert "Traceback" not in served.output()
+
+
+def _serve_holds(served: Served, client: socket.socket) -> bool:
+    """serve still holds its end of ``client``'s connection."""
+    here = client.getsockname()[1]
+    for conn in psutil.Process(served.proc.pid).net_connections(kind="tcp"):
+        if conn.raddr and conn.raddr.port == here and conn.laddr.port == port_of(served):
+            return True
+    return False
+
+
+def test_a_client_that_never_reads_loses_its_tab_and_its_socket(etcd: Any, tmp_path: Path):
+    """Full redraws asked for and none read: serve's send buffer is full when the heartbeat
+    gives up, and closing would wait for ever to flush it; the socket is dropped instead."""
+    with serving(
+        etcd.endpoint, "--max-tabs-per-client", "1", "--heartbeat", "1", tmp=tmp_path
+    ) as served:  # fmt: skip
+        sock = _raw_handshake(served)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            wait_until(lambda: len(tab_processes(etcd.endpoint)) == 1, "a tab running")
+            for i in range(40):
+                columns, rows = (MAX_COLUMNS, MAX_ROWS) if i % 2 else (MAX_COLUMNS - 1, MAX_ROWS)
+                message = json.dumps(["resize", {"width": columns, "height": rows}])
+                sock.sendall(_masked_text(message))
+            # ... and nothing more: no pong, no read
+            wait_until(lambda: tab_processes(etcd.endpoint) == [], "the tab ended", 20)
+            wait_until(lambda: not _serve_holds(served, sock), "serve let go of the socket", 10)
+
+            async def reopen() -> None:
+                again = await handshake(served)
+                assert not isinstance(again, int), again
+                await close(again)
+
+            asyncio.run(reopen())
+        finally:
+            sock.close()
+        assert "Traceback" not in served.output()
