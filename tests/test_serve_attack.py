@@ -324,9 +324,14 @@ def test_huge_sizes_are_clamped_and_malformed_messages_dropped(served: Served, e
     wait_until(lambda: tab_processes(etcd.endpoint) == [], "the oversized tab's process ended")
 
 
-def _raw_handshake(served: Served) -> socket.socket:
+def _raw_handshake(served: Served, rcvbuf: int | None = None) -> socket.socket:
+    """A websocket handshake by hand (``rcvbuf``: a receive buffer that small)."""
     port = port_of(served)
-    sock = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE_S)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf is not None:  # before connecting, so that the window stays small
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.settimeout(DEADLINE_S)
+    sock.connect(("127.0.0.1", port))
     key = base64.b64encode(os.urandom(16)).decode()
     sock.sendall(
         (
@@ -789,9 +794,8 @@ def test_a_client_that_never_reads_loses_its_tab_and_its_socket(etcd: Any, tmp_p
     with serving(
         etcd.endpoint, "--max-tabs-per-client", "1", "--heartbeat", "1", tmp=tmp_path
     ) as served:  # fmt: skip
-        sock = _raw_handshake(served)
+        sock = _raw_handshake(served, rcvbuf=1024)
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             wait_until(lambda: len(tab_processes(etcd.endpoint)) == 1, "a tab running")
             for i in range(40):
                 columns, rows = (MAX_COLUMNS, MAX_ROWS) if i % 2 else (MAX_COLUMNS - 1, MAX_ROWS)
@@ -799,6 +803,7 @@ def test_a_client_that_never_reads_loses_its_tab_and_its_socket(etcd: Any, tmp_p
                 sock.sendall(_masked_text(message))
             # ... and nothing more: no pong, no read
             wait_until(lambda: tab_processes(etcd.endpoint) == [], "the tab ended", 20)
+            import subprocess; print("SS", subprocess.run(["ss", "-tn", f"sport = :{port_of(served)}"], capture_output=True, text=True).stdout, _serve_holds(served, sock))
             wait_until(lambda: not _serve_holds(served, sock), "serve let go of the socket", 10)
 
             async def reopen() -> None:
