@@ -288,6 +288,14 @@ def _script_with_token(source: str, token: str) -> str:
     return source.replace(_STOCK_DOWNLOAD_URL, f"/download/{token}/${{")
 
 
+def _static_file(root: Path, path: str) -> Path | None:
+    """The file ``path`` names under ``root``; None if none, or if it leads outside."""
+    wanted = (root / path).resolve()
+    if not wanted.is_relative_to(root) or not wanted.is_file():
+        return None
+    return wanted
+
+
 class ConsoleLogFilter(logging.Filter):
     """What serve's console shows of a request: one line, without the token, with every
     character a client chose made visible (a request line or header can carry escapes), and
@@ -317,6 +325,7 @@ def make_server(p: ServePlan) -> Any:
     from textual_serve.server import Server, log, to_int
 
     from .serve_guard import DEFAULT_SIZE, SECURITY_HEADERS, Gate, TabLimits, parse_size
+    from .serve_net import keep
     from .serve_tab import TabService
 
     gate = Gate.for_serving(p.token, p.public_url, p.host, p.port)
@@ -411,15 +420,11 @@ def make_server(p: ServePlan) -> Any:
             """textual-serve's own script, style, font or image, under the token; nothing
             outside its static folder. textual.js opens downloads under the token."""
             self._check_token_in_path(request)
-            root = Path(self.statics_path).resolve()
-            wanted = (root / request.match_info["path"]).resolve()
-            if not wanted.is_relative_to(root) or not wanted.is_file():
+            wanted = await asyncio.to_thread(_static_file, static_root, request.match_info["path"])
+            if wanted is None:
                 raise refuse(web.HTTPNotFound, "no such file")
-            if wanted == root / "js" / "textual.js":
-                return web.Response(
-                    text=_script_with_token(wanted.read_text(encoding="utf-8"), p.token),
-                    content_type="application/javascript",
-                )
+            if wanted == static_root / "js" / "textual.js":
+                return web.Response(text=script, content_type="application/javascript")
             return web.FileResponse(wanted)
 
         async def handle_download(self, request: web.Request) -> web.StreamResponse:
@@ -433,9 +438,7 @@ def make_server(p: ServePlan) -> Any:
 
         async def handle_websocket(self, request: web.Request) -> web.WebSocketResponse:
             """A tab: every check passes before its process starts."""
-            websocket = web.WebSocketResponse(
-                heartbeat=p.heartbeat, max_msg_size=MAX_MESSAGE_BYTES
-            )
+            websocket = web.WebSocketResponse(heartbeat=p.heartbeat, max_msg_size=MAX_MESSAGE_BYTES)
             if not websocket.can_prepare(request).ok:
                 raise refuse(web.HTTPBadRequest, "/ws is a websocket: open the page instead")
             refusal = gate.refusal(
@@ -459,6 +462,7 @@ def make_server(p: ServePlan) -> Any:
             service: TabService | None = None
             try:
                 await websocket.prepare(request)
+                keep(request.transport)  # a tab: never dropped for a newcomer
                 service = TabService(
                     self.command,
                     write_bytes=websocket.send_bytes,
@@ -593,6 +597,10 @@ def make_server(p: ServePlan) -> Any:
     )
     stock = Path(server.templates_path, "app_index.html").read_text(encoding="utf-8")
     page = _page_template(stock)
+    static_root = Path(server.statics_path).resolve()
+    script = _script_with_token(
+        (static_root / "js" / "textual.js").read_text(encoding="utf-8"), p.token
+    )
     return server
 
 

@@ -2,8 +2,9 @@
 the request head, and one log line (not thousands) when file handles run out.
 
 Every accepted connection is counted, in total and per source address, before a byte of it
-is parsed; one over either cap is closed at once (so 300 silent sockets from one address
-cannot take the handles the operator's own request needs). A connection has
+is parsed; one over the address's cap is closed at once (so 300 silent sockets from one
+address cannot take the handles the operator's own request needs), and when the total is
+full a newcomer takes the place of an idle one of the address holding the most. A connection has
 ``header_timeout`` seconds from its accept (and after each answer, when kept alive) to send
 a whole request line and headers: aiohttp's keep-alive timer, started at accept, closes it
 otherwise, however slowly it drips bytes.
@@ -17,7 +18,7 @@ import errno
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -30,34 +31,69 @@ EXHAUSTION_LOG_EVERY_S = 30.0
 log = logging.getLogger("etcd_registry_tui.serve")
 
 
+class Connection(Protocol):
+    """What the caps need of a connection: its address, whether it may be taken (a tab's
+    websocket may not), and a way to drop it."""
+
+    client: str
+    kept: bool
+
+    def drop(self) -> None: ...
+
+
 @dataclass(slots=True)
 class ConnectionLimits:
-    """At most ``total`` open connections, at most ``per_client`` from one address."""
+    """At most ``total`` open connections, at most ``per_client`` from one address.
+
+    When ``total`` is full, a newcomer takes the place of the oldest connection not kept
+    (not a tab) of the address holding the most, if that address holds more than the
+    newcomer's: a flood from many addresses evens out among them and cannot keep the
+    operator out.
+    """
 
     total: int
     per_client: int
-    _by_client: dict[str, int] = field(default_factory=dict)
+    _by_client: dict[str, list[Connection]] = field(default_factory=dict)
     _open: int = 0
 
     @property
     def open(self) -> int:
         return self._open
 
-    def take(self, client: str) -> bool:
-        """True (and the connection is counted) if it may stay open."""
-        if self._open >= self.total or self._by_client.get(client, 0) >= self.per_client:
+    def admit(self, conn: Connection) -> bool:
+        """True (and ``conn`` is counted) if it may stay open; may drop another."""
+        mine = self._by_client.get(conn.client, [])
+        if len(mine) >= self.per_client:
             return False
-        self._by_client[client] = self._by_client.get(client, 0) + 1
+        if self._open >= self.total:
+            victim = self._victim(len(mine))
+            if victim is None:
+                return False
+            self.release(victim)
+            victim.drop()
+        self._by_client.setdefault(conn.client, []).append(conn)
         self._open += 1
         return True
 
-    def give_back(self, client: str) -> None:
-        left = self._by_client.get(client, 0) - 1
-        if left > 0:
-            self._by_client[client] = left
-        else:
-            self._by_client.pop(client, None)
-        self._open = max(self._open - 1, 0)
+    def _victim(self, fewer_than: int) -> Connection | None:
+        best: Connection | None = None
+        most = fewer_than + 1
+        for conns in self._by_client.values():
+            if len(conns) >= most:
+                candidate = next((c for c in conns if not c.kept), None)
+                if candidate is not None:
+                    best, most = candidate, len(conns) + 1
+        return best
+
+    def release(self, conn: Connection) -> None:
+        """``conn`` closed (again: nothing)."""
+        conns = self._by_client.get(conn.client)
+        if conns is None or conn not in conns:
+            return
+        conns.remove(conn)
+        if not conns:
+            del self._by_client[conn.client]
+        self._open -= 1
 
 
 class GatedProtocol(asyncio.Protocol):
@@ -67,38 +103,52 @@ class GatedProtocol(asyncio.Protocol):
     def __init__(self, inner: asyncio.Protocol, limits: ConnectionLimits) -> None:
         self.inner = inner
         self.limits = limits
-        self.client: str | None = None
+        self.client = "?"
+        self.kept = False
+        self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
         peer = transport.get_extra_info("peername")
-        client = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
-        if not self.limits.take(client):
+        self.client = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
+        if not self.limits.admit(self):
             transport.abort()  # at once, before any byte is read
             return
-        self.client = client
+        self.transport = transport
         self.inner.connection_made(transport)
 
+    def drop(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()  # connection_lost follows, on the loop
+
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.client is None:
+        if self.transport is None:
             return
-        self.limits.give_back(self.client)
-        self.client = None
+        self.transport = None
+        self.limits.release(self)
         self.inner.connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self.client is not None:
+        if self.transport is not None:
             self.inner.data_received(data)
 
     def eof_received(self) -> bool | None:
-        return self.inner.eof_received() if self.client is not None else None
+        return self.inner.eof_received() if self.transport is not None else None
 
     def pause_writing(self) -> None:
-        if self.client is not None:
+        if self.transport is not None:
             self.inner.pause_writing()
 
     def resume_writing(self) -> None:
-        if self.client is not None:
+        if self.transport is not None:
             self.inner.resume_writing()
+
+
+def keep(transport: asyncio.BaseTransport | None) -> None:
+    """The connection of ``transport`` is a tab's: never dropped for a newcomer."""
+    protocol = transport.get_protocol() if transport is not None else None
+    if isinstance(protocol, GatedProtocol):
+        protocol.kept = True
 
 
 class GatedSite(web.BaseSite):
