@@ -854,3 +854,68 @@ def test_a_flood_from_many_addresses_does_not_lock_out_the_operator_or_an_open_t
 
         asyncio.run(attack())
         assert "Traceback" not in served.output()
+
+
+def test_dripped_oversized_and_half_open_heads_are_closed(etcd: Any, tmp_path: Path):
+    deadline = 2.0
+    with serving(etcd.endpoint, "--header-timeout", str(deadline), tmp=tmp_path) as served:
+        port = port_of(served)
+        started = time.monotonic()
+        # a head dripped a byte at a time: the deadline runs from accept, not from the last byte
+        drip = _silent(port, "127.0.0.2", b"GET / HTTP/1.1\r\n")
+        # a head sent and the sending side shut: half-open, waiting for the rest
+        half = _silent(port, "127.0.0.3", b"GET / HTTP/1.1\r\nHost: x\r\n")
+        half.shutdown(socket.SHUT_WR)
+        while not _closed_by_peer(drip):
+            assert time.monotonic() - started < deadline + 5, "the drip was kept open"
+            with contextlib.suppress(OSError):
+                drip.send(b"X")
+            time.sleep(0.2)
+        wait_until(lambda: _closed_by_peer(half), "the half-open head closed", deadline + 5)
+        # oversized: a header line of 100 kB, and 1000 headers; refused, not kept
+        for head in (
+            f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Big: {'a' * 100_000}\r\n\r\n",
+            f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n" + "X-A: b\r\n" * 1000 + "\r\n",
+        ):
+            with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE_S) as sock:
+                with contextlib.suppress(OSError):
+                    sock.sendall(head.encode())
+                answer = b""
+                with contextlib.suppress(OSError):
+                    while chunk := sock.recv(65536):
+                        answer += chunk
+                assert answer.split(b" ", 2)[1:2] in ([b"400"], [b"431"], []), answer[:100]
+        assert http_get(served.url)[0] == 200
+        drip.close()
+        half.close()
+        assert "Traceback" not in served.output()
+
+
+def test_connections_reset_during_the_upgrade_leave_no_tab_and_no_place_taken(
+    served: Served, etcd: Any
+):
+    port = port_of(served)
+    for i in range(20):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE_S)
+        key = base64.b64encode(os.urandom(16)).decode()
+        sock.sendall(
+            (
+                f"GET /ws/{served.token}?width=80&height=24 HTTP/1.1\r\n"
+                f"Host: 127.0.0.1:{port}\r\nOrigin: {served.base}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        if i % 2:
+            time.sleep(0.05)  # some mid-start, some before the handler ran
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()  # RST
+    wait_until(lambda: tab_processes(etcd.endpoint) == [], "no tab left")
+
+    async def both_places() -> None:  # --max-tabs-per-client 2: both are free again
+        tabs = [await handshake(served), await handshake(served)]
+        assert not any(isinstance(t, int) for t in tabs), tabs
+        for tab in tabs:
+            await close(tab)
+
+    asyncio.run(both_places())
