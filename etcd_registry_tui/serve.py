@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import ipaddress
 import logging
 import os
@@ -548,12 +549,10 @@ def make_server(p: ServePlan) -> Any:
 
             from aiohttp.web_runner import GracefulExit
 
-            from .serve_net import ConnectionLimits, ExhaustionLog, GatedSite, allow_open_files
+            from .serve_net import ConnectionLimits, ExhaustionLog, GatedSite
 
             self.debug = debug
             self.initialize_logging()
-            # room for every allowed connection and each tab's pipes and socket
-            allow_open_files(p.max_connections + 8 * p.max_tabs + 256)
             loop = asyncio.new_event_loop()
             asyncio.set_event_loop(loop)
             loop.set_exception_handler(ExhaustionLog())
@@ -610,13 +609,18 @@ def password_on_command_line(args: argparse.Namespace) -> bool:
     return bool(user and ":" in user) or getattr(args, "password", None) is not None
 
 
-def notice(p: ServePlan, password_in_argv: bool = False) -> list[str]:
+def notice(
+    p: ServePlan, password_in_argv: bool = False, connections_lowered: bool = False
+) -> list[str]:
     lines = [
         f"etcd-registry-tui: serving {p.title}",
         f"  open {p.open_url}",
         "  (the token is made at each launch; without it nothing is served)",
         f"  at most {p.max_tabs} tabs, {p.max_tabs_per_client} per client address"
         " (--max-tabs, --max-tabs-per-client)",
+        f"  at most {p.max_connections} connections, {p.max_connections_per_client} per client"
+        " address (--max-connections, --max-connections-per-client"
+        + ("; lowered to fit the open-files limit, ulimit -n)" if connections_lowered else ")"),
     ]
     if p.read_only:
         lines.append("  read-only: browsers cannot register, renew or delete (--allow-writes)")
@@ -651,7 +655,13 @@ def run_serve(args: argparse.Namespace, config: ConnectionConfig) -> int:
         header_timeout=args.header_timeout,
         heartbeat=args.heartbeat,
     )
-    for line in notice(p, password_on_command_line(args)):
+    from .serve_net import fit_connections, handles_reserved
+
+    fitted = fit_connections(p.max_connections, handles_reserved(p.max_tabs))
+    lowered = fitted < p.max_connections
+    if lowered:
+        p = dataclasses.replace(p, max_connections=fitted)
+    for line in notice(p, password_on_command_line(args), connections_lowered=lowered):
         print(line, file=sys.stderr, flush=True)
     # textual-serve hands its own environment to every tab's process.
     os.environ.update(p.env)

@@ -207,12 +207,26 @@ class ExhaustionLog:
         )
 
 
-def allow_open_files(wanted: int) -> None:
-    """Raise the soft limit of open files toward ``wanted`` (within the hard one)."""
+def handles_reserved(max_tabs: int) -> int:
+    """File handles kept back from connections: serve's own, and each tab's socket and
+    pipes."""
+    return 64 + 8 * max_tabs
+
+
+def fit_connections(wanted: int, reserved: int) -> int:
+    """``wanted`` connections, or fewer if the open-files limit (raised toward what is
+    needed, within the hard one) cannot hold them besides ``reserved`` handles: the
+    handles never run out, and an excess connection is closed, never left in the
+    listen queue."""
     with contextlib.suppress(ImportError, ValueError, OSError):
         import resource
 
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if soft != resource.RLIM_INFINITY and soft < wanted:
-            top = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        needed = wanted + reserved
+        if soft != resource.RLIM_INFINITY and soft < needed:
+            top = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
             resource.setrlimit(resource.RLIMIT_NOFILE, (top, hard))
+            soft = top
+        if soft != resource.RLIM_INFINITY:
+            return max(min(wanted, soft - reserved), 1)
+    return wanted

@@ -919,3 +919,29 @@ def test_connections_reset_during_the_upgrade_leave_no_tab_and_no_place_taken(
             await close(tab)
 
     asyncio.run(both_places())
+
+
+def test_with_few_file_handles_a_flood_neither_locks_out_the_operator_nor_floods_the_log(
+    etcd: Any, tmp_path: Path
+):
+    """serve fits --max-connections to its open-files limit: the handles never run out, so
+    the operator's connection is still accepted (and takes an idle one's place)."""
+    with serving(
+        etcd.endpoint, "--max-tabs", "3", "--header-timeout", "30", tmp=tmp_path,
+        open_files=160,
+    ) as served:  # fmt: skip
+        port = port_of(served)
+        socks = []
+        for i in range(200):
+            with contextlib.suppress(OSError):
+                socks.append(_silent(port, f"127.0.0.{2 + i % 10}"))
+        time.sleep(1.5)
+        for _ in range(3):
+            status, _, page = http_get(served.url)
+            assert status == 200 and served.token in page
+        time.sleep(1.5)
+        for sock in socks:
+            sock.close()
+        output = served.output()
+        assert output.count("Too many open files") + output.count("out of system") <= 1, output
+        assert "lowered to fit" in output  # the start-up notice says what it serves
