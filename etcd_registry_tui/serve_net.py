@@ -17,6 +17,7 @@ import contextlib
 import errno
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -185,8 +186,10 @@ class ExhaustionLog:
     every accept it retries) at most once per ``every`` seconds, with how many were left
     out; anything else as asyncio would."""
 
-    def __init__(self, every: float = EXHAUSTION_LOG_EVERY_S) -> None:
-        self.every = every
+    def __init__(
+        self, every: float = EXHAUSTION_LOG_EVERY_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.every, self.clock = every, clock
         self._last = -float("inf")
         self._skipped = 0
 
@@ -194,7 +197,7 @@ class ExhaustionLog:
         if not _out_of_handles(context.get("exception")):
             loop.default_exception_handler(context)
             return
-        now = time.monotonic()
+        now = self.clock()
         if now - self._last < self.every:
             self._skipped += 1
             return
