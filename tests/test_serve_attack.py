@@ -945,3 +945,20 @@ def test_with_few_file_handles_a_flood_neither_locks_out_the_operator_nor_floods
         output = served.output()
         assert output.count("Too many open files") + output.count("out of system") <= 1, output
         assert "lowered to fit" in output  # the start-up notice says what it serves
+
+
+def test_an_open_tab_outlives_the_header_deadline(etcd: Any, tmp_path: Path):
+    with serving(etcd.endpoint, "--header-timeout", "0.5", tmp=tmp_path) as served:
+
+        async def quiet_tab() -> None:
+            tab = await handshake(served)
+            assert not isinstance(tab, int), tab
+            try:
+                await read_output(tab, 0.2, least=100)
+                await asyncio.sleep(2.0)  # four deadlines, the browser sending nothing
+                await tab.send_str('["ping", "still-here"]')
+                assert '["pong", "still-here"]' in await read_output(tab, 0.5)
+            finally:
+                await close(tab)
+
+        asyncio.run(quiet_tab())
