@@ -19,12 +19,13 @@ import os
 import re
 import shlex
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .registry.aio import within
 from .registry.config import ConnectionConfig, format_host_port
 from .registry.errors import ConfigError
 from .registry.sanitize import safe_line
@@ -112,8 +113,9 @@ def add_parser(sub: Any, add_connection_options: AddOptions) -> None:
         default=DEFAULT_HEARTBEAT_S,
         metavar="S",
         help="seconds between pings to each tab's browser; one that does not answer within"
-        " half of that (a frozen link) loses its tab, whose process ends and whose place is"
-        f" freed within about 2*S+10 s (default {DEFAULT_HEARTBEAT_S:g})",
+        " half of that (a frozen link), or takes no output for 2*S (at least 5 s), loses"
+        " its tab, whose process ends and whose place is freed within about 2*S+10 s"
+        f" (default {DEFAULT_HEARTBEAT_S:g})",
     )
     p.add_argument(
         "--allow-writes",
@@ -316,6 +318,11 @@ class ConsoleLogFilter(logging.Filter):
         return True
 
 
+def send_timeout_for(heartbeat: float) -> float:
+    """How long a browser may take no output before its tab ends."""
+    return max(2 * heartbeat, 5.0)
+
+
 def make_server(p: ServePlan) -> Any:
     import asyncio
     import json
@@ -330,6 +337,7 @@ def make_server(p: ServePlan) -> Any:
     from .serve_tab import TabService
 
     gate = Gate.for_serving(p.token, p.public_url, p.host, p.port)
+    send_timeout = send_timeout_for(p.heartbeat)
 
     @web.middleware
     async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
@@ -461,13 +469,25 @@ def make_server(p: ServePlan) -> Any:
             if refusal is not None:
                 raise refuse(web.HTTPServiceUnavailable, refusal)
             service: TabService | None = None
+            stalled = asyncio.Event()
+
+            async def send(sender: Callable[[Any], Awaitable[None]], data: Any) -> None:
+                """To the browser, which must take it within the send timeout: one that
+                reads nothing but keeps sending (so the heartbeat never pings) loses its
+                tab all the same."""
+                try:
+                    await within(sender(data), send_timeout)
+                except TimeoutError:
+                    stalled.set()
+                    raise ConnectionError("the browser takes no output") from None
+
             try:
                 await websocket.prepare(request)
                 keep(request.transport)  # a tab: never dropped for a newcomer
                 service = TabService(
                     self.command,
-                    write_bytes=websocket.send_bytes,
-                    write_str=websocket.send_str,
+                    write_bytes=lambda data: send(websocket.send_bytes, data),
+                    write_str=lambda data: send(websocket.send_str, data),
                     close=websocket.close,
                     download_manager=self.download_manager,
                     debug=self.debug,
@@ -479,12 +499,19 @@ def make_server(p: ServePlan) -> Any:
                 with contextlib.suppress(Exception):
                     await websocket.close()
             except Exception as error:
+                if isinstance(error, ConnectionError):
+                    stalled.set()
                 log.warning("tab ended on %s", safe_line(repr(error)))
             finally:
                 if service is not None:
                     await service.end()
                 self.tabs.pop(websocket, None)
                 self.limits.give_back(client)
+                if (stalled.is_set() or websocket.exception() is not None) and (
+                    request.transport is not None
+                ):
+                    # a browser that reads nothing: closing would wait for ever to flush
+                    request.transport.abort()
                 with contextlib.suppress(Exception):
                     await websocket.close()
             return websocket
@@ -530,7 +557,10 @@ def make_server(p: ServePlan) -> Any:
                 if size is not None:
                     await service.set_terminal_size(*size)
             elif kind == "ping" and isinstance(data, str) and len(data) <= 64:
-                await websocket.send_json(["pong", data])
+                try:
+                    await within(websocket.send_json(["pong", data]), send_timeout)
+                except TimeoutError:
+                    raise ConnectionError("the browser takes no output") from None
             elif kind == "blur":
                 await service.blur()
             elif kind == "focus":

@@ -962,3 +962,29 @@ def test_an_open_tab_outlives_the_header_deadline(etcd: Any, tmp_path: Path):
                 await close(tab)
 
         asyncio.run(quiet_tab())
+
+
+def test_a_client_that_keeps_sending_but_never_reads_loses_its_tab(etcd: Any, tmp_path: Path):
+    """Messages in keep the heartbeat from pinging; serve stuck sending ends the tab all
+    the same."""
+    with serving(
+        etcd.endpoint, "--max-tabs-per-client", "1", "--heartbeat", "1", tmp=tmp_path
+    ) as served:  # fmt: skip
+        sock = _raw_handshake(served, rcvbuf=1024)
+        try:
+            wait_until(lambda: len(tab_processes(etcd.endpoint)) == 1, "a tab running")
+            started = time.monotonic()
+            i = 0
+            while tab_processes(etcd.endpoint):
+                assert time.monotonic() - started < 20, "the tab kept running"
+                columns, rows = (MAX_COLUMNS, MAX_ROWS) if i % 2 else (MAX_COLUMNS - 1, MAX_ROWS)
+                message = json.dumps(["resize", {"width": columns, "height": rows}])
+                sock.settimeout(0.2)
+                with contextlib.suppress(OSError):
+                    sock.sendall(_masked_text(message))
+                i += 1
+                time.sleep(0.1)
+            wait_until(lambda: not _serve_holds(served, sock), "serve let go of the socket", 10)
+        finally:
+            sock.close()
+        assert "Traceback" not in served.output()
