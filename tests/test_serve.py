@@ -168,6 +168,11 @@ def test_a_served_tab_never_switches_profile():
     [
         (["serve", "--max-tabs", "0"], "--max-tabs 0 must be at least 1"),
         (["serve", "--max-tabs-per-client", "-1"], "--max-tabs-per-client -1 must be at least 1"),
+        (["serve", "--max-connections", "0"], "--max-connections 0 must be at least 1"),
+        (["serve", "--max-connections-per-client", "0"], "must be at least 1"),
+        (["serve", "--header-timeout", "0"], "--header-timeout 0 must be in (0, 3600]"),
+        (["serve", "--header-timeout", "nan"], "--header-timeout nan must be in"),
+        (["serve", "--heartbeat", "0.01"], "--heartbeat 0.01 must be in [0.2, 3600]"),
     ],
 )
 def test_bad_tab_limits_are_refused(
