@@ -12,27 +12,37 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import ipaddress
 import logging
 import os
 import re
 import shlex
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .registry.aio import within
 from .registry.config import ConnectionConfig, format_host_port
 from .registry.errors import ConfigError
 from .registry.sanitize import safe_line
 from .serve_guard import is_loopback
+from .serve_net import (
+    DEFAULT_HEADER_TIMEOUT_S,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 DEFAULT_MAX_TABS = 8
 DEFAULT_MAX_TABS_PER_CLIENT = 3
+#: Seconds between websocket pings; a browser that has not answered one within half of
+#: this (a frozen link, a sleeping laptop) loses its tab.
+DEFAULT_HEARTBEAT_S = 15.0
 #: Largest websocket message from a browser (keys, pastes, resizes); larger closes the tab.
 MAX_MESSAGE_BYTES = 64 * 1024
 
@@ -74,6 +84,40 @@ def add_parser(sub: Any, add_connection_options: AddOptions) -> None:
         f" more are refused with HTTP 503 (default {DEFAULT_MAX_TABS_PER_CLIENT})",
     )
     p.add_argument(
+        "--max-connections",
+        type=int,
+        default=DEFAULT_MAX_CONNECTIONS,
+        metavar="N",
+        help="most open connections at once; more are closed on accept"
+        f" (default {DEFAULT_MAX_CONNECTIONS})",
+    )
+    p.add_argument(
+        "--max-connections-per-client",
+        type=int,
+        default=DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+        metavar="N",
+        help="most open connections from one client address; more are closed on accept"
+        f" (default {DEFAULT_MAX_CONNECTIONS_PER_CLIENT})",
+    )
+    p.add_argument(
+        "--header-timeout",
+        type=float,
+        default=DEFAULT_HEADER_TIMEOUT_S,
+        metavar="S",
+        help="seconds a connection has to send its request line and headers (and to stay"
+        f" idle between requests) before it is closed (default {DEFAULT_HEADER_TIMEOUT_S:g})",
+    )
+    p.add_argument(
+        "--heartbeat",
+        type=float,
+        default=DEFAULT_HEARTBEAT_S,
+        metavar="S",
+        help="seconds between pings to each tab's browser; one that does not answer within"
+        " half of that (a frozen link), or takes no output for 2*S (at least 5 s), loses"
+        " its tab, whose process ends and whose place is freed within about 2*S+10 s"
+        f" (default {DEFAULT_HEARTBEAT_S:g})",
+    )
+    p.add_argument(
         "--allow-writes",
         action="store_true",
         help="let browsers register, renew and delete (default: read-only)",
@@ -102,6 +146,10 @@ class ServePlan:
     token: str = ""
     max_tabs: int = DEFAULT_MAX_TABS
     max_tabs_per_client: int = DEFAULT_MAX_TABS_PER_CLIENT
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    max_connections_per_client: int = DEFAULT_MAX_CONNECTIONS_PER_CLIENT
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT_S
+    heartbeat: float = DEFAULT_HEARTBEAT_S
 
     @property
     def open_url(self) -> str:
@@ -168,6 +216,10 @@ def plan(
     token: str | None = None,
     max_tabs: int = DEFAULT_MAX_TABS,
     max_tabs_per_client: int = DEFAULT_MAX_TABS_PER_CLIENT,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    max_connections_per_client: int = DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT_S,
+    heartbeat: float = DEFAULT_HEARTBEAT_S,
 ) -> ServePlan:
     from .serve_guard import new_token
 
@@ -184,6 +236,16 @@ def plan(
         raise ConfigError(f"--max-tabs {max_tabs} must be at least 1")
     if max_tabs_per_client < 1:
         raise ConfigError(f"--max-tabs-per-client {max_tabs_per_client} must be at least 1")
+    for option, value in (
+        ("--max-connections", max_connections),
+        ("--max-connections-per-client", max_connections_per_client),
+    ):
+        if value < 1:
+            raise ConfigError(f"{option} {value} must be at least 1")
+    if not 0 < header_timeout <= 3600:  # also refuses nan
+        raise ConfigError(f"--header-timeout {header_timeout:g} must be in (0, 3600] seconds")
+    if not 0.2 <= heartbeat <= 3600:  # also refuses nan
+        raise ConfigError(f"--heartbeat {heartbeat:g} must be in [0.2, 3600] seconds")
     writes = allow_writes and not read_only
     argv = served_argv(config, not writes, elections_prefixes, python)
     # ``exec``: the tab's process is the dashboard itself, not a shell waiting for it.
@@ -201,6 +263,8 @@ def plan(
         command, env, host, port, url, title, not writes,
         token=token if token is not None else new_token(),
         max_tabs=max_tabs, max_tabs_per_client=max_tabs_per_client,
+        max_connections=max_connections, max_connections_per_client=max_connections_per_client,
+        header_timeout=header_timeout, heartbeat=heartbeat,
     )  # fmt: skip
 
 
@@ -212,6 +276,27 @@ def _page_template(source: str, title_expr: str = "{{ application.name }}") -> s
     """
     cleaned = re.sub(r"<link[^>]*fonts\.googleapis\.com[^>]*>", "", source)
     return cleaned.replace("<head>", f"<head>\n    <title>{title_expr}</title>", 1)
+
+
+#: Where textual.js builds a download's URL (``/download/KEY``, with no token).
+_STOCK_DOWNLOAD_URL = "/download/${"
+
+
+def _script_with_token(source: str, token: str) -> str:
+    """textual.js, opening downloads at ``/download/TOKEN/KEY``. If a textual-serve
+    release spells the URL otherwise, the script is served as it is and downloads are
+    refused (403), never served without the token."""
+    if source.count(_STOCK_DOWNLOAD_URL) != 1:
+        return source
+    return source.replace(_STOCK_DOWNLOAD_URL, f"/download/{token}/${{")
+
+
+def _static_file(root: Path, path: str) -> Path | None:
+    """The file ``path`` names under ``root``; None if none, or if it leads outside."""
+    wanted = (root / path).resolve()
+    if not wanted.is_relative_to(root) or not wanted.is_file():
+        return None
+    return wanted
 
 
 class ConsoleLogFilter(logging.Filter):
@@ -233,6 +318,11 @@ class ConsoleLogFilter(logging.Filter):
         return True
 
 
+def send_timeout_for(heartbeat: float) -> float:
+    """How long a browser may take no output before its tab ends."""
+    return max(2 * heartbeat, 5.0)
+
+
 def make_server(p: ServePlan) -> Any:
     import asyncio
     import json
@@ -246,9 +336,11 @@ def make_server(p: ServePlan) -> Any:
     from textual_serve.server import Server, log, to_int
 
     from .serve_guard import DEFAULT_SIZE, SECURITY_HEADERS, Gate, TabLimits, parse_size
+    from .serve_net import keep
     from .serve_tab import TabService
 
     gate = Gate.for_serving(p.token, p.public_url, p.host, p.port)
+    send_timeout = send_timeout_for(p.heartbeat)
 
     @web.middleware
     async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
@@ -263,6 +355,14 @@ def make_server(p: ServePlan) -> Any:
         if not response.prepared:
             response.headers.update(SECURITY_HEADERS)
         return response
+
+    async def secure_headers(request: web.Request, response: web.StreamResponse) -> None:
+        """Also on answers a handler streams itself (a download): the same headers, and a
+        download is sandboxed (an inline SVG runs no script on the served origin)."""
+        response.headers.update(SECURITY_HEADERS)
+        if request.path.startswith("/download/"):
+            csp = f"{SECURITY_HEADERS['Content-Security-Policy']}; sandbox"
+            response.headers["Content-Security-Policy"] = csp
 
     def refuse(status: type[web.HTTPException], reason: str) -> web.HTTPException:
         return status(text=f"etcd-registry-tui: {safe_line(reason)}\n")
@@ -289,10 +389,13 @@ def make_server(p: ServePlan) -> Any:
                     web.get("/", self.handle_index, name="index"),
                     web.get("/ws", self.handle_websocket_without_token),
                     web.get("/ws/{token}", self.handle_websocket, name="websocket"),
-                    web.get("/download/{key}", self.handle_download, name="download"),
-                    web.static("/static", self.statics_path, name="static"),
+                    # Every route below carries the token in its path: the page's assets
+                    # and downloads too (the stock /static and /download have none).
+                    web.get("/static/{token}/{path:.+}", self.handle_static),
+                    web.get("/download/{token}/{key}", self.handle_download, name="download"),
                 ]
             )
+            app.on_response_prepare.append(secure_headers)
             app.on_startup.append(self.on_startup)
             app.on_shutdown.append(self.on_shutdown)
             return app
@@ -316,10 +419,29 @@ def make_server(p: ServePlan) -> Any:
             context = {
                 "font_size": min(max(font_size, 8), 48),
                 "app_websocket_url": f"{'wss' if scheme == 'https' else 'ws'}:{rest}/ws/{p.token}",
-                "config": {"static": {"url": f"{p.public_url}/static/"}},
+                "config": {"static": {"url": f"{p.public_url}/static/{p.token}/"}},
                 "application": {"name": self.title},
             }
             return aiohttp_jinja2.render_template("app_index.html", request, context)
+
+        def _check_token_in_path(self, request: web.Request) -> None:
+            if not gate.token_ok(request.match_info.get("token")):
+                raise refuse(web.HTTPForbidden, "a valid token is needed")
+
+        async def handle_static(self, request: web.Request) -> web.StreamResponse:
+            """textual-serve's own script, style, font or image, under the token; nothing
+            outside its static folder. textual.js opens downloads under the token."""
+            self._check_token_in_path(request)
+            wanted = await asyncio.to_thread(_static_file, static_root, request.match_info["path"])
+            if wanted is None:
+                raise refuse(web.HTTPNotFound, "no such file")
+            if wanted == static_root / "js" / "textual.js":
+                return web.Response(text=script, content_type="application/javascript")
+            return web.FileResponse(wanted)
+
+        async def handle_download(self, request: web.Request) -> web.StreamResponse:
+            self._check_token_in_path(request)
+            return await super().handle_download(request)
 
         async def handle_websocket_without_token(self, request: web.Request) -> web.StreamResponse:
             if not web.WebSocketResponse().can_prepare(request).ok:
@@ -328,7 +450,7 @@ def make_server(p: ServePlan) -> Any:
 
         async def handle_websocket(self, request: web.Request) -> web.WebSocketResponse:
             """A tab: every check passes before its process starts."""
-            websocket = web.WebSocketResponse(heartbeat=15, max_msg_size=MAX_MESSAGE_BYTES)
+            websocket = web.WebSocketResponse(heartbeat=p.heartbeat, max_msg_size=MAX_MESSAGE_BYTES)
             if not websocket.can_prepare(request).ok:
                 raise refuse(web.HTTPBadRequest, "/ws is a websocket: open the page instead")
             refusal = gate.refusal(
@@ -350,12 +472,25 @@ def make_server(p: ServePlan) -> Any:
             if refusal is not None:
                 raise refuse(web.HTTPServiceUnavailable, refusal)
             service: TabService | None = None
+            stalled = asyncio.Event()
+
+            async def send(sender: Callable[[Any], Awaitable[None]], data: Any) -> None:
+                """To the browser, which must take it within the send timeout: one that
+                reads nothing but keeps sending (so the heartbeat never pings) loses its
+                tab all the same."""
+                try:
+                    await within(sender(data), send_timeout)
+                except TimeoutError:
+                    stalled.set()
+                    raise ConnectionError("the browser takes no output") from None
+
             try:
                 await websocket.prepare(request)
+                keep(request.transport)  # a tab: never dropped for a newcomer
                 service = TabService(
                     self.command,
-                    write_bytes=websocket.send_bytes,
-                    write_str=websocket.send_str,
+                    write_bytes=lambda data: send(websocket.send_bytes, data),
+                    write_str=lambda data: send(websocket.send_str, data),
                     close=websocket.close,
                     download_manager=self.download_manager,
                     debug=self.debug,
@@ -367,12 +502,19 @@ def make_server(p: ServePlan) -> Any:
                 with contextlib.suppress(Exception):
                     await websocket.close()
             except Exception as error:
+                if isinstance(error, ConnectionError):
+                    stalled.set()
                 log.warning("tab ended on %s", safe_line(repr(error)))
             finally:
                 if service is not None:
                     await service.end()
                 self.tabs.pop(websocket, None)
                 self.limits.give_back(client)
+                if (stalled.is_set() or websocket.exception() is not None) and (
+                    request.transport is not None
+                ):
+                    # a browser that reads nothing: closing would wait for ever to flush
+                    request.transport.abort()
                 with contextlib.suppress(Exception):
                     await websocket.close()
             return websocket
@@ -418,7 +560,10 @@ def make_server(p: ServePlan) -> Any:
                 if size is not None:
                     await service.set_terminal_size(*size)
             elif kind == "ping" and isinstance(data, str) and len(data) <= 64:
-                await websocket.send_json(["pong", data])
+                try:
+                    await within(websocket.send_json(["pong", data]), send_timeout)
+                except TimeoutError:
+                    raise ConnectionError("the browser takes no output") from None
             elif kind == "blur":
                 await service.blur()
             elif kind == "focus":
@@ -430,6 +575,51 @@ def make_server(p: ServePlan) -> Any:
                 return_exceptions=True,
             )
 
+        def serve(self, debug: bool = False) -> None:
+            """As textual-serve's, on a :class:`~.serve_net.GatedSite`: the connection caps
+            and the request-head deadline (aiohttp's keep-alive timer runs from accept)."""
+            import signal
+
+            from aiohttp.web_runner import GracefulExit
+
+            from .serve_net import ConnectionLimits, ExhaustionLog, GatedSite
+
+            self.debug = debug
+            self.initialize_logging()
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            loop.set_exception_handler(ExhaustionLog())
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(signal.SIGINT, self.request_exit)
+                loop.add_signal_handler(signal.SIGTERM, self.request_exit)
+            limits = ConnectionLimits(p.max_connections, p.max_connections_per_client)
+
+            async def run() -> None:
+                runner = web.AppRunner(
+                    await self._make_app(),
+                    keepalive_timeout=p.header_timeout,
+                    shutdown_timeout=5.0,
+                )
+                await runner.setup()
+                try:
+                    await GatedSite(runner, p.host, p.port, limits).start()
+                    await asyncio.Event().wait()
+                finally:
+                    await runner.cleanup()
+
+            main = loop.create_task(run())
+            try:
+                loop.run_until_complete(main)
+            except (GracefulExit, KeyboardInterrupt):
+                pass
+            finally:
+                main.cancel()
+                with contextlib.suppress(BaseException):
+                    loop.run_until_complete(main)
+                with contextlib.suppress(Exception):
+                    loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.close()
+
         def end_tabs(self) -> None:
             for service in list(self.tabs.values()):
                 service.kill_now()
@@ -439,6 +629,10 @@ def make_server(p: ServePlan) -> Any:
     )
     stock = Path(server.templates_path, "app_index.html").read_text(encoding="utf-8")
     page = _page_template(stock)
+    static_root = Path(server.statics_path).resolve()
+    script = _script_with_token(
+        (static_root / "js" / "textual.js").read_text(encoding="utf-8"), p.token
+    )
     return server
 
 
@@ -448,13 +642,18 @@ def password_on_command_line(args: argparse.Namespace) -> bool:
     return bool(user and ":" in user) or getattr(args, "password", None) is not None
 
 
-def notice(p: ServePlan, password_in_argv: bool = False) -> list[str]:
+def notice(
+    p: ServePlan, password_in_argv: bool = False, connections_lowered: bool = False
+) -> list[str]:
     lines = [
         f"etcd-registry-tui: serving {p.title}",
         f"  open {p.open_url}",
         "  (the token is made at each launch; without it nothing is served)",
         f"  at most {p.max_tabs} tabs, {p.max_tabs_per_client} per client address"
         " (--max-tabs, --max-tabs-per-client)",
+        f"  at most {p.max_connections} connections, {p.max_connections_per_client} per client"
+        " address (--max-connections, --max-connections-per-client"
+        + ("; lowered to fit the open-files limit, ulimit -n)" if connections_lowered else ")"),
     ]
     if p.read_only:
         lines.append("  read-only: browsers cannot register, renew or delete (--allow-writes)")
@@ -484,8 +683,18 @@ def run_serve(args: argparse.Namespace, config: ConnectionConfig) -> int:
         elections_prefixes=getattr(args, "elections_prefix", None) or (),
         max_tabs=args.max_tabs,
         max_tabs_per_client=args.max_tabs_per_client,
+        max_connections=args.max_connections,
+        max_connections_per_client=args.max_connections_per_client,
+        header_timeout=args.header_timeout,
+        heartbeat=args.heartbeat,
     )
-    for line in notice(p, password_on_command_line(args)):
+    from .serve_net import fit_connections, handles_reserved
+
+    fitted = fit_connections(p.max_connections, handles_reserved(p.max_tabs))
+    lowered = fitted < p.max_connections
+    if lowered:
+        p = dataclasses.replace(p, max_connections=fitted)
+    for line in notice(p, password_on_command_line(args), connections_lowered=lowered):
         print(line, file=sys.stderr, flush=True)
     # textual-serve hands its own environment to every tab's process.
     os.environ.update(p.env)

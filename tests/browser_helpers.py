@@ -123,16 +123,28 @@ class Served:
         return found
 
 
+def _limit_open_files(limit: int) -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+
 @contextlib.contextmanager
-def serving(endpoint: str, *extra: str, tmp: Path) -> Iterator[Served]:
-    """``etcd-registry-tui serve`` on a free 127.0.0.1 port, stopped afterwards."""
+def serving(
+    endpoint: str, *extra: str, tmp: Path, open_files: int | None = None
+) -> Iterator[Served]:
+    """``etcd-registry-tui serve`` on a free 127.0.0.1 port, stopped afterwards
+    (``open_files``: with that hard limit of open files)."""
     port = free_ports(1)[0]
     log = tmp / f"serve-{port}.log"
     argv = [sys.executable, "-m", "etcd_registry_tui", "serve", "--port", str(port)]
     argv += ["--endpoints", endpoint, *extra]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     with log.open("wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, env=env,
+            preexec_fn=None if open_files is None else lambda: _limit_open_files(open_files),
+        )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     served = Served(proc, base, log, base)
     printed = re.compile(r"open \S+/\?token=([\w-]+)")

@@ -108,7 +108,7 @@ def test_the_served_page_is_titled_self_contained_and_uses_the_public_url(tmp_pa
     assert "<title>etcd-registry-tui · 127.0.0.1:1/services/ (read-only)</title>" in page
     # the page's websocket carries the launch's token (textual.js appends ?width=&height=)
     assert f'data-session-websocket-url="wss://dash.example.org/etcd/ws/{served.token}"' in page
-    assert "https://dash.example.org/etcd/static/js/textual.js" in page
+    assert f"https://dash.example.org/etcd/static/{served.token}/js/textual.js" in page
     assert "fonts.googleapis.com" not in page  # nothing is fetched from elsewhere
 
 
@@ -168,6 +168,11 @@ def test_a_served_tab_never_switches_profile():
     [
         (["serve", "--max-tabs", "0"], "--max-tabs 0 must be at least 1"),
         (["serve", "--max-tabs-per-client", "-1"], "--max-tabs-per-client -1 must be at least 1"),
+        (["serve", "--max-connections", "0"], "--max-connections 0 must be at least 1"),
+        (["serve", "--max-connections-per-client", "0"], "must be at least 1"),
+        (["serve", "--header-timeout", "0"], "--header-timeout 0 must be in (0, 3600]"),
+        (["serve", "--header-timeout", "nan"], "--header-timeout nan must be in"),
+        (["serve", "--heartbeat", "0.01"], "--heartbeat 0.01 must be in [0.2, 3600]"),
     ],
 )
 def test_bad_tab_limits_are_refused(
@@ -250,3 +255,55 @@ def test_tab_limits_count_per_client_and_in_all_and_give_places_back():
     assert "--max-tabs" in (limits.take("c") or "")
     limits.give_back("a")
     assert limits.take("c") is None and limits.open == 3
+
+
+def test_connection_limits_even_out_a_flood_and_never_take_a_tab():
+    from etcd_registry_tui.serve_net import ConnectionLimits
+
+    class Conn:
+        def __init__(self, client: str, kept: bool = False) -> None:
+            self.client, self.kept, self.dropped = client, kept, False
+
+        def drop(self) -> None:
+            self.dropped = True
+
+    limits = ConnectionLimits(total=4, per_client=3)
+    tab = Conn("a", kept=True)
+    first = [tab, Conn("a"), Conn("a")]
+    assert all(limits.admit(c) for c in first)
+    assert not limits.admit(Conn("a"))  # per address
+    b = Conn("b")
+    assert limits.admit(b)  # the last place
+    # full: "c" (none yet) takes the oldest of "a" (3) that is not the tab
+    assert limits.admit(Conn("c")) and first[1].dropped and not tab.dropped
+    # "d" takes from "a" again (2 > 0); "e" takes "b"'s (1 > 0); a second "e" finds no
+    # address holding more than its 1 (the tab is never taken)
+    assert limits.admit(Conn("d")) and first[2].dropped
+    assert limits.admit(Conn("e")) and b.dropped
+    assert not limits.admit(Conn("e"))
+    assert limits.open == 4 and not tab.dropped
+    limits.release(first[1])  # already dropped: counted once
+    assert limits.open == 4
+
+
+def test_running_out_of_file_handles_is_one_line_per_interval(caplog: pytest.LogCaptureFixture):
+    import asyncio
+    import errno
+
+    from etcd_registry_tui.serve_net import ExhaustionLog
+
+    now = [0.0]
+    handler = ExhaustionLog(every=30, clock=lambda: now[0])
+    loop = asyncio.new_event_loop()
+    try:
+        with caplog.at_level("WARNING"):
+            for _ in range(1000):
+                handler(loop, {"message": "accept", "exception": OSError(errno.EMFILE, "x")})
+        lines = [r for r in caplog.records if "out of file handles" in r.getMessage()]
+        assert len(lines) == 1
+        now[0] += 31  # the interval has passed
+        with caplog.at_level("WARNING"):
+            handler(loop, {"message": "accept", "exception": OSError(errno.EMFILE, "x")})
+        assert "999 more" in caplog.records[-1].getMessage()
+    finally:
+        loop.close()

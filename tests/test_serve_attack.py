@@ -140,9 +140,9 @@ def http_get(url: str, host: str | None = None) -> tuple[int, dict[str, str], st
     request = urllib.request.Request(url, headers={"Host": host} if host else {})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, dict(response.headers), response.read().decode()
+            return response.status, dict(response.headers), response.read().decode(errors="replace")
     except urllib.error.HTTPError as refused:
-        return refused.code, dict(refused.headers), refused.read().decode()
+        return refused.code, dict(refused.headers), refused.read().decode(errors="replace")
 
 
 @pytest.fixture
@@ -324,9 +324,14 @@ def test_huge_sizes_are_clamped_and_malformed_messages_dropped(served: Served, e
     wait_until(lambda: tab_processes(etcd.endpoint) == [], "the oversized tab's process ended")
 
 
-def _raw_handshake(served: Served) -> socket.socket:
+def _raw_handshake(served: Served, rcvbuf: int | None = None) -> socket.socket:
+    """A websocket handshake by hand (``rcvbuf``: a receive buffer that small)."""
     port = port_of(served)
-    sock = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE_S)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf is not None:  # before connecting, so that the window stays small
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.settimeout(DEADLINE_S)
+    sock.connect(("127.0.0.1", port))
     key = base64.b64encode(os.urandom(16)).decode()
     sock.sendall(
         (
@@ -598,3 +603,388 @@ def test_deeply_nested_json_is_dropped_and_the_tab_stays_open(served: Served, et
 
     asyncio.run(attack())
     assert "RecursionError" not in served.output(), served.output()
+
+
+# --------------------------------------------------------------------------------------------
+# fserve: a hostile network (slowloris, handles, frozen links)
+
+
+def _silent(port: int, local: str, head: bytes = b"GET / HTTP/1.1\r\n") -> socket.socket:
+    """A connection from ``local`` that sends ``head`` and then nothing."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind((local, 0))
+    sock.settimeout(DEADLINE_S)
+    sock.connect(("127.0.0.1", port))
+    with contextlib.suppress(OSError):
+        sock.sendall(head)
+    return sock
+
+
+def _closed_by_peer(sock: socket.socket) -> bool:
+    """The other end has closed (EOF or reset) by now; False while it holds it open."""
+    sock.setblocking(False)
+    try:
+        return sock.recv(65536) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    finally:
+        sock.settimeout(DEADLINE_S)
+
+
+def test_silent_connections_are_capped_and_closed_after_the_header_deadline(
+    etcd: Any, tmp_path: Path
+):
+    deadline = 3.0
+    with serving(
+        etcd.endpoint, "--max-connections", "40", "--max-connections-per-client", "4",
+        "--header-timeout", str(deadline), tmp=tmp_path,
+    ) as served:  # fmt: skip
+        port = port_of(served)
+        # 50 silent half-requests from 8 addresses: 4 of each address are held, the rest
+        # (18) are closed at once, before the token is even looked at
+        socks = [_silent(port, f"127.0.0.{2 + i % 8}") for i in range(50)]
+        started = time.monotonic()
+        wait_until(lambda: sum(map(_closed_by_peer, socks)) >= 18, "the excess closed", 2.0)
+        # the operator's own request is served at once
+        status, _, page = http_get(served.url)
+        assert status == 200 and served.token in page
+        assert time.monotonic() - started < deadline, "the excess was not closed at once"
+        held = [s for s in socks if not _closed_by_peer(s)]
+        assert len(held) == 32, len(held)
+        # the total cap: 8 more fill it to 40; the next takes the place of one of the
+        # address holding the most (4), never of one holding fewer than 4
+        more = [_silent(port, f"127.0.0.{20 + i % 4}") for i in range(8)]
+        over = _silent(port, "127.0.0.30")
+        wait_until(lambda: sum(map(_closed_by_peer, held)) == 1, "one of 4 dropped", 2.0)
+        assert not any(_closed_by_peer(s) for s in [*more, over])
+        held = [s for s in held if not _closed_by_peer(s)] + [over]
+        # after the deadline every silent one is closed
+        wait_until(lambda: all(map(_closed_by_peer, held + more)), "closed", deadline + 10)
+        assert time.monotonic() - started > deadline * 0.8
+        # and the places are given back
+        assert http_get(served.url)[0] == 200
+        for sock in [*socks, *more, over]:
+            sock.close()
+        assert "Traceback" not in served.output()
+
+
+def _downloads(served: Served, paths: list[str]) -> list[tuple[int, dict[str, str], str]]:
+    """A real download: the dashboard's own "Screenshot" command, delivered through serve;
+    then GET each of ``paths`` (``KEY`` replaced by the download's key) while the tab is open
+    (its process streams the file)."""
+
+    async def deliver() -> list[tuple[int, dict[str, str], str]]:
+        ws = await handshake(served)
+        assert not isinstance(ws, int), ws
+        try:
+            await read_output(ws, 0.5, least=100)
+            await ws.send_str(json.dumps(["stdin", "\x10"]))  # ctrl+p: the command palette
+            await read_output(ws, 0.5)
+            await ws.send_str(json.dumps(["stdin", "Screenshot"]))
+            await read_output(ws, 0.5)
+            await ws.send_str(json.dumps(["stdin", "\r"]))
+            end = time.monotonic() + DEADLINE_S
+            while time.monotonic() < end:
+                try:
+                    message = await ws.receive(timeout=0.5)
+                except TimeoutError:
+                    continue
+                if message.type == aiohttp.WSMsgType.TEXT:
+                    envelope = json.loads(message.data)
+                    if envelope[0] == "deliver_file_start":
+                        key = str(envelope[1])
+                        return [
+                            await asyncio.to_thread(
+                                http_get, served.base + path.replace("KEY", key)
+                            )
+                            for path in paths
+                        ]
+                elif message.type != aiohttp.WSMsgType.BINARY:
+                    break
+            raise AssertionError("no file was delivered")
+        finally:
+            await close(ws)
+
+    return asyncio.run(deliver())
+
+
+def test_every_route_needs_the_token(served: Served):
+    token, wrong = served.token, "B" * len(served.token)
+    status, _, page = http_get(served.url)
+    assert status == 200
+    # the page loads its assets under the token
+    assert f"/static/{token}/js/textual.js" in page and f"/static/{token}/css/xterm.css" in page
+    for path in ("js/textual.js", "css/xterm.css", "images/background.png"):
+        assert http_get(f"{served.base}/static/{token}/{path}")[0] == 200, path
+        for refused in (f"/static/{path}", f"/static/{wrong}/{path}", f"/static//{path}"):
+            status, _, body = http_get(served.base + refused)
+            assert status in (403, 404), (refused, status)
+            assert token not in body
+    # nothing outside the static folder, however spelled
+    for sneaky in ("../serve.py", "..%2f..%2fserver.py", "%2e%2e/%2e%2e/server.py", "js"):
+        assert http_get(f"{served.base}/static/{token}/{sneaky}")[0] in (403, 404), sneaky
+    # textual.js opens downloads under the token (its stock URL has none)
+    _, _, script = http_get(f"{served.base}/static/{token}/js/textual.js")
+    assert f"/download/{token}/" in script
+    wrong_path, no_token, right = _downloads(
+        served, [f"/download/{wrong}/KEY", "/download/KEY", f"/download/{token}/KEY"]
+    )
+    for status, _, body in (wrong_path, no_token):
+        assert status in (403, 404) and "<svg" not in body, status
+    status, headers, body = right
+    assert status == 200 and "<svg" in body, (status, body[:200])
+    # a streamed answer carries the headers too, and an inline SVG runs no script
+    assert headers.get("X-Content-Type-Options") == "nosniff"
+    assert "sandbox" in headers.get("Content-Security-Policy", "")
+
+
+def test_a_frozen_browser_s_tab_ends_and_frees_its_place(etcd: Any, tmp_path: Path):
+    from tcp_proxy import tcp_proxy
+
+    heartbeat = 1.0
+    with serving(
+        etcd.endpoint, "--max-tabs-per-client", "1", "--heartbeat", str(heartbeat),
+        tmp=tmp_path,
+    ) as served, tcp_proxy(port_of(served)) as proxy:  # fmt: skip
+        headers = {"Host": f"127.0.0.1:{port_of(served)}"}
+
+        async def freeze() -> None:
+            session = aiohttp.ClientSession()
+            try:
+                ws = await session.ws_connect(
+                    f"http://{proxy.endpoint}/ws/{served.token}?width=80&height=24",
+                    origin=served.base, headers=headers, autoping=True,
+                )  # fmt: skip
+                ws.session = session  # type: ignore[attr-defined]
+                await read_output(ws, 0.3, least=100)
+                assert len(tab_processes(etcd.endpoint)) == 1
+                # the one place of this address is taken
+                assert await handshake(served) == 503
+                proxy.freeze()  # the browser's link: open, silent, reading nothing
+                started = time.monotonic()
+                while tab_processes(etcd.endpoint):
+                    assert time.monotonic() - started < 20, "the frozen tab kept running"
+                    await asyncio.sleep(0.2)
+                # the place is free again: a new tab opens where it was refused
+                again = await handshake(served)
+                assert not isinstance(again, int), again
+                await read_output(again, 0.2, least=100)
+                await close(again)
+            finally:
+                proxy.heal()
+                await session.close()
+
+        asyncio.run(freeze())
+        wait_until(lambda: tab_processes(etcd.endpoint) == [], "no tab left")
+        assert "Traceback" not in served.output()
+
+
+def _serve_holds(served: Served, client: socket.socket) -> bool:
+    """serve still holds its end of ``client``'s connection."""
+    here = client.getsockname()[1]
+    for conn in psutil.Process(served.proc.pid).net_connections(kind="tcp"):
+        if conn.raddr and conn.raddr.port == here and conn.laddr.port == port_of(served):
+            return True
+    return False
+
+
+def test_a_client_that_never_reads_loses_its_tab_and_its_socket(etcd: Any, tmp_path: Path):
+    """Full redraws asked for and none read: serve's send buffer is full when the heartbeat
+    gives up, and closing would wait for ever to flush it; the socket is dropped instead."""
+    with serving(
+        etcd.endpoint, "--max-tabs-per-client", "1", "--heartbeat", "1", tmp=tmp_path
+    ) as served:  # fmt: skip
+        sock = _raw_handshake(served, rcvbuf=1024)
+        try:
+            wait_until(lambda: len(tab_processes(etcd.endpoint)) == 1, "a tab running")
+            for i in range(40):
+                columns, rows = (MAX_COLUMNS, MAX_ROWS) if i % 2 else (MAX_COLUMNS - 1, MAX_ROWS)
+                message = json.dumps(["resize", {"width": columns, "height": rows}])
+                sock.sendall(_masked_text(message))
+            # ... and nothing more: no pong, no read
+            wait_until(lambda: tab_processes(etcd.endpoint) == [], "the tab ended", 20)
+            wait_until(lambda: not _serve_holds(served, sock), "serve let go of the socket", 10)
+
+            async def reopen() -> None:
+                again = await handshake(served)
+                assert not isinstance(again, int), again
+                await close(again)
+
+            asyncio.run(reopen())
+        finally:
+            sock.close()
+        assert "Traceback" not in served.output()
+
+
+def test_a_flood_from_many_addresses_does_not_lock_out_the_operator_or_an_open_tab(
+    etcd: Any, tmp_path: Path
+):
+    """When --max-connections is full, a newcomer takes the place of the oldest idle
+    connection of the address holding the most; a tab's websocket is never taken."""
+    with serving(
+        etcd.endpoint, "--max-connections", "20", "--max-connections-per-client", "8",
+        "--header-timeout", "30", tmp=tmp_path,
+    ) as served:  # fmt: skip
+        port = port_of(served)
+
+        async def attack() -> None:
+            tab = await handshake(served, local="127.0.0.40")
+            assert not isinstance(tab, int), tab
+            try:
+                await read_output(tab, 0.2, least=100)
+                # 60 silent connections from 30 addresses fill the other 19 places
+                socks = [_silent(port, f"127.0.0.{50 + i % 30}") for i in range(60)]
+                await asyncio.sleep(0.5)
+                held = [s for s in socks if not _closed_by_peer(s)]
+                assert len(held) == 19, len(held)
+                # the operator gets in at once, again and again
+                for _ in range(3):
+                    status, _, page = await asyncio.to_thread(http_get, served.url)
+                    assert status == 200 and served.token in page
+                # and the tab is still open and drawing
+                await tab.send_str('["ping", "still-here"]')
+                assert '["pong", "still-here"]' in await read_output(tab, 0.5)
+                assert not tab.closed
+                for sock in socks:
+                    sock.close()
+            finally:
+                await close(tab)
+
+        asyncio.run(attack())
+        assert "Traceback" not in served.output()
+
+
+def test_dripped_oversized_and_half_open_heads_are_closed(etcd: Any, tmp_path: Path):
+    deadline = 2.0
+    with serving(etcd.endpoint, "--header-timeout", str(deadline), tmp=tmp_path) as served:
+        port = port_of(served)
+        started = time.monotonic()
+        # a head dripped a byte at a time: the deadline runs from accept, not from the last byte
+        drip = _silent(port, "127.0.0.2", b"GET / HTTP/1.1\r\n")
+        # a head sent and the sending side shut: half-open, waiting for the rest
+        half = _silent(port, "127.0.0.3", b"GET / HTTP/1.1\r\nHost: x\r\n")
+        half.shutdown(socket.SHUT_WR)
+        while not _closed_by_peer(drip):
+            assert time.monotonic() - started < deadline + 5, "the drip was kept open"
+            with contextlib.suppress(OSError):
+                drip.send(b"X")
+            time.sleep(0.2)
+        wait_until(lambda: _closed_by_peer(half), "the half-open head closed", deadline + 5)
+        # oversized: a header line of 100 kB, and 1000 headers; refused, not kept
+        for head in (
+            f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Big: {'a' * 100_000}\r\n\r\n",
+            f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n" + "X-A: b\r\n" * 1000 + "\r\n",
+        ):
+            with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE_S) as sock:
+                with contextlib.suppress(OSError):
+                    sock.sendall(head.encode())
+                answer = b""
+                with contextlib.suppress(OSError):
+                    while chunk := sock.recv(65536):
+                        answer += chunk
+                assert answer.split(b" ", 2)[1:2] in ([b"400"], [b"431"], []), answer[:100]
+        assert http_get(served.url)[0] == 200
+        drip.close()
+        half.close()
+        assert "Traceback" not in served.output()
+
+
+def test_connections_reset_during_the_upgrade_leave_no_tab_and_no_place_taken(
+    served: Served, etcd: Any
+):
+    port = port_of(served)
+    for i in range(20):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE_S)
+        key = base64.b64encode(os.urandom(16)).decode()
+        sock.sendall(
+            (
+                f"GET /ws/{served.token}?width=80&height=24 HTTP/1.1\r\n"
+                f"Host: 127.0.0.1:{port}\r\nOrigin: {served.base}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        if i % 2:
+            time.sleep(0.05)  # some mid-start, some before the handler ran
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()  # RST
+    wait_until(lambda: tab_processes(etcd.endpoint) == [], "no tab left")
+
+    async def both_places() -> None:  # --max-tabs-per-client 2: both are free again
+        tabs = [await handshake(served), await handshake(served)]
+        assert not any(isinstance(t, int) for t in tabs), tabs
+        for tab in tabs:
+            await close(tab)
+
+    asyncio.run(both_places())
+
+
+def test_with_few_file_handles_a_flood_neither_locks_out_the_operator_nor_floods_the_log(
+    etcd: Any, tmp_path: Path
+):
+    """serve fits --max-connections to its open-files limit: the handles never run out, so
+    the operator's connection is still accepted (and takes an idle one's place)."""
+    with serving(
+        etcd.endpoint, "--max-tabs", "3", "--header-timeout", "30", tmp=tmp_path,
+        open_files=160,
+    ) as served:  # fmt: skip
+        port = port_of(served)
+        socks = []
+        for i in range(200):
+            with contextlib.suppress(OSError):
+                socks.append(_silent(port, f"127.0.0.{2 + i % 10}"))
+        time.sleep(1.5)
+        for _ in range(3):
+            status, _, page = http_get(served.url)
+            assert status == 200 and served.token in page
+        time.sleep(1.5)
+        for sock in socks:
+            sock.close()
+        output = served.output()
+        assert output.count("Too many open files") + output.count("out of system") <= 1, output
+        assert "lowered to fit" in output  # the start-up notice says what it serves
+
+
+def test_an_open_tab_outlives_the_header_deadline(etcd: Any, tmp_path: Path):
+    with serving(etcd.endpoint, "--header-timeout", "0.5", tmp=tmp_path) as served:
+
+        async def quiet_tab() -> None:
+            tab = await handshake(served)
+            assert not isinstance(tab, int), tab
+            try:
+                await read_output(tab, 0.2, least=100)
+                await asyncio.sleep(2.0)  # four deadlines, the browser sending nothing
+                await tab.send_str('["ping", "still-here"]')
+                assert '["pong", "still-here"]' in await read_output(tab, 0.5)
+            finally:
+                await close(tab)
+
+        asyncio.run(quiet_tab())
+
+
+def test_a_client_that_keeps_sending_but_never_reads_loses_its_tab(etcd: Any, tmp_path: Path):
+    """Messages in keep the heartbeat from pinging; serve stuck sending ends the tab all
+    the same."""
+    with serving(
+        etcd.endpoint, "--max-tabs-per-client", "1", "--heartbeat", "1", tmp=tmp_path
+    ) as served:  # fmt: skip
+        sock = _raw_handshake(served, rcvbuf=1024)
+        try:
+            wait_until(lambda: len(tab_processes(etcd.endpoint)) == 1, "a tab running")
+            started = time.monotonic()
+            i = 0
+            while tab_processes(etcd.endpoint):
+                assert time.monotonic() - started < 20, "the tab kept running"
+                columns, rows = (MAX_COLUMNS, MAX_ROWS) if i % 2 else (MAX_COLUMNS - 1, MAX_ROWS)
+                message = json.dumps(["resize", {"width": columns, "height": rows}])
+                sock.settimeout(0.2)
+                with contextlib.suppress(OSError):
+                    sock.sendall(_masked_text(message))
+                i += 1
+                time.sleep(0.1)
+            wait_until(lambda: not _serve_holds(served, sock), "serve let go of the socket", 10)
+        finally:
+            sock.close()
+        assert "Traceback" not in served.output()

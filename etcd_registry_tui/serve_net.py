@@ -1,0 +1,235 @@
+"""``serve``'s listening socket against a hostile network: connection caps, a deadline for
+the request head, and one log line (not thousands) when file handles run out.
+
+Every accepted connection is counted, in total and per source address, before a byte of it
+is parsed; one over the address's cap is closed at once (so 300 silent sockets from one
+address cannot take the handles the operator's own request needs), and when the total is
+full a newcomer takes the place of an idle one of the address holding the most. A connection has
+``header_timeout`` seconds from its accept (and after each answer, when kept alive) to send
+a whole request line and headers: aiohttp's keep-alive timer, started at accept, closes it
+otherwise, however slowly it drips bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aiohttp import web
+
+DEFAULT_MAX_CONNECTIONS = 256
+DEFAULT_MAX_CONNECTIONS_PER_CLIENT = 64
+DEFAULT_HEADER_TIMEOUT_S = 10.0
+#: At most one "out of file handles" line per this many seconds.
+EXHAUSTION_LOG_EVERY_S = 30.0
+
+log = logging.getLogger("etcd_registry_tui.serve")
+
+
+class Connection(Protocol):
+    """What the caps need of a connection: its address, whether it may be taken (a tab's
+    websocket may not), and a way to drop it."""
+
+    client: str
+    kept: bool
+
+    def drop(self) -> None: ...
+
+
+@dataclass(slots=True)
+class ConnectionLimits:
+    """At most ``total`` open connections, at most ``per_client`` from one address.
+
+    When ``total`` is full, a newcomer takes the place of the oldest connection not kept
+    (not a tab) of the address holding the most, if that address holds more than the
+    newcomer's: a flood from many addresses evens out among them and cannot keep the
+    operator out.
+    """
+
+    total: int
+    per_client: int
+    _by_client: dict[str, list[Connection]] = field(default_factory=dict)
+    _open: int = 0
+
+    @property
+    def open(self) -> int:
+        return self._open
+
+    def admit(self, conn: Connection) -> bool:
+        """True (and ``conn`` is counted) if it may stay open; may drop another."""
+        mine = self._by_client.get(conn.client, [])
+        if len(mine) >= self.per_client:
+            return False
+        if self._open >= self.total:
+            victim = self._victim(len(mine))
+            if victim is None:
+                return False
+            self.release(victim)
+            victim.drop()
+        self._by_client.setdefault(conn.client, []).append(conn)
+        self._open += 1
+        return True
+
+    def _victim(self, fewer_than: int) -> Connection | None:
+        best: Connection | None = None
+        most = fewer_than + 1
+        for conns in self._by_client.values():
+            if len(conns) >= most:
+                candidate = next((c for c in conns if not c.kept), None)
+                if candidate is not None:
+                    best, most = candidate, len(conns) + 1
+        return best
+
+    def release(self, conn: Connection) -> None:
+        """``conn`` closed (again: nothing)."""
+        conns = self._by_client.get(conn.client)
+        if conns is None or conn not in conns:
+            return
+        conns.remove(conn)
+        if not conns:
+            del self._by_client[conn.client]
+        self._open -= 1
+
+
+class GatedProtocol(asyncio.Protocol):
+    """aiohttp's protocol for one connection, behind the connection caps: an excess
+    connection is aborted on accept and never reaches aiohttp."""
+
+    def __init__(self, inner: asyncio.Protocol, limits: ConnectionLimits) -> None:
+        self.inner = inner
+        self.limits = limits
+        self.client = "?"
+        self.kept = False
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        peer = transport.get_extra_info("peername")
+        self.client = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
+        if not self.limits.admit(self):
+            transport.abort()  # at once, before any byte is read
+            return
+        self.transport = transport
+        self.inner.connection_made(transport)
+
+    def drop(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()  # connection_lost follows, on the loop
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.transport is None:
+            return
+        self.transport = None
+        self.limits.release(self)
+        self.inner.connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received() if self.transport is not None else None
+
+    def pause_writing(self) -> None:
+        if self.transport is not None:
+            self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None:
+            self.inner.resume_writing()
+
+
+def keep(transport: asyncio.BaseTransport | None) -> None:
+    """The connection of ``transport`` is a tab's: never dropped for a newcomer."""
+    protocol = transport.get_protocol() if transport is not None else None
+    if isinstance(protocol, GatedProtocol):
+        protocol.kept = True
+
+
+class GatedSite(web.BaseSite):
+    """A TCP site whose connections go through :class:`GatedProtocol`."""
+
+    def __init__(
+        self, runner: web.BaseRunner, host: str, port: int, limits: ConnectionLimits
+    ) -> None:
+        super().__init__(runner)
+        self._host, self._port, self.limits = host, port, limits
+
+    @property
+    def name(self) -> str:
+        return f"http://{self._host}:{self._port}"
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        assert server is not None
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: GatedProtocol(server(), self.limits),
+            self._host.strip("[]"),
+            self._port,
+            reuse_address=True,
+        )
+
+
+def _out_of_handles(error: BaseException | None) -> bool:
+    return isinstance(error, OSError) and error.errno in (errno.EMFILE, errno.ENFILE)
+
+
+class ExhaustionLog:
+    """The event loop's error handler: "out of file handles" (which asyncio reports on
+    every accept it retries) at most once per ``every`` seconds, with how many were left
+    out; anything else as asyncio would."""
+
+    def __init__(
+        self, every: float = EXHAUSTION_LOG_EVERY_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.every, self.clock = every, clock
+        self._last = -float("inf")
+        self._skipped = 0
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if not _out_of_handles(context.get("exception")):
+            loop.default_exception_handler(context)
+            return
+        now = self.clock()
+        if now - self._last < self.every:
+            self._skipped += 1
+            return
+        skipped, self._skipped, self._last = self._skipped, 0, now
+        more = f" ({skipped} more since the last notice)" if skipped else ""
+        log.warning(
+            "out of file handles: new connections wait until some close%s;"
+            " see --max-connections and ulimit -n",
+            more,
+        )
+
+
+def handles_reserved(max_tabs: int) -> int:
+    """File handles kept back from connections: serve's own, and each tab's socket and
+    pipes."""
+    return 64 + 8 * max_tabs
+
+
+def fit_connections(wanted: int, reserved: int) -> int:
+    """``wanted`` connections, or fewer if the open-files limit (raised toward what is
+    needed, within the hard one) cannot hold them besides ``reserved`` handles: the
+    handles never run out, and an excess connection is closed, never left in the
+    listen queue."""
+    with contextlib.suppress(ImportError, ValueError, OSError):
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        needed = wanted + reserved
+        if soft != resource.RLIM_INFINITY and soft < needed:
+            top = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (top, hard))
+            soft = top
+        if soft != resource.RLIM_INFINITY:
+            return max(min(wanted, soft - reserved), 1)
+    return wanted
