@@ -17,7 +17,7 @@ from .registry.config import ConnectionConfig
 from .registry.connection import EtcdConnection
 from .registry.errors import RegistryError, RevisionCompacted
 from .registry.events import ChangeBatch
-from .registry.history import DEFAULT_MAX_ENTRIES, DEFAULT_REVISIONS, HistoryEvent
+from .registry.history import DEFAULT_REVISIONS, HistoryEvent
 from .registry.history_read import get_at, read_past
 from .registry.model import RegistryState
 from .registry.sanitize import safe_line
@@ -107,14 +107,9 @@ def add_parsers(sub: Any, add_connection_options: AddOptions) -> None:
 
 
 async def past_of(conn: EtcdConnection, config: ConnectionConfig, end: int, revisions: int) -> Any:
-    """What happened under the prefix in the ``revisions`` revisions up to ``end``."""
-    return await read_past(
-        conn,
-        config.prefix,
-        end,
-        revisions=revisions,
-        max_events=max(revisions, DEFAULT_MAX_ENTRIES),
-    )
+    """What happened under the prefix in the ``revisions`` revisions up to ``end``: every
+    event (a txn makes several in one revision; the CLI prints all it was asked for)."""
+    return await read_past(conn, config.prefix, end, revisions=revisions, max_events=None)
 
 
 def print_event(
@@ -136,14 +131,19 @@ def print_event(
 def print_read(read: Any, end: int, args: argparse.Namespace) -> None:
     """Print a history read's events; first say so on stderr when etcd did not confirm that
     every event from its start to ``end`` was read."""
-    if not read.complete:
+    if read.dropped:
+        print(
+            f"history: incomplete: {read.dropped:,} older events left out (too many to hold)",
+            file=sys.stderr,
+        )
+    elif not read.complete:
         print(
             f"history: incomplete: etcd did not confirm that every event from revision"
             f" {read.start} to {end} was read",
             file=sys.stderr,
         )
     for event in read.events:
-        print_event(event, args.json, args.service, read.complete)
+        print_event(event, args.json, args.service, read.complete and not read.dropped)
 
 
 async def cmd_history(config: ConnectionConfig, args: argparse.Namespace) -> int:
@@ -154,7 +154,7 @@ async def cmd_history(config: ConnectionConfig, args: argparse.Namespace) -> int
             config.prefix,
             end,
             revisions=max(args.history, 0),
-            max_events=max(args.history, DEFAULT_MAX_ENTRIES),
+            max_events=None,  # every event asked for: the bound is the dashboard's memory
             since=args.since_rev,
         )
     if args.since_rev is not None and past.start > args.since_rev:
@@ -219,7 +219,7 @@ async def _print_gap(
     """The events after ``after`` up to ``to`` (the session's snapshot), from history."""
     if to <= after:
         return
-    gap = await read_past(conn, config.prefix, to, max_events=max(to - after, 1), since=after + 1)
+    gap = await read_past(conn, config.prefix, to, max_events=None, since=after + 1)
     if gap.start > after + 1:
         print(
             f"history: revisions {after + 1} to {gap.start - 1} are compacted; not printed",

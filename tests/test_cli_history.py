@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import random
@@ -211,3 +212,41 @@ def test_list_with_history_prints_the_past_with_reasons(etcd, etcdctl):
     assert "History from revision" in text.stdout and "DEREGISTERED" in text.stdout
     plain = run_cli("list", "--endpoints", etcd.endpoint)  # without --history: no history
     assert "History" not in plain.stdout
+
+
+async def _many_puts(endpoint: str, count: int) -> tuple[int, int]:
+    """``count`` puts under the prefix, 200 at a time: one revision each. Returns the
+    first and last revision."""
+    from helpers import connection
+
+    async with connection(endpoint) as conn:
+        first = await conn.put(f"{PREFIX}Orders/first".encode(), b'{"Id": "first"}')
+        for base in range(1, count, 200):
+            await asyncio.gather(
+                *(
+                    conn.put(f"{PREFIX}Orders/o{n % 50}".encode(), f'{{"n": {n}}}'.encode())
+                    for n in range(base, min(base + 200, count))
+                )
+            )
+        _, end = await conn.get_prefix(PREFIX.encode(), page_size=1, keys_only=True)
+    return first, int(end)
+
+
+def test_history_since_rev_and_list_history_print_every_event_past_10000(
+    etcd: Any, etcdctl: Any
+) -> None:
+    """12,000 events: ``history --since-rev`` and ``list --history`` print all of them (the
+    10,000 bound is the dashboard's memory, not what a CLI prints)."""
+    first, end = asyncio.run(_many_puts(etcd.endpoint, 12_000))
+    assert end - first + 1 == 12_000
+    witness = etcdctl.run_json("get", "--prefix", f"--rev={first}", "--", PREFIX)
+    assert base64.b64decode(witness["kvs"][0]["key"]).decode() == f"{PREFIX}Orders/first"
+    result = run_cli("history", "--json", "--since-rev", str(first), "--endpoints", etcd.endpoint)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["revision"] for line in lines] == list(range(first, end + 1))
+    assert lines[0]["key"] == f"{PREFIX}Orders/first"
+    listed = run_cli("list", "--json", "--history", "12000", "--endpoints", etcd.endpoint)
+    assert listed.returncode == 0, listed.stderr
+    doc = json.loads(listed.stdout)
+    assert [e["revision"] for e in doc["history"]] == list(range(first, end + 1))

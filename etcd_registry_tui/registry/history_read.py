@@ -122,6 +122,8 @@ class EventsRead:
     complete: bool = False
     #: The newest revision of an event left out to keep ``max_events`` (0: none was).
     dropped: int = 0
+    #: How many events were left out to keep ``max_events`` / ``max_bytes``.
+    dropped_count: int = 0
 
 
 async def read_events(
@@ -129,12 +131,12 @@ async def read_events(
     prefix: str,
     start: int,
     end: int,
-    max_events: int = DEFAULT_REVISIONS,
+    max_events: int | None = DEFAULT_REVISIONS,
     timeout: float = 60.0,
     max_bytes: int | None = None,
 ) -> EventsRead:
     """Every change under ``prefix`` from revision ``start`` to ``end``, oldest first (the
-    newest ``max_events`` of them, weighing at most ``max_bytes``; values longer than
+    newest ``max_events`` of them (``None``: all), weighing at most ``max_bytes``; values longer than
     :data:`.history.LARGE_VALUE` kept as size and digest). ``end`` must be a revision
     etcd had reached before the call (a Range's header). Raises :class:`RevisionCompacted`
     when ``start`` is gone.
@@ -147,7 +149,7 @@ async def read_events(
     with ``complete`` False."""
     read = EventsRead()
     events: deque[HistoryEvent] = deque()
-    max_events = max(1, max_events)
+    bound = max(1, max_events) if max_events is not None else None
     if start > end:
         read.complete = True
         return read
@@ -165,11 +167,13 @@ async def read_events(
             made = HistoryEvent.make(prefix, revision, None, prev, key=bytes(event.kv.key))
         made.slim()
         while events and (
-            len(events) >= max_events or (max_bytes is not None and weight > max_bytes)
+            (bound is not None and len(events) >= bound)
+            or (max_bytes is not None and weight > max_bytes)
         ):
             gone = events.popleft()
             weight -= gone.weight
             read.dropped = gone.revision
+            read.dropped_count += 1
         events.append(made)
         weight += made.weight
 
@@ -237,6 +241,8 @@ class PastRead:
     #: The registry can be rebuilt from what was read at any revision from ``floor`` on:
     #: ``start - 1``, or later when older events were left out (``max_events``).
     floor: int = 0
+    #: How many events were left out to keep ``max_events`` / ``max_bytes`` (0: none).
+    dropped: int = 0
 
 
 async def read_past(
@@ -244,12 +250,13 @@ async def read_past(
     prefix: str,
     end: int,
     revisions: int = DEFAULT_REVISIONS,
-    max_events: int = DEFAULT_REVISIONS,
+    max_events: int | None = DEFAULT_REVISIONS,
     since: int | None = None,
     max_bytes: int | None = None,
 ) -> PastRead:
     """Up to ``revisions`` revisions before ``end`` (or from ``since``), not below the
-    compaction point, with every removal classified (see :func:`classify_past`)."""
+    compaction point, with every removal classified (see :func:`classify_past`); the newest
+    ``max_events`` of them (``None``: every one)."""
     compacted = await compaction_revision(conn, prefix)
     start = since if since is not None else end - max(0, revisions) + 1
     # Not from the compaction revision itself: etcd lets a watch start there, but a delete
@@ -270,4 +277,4 @@ async def read_past(
             live = set(await conn.leases())
     classify_past(events, live)
     floor = max(start - 1, read.dropped)
-    return PastRead(events, start, end, compacted, read.complete, floor)
+    return PastRead(events, start, end, compacted, read.complete, floor, read.dropped_count)
