@@ -233,9 +233,35 @@ def _lines_until(stream: Any, done: Any, timeout: float) -> list[str]:
     return lines
 
 
-def test_history_follow_prints_every_revision_under_steady_writes(etcd: Any, etcdctl: Any) -> None:
-    """``history --follow`` while a writer puts and deletes without pause, compared
-    revision by revision with an independent ``etcdctl watch --rev N --prefix``."""
+async def _txn(conn: Any, n: int) -> None:
+    """One revision of four events: three puts and a delete, in one transaction."""
+    from aetcd import rpc
+
+    ops = [
+        rpc.RequestOp(
+            request_put=rpc.PutRequest(
+                key=f"{PREFIX}Orders/t{n % 7}-{k}".encode(), value=f'{{"n": {n}}}'.encode()
+            )
+        )
+        for k in range(3)
+    ]
+    ops.append(
+        rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=f"{PREFIX}Orders/t{(n + 3) % 7}-0".encode()))
+    )
+
+    async def run(client: Any) -> None:
+        await client.kvstub.Txn(rpc.TxnRequest(success=ops), **conn._opts(client))
+
+    await conn._call(run)
+
+
+@pytest.mark.parametrize("txns", [False, True], ids=["puts", "txns"])
+def test_history_follow_prints_every_revision_under_steady_writes(
+    etcd: Any, etcdctl: Any, txns: bool
+) -> None:
+    """``history --follow`` while a writer puts and deletes without pause (or writes txns
+    of several events per revision), compared revision by revision with an independent
+    ``etcdctl watch --rev N --prefix``."""
     import os
     import subprocess
     import threading
@@ -252,7 +278,9 @@ def test_history_follow_prints_every_revision_under_steady_writes(etcd: Any, etc
             n = 0
             while not stop.is_set():
                 key = f"{PREFIX}Orders/w{n % 20}".encode()
-                if n % 5 == 4:
+                if txns:
+                    await _txn(conn, n)
+                elif n % 5 == 4:
                     await conn.delete(key)
                 else:
                     await conn.put(key, f'{{"Id": "w{n}"}}'.encode())
