@@ -101,7 +101,12 @@ def add_parsers(sub: Any, add_connection_options: AddOptions) -> None:
     p_hist.add_argument(
         "--service", type=_service_name, default=None, metavar="NAME", help="only this service"
     )
-    p_hist.add_argument("--follow", action="store_true", help="keep printing live events")
+    p_hist.add_argument(
+        "--follow",
+        action="store_true",
+        help="keep printing live events (events etcd compacted away meanwhile: one line, and"
+        ' with --json a {"type": "gap", ...} record)',
+    )
     add_history_option(p_hist)
     add_connection_options(p_hist, True)
 
@@ -174,57 +179,91 @@ async def _follow(config: ConnectionConfig, args: argparse.Namespace, printed_to
     A session names every removal as the dashboard does (lease lookups, countdowns); it
     starts from a snapshot at a later revision R, so what happened after ``printed_to`` up
     to R is read from etcd's history first, and the session's own events (after R) wait
-    until it is printed.
+    until it is printed. When the watch falls behind a compaction the session reloads a
+    snapshot at a revision B: its difference is no event etcd recorded, so it is not
+    printed; what etcd still holds up to B is read from history instead, and what it
+    compacted away is said once (:func:`print_gap`).
     """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    held: list[HistoryEvent] | None = []  # the session's events, until the gap is printed
-    snapshot = asyncio.get_running_loop().create_future()
-
-    def printed(events: list[HistoryEvent]) -> None:
-        if held is not None:
-            held.extend(events)
-            return
-        for event in events:
-            print_event(event, args.json, args.service)
+    # In order: ("events", list) from the session, ("snapshot", revision) for each snapshot.
+    todo: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+    snapshots: list[int] = []
 
     def batch(change: ChangeBatch, _entries: object) -> None:
-        if change.snapshot and not snapshot.done():
-            snapshot.set_result(change.revision)
+        # The pages of the first snapshot share its revision; a reload is at a later one.
+        if change.snapshot and (not snapshots or change.revision > snapshots[-1]):
+            snapshots.append(change.revision)
+            todo.put_nowait(("snapshot", change.revision))
 
     session = RegistrySession(
-        config, read_only=True, history_revisions=0, on_events=printed, on_batch=batch
+        config,
+        read_only=True,
+        history_revisions=0,
+        on_events=lambda events: todo.put_nowait(("events", events)),
+        on_batch=batch,
     )
+
+    async def pump() -> None:
+        through = printed_to  # history was read (or said compacted) up to here
+        last = printed_to  # the newest revision printed
+        while True:
+            kind, item = await todo.get()
+            if kind == "snapshot":
+                after = max(through, last)
+                if item > after:
+                    await _print_gap(session.conn, config, args, after, item)
+                through = max(through, item)
+                continue
+            for event in item:
+                if event.revision <= through:
+                    continue  # read from history already, or a reloaded snapshot's difference
+                print_event(event, args.json, args.service)
+                last = max(last, event.revision)
+
     runner = asyncio.ensure_future(session.run())
+    printer = asyncio.ensure_future(pump())
     try:
         stopping = asyncio.ensure_future(stop.wait())
-        await asyncio.wait([snapshot, stopping], return_when=asyncio.FIRST_COMPLETED)
-        if snapshot.done():
-            await _print_gap(session.conn, config, args, printed_to, snapshot.result())
-            pending, held = held or [], None
-            printed(pending)
-        await stopping
+        await asyncio.wait([printer, stopping], return_when=asyncio.FIRST_COMPLETED)
+        if printer.done():
+            printer.result()  # pump never returns: this raises what stopped it
     finally:
-        runner.cancel()
-        await asyncio.gather(runner, return_exceptions=True)
+        for task in (runner, printer):
+            task.cancel()
+        await asyncio.gather(runner, printer, return_exceptions=True)
         await session.shutdown()
     return 0
+
+
+def print_gap(args: argparse.Namespace, first: int, last: int, why: str) -> None:
+    """Say once that the events from revision ``first`` to ``last`` cannot be shown: on
+    stderr, and with ``--json`` as a record of its own (``"type": "gap"``) on stdout."""
+    if why == "compacted":
+        text = f"revisions {first} to {last} are compacted; their events cannot be shown"
+    else:
+        text = f"revisions {first} to {last} could not be read ({why}); not printed"
+    print(f"history: {text}", file=sys.stderr, flush=True)
+    if args.json:
+        record = {"type": "gap", "from": first, "to": last, "reason": why, "complete": False}
+        print(json.dumps(record, ensure_ascii=True), flush=True)
 
 
 async def _print_gap(
     conn: EtcdConnection, config: ConnectionConfig, args: argparse.Namespace, after: int, to: int
 ) -> None:
-    """The events after ``after`` up to ``to`` (the session's snapshot), from history."""
+    """The events after ``after`` up to ``to`` (a snapshot of the session), from history."""
     if to <= after:
         return
-    gap = await read_past(conn, config.prefix, to, max_events=None, since=after + 1)
+    try:
+        gap = await read_past(conn, config.prefix, to, max_events=None, since=after + 1)
+    except RegistryError as exc:
+        print_gap(args, after + 1, to, safe_line(str(exc), 200))
+        return
     if gap.start > after + 1:
-        print(
-            f"history: revisions {after + 1} to {gap.start - 1} are compacted; not printed",
-            file=sys.stderr,
-        )
+        print_gap(args, after + 1, gap.start - 1, "compacted")
     print_read(gap, to, args)
 
 

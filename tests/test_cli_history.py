@@ -250,3 +250,92 @@ def test_history_since_rev_and_list_history_print_every_event_past_10000(
     assert listed.returncode == 0, listed.stderr
     doc = json.loads(listed.stdout)
     assert [e["revision"] for e in doc["history"]] == list(range(first, end + 1))
+
+
+def _line_reader(stream: Any) -> Any:
+    """``next_line(timeout)``: the next line of ``stream`` (read on one thread), or None."""
+    import queue
+    import threading
+
+    got: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [got.put(line) for line in stream], daemon=True).start()
+
+    def next_line(timeout: float) -> str | None:
+        try:
+            return got.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    return next_line
+
+
+def test_history_follow_after_a_compaction_says_gap_instead_of_printing_a_snapshot(
+    etcd: Any, etcdctl: Any
+) -> None:
+    """The follow watch is cut off while keys change and etcd compacts them away: the
+    reload is not printed as events; one gap record names the compacted revisions, then
+    the stream equals ``etcdctl watch --rev`` from the compaction on."""
+    from conftest import require_etcdctl
+    from tcp_proxy import tcp_proxy
+
+    etcdctl.put(f"{PREFIX}Orders/a", '{"Id": "a"}')
+    with tcp_proxy(etcd.client_port) as proxy:
+        proc = subprocess.Popen(
+            [*CLI, "history", "--endpoints", proxy.endpoint, "--json", "--follow"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert proc.stdout is not None
+            next_line = _line_reader(proc.stdout)
+            first = json.loads(next_line(20) or "null")
+            assert first["key"] == f"{PREFIX}Orders/a"
+            etcdctl.put(f"{PREFIX}Orders/live", '{"Id": "live"}')  # the watch is live
+            assert json.loads(next_line(20) or "null")["key"] == f"{PREFIX}Orders/live"
+            _, seen = etcdctl.get_prefix(PREFIX)
+            proxy.refuse()
+            etcdctl.put(f"{PREFIX}Orders/b", '{"Id": "b"}')
+            etcdctl.put(f"{PREFIX}Orders/c", '{"Id": "c"}')
+            etcdctl.run("del", f"{PREFIX}Orders/b")
+            _, compacted = etcdctl.get_prefix(PREFIX)
+            etcdctl.compact(int(compacted))
+            etcdctl.put(f"{PREFIX}Orders/d", '{"Id": "d"}')  # after the compaction: readable
+            proxy.heal()
+            printed = []
+            while not printed or printed[-1].get("key") != f"{PREFIX}Orders/d":
+                line = next_line(30)
+                assert line is not None, f"no more lines after {printed}"
+                printed.append(json.loads(line))
+            etcdctl.put(f"{PREFIX}Orders/e", '{"Id": "e"}')
+            printed.append(json.loads(next_line(20) or "null"))
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    gaps = [p for p in printed if p.get("type") == "gap"]
+    assert gaps == [
+        {"type": "gap", "from": int(seen) + 1, "to": int(compacted), "reason": "compacted",
+         "complete": False}
+    ], printed  # fmt: skip
+    events = [p for p in printed if p.get("type") != "gap"]
+    assert printed[0]["type"] == "gap"
+    # Witness: etcd no longer has the gap, and from the compaction on its history is this.
+    with pytest.raises(Exception, match="compacted"):
+        etcdctl.run("get", "--prefix", f"--rev={int(seen) + 1}", "--", PREFIX)
+    witness = subprocess.Popen(
+        [require_etcdctl(), "--endpoints", etcd.endpoint, "watch", "--prefix",
+         f"--rev={int(compacted) + 1}", "-w", "json", PREFIX],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert witness.stdout is not None
+        witness_line = _line_reader(witness.stdout)
+        seen_events: list[tuple[int, str]] = []
+        while len(seen_events) < 2:
+            line = witness_line(20)
+            assert line is not None
+            for ev in json.loads(line).get("Events") or []:
+                kv = ev["kv"]
+                seen_events.append((int(kv["mod_revision"]), base64.b64decode(kv["key"]).decode()))
+    finally:
+        witness.terminate()
+        witness.wait(10)
+    assert [(e["revision"], e["key"]) for e in events] == seen_events

@@ -246,7 +246,11 @@ async def _txn(conn: Any, n: int) -> None:
         for k in range(3)
     ]
     ops.append(
-        rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=f"{PREFIX}Orders/t{(n + 3) % 7}-0".encode()))
+        rpc.RequestOp(
+            request_delete_range=rpc.DeleteRangeRequest(
+                key=f"{PREFIX}Orders/t{(n + 3) % 7}-0".encode()
+            )
+        )
     )
 
     async def run(client: Any) -> None:

@@ -136,8 +136,8 @@ async def read_events(
     max_bytes: int | None = None,
 ) -> EventsRead:
     """Every change under ``prefix`` from revision ``start`` to ``end``, oldest first (the
-    newest ``max_events`` of them (``None``: all), weighing at most ``max_bytes``; values longer than
-    :data:`.history.LARGE_VALUE` kept as size and digest). ``end`` must be a revision
+    newest ``max_events`` of them, ``None``: all, weighing at most ``max_bytes``; values
+    longer than :data:`.history.LARGE_VALUE` kept as size and digest). ``end`` must be a revision
     etcd had reached before the call (a Range's header). Raises :class:`RevisionCompacted`
     when ``start`` is gone.
 
