@@ -41,6 +41,12 @@ REPLAY_BATCH = 1_000
 #: *not* confirmed complete.
 SETTLE = 1.0
 SETTLE_ANSWERS = 10
+#: A read that cannot be confirmed so (a window with no event under the prefix since the
+#: last one read) is confirmed by one watch of the whole keyspace over that stretch, when
+#: it holds at most this many revisions: every revision from 2 on holds an event of some
+#: key, and one watch delivers in revision order, so once its replay reaches the window's
+#: end no event under the prefix can be missing (it reads the other keys' events there).
+QUIET_PROOF_REVISIONS = 10_000
 
 
 def progress_is_ordered(version: str) -> bool:
@@ -61,6 +67,32 @@ async def _ordered_progress(conn: EtcdConnection) -> bool:
     try:
         return progress_is_ordered(str((await conn.status()).version))
     except RegistryError:
+        return False
+
+
+async def _quiet_until(conn: EtcdConnection, prefix: str, start: int, end: int) -> bool:
+    """Whether etcd proves there is no event under ``prefix`` from ``start`` to ``end``: a
+    watch of every key from ``start`` delivers an event at or after ``end`` (every
+    revision from 2 on holds one) before any under ``prefix``. False when it cannot (too
+    many revisions, compacted meanwhile, the whole keyspace not readable, too slow)."""
+    if start > end or end <= 1:
+        return True  # nothing to prove: revision 1 holds no event
+    if end - start + 1 > QUIET_PROOF_REVISIONS:
+        return False
+    raw = prefix.encode()
+
+    async def watch() -> bool:
+        async for response in conn.watch(b"", start, fragment=True):
+            for event in response.events:
+                if bytes(event.kv.key).startswith(raw):
+                    return int(event.kv.mod_revision) > end
+                if int(event.kv.mod_revision) >= end:
+                    return True
+        return False  # pragma: no cover - the watch never ends by itself
+
+    try:
+        return await within(watch(), 10.0)
+    except (RegistryError, TimeoutError):
         return False
 
 
@@ -157,6 +189,7 @@ async def read_events(
     loop = asyncio.get_running_loop()
 
     weight = 0
+    whole = True  # the last response with events ended its batch (not a fragment)
 
     def keep(event: Any, revision: int) -> None:
         nonlocal weight
@@ -178,6 +211,7 @@ async def read_events(
         weight += made.weight
 
     async def collect() -> bool:
+        nonlocal whole
         batch_revisions = 0  # distinct revisions in the batch so far (fragments add up)
         last = 0
         quiet_since: float | None = None  # first unconfirming answer since the last event
@@ -211,6 +245,7 @@ async def read_events(
                     last = revision
                 keep(event, revision)
                 reached = revision >= end
+            whole = not response.fragment
             if response.fragment:
                 continue  # more of the same batch (maybe of revision ``end``) follows
             if reached:
@@ -220,10 +255,17 @@ async def read_events(
             batch_revisions = 0
         return False  # pragma: no cover - the watch never ends by itself
 
+    settled = False
     try:
         read.complete = await within(collect(), timeout)
+        settled = not read.complete
     except TimeoutError:
         read.complete = False
+    if settled and whole:
+        # Unconfirmed, not timed out: every event since the last one read can still be
+        # proven absent (a revision's events come whole, so from the one after it).
+        since = max(start, events[-1].revision + 1) if events else start
+        read.complete = await _quiet_until(conn, prefix, since, end)
     read.events = list(events)
     return read
 
