@@ -622,3 +622,21 @@ async def test_a_delete_at_the_compaction_revision_is_not_claimed(etcd: Any, etc
             assert past.start == deleted_at + 1
             assert past.floor == deleted_at
             assert [e.revision for e in past.events] == [end]
+
+
+async def test_the_empty_window_proof_reads_the_last_revision_whole(
+    etcd: Any, etcdctl: Any
+) -> None:
+    """A txn at the window's end writes a key elsewhere, then one under the prefix: the
+    proof must not stop at the first event of that revision and call the window empty."""
+    from etcd_registry_tui.registry.history_read import _quiet_until
+
+    etcdctl.put(f"{PREFIX}Orders/a", '{"Id": "a"}')
+    txn = f"\nput /elsewhere/t v\nput {PREFIX}Orders/t v\n\n\n"
+    etcdctl.run("txn", input=txn)
+    _, end = etcdctl.get_prefix(PREFIX)
+    assert _witness_keys(etcd, int(end), int(end)) == ["/elsewhere/t", f"{PREFIX}Orders/t"]
+    etcdctl.put("/elsewhere/after", "x")
+    async with connection(etcd.endpoint) as conn:
+        assert not await _quiet_until(conn, PREFIX, int(end), int(end))
+        assert await _quiet_until(conn, PREFIX, int(end) + 1, int(end) + 1)

@@ -82,12 +82,17 @@ async def _quiet_until(conn: EtcdConnection, prefix: str, start: int, end: int) 
     raw = prefix.encode()
 
     async def watch() -> bool:
+        reached = False  # an event at ``end``: the rest of its revision may follow
         async for response in conn.watch(b"", start, fragment=True):
             for event in response.events:
+                revision = int(event.kv.mod_revision)
+                if revision > end:
+                    return True  # in order: all of the window came before it
                 if bytes(event.kv.key).startswith(raw):
-                    return int(event.kv.mod_revision) > end
-                if int(event.kv.mod_revision) >= end:
-                    return True
+                    return False  # an event under the prefix the read did not have
+                reached = revision == end
+            if reached and not response.fragment:
+                return True  # a revision's events come in one response (or its fragments)
         return False  # pragma: no cover - the watch never ends by itself
 
     try:
