@@ -339,3 +339,40 @@ def test_history_follow_after_a_compaction_says_gap_instead_of_printing_a_snapsh
         witness.terminate()
         witness.wait(10)
     assert [(e["revision"], e["key"]) for e in events] == seen_events
+
+
+def test_history_follow_across_an_etcd_restart_prints_each_event_once(
+    etcd: Any, etcdctl: Any
+) -> None:
+    """etcd restarts under ``--follow``; events written right after it (a txn of several
+    keys among them): each event printed once, in order."""
+    etcdctl.put(f"{PREFIX}Orders/a", '{"Id": "a"}')
+    proc = subprocess.Popen(
+        [*CLI, "history", "--endpoints", etcd.endpoint, "--json", "--follow"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        next_line = _line_reader(proc.stdout)
+        assert json.loads(next_line(20) or "null")["key"] == f"{PREFIX}Orders/a"
+        etcd.restart()
+        etcdctl.put(f"{PREFIX}Orders/b", '{"Id": "b"}')
+        etcdctl.run("txn", input=f"\nput {PREFIX}Orders/t1 v\nput {PREFIX}Orders/t2 v\n\n\n")
+        etcdctl.put(f"{PREFIX}Orders/last", '{"Id": "last"}')
+        _, last = etcdctl.get_prefix(PREFIX)
+        printed = []
+        while not printed or printed[-1].get("key") != f"{PREFIX}Orders/last":
+            line = next_line(30)
+            assert line is not None, f"no more lines after {printed}"
+            printed.append(json.loads(line))
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    got = [(p["revision"], p["key"]) for p in printed]
+    end = int(last)
+    assert got == [
+        (end - 2, f"{PREFIX}Orders/b"),
+        (end - 1, f"{PREFIX}Orders/t1"),
+        (end - 1, f"{PREFIX}Orders/t2"),
+        (end, f"{PREFIX}Orders/last"),
+    ]
