@@ -163,10 +163,7 @@ async def cmd_history(config: ConnectionConfig, args: argparse.Namespace) -> int
             since=args.since_rev,
         )
     if args.since_rev is not None and past.start > args.since_rev:
-        print(
-            f"history: revisions before {past.start} are compacted; starting there",
-            file=sys.stderr,
-        )
+        print_gap(args, args.since_rev, past.start - 1, "compacted")
     print_read(past, past.end, args)
     if not args.follow:
         return 0

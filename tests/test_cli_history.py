@@ -376,3 +376,24 @@ def test_history_follow_across_an_etcd_restart_prints_each_event_once(
         (end - 1, f"{PREFIX}Orders/t2"),
         (end, f"{PREFIX}Orders/last"),
     ]
+
+
+def test_history_since_a_compacted_revision_says_the_gap_in_json(etcd: Any, etcdctl: Any) -> None:
+    """``--since-rev`` below etcd's compaction: the JSON stream starts with a gap record
+    naming what etcd no longer has (``etcdctl get --rev`` is refused there too)."""
+    etcdctl.put(f"{PREFIX}Orders/a", '{"Id": "a"}')
+    etcdctl.put(f"{PREFIX}Orders/b", '{"Id": "b"}')
+    _, compacted = etcdctl.get_prefix(PREFIX)
+    etcdctl.put(f"{PREFIX}Orders/c", '{"Id": "c"}')
+    etcdctl.compact(int(compacted))
+    with pytest.raises(Exception, match="compacted"):
+        etcdctl.run("get", "--prefix", "--rev=2", "--", PREFIX)
+    result = run_cli("history", "--json", "--since-rev", "2", "--endpoints", etcd.endpoint)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert lines[0] == {"type": "gap", "from": 2, "to": int(compacted), "reason": "compacted",
+                        "complete": False}  # fmt: skip
+    assert [(e["revision"], e["key"]) for e in lines[1:]] == [
+        (int(compacted) + 1, f"{PREFIX}Orders/c")
+    ]
+    assert result.stderr.count("compacted") == 1
