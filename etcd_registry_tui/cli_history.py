@@ -259,8 +259,8 @@ async def _print_gap(
     except RegistryError as exc:
         print_gap(args, after + 1, to, safe_line(str(exc), 200))
         return
-    if gap.start > after + 1:
-        print_gap(args, after + 1, gap.start - 1, "compacted")
+    if gap.start > after + 1:  # not past ``to``: the live watch delivers what follows it
+        print_gap(args, after + 1, min(gap.start - 1, to), "compacted")
     print_read(gap, to, args)
 
 

@@ -397,3 +397,29 @@ def test_history_since_a_compacted_revision_says_the_gap_in_json(etcd: Any, etcd
         (int(compacted) + 1, f"{PREFIX}Orders/c")
     ]
     assert result.stderr.count("compacted") == 1
+
+
+async def test_follow_gap_never_claims_revisions_past_its_end_compacted(
+    etcd: Any, etcdctl: Any, capsys: Any
+) -> None:
+    """etcd compacts past the session's snapshot before the gap up to it is read: the gap
+    record names the compacted revisions up to the snapshot only (the live watch, from
+    there, delivers the rest)."""
+    import argparse
+
+    from helpers import connection
+
+    from etcd_registry_tui.cli_history import _print_gap
+    from etcd_registry_tui.registry.config import ConnectionConfig
+
+    for key in "abcd":
+        etcdctl.put(f"{PREFIX}Orders/{key}", "{}")
+    _, now = etcdctl.get_prefix(PREFIX)
+    etcdctl.compact(int(now))
+    args = argparse.Namespace(json=True, service=None)
+    async with connection(etcd.endpoint) as conn:
+        await _print_gap(conn, ConnectionConfig(endpoints=(etcd.endpoint,)), args, 1, int(now) - 2)
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert lines == [
+        {"type": "gap", "from": 2, "to": int(now) - 2, "reason": "compacted", "complete": False}
+    ]
