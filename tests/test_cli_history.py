@@ -423,3 +423,28 @@ async def test_follow_gap_never_claims_revisions_past_its_end_compacted(
     assert lines == [
         {"type": "gap", "from": 2, "to": int(now) - 2, "reason": "compacted", "complete": False}
     ]
+
+
+def test_history_of_a_user_who_reads_only_the_prefix_stays_honest(
+    etcd: Any, etcdctl: Any
+) -> None:
+    """A user allowed only the prefix cannot watch every key: an empty window is then not
+    proven, and says ``incomplete`` (one line, no traceback); a window with events is."""
+    etcdctl.put(f"{PREFIX}Orders/a", '{"Id": "a"}')
+    for n in range(3):
+        etcdctl.put(f"/elsewhere/{n}", "x")
+    _, end = etcdctl.get_prefix(PREFIX)
+    etcdctl.run("user", "add", "root:pw")
+    etcdctl.run("role", "add", "reader")
+    etcdctl.run("role", "grant-permission", "reader", "--prefix=true", "read", PREFIX)
+    etcdctl.run("user", "add", "reader:pw")
+    etcdctl.run("user", "grant-role", "reader", "reader")
+    etcdctl.run("auth", "enable")
+    base = ["history", "--json", "--endpoints", etcd.endpoint, "--user", "reader:pw"]
+    quiet = run_cli(*base, "--since-rev", str(int(end) - 1))
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stdout == "" and "Traceback" not in quiet.stderr
+    assert "incomplete" in quiet.stderr
+    whole = run_cli(*base)
+    assert whole.returncode == 0, whole.stderr
+    assert [json.loads(line)["complete"] for line in whole.stdout.splitlines()] == [True]
