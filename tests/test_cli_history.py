@@ -425,9 +425,7 @@ async def test_follow_gap_never_claims_revisions_past_its_end_compacted(
     ]
 
 
-def test_history_of_a_user_who_reads_only_the_prefix_stays_honest(
-    etcd: Any, etcdctl: Any
-) -> None:
+def test_history_of_a_user_who_reads_only_the_prefix_stays_honest(etcd: Any, etcdctl: Any) -> None:
     """A user allowed only the prefix cannot watch every key: an empty window is then not
     proven, and says ``incomplete`` (one line, no traceback); a window with events is."""
     etcdctl.put(f"{PREFIX}Orders/a", '{"Id": "a"}')
