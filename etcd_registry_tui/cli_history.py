@@ -17,7 +17,7 @@ from .registry.config import ConnectionConfig
 from .registry.connection import EtcdConnection
 from .registry.errors import RegistryError, RevisionCompacted
 from .registry.events import ChangeBatch
-from .registry.history import DEFAULT_MAX_ENTRIES, DEFAULT_REVISIONS, HistoryEvent
+from .registry.history import DEFAULT_REVISIONS, HistoryEvent
 from .registry.history_read import get_at, read_past
 from .registry.model import RegistryState
 from .registry.sanitize import safe_line
@@ -101,20 +101,20 @@ def add_parsers(sub: Any, add_connection_options: AddOptions) -> None:
     p_hist.add_argument(
         "--service", type=_service_name, default=None, metavar="NAME", help="only this service"
     )
-    p_hist.add_argument("--follow", action="store_true", help="keep printing live events")
+    p_hist.add_argument(
+        "--follow",
+        action="store_true",
+        help="keep printing live events (events etcd compacted away meanwhile: one line, and"
+        ' with --json a {"type": "gap", ...} record)',
+    )
     add_history_option(p_hist)
     add_connection_options(p_hist, True)
 
 
 async def past_of(conn: EtcdConnection, config: ConnectionConfig, end: int, revisions: int) -> Any:
-    """What happened under the prefix in the ``revisions`` revisions up to ``end``."""
-    return await read_past(
-        conn,
-        config.prefix,
-        end,
-        revisions=revisions,
-        max_events=max(revisions, DEFAULT_MAX_ENTRIES),
-    )
+    """What happened under the prefix in the ``revisions`` revisions up to ``end``: every
+    event (a txn makes several in one revision; the CLI prints all it was asked for)."""
+    return await read_past(conn, config.prefix, end, revisions=revisions, max_events=None)
 
 
 def print_event(
@@ -136,14 +136,19 @@ def print_event(
 def print_read(read: Any, end: int, args: argparse.Namespace) -> None:
     """Print a history read's events; first say so on stderr when etcd did not confirm that
     every event from its start to ``end`` was read."""
-    if not read.complete:
+    if read.dropped:
+        print(
+            f"history: incomplete: {read.dropped:,} older events left out (too many to hold)",
+            file=sys.stderr,
+        )
+    elif not read.complete:
         print(
             f"history: incomplete: etcd did not confirm that every event from revision"
             f" {read.start} to {end} was read",
             file=sys.stderr,
         )
     for event in read.events:
-        print_event(event, args.json, args.service, read.complete)
+        print_event(event, args.json, args.service, read.complete and not read.dropped)
 
 
 async def cmd_history(config: ConnectionConfig, args: argparse.Namespace) -> int:
@@ -154,14 +159,11 @@ async def cmd_history(config: ConnectionConfig, args: argparse.Namespace) -> int
             config.prefix,
             end,
             revisions=max(args.history, 0),
-            max_events=max(args.history, DEFAULT_MAX_ENTRIES),
+            max_events=None,  # every event asked for: the bound is the dashboard's memory
             since=args.since_rev,
         )
     if args.since_rev is not None and past.start > args.since_rev:
-        print(
-            f"history: revisions before {past.start} are compacted; starting there",
-            file=sys.stderr,
-        )
+        print_gap(args, args.since_rev, past.start - 1, "compacted")
     print_read(past, past.end, args)
     if not args.follow:
         return 0
@@ -174,57 +176,91 @@ async def _follow(config: ConnectionConfig, args: argparse.Namespace, printed_to
     A session names every removal as the dashboard does (lease lookups, countdowns); it
     starts from a snapshot at a later revision R, so what happened after ``printed_to`` up
     to R is read from etcd's history first, and the session's own events (after R) wait
-    until it is printed.
+    until it is printed. When the watch falls behind a compaction the session reloads a
+    snapshot at a revision B: its difference is no event etcd recorded, so it is not
+    printed; what etcd still holds up to B is read from history instead, and what it
+    compacted away is said once (:func:`print_gap`).
     """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    held: list[HistoryEvent] | None = []  # the session's events, until the gap is printed
-    snapshot = asyncio.get_running_loop().create_future()
-
-    def printed(events: list[HistoryEvent]) -> None:
-        if held is not None:
-            held.extend(events)
-            return
-        for event in events:
-            print_event(event, args.json, args.service)
+    # In order: ("events", list) from the session, ("snapshot", revision) for each snapshot.
+    todo: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+    snapshots: list[int] = []
 
     def batch(change: ChangeBatch, _entries: object) -> None:
-        if change.snapshot and not snapshot.done():
-            snapshot.set_result(change.revision)
+        # The pages of the first snapshot share its revision; a reload is at a later one.
+        if change.snapshot and (not snapshots or change.revision > snapshots[-1]):
+            snapshots.append(change.revision)
+            todo.put_nowait(("snapshot", change.revision))
 
     session = RegistrySession(
-        config, read_only=True, history_revisions=0, on_events=printed, on_batch=batch
+        config,
+        read_only=True,
+        history_revisions=0,
+        on_events=lambda events: todo.put_nowait(("events", events)),
+        on_batch=batch,
     )
+
+    async def pump() -> None:
+        through = printed_to  # history was read (or said compacted) up to here
+        last = printed_to  # the newest revision printed
+        while True:
+            kind, item = await todo.get()
+            if kind == "snapshot":
+                after = max(through, last)
+                if item > after:
+                    await _print_gap(session.conn, config, args, after, item)
+                through = max(through, item)
+                continue
+            for event in item:
+                if event.revision <= through:
+                    continue  # read from history already, or a reloaded snapshot's difference
+                print_event(event, args.json, args.service)
+                last = max(last, event.revision)
+
     runner = asyncio.ensure_future(session.run())
+    printer = asyncio.ensure_future(pump())
     try:
         stopping = asyncio.ensure_future(stop.wait())
-        await asyncio.wait([snapshot, stopping], return_when=asyncio.FIRST_COMPLETED)
-        if snapshot.done():
-            await _print_gap(session.conn, config, args, printed_to, snapshot.result())
-            pending, held = held or [], None
-            printed(pending)
-        await stopping
+        await asyncio.wait([printer, stopping], return_when=asyncio.FIRST_COMPLETED)
+        if printer.done():
+            printer.result()  # pump never returns: this raises what stopped it
     finally:
-        runner.cancel()
-        await asyncio.gather(runner, return_exceptions=True)
+        for task in (runner, printer):
+            task.cancel()
+        await asyncio.gather(runner, printer, return_exceptions=True)
         await session.shutdown()
     return 0
+
+
+def print_gap(args: argparse.Namespace, first: int, last: int, why: str) -> None:
+    """Say once that the events from revision ``first`` to ``last`` cannot be shown: on
+    stderr, and with ``--json`` as a record of its own (``"type": "gap"``) on stdout."""
+    if why == "compacted":
+        text = f"revisions {first} to {last} are compacted; their events cannot be shown"
+    else:
+        text = f"revisions {first} to {last} could not be read ({why}); not printed"
+    print(f"history: {text}", file=sys.stderr, flush=True)
+    if args.json:
+        record = {"type": "gap", "from": first, "to": last, "reason": why, "complete": False}
+        print(json.dumps(record, ensure_ascii=True), flush=True)
 
 
 async def _print_gap(
     conn: EtcdConnection, config: ConnectionConfig, args: argparse.Namespace, after: int, to: int
 ) -> None:
-    """The events after ``after`` up to ``to`` (the session's snapshot), from history."""
+    """The events after ``after`` up to ``to`` (a snapshot of the session), from history."""
     if to <= after:
         return
-    gap = await read_past(conn, config.prefix, to, max_events=max(to - after, 1), since=after + 1)
-    if gap.start > after + 1:
-        print(
-            f"history: revisions {after + 1} to {gap.start - 1} are compacted; not printed",
-            file=sys.stderr,
-        )
+    try:
+        gap = await read_past(conn, config.prefix, to, max_events=None, since=after + 1)
+    except RegistryError as exc:
+        print_gap(args, after + 1, to, safe_line(str(exc), 200))
+        return
+    if gap.start > after + 1:  # not past ``to``: the live watch delivers what follows it
+        print_gap(args, after + 1, min(gap.start - 1, to), "compacted")
     print_read(gap, to, args)
 
 

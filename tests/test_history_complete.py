@@ -109,22 +109,68 @@ async def test_a_pause_mid_replay_does_not_end_the_read(long_etcd: Any) -> None:
         assert shown == etcdctl_at(etcdctl, target), f"rev {target} differs from etcdctl"
 
 
-async def test_a_read_etcd_cannot_confirm_is_marked_incomplete(etcd: Any, etcdctl: Any) -> None:
-    """etcd 3.4.23 sends nothing that proves a watch has replayed an empty range (its
-    progress answers come at once, replay or not): such a read is not called complete."""
-    from etcd_registry_tui.registry.history_read import progress_is_ordered
-
+async def test_an_empty_window_is_complete_when_etcd_proves_it(etcd: Any, etcdctl: Any) -> None:
+    """etcd 3.4.23's progress answers come at once, replay or not, so they prove nothing
+    about an empty window; but every revision holds an event of some key, and one watch
+    delivers in order: a watch of the whole keyspace that reaches the window's end proves
+    no event under the prefix is missing. ``etcdctl watch --rev`` sees the same."""
     etcdctl.put(f"{PREFIX}Orders/a", '{"Id": "a"}')
     for n in range(5):
         etcdctl.put(f"/elsewhere/{n}", "x")  # revisions with no event under the prefix
     _, end = etcdctl.get_prefix(PREFIX)
     async with connection(etcd.endpoint) as conn:
-        version = str((await conn.status()).version)
         quiet = await read_past(conn, PREFIX, int(end), since=int(end) - 3)
         whole = await read_past(conn, PREFIX, int(end))
     assert quiet.events == []
-    assert quiet.complete is progress_is_ordered(version)
+    assert quiet.complete
     assert [e.key_text for e in whole.events] == [f"{PREFIX}Orders/a"] and whole.complete
+    assert _witness_keys(etcd, int(end) - 3, int(end)) == [f"/elsewhere/{n}" for n in range(1, 5)]
+
+
+def _witness_keys(etcd: Any, first: int, last: int) -> list[str]:
+    """Keys of every event from ``first`` to ``last``, as ``etcdctl watch --rev`` shows them."""
+    import subprocess
+
+    from conftest import require_etcdctl
+
+    proc = subprocess.Popen(
+        [require_etcdctl(), "--endpoints", etcd.endpoint, "watch", "--prefix", f"--rev={first}",
+         "-w", "json", ""],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    keys: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            events = json.loads(line).get("Events") or []
+            for ev in events:
+                if int(ev["kv"]["mod_revision"]) <= last:
+                    keys.append(base64.b64decode(ev["kv"]["key"]).decode())
+            if any(int(ev["kv"]["mod_revision"]) >= last for ev in events):
+                break
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    return keys
+
+
+async def test_an_empty_window_etcd_cannot_prove_stays_incomplete(
+    etcd: Any, etcdctl: Any, monkeypatch: Any
+) -> None:
+    """Past the bound of revisions the whole-keyspace proof reads (here 2), an empty window
+    on etcd 3.4.23 stays ``incomplete``."""
+    from etcd_registry_tui.registry import history_read
+
+    etcdctl.put(f"{PREFIX}Orders/a", '{"Id": "a"}')
+    for n in range(5):
+        etcdctl.put(f"/elsewhere/{n}", "x")
+    _, end = etcdctl.get_prefix(PREFIX)
+    monkeypatch.setattr(history_read, "QUIET_PROOF_REVISIONS", 2)
+    async with connection(etcd.endpoint) as conn:
+        version = str((await conn.status()).version)
+        quiet = await read_past(conn, PREFIX, int(end), since=int(end) - 3)
+    assert quiet.events == []
+    assert quiet.complete is history_read.progress_is_ordered(version)
 
 
 def test_which_etcd_versions_answer_progress_in_order() -> None:
@@ -142,18 +188,15 @@ async def _puts(endpoint: str, count: int, prefix: str = PREFIX) -> None:
             await conn.put(f"{prefix}Orders/o{n % 10}".encode(), b'{"Id": "o"}')
 
 
-def test_history_json_and_status_say_incomplete_when_etcd_cannot_confirm(
+def test_history_json_of_one_full_replay_batch_is_complete_once_etcd_proves_it(
     etcd: Any, etcdctl: Any
 ) -> None:
-    """A replay of exactly 1,000 revisions is one full batch: on etcd 3.4.23 nothing tells
-    whether more follow. ``history --json`` says so in every line, and on stderr."""
+    """A replay of exactly 1,000 revisions is one full batch: on etcd 3.4.23 nothing in the
+    prefix's own watch tells whether more follow, but the revision after it (a key
+    elsewhere) proves it on a watch of every key: ``history --json`` says complete."""
     from test_cli import run_cli
 
-    from etcd_registry_tui.registry.history_read import progress_is_ordered
-
     asyncio.run(_puts(etcd.endpoint, 1_000))
-    version = etcdctl.run("version").split()[2]  # "etcdctl version: 3.4.23 ..."
-    ordered = progress_is_ordered(version)
     _, end = etcdctl.get_prefix(PREFIX)
     etcdctl.put("/elsewhere/x", "1")
     result = run_cli("history", "--json", "--since-rev", str(int(end) - 999), "--endpoints",
@@ -161,9 +204,8 @@ def test_history_json_and_status_say_incomplete_when_etcd_cannot_confirm(
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["revision"] for line in lines] == list(range(int(end) - 999, int(end) + 1))
-    if not ordered:
-        assert {line["complete"] for line in lines} == {False}
-        assert "incomplete" in result.stderr
+    assert {line["complete"] for line in lines} == {True}
+    assert "incomplete" not in result.stderr
     whole = run_cli("history", "--json", "--since-rev", str(int(end) - 10), "--endpoints",
                     etcd.endpoint)  # fmt: skip
     assert {json.loads(line)["complete"] for line in whole.stdout.splitlines()} == {True}
@@ -233,9 +275,39 @@ def _lines_until(stream: Any, done: Any, timeout: float) -> list[str]:
     return lines
 
 
-def test_history_follow_prints_every_revision_under_steady_writes(etcd: Any, etcdctl: Any) -> None:
-    """``history --follow`` while a writer puts and deletes without pause, compared
-    revision by revision with an independent ``etcdctl watch --rev N --prefix``."""
+async def _txn(conn: Any, n: int) -> None:
+    """One revision of four events: three puts and a delete, in one transaction."""
+    from aetcd import rpc
+
+    ops = [
+        rpc.RequestOp(
+            request_put=rpc.PutRequest(
+                key=f"{PREFIX}Orders/t{n % 7}-{k}".encode(), value=f'{{"n": {n}}}'.encode()
+            )
+        )
+        for k in range(3)
+    ]
+    ops.append(
+        rpc.RequestOp(
+            request_delete_range=rpc.DeleteRangeRequest(
+                key=f"{PREFIX}Orders/t{(n + 3) % 7}-0".encode()
+            )
+        )
+    )
+
+    async def run(client: Any) -> None:
+        await client.kvstub.Txn(rpc.TxnRequest(success=ops), **conn._opts(client))
+
+    await conn._call(run)
+
+
+@pytest.mark.parametrize("txns", [False, True], ids=["puts", "txns"])
+def test_history_follow_prints_every_revision_under_steady_writes(
+    etcd: Any, etcdctl: Any, txns: bool
+) -> None:
+    """``history --follow`` while a writer puts and deletes without pause (or writes txns
+    of several events per revision), compared revision by revision with an independent
+    ``etcdctl watch --rev N --prefix``."""
     import os
     import subprocess
     import threading
@@ -252,7 +324,9 @@ def test_history_follow_prints_every_revision_under_steady_writes(etcd: Any, etc
             n = 0
             while not stop.is_set():
                 key = f"{PREFIX}Orders/w{n % 20}".encode()
-                if n % 5 == 4:
+                if txns:
+                    await _txn(conn, n)
+                elif n % 5 == 4:
                     await conn.delete(key)
                 else:
                     await conn.put(key, f'{{"Id": "w{n}"}}'.encode())
@@ -493,16 +567,20 @@ def test_inspect_timeline_compares_large_values_by_digest() -> None:
     assert "value now 9.8 KiB, sha256" in lines[2] and "too large to hold" in lines[2]
 
 
-async def test_dashboard_says_incomplete_when_etcd_cannot_confirm(etcd: Any, etcdctl: Any) -> None:
-    """A read-back window with no event under the prefix cannot be confirmed on etcd
-    3.4.23: the status line and the history view say ``incomplete``."""
+async def test_dashboard_says_incomplete_when_etcd_cannot_confirm(
+    etcd: Any, etcdctl: Any, monkeypatch: Any
+) -> None:
+    """A read-back window with no event under the prefix that etcd 3.4.23 cannot confirm
+    (no whole-keyspace proof allowed here): the status line and the history view say
+    ``incomplete``."""
     from test_app_actions import dashboard, put_instance, status_text, text_of, until
 
-    from etcd_registry_tui.registry.history_read import progress_is_ordered
+    from etcd_registry_tui.registry import history_read
     from etcd_registry_tui.screens.history import HistoryScreen
 
-    if progress_is_ordered(etcdctl.run("version").split()[2]):
+    if history_read.progress_is_ordered(etcdctl.run("version").split()[2]):
         pytest.skip("this etcd confirms an empty replay")
+    monkeypatch.setattr(history_read, "QUIET_PROOF_REVISIONS", 0)
     put_instance(etcdctl, "Orders", "o-1")
     for n in range(5):
         etcdctl.put(f"/elsewhere/{n}", "x")
@@ -544,3 +622,21 @@ async def test_a_delete_at_the_compaction_revision_is_not_claimed(etcd: Any, etc
             assert past.start == deleted_at + 1
             assert past.floor == deleted_at
             assert [e.revision for e in past.events] == [end]
+
+
+async def test_the_empty_window_proof_reads_the_last_revision_whole(
+    etcd: Any, etcdctl: Any
+) -> None:
+    """A txn at the window's end writes a key elsewhere, then one under the prefix: the
+    proof must not stop at the first event of that revision and call the window empty."""
+    from etcd_registry_tui.registry.history_read import _quiet_until
+
+    etcdctl.put(f"{PREFIX}Orders/a", '{"Id": "a"}')
+    txn = f"\nput /elsewhere/t v\nput {PREFIX}Orders/t v\n\n\n"
+    etcdctl.run("txn", input=txn)
+    _, end = etcdctl.get_prefix(PREFIX)
+    assert _witness_keys(etcd, int(end), int(end)) == ["/elsewhere/t", f"{PREFIX}Orders/t"]
+    etcdctl.put("/elsewhere/after", "x")
+    async with connection(etcd.endpoint) as conn:
+        assert not await _quiet_until(conn, PREFIX, int(end), int(end))
+        assert await _quiet_until(conn, PREFIX, int(end) + 1, int(end) + 1)

@@ -41,6 +41,12 @@ REPLAY_BATCH = 1_000
 #: *not* confirmed complete.
 SETTLE = 1.0
 SETTLE_ANSWERS = 10
+#: A read that cannot be confirmed so (a window with no event under the prefix since the
+#: last one read) is confirmed by one watch of the whole keyspace over that stretch, when
+#: it holds at most this many revisions: every revision from 2 on holds an event of some
+#: key, and one watch delivers in revision order, so once its replay reaches the window's
+#: end no event under the prefix can be missing (it reads the other keys' events there).
+QUIET_PROOF_REVISIONS = 10_000
 
 
 def progress_is_ordered(version: str) -> bool:
@@ -61,6 +67,37 @@ async def _ordered_progress(conn: EtcdConnection) -> bool:
     try:
         return progress_is_ordered(str((await conn.status()).version))
     except RegistryError:
+        return False
+
+
+async def _quiet_until(conn: EtcdConnection, prefix: str, start: int, end: int) -> bool:
+    """Whether etcd proves there is no event under ``prefix`` from ``start`` to ``end``: a
+    watch of every key from ``start`` delivers an event at or after ``end`` (every
+    revision from 2 on holds one) before any under ``prefix``. False when it cannot (too
+    many revisions, compacted meanwhile, the whole keyspace not readable, too slow)."""
+    if start > end or end <= 1:
+        return True  # nothing to prove: revision 1 holds no event
+    if end - start + 1 > QUIET_PROOF_REVISIONS:
+        return False
+    raw = prefix.encode()
+
+    async def watch() -> bool:
+        reached = False  # an event at ``end``: the rest of its revision may follow
+        async for response in conn.watch(b"", start, fragment=True):
+            for event in response.events:
+                revision = int(event.kv.mod_revision)
+                if revision > end:
+                    return True  # in order: all of the window came before it
+                if bytes(event.kv.key).startswith(raw):
+                    return False  # an event under the prefix the read did not have
+                reached = revision == end
+            if reached and not response.fragment:
+                return True  # a revision's events come in one response (or its fragments)
+        return False  # pragma: no cover - the watch never ends by itself
+
+    try:
+        return await within(watch(), 10.0)
+    except (RegistryError, TimeoutError):
         return False
 
 
@@ -122,6 +159,8 @@ class EventsRead:
     complete: bool = False
     #: The newest revision of an event left out to keep ``max_events`` (0: none was).
     dropped: int = 0
+    #: How many events were left out to keep ``max_events`` / ``max_bytes``.
+    dropped_count: int = 0
 
 
 async def read_events(
@@ -129,13 +168,13 @@ async def read_events(
     prefix: str,
     start: int,
     end: int,
-    max_events: int = DEFAULT_REVISIONS,
+    max_events: int | None = DEFAULT_REVISIONS,
     timeout: float = 60.0,
     max_bytes: int | None = None,
 ) -> EventsRead:
     """Every change under ``prefix`` from revision ``start`` to ``end``, oldest first (the
-    newest ``max_events`` of them, weighing at most ``max_bytes``; values longer than
-    :data:`.history.LARGE_VALUE` kept as size and digest). ``end`` must be a revision
+    newest ``max_events`` of them, ``None``: all, weighing at most ``max_bytes``; values
+    longer than :data:`.history.LARGE_VALUE` kept as size and digest). ``end`` must be a revision
     etcd had reached before the call (a Range's header). Raises :class:`RevisionCompacted`
     when ``start`` is gone.
 
@@ -147,7 +186,7 @@ async def read_events(
     with ``complete`` False."""
     read = EventsRead()
     events: deque[HistoryEvent] = deque()
-    max_events = max(1, max_events)
+    bound = max(1, max_events) if max_events is not None else None
     if start > end:
         read.complete = True
         return read
@@ -155,6 +194,7 @@ async def read_events(
     loop = asyncio.get_running_loop()
 
     weight = 0
+    whole = True  # the last response with events ended its batch (not a fragment)
 
     def keep(event: Any, revision: int) -> None:
         nonlocal weight
@@ -165,15 +205,18 @@ async def read_events(
             made = HistoryEvent.make(prefix, revision, None, prev, key=bytes(event.kv.key))
         made.slim()
         while events and (
-            len(events) >= max_events or (max_bytes is not None and weight > max_bytes)
+            (bound is not None and len(events) >= bound)
+            or (max_bytes is not None and weight > max_bytes)
         ):
             gone = events.popleft()
             weight -= gone.weight
             read.dropped = gone.revision
+            read.dropped_count += 1
         events.append(made)
         weight += made.weight
 
     async def collect() -> bool:
+        nonlocal whole
         batch_revisions = 0  # distinct revisions in the batch so far (fragments add up)
         last = 0
         quiet_since: float | None = None  # first unconfirming answer since the last event
@@ -207,6 +250,7 @@ async def read_events(
                     last = revision
                 keep(event, revision)
                 reached = revision >= end
+            whole = not response.fragment
             if response.fragment:
                 continue  # more of the same batch (maybe of revision ``end``) follows
             if reached:
@@ -216,10 +260,17 @@ async def read_events(
             batch_revisions = 0
         return False  # pragma: no cover - the watch never ends by itself
 
+    settled = False
     try:
         read.complete = await within(collect(), timeout)
+        settled = not read.complete
     except TimeoutError:
         read.complete = False
+    if settled and whole:
+        # Unconfirmed, not timed out: every event since the last one read can still be
+        # proven absent (a revision's events come whole, so from the one after it).
+        since = max(start, events[-1].revision + 1) if events else start
+        read.complete = await _quiet_until(conn, prefix, since, end)
     read.events = list(events)
     return read
 
@@ -237,6 +288,8 @@ class PastRead:
     #: The registry can be rebuilt from what was read at any revision from ``floor`` on:
     #: ``start - 1``, or later when older events were left out (``max_events``).
     floor: int = 0
+    #: How many events were left out to keep ``max_events`` / ``max_bytes`` (0: none).
+    dropped: int = 0
 
 
 async def read_past(
@@ -244,12 +297,13 @@ async def read_past(
     prefix: str,
     end: int,
     revisions: int = DEFAULT_REVISIONS,
-    max_events: int = DEFAULT_REVISIONS,
+    max_events: int | None = DEFAULT_REVISIONS,
     since: int | None = None,
     max_bytes: int | None = None,
 ) -> PastRead:
     """Up to ``revisions`` revisions before ``end`` (or from ``since``), not below the
-    compaction point, with every removal classified (see :func:`classify_past`)."""
+    compaction point, with every removal classified (see :func:`classify_past`); the newest
+    ``max_events`` of them (``None``: every one)."""
     compacted = await compaction_revision(conn, prefix)
     start = since if since is not None else end - max(0, revisions) + 1
     # Not from the compaction revision itself: etcd lets a watch start there, but a delete
@@ -270,4 +324,4 @@ async def read_past(
             live = set(await conn.leases())
     classify_past(events, live)
     floor = max(start - 1, read.dropped)
-    return PastRead(events, start, end, compacted, read.complete, floor)
+    return PastRead(events, start, end, compacted, read.complete, floor, read.dropped_count)
