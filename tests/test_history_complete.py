@@ -318,11 +318,13 @@ def test_history_follow_prints_every_revision_under_steady_writes(
     etcdctl.put(f"{PREFIX}Orders/first", '{"Id": "first"}')
     _, first = etcdctl.get_prefix(PREFIX)
     stop = threading.Event()
+    written = [0]
 
     async def write() -> None:
         async with connection(etcd.endpoint) as conn:
             n = 0
             while not stop.is_set():
+                written[0] = n
                 key = f"{PREFIX}Orders/w{n % 20}".encode()
                 if txns:
                     await _txn(conn, n)
@@ -344,7 +346,13 @@ def test_history_follow_prints_every_revision_under_steady_writes(
     try:
         import time
 
-        time.sleep(2.0)  # the past is printed and following has begun, under load
+        # The past is printed and following has begun, under load: at least 2 s and 300
+        # writes (a loaded machine writes slower; the comparison needs enough of them).
+        began = time.monotonic()
+        while time.monotonic() - began < 2.0 or (
+            written[0] < 300 and time.monotonic() - began < 30
+        ):
+            time.sleep(0.1)
         stop.set()
         writer.join(10)
         etcdctl.put(f"{PREFIX}Orders/last", '{"Id": "last"}')
