@@ -20,6 +20,10 @@ Cancellation: a gRPC call cancelled by someone else (a channel closed under it)
 raises ``CancelledError`` in a task that was not cancelled; that is turned into
 :class:`~etcd_registry_tui.registry.errors.EtcdUnavailable`, so only a real
 cancellation of the caller's task ends it as cancelled.
+
+These three decisions are made in one place, :class:`_Attempts`, for unary calls,
+authentication, the watch and the keep-alive stream alike. Callers elsewhere use the
+public methods (``range``, ``txn``, ``watch``, the lease calls), never the stubs.
 """
 
 from __future__ import annotations
