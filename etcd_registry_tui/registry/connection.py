@@ -96,7 +96,7 @@ class _StaleTokenRefusal(WatchRejected):
     """etcd cancelled a watch at its creation because the token was stale."""
 
 
-class Failover(enum.Enum):
+class _Failover(enum.Enum):
     """What an operation does when its endpoint is unavailable (the next one becomes
     current in every case)."""
 
@@ -113,7 +113,7 @@ class _Attempts:
 
     A failed attempt on an endpoint is, in this order: our own cancellation (raised
     as is); a stale token (authenticated again once, then repeated); unavailable (the
-    next endpoint becomes current, then :class:`Failover` says whether to repeat);
+    next endpoint becomes current, then :class:`_Failover` says whether to repeat);
     anything else: given up as a typed :class:`RegistryError` naming the endpoint.
     ``again`` returns to repeat and raises to give up. Unary calls use :meth:`run`;
     streams use :meth:`open`, :meth:`close` and :meth:`again` around their own reads.
@@ -134,7 +134,7 @@ class _Attempts:
         self,
         conn: EtcdConnection,
         what: str,
-        failover: Failover,
+        failover: _Failover,
         authenticated: bool = True,
     ) -> None:
         self.conn = conn
@@ -215,9 +215,9 @@ class _Attempts:
         )
 
     def _may_repeat(self, err: EtcdUnavailable) -> bool:
-        if self.failover is Failover.RETRY:
+        if self.failover is _Failover.RETRY:
             return True
-        return self.failover is Failover.RETRY_UNSENT and "refused" in str(err)
+        return self.failover is _Failover.RETRY_UNSENT and "refused" in str(err)
 
 
 @dataclass(slots=True, eq=False)
@@ -413,7 +413,7 @@ class EtcdConnection:
                 response = await ep.authstub.Authenticate(request, timeout=self.config.dial_timeout)
                 return str(response.token)
 
-            attempts = _Attempts(self, "authentication", Failover.RETRY, authenticated=False)
+            attempts = _Attempts(self, "authentication", _Failover.RETRY, authenticated=False)
             self._token = await attempts.run(run)
             self.authentications += 1
 
@@ -427,7 +427,7 @@ class EtcdConnection:
         passes :meth:`_opts` to its stub call, so gRPC enforces the deadline itself (no
         extra task per call, which the lease tracker would feel).
         """
-        failover = Failover.RETRY if idempotent else Failover.RETRY_UNSENT
+        failover = _Failover.RETRY if idempotent else _Failover.RETRY_UNSENT
         return await _Attempts(self, "a call", failover).run(fn)
 
     def _opts(self, client: _Endpoint, timeout: float | None = None) -> dict[str, Any]:
@@ -740,7 +740,7 @@ class EtcdConnection:
         or out of reach makes the next endpoint current for the next attempt.
         """
         create = _watch_create(prefix, start_revision, prev_kv, fragment)
-        attempts = _Attempts(self, "the watch", Failover.REPORT)
+        attempts = _Attempts(self, "the watch", _Failover.REPORT)
         loop = asyncio.get_running_loop()
         while True:
             ep = await attempts.open()
@@ -835,7 +835,7 @@ class KeepAliveStream:
 
     def __init__(self, conn: EtcdConnection) -> None:
         self._conn = conn
-        self._attempts = _Attempts(conn, "the keep-alive", Failover.REPORT)
+        self._attempts = _Attempts(conn, "the keep-alive", _Failover.REPORT)
         self._call: Any = None
         self._ep: _Endpoint | None = None
         self._lock = asyncio.Lock()
