@@ -122,7 +122,6 @@ async def grant_many(conn: EtcdConnection, count: int, ttl: int) -> list[int]:
 
 async def put_many(conn: EtcdConnection, items: list[tuple[bytes, bytes, int]]) -> None:
     """Put ``(key, value, lease)`` items in transactions of TXN_OPS puts, 64 at a time."""
-    client = await conn._ready()
     semaphore = asyncio.Semaphore(CONCURRENCY)
 
     async def txn(chunk: list[tuple[bytes, bytes, int]]) -> None:
@@ -131,7 +130,7 @@ async def put_many(conn: EtcdConnection, items: list[tuple[bytes, bytes, int]]) 
             for k, v, lease in chunk
         ]
         async with semaphore:
-            await client.kvstub.Txn(rpc.TxnRequest(success=ops), timeout=60)
+            await conn.txn([], ops, timeout=60)
 
     chunks = [items[i : i + TXN_OPS] for i in range(0, len(items), TXN_OPS)]
     await asyncio.gather(*(txn(chunk) for chunk in chunks))
