@@ -63,8 +63,8 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 from aetcd import rpc  # noqa: E402
 
 from etcd_registry_tui.demo.embedded import EmbeddedEtcd  # noqa: E402
-from etcd_registry_tui.registry.config import ConnectionConfig  # noqa: E402
-from etcd_registry_tui.registry.connection import EtcdConnection  # noqa: E402
+from etcd_registry_tui.registry.etcd.config import ConnectionConfig  # noqa: E402
+from etcd_registry_tui.registry.etcd.connection import EtcdConnection  # noqa: E402
 
 PREFIX = "/services/"
 SIZE = (120, 40)

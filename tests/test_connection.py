@@ -14,9 +14,9 @@ from conftest import Etcdctl
 from helpers import connection, eventually
 
 from etcd_registry_tui.demo.embedded import EmbeddedCluster, EmbeddedEtcd, free_ports
-from etcd_registry_tui.registry.config import ConnectionConfig, parse_duration, parse_endpoint
-from etcd_registry_tui.registry.connection import EtcdConnection
-from etcd_registry_tui.registry.errors import (
+from etcd_registry_tui.registry.etcd.config import ConnectionConfig, parse_duration, parse_endpoint
+from etcd_registry_tui.registry.etcd.connection import EtcdConnection
+from etcd_registry_tui.registry.etcd.errors import (
     ConfigError,
     EtcdAuthError,
     EtcdTimeout,

@@ -15,7 +15,7 @@ import etcd_registry_tui
 
 PACKAGE_DIR = Path(etcd_registry_tui.__file__).parent
 ROOT = PACKAGE_DIR.parent
-CONNECTION = PACKAGE_DIR / "registry" / "connection.py"
+CONNECTION = PACKAGE_DIR / "registry" / "etcd" / "connection.py"
 #: Names a connection goes by in the code base (``self.conn``, ``conn``, ``self._conn``...).
 CONN_NAMES = {"conn", "connection", "_conn", "_connection"}
 #: Private methods of the connection, whatever the object is called.
@@ -50,9 +50,9 @@ def _files() -> list[Path]:
 
 def test_the_check_sees_the_files() -> None:
     names = {path.relative_to(ROOT).as_posix() for path in _files()}
-    assert "etcd_registry_tui/registry/election.py" in names
-    assert "etcd_registry_tui/registry/elections_watch.py" in names
-    assert "etcd_registry_tui/registry/connection.py" not in names
+    assert "etcd_registry_tui/registry/elections/campaign.py" in names
+    assert "etcd_registry_tui/registry/elections/watch.py" in names
+    assert "etcd_registry_tui/registry/etcd/connection.py" not in names
 
 
 def test_a_private_use_is_named() -> None:

@@ -20,8 +20,8 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
-from .model import KeyValue, decode_key, parse_value, split_key
-from .wording import lease_text
+from ..model import KeyValue, decode_key, parse_value, split_key
+from ..wording import lease_text
 
 #: How many events the dashboard keeps by default.
 DEFAULT_MAX_ENTRIES = 10_000

@@ -53,16 +53,16 @@ from typing import Any
 
 from aetcd import rpc, utils
 
-from .backoff import Backoff
-from .connection import EtcdConnection
-from .errors import (
+from ..etcd.backoff import Backoff
+from ..etcd.connection import EtcdConnection
+from ..etcd.errors import (
     EtcdUnavailable,
     LeaseNotFound,
     RegistryError,
     RevisionCompacted,
     WatchRejected,
 )
-from .registration import validate_ttl
+from ..registration import validate_ttl
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from typing import Any
 
 from aetcd import rpc
 
-from .connection import EtcdConnection, key_range
-from .elections import ElectionState, LeaderChange
-from .errors import RegistryError, RevisionCompacted
+from ..etcd.connection import EtcdConnection, key_range
+from ..etcd.errors import RegistryError, RevisionCompacted
+from .state import ElectionState, LeaderChange
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 aetcd 1.0 gives no deadline by default, never resumes a broken watch, opens only a
 plain single-endpoint channel, caps messages at 4 MB and fetches its auth token once.
 :class:`EtcdConnection` gives every call a deadline and turns every failure into a
-:class:`~etcd_registry_tui.registry.errors.RegistryError` that names the endpoint.
+:class:`~etcd_registry_tui.registry.etcd.errors.RegistryError` that names the endpoint.
 
 Endpoints: one gRPC channel per endpoint (TLS checks each endpoint's certificate
 against its own host; IPv4, IPv6 and names mix; gRPC resolves names off the loop).
@@ -18,7 +18,7 @@ live channel, by one caller at a time; concurrent callers wait for that refresh.
 
 Cancellation: a gRPC call cancelled by someone else (a channel closed under it)
 raises ``CancelledError`` in a task that was not cancelled; that is turned into
-:class:`~etcd_registry_tui.registry.errors.EtcdUnavailable`, so only a real
+:class:`~etcd_registry_tui.registry.etcd.errors.EtcdUnavailable`, so only a real
 cancellation of the caller's task ends it as cancelled.
 
 These three decisions are made in one place, :class:`_Attempts`, for unary calls,
