@@ -1,4 +1,4 @@
-"""Nothing outside ``registry/connection.py`` uses a private member of the connection.
+"""Nothing outside ``registry/etcd/connection.py`` uses a private member of the connection.
 
 The connection's retry policy (stale token, fail-over, our own cancellation) lives in one
 place; a caller that reaches for ``conn._call`` / ``conn._opts`` (or any other private

@@ -1,10 +1,10 @@
 """``serve``: the dashboard in a browser, through textual-serve.
 
 Every browser tab gets its own dashboard process (``python -m etcd_registry_tui ...``), ended
-when the tab closes (see :mod:`.serve_tab`). Safe by default: it binds 127.0.0.1, the served
+when the tab closes (see :mod:`.tab`). Safe by default: it binds 127.0.0.1, the served
 dashboard runs with ``--read-only`` unless ``--allow-writes`` is given, and nothing is served
 without the random token of the start-up URL, to the served Host and Origin only (see
-:mod:`.serve_guard`). The password never goes on a command line: the served processes take it
+:mod:`.guard`). The password never goes on a command line: the served processes take it
 from ``ETCDCTL_PASSWORD`` in their environment.
 """
 
