@@ -63,8 +63,8 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 from aetcd import rpc  # noqa: E402
 
 from etcd_registry_tui.demo.embedded import EmbeddedEtcd  # noqa: E402
-from etcd_registry_tui.registry.config import ConnectionConfig  # noqa: E402
-from etcd_registry_tui.registry.connection import EtcdConnection  # noqa: E402
+from etcd_registry_tui.registry.etcd.config import ConnectionConfig  # noqa: E402
+from etcd_registry_tui.registry.etcd.connection import EtcdConnection  # noqa: E402
 
 PREFIX = "/services/"
 SIZE = (120, 40)
@@ -122,7 +122,6 @@ async def grant_many(conn: EtcdConnection, count: int, ttl: int) -> list[int]:
 
 async def put_many(conn: EtcdConnection, items: list[tuple[bytes, bytes, int]]) -> None:
     """Put ``(key, value, lease)`` items in transactions of TXN_OPS puts, 64 at a time."""
-    client = await conn._ready()
     semaphore = asyncio.Semaphore(CONCURRENCY)
 
     async def txn(chunk: list[tuple[bytes, bytes, int]]) -> None:
@@ -131,7 +130,7 @@ async def put_many(conn: EtcdConnection, items: list[tuple[bytes, bytes, int]]) 
             for k, v, lease in chunk
         ]
         async with semaphore:
-            await client.kvstub.Txn(rpc.TxnRequest(success=ops), timeout=60)
+            await conn.txn([], ops, timeout=60)
 
     chunks = [items[i : i + TXN_OPS] for i in range(0, len(items), TXN_OPS)]
     await asyncio.gather(*(txn(chunk) for chunk in chunks))

@@ -34,8 +34,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 from app_bench import figure, instance_value, load_fleet, rss_mb  # noqa: E402
 
 from etcd_registry_tui.demo.embedded import EmbeddedEtcd  # noqa: E402
-from etcd_registry_tui.registry.config import ConnectionConfig  # noqa: E402
-from etcd_registry_tui.registry.connection import EtcdConnection  # noqa: E402
+from etcd_registry_tui.registry.etcd.config import ConnectionConfig  # noqa: E402
+from etcd_registry_tui.registry.etcd.connection import EtcdConnection  # noqa: E402
 from etcd_registry_tui.registry.events import ChangeBatch  # noqa: E402
 from etcd_registry_tui.registry.model import KeyValue  # noqa: E402
 

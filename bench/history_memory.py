@@ -17,8 +17,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from etcd_registry_tui.demo.embedded import EmbeddedEtcd  # noqa: E402
-from etcd_registry_tui.registry.config import ConnectionConfig  # noqa: E402
-from etcd_registry_tui.registry.connection import EtcdConnection  # noqa: E402
+from etcd_registry_tui.registry.etcd.config import ConnectionConfig  # noqa: E402
+from etcd_registry_tui.registry.etcd.connection import EtcdConnection  # noqa: E402
 from etcd_registry_tui.registry.session import RegistrySession  # noqa: E402
 
 PREFIX = "/services/"

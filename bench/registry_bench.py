@@ -58,9 +58,9 @@ import aetcd  # noqa: E402
 import psutil  # noqa: E402
 
 from etcd_registry_tui.demo.embedded import EmbeddedEtcd  # noqa: E402
-from etcd_registry_tui.registry.config import ConnectionConfig  # noqa: E402
-from etcd_registry_tui.registry.connection import EtcdConnection  # noqa: E402
-from etcd_registry_tui.registry.errors import RegistryError  # noqa: E402
+from etcd_registry_tui.registry.etcd.config import ConnectionConfig  # noqa: E402
+from etcd_registry_tui.registry.etcd.connection import EtcdConnection  # noqa: E402
+from etcd_registry_tui.registry.etcd.errors import RegistryError  # noqa: E402
 from etcd_registry_tui.registry.events import ChangeBatch  # noqa: E402
 from etcd_registry_tui.registry.leases import LeaseTracker  # noqa: E402
 from etcd_registry_tui.registry.model import RegistryState  # noqa: E402

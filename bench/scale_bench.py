@@ -60,8 +60,8 @@ from app_bench import (  # noqa: E402
 )
 
 from etcd_registry_tui.demo.embedded import EmbeddedEtcd  # noqa: E402
-from etcd_registry_tui.registry.config import ConnectionConfig  # noqa: E402
-from etcd_registry_tui.registry.connection import EtcdConnection  # noqa: E402
+from etcd_registry_tui.registry.etcd.config import ConnectionConfig  # noqa: E402
+from etcd_registry_tui.registry.etcd.connection import EtcdConnection  # noqa: E402
 
 # --------------------------------------------------------------------------------------
 # The child: the app, launched at the parent's ``launched`` (time.monotonic, system-wide)

@@ -32,10 +32,10 @@ from .app_probes import ProbeOptions, ProbesMixin
 from .app_terminal import TerminalMixin, crash_log_path
 from .inspect_link import SessionInspectSource
 from .pending_updates import PendingUpdates
-from .registry.aio import within
-from .registry.alarms import FlapDetector, MassExpiryAlarm
-from .registry.config import ConnectionConfig
-from .registry.history import DEFAULT_MAX_ENTRIES, DEFAULT_REVISIONS
+from .registry.etcd.aio import within
+from .registry.etcd.config import ConnectionConfig
+from .registry.history.alarms import FlapDetector, MassExpiryAlarm
+from .registry.history.store import DEFAULT_MAX_ENTRIES, DEFAULT_REVISIONS
 from .registry.sanitize import safe_line
 from .registry.session import RegistrySession
 from .registry.supervisor import Supervisor

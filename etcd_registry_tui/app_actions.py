@@ -10,7 +10,7 @@ from textual import work
 from textual.widgets import Input
 
 from .app_host import AppHost
-from .registry.errors import RegistryError
+from .registry.etcd.errors import RegistryError
 from .registry.model import UNRECOGNISED
 from .registry.sanitize import safe_line, safe_text
 from .registry.wording import lease_text, plural

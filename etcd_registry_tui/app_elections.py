@@ -2,7 +2,7 @@
 
 A mixin of :class:`~etcd_registry_tui.app.RegistryApp`, kept apart so the registry view
 and the elections view each read in one sitting. The data layer part is
-:class:`~etcd_registry_tui.registry.elections_session.ElectionsSession`.
+:class:`~etcd_registry_tui.registry.elections.session.ElectionsSession`.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from typing import Any
 from textual import work
 
 from .app_host import AppHost
-from .registry.election import Candidacy
-from .registry.elections import Candidate, Election, ElectionKind, LeaderChange
-from .registry.elections_session import ElectionsSession
-from .registry.errors import LeaseNotFound, RegistryError
+from .registry.elections.campaign import Candidacy
+from .registry.elections.session import ElectionsSession
+from .registry.elections.state import Candidate, Election, ElectionKind, LeaderChange
+from .registry.etcd.errors import LeaseNotFound, RegistryError
 from .registry.model import Instance
 from .registry.sanitize import safe_line
 from .registry.session import LogEntry, LogKind

@@ -12,10 +12,10 @@ import asyncio
 import time
 
 from .app_host import AppHost
-from .registry.alarms import FlapDetector, MassExpiryAlarm
-from .registry.history import HistoryEvent
-from .registry.history_read import value_at
-from .registry.history_view import PastView
+from .registry.history.alarms import FlapDetector, MassExpiryAlarm
+from .registry.history.read import value_at
+from .registry.history.store import HistoryEvent
+from .registry.history.view import PastView
 from .registry.model import KeyValue
 from .registry.session import LogEntry, LogKind
 from .widgets.alarm_banner import AlarmBanner

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from textual.app import App
 
     from .pending_updates import PendingUpdates
-    from .registry.config import ConnectionConfig
+    from .registry.etcd.config import ConnectionConfig
     from .registry.model import Change, Instance
     from .registry.session import LogEntry, RegistrySession
     from .registry.supervisor import Supervisor, TaskFailure

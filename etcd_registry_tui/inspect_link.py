@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .registry.history_timeline import earlier_registrations, key_timeline
+from .registry.history.timeline import earlier_registrations, key_timeline
 from .registry.model import Instance
 from .registry.session import RegistrySession
 from .screens.inspect_source import TTL

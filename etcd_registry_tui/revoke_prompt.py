@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Collection
 
-from .registry.connection import EtcdConnection
-from .registry.errors import RegistryError
+from .registry.etcd.connection import EtcdConnection
+from .registry.etcd.errors import RegistryError
 from .registry.sanitize import safe_line
 
 #: Up to this many leases etcd is asked about, one call each; beyond, the keys held here.

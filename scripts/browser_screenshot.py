@@ -29,7 +29,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 
 from etcd_registry_tui.demo.embedded import EmbeddedEtcd, free_ports  # noqa: E402
 from etcd_registry_tui.demo.fleet import Fleet  # noqa: E402
-from etcd_registry_tui.registry.config import ConnectionConfig  # noqa: E402
+from etcd_registry_tui.registry.etcd.config import ConnectionConfig  # noqa: E402
 
 SEED = 20240611
 NAME = "browser.png"

@@ -52,8 +52,8 @@ from textual.widgets import Input  # noqa: E402
 from etcd_registry_tui.app import RegistryApp  # noqa: E402
 from etcd_registry_tui.demo.embedded import EmbeddedEtcd  # noqa: E402
 from etcd_registry_tui.demo.fleet import ELECTION_NAME, Fleet  # noqa: E402
-from etcd_registry_tui.registry.config import ConnectionConfig  # noqa: E402
-from etcd_registry_tui.registry.connection import EtcdConnection  # noqa: E402
+from etcd_registry_tui.registry.etcd.config import ConnectionConfig  # noqa: E402
+from etcd_registry_tui.registry.etcd.connection import EtcdConnection  # noqa: E402
 from etcd_registry_tui.registry.events import ConnState  # noqa: E402
 from etcd_registry_tui.registry.registration import ServiceRegistration  # noqa: E402
 from etcd_registry_tui.screens.inspect import InspectScreen  # noqa: E402

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from etcd_registry_tui.registry.aio import within
+from etcd_registry_tui.registry.etcd.aio import within
 
 PACKAGE = Path(__file__).resolve().parent.parent / "etcd_registry_tui"
 

@@ -3,8 +3,8 @@ test_history_app.py drives both from real etcd)."""
 
 from __future__ import annotations
 
-from etcd_registry_tui.registry.alarms import FlapDetector, MassExpiryAlarm
-from etcd_registry_tui.registry.history import HistoryEvent, Reason
+from etcd_registry_tui.registry.history.alarms import FlapDetector, MassExpiryAlarm
+from etcd_registry_tui.registry.history.store import HistoryEvent, Reason
 from etcd_registry_tui.registry.model import KeyValue, RegistryState
 
 PREFIX = "/services/"
@@ -107,8 +107,8 @@ def test_flapping_counts_registrations_at_one_address_within_the_window() -> Non
 def test_alarm_thresholds_are_command_line_options() -> None:
     import pytest
 
-    from etcd_registry_tui.cli import build_parser
-    from etcd_registry_tui.cli_history import alarms_from_args
+    from etcd_registry_tui.cli.history import alarms_from_args
+    from etcd_registry_tui.cli.main import build_parser
 
     args = build_parser().parse_args(
         ["--alarm-fraction", "0.5", "--alarm-minimum", "2", "--alarm-window", "30",

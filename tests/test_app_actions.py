@@ -18,7 +18,7 @@ from textual.widget import Widget
 from textual.widgets import Input, Static
 
 from etcd_registry_tui.app import RegistryApp
-from etcd_registry_tui.registry.config import ConnectionConfig
+from etcd_registry_tui.registry.etcd.config import ConnectionConfig
 from etcd_registry_tui.registry.events import ConnState
 from etcd_registry_tui.registry.model import UNRECOGNISED
 from etcd_registry_tui.registry.session import LogKind, ReadOnlyError

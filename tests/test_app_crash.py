@@ -11,7 +11,7 @@ from pathlib import Path
 SCRIPT = textwrap.dedent(
     """
     from etcd_registry_tui.app import RegistryApp
-    from etcd_registry_tui.registry.config import ConnectionConfig
+    from etcd_registry_tui.registry.etcd.config import ConnectionConfig
 
     class Broken(RegistryApp):
         def on_mount(self) -> None:

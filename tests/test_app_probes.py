@@ -11,7 +11,7 @@ from textual.widgets import Label
 
 from etcd_registry_tui.app import RegistryApp
 from etcd_registry_tui.app_probes import ProbeOptions
-from etcd_registry_tui.registry.config import ConnectionConfig
+from etcd_registry_tui.registry.etcd.config import ConnectionConfig
 from etcd_registry_tui.registry.events import ConnState
 from etcd_registry_tui.screens import InspectScreen
 
@@ -97,7 +97,7 @@ async def test_probe_option_turns_probes_on_from_the_start(etcd, etcdctl):
 
 
 def test_probe_comes_from_the_command_line_or_a_profile(tmp_path, monkeypatch):
-    from etcd_registry_tui.cli import build_parser, probe_options, resolve_config
+    from etcd_registry_tui.cli.main import build_parser, probe_options, resolve_config
 
     config = tmp_path / "etcd-registry-tui" / "config.toml"
     config.parent.mkdir()

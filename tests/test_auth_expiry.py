@@ -17,9 +17,9 @@ from conftest import Etcdctl
 from helpers import assert_matches_etcdctl, connection, eventually, running_watcher
 
 from etcd_registry_tui.demo.embedded import EmbeddedEtcd
-from etcd_registry_tui.registry.config import ConnectionConfig
-from etcd_registry_tui.registry.connection import EtcdConnection
-from etcd_registry_tui.registry.errors import EtcdUnavailable
+from etcd_registry_tui.registry.etcd.config import ConnectionConfig
+from etcd_registry_tui.registry.etcd.connection import EtcdConnection
+from etcd_registry_tui.registry.etcd.errors import EtcdUnavailable
 from etcd_registry_tui.registry.events import ConnState
 from etcd_registry_tui.registry.leases import LeaseTracker
 from etcd_registry_tui.registry.registration import ServiceRegistration

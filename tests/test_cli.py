@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from etcd_registry_tui.cli import build_parser, config_from_args
+from etcd_registry_tui.cli.main import build_parser, config_from_args
 
 CLI = [sys.executable, "-m", "etcd_registry_tui"]
 

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_cli import CLI, run_cli
 
-from etcd_registry_tui.cli import main
+from etcd_registry_tui.cli.main import main
 
 PREFIX = "/services/"
 
@@ -409,8 +409,8 @@ async def test_follow_gap_never_claims_revisions_past_its_end_compacted(
 
     from helpers import connection
 
-    from etcd_registry_tui.cli_history import _print_gap
-    from etcd_registry_tui.registry.config import ConnectionConfig
+    from etcd_registry_tui.cli.history import _print_gap
+    from etcd_registry_tui.registry.etcd.config import ConnectionConfig
 
     for key in "abcd":
         etcdctl.put(f"{PREFIX}Orders/{key}", "{}")

@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
-from etcd_registry_tui.registry.config import ConnectionConfig, parse_duration
-from etcd_registry_tui.registry.connection import EtcdConnection
-from etcd_registry_tui.registry.errors import ConfigError
+from etcd_registry_tui.registry.etcd.config import ConnectionConfig, parse_duration
+from etcd_registry_tui.registry.etcd.connection import EtcdConnection
+from etcd_registry_tui.registry.etcd.errors import ConfigError
 
 CLI = [sys.executable, "-m", "etcd_registry_tui"]
 

@@ -14,9 +14,9 @@ from conftest import Etcdctl
 from helpers import connection, eventually
 
 from etcd_registry_tui.demo.embedded import EmbeddedCluster, EmbeddedEtcd, free_ports
-from etcd_registry_tui.registry.config import ConnectionConfig, parse_duration, parse_endpoint
-from etcd_registry_tui.registry.connection import EtcdConnection
-from etcd_registry_tui.registry.errors import (
+from etcd_registry_tui.registry.etcd.config import ConnectionConfig, parse_duration, parse_endpoint
+from etcd_registry_tui.registry.etcd.connection import EtcdConnection
+from etcd_registry_tui.registry.etcd.errors import (
     ConfigError,
     EtcdAuthError,
     EtcdTimeout,
@@ -407,3 +407,32 @@ async def test_get_prefix_in_pages_is_one_consistent_snapshot(
     assert got == expected
     later, _ = etcdctl.get_prefix("/services/Paged/")
     assert len(later) > len(got), "the writer did change things while the pages were read"
+
+
+# --------------------------------------------------------------------------------------------
+# the public range / txn / time_to_live that election.py and elections_watch.py use
+
+
+async def test_public_txn_and_range_as_etcdctl_sees_them(
+    etcd: EmbeddedEtcd, etcdctl: Etcdctl
+) -> None:
+    dead = f"127.0.0.1:{free_ports(1)[0]}"  # listed first: refused; connect() moves on
+    async with connection([dead, etcd.endpoint], dial_timeout=1.0) as conn:
+        key = b"/api-test/k"
+        absent = rpc.Compare(
+            key=key, target=rpc.Compare.CREATE, result=rpc.Compare.EQUAL, create_revision=0
+        )
+        put = rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=b"one"))
+        read = rpc.RequestOp(request_range=rpc.RangeRequest(key=key))
+        first = await conn.txn([absent], [put], [read])
+        assert first.succeeded
+        assert etcdctl.get(key) == b"one"
+        second = await conn.txn([absent], [put], [read], timeout=2.0)
+        assert not second.succeeded
+        assert second.responses[0].response_range.kvs[0].value == b"one"
+        etcdctl.put(key, "two")
+        response = await conn.range(rpc.RangeRequest(key=key), timeout=2.0)
+        assert [kv.value for kv in response.kvs] == [b"two"]
+        lease, granted = await conn.grant(30)
+        remaining, granted_again, keys = await conn.time_to_live(lease, timeout=2.0)
+        assert granted_again == granted and 0 < remaining <= granted and keys == []

@@ -23,7 +23,7 @@ from pty_helpers import read_until
 
 from etcd_registry_tui.demo.answers import Health
 from etcd_registry_tui.demo.fleet import ELECTION_INSTANCES, ELECTION_NAME, LOCK_NAME, Fleet
-from etcd_registry_tui.registry.config import ConnectionConfig
+from etcd_registry_tui.registry.etcd.config import ConnectionConfig
 from etcd_registry_tui.registry.probes import parse_target, probe
 
 CLI = [sys.executable, "-m", "etcd_registry_tui"]

@@ -17,7 +17,7 @@ from tcp_proxy import tcp_proxy
 from test_election_safety import Proc, etcdctl_side, procs, queue_length  # noqa: F401
 
 from etcd_registry_tui.demo.embedded import EmbeddedEtcd
-from etcd_registry_tui.registry.election import Election, confirm_window
+from etcd_registry_tui.registry.elections.campaign import Election, confirm_window
 
 
 def test_the_confirm_window_is_shorter_than_the_ttl() -> None:

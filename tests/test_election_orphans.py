@@ -15,8 +15,8 @@ from helpers import connection, eventually
 from tcp_proxy import TcpProxy, tcp_proxy
 
 from etcd_registry_tui.demo.embedded import EmbeddedEtcd
-from etcd_registry_tui.registry.election import Election, ResignFailed
-from etcd_registry_tui.registry.errors import RegistryError
+from etcd_registry_tui.registry.elections.campaign import Election, ResignFailed
+from etcd_registry_tui.registry.etcd.errors import RegistryError
 
 
 def lose_the_reply(proxy: TcpProxy, etcdctl: Etcdctl, done: Any) -> asyncio.Task[None]:

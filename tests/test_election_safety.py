@@ -24,11 +24,11 @@ from tcp_proxy import tcp_proxy
 from test_cli import run_cli
 
 from etcd_registry_tui.demo.embedded import EmbeddedEtcd
-from etcd_registry_tui.registry.config import ConnectionConfig
-from etcd_registry_tui.registry.connection import EtcdConnection
-from etcd_registry_tui.registry.election import Election
-from etcd_registry_tui.registry.elections_session import ElectionsSession
-from etcd_registry_tui.registry.errors import ConfigError, RegistryError
+from etcd_registry_tui.registry.elections.campaign import Election
+from etcd_registry_tui.registry.elections.session import ElectionsSession
+from etcd_registry_tui.registry.etcd.config import ConnectionConfig
+from etcd_registry_tui.registry.etcd.connection import EtcdConnection
+from etcd_registry_tui.registry.etcd.errors import ConfigError, RegistryError
 
 CLI = [sys.executable, "-m", "etcd_registry_tui"]
 

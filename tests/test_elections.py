@@ -18,15 +18,15 @@ from conftest import Etcdctl
 from helpers import connection, eventually
 
 from etcd_registry_tui.demo.embedded import EmbeddedEtcd
-from etcd_registry_tui.registry.connection import EtcdConnection
-from etcd_registry_tui.registry.election import Election
-from etcd_registry_tui.registry.elections import (
+from etcd_registry_tui.registry.elections.campaign import Election
+from etcd_registry_tui.registry.elections.state import (
     ElectionKind,
     ElectionState,
     LeaderChange,
     parse_candidate_key,
 )
-from etcd_registry_tui.registry.elections_watch import ElectionWatcher, KeyspaceTooLarge
+from etcd_registry_tui.registry.elections.watch import ElectionWatcher, KeyspaceTooLarge
+from etcd_registry_tui.registry.etcd.connection import EtcdConnection
 from etcd_registry_tui.registry.model import KeyValue
 
 # -- layout ---------------------------------------------------------------------------------

@@ -25,8 +25,8 @@ from test_elections_view import line_of, view_lines
 from textual.widgets import Static
 
 from etcd_registry_tui.demo.embedded import EmbeddedEtcd
-from etcd_registry_tui.registry.connection import EtcdConnection
-from etcd_registry_tui.registry.election import Election
+from etcd_registry_tui.registry.elections.campaign import Election
+from etcd_registry_tui.registry.etcd.connection import EtcdConnection
 from etcd_registry_tui.registry.session import LogKind
 from etcd_registry_tui.screens.candidate import CandidateScreen
 from etcd_registry_tui.screens.confirm import ConfirmScreen

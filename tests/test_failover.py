@@ -28,9 +28,9 @@ from etcd_registry_tui.demo.embedded import (
     EtcdMember,
     free_ports,
 )
-from etcd_registry_tui.registry.config import ConnectionConfig
-from etcd_registry_tui.registry.connection import EtcdConnection
-from etcd_registry_tui.registry.errors import EtcdUnavailable
+from etcd_registry_tui.registry.etcd.config import ConnectionConfig
+from etcd_registry_tui.registry.etcd.connection import EtcdConnection
+from etcd_registry_tui.registry.etcd.errors import EtcdUnavailable
 from etcd_registry_tui.registry.events import ConnState
 from etcd_registry_tui.registry.registration import ServiceRegistration
 

@@ -22,8 +22,8 @@ from helpers import (
 )
 
 from etcd_registry_tui.demo.embedded import EmbeddedCluster, EmbeddedEtcd, EtcdMember
-from etcd_registry_tui.registry.connection import EtcdConnection
-from etcd_registry_tui.registry.errors import RegistryError
+from etcd_registry_tui.registry.etcd.connection import EtcdConnection
+from etcd_registry_tui.registry.etcd.errors import RegistryError
 from etcd_registry_tui.registry.events import ConnState
 from etcd_registry_tui.registry.model import ChangeKind
 from etcd_registry_tui.registry.registration import ServiceRegistration

@@ -5,7 +5,7 @@ from __future__ import annotations
 from helpers import eventually
 
 from etcd_registry_tui.demo.fleet import Fleet
-from etcd_registry_tui.registry.config import ConnectionConfig
+from etcd_registry_tui.registry.etcd.config import ConnectionConfig
 
 
 async def test_crashed_instances_are_forgotten_once_etcd_has_expired_them(etcd, etcdctl):

@@ -7,18 +7,18 @@ from typing import Any
 import pytest
 from helpers import connection, eventually
 
-from etcd_registry_tui.registry.errors import RevisionCompacted
-from etcd_registry_tui.registry.history import (
-    EventKind,
-    History,
-    HistoryEvent,
-)
-from etcd_registry_tui.registry.history_read import (
+from etcd_registry_tui.registry.etcd.errors import RevisionCompacted
+from etcd_registry_tui.registry.history.read import (
     compaction_revision,
     get_at,
     read_past,
 )
-from etcd_registry_tui.registry.history_view import PastView
+from etcd_registry_tui.registry.history.store import (
+    EventKind,
+    History,
+    HistoryEvent,
+)
+from etcd_registry_tui.registry.history.view import PastView
 from etcd_registry_tui.registry.model import KeyValue, RegistryState
 
 PREFIX = "/services/"

@@ -13,7 +13,7 @@ from test_app_actions import (
     until,
 )
 
-from etcd_registry_tui.registry.alarms import FlapDetector, MassExpiryAlarm
+from etcd_registry_tui.registry.history.alarms import FlapDetector, MassExpiryAlarm
 from etcd_registry_tui.registry.session import LogKind
 from etcd_registry_tui.screens.history import HistoryScreen
 from etcd_registry_tui.widgets.alarm_banner import AlarmBanner

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from helpers import connection
 
-from etcd_registry_tui.registry.history import History
-from etcd_registry_tui.registry.history_read import read_past
-from etcd_registry_tui.registry.history_view import PastView
+from etcd_registry_tui.registry.history.read import read_past
+from etcd_registry_tui.registry.history.store import History
+from etcd_registry_tui.registry.history.view import PastView
 from etcd_registry_tui.registry.model import RegistryState
 
 PREFIX = "/services/"
@@ -159,7 +159,7 @@ async def test_an_empty_window_etcd_cannot_prove_stays_incomplete(
 ) -> None:
     """Past the bound of revisions the whole-keyspace proof reads (here 2), an empty window
     on etcd 3.4.23 stays ``incomplete``."""
-    from etcd_registry_tui.registry import history_read
+    from etcd_registry_tui.registry.history import read as history_read
 
     etcdctl.put(f"{PREFIX}Orders/a", '{"Id": "a"}')
     for n in range(5):
@@ -174,7 +174,7 @@ async def test_an_empty_window_etcd_cannot_prove_stays_incomplete(
 
 
 def test_which_etcd_versions_answer_progress_in_order() -> None:
-    from etcd_registry_tui.registry.history_read import progress_is_ordered
+    from etcd_registry_tui.registry.history.read import progress_is_ordered
 
     assert not progress_is_ordered("3.4.23")
     assert progress_is_ordered("3.4.25") and progress_is_ordered("3.5.8")
@@ -225,7 +225,7 @@ async def test_history_is_read_once_for_a_snapshot_of_several_pages(etcd: Any) -
     starts once, so each past event is held once."""
     from helpers import eventually
 
-    from etcd_registry_tui.registry.config import ConnectionConfig
+    from etcd_registry_tui.registry.etcd.config import ConnectionConfig
     from etcd_registry_tui.registry.session import RegistrySession
 
     async with connection(etcd.endpoint) as conn:
@@ -439,7 +439,7 @@ async def test_status_line_follows_eviction_compaction_and_etcds_revision(
 
     from etcd_registry_tui.app import RegistryApp
     from etcd_registry_tui.registry import session as session_module
-    from etcd_registry_tui.registry.config import ConnectionConfig
+    from etcd_registry_tui.registry.etcd.config import ConnectionConfig
 
     monkeypatch.setattr(session_module, "COMPACTION_CHECK_EVERY", 0.2)
     await _puts(etcd.endpoint, 30)
@@ -468,7 +468,7 @@ async def test_status_line_follows_eviction_compaction_and_etcds_revision(
 def test_history_is_bounded_in_bytes_and_keeps_large_values_as_size_and_digest() -> None:
     import hashlib
 
-    from etcd_registry_tui.registry.history import LARGE_VALUE, HistoryEvent
+    from etcd_registry_tui.registry.history.store import LARGE_VALUE, HistoryEvent
     from etcd_registry_tui.registry.model import KeyValue
 
     history = History(max_entries=10_000, max_bytes=50_000)
@@ -556,8 +556,8 @@ async def test_history_view_reads_large_values_on_demand_and_says_compacted(
 
 
 def test_inspect_timeline_compares_large_values_by_digest() -> None:
-    from etcd_registry_tui.registry.history import HistoryEvent
-    from etcd_registry_tui.registry.history_timeline import key_timeline
+    from etcd_registry_tui.registry.history.store import HistoryEvent
+    from etcd_registry_tui.registry.history.timeline import key_timeline
     from etcd_registry_tui.registry.model import KeyValue
 
     history = History()
@@ -583,7 +583,7 @@ async def test_dashboard_says_incomplete_when_etcd_cannot_confirm(
     ``incomplete``."""
     from test_app_actions import dashboard, put_instance, status_text, text_of, until
 
-    from etcd_registry_tui.registry import history_read
+    from etcd_registry_tui.registry.history import read as history_read
     from etcd_registry_tui.screens.history import HistoryScreen
 
     if history_read.progress_is_ordered(etcdctl.run("version").split()[2]):
@@ -637,7 +637,7 @@ async def test_the_empty_window_proof_reads_the_last_revision_whole(
 ) -> None:
     """A txn at the window's end writes a key elsewhere, then one under the prefix: the
     proof must not stop at the first event of that revision and call the window empty."""
-    from etcd_registry_tui.registry.history_read import _quiet_until
+    from etcd_registry_tui.registry.history.read import _quiet_until
 
     etcdctl.put(f"{PREFIX}Orders/a", '{"Id": "a"}')
     txn = f"\nput /elsewhere/t v\nput {PREFIX}Orders/t v\n\n\n"

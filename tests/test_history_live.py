@@ -10,7 +10,7 @@ from typing import Any
 
 from helpers import connection, eventually
 
-from etcd_registry_tui.registry.config import ConnectionConfig
+from etcd_registry_tui.registry.etcd.config import ConnectionConfig
 from etcd_registry_tui.registry.session import LogEntry, LogKind, RegistrySession
 
 PREFIX = "/services/"

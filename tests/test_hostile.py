@@ -37,7 +37,7 @@ from textual.pilot import Pilot
 import etcd_registry_tui
 from etcd_registry_tui.app import RegistryApp
 from etcd_registry_tui.demo.embedded import EmbeddedEtcd
-from etcd_registry_tui.registry.config import ConnectionConfig
+from etcd_registry_tui.registry.etcd.config import ConnectionConfig
 from etcd_registry_tui.registry.events import ConnState
 from etcd_registry_tui.registry.model import (
     MAX_JSON_DEPTH,

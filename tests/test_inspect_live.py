@@ -24,7 +24,7 @@ from textual.pilot import Pilot
 from textual.widgets import Static
 
 from etcd_registry_tui.app import RegistryApp
-from etcd_registry_tui.registry.config import ConnectionConfig
+from etcd_registry_tui.registry.etcd.config import ConnectionConfig
 from etcd_registry_tui.registry.events import ChangeBatch
 from etcd_registry_tui.registry.model import KeyValue
 from etcd_registry_tui.registry.session import RegistrySession

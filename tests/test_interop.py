@@ -19,7 +19,7 @@ from conftest import Etcdctl
 from helpers import WatcherRun, assert_matches_etcdctl, connection, eventually, running_watcher
 
 from etcd_registry_tui.demo.embedded import EmbeddedEtcd
-from etcd_registry_tui.registry.connection import EtcdConnection
+from etcd_registry_tui.registry.etcd.connection import EtcdConnection
 from etcd_registry_tui.registry.leases import LeaseTracker
 from etcd_registry_tui.registry.model import ChangeKind
 from etcd_registry_tui.registry.registration import ServiceRegistration

@@ -22,7 +22,7 @@ from helpers import connection, eventually
 from renewals import Renewer
 
 from etcd_registry_tui.demo.embedded import EmbeddedEtcd
-from etcd_registry_tui.registry.connection import EtcdConnection
+from etcd_registry_tui.registry.etcd.connection import EtcdConnection
 from etcd_registry_tui.registry.leases import LeaseTracker
 
 #: The dashboard shows a countdown under this many seconds in red (ttl_text.CRITICAL_SECONDS).

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from etcd_registry_tui.registry.config import ConnectionConfig
+from etcd_registry_tui.registry.etcd.config import ConnectionConfig
 from etcd_registry_tui.registry.leases import FLOOR_SECONDS, LeaseTracker
 from etcd_registry_tui.registry.session import IDLE_REFRESH_RATE, RegistrySession
 

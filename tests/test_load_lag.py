@@ -19,8 +19,8 @@ from helpers import etcdctl_view
 from test_app_actions import PREFIX, dashboard, status_text, tree_lines, until
 
 from etcd_registry_tui.app import RegistryApp
-from etcd_registry_tui.registry.config import ConnectionConfig
-from etcd_registry_tui.registry.connection import EtcdConnection
+from etcd_registry_tui.registry.etcd.config import ConnectionConfig
+from etcd_registry_tui.registry.etcd.connection import EtcdConnection
 from etcd_registry_tui.registry.model import KeyValue
 from etcd_registry_tui.registry.session import LogEntry, LogKind, RegistrySession
 from etcd_registry_tui.widgets.event_log import EventLog, summarise_bursts

@@ -92,21 +92,21 @@ USES = [
     Use("textual_serve.server", "to_int", "serve.py", "textual-serve"),
     Use(
         "textual_serve.app_service:AppService", "_open_app_process",
-        "serve_tab.py TabService (overridden)", "textual-serve",
+        "serve/tab.py TabService (overridden)", "textual-serve",
         called_by="textual_serve.app_service:AppService.start",
     ),
     Use(
-        "textual_serve.app_service:AppService", "_build_environment", "serve_tab.py",
+        "textual_serve.app_service:AppService", "_build_environment", "serve/tab.py",
         "textual-serve",
     ),
-    Use("textual_serve.app_service:AppService", "_process", "serve_tab.py", "textual-serve",
+    Use("textual_serve.app_service:AppService", "_process", "serve/tab.py", "textual-serve",
         _app_service),
-    Use("textual_serve.app_service:AppService", "_stdin", "serve_tab.py", "textual-serve",
+    Use("textual_serve.app_service:AppService", "_stdin", "serve/tab.py", "textual-serve",
         _app_service),
-    Use("textual_serve.app_service:AppService", "_task", "serve_tab.py", "textual-serve",
+    Use("textual_serve.app_service:AppService", "_task", "serve/tab.py", "textual-serve",
         _app_service),
     Use(
-        "textual_serve.app_service:AppService", "_download_manager", "serve_tab.py",
+        "textual_serve.app_service:AppService", "_download_manager", "serve/tab.py",
         "textual-serve", _app_service,
     ),
 ]  # fmt: skip

@@ -12,10 +12,10 @@ from conftest import Etcdctl
 from test_cli import run_cli
 
 from etcd_registry_tui.app import RegistryApp, SwitchProfile
+from etcd_registry_tui.cli import profile_file as profiles
 from etcd_registry_tui.demo.embedded import EmbeddedEtcd
-from etcd_registry_tui.registry import profiles
-from etcd_registry_tui.registry.config import ConnectionConfig
-from etcd_registry_tui.registry.errors import ConfigError
+from etcd_registry_tui.registry.etcd.config import ConnectionConfig
+from etcd_registry_tui.registry.etcd.errors import ConfigError
 
 ISSUE_EXAMPLE = """\
 default = "staging"            # the profile used when none is named
@@ -244,7 +244,7 @@ def test_a_switch_restarts_the_dashboard_on_the_new_profile(
 ) -> None:
     """The CLI's loop: leaving with SwitchProfile starts the dashboard on that profile."""
     import etcd_registry_tui.app as app_module
-    from etcd_registry_tui.cli import main
+    from etcd_registry_tui.cli.main import main
 
     write_config(
         'default = "a"\n[profiles.a]\nendpoints = "a:2379"\n'
@@ -267,7 +267,7 @@ def test_a_switch_restarts_the_dashboard_on_the_new_profile(
 def _switching_calls(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> list[dict[str, object]]:
     """Run the CLI with a fake dashboard that switches to profile b once; each run's kwargs."""
     import etcd_registry_tui.app as app_module
-    from etcd_registry_tui.cli import main
+    from etcd_registry_tui.cli.main import main
 
     write_config(
         'default = "a"\n[profiles.a]\nendpoints = "a:2379"\n[profiles.b]\nendpoints = "b:2379"\n'

@@ -26,8 +26,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from etcd_registry_tui.demo.embedded import EmbeddedEtcd
-from etcd_registry_tui.registry.connection import EtcdConnection
-from etcd_registry_tui.registry.errors import LeaseNotFound
+from etcd_registry_tui.registry.etcd.connection import EtcdConnection
+from etcd_registry_tui.registry.etcd.errors import LeaseNotFound
 from etcd_registry_tui.registry.events import ChangeBatch
 from etcd_registry_tui.registry.model import UNRECOGNISED, ChangeKind, Instance, RegistryState
 from etcd_registry_tui.registry.watcher import RegistryWatcher

@@ -120,7 +120,7 @@ def test_election_example_from_the_readme_runs(etcd, etcdctl, tmp_path):
 
 
 def test_the_profiles_example_in_the_readme_is_read_as_documented(tmp_path):
-    from etcd_registry_tui.registry import profiles
+    from etcd_registry_tui.cli import profile_file as profiles
 
     (block,) = code_blocks("toml")
     path = tmp_path / "config.toml"

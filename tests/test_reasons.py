@@ -20,13 +20,13 @@ import pytest
 from helpers import connection, eventually
 from tcp_proxy import TcpProxy, tcp_proxy
 
-from etcd_registry_tui.registry.alarms import MassExpiryAlarm
-from etcd_registry_tui.registry.config import ConnectionConfig
-from etcd_registry_tui.registry.connection import EtcdConnection
-from etcd_registry_tui.registry.history import HistoryEvent
+from etcd_registry_tui.registry.etcd.config import ConnectionConfig
+from etcd_registry_tui.registry.etcd.connection import EtcdConnection
+from etcd_registry_tui.registry.history.alarms import MassExpiryAlarm
+from etcd_registry_tui.registry.history.reasons import Clues, judge
+from etcd_registry_tui.registry.history.store import HistoryEvent
 from etcd_registry_tui.registry.leases import LeaseWindow
 from etcd_registry_tui.registry.model import KeyValue
-from etcd_registry_tui.registry.reasons import Clues, judge
 from etcd_registry_tui.registry.session import LogEntry, LogKind, RegistrySession
 
 PREFIX = "/services/"

@@ -23,7 +23,7 @@ from conftest import Etcdctl
 from helpers import connection, eventually
 
 from etcd_registry_tui.demo.embedded import EmbeddedEtcd
-from etcd_registry_tui.registry.config import ConnectionConfig
+from etcd_registry_tui.registry.etcd.config import ConnectionConfig
 from etcd_registry_tui.registry.registration import InstanceConflict, ServiceRegistration
 from etcd_registry_tui.registry.session import RegistrySession
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from browser_helpers import require_browser, serving
 
-from etcd_registry_tui import cli
-from etcd_registry_tui.registry.config import ConnectionConfig
-from etcd_registry_tui.registry.errors import ConfigError
-from etcd_registry_tui.serve import plan
+from etcd_registry_tui.cli import main as cli
+from etcd_registry_tui.registry.etcd.config import ConnectionConfig
+from etcd_registry_tui.registry.etcd.errors import ConfigError
+from etcd_registry_tui.serve.server import plan
 
 SECRET = "s3cret-pa55"
 
@@ -113,7 +113,7 @@ def test_the_served_page_is_titled_self_contained_and_uses_the_public_url(tmp_pa
 
 
 def test_binding_beyond_loopback_warns_that_the_token_is_the_only_login():
-    from etcd_registry_tui.serve import notice
+    from etcd_registry_tui.serve.server import notice
 
     lines = notice(plan(ConnectionConfig(), host="10.1.2.3"))
     assert any("has the token" in line for line in lines)
@@ -129,7 +129,7 @@ def test_a_wildcard_bind_needs_a_public_url(host: str, capsys: pytest.CaptureFix
 
 
 def test_the_start_up_notice_prints_the_token_url_and_the_limits():
-    from etcd_registry_tui.serve import notice
+    from etcd_registry_tui.serve.server import notice
 
     p = plan(ConnectionConfig(), port=8123, max_tabs=5, max_tabs_per_client=2)
     other = plan(ConnectionConfig(), port=8123)
@@ -150,7 +150,7 @@ def test_the_start_up_notice_prints_the_token_url_and_the_limits():
     ],
 )
 def test_a_password_on_the_command_line_is_pointed_out(argv: list[str], in_argv: bool):
-    from etcd_registry_tui.serve import notice, password_on_command_line
+    from etcd_registry_tui.serve.server import notice, password_on_command_line
 
     args = cli.build_parser().parse_args(argv)
     assert password_on_command_line(args) is in_argv
@@ -196,7 +196,7 @@ def test_without_chromium_the_browser_tests_skip_but_fail_under_ci(
 
 
 def test_the_gate_serves_the_public_origin_and_the_bound_loopback_names_only():
-    from etcd_registry_tui.serve_guard import Gate
+    from etcd_registry_tui.serve.guard import Gate
 
     gate = Gate.for_serving("t0ken", "https://dash.example.org/etcd", "127.0.0.1", 8000)
     for host in ("dash.example.org", "DASH.example.org:443", "127.0.0.1:8000", "localhost:8000"):
@@ -240,13 +240,13 @@ def test_the_gate_serves_the_public_origin_and_the_bound_loopback_names_only():
     ],
 )
 def test_sizes_are_parsed_and_clamped(width: object, height: object, size: object):
-    from etcd_registry_tui.serve_guard import parse_size
+    from etcd_registry_tui.serve.guard import parse_size
 
     assert parse_size(width, height) == size
 
 
 def test_tab_limits_count_per_client_and_in_all_and_give_places_back():
-    from etcd_registry_tui.serve_guard import TabLimits
+    from etcd_registry_tui.serve.guard import TabLimits
 
     limits = TabLimits(max_tabs=3, per_client=2)
     assert limits.take("a") is None and limits.take("a") is None
@@ -258,7 +258,7 @@ def test_tab_limits_count_per_client_and_in_all_and_give_places_back():
 
 
 def test_connection_limits_even_out_a_flood_and_never_take_a_tab():
-    from etcd_registry_tui.serve_net import ConnectionLimits
+    from etcd_registry_tui.serve.net import ConnectionLimits
 
     class Conn:
         def __init__(self, client: str, kept: bool = False) -> None:
@@ -290,7 +290,7 @@ def test_running_out_of_file_handles_is_one_line_per_interval(caplog: pytest.Log
     import asyncio
     import errno
 
-    from etcd_registry_tui.serve_net import ExhaustionLog
+    from etcd_registry_tui.serve.net import ExhaustionLog
 
     now = [0.0]
     handler = ExhaustionLog(every=30, clock=lambda: now[0])

@@ -34,7 +34,7 @@ from browser_helpers import CHROMIUM_ARGS, DEADLINE_S, Served, require_browser, 
 from conftest import Etcdctl
 
 from etcd_registry_tui.demo.embedded import free_ports
-from etcd_registry_tui.serve_guard import MAX_COLUMNS, MAX_ROWS, MIN_COLUMNS, MIN_ROWS
+from etcd_registry_tui.serve.guard import MAX_COLUMNS, MAX_ROWS, MIN_COLUMNS, MIN_ROWS
 
 KEY = "/services/OrderService/order-1"
 VALUE = json.dumps({"Name": "OrderService", "Id": "order-1", "Address": "http://10.0.0.1:5001"})
@@ -417,7 +417,7 @@ def test_killing_serve_ends_its_tabs(served: Served, etcd: Any):
 def test_a_tab_process_that_ignores_quit_and_sigterm_is_killed_with_its_group():
     from textual_serve.download_manager import DownloadManager
 
-    from etcd_registry_tui.serve_tab import TabService
+    from etcd_registry_tui.serve.tab import TabService
 
     async def nothing(*_: Any) -> None:
         pass

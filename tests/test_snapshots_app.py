@@ -19,7 +19,7 @@ import pytest
 from textual.pilot import Pilot
 
 from etcd_registry_tui.app import RegistryApp
-from etcd_registry_tui.registry.config import ConnectionConfig
+from etcd_registry_tui.registry.etcd.config import ConnectionConfig
 from etcd_registry_tui.registry.events import ConnectionStatus, ConnState
 from etcd_registry_tui.registry.model import KeyValue
 from etcd_registry_tui.registry.registration import ServiceRegistration

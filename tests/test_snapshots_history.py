@@ -14,7 +14,7 @@ from test_snapshots_app import LOG_AT, PREFIX, REVISION, SIZE, live, make_app
 from textual.pilot import Pilot
 
 from etcd_registry_tui.app import RegistryApp
-from etcd_registry_tui.registry.history import HistoryEvent, Reason
+from etcd_registry_tui.registry.history.store import HistoryEvent, Reason
 from etcd_registry_tui.registry.model import KeyValue
 from etcd_registry_tui.registry.session import LogEntry, LogKind, log_entry
 from etcd_registry_tui.widgets.event_log import EventLog

@@ -21,8 +21,8 @@ from helpers import assert_matches_etcdctl, eventually
 from etcd_registry_tui.app import FREEZE_SNAPSHOT_AT, RegistryApp, crash_log_path
 from etcd_registry_tui.demo.embedded import EmbeddedEtcd
 from etcd_registry_tui.messages import StatusChanged
-from etcd_registry_tui.registry.config import ConnectionConfig
-from etcd_registry_tui.registry.errors import EtcdUnavailable
+from etcd_registry_tui.registry.etcd.config import ConnectionConfig
+from etcd_registry_tui.registry.etcd.errors import EtcdUnavailable
 from etcd_registry_tui.registry.events import ChangeBatch, ConnectionStatus, ConnState
 from etcd_registry_tui.registry.model import KeyValue
 from etcd_registry_tui.registry.session import LogEntry, LogKind, RegistrySession

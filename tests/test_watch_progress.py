@@ -16,9 +16,9 @@ from conftest import Etcdctl
 from helpers import assert_matches_etcdctl, connection, eventually, running_watcher
 
 from etcd_registry_tui.demo.embedded import EmbeddedEtcd
-from etcd_registry_tui.registry.backoff import Backoff
-from etcd_registry_tui.registry.connection import EtcdConnection
-from etcd_registry_tui.registry.errors import EtcdUnavailable
+from etcd_registry_tui.registry.etcd.backoff import Backoff
+from etcd_registry_tui.registry.etcd.connection import EtcdConnection
+from etcd_registry_tui.registry.etcd.errors import EtcdUnavailable
 from etcd_registry_tui.registry.events import ConnectionStatus, ConnState
 from etcd_registry_tui.registry.watcher import RegistryWatcher
 

@@ -64,7 +64,7 @@ def test_list_writes_a_lease_with_a_leading_zero_as_etcdctl_does(etcd, etcdctl):
 
 
 def test_a_candidates_lease_is_written_as_etcdctl_writes_it():
-    from etcd_registry_tui.registry.elections import Candidate, parse_candidate_key
+    from etcd_registry_tui.registry.elections.state import Candidate, parse_candidate_key
 
     lease = 0x0F51A2355D8EAC16
     key = b"/elections/job/f51a2355d8eac16"  # a Go client's key: %x, unpadded

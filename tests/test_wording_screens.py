@@ -111,8 +111,8 @@ async def test_inspect_writes_revisions_and_lease_like_every_view() -> None:
 
 
 def test_lease_in_log_details_and_errors_reads_as_etcdctl_writes_it() -> None:
-    from etcd_registry_tui.registry.history import HistoryEvent, classify_past
-    from etcd_registry_tui.registry.history_timeline import value_change
+    from etcd_registry_tui.registry.history.store import HistoryEvent, classify_past
+    from etcd_registry_tui.registry.history.timeline import value_change
     from etcd_registry_tui.registry.registration import InstanceConflict
 
     key = b"/services/Orders/a-1"
@@ -127,7 +127,7 @@ def test_lease_in_log_details_and_errors_reads_as_etcdctl_writes_it() -> None:
 
 async def test_service_summary_counts_in_the_singular() -> None:
     from etcd_registry_tui.app import RegistryApp
-    from etcd_registry_tui.registry.config import ConnectionConfig
+    from etcd_registry_tui.registry.etcd.config import ConnectionConfig
     from etcd_registry_tui.registry.session import RegistrySession
 
     session = RegistrySession(ConnectionConfig(endpoints=("127.0.0.1:1",)))

@@ -14,8 +14,8 @@ import contextlib
 import enum
 import socket
 
-from ..registry.aio import within
-from ..registry.errors import RegistryError
+from ..registry.etcd.aio import within
+from ..registry.etcd.errors import RegistryError
 
 HOST = "127.0.0.1"
 #: A request's head is read at most this long and this big: a demo server never waits long.

@@ -19,10 +19,10 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..registry.config import ConnectionConfig
-from ..registry.connection import EtcdConnection
-from ..registry.election import Candidacy, Election
-from ..registry.errors import ConfigError, RegistryError
+from ..registry.elections.campaign import Candidacy, Election
+from ..registry.etcd.config import ConnectionConfig
+from ..registry.etcd.connection import EtcdConnection
+from ..registry.etcd.errors import ConfigError, RegistryError
 from ..registry.registration import ServiceRegistration
 from .answers import Answers, Health
 

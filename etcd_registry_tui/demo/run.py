@@ -10,9 +10,9 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 
-from ..registry.config import ConnectionConfig
-from ..registry.connection import EtcdConnection
-from ..registry.errors import RegistryError
+from ..registry.etcd.config import ConnectionConfig
+from ..registry.etcd.connection import EtcdConnection
+from ..registry.etcd.errors import RegistryError
 from .embedded import EmbeddedEtcd, EtcdBinaryNotFound, EtcdStartError
 from .fleet import ELECTION_INSTANCES, Fleet, validate_size
 from .stop_signals import StopSignals

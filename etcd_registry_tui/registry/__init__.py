@@ -5,10 +5,10 @@ For Python services that want to join the registry::
     from etcd_registry_tui.registry import ConnectionConfig, EtcdConnection, ServiceRegistration
 """
 
-from .config import ConnectionConfig
-from .connection import EtcdConnection
-from .election import Candidacy, Election, LeadershipLost, ResignFailed
-from .errors import EtcdAuthError, EtcdUnavailable, LeaseNotFound, RegistryError
+from .elections.campaign import Candidacy, Election, LeadershipLost, ResignFailed
+from .etcd.config import ConnectionConfig
+from .etcd.connection import EtcdConnection
+from .etcd.errors import EtcdAuthError, EtcdUnavailable, LeaseNotFound, RegistryError
 from .events import ChangeBatch, ConnectionStatus, ConnState
 from .leases import LeaseTracker
 from .model import UNRECOGNISED, Change, ChangeKind, Instance, RegistryState, Service

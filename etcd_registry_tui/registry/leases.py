@@ -30,9 +30,9 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from .aio import within
-from .connection import EtcdConnection
-from .errors import RegistryError
+from .etcd.aio import within
+from .etcd.connection import EtcdConnection
+from .etcd.errors import RegistryError
 
 #: A countdown under this is shown as critical (red) by the dashboard; the tracker reads
 #: a lease again before its countdown could fall under it.

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
-from .aio import within
+from .etcd.aio import within
 
 DEFAULT_CONCURRENCY = 32
 DEFAULT_INTERVAL = 10.0

@@ -26,9 +26,9 @@ from typing import Any
 
 import aetcd
 
-from .config import ConnectionConfig
-from .connection import EtcdConnection
-from .errors import ConfigError, LeaseNotFound, RegistryError
+from .etcd.config import ConnectionConfig
+from .etcd.connection import EtcdConnection
+from .etcd.errors import ConfigError, LeaseNotFound, RegistryError
 from .wording import lease_text
 
 log = logging.getLogger(__name__)

@@ -22,12 +22,14 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from .aio import within
-from .config import ConnectionConfig
-from .connection import EtcdConnection
-from .errors import LeaseNotFound, RegistryError
+from .etcd.aio import within
+from .etcd.config import ConnectionConfig
+from .etcd.connection import EtcdConnection
+from .etcd.errors import LeaseNotFound, RegistryError
 from .events import ChangeBatch, ConnectionStatus, ConnState
-from .history import (
+from .history.read import compaction_revision, read_past
+from .history.reasons import Clues, judge
+from .history.store import (
     DEFAULT_MAX_ENTRIES,
     DEFAULT_REVISIONS,
     EventKind,
@@ -35,10 +37,8 @@ from .history import (
     HistoryEvent,
     Reason,
 )
-from .history_read import compaction_revision, read_past
 from .leases import LeaseTracker
 from .model import Change, ChangeKind, Instance, KeyValue, RegistryState
-from .reasons import Clues, judge
 from .registration import ServiceRegistration
 from .supervisor import Supervisor, TaskFailure
 from .watcher import RegistryWatcher

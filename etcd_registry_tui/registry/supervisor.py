@@ -16,7 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from .backoff import Backoff
+from .etcd.backoff import Backoff
 
 log = logging.getLogger(__name__)
 

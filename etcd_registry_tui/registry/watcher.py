@@ -21,11 +21,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from .aio import within
-from .backoff import Backoff
 from .budget import default_budget_mb, estimate_mb, too_large_message
-from .connection import EtcdConnection
-from .errors import RegistryError, RevisionCompacted
+from .etcd.aio import within
+from .etcd.backoff import Backoff
+from .etcd.connection import EtcdConnection
+from .etcd.errors import RegistryError, RevisionCompacted
 from .events import ChangeBatch, ConnectionStatus, ConnState
 from .model import Change, Instance, RegistryState, split_key
 from .sanitize import safe_line

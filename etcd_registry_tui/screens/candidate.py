@@ -10,7 +10,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 
-from ..registry.elections import Candidate
+from ..registry.elections.state import Candidate
 from ..registry.sanitize import safe_line, safe_text
 
 #: Beyond this many characters a value is cut here too (and says by how much).

@@ -18,9 +18,9 @@ from textual.events import Key
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
-from ..registry.errors import RegistryError, RevisionCompacted
-from ..registry.history import EventKind, History
-from ..registry.history_view import PastView
+from ..registry.etcd.errors import RegistryError, RevisionCompacted
+from ..registry.history.store import EventKind, History
+from ..registry.history.view import PastView
 from ..registry.model import KeyValue
 from ..registry.sanitize import safe_line
 from ..widgets.registry_tree import RegistryTree

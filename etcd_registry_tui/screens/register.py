@@ -20,7 +20,7 @@ from textual.containers import Grid, Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
-from ..registry.errors import ConfigError
+from ..registry.etcd.errors import ConfigError
 from ..registry.registration import validate_name, validate_ttl
 
 #: The longest TTL the form accepts: a week. Anything longer is almost certainly a typo.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from etcd_registry_tui.registry.elections import Candidate, Election, ElectionKind
+from etcd_registry_tui.registry.elections.state import Candidate, Election, ElectionKind
 from etcd_registry_tui.registry.wording import revision_text
 from etcd_registry_tui.widgets.elections_view import clip
 from etcd_registry_tui.widgets.ttl_text import describe_ttl, format_seconds

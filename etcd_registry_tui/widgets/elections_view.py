@@ -27,7 +27,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.timer import Timer
 
-from etcd_registry_tui.registry.elections import (
+from etcd_registry_tui.registry.elections.state import (
     Candidate,
     Election,
     ElectionKind,

@@ -19,7 +19,7 @@ from typing import Any
 
 from textual_serve.app_service import AppService
 
-from .registry.aio import within
+from ..registry.etcd.aio import within
 
 #: How long the dashboard gets to quit by itself, then to answer SIGTERM.
 QUIT_GRACE_S = 5.0

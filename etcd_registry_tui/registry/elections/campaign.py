@@ -53,16 +53,16 @@ from typing import Any
 
 from aetcd import rpc, utils
 
-from .backoff import Backoff
-from .connection import EtcdConnection
-from .errors import (
+from ..etcd.backoff import Backoff
+from ..etcd.connection import EtcdConnection
+from ..etcd.errors import (
     EtcdUnavailable,
     LeaseNotFound,
     RegistryError,
     RevisionCompacted,
     WatchRejected,
 )
-from .registration import validate_ttl
+from ..registration import validate_ttl
 
 log = logging.getLogger(__name__)
 
@@ -629,43 +629,21 @@ class Election:
         return bool((await self._txn_raw(compare, success, list(failure))).succeeded)
 
     async def _txn_raw(self, compare: list[Any], success: list[Any], failure: list[Any]) -> Any:
-        request = rpc.TxnRequest(compare=compare, success=success, failure=failure)
-
-        async def run(client: Any) -> Any:
-            return await client.kvstub.Txn(request, **self.conn._opts(client))
-
-        return await self.conn._call(run)
+        return await self.conn.txn(compare, success, failure)
 
     async def _range(self, **kwargs: Any) -> Any:
-        request = rpc.RangeRequest(**kwargs)
-
-        async def run(client: Any) -> Any:
-            return await client.kvstub.Range(request, **self.conn._opts(client))
-
-        return await self.conn._call(run)
+        return await self.conn.range(rpc.RangeRequest(**kwargs))
 
     async def _read_key(self, key: bytes, timeout: float) -> Any | None:
         """A linearizable read of one key with its own timeout (retried on the next
         endpoint); the key-value or None."""
-        request = rpc.RangeRequest(key=key)
-
-        async def run(client: Any) -> Any:
-            return await client.kvstub.Range(request, **self.conn._opts(client, timeout))
-
-        response = await self.conn._call(run, idempotent=True)
+        response = await self.conn.range(rpc.RangeRequest(key=key), timeout)
         return response.kvs[0] if response.kvs else None
 
     async def _lease_ttl(self, lease: int, timeout: float) -> tuple[int, int]:
         """(remaining TTL, granted TTL) of ``lease``; remaining <= 0: it is gone."""
-        request = rpc.LeaseTimeToLiveRequest(ID=lease)
-
-        async def run(client: Any) -> tuple[int, int]:
-            response = await client.leasestub.LeaseTimeToLive(
-                request, **self.conn._opts(client, timeout)
-            )
-            return int(response.TTL), int(response.grantedTTL)
-
-        return await self.conn._call(run, idempotent=True)
+        remaining, granted, _ = await self.conn.time_to_live(lease, timeout=timeout)
+        return remaining, granted
 
     async def candidates(self) -> list[Any]:
         """The raw key-values under ``NAME/`` in queue order (the leader first)."""

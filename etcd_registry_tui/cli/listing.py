@@ -12,10 +12,10 @@ from typing import Any
 
 import humanize
 
-from .registry.config import ConnectionConfig
-from .registry.connection import EtcdConnection
-from .registry.model import Instance, RegistryState
-from .registry.sanitize import safe_line
+from ..registry.etcd.config import ConnectionConfig
+from ..registry.etcd.connection import EtcdConnection
+from ..registry.model import Instance, RegistryState
+from ..registry.sanitize import safe_line
 
 #: lease id -> (remaining TTL, granted TTL) as etcd answered; None: not asked (the past).
 Ttls = dict[int, tuple[int, int]] | None

@@ -10,9 +10,9 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .history import EventKind, HistoryEvent, Reason
-from .model import RegistryState
-from .sanitize import safe_line
+from ..model import RegistryState
+from ..sanitize import safe_line
+from .store import EventKind, HistoryEvent, Reason
 
 
 @dataclass(slots=True)

@@ -17,11 +17,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from .aio import within
-from .connection import EtcdConnection
-from .errors import RegistryError, RevisionCompacted
-from .history import DEFAULT_REVISIONS, HistoryEvent, classify_past, kv_of
-from .model import KeyValue
+from ..etcd.aio import within
+from ..etcd.connection import EtcdConnection
+from ..etcd.errors import RegistryError, RevisionCompacted
+from ..model import KeyValue
+from .store import DEFAULT_REVISIONS, HistoryEvent, classify_past, kv_of
 
 _PUT = 0
 #: How long a quiet watch waits before asking etcd how far it has come.

@@ -1,6 +1,6 @@
 """The registry's past: events with revisions, why each instance left, bounded in memory.
 
-etcd keeps every revision until compaction; :mod:`.history_read` reads them back and the
+etcd keeps every revision until compaction; :mod:`.read` reads them back and the
 live session appends what it sees. Each removal carries a :class:`Reason`:
 
 * ``DEREGISTERED``: the key was deleted and its lease lived on (or it had none);
@@ -20,8 +20,8 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
-from .model import KeyValue, decode_key, parse_value, split_key
-from .wording import lease_text
+from ..model import KeyValue, decode_key, parse_value, split_key
+from ..wording import lease_text
 
 #: How many events the dashboard keeps by default.
 DEFAULT_MAX_ENTRIES = 10_000

@@ -10,10 +10,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .registry import profiles
-from .registry.errors import ConfigError
-from .registry.profiles import Profile, ProfileFile, Setting
-from .registry.sanitize import safe_line
+from ..registry.etcd.errors import ConfigError
+from ..registry.sanitize import safe_line
+from . import profile_file as profiles
+from .profile_file import Profile, ProfileFile, Setting
 
 
 def add_profile_option(parser: argparse.ArgumentParser, suppress: bool) -> None:

@@ -16,9 +16,9 @@ from typing import Any
 
 from aetcd import rpc
 
-from .connection import EtcdConnection, key_range
-from .elections import ElectionState, LeaderChange
-from .errors import RegistryError, RevisionCompacted
+from ..etcd.connection import EtcdConnection, key_range
+from ..etcd.errors import RegistryError, RevisionCompacted
+from .state import ElectionState, LeaderChange
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +89,7 @@ class ElectionWatcher:
         self.on_error(error)
 
     async def _range(self, request: Any) -> Any:
-        async def run(client: Any) -> Any:
-            return await client.kvstub.Range(request, **self.conn._opts(client))
-
-        return await self.conn._call(run)
+        return await self.conn.range(request)
 
     async def load_snapshot(self) -> None:
         start, end = covering_range(self.prefixes)

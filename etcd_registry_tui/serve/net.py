@@ -29,7 +29,7 @@ DEFAULT_HEADER_TIMEOUT_S = 10.0
 #: At most one "out of file handles" line per this many seconds.
 EXHAUSTION_LOG_EVERY_S = 30.0
 
-log = logging.getLogger("etcd_registry_tui.serve")
+log = logging.getLogger("etcd_registry_tui.serve.server")
 
 
 class Connection(Protocol):

@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import DEFAULT_ENDPOINT, DEFAULT_PREFIX
-from .errors import ConfigError
+from ..registry.etcd.config import DEFAULT_ENDPOINT, DEFAULT_PREFIX
+from ..registry.etcd.errors import ConfigError
 
 APP_DIR = "etcd-registry-tui"
 PROFILE_VARIABLE = "ETCD_REGISTRY_TUI_PROFILE"

@@ -10,18 +10,18 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from . import cli_listing
-from .cli_args import MAX_HISTORY, MAX_REVISION, whole_number
-from .registry.alarms import FlapDetector, MassExpiryAlarm
-from .registry.config import ConnectionConfig
-from .registry.connection import EtcdConnection
-from .registry.errors import RegistryError, RevisionCompacted
-from .registry.events import ChangeBatch
-from .registry.history import DEFAULT_REVISIONS, HistoryEvent
-from .registry.history_read import get_at, read_past
-from .registry.model import RegistryState
-from .registry.sanitize import safe_line
-from .registry.session import RegistrySession
+from ..registry.etcd.config import ConnectionConfig
+from ..registry.etcd.connection import EtcdConnection
+from ..registry.etcd.errors import RegistryError, RevisionCompacted
+from ..registry.events import ChangeBatch
+from ..registry.history.alarms import FlapDetector, MassExpiryAlarm
+from ..registry.history.read import get_at, read_past
+from ..registry.history.store import DEFAULT_REVISIONS, HistoryEvent
+from ..registry.model import RegistryState
+from ..registry.sanitize import safe_line
+from ..registry.session import RegistrySession
+from . import listing as cli_listing
+from .args import MAX_HISTORY, MAX_REVISION, whole_number
 
 AddOptions = Callable[[argparse.ArgumentParser, bool], None]
 

@@ -13,13 +13,13 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 
-from .connection import EtcdConnection
-from .election import Candidacy, Election
-from .elections import ElectionState, LeaderChange
-from .elections_watch import ElectionWatcher
-from .errors import LeaseNotFound, RegistryError
-from .leases import LeaseTracker
-from .supervisor import Supervisor, TaskFailure
+from ..etcd.connection import EtcdConnection
+from ..etcd.errors import LeaseNotFound, RegistryError
+from ..leases import LeaseTracker
+from ..supervisor import Supervisor, TaskFailure
+from .campaign import Candidacy, Election
+from .state import ElectionState, LeaderChange
+from .watch import ElectionWatcher
 
 log = logging.getLogger(__name__)
 

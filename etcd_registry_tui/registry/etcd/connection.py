@@ -3,7 +3,7 @@
 aetcd 1.0 gives no deadline by default, never resumes a broken watch, opens only a
 plain single-endpoint channel, caps messages at 4 MB and fetches its auth token once.
 :class:`EtcdConnection` gives every call a deadline and turns every failure into a
-:class:`~etcd_registry_tui.registry.errors.RegistryError` that names the endpoint.
+:class:`~etcd_registry_tui.registry.etcd.errors.RegistryError` that names the endpoint.
 
 Endpoints: one gRPC channel per endpoint (TLS checks each endpoint's certificate
 against its own host; IPv4, IPv6 and names mix; gRPC resolves names off the loop).
@@ -18,16 +18,21 @@ live channel, by one caller at a time; concurrent callers wait for that refresh.
 
 Cancellation: a gRPC call cancelled by someone else (a channel closed under it)
 raises ``CancelledError`` in a task that was not cancelled; that is turned into
-:class:`~etcd_registry_tui.registry.errors.EtcdUnavailable`, so only a real
+:class:`~etcd_registry_tui.registry.etcd.errors.EtcdUnavailable`, so only a real
 cancellation of the caller's task ends it as cancelled.
+
+These three decisions are made in one place, :class:`_Attempts`, for unary calls,
+authentication, the watch and the keep-alive stream alike. Callers elsewhere use the
+public methods (``range``, ``txn``, ``watch``, the lease calls), never the stubs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -85,6 +90,134 @@ def _cancelled_by_us() -> bool:
 
 def _cut_off(what: str, label: str) -> EtcdUnavailable:
     return EtcdUnavailable(f"{what} to etcd at {label} was cut off (its connection closed)")
+
+
+class _StaleTokenRefusal(WatchRejected):
+    """etcd cancelled a watch at its creation because the token was stale."""
+
+
+class _Failover(enum.Enum):
+    """What an operation does when its endpoint is unavailable (the next one becomes
+    current in every case)."""
+
+    #: Repeat it on the next endpoint (read-only, or safe to repeat).
+    RETRY = enum.auto()
+    #: Repeat it there only when it was certainly not sent (connection refused).
+    RETRY_UNSENT = enum.auto()
+    #: Give up at once: a stream, which its caller reopens (with a backoff).
+    REPORT = enum.auto()
+
+
+class _Attempts:
+    """The retry policy of one operation on the connection, written once.
+
+    A failed attempt on an endpoint is, in this order: our own cancellation (raised
+    as is); a stale token (authenticated again once, then repeated); unavailable (the
+    next endpoint becomes current, then :class:`_Failover` says whether to repeat);
+    anything else: given up as a typed :class:`RegistryError` naming the endpoint.
+    ``again`` returns to repeat and raises to give up. Unary calls use :meth:`run`;
+    streams use :meth:`open`, :meth:`close` and :meth:`again` around their own reads.
+    """
+
+    __slots__ = (
+        "authenticated",
+        "committed",
+        "conn",
+        "failover",
+        "reauthenticated",
+        "token",
+        "tries",
+        "what",
+    )
+
+    def __init__(
+        self,
+        conn: EtcdConnection,
+        what: str,
+        failover: _Failover,
+        authenticated: bool = True,
+    ) -> None:
+        self.conn = conn
+        self.what = what  # "a call", "the watch": for a cut-off message
+        self.failover = failover
+        self.authenticated = authenticated  # calls carry the token (not Authenticate itself)
+        self.token: str | None = None  # the token the last attempt was sent with
+        self.begin()
+
+    def begin(self) -> None:
+        """Start a new operation: it may re-authenticate once and fail over anew."""
+        self.tries = 0
+        self.reauthenticated = False
+        self.committed = False
+
+    def commit(self) -> None:
+        """The operation has delivered something: a stale token no longer repeats it."""
+        self.committed = True
+
+    async def open(self) -> _Endpoint:
+        """The current endpoint, held (with a token first, when calls carry one)."""
+        if self.authenticated:
+            await self.conn._ensure_token()
+        ep = self.conn._acquire()
+        self.token = self.conn._token
+        return ep
+
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """The call metadata of the attempt :meth:`open` began (its token)."""
+        return (("token", self.token),) if self.token else ()
+
+    def close(self, ep: _Endpoint) -> None:
+        self.conn._release(ep)
+
+    async def run(self, fn: Callable[[_Endpoint], Awaitable[T]]) -> T:
+        """``fn(endpoint)`` under the policy."""
+        while True:
+            ep = await self.open()
+            try:
+                return await fn(ep)
+            except (Exception, asyncio.CancelledError) as exc:
+                failure: BaseException = exc
+            finally:
+                self.close(ep)
+            await self.again(failure, ep)
+
+    async def again(self, failure: BaseException, ep: _Endpoint | None) -> None:
+        """Return to repeat the operation after ``failure`` on ``ep`` (None: it failed
+        before it held an endpoint); raise to give up."""
+        label = ep.label if ep is not None else self.conn.current_endpoint
+        if isinstance(failure, asyncio.CancelledError):
+            if _cancelled_by_us():
+                raise failure
+            err: RegistryError = _cut_off(self.what, label)
+            stale = False
+        else:
+            err = translate(failure, label)
+            stale = isinstance(failure, _StaleTokenRefusal) or is_stale_token(failure)
+        if stale and self._may_reauthenticate():
+            self.reauthenticated = True
+            await self.conn._authenticate(self.token)
+            return
+        if isinstance(err, EtcdUnavailable) and ep is not None:
+            self.conn._failed(ep, err)
+            self.tries += 1
+            if self.tries < len(self.conn._slots) and self._may_repeat(err):
+                return
+        if err is failure:
+            raise err
+        raise err from None
+
+    def _may_reauthenticate(self) -> bool:
+        return (
+            self.authenticated
+            and not self.committed
+            and not self.reauthenticated
+            and self.conn.config.user is not None
+        )
+
+    def _may_repeat(self, err: EtcdUnavailable) -> bool:
+        if self.failover is _Failover.RETRY:
+            return True
+        return self.failover is _Failover.RETRY_UNSENT and "refused" in str(err)
 
 
 @dataclass(slots=True, eq=False)
@@ -275,35 +408,14 @@ class EtcdConnection:
             if self._token is not None and self._token != stale:
                 return
             request = rpc.AuthenticateRequest(name=self.config.user, password=self.config.password)
-            err: RegistryError | None = None
-            for _ in self._slots:
-                ep = self._acquire()
-                try:
-                    response = await ep.authstub.Authenticate(
-                        request, timeout=self.config.dial_timeout
-                    )
-                except asyncio.CancelledError:
-                    if _cancelled_by_us():
-                        raise
-                    err = _cut_off("authentication", ep.label)
-                except (Exception, TimeoutError) as exc:
-                    err = translate(exc, ep.label)
-                else:
-                    self._token = str(response.token)
-                    self.authentications += 1
-                    return
-                finally:
-                    self._release(ep)
-                if not isinstance(err, EtcdUnavailable):
-                    raise err
-                self._failed(ep, err)
-            assert err is not None
-            raise err
 
-    async def _ready(self) -> _Endpoint:
-        """The current endpoint, authenticated (for tools that use its stubs directly)."""
-        await self._ensure_token()
-        return self._now()
+            async def run(ep: _Endpoint) -> str:
+                response = await ep.authstub.Authenticate(request, timeout=self.config.dial_timeout)
+                return str(response.token)
+
+            attempts = _Attempts(self, "authentication", _Failover.RETRY, authenticated=False)
+            self._token = await attempts.run(run)
+            self.authentications += 1
 
     # -- calls ---------------------------------------------------------------
     async def _call(self, fn: Callable[[_Endpoint], Awaitable[T]], idempotent: bool = False) -> T:
@@ -315,36 +427,8 @@ class EtcdConnection:
         passes :meth:`_opts` to its stub call, so gRPC enforces the deadline itself (no
         extra task per call, which the lease tracker would feel).
         """
-        tries = 0
-        reauthenticated = False
-        while True:
-            await self._ensure_token()
-            ep = self._acquire()
-            token = self._token
-            stale = False
-            try:
-                return await fn(ep)
-            except RegistryError as exc:
-                err = exc
-            except asyncio.CancelledError:
-                if _cancelled_by_us():
-                    raise
-                err = _cut_off("a call", ep.label)
-            except (Exception, TimeoutError) as exc:
-                stale = is_stale_token(exc)
-                err = translate(exc, ep.label)
-            finally:
-                self._release(ep)
-            if stale and self.config.user is not None and not reauthenticated:
-                reauthenticated = True
-                await self._authenticate(token)
-                continue
-            if isinstance(err, EtcdUnavailable):
-                self._failed(ep, err)
-                tries += 1
-                if tries < len(self._slots) and (idempotent or "refused" in str(err)):
-                    continue
-            raise err
+        failover = _Failover.RETRY if idempotent else _Failover.RETRY_UNSENT
+        return await _Attempts(self, "a call", failover).run(fn)
 
     def _opts(self, client: _Endpoint, timeout: float | None = None) -> dict[str, Any]:
         return {
@@ -447,6 +531,34 @@ class EtcdConnection:
                 return
             start = kvs[-1].key + b"\0"
             limit = page_size
+
+    async def range(self, request: Any, timeout: float | None = None) -> Any:
+        """The raw ``RangeResponse`` to ``request`` (an ``rpc.RangeRequest``); read-only,
+        so repeated on the next endpoint when this one is unavailable. ``timeout``
+        defaults to the command timeout."""
+
+        async def run(client: _Endpoint) -> Any:
+            return await client.kvstub.Range(request, **self._opts(client, timeout))
+
+        return await self._call(run, idempotent=True)
+
+    async def txn(
+        self,
+        compare: Sequence[Any],
+        success: Sequence[Any],
+        failure: Sequence[Any] = (),
+        timeout: float | None = None,
+    ) -> Any:
+        """The raw ``TxnResponse`` of one transaction (``rpc.Compare`` and
+        ``rpc.RequestOp`` lists); repeated elsewhere only when it was certainly not sent."""
+        request = rpc.TxnRequest(
+            compare=list(compare), success=list(success), failure=list(failure)
+        )
+
+        async def run(client: _Endpoint) -> Any:
+            return await client.kvstub.Txn(request, **self._opts(client, timeout))
+
+        return await self._call(run)
 
     async def get(self, key: bytes) -> Any | None:
         async def run(client: _Endpoint) -> Any | None:
@@ -579,12 +691,15 @@ class EtcdConnection:
 
         return await self._call(run)
 
-    async def time_to_live(self, lease_id: int, keys: bool = False) -> tuple[int, int, list[bytes]]:
-        """(remaining TTL, granted TTL, keys); remaining is -1 for an unknown lease."""
+    async def time_to_live(
+        self, lease_id: int, keys: bool = False, timeout: float | None = None
+    ) -> tuple[int, int, list[bytes]]:
+        """(remaining TTL, granted TTL, keys); remaining is -1 for an unknown lease.
+        ``timeout`` defaults to the command timeout."""
 
         async def run(client: _Endpoint) -> tuple[int, int, list[bytes]]:
             response = await client.leasestub.LeaseTimeToLive(
-                rpc.LeaseTimeToLiveRequest(ID=lease_id, keys=keys), **self._opts(client)
+                rpc.LeaseTimeToLiveRequest(ID=lease_id, keys=keys), **self._opts(client, timeout)
             )
             return int(response.TTL), int(response.grantedTTL), list(response.keys)
 
@@ -624,83 +739,74 @@ class EtcdConnection:
         stale token is opened again once with a fresh one. A member without a leader
         or out of reach makes the next endpoint current for the next attempt.
         """
-        reauthenticated = False
+        create = _watch_create(prefix, start_revision, prev_kv, fragment)
+        attempts = _Attempts(self, "the watch", _Failover.REPORT)
+        loop = asyncio.get_running_loop()
         while True:
-            await self._ensure_token()
-            ep = self._acquire()
-            token = self._token
+            ep = await attempts.open()
             # "hasleader": a member cut off from its cluster cancels the watch instead of
             # silently serving a stale view; the next attempt goes to another member.
-            call = ep.watchstub.Watch(metadata=(*self._metadata(), ("hasleader", "true")))
-            key, range_end = key_range(prefix)
-            create = rpc.WatchCreateRequest(
-                key=key,
-                range_end=range_end,
-                start_revision=start_revision,
-                progress_notify=True,
-                prev_kv=prev_kv,
-                # Large responses in pieces of etcd's request size (1.5 MB by default) rather
-                # than one message holding every event since start_revision.
-                fragment=fragment,
-            )
-            created = False
-            loop = asyncio.get_running_loop()
+            call = ep.watchstub.Watch(metadata=(*attempts.metadata(), ("hasleader", "true")))
             heard = [loop.time()]  # when the last response arrived
             asker: asyncio.Task[None] | None = None
             try:
-                try:
-                    await within(
-                        call.write(rpc.WatchRequest(create_request=create)),
-                        self.config.dial_timeout,
+                response = await self._watch_created(call, create, ep.label)
+                attempts.commit()
+                if progress_every:
+                    asker = asyncio.create_task(
+                        _ask_progress(call, progress_every, heard), name="watch progress"
                     )
-                    while True:
-                        if created:
-                            response = await call.read()
-                            heard[0] = loop.time()
-                        else:
-                            response = await within(call.read(), self.config.dial_timeout + 1)
-                        if response is grpc.aio.EOF:
-                            raise EtcdUnavailable(f"etcd at {ep.label} closed the watch stream")
-                        if response.compact_revision:
-                            raise RevisionCompacted(int(response.compact_revision))
-                        if response.canceled or (response.created and response.watch_id < 0):
-                            reason = response.cancel_reason or "watch was not created"
-                            # a watch opened with a stale token is refused this way
-                            if (
-                                not created
-                                and not reauthenticated
-                                and self.config.user is not None
-                                and is_stale_token(reason)
-                            ):
-                                break
-                            if is_no_leader(reason):
-                                raise EtcdUnavailable(f"etcd at {ep.label}: {reason}")
-                            raise WatchRejected(f"etcd at {ep.label} cancelled the watch: {reason}")
-                        if not created and progress_every:
-                            asker = asyncio.create_task(
-                                _ask_progress(call, progress_every, heard), name="watch progress"
-                            )
-                        created = True
-                        yield response
-                except RegistryError:
-                    raise
-                except asyncio.CancelledError:
-                    if _cancelled_by_us():
-                        raise
-                    raise _cut_off("the watch", ep.label) from None
-                except (Exception, TimeoutError) as exc:
-                    if created or reauthenticated or not is_stale_token(exc):
-                        raise translate(exc, ep.label) from None
-            except EtcdUnavailable as err:
-                self._failed(ep, err)
-                raise
+                while True:
+                    yield response
+                    response = await call.read()
+                    heard[0] = loop.time()
+                    _check_watch_response(response, ep.label)
+            except (Exception, asyncio.CancelledError) as exc:
+                failure: BaseException = exc
             finally:
                 if asker is not None:
                     asker.cancel()
                 call.cancel()
-                self._release(ep)
-            reauthenticated = True
-            await self._authenticate(token)
+                attempts.close(ep)
+            await attempts.again(failure, ep)
+
+    async def _watch_created(self, call: Any, create: Any, label: str) -> Any:
+        """Ask etcd to create the watch on ``call``; its first response, checked."""
+        timeout = self.config.dial_timeout
+        await within(call.write(rpc.WatchRequest(create_request=create)), timeout)
+        response = await within(call.read(), timeout + 1)
+        _check_watch_response(response, label)
+        return response
+
+
+def _watch_create(prefix: bytes, start_revision: int, prev_kv: bool, fragment: bool) -> Any:
+    key, range_end = key_range(prefix)
+    return rpc.WatchCreateRequest(
+        key=key,
+        range_end=range_end,
+        start_revision=start_revision,
+        progress_notify=True,
+        prev_kv=prev_kv,
+        # Large responses in pieces of etcd's request size (1.5 MB by default) rather
+        # than one message holding every event since start_revision.
+        fragment=fragment,
+    )
+
+
+def _check_watch_response(response: Any, label: str) -> None:
+    """Raise what a watch response says went wrong (closed, compacted, cancelled)."""
+    if response is grpc.aio.EOF:
+        raise EtcdUnavailable(f"etcd at {label} closed the watch stream")
+    if response.compact_revision:
+        raise RevisionCompacted(int(response.compact_revision))
+    if response.canceled or (response.created and response.watch_id < 0):
+        reason = response.cancel_reason or "watch was not created"
+        if is_no_leader(reason):
+            raise EtcdUnavailable(f"etcd at {label}: {reason}")
+        message = f"etcd at {label} cancelled the watch: {reason}"
+        if is_stale_token(reason):  # a watch opened with a stale token is refused this way
+            raise _StaleTokenRefusal(message)
+        raise WatchRejected(message)
 
 
 async def _ask_progress(call: Any, every: float, heard: list[float]) -> None:
@@ -729,6 +835,7 @@ class KeepAliveStream:
 
     def __init__(self, conn: EtcdConnection) -> None:
         self._conn = conn
+        self._attempts = _Attempts(conn, "the keep-alive", _Failover.REPORT)
         self._call: Any = None
         self._ep: _Endpoint | None = None
         self._lock = asyncio.Lock()
@@ -736,46 +843,28 @@ class KeepAliveStream:
     async def keepalive(self, lease_id: int, timeout: float | None = None) -> int:
         """Renew ``lease_id`` once; ``timeout`` (default: the command timeout) bounds the
         write and the read each (a lease with a short TTL needs a shorter one)."""
-        conn = self._conn
+        timeout = timeout or self._conn.config.command_timeout
         async with self._lock:
-            reauthenticated = False
+            self._attempts.begin()
             while True:
-                token = conn._token
-                stale = False
-                label = conn.current_endpoint
                 try:
-                    if self._call is None:
-                        await conn._ensure_token()
-                        token = conn._token
-                        self._ep = conn._acquire()
-                        self._call = self._ep.leasestub.LeaseKeepAlive(metadata=conn._metadata())
-                    assert self._ep is not None
-                    label = self._ep.label
-                    timeout = timeout or conn.config.command_timeout
-                    await within(self._call.write(rpc.LeaseKeepAliveRequest(ID=lease_id)), timeout)
-                    response = await within(self._call.read(), timeout)
-                    if response is grpc.aio.EOF:
-                        raise EtcdUnavailable(f"etcd at {label} closed the keep-alive")
-                    return int(response.TTL)
-                except RegistryError as exc:
-                    err = exc
-                except asyncio.CancelledError:
-                    if _cancelled_by_us():
-                        self.close()
-                        raise
-                    err = _cut_off("the keep-alive", label)
-                except (Exception, TimeoutError) as exc:
-                    stale = is_stale_token(exc)
-                    err = translate(exc, label)
+                    return await self._renew(lease_id, timeout)
+                except (Exception, asyncio.CancelledError) as exc:
+                    failure: BaseException = exc
                 failed_ep = self._ep
                 self.close()
-                if stale and not reauthenticated and conn.config.user is not None:
-                    reauthenticated = True
-                    await conn._authenticate(token)
-                    continue
-                if isinstance(err, EtcdUnavailable) and failed_ep is not None:
-                    conn._failed(failed_ep, err)
-                raise err
+                await self._attempts.again(failure, failed_ep)
+
+    async def _renew(self, lease_id: int, timeout: float) -> int:
+        if self._call is None:
+            self._ep = await self._attempts.open()
+            self._call = self._ep.leasestub.LeaseKeepAlive(metadata=self._attempts.metadata())
+        assert self._ep is not None
+        await within(self._call.write(rpc.LeaseKeepAliveRequest(ID=lease_id)), timeout)
+        response = await within(self._call.read(), timeout)
+        if response is grpc.aio.EOF:
+            raise EtcdUnavailable(f"etcd at {self._ep.label} closed the keep-alive")
+        return int(response.TTL)
 
     def close(self) -> None:
         call, self._call = self._call, None
@@ -783,7 +872,7 @@ class KeepAliveStream:
         if call is not None:
             call.cancel()
         if ep is not None:
-            self._conn._release(ep)
+            self._attempts.close(ep)
 
 
 __all__ = ["EtcdConnection", "KeepAliveStream", "LeaseNotFound"]

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from .model import KeyValueLike
-from .wording import lease_text
+from ..model import KeyValueLike
+from ..wording import lease_text
 
 
 class ElectionKind(StrEnum):

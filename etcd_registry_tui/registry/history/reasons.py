@@ -28,9 +28,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .history import HistoryEvent, Reason
-from .leases import LeaseWindow
-from .wording import lease_text
+from ..leases import LeaseWindow
+from ..wording import lease_text
+from .store import HistoryEvent, Reason
 
 #: The last reading that found the lease came at most this long before its deadline
 #: (the tracker reads a lease under its floor about every second while connected).

@@ -10,12 +10,12 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .registry.config import ConnectionConfig
-from .registry.connection import EtcdConnection
-from .registry.election import Election
-from .registry.elections_watch import ElectionWatcher
-from .registry.registration import validate_ttl
-from .registry.sanitize import safe_line
+from ..registry.elections.campaign import Election
+from ..registry.elections.watch import ElectionWatcher
+from ..registry.etcd.config import ConnectionConfig
+from ..registry.etcd.connection import EtcdConnection
+from ..registry.registration import validate_ttl
+from ..registry.sanitize import safe_line
 
 AddOptions = Callable[[argparse.ArgumentParser, bool], None]
 

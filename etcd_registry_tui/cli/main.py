@@ -22,16 +22,21 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from . import __version__, cli_elections, cli_history, cli_listing, cli_profiles, serve
-from .cli_args import MAX_HISTORY, MAX_REVISION, whole_number
-from .demo.fleet import MAX_INSTANCES, MAX_SERVICES
-from .registry.config import ConnectionConfig, parse_duration
-from .registry.connection import EtcdConnection
-from .registry.errors import ConfigError, ConnectionOptionError, RegistryError
-from .registry.model import RegistryState
-from .registry.registration import ServiceRegistration
-from .registry.sanitize import safe_text
-from .registry.wording import lease_text
+from .. import __version__
+from ..demo.fleet import MAX_INSTANCES, MAX_SERVICES
+from ..registry.etcd.config import ConnectionConfig, parse_duration
+from ..registry.etcd.connection import EtcdConnection
+from ..registry.etcd.errors import ConfigError, ConnectionOptionError, RegistryError
+from ..registry.model import RegistryState
+from ..registry.registration import ServiceRegistration
+from ..registry.sanitize import safe_text
+from ..registry.wording import lease_text
+from ..serve import server as serve
+from . import elections as cli_elections
+from . import history as cli_history
+from . import listing as cli_listing
+from . import profiles as cli_profiles
+from .args import MAX_HISTORY, MAX_REVISION, whole_number
 
 PROG = "etcd-registry-tui"
 
@@ -79,7 +84,7 @@ def add_probe_options(parser: argparse.ArgumentParser) -> None:
 
 
 def probe_options(args: argparse.Namespace, resolved: cli_profiles.Resolved) -> Any:
-    from .app_probes import ProbeOptions
+    from ..app_probes import ProbeOptions
 
     concurrency = getattr(args, "probe_concurrency", 32)
     if concurrency < 1:
@@ -275,7 +280,7 @@ _PROFILE_SWITCH_CLEARS = ("endpoints", "user", "password", "cacert", "cert", "ke
 def _run_dashboard(
     args: argparse.Namespace, config: ConnectionConfig, resolved: cli_profiles.Resolved
 ) -> int:
-    from .app import SwitchProfile, run_app
+    from ..app import SwitchProfile, run_app
 
     #: The command line's --read-only holds across switches; a profile may only add it.
     read_only_given = bool(args.read_only)
@@ -355,7 +360,7 @@ def _main(argv: Sequence[str] | None) -> int:
         if args.command == "serve":
             return serve.run_serve(args, config)
         if args.command == "demo":
-            from .demo import run_demo
+            from ..demo import run_demo
 
             return run_demo(args, config)
         if getattr(args, "max_memory", None):

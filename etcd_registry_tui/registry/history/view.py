@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 
-from .history import EventKind, HeldValue, History, HistoryEvent
-from .model import Change, KeyValueLike, RegistryState
+from ..model import Change, KeyValueLike, RegistryState
+from .store import EventKind, HeldValue, History, HistoryEvent
 
 
 class PastView:

@@ -1,10 +1,10 @@
 """``serve``: the dashboard in a browser, through textual-serve.
 
 Every browser tab gets its own dashboard process (``python -m etcd_registry_tui ...``), ended
-when the tab closes (see :mod:`.serve_tab`). Safe by default: it binds 127.0.0.1, the served
+when the tab closes (see :mod:`.tab`). Safe by default: it binds 127.0.0.1, the served
 dashboard runs with ``--read-only`` unless ``--allow-writes`` is given, and nothing is served
 without the random token of the start-up URL, to the served Host and Origin only (see
-:mod:`.serve_guard`). The password never goes on a command line: the served processes take it
+:mod:`.guard`). The password never goes on a command line: the served processes take it
 from ``ETCDCTL_PASSWORD`` in their environment.
 """
 
@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .registry.aio import within
-from .registry.config import ConnectionConfig, format_host_port
-from .registry.errors import ConfigError
-from .registry.sanitize import safe_line
-from .serve_guard import is_loopback
-from .serve_net import (
+from ..registry.etcd.aio import within
+from ..registry.etcd.config import ConnectionConfig, format_host_port
+from ..registry.etcd.errors import ConfigError
+from ..registry.sanitize import safe_line
+from .guard import is_loopback
+from .net import (
     DEFAULT_HEADER_TIMEOUT_S,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
@@ -221,7 +221,7 @@ def plan(
     header_timeout: float = DEFAULT_HEADER_TIMEOUT_S,
     heartbeat: float = DEFAULT_HEARTBEAT_S,
 ) -> ServePlan:
-    from .serve_guard import new_token
+    from .guard import new_token
 
     if not 0 < port < 65536:
         raise ConfigError(f"--port {port} is out of range (1-65535)")
@@ -335,9 +335,9 @@ def make_server(p: ServePlan) -> Any:
     # names (tests/test_private_apis.py checks them, and that Server.serve calls _make_app).
     from textual_serve.server import Server, log, to_int
 
-    from .serve_guard import DEFAULT_SIZE, SECURITY_HEADERS, Gate, TabLimits, parse_size
-    from .serve_net import keep
-    from .serve_tab import TabService
+    from .guard import DEFAULT_SIZE, SECURITY_HEADERS, Gate, TabLimits, parse_size
+    from .net import keep
+    from .tab import TabService
 
     gate = Gate.for_serving(p.token, p.public_url, p.host, p.port)
     send_timeout = send_timeout_for(p.heartbeat)
@@ -582,7 +582,7 @@ def make_server(p: ServePlan) -> Any:
 
             from aiohttp.web_runner import GracefulExit
 
-            from .serve_net import ConnectionLimits, ExhaustionLog, GatedSite
+            from .net import ConnectionLimits, ExhaustionLog, GatedSite
 
             self.debug = debug
             self.initialize_logging()
@@ -688,7 +688,7 @@ def run_serve(args: argparse.Namespace, config: ConnectionConfig) -> int:
         header_timeout=args.header_timeout,
         heartbeat=args.heartbeat,
     )
-    from .serve_net import fit_connections, handles_reserved
+    from .net import fit_connections, handles_reserved
 
     fitted = fit_connections(p.max_connections, handles_reserved(p.max_tabs))
     lowered = fitted < p.max_connections

@@ -8,10 +8,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .history import EventKind, History, HistoryEvent
-from .model import parse_value
-from .sanitize import safe_line
-from .wording import lease_text
+from ..model import parse_value
+from ..sanitize import safe_line
+from ..wording import lease_text
+from .store import EventKind, History, HistoryEvent
 
 #: At most this many lines of each part.
 MAX_LINES = 50
