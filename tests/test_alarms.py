@@ -27,14 +27,6 @@ def gone(service: str, n: int, at: float, reason: Reason = Reason.EXPIRED) -> Hi
     """A delete as reasons.judge leaves it: an expiry has run out of time."""
     event = HistoryEvent.make(PREFIX, 10, None, kv(service, f"x{n}"), at=at)
     event.reason = reason
-    event.ran_out = reason is Reason.EXPIRED
-    return event
-
-
-def ran_out(service: str, n: int, at: float) -> HistoryEvent:
-    """A lease that ended as its countdown ran out: expired, or revoked just then."""
-    event = gone(service, n, at, Reason.LEASE_ENDED)
-    event.ran_out = True
     return event
 
 
@@ -67,20 +59,23 @@ def test_thresholds_minimum_fraction_window_and_quiet() -> None:
     assert alarm.banner(232.1) is None  # quiet for 60 s
 
 
-def test_leases_that_ran_out_alarm_without_claiming_expiry() -> None:
-    """An expiry whose delete came a little before the deadline's upper bound reads
-    LEASE ENDED (a revoke at that moment looks the same): the alarm still counts it, and
-    says "expired" only while every removal counted is a certain expiry."""
-    state = state_with({"Orders": 1})
+def test_uncertain_endings_raise_nothing_and_the_share_counts_removed_instances() -> None:
+    """A fleet revoking its leases as it shuts down reads LEASE ENDED: no alarm. The share
+    is of the instances that existed in the window (held now, plus every removal), and the
+    alarm is logged once, then again only when it spreads to another service."""
+    state = state_with({"Orders": 5, "Billing": 10})
     alarm = MassExpiryAlarm()
-    events = [gone("Orders", 0, 50.0), ran_out("Orders", 1, 50.0), ran_out("Orders", 2, 50.0)]
-    assert alarm.observe(events, state, 50.0) == [
-        "MASS EXPIRY: 3 of 4 instances ran out of lease in the last 60 s — Orders 3/4"
-    ]
-    # LEASE ENDED with time left, or while cut off, is not counted.
-    alarm = MassExpiryAlarm()
-    unsure = [gone("Orders", n, 50.0, Reason.LEASE_ENDED) for n in range(5)]
+    unsure = [gone("Orders", n, 50.0, Reason.LEASE_ENDED) for n in range(20)]
     assert alarm.observe(unsure, state, 50.0) == []
+    # 20 more Orders went (not expired); 3 expiries of 28 Orders (11 %) is under 20 %.
+    assert alarm.observe([gone("Orders", n, 51.0) for n in range(3)], state, 51.0) == []
+    alarm = MassExpiryAlarm()
+    first = alarm.observe([gone("Orders", n, 60.0) for n in range(3)], state, 60.0)
+    assert first == ["MASS EXPIRY: 3 of 18 instances expired in the last 60 s — Orders 3/8"]
+    assert alarm.observe([gone("Orders", 3, 61.0)], state, 61.0) == []  # grew, same service
+    assert "Orders 4/9" in (alarm.banner(61.0) or "")
+    spread = alarm.observe([gone("Billing", n, 62.0) for n in range(4)], state, 62.0)
+    assert len(spread) == 1 and "Billing 4/14" in spread[0] and "Orders 4/9" in spread[0]
 
 
 def test_the_whole_registry_alarms_when_no_service_does() -> None:

@@ -14,7 +14,7 @@ from test_app_actions import (
 )
 
 from etcd_registry_tui.registry.history.alarms import FlapDetector, MassExpiryAlarm
-from etcd_registry_tui.registry.session import LogKind
+from etcd_registry_tui.registry.session import LogEntry, LogKind
 from etcd_registry_tui.screens.history import HistoryScreen
 from etcd_registry_tui.widgets.alarm_banner import AlarmBanner
 from etcd_registry_tui.widgets.event_log import EventLog
@@ -99,20 +99,27 @@ async def test_mass_expiry_raises_the_banner_and_logs_it(etcd: Any, etcdctl: Any
             put_instance(etcdctl, "Orders", f"o-{i}", lease=short, port=5000 + i)
         banner = app.query_one(AlarmBanner)
         log = app.query_one(EventLog)
-        await until(
-            pilot,
-            lambda: banner.display,
-            timeout=15,
-            message=lambda: repr([(e.kind, e.key, e.detail) for e in log.entries][-6:]),
-        )
-        # "expired" when each delete came after its deadline's upper bound; a delete in
-        # the last second of a countdown can also be a revoke, and the banner says so.
-        assert banner.text in (
-            "MASS EXPIRY: 3 of 4 instances expired in the last 60 s — Orders 3/4",
-            "MASS EXPIRY: 3 of 4 instances ran out of lease in the last 60 s — Orders 3/4",
-        )
-        log = app.query_one(EventLog)
-        assert any(e.kind is LogKind.ALARM for e in log.entries)
+        keys = {f"/services/Orders/o-{i}" for i in range(3)}
+
+        def judged() -> list[LogEntry]:
+            removals = (LogKind.EXPIRED, LogKind.LEASE_ENDED, LogKind.REVOKED, LogKind.DEREGISTERED)
+            return [e for e in log.entries if e.key in keys and e.kind in removals]
+
+        await until(pilot, lambda: len(judged()) == 3, timeout=15, message=lambda: repr(judged()))
+        await pilot.pause()
+        # Only certain expiries count. Each is certain when a reading of the lease came
+        # within FRESH seconds of its end, as on any machine that keeps up; a loaded one may
+        # read it too late, and then the alarm rightly says nothing (LEASE ENDED).
+        expired = [e for e in judged() if e.kind is LogKind.EXPIRED]
+        assert not any(e.kind in (LogKind.REVOKED, LogKind.DEREGISTERED) for e in judged())
+        if len(expired) == 3:
+            await until(pilot, lambda: banner.display, timeout=5)
+            assert banner.text == (
+                "MASS EXPIRY: 3 of 4 instances expired in the last 60 s — Orders 3/4"
+            )
+            assert [e.kind for e in log.entries].count(LogKind.ALARM) == 1
+        else:
+            assert not banner.display, banner.text
 
 
 async def test_no_alarm_for_clean_deregistrations(etcd: Any, etcdctl: Any) -> None:

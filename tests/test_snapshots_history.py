@@ -57,7 +57,6 @@ def test_mass_expiry_banner_snapshot(snap_compare: Any) -> None:
             kv = KeyValue(f"{PREFIX}Inventory/inv-{i}".encode(), b"{}", 1, 1, 1, 0x7)
             event = HistoryEvent.make(PREFIX, REVISION, None, kv, at=time.time())
             event.reason, event.detail = Reason.EXPIRED, "lease 7 expired"
-            event.ran_out = True  # as reasons.judge marks a certain expiry
             events.append(event)
         log = app.query_one(EventLog)
         log.add([replace(log_entry(e), at=LOG_AT + 30) for e in events])

@@ -165,6 +165,15 @@ class LeaseTracker:
             return None
         return LeaseWindow(info.lo, info.hi, info.alive_at)
 
+    def behind_on(self, lease_id: int, slack: float = 0.5) -> bool:
+        """A reading of ``lease_id`` was needed (its countdown neared the floor) more than
+        ``slack`` seconds ago and has not been taken: what the tracker knows of its deadline
+        is older than the schedule promises (the tracker is starved by its rate cap)."""
+        info = self.leases.get(lease_id)
+        if info is None or not info.exists or info.synced_at is None:
+            return False
+        return info.synced_at < info.need < self.clock() - slack
+
     def steady_since(self) -> float:
         """Since when every reading was answered within :data:`PROMPT` seconds (now: one
         has been waiting longer than that; -inf: always). A silent link (no error, only

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import math
 import time
 from collections import deque
@@ -303,7 +304,8 @@ class RegistrySession:
         # reading that found the lease.
         lost_at = max(self._lost_at or -math.inf, self.tracker.steady_since())
         lost = window is not None and lost_at >= window.alive_at
-        clues = Clues(self.tracker.clock(), window, gap=snapshot or lost)
+        behind = self.tracker.behind_on(lease)
+        clues = Clues(self.tracker.clock(), window, gap=snapshot or lost, behind=behind)
         return clues, self._revokes.get(lease), self._deletes.get(raw_key)
 
     async def _resolve(self) -> None:
@@ -317,7 +319,7 @@ class RegistrySession:
                 clues, revoke, delete = pending[id(event)]
                 if revoke is not None or delete is not None:
                     revoked_at, deleted_at = await _answer(revoke), await _answer(delete)
-                    clues = Clues(clues.arrived, clues.window, clues.gap, revoked_at, deleted_at)
+                    clues = dataclasses.replace(clues, revoked_at=revoked_at, deleted_at=deleted_at)
                 lease = event.lease
                 if lease not in ttls:
                     try:

@@ -74,21 +74,24 @@ class FlapDetector:
 @dataclass(slots=True)
 class MassExpiryAlarm:
     """Raised when at least ``fraction`` of a service's instances (and at least
-    ``minimum``) — or of the whole registry — go within ``window`` seconds as their leases
-    run out; it stays until no such removal for ``quiet`` seconds.
+    ``minimum``) — or of the whole registry — expire within ``window`` seconds; it stays
+    until no instance expired for ``quiet`` seconds.
 
-    It counts deletes with :attr:`HistoryEvent.ran_out`: certain expiries, and leases that
-    ended just as their countdowns ran out (an expiry, or a revoke at that moment: from
-    outside, etcd cannot tell them apart). The text says "expired" only when every one
-    counted is a certain expiry. A lease that ended while the dashboard was cut off, or
-    with time left, is not counted."""
+    Only certain expiries (``EXPIRED``, :mod:`.reasons`) count: a lease that ended as its
+    countdown ran out may have been revoked by its owner just then (a graceful shutdown of
+    a whole fleet looks like that), so it raises nothing. The share is of the instances
+    that existed in the window: those held now plus every removal seen in it."""
 
     fraction: float = 0.2
     minimum: int = 3
     window: float = 60.0
     quiet: float = 60.0
-    #: (when, service, a certain expiry) of each removal counted, within the window.
-    _expired: deque[tuple[float, str, bool]] = field(default_factory=lambda: deque(maxlen=100_000))
+    #: (when, service) of each expiry within the window.
+    _expired: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=100_000))
+    #: (when, service) of every removal within the window (the share's denominator).
+    _removed: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=100_000))
+    #: The services named when the alarm was last logged (it logs again only for more).
+    _named: frozenset[str] = frozenset()
     _text: str | None = None
     _last_expiry: float = 0.0
 
@@ -101,54 +104,59 @@ class MassExpiryAlarm:
     ) -> list[str]:
         """Take in live events; returns the alarm's text when it is raised (or grows to
         more services), for the event log."""
-        fresh = [e for e in events if e.kind is EventKind.DELETE and e.ran_out]
-        if not fresh:
+        removed = [e for e in events if e.kind is EventKind.DELETE]
+        if not removed:
             return []
-        for event in fresh:
+        for event in removed:
             at = event.at if event.at is not None else now
-            self._expired.append((at, event.service, event.reason is Reason.EXPIRED))
-        self._last_expiry = now
+            self._removed.append((at, event.service))
+            if event.reason is Reason.EXPIRED:
+                self._expired.append((at, event.service))
         limit = now - self.window
-        while self._expired and self._expired[0][0] < limit:
-            self._expired.popleft()
-        per_service: dict[str, int] = {}
-        for _, service, _ in self._expired:
-            per_service[service] = per_service.get(service, 0) + 1
-        total = len(self._expired)
-        certain = sum(1 for _, _, sure in self._expired if sure)
+        for seen in (self._expired, self._removed):
+            while seen and seen[0][0] < limit:
+                seen.popleft()
+        if not any(e.reason is Reason.EXPIRED for e in removed):
+            return []
+        self._last_expiry = now
+        expired: dict[str, int] = {}
+        for _, service in self._expired:
+            expired[service] = expired.get(service, 0) + 1
+        gone: dict[str, int] = {}
+        for _, service in self._removed:
+            gone[service] = gone.get(service, 0) + 1
 
-        def alarming(expired: int, remaining: int) -> bool:
-            return expired >= self.minimum and expired >= self.fraction * (expired + remaining)
+        def existed(name: str) -> int:
+            """Instances of ``name`` in the window: held now, plus those removed in it."""
+            group = state.groups.get(name)
+            return (len(group.instances) if group is not None else 0) + gone.get(name, 0)
+
+        def alarming(count: int, of: int) -> bool:
+            return count >= self.minimum and count >= self.fraction * of
 
         hit = {
-            name: (
-                count,
-                count + len(state.groups[name].instances) if name in state.groups else count,
-            )
-            for name, count in per_service.items()
-            if alarming(count, len(state.groups[name].instances) if name in state.groups else 0)
+            name: (count, existed(name))
+            for name, count in expired.items()
+            if alarming(count, existed(name))
         }
-        whole = alarming(total, len(state))
-        if not hit and not whole:
+        total, of_all = len(self._expired), len(state) + len(self._removed)
+        if not hit and not alarming(total, of_all):
             return []
         parts = ", ".join(
             f"{safe_line(name)} {count}/{of}"
             for name, (count, of) in sorted(hit.items(), key=lambda kv: -kv[1][0])
         )
-        # Every one a certain expiry, or some may be revokes made just as time ran out.
-        went = "expired" if certain == total else "ran out of lease"
-        text = (
-            f"MASS EXPIRY: {total} of {total + len(state)} instances {went} in the last"
-            f" {self.window:.0f} s"
-        )
+        text = f"MASS EXPIRY: {total} of {of_all} instances expired in the last {self.window:.0f} s"
         if parts:
             text += f" — {parts}"
-        raised = self._text is None or self._text.split(" — ")[-1] != text.split(" — ")[-1]
+        # Logged when raised, and again only when it spreads to more services.
+        raised = self._text is None or not set(hit) <= self._named
+        self._named = (self._named if self._text is not None else frozenset()) | set(hit)
         self._text = text
         return [text] if raised else []
 
     def banner(self, now: float) -> str | None:
         """The banner's text while the alarm lasts, else ``None``."""
         if self._text is not None and now - self._last_expiry >= self.quiet:
-            self._text = None
+            self._text, self._named = None, frozenset()
         return self._text

@@ -10,7 +10,8 @@ from what can be proved:
 - ``REVOKED``: this dashboard revoked the lease, and etcd's answer to that revoke carries
   the revision of the key's delete (the revoke removed it).
 - ``EXPIRED``: the lease's deadline, as last read from etcd while connected, had passed
-  when the delete arrived, a little later, with no connection loss in between: the
+  when the delete arrived, a little later, with no connection loss in between and no
+  reading of the lease overdue (a starved tracker could miss a renewal): the
   reading was taken within :data:`FRESH` seconds of that deadline and the delete came at
   most :data:`LATE` seconds after it (etcd revokes an expired lease within about a
   second). A delete that arrives later than that was held up and may have been a revoke.
@@ -53,6 +54,9 @@ class Clues:
     revoked_at: int | None = None
     #: The revision etcd gave this dashboard's delete of the key (None: not deleted here).
     deleted_at: int | None = None
+    #: A reading of the lease was due and not taken (the tracker fell behind): an owner's
+    #: renewal since the last reading could have gone unseen.
+    behind: bool = False
 
 
 def judge(event: HistoryEvent, ttl_after: int | None, clues: Clues) -> None:
@@ -79,20 +83,24 @@ def judge(event: HistoryEvent, ttl_after: int | None, clues: Clues) -> None:
     elif (
         window is not None
         and not clues.gap
+        and not clues.behind
         and window.hi - window.alive_at <= FRESH
         and window.hi <= clues.arrived <= window.hi + LATE
     ):
         event.reason, event.detail = Reason.EXPIRED, f"lease {hex_lease} expired"
-        event.ran_out = True
     elif clues.gap:
         event.reason = Reason.LEASE_ENDED
         event.detail = f"lease {hex_lease} ended while the connection was down (expired or revoked)"
+    elif clues.behind:
+        event.reason = Reason.LEASE_ENDED
+        event.detail = (
+            f"lease {hex_lease} ended (expired or revoked; its countdown was not read in time)"
+        )
     elif window is not None and clues.arrived >= window.lo:
         event.reason = Reason.LEASE_ENDED
         event.detail = (
             f"lease {hex_lease} ended as its countdown ran out (expired, or revoked near its end)"
         )
-        event.ran_out = True
     else:
         event.reason, event.detail = (
             Reason.LEASE_ENDED,

@@ -103,10 +103,6 @@ class HistoryEvent:
     #: keep: ``kv.value`` / ``prev.value`` is then empty (see :meth:`slim`).
     kv_held: HeldValue | None = None
     prev_held: HeldValue | None = None
-    #: A delete seen live when the lease's countdown had run out: EXPIRED for certain, or
-    #: LEASE ENDED near its end (expired, or revoked just then). The mass-expiry alarm
-    #: counts these (see :mod:`.reasons`).
-    ran_out: bool = False
 
     @classmethod
     def make(
