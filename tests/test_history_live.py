@@ -134,3 +134,50 @@ async def test_history_read_back_is_bounded(etcd: Any, etcdctl: Any) -> None:
             put(etcdctl, "Orders", f"n{i}")
         await eventually(lambda: sess.history.events[-1].instance_id == "n9")
         assert len(sess.history) == 3
+
+
+async def test_a_reload_after_compaction_holds_no_made_up_events(etcd: Any, etcdctl: Any) -> None:
+    """The watch falls behind a compaction (the link refuses meanwhile) and the session
+    reloads a snapshot. The snapshot's differences are not events: the history held stays in
+    revision order, holds no delete etcd did not make, and from the reload on equals what
+    etcdctl's watch reports."""
+    from tcp_proxy import tcp_proxy
+
+    for i in range(3):
+        put(etcdctl, "D", f"k{i}")
+    with tcp_proxy(etcd.client_port) as proxy:
+        config = ConnectionConfig(endpoints=(proxy.endpoint,), dial_timeout=2, command_timeout=2)
+        sess = RegistrySession(config, read_only=True, history_revisions=20)
+        task = asyncio.create_task(sess.run())
+        try:
+            await sess.watcher.wait_live(15)
+            await eventually(lambda: sess.history.loaded)
+            proxy.refuse()
+            put(etcdctl, "D", "gone")
+            etcdctl.run("del", f"{PREFIX}D/gone")
+            put(etcdctl, "D", "k0")  # an update
+            etcdctl.run("del", f"{PREFIX}D/k1")
+            _, mid = etcdctl.get_prefix(PREFIX)
+            put(etcdctl, "D", "after")
+            etcdctl.run("del", f"{PREFIX}D/k2")
+            etcdctl.compact(int(mid))
+            proxy.heal()
+            await eventually(lambda: f"{PREFIX}D/after".encode() in sess.state, timeout=20)
+            put(etcdctl, "D", "end")
+            _, end = etcdctl.get_prefix(PREFIX)
+            await eventually(lambda: sess.state.revision >= int(end), timeout=10)
+            held = [(e.revision, e.kind.value, e.key.decode()) for e in sess.history]
+            assert [r for r, _, _ in held] == sorted(r for r, _, _ in held), held
+            reach = sess.history.reach
+            # From the reload on, the only change etcd made is the last put (etcdctl read its
+            # revision); before it, only what the watch saw before the link went down.
+            assert [h for h in held if h[0] >= reach] == [(int(end), "PUT", f"{PREFIX}D/end")]
+            assert [h for h in held if h[0] < reach] == [
+                (r, "PUT", f"{PREFIX}D/k{i}") for i, r in enumerate((2, 3, 4))
+            ]
+            assert reach > int(mid)  # nothing before the compaction can be rebuilt
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await sess.shutdown()

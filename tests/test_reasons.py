@@ -294,3 +294,33 @@ async def test_a_dashboard_delete_of_a_key_already_gone_is_not_claimed(
             assert await deleting is False
             await eventually(lambda: seen.reason(key) is not None)
             assert contradictions(seen, {key: "revoke"}) == []
+
+
+def test_a_starved_tracker_never_calls_a_removal_expired() -> None:
+    """The deadline as last read had passed when the delete came, a little later: EXPIRED
+    when the tracker kept up; when a reading it needed was not taken (its rate cap starved
+    it), an owner's renewal since could have gone unseen, so it is LEASE ENDED."""
+    kv = KeyValue(b"/services/S/a", b"{}", 3, 3, 1, 0x77)
+    window = LeaseWindow(lo=99.5, hi=100.0, alive_at=98.5)
+
+    def judged(behind: bool) -> HistoryEvent:
+        event = HistoryEvent.make("/services/", 9, None, kv)
+        judge(event, -1, Clues(arrived=100.4, window=window, behind=behind))
+        return event
+
+    assert judged(False).reason == "EXPIRED"
+    starved = judged(True)
+    assert starved.reason == "LEASE ENDED" and "not read in time" in starved.detail
+
+
+def test_the_tracker_knows_when_it_is_behind_on_a_lease() -> None:
+    from etcd_registry_tui.registry.leases import LeaseTracker
+
+    now = [100.0]
+    tracker = LeaseTracker(None, clock=lambda: now[0])  # type: ignore[arg-type]
+    tracker.note(0x77, 2, 2)  # a keep-alive answer: 2 s left; a reading is needed soon
+    assert not tracker.behind_on(0x77)
+    now[0] += 5.0  # no reading taken since, though one was needed before the end
+    assert tracker.behind_on(0x77)
+    tracker.note(0x77, 2, 2)  # read (renewed) again
+    assert not tracker.behind_on(0x77)

@@ -256,7 +256,10 @@ class RegistrySession:
             for lease, answer in self._revokes.items()
             if lease in by_lease or lease in deleted_leases
         }
-        self.history.append(events)
+        if not batch.snapshot:
+            # A reload's differences are not events (their revisions were compacted away);
+            # the history goes on from the reload's revision (restart_at above).
+            self.history.append(events)
         if pending or self._unresolved:
             # A lease lookup says why these went; later entries wait for them, in order.
             self.on_batch(batch, [])
