@@ -80,7 +80,9 @@ class ActionsMixin(AppHost):
         key = reg.key.encode()
         # The watch may not have brought the new key to the tree yet: then select it
         # when it arrives.
-        self.pending.select_when_shown(None if self.registry_tree.select_key(key) else key)
+        # (A key already held but hidden by the filter is not waited for.)
+        shown = self.registry_tree.select_key(key) or key in self.session.state
+        self.pending.select_when_shown(None if shown else key)
 
     def _revoke_target(self) -> tuple[set[int], str] | None:
         """The leases to revoke and the question's start (the keys are named after it)."""

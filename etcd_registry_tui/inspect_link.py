@@ -44,7 +44,8 @@ class SessionInspectSource:
 
     def history_mark(self) -> object:
         history = self.session.history
-        return (len(history), id(history.events[-1]) if len(history) else 0)
+        last = id(history.events[-1]) if len(history) else 0
+        return (len(history), last, self.session.reasons_given)
 
     def probe_text(self, key: bytes) -> str | None:
         return self.probe_text_of(key)

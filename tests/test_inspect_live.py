@@ -199,3 +199,50 @@ async def test_inspect_of_a_key_gone_before_the_view_was_drawn() -> None:
         assert shown(screen, "#deleted") == "deleted at rev 9 — showing the last known value"
         assert screen.query_one("#value-pane").has_class("deleted")
         assert shown(screen, "#meta-remaining-ttl") == "— (key deleted)"
+
+
+async def test_inspect_of_a_key_that_came_back_and_went_again_shows_the_newer_delete() -> None:
+    """Deleted at rev 5; before the next flush it is put again and deleted again (one
+    coalesced DELETE at rev 36): the view names rev 36 and shows the value it had then."""
+    from etcd_registry_tui.registry.model import Change, ChangeKind, Instance
+
+    key = f"{PREFIX}Orders/back".encode()
+    old = KeyValue(key, value_json("Orders", "back", "http://127.0.0.1:1").encode(), 3, 3, 1, 0)
+    other = KeyValue(f"{PREFIX}Orders/x".encode(), b'{"Id": "x"}', 4, 4, 1, 0)
+    session = RegistrySession(ConnectionConfig())
+    session.state.load([old, other], 4)
+    app = RegistryApp(session=session, start_session=False)
+    async with app.run_test() as pilot:
+        await highlight(pilot, app, key)
+        screen = await open_inspect(pilot, app, key)
+        gone = session.state.load([other], 5)  # the first delete
+        app._on_session_batch(ChangeBatch(gone, 5), [])
+        await until(pilot, lambda: "deleted at rev 5" in shown(screen, "#deleted"))
+        newer = KeyValue(
+            key, value_json("Orders", "back", "http://127.0.0.1:2").encode(), 35, 35, 1, 0
+        )
+        again = Change(ChangeKind.DELETE, Instance.from_kv(newer, PREFIX), None, 36)
+        app._on_session_batch(ChangeBatch([again], 36), [])
+        await until(pilot, lambda: "deleted at rev 36" in shown(screen, "#deleted"))
+        assert "http://127.0.0.1:2" in shown(screen, "#value")
+        assert len(screen.query("#deleted")) == 1
+        assert await copied(pilot, app) == newer.value.decode()
+
+
+async def test_the_registered_by_row_follows_ownership() -> None:
+    kv = KeyValue(f"{PREFIX}Orders/mine".encode(), b'{"Id": "mine"}', 3, 3, 1, 0)
+    session = RegistrySession(ConnectionConfig())
+    session.state.load([kv], 3)
+    app = RegistryApp(session=session, start_session=False)
+    async with app.run_test() as pilot:
+        inst = session.state.instances[kv.key]
+        screen = InspectScreen(inst, own=True)
+        await app.push_screen(screen)
+        await pilot.pause()
+        assert shown(screen, "#meta-own") == "★ this dashboard"
+        screen.show_instance(inst, own=False)  # revoked from here, then put by another client
+        await pilot.pause()
+        assert not screen.query("#meta-own") and not screen.query("#meta-name-own")
+        screen.show_instance(inst, own=True)
+        await pilot.pause()
+        assert shown(screen, "#meta-own") == "★ this dashboard"

@@ -176,6 +176,9 @@ class RegistrySession:
         self.on_events = on_events
         # Batches of events whose removals wait for a lease lookup, in order.
         self._unresolved: deque[tuple[list[HistoryEvent], dict[int, _Pending]]] = deque()
+        #: How many batches of removals have had their reasons given (they are filled in
+        #: in place, after the events were held: a view of the history redraws on a change).
+        self.reasons_given = 0
         self._resolver: asyncio.Task[None] | None = None
         #: Set by a UI once the first snapshot is on screen: history is read only then, so
         #: it never delays the first frame (None: read at once).
@@ -331,6 +334,7 @@ class RegistrySession:
                         ttls[lease] = None
                 judge(event, ttls[lease], clues)
             self._unresolved.popleft()
+            self.reasons_given += 1
             self.on_batch(ChangeBatch([], self.state.revision), [log_entry(e) for e in events])
             if events:
                 self.on_events(events)

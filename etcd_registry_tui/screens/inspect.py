@@ -208,7 +208,7 @@ class InspectScreen(Screen[None]):
         key = self.instance.raw_key
         change = changes.get(key) if changes is not None else None
         if change is not None and change.kind is ChangeKind.DELETE:
-            self.show_deleted(change.revision)
+            self.show_deleted(change.revision, last=change.instance)
             return
         inst = source.instance(key)
         if inst is None:
@@ -292,7 +292,8 @@ class InspectScreen(Screen[None]):
                 yield self._deleted_banner()
         with Grid(id="meta"):
             for row_id, label, value in self._meta_rows():
-                yield Label(label, classes="meta-name", markup=False)
+                name_id = "meta-name-own" if row_id == "own" else None
+                yield Label(label, id=name_id, classes="meta-name", markup=False)
                 yield Label(value, id=f"meta-{row_id}", markup=False)
         with VerticalScroll(
             id="value-pane", classes="deleted" if self.deleted_at is not None else ""
@@ -383,24 +384,37 @@ class InspectScreen(Screen[None]):
             self.query("#deleted").remove()
             self.query_one("#value-pane").remove_class("deleted")
 
-    def show_deleted(self, revision: int, exact: bool = True) -> None:
-        """The key is gone (deleted, expired or its lease revoked) at ``revision``."""
-        if self.deleted_at is not None:
+    def show_deleted(self, revision: int, exact: bool = True, last: Instance | None = None) -> None:
+        """The key is gone (deleted, expired or its lease revoked) at ``revision``; ``last``
+        is its value just before (it may have come back and gone again since the view last
+        showed it: then the newer delete and value replace the older)."""
+        again = self.deleted_at is not None
+        if again and revision <= (self.deleted_at or 0):
             return
+        if last is not None:
+            self.instance = last
         self.deleted_at, self._deleted_exact = revision, exact
         if not self.is_mounted:
             return
-        self.query_one("#heading").mount(self._deleted_banner())
+        banner = self.query("#deleted")
+        if again and banner:
+            banner.first(Static).update(self._deleted_banner_text())
+        else:
+            self.query_one("#heading").mount(self._deleted_banner())
         self.query_one("#value-pane").add_class("deleted")
         self._refresh_meta()
         self._refresh_value()
 
-    def _deleted_banner(self) -> Static:
+    def _deleted_banner_text(self) -> str:
         assert self.deleted_at is not None
         text = describe_deleted(self.deleted_at, self._deleted_exact)
-        return Static(f"{text} — showing the last known value", id="deleted", markup=False)
+        return f"{text} — showing the last known value"
+
+    def _deleted_banner(self) -> Static:
+        return Static(self._deleted_banner_text(), id="deleted", markup=False)
 
     def _refresh_meta(self) -> None:
+        self._sync_own_row()
         for row_id, _, value in self._meta_rows():
             found = self.query(f"#meta-{row_id}")
             if found:
@@ -408,6 +422,18 @@ class InspectScreen(Screen[None]):
                 if str(label.content) != value:
                     label.update(value)
         self._style_remaining()
+
+    def _sync_own_row(self) -> None:
+        """The "Registered by" row is there exactly while the instance is ours."""
+        present = bool(self.query("#meta-own"))
+        if self.own and not present:
+            self.query_one("#meta", Grid).mount(
+                Label("Registered by", id="meta-name-own", classes="meta-name", markup=False),
+                Label("★ this dashboard", id="meta-own", markup=False),
+            )
+        elif not self.own and present:
+            self.query("#meta-name-own").remove()
+            self.query("#meta-own").remove()
 
     def set_probe(self, text: str) -> None:
         """A new probe result for this instance's address."""
