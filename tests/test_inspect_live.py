@@ -246,3 +246,20 @@ async def test_the_registered_by_row_follows_ownership() -> None:
         screen.show_instance(inst, own=True)
         await pilot.pause()
         assert shown(screen, "#meta-own") == "★ this dashboard"
+
+
+async def test_the_timeline_shows_a_removal_s_reason_once_it_is_known(
+    etcd: Any, etcdctl: Any
+) -> None:
+    """The reason is filled in after the delete is held (etcd is asked about the lease):
+    the open view's timeline shows it without waiting for another key to change."""
+    lease = etcdctl.lease_grant(60)
+    key = put_instance(etcdctl, "Orders", "why", lease=lease)
+    async with dashboard(etcd, rows=2) as (app, pilot):
+        screen = await open_inspect(pilot, app, key)
+        etcdctl.lease_revoke(lease)
+        await until(
+            pilot,
+            lambda: "revoked with" in shown(screen, "#timeline"),
+            message=lambda: shown(screen, "#timeline"),
+        )
