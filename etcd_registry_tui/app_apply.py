@@ -14,9 +14,9 @@ from .app_host import AppHost
 from .app_terminal import crash_log_path
 from .messages import RegistryDirty, StatusChanged, TaskFailed
 from .registry.events import ChangeBatch, ConnectionStatus, ConnState
+from .registry.log_entries import LogEntry, LogKind
 from .registry.model import Change, Instance
 from .registry.sanitize import safe_line
-from .registry.session import LogEntry, LogKind
 from .registry.supervisor import TaskFailure
 from .registry.wording import plural
 from .widgets.detail_pane import DetailPane

@@ -17,9 +17,9 @@ from .registry.elections.campaign import Candidacy
 from .registry.elections.session import ElectionsSession
 from .registry.elections.state import Candidate, Election, ElectionKind, LeaderChange
 from .registry.etcd.errors import LeaseNotFound, RegistryError
+from .registry.log_entries import LogEntry, LogKind
 from .registry.model import Instance
 from .registry.sanitize import safe_line
-from .registry.session import LogEntry, LogKind
 from .revoke_prompt import keys_on_leases, keys_phrase
 from .screens.campaign import CampaignRequest, CampaignScreen, ProclaimScreen
 from .screens.candidate import CandidateScreen

@@ -16,8 +16,8 @@ from .registry.history.alarms import FlapDetector, MassExpiryAlarm
 from .registry.history.read import value_at
 from .registry.history.store import HistoryEvent
 from .registry.history.view import PastView
+from .registry.log_entries import LogEntry, LogKind
 from .registry.model import KeyValue
-from .registry.session import LogEntry, LogKind
 from .widgets.alarm_banner import AlarmBanner
 from .widgets.event_log import EventLog
 from .widgets.status_bar import StatusBar

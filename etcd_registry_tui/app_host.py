@@ -18,8 +18,9 @@ if TYPE_CHECKING:
 
     from .pending_updates import PendingUpdates
     from .registry.etcd.config import ConnectionConfig
+    from .registry.log_entries import LogEntry
     from .registry.model import Change, Instance
-    from .registry.session import LogEntry, RegistrySession
+    from .registry.session import RegistrySession
     from .registry.supervisor import Supervisor, TaskFailure
     from .screens.inspect import InspectScreen
     from .screens.inspect_source import InspectSource

@@ -18,8 +18,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from .registry.log_entries import LogEntry
 from .registry.model import Change
-from .registry.session import LogEntry
 
 #: The screen takes in what the watch brought at most this often. In between, changes are
 #: coalesced per key, so the UI's work follows what is on screen, not how fast etcd changes.

@@ -20,8 +20,9 @@ from textual.widgets import Input, Static
 from etcd_registry_tui.app import RegistryApp
 from etcd_registry_tui.registry.etcd.config import ConnectionConfig
 from etcd_registry_tui.registry.events import ConnState
+from etcd_registry_tui.registry.log_entries import LogKind
 from etcd_registry_tui.registry.model import UNRECOGNISED
-from etcd_registry_tui.registry.session import LogKind, ReadOnlyError
+from etcd_registry_tui.registry.session import ReadOnlyError
 from etcd_registry_tui.screens import ConfirmScreen, HelpScreen, InspectScreen, RegisterScreen
 from etcd_registry_tui.widgets.detail_pane import DetailPane
 from etcd_registry_tui.widgets.event_log import EventLog

@@ -27,7 +27,7 @@ from textual.widgets import Static
 from etcd_registry_tui.demo.embedded import EmbeddedEtcd
 from etcd_registry_tui.registry.elections.campaign import Election
 from etcd_registry_tui.registry.etcd.connection import EtcdConnection
-from etcd_registry_tui.registry.session import LogKind
+from etcd_registry_tui.registry.log_entries import LogKind
 from etcd_registry_tui.screens.candidate import CandidateScreen
 from etcd_registry_tui.screens.confirm import ConfirmScreen
 from etcd_registry_tui.widgets.election_detail import ElectionDetail

@@ -12,7 +12,7 @@ from test_app_actions import dashboard, notifications, until
 from test_elections import EtcdctlCandidate
 
 from etcd_registry_tui.app import RegistryApp
-from etcd_registry_tui.registry.session import LogKind
+from etcd_registry_tui.registry.log_entries import LogKind
 from etcd_registry_tui.screens.campaign import CampaignScreen, ProclaimScreen
 from etcd_registry_tui.screens.confirm import ConfirmScreen
 from etcd_registry_tui.widgets.event_log import EventLog

@@ -14,7 +14,7 @@ from test_app_actions import (
 )
 
 from etcd_registry_tui.registry.history.alarms import FlapDetector, MassExpiryAlarm
-from etcd_registry_tui.registry.session import LogEntry, LogKind
+from etcd_registry_tui.registry.log_entries import LogEntry, LogKind
 from etcd_registry_tui.screens.history import HistoryScreen
 from etcd_registry_tui.widgets.alarm_banner import AlarmBanner
 from etcd_registry_tui.widgets.event_log import EventLog

@@ -11,7 +11,8 @@ from typing import Any
 from helpers import connection, eventually
 
 from etcd_registry_tui.registry.etcd.config import ConnectionConfig
-from etcd_registry_tui.registry.session import LogEntry, LogKind, RegistrySession
+from etcd_registry_tui.registry.log_entries import LogEntry, LogKind
+from etcd_registry_tui.registry.session import RegistrySession
 
 PREFIX = "/services/"
 

@@ -21,8 +21,9 @@ from test_app_actions import PREFIX, dashboard, status_text, tree_lines, until
 from etcd_registry_tui.app import RegistryApp
 from etcd_registry_tui.registry.etcd.config import ConnectionConfig
 from etcd_registry_tui.registry.etcd.connection import EtcdConnection
+from etcd_registry_tui.registry.log_entries import LogEntry, LogKind
 from etcd_registry_tui.registry.model import KeyValue
-from etcd_registry_tui.registry.session import LogEntry, LogKind, RegistrySession
+from etcd_registry_tui.registry.session import RegistrySession
 from etcd_registry_tui.widgets.event_log import EventLog, summarise_bursts
 from etcd_registry_tui.widgets.status_bar import StatusBar
 

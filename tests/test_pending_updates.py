@@ -10,8 +10,8 @@ from etcd_registry_tui.pending_updates import (
     FLUSH_INTERVAL,
     PendingUpdates,
 )
+from etcd_registry_tui.registry.log_entries import LogEntry, LogKind
 from etcd_registry_tui.registry.model import Change, ChangeKind
-from etcd_registry_tui.registry.session import LogEntry, LogKind
 
 
 class Clock:

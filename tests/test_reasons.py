@@ -26,8 +26,9 @@ from etcd_registry_tui.registry.history.alarms import MassExpiryAlarm
 from etcd_registry_tui.registry.history.reasons import Clues, judge
 from etcd_registry_tui.registry.history.store import HistoryEvent
 from etcd_registry_tui.registry.leases import LeaseWindow
+from etcd_registry_tui.registry.log_entries import LogEntry, LogKind
 from etcd_registry_tui.registry.model import KeyValue
-from etcd_registry_tui.registry.session import LogEntry, LogKind, RegistrySession
+from etcd_registry_tui.registry.session import RegistrySession
 
 PREFIX = "/services/"
 ENDED = LogKind.LEASE_ENDED

@@ -21,9 +21,10 @@ from textual.pilot import Pilot
 from etcd_registry_tui.app import RegistryApp
 from etcd_registry_tui.registry.etcd.config import ConnectionConfig
 from etcd_registry_tui.registry.events import ConnectionStatus, ConnState
+from etcd_registry_tui.registry.log_entries import LogEntry, LogKind
 from etcd_registry_tui.registry.model import KeyValue
 from etcd_registry_tui.registry.registration import ServiceRegistration
-from etcd_registry_tui.registry.session import LogEntry, LogKind, RegistrySession
+from etcd_registry_tui.registry.session import RegistrySession
 from etcd_registry_tui.widgets import event_log
 from etcd_registry_tui.widgets.event_log import EventLog
 from etcd_registry_tui.widgets.status_bar import StatusBar

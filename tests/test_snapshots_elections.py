@@ -11,8 +11,8 @@ from test_snapshots_app import CLOCK, LOG_AT, live, make_app
 from textual.pilot import Pilot
 
 from etcd_registry_tui.app import RegistryApp
+from etcd_registry_tui.registry.log_entries import LogEntry, LogKind
 from etcd_registry_tui.registry.model import KeyValue
-from etcd_registry_tui.registry.session import LogEntry, LogKind
 from etcd_registry_tui.widgets.event_log import EventLog
 
 REVISION = 4711

@@ -15,8 +15,8 @@ from textual.pilot import Pilot
 
 from etcd_registry_tui.app import RegistryApp
 from etcd_registry_tui.registry.history.store import HistoryEvent, Reason
+from etcd_registry_tui.registry.log_entries import LogEntry, LogKind, log_entry
 from etcd_registry_tui.registry.model import KeyValue
-from etcd_registry_tui.registry.session import LogEntry, LogKind, log_entry
 from etcd_registry_tui.widgets.event_log import EventLog
 
 OLD_KEY = f"{PREFIX}OrderShippingService/0ld1d000".encode()

@@ -24,8 +24,9 @@ from etcd_registry_tui.messages import StatusChanged
 from etcd_registry_tui.registry.etcd.config import ConnectionConfig
 from etcd_registry_tui.registry.etcd.errors import EtcdUnavailable
 from etcd_registry_tui.registry.events import ChangeBatch, ConnectionStatus, ConnState
+from etcd_registry_tui.registry.log_entries import LogEntry, LogKind
 from etcd_registry_tui.registry.model import KeyValue
-from etcd_registry_tui.registry.session import LogEntry, LogKind, RegistrySession
+from etcd_registry_tui.registry.session import RegistrySession
 from etcd_registry_tui.registry.supervisor import Supervisor, TaskFailure
 from etcd_registry_tui.widgets.event_log import EventLog
 from etcd_registry_tui.widgets.status_bar import StatusBar

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from etcd_registry_tui.registry.session import LogEntry, LogKind
+from etcd_registry_tui.registry.log_entries import LogEntry, LogKind
 from etcd_registry_tui.widgets import RegistryTree
 from etcd_registry_tui.widgets.event_log import EventLog
 from etcd_registry_tui.widgets.fit_text import IdForms, elide_middle, fit_address

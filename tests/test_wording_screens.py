@@ -6,8 +6,8 @@ import json
 
 from textual.app import App, ComposeResult
 
+from etcd_registry_tui.registry.log_entries import LogEntry, LogKind
 from etcd_registry_tui.registry.model import Instance, KeyValue, RegistryState
-from etcd_registry_tui.registry.session import LogEntry, LogKind
 from etcd_registry_tui.registry.wording import lease_text, plural, revision_text
 from etcd_registry_tui.widgets.detail_pane import DetailPane
 from etcd_registry_tui.widgets.event_log import EventLog

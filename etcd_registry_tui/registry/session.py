@@ -19,8 +19,6 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 from .etcd.aio import within
@@ -39,6 +37,7 @@ from .history.store import (
     Reason,
 )
 from .leases import LeaseTracker
+from .log_entries import LogEntry, LogKind, log_entry
 from .model import Change, ChangeKind, Instance, KeyValue, RegistryState
 from .registration import ServiceRegistration
 from .supervisor import Supervisor, TaskFailure
@@ -52,47 +51,6 @@ IDLE_REFRESH_RATE = 5.0
 #: How often the session asks etcd for its compaction revision once history is read (etcd
 #: tells no watcher when it compacts; the question is one Range of one key).
 COMPACTION_CHECK_EVERY = 10.0
-
-
-class LogKind(StrEnum):
-    PUT = "PUT"
-    UPDATE = "UPDATE"
-    DELETE = "DELETE"
-    DEREGISTERED = "DEREGISTERED"
-    EXPIRED = "EXPIRED"
-    REVOKED = "REVOKED"
-    LEASE_ENDED = "LEASE ENDED"
-    ALARM = "ALARM"
-    LEADER = "LEADER"
-    INFO = "INFO"
-    ERROR = "ERROR"
-
-
-@dataclass(frozen=True, slots=True)
-class LogEntry:
-    kind: LogKind
-    key: str
-    detail: str = ""
-    at: float = field(default_factory=time.time)
-    #: The etcd revision of the change (0: not a change of a key).
-    revision: int = 0
-    #: Read back from etcd's history (before launch): no wall-clock time is known.
-    historic: bool = False
-
-
-def log_entry(event: HistoryEvent, historic: bool = False) -> LogEntry:
-    """The event log's line for a history event: its kind, or the removal's reason."""
-    key = event.key_text
-    if event.kind is EventKind.PUT:
-        kind, detail = LogKind.PUT, (event.address() or "")
-    elif event.kind is EventKind.UPDATE:
-        version = event.kv.version if event.kv is not None else 0
-        kind, detail = LogKind.UPDATE, f"version {version}"
-    else:
-        kind = LogKind(event.reason.value) if event.reason is not None else LogKind.DELETE
-        detail = event.detail
-    at = event.at if event.at is not None else 0.0
-    return LogEntry(kind, key, detail, at, event.revision, historic)
 
 
 BatchListener = Callable[[ChangeBatch, list[LogEntry]], None]

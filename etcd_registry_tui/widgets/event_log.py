@@ -15,8 +15,8 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.timer import Timer
 
+from ..registry.log_entries import LogEntry, LogKind
 from ..registry.sanitize import safe_line
-from ..registry.session import LogEntry, LogKind
 from ..registry.wording import revision_text
 from .fit_text import elide_end, elide_middle
 
