@@ -271,19 +271,54 @@ def test_connection_limits_even_out_a_flood_and_never_take_a_tab():
     tab = Conn("a", kept=True)
     first = [tab, Conn("a"), Conn("a")]
     assert all(limits.admit(c) for c in first)
-    assert not limits.admit(Conn("a"))  # per address
+    # at its address's cap a newcomer takes that address's oldest place that is not a tab
+    again = Conn("a")
+    assert limits.admit(again) and first[1].dropped and not tab.dropped
     b = Conn("b")
     assert limits.admit(b)  # the last place
-    # full: "c" (none yet) takes the oldest of "a" (3) that is not the tab
-    assert limits.admit(Conn("c")) and first[1].dropped and not tab.dropped
-    # "d" takes from "a" again (2 > 0); "e" takes "b"'s (1 > 0); a second "e" finds no
-    # address holding more than its 1 (the tab is never taken)
-    assert limits.admit(Conn("d")) and first[2].dropped
+    # full: "c" takes the oldest of the address holding the most ("a": 3), never the tab
+    assert limits.admit(Conn("c")) and first[2].dropped and not tab.dropped
+    # every address holds 1 or 2 now: newcomers still get in (one-connection floods from
+    # many addresses cannot keep the operator out), taking from the biggest holder first
+    assert limits.admit(Conn("d")) and again.dropped
     assert limits.admit(Conn("e")) and b.dropped
-    assert not limits.admit(Conn("e"))
     assert limits.open == 4 and not tab.dropped
+    # only tabs left at an address at its cap: refused
+    tabs_only = ConnectionLimits(total=10, per_client=2)
+    assert tabs_only.admit(Conn("t", kept=True)) and tabs_only.admit(Conn("t", kept=True))
+    assert not tabs_only.admit(Conn("t"))
     limits.release(first[1])  # already dropped: counted once
     assert limits.open == 4
+
+
+def test_console_log_is_bounded_and_says_what_it_left_out() -> None:
+    import logging
+
+    from etcd_registry_tui.serve.server import ConsoleLogFilter
+
+    now = [0.0]
+    log_filter = ConsoleLogFilter("tok", per_window=5, window=10.0, clock=lambda: now[0])
+
+    def record(text: str) -> logging.LogRecord:
+        return logging.LogRecord("aiohttp.access", logging.INFO, __file__, 1, text, (), None)
+
+    passed = [r for r in (record(f"GET /x{n} tok") for n in range(1000)) if log_filter.filter(r)]
+    assert len(passed) == 5 and "<token>" in passed[0].getMessage()
+    now[0] = 10.0
+    nxt = record("GET /after")
+    assert log_filter.filter(nxt) and nxt.getMessage().startswith("(995 log lines left out)")
+
+
+def test_static_paths_that_cannot_name_a_file_are_not_found(tmp_path) -> None:
+    from etcd_registry_tui.serve.server import _static_file
+
+    (tmp_path / "js").mkdir()
+    (tmp_path / "js" / "a.js").write_text("x")
+    assert _static_file(tmp_path, "js/a.js") == tmp_path / "js" / "a.js"
+    assert _static_file(tmp_path, "js\x00") is None
+    assert _static_file(tmp_path, "js/a\x00.js") is None
+    assert _static_file(tmp_path, "a/" * 4000) is None
+    assert _static_file(tmp_path, "../" * 3 + "etc/passwd") is None
 
 
 def test_running_out_of_file_handles_is_one_line_per_interval(caplog: pytest.LogCaptureFixture):

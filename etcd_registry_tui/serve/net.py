@@ -46,10 +46,11 @@ class Connection(Protocol):
 class ConnectionLimits:
     """At most ``total`` open connections, at most ``per_client`` from one address.
 
-    When ``total`` is full, a newcomer takes the place of the oldest connection not kept
-    (not a tab) of the address holding the most, if that address holds more than the
-    newcomer's: a flood from many addresses evens out among them and cannot keep the
-    operator out.
+    A newcomer is never refused while a connection that is not a tab can make room: at its
+    address's cap it takes the place of that address's oldest such connection; when
+    ``total`` is full, of the oldest one of the address holding the most (the newcomer's
+    own included). A flood, from one address or many, churns among
+    its own connections and cannot keep the operator out; a tab is never taken.
     """
 
     total: int
@@ -65,9 +66,13 @@ class ConnectionLimits:
         """True (and ``conn`` is counted) if it may stay open; may drop another."""
         mine = self._by_client.get(conn.client, [])
         if len(mine) >= self.per_client:
-            return False
+            victim = next((c for c in mine if not c.kept), None)
+            if victim is None:
+                return False
+            self.release(victim)
+            victim.drop()
         if self._open >= self.total:
-            victim = self._victim(len(mine))
+            victim = self._victim()
             if victim is None:
                 return False
             self.release(victim)
@@ -76,14 +81,15 @@ class ConnectionLimits:
         self._open += 1
         return True
 
-    def _victim(self, fewer_than: int) -> Connection | None:
+    def _victim(self) -> Connection | None:
+        """The oldest connection that is not a tab, of the address holding the most."""
         best: Connection | None = None
-        most = fewer_than + 1
+        most = 0
         for conns in self._by_client.values():
-            if len(conns) >= most:
+            if len(conns) > most:
                 candidate = next((c for c in conns if not c.kept), None)
                 if candidate is not None:
-                    best, most = candidate, len(conns) + 1
+                    best, most = candidate, len(conns)
         return best
 
     def release(self, conn: Connection) -> None:

@@ -15,10 +15,12 @@ import contextlib
 import dataclasses
 import ipaddress
 import logging
+import math
 import os
 import re
 import shlex
 import sys
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -293,8 +295,11 @@ def _script_with_token(source: str, token: str) -> str:
 
 def _static_file(root: Path, path: str) -> Path | None:
     """The file ``path`` names under ``root``; None if none, or if it leads outside."""
-    wanted = (root / path).resolve()
-    if not wanted.is_relative_to(root) or not wanted.is_file():
+    try:
+        wanted = (root / path).resolve()
+        if not wanted.is_relative_to(root) or not wanted.is_file():
+            return None
+    except (OSError, ValueError):  # a NUL byte, a name too long for the file system
         return None
     return wanted
 
@@ -302,14 +307,34 @@ def _static_file(root: Path, path: str) -> Path | None:
 class ConsoleLogFilter(logging.Filter):
     """What serve's console shows of a request: one line, without the token, with every
     character a client chose made visible (a request line or header can carry escapes), and
-    no traceback for a malformed request (aiohttp logs one, with its locals)."""
+    no traceback for a malformed request (aiohttp logs one, with its locals). At most
+    ``per_window`` lines every ``window`` seconds: a client pipelining requests cannot flood
+    the console; the next line says how many were left out."""
 
-    def __init__(self, token: str) -> None:
+    def __init__(
+        self,
+        token: str,
+        per_window: int = 30,
+        window: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         super().__init__()
         self.token = token
+        self.per_window, self.window, self.clock = per_window, window, clock
+        self._started, self._count, self._left_out = -math.inf, 0, 0
 
     def filter(self, record: logging.LogRecord) -> bool:
+        now = self.clock()
+        if now - self._started >= self.window:
+            self._started, self._count = now, 0
+        self._count += 1
+        if self._count > self.per_window:
+            self._left_out += 1
+            return False
         text = record.getMessage()
+        if self._left_out:
+            text = f"({self._left_out:,} log lines left out) {text}"
+            self._left_out = 0
         if record.exc_info and record.exc_info[1] is not None:
             text = f"{text}: {type(record.exc_info[1]).__name__}: {record.exc_info[1]}"
         record.exc_info, record.exc_text, record.stack_info = None, None, None
