@@ -988,3 +988,26 @@ def test_a_client_that_keeps_sending_but_never_reads_loses_its_tab(etcd: Any, tm
         finally:
             sock.close()
         assert "Traceback" not in served.output()
+
+
+def test_too_few_file_handles_for_a_browser_is_a_one_line_error(etcd: Any, tmp_path: Path):
+    """Under an open-files limit that leaves no room for a page and a tab, serve says so and
+    exits instead of serving a page whose scripts can never load."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    script = (
+        "ulimit -n 100 && exec "
+        f"{sys.executable} -m etcd_registry_tui serve --endpoints {etcd.endpoint} --port {port}"
+    )
+    done = subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "open-files limit" in lines[0] and "ulimit -n" in lines[0]
+    assert "Traceback" not in done.stderr

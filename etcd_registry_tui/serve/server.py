@@ -343,6 +343,11 @@ class ConsoleLogFilter(logging.Filter):
         return True
 
 
+#: A page (its request, its scripts and styles in parallel) and a tab's websocket: fewer
+#: connections than this and the browser view cannot open at all.
+MIN_USABLE_CONNECTIONS = 8
+
+
 def send_timeout_for(heartbeat: float) -> float:
     """How long a browser may take no output before its tab ends."""
     return max(2 * heartbeat, 5.0)
@@ -716,6 +721,14 @@ def run_serve(args: argparse.Namespace, config: ConnectionConfig) -> int:
     from .net import fit_connections, handles_reserved
 
     fitted = fit_connections(p.max_connections, handles_reserved(p.max_tabs))
+    if fitted < MIN_USABLE_CONNECTIONS:
+        print(
+            f"etcd-registry-tui serve: error: the open-files limit leaves room for only {fitted}"
+            f" connection(s) beside {max(p.max_tabs, 1)} tab(s); a browser needs at least"
+            f" {MIN_USABLE_CONNECTIONS} (raise it with ulimit -n, or lower --max-tabs)",
+            file=sys.stderr,
+        )
+        return 1
     lowered = fitted < p.max_connections
     if lowered:
         p = dataclasses.replace(p, max_connections=fitted)
