@@ -441,7 +441,8 @@ def test_history_of_a_user_who_reads_only_the_prefix_stays_honest(etcd: Any, etc
     base = ["history", "--json", "--endpoints", etcd.endpoint, "--user", "reader:pw"]
     quiet = run_cli(*base, "--since-rev", str(int(end) - 1))
     assert quiet.returncode == 0, quiet.stderr
-    assert quiet.stdout == "" and "Traceback" not in quiet.stderr
+    assert [json.loads(line)["type"] for line in quiet.stdout.splitlines()] == ["incomplete"]
+    assert "Traceback" not in quiet.stderr
     assert "incomplete" in quiet.stderr
     whole = run_cli(*base)
     assert whole.returncode == 0, whole.stderr

@@ -90,13 +90,18 @@ def _service_name(text: str) -> str:
 
 def add_parsers(sub: Any, add_connection_options: AddOptions) -> None:
     p_hist = sub.add_parser("history", help="print what happened in the registry, in order")
-    p_hist.add_argument("--json", action="store_true", help="one JSON object per line")
+    p_hist.add_argument(
+        "--json",
+        action="store_true",
+        help='one JSON object per line; a read etcd did not confirm whole adds one'
+        ' {"type": "incomplete", "from", "to", "complete": false} record',
+    )
     p_hist.add_argument(
         "--since-rev",
         type=whole_number(1, MAX_REVISION),
         default=None,
         metavar="N",
-        help="from revision N",
+        help="from revision N (past the latest: an error, unless --follow waits for it)",
     )
     p_hist.add_argument(
         "--service", type=_service_name, default=None, metavar="NAME", help="only this service"
@@ -133,20 +138,29 @@ def print_event(
     print(line, flush=True)
 
 
-def print_read(read: Any, end: int, args: argparse.Namespace) -> None:
-    """Print a history read's events; first say so on stderr when etcd did not confirm that
-    every event from its start to ``end`` was read."""
+def say_incomplete(read: Any, end: int, as_json: bool = False) -> None:
+    """Say once, on stderr, when etcd did not confirm that every event of a history read
+    from its start to ``end`` was read; with ``as_json`` also as a record on stdout
+    (``"type": "incomplete"``), so a script can tell even when the read has no event."""
     if read.dropped:
-        print(
-            f"history: incomplete: {read.dropped:,} older events left out (too many to hold)",
-            file=sys.stderr,
-        )
+        text = f"{read.dropped:,} older events left out (too many to hold)"
     elif not read.complete:
-        print(
-            f"history: incomplete: etcd did not confirm that every event from revision"
-            f" {read.start} to {end} was read",
-            file=sys.stderr,
+        text = (
+            f"etcd did not confirm that every event from revision {read.start} to {end}"
+            " was read"
         )
+    else:
+        return
+    print(f"history: incomplete: {text}", file=sys.stderr, flush=True)
+    if as_json:
+        record = {"type": "incomplete", "from": read.start, "to": end, "complete": False}
+        print(json.dumps(record, ensure_ascii=True), flush=True)
+
+
+def print_read(read: Any, end: int, args: argparse.Namespace) -> None:
+    """Print a history read's events; first say so (:func:`say_incomplete`) when etcd did
+    not confirm that every event from its start to ``end`` was read."""
+    say_incomplete(read, end, args.json)
     for event in read.events:
         print_event(event, args.json, args.service, read.complete and not read.dropped)
 
@@ -154,6 +168,12 @@ def print_read(read: Any, end: int, args: argparse.Namespace) -> None:
 async def cmd_history(config: ConnectionConfig, args: argparse.Namespace) -> int:
     async with EtcdConnection(config) as conn:
         _, end = await conn.get_prefix(config.prefix.encode(), page_size=1, keys_only=True)
+        since = args.since_rev
+        if since is not None and since > end and not args.follow:
+            raise RegistryError(
+                f"revision {since} is in the future: the latest is {end}",
+                f"give --since-rev {end} or less, or add --follow to wait for it",
+            )
         past = await read_past(
             conn,
             config.prefix,
@@ -167,7 +187,8 @@ async def cmd_history(config: ConnectionConfig, args: argparse.Namespace) -> int
     print_read(past, past.end, args)
     if not args.follow:
         return 0
-    return await _follow(config, args, end)
+    # A --since-rev not reached yet: nothing before it is printed (the follow starts there).
+    return await _follow(config, args, max(end, (since or 0) - 1))
 
 
 async def _follow(config: ConnectionConfig, args: argparse.Namespace, printed_to: int) -> int:
