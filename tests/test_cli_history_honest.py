@@ -3,6 +3,8 @@ witness): a future ``--since-rev``, an unconfirmed read, a read that stopped par
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
 import subprocess
 import time
@@ -123,3 +125,142 @@ def test_list_history_text_and_history_json_say_an_unconfirmed_read(
         {"type": "incomplete", "from": end - 1, "to": end, "complete": False}
     ]
     assert quiet.stderr.count("incomplete") == 1
+
+
+async def _puts(endpoint: str, count: int) -> tuple[int, int]:
+    """``count`` puts under the prefix, 250 at a time: one revision each. Returns the first
+    and the last revision."""
+    from helpers import connection
+
+    async with connection(endpoint) as conn:
+        first = await conn.put(f"{PREFIX}Orders/first".encode(), b"{}")
+        for base in range(1, count, 250):
+            await asyncio.gather(
+                *(
+                    conn.put(f"{PREFIX}Orders/o{n % 50}".encode(), f'{{"n": {n}}}'.encode())
+                    for n in range(base, min(base + 250, count))
+                )
+            )
+        _, end = await conn.get_prefix(PREFIX.encode(), page_size=1, keys_only=True)
+    return int(first), int(end)
+
+
+async def test_a_read_that_makes_progress_does_not_stop_however_long_it_takes(
+    etcd: Any, etcdctl: Any
+) -> None:
+    """10,000 revisions: etcd replays them 1,000 at a time, for longer than the idle time;
+    the read goes on while events come and holds every one (etcdctl: the first's key)."""
+    from helpers import connection
+
+    from etcd_registry_tui.registry.history.read import read_past
+
+    first, end = await _puts(etcd.endpoint, 10_000)
+    witness = etcdctl.run_json("get", "--prefix", f"--rev={first}", "--", PREFIX)
+    assert base64.b64decode(witness["kvs"][0]["key"]).decode() == f"{PREFIX}Orders/first"
+    idle = 0.4
+    async with connection(etcd.endpoint) as conn:
+        began = time.monotonic()
+        past = await read_past(conn, PREFIX, end, max_events=None, since=first, idle=idle)
+        took = time.monotonic() - began
+    assert past.complete and not past.stopped and past.through == end
+    assert [e.revision for e in past.events] == list(range(first, end + 1))
+    assert took > idle, f"the read took {took:.2f} s: not longer than the idle time"
+
+
+def test_history_that_stops_partway_says_the_exact_gap(
+    etcd: Any, etcdctl: Any, monkeypatch: Any, capsys: Any
+) -> None:
+    """etcd stops answering (a frozen connection) in the middle of a long read: every event
+    read is printed, then one gap record names exactly the revisions not read."""
+    from tcp_proxy import tcp_proxy
+
+    from etcd_registry_tui.cli import history as cli_history
+    from etcd_registry_tui.cli.main import main
+    from etcd_registry_tui.registry.etcd.connection import EtcdConnection
+
+    first, end = asyncio.run(_puts(etcd.endpoint, 6_000))
+    monkeypatch.setattr(cli_history, "READ_IDLE", 1.0)
+    with tcp_proxy(etcd.client_port) as proxy:
+        real_watch = EtcdConnection.watch
+
+        async def watch(self: Any, *args: Any, **kwargs: Any) -> Any:
+            async for response in real_watch(self, *args, **kwargs):
+                yield response
+                if response.events and not proxy.frozen:
+                    proxy.freeze()  # after the first batch: etcd goes silent
+
+        monkeypatch.setattr(EtcdConnection, "watch", watch)
+        code = main(["history", "--json", "--since-rev", str(first), "--endpoints",
+                     proxy.endpoint])  # fmt: skip
+        proxy.heal()
+    assert code == 0
+    out = capsys.readouterr()
+    lines = [json.loads(line) for line in out.out.splitlines()]
+    events, gap = lines[:-1], lines[-1]
+    through = events[-1]["revision"]
+    assert first <= through < end, "the read was not cut"
+    assert [e["revision"] for e in events] == list(range(first, through + 1))
+    assert events[0]["key"] == f"{PREFIX}Orders/first" and all(e["complete"] for e in events)
+    assert gap == {"type": "gap", "from": through + 1, "to": end, "reason": "timed out",
+                   "complete": False}  # fmt: skip
+    assert out.err.splitlines() == [
+        f"history: revisions {through + 1} to {end} could not be read (etcd sent no event"
+        " for 1 s); not printed"
+    ]
+    # Witness: etcd holds an event under the prefix at the gap's first revision (it was
+    # not read, not absent).
+    witness = etcdctl.run_json("get", "--prefix", f"--rev={through + 1}", "--", PREFIX)
+    assert through + 1 in {int(kv["mod_revision"]) for kv in witness["kvs"]}
+
+
+def test_history_follow_reads_on_from_where_a_stopped_read_ended(
+    etcd: Any, etcdctl: Any, monkeypatch: Any, capsys: Any
+) -> None:
+    """The same stop under ``--follow``: once etcd answers again the follow reads on from
+    the revision the read stopped at; every event is printed once, in order, no gap."""
+    import os
+    import signal
+
+    from tcp_proxy import tcp_proxy
+
+    from etcd_registry_tui.cli import history as cli_history
+    from etcd_registry_tui.cli.main import main
+    from etcd_registry_tui.registry.etcd.connection import EtcdConnection
+
+    first, end = asyncio.run(_puts(etcd.endpoint, 6_000))
+    monkeypatch.setattr(cli_history, "READ_IDLE", 1.0)
+    with tcp_proxy(etcd.client_port) as proxy:
+        real_watch, real_follow, real_print = (
+            EtcdConnection.watch, cli_history._follow, cli_history.print_event
+        )  # fmt: skip
+        cut: list[bool] = []
+        stopped_at: list[int] = []
+
+        async def watch(self: Any, *args: Any, **kwargs: Any) -> Any:
+            async for response in real_watch(self, *args, **kwargs):
+                yield response
+                if response.events and not cut:
+                    cut.append(True)
+                    proxy.freeze()  # after the first batch: etcd goes silent
+
+        async def follow(config: Any, args: Any, printed_to: int) -> int:
+            stopped_at.append(printed_to)
+            proxy.heal()  # etcd answers again once the read has stopped
+            return await real_follow(config, args, printed_to)
+
+        def print_event(event: Any, *args: Any, **kwargs: Any) -> None:
+            real_print(event, *args, **kwargs)
+            if event.revision >= end:
+                os.kill(os.getpid(), signal.SIGTERM)  # all there: the follow's own stop
+
+        monkeypatch.setattr(EtcdConnection, "watch", watch)
+        monkeypatch.setattr(cli_history, "_follow", follow)
+        monkeypatch.setattr(cli_history, "print_event", print_event)
+        code = main(["history", "--json", "--follow", "--since-rev", str(first),
+                     "--endpoints", proxy.endpoint])  # fmt: skip
+    assert code == 0
+    assert stopped_at and first <= stopped_at[0] < end, "the read was not cut"
+    out = capsys.readouterr()
+    lines = [json.loads(line) for line in out.out.splitlines()]
+    assert [line.get("type") for line in lines if "type" in line] == []  # no gap
+    assert [e["revision"] for e in lines] == list(range(first, end + 1))

@@ -25,6 +25,10 @@ from .args import MAX_HISTORY, MAX_REVISION, whole_number
 
 AddOptions = Callable[[argparse.ArgumentParser, bool], None]
 
+#: A history read of the CLI stops only after this many seconds with no event from etcd
+#: (however long it takes while etcd delivers); what it did not read is then a gap record.
+READ_IDLE = 30.0
+
 
 def add_history_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -93,7 +97,7 @@ def add_parsers(sub: Any, add_connection_options: AddOptions) -> None:
     p_hist.add_argument(
         "--json",
         action="store_true",
-        help='one JSON object per line; a read etcd did not confirm whole adds one'
+        help="one JSON object per line; a read etcd did not confirm whole adds one"
         ' {"type": "incomplete", "from", "to", "complete": false} record',
     )
     p_hist.add_argument(
@@ -110,7 +114,9 @@ def add_parsers(sub: Any, add_connection_options: AddOptions) -> None:
         "--follow",
         action="store_true",
         help="keep printing live events (events etcd compacted away meanwhile: one line, and"
-        ' with --json a {"type": "gap", ...} record)',
+        ' with --json a {"type": "gap", ...} record). A history read stops only after'
+        f" {READ_IDLE:g} s with no event from etcd; what it did not read is such a gap"
+        ' ("reason": "timed out"), or with --follow read on from there',
     )
     add_history_option(p_hist)
     add_connection_options(p_hist, True)
@@ -119,7 +125,9 @@ def add_parsers(sub: Any, add_connection_options: AddOptions) -> None:
 async def past_of(conn: EtcdConnection, config: ConnectionConfig, end: int, revisions: int) -> Any:
     """What happened under the prefix in the ``revisions`` revisions up to ``end``: every
     event (a txn makes several in one revision; the CLI prints all it was asked for)."""
-    return await read_past(conn, config.prefix, end, revisions=revisions, max_events=None)
+    return await read_past(
+        conn, config.prefix, end, revisions=revisions, max_events=None, idle=READ_IDLE
+    )
 
 
 def print_event(
@@ -138,17 +146,22 @@ def print_event(
     print(line, flush=True)
 
 
-def say_incomplete(read: Any, end: int, as_json: bool = False) -> None:
+def say_incomplete(read: Any, end: int, as_json: bool = False, stops: bool = True) -> None:
     """Say once, on stderr, when etcd did not confirm that every event of a history read
     from its start to ``end`` was read; with ``as_json`` also as a record on stdout
-    (``"type": "incomplete"``), so a script can tell even when the read has no event."""
+    (``"type": "incomplete"``), so a script can tell even when the read has no event.
+    ``stops``: say a read that stopped too (``history`` says it as a gap instead)."""
     if read.dropped:
         text = f"{read.dropped:,} older events left out (too many to hold)"
-    elif not read.complete:
+    elif read.stopped:
+        if not stops:
+            return
         text = (
-            f"etcd did not confirm that every event from revision {read.start} to {end}"
-            " was read"
+            f"revisions {read.through + 1} to {end} could not be read (etcd sent no event"
+            f" for {READ_IDLE:g} s)"
         )
+    elif not read.complete:
+        text = f"etcd did not confirm that every event from revision {read.start} to {end} was read"
     else:
         return
     print(f"history: incomplete: {text}", file=sys.stderr, flush=True)
@@ -160,9 +173,17 @@ def say_incomplete(read: Any, end: int, as_json: bool = False) -> None:
 def print_read(read: Any, end: int, args: argparse.Namespace) -> None:
     """Print a history read's events; first say so (:func:`say_incomplete`) when etcd did
     not confirm that every event from its start to ``end`` was read."""
-    say_incomplete(read, end, args.json)
+    say_incomplete(read, end, args.json, stops=False)
+    # A read that stopped holds every event up to ``through``; the rest is a gap of its own.
+    whole = (read.complete or read.stopped) and not read.dropped
     for event in read.events:
-        print_event(event, args.json, args.service, read.complete and not read.dropped)
+        print_event(event, args.json, args.service, whole)
+
+
+def print_stop(read: Any, args: argparse.Namespace, to: int) -> None:
+    """The gap a read that stopped (:attr:`PastRead.stopped`) left up to ``to``."""
+    if read.stopped and read.through < to:
+        print_gap(args, read.through + 1, to, "timed out")
 
 
 async def cmd_history(config: ConnectionConfig, args: argparse.Namespace) -> int:
@@ -181,14 +202,18 @@ async def cmd_history(config: ConnectionConfig, args: argparse.Namespace) -> int
             revisions=max(args.history, 0),
             max_events=None,  # every event asked for: the bound is the dashboard's memory
             since=args.since_rev,
+            idle=READ_IDLE,
         )
     if args.since_rev is not None and past.start > args.since_rev:
         print_gap(args, args.since_rev, past.start - 1, "compacted")
     print_read(past, past.end, args)
     if not args.follow:
+        print_stop(past, args, past.end)
         return 0
-    # A --since-rev not reached yet: nothing before it is printed (the follow starts there).
-    return await _follow(config, args, max(end, (since or 0) - 1))
+    # A read that stopped: the follow reads on from where it did. A --since-rev not
+    # reached yet: nothing before it is printed (the follow starts there).
+    printed_to = past.through if past.stopped else end
+    return await _follow(config, args, max(printed_to, (since or 0) - 1))
 
 
 async def _follow(config: ConnectionConfig, args: argparse.Namespace, printed_to: int) -> int:
@@ -261,6 +286,11 @@ def print_gap(args: argparse.Namespace, first: int, last: int, why: str) -> None
     stderr, and with ``--json`` as a record of its own (``"type": "gap"``) on stdout."""
     if why == "compacted":
         text = f"revisions {first} to {last} are compacted; their events cannot be shown"
+    elif why == "timed out":
+        text = (
+            f"revisions {first} to {last} could not be read (etcd sent no event for"
+            f" {READ_IDLE:g} s); not printed"
+        )
     else:
         text = f"revisions {first} to {last} could not be read ({why}); not printed"
     print(f"history: {text}", file=sys.stderr, flush=True)
@@ -276,13 +306,16 @@ async def _print_gap(
     if to <= after:
         return
     try:
-        gap = await read_past(conn, config.prefix, to, max_events=None, since=after + 1)
+        gap = await read_past(
+            conn, config.prefix, to, max_events=None, since=after + 1, idle=READ_IDLE
+        )
     except RegistryError as exc:
         print_gap(args, after + 1, to, safe_line(str(exc), 200))
         return
     if gap.start > after + 1:  # not past ``to``: the live watch delivers what follows it
         print_gap(args, after + 1, min(gap.start - 1, to), "compacted")
     print_read(gap, to, args)
+    print_stop(gap, args, to)
 
 
 async def cmd_list_at(config: ConnectionConfig, revision: int, as_json: bool) -> int:
