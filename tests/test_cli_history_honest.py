@@ -11,6 +11,7 @@ import time
 import urllib.request
 from typing import Any
 
+import pytest
 from test_cli import CLI, run_cli
 from test_cli_history import _line_reader
 
@@ -167,11 +168,13 @@ async def test_a_read_that_makes_progress_does_not_stop_however_long_it_takes(
     assert took > idle, f"the read took {took:.2f} s: not longer than the idle time"
 
 
+@pytest.mark.parametrize("fault", ["freeze", "refuse"])
 def test_history_that_stops_partway_says_the_exact_gap(
-    etcd: Any, etcdctl: Any, monkeypatch: Any, capsys: Any
+    etcd: Any, etcdctl: Any, monkeypatch: Any, capsys: Any, fault: str
 ) -> None:
-    """etcd stops answering (a frozen connection) in the middle of a long read: every event
-    read is printed, then one gap record names exactly the revisions not read."""
+    """etcd stops answering (a frozen connection) or the connection is lost in the middle
+    of a long read: every event read is printed, then one gap record names exactly the
+    revisions not read (and the status is 1: not all was read)."""
     from tcp_proxy import tcp_proxy
 
     from etcd_registry_tui.cli import history as cli_history
@@ -179,21 +182,22 @@ def test_history_that_stops_partway_says_the_exact_gap(
     from etcd_registry_tui.registry.etcd.connection import EtcdConnection
 
     first, end = asyncio.run(_puts(etcd.endpoint, 6_000))
-    monkeypatch.setattr(cli_history, "READ_IDLE", 1.0)
+    if fault == "freeze":
+        monkeypatch.setattr(cli_history, "READ_IDLE", 1.0)
     with tcp_proxy(etcd.client_port) as proxy:
         real_watch = EtcdConnection.watch
 
         async def watch(self: Any, *args: Any, **kwargs: Any) -> Any:
             async for response in real_watch(self, *args, **kwargs):
                 yield response
-                if response.events and not proxy.frozen:
-                    proxy.freeze()  # after the first batch: etcd goes silent
+                if response.events and not (proxy.frozen or proxy.refusing):
+                    getattr(proxy, fault)()  # after the first batch: etcd is gone
 
         monkeypatch.setattr(EtcdConnection, "watch", watch)
         code = main(["history", "--json", "--since-rev", str(first), "--endpoints",
                      proxy.endpoint])  # fmt: skip
         proxy.heal()
-    assert code == 0
+    assert code == 1
     out = capsys.readouterr()
     lines = [json.loads(line) for line in out.out.splitlines()]
     events, gap = lines[:-1], lines[-1]
@@ -201,12 +205,16 @@ def test_history_that_stops_partway_says_the_exact_gap(
     assert first <= through < end, "the read was not cut"
     assert [e["revision"] for e in events] == list(range(first, through + 1))
     assert events[0]["key"] == f"{PREFIX}Orders/first" and all(e["complete"] for e in events)
-    assert gap == {"type": "gap", "from": through + 1, "to": end, "reason": "timed out",
-                   "complete": False}  # fmt: skip
-    assert out.err.splitlines() == [
-        f"history: revisions {through + 1} to {end} could not be read (etcd sent no event"
-        " for 1 s); not printed"
-    ]
+    reason = gap.pop("reason")
+    assert gap == {"type": "gap", "from": through + 1, "to": end, "complete": False}
+    said = out.err.splitlines()
+    assert len(said) == 1 and said[0].startswith(
+        f"history: revisions {through + 1} to {end} could not be read ("
+    ), out.err
+    if fault == "freeze":
+        assert reason == "timed out" and "etcd sent no event for 1 s" in said[0]
+    else:
+        assert reason != "timed out" and reason in said[0]
     # Witness: etcd holds an event under the prefix at the gap's first revision (it was
     # not read, not absent).
     witness = etcdctl.run_json("get", "--prefix", f"--rev={through + 1}", "--", PREFIX)

@@ -115,8 +115,9 @@ def add_parsers(sub: Any, add_connection_options: AddOptions) -> None:
         action="store_true",
         help="keep printing live events (events etcd compacted away meanwhile: one line, and"
         ' with --json a {"type": "gap", ...} record). A history read stops only after'
-        f" {READ_IDLE:g} s with no event from etcd; what it did not read is such a gap"
-        ' ("reason": "timed out"), or with --follow read on from there',
+        f" {READ_IDLE:g} s with no event from etcd or a lost connection; what it did not"
+        ' read is such a gap ("reason": "timed out" or the error; status 1), or with'
+        " --follow read on from there",
     )
     add_history_option(p_hist)
     add_connection_options(p_hist, True)
@@ -156,10 +157,7 @@ def say_incomplete(read: Any, end: int, as_json: bool = False, stops: bool = Tru
     elif read.stopped:
         if not stops:
             return
-        text = (
-            f"revisions {read.through + 1} to {end} could not be read (etcd sent no event"
-            f" for {READ_IDLE:g} s)"
-        )
+        text = f"revisions {read.through + 1} to {end} could not be read ({_why(read.why)})"
     elif not read.complete:
         text = f"etcd did not confirm that every event from revision {read.start} to {end} was read"
     else:
@@ -180,10 +178,20 @@ def print_read(read: Any, end: int, args: argparse.Namespace) -> None:
         print_event(event, args.json, args.service, whole)
 
 
-def print_stop(read: Any, args: argparse.Namespace, to: int) -> None:
-    """The gap a read that stopped (:attr:`PastRead.stopped`) left up to ``to``."""
-    if read.stopped and read.through < to:
-        print_gap(args, read.through + 1, to, "timed out")
+def print_stop(read: Any, args: argparse.Namespace, to: int) -> bool:
+    """The gap a read that stopped (:attr:`PastRead.stopped`) left up to ``to``; whether
+    there is one."""
+    if not read.stopped or read.through >= to:
+        return False
+    print_gap(args, read.through + 1, to, safe_line(read.why, 200))
+    return True
+
+
+def _why(why: str) -> str:
+    """Why a read stopped, for a person."""
+    if why == "timed out":
+        return f"etcd sent no event for {READ_IDLE:g} s"
+    return safe_line(why, 200)
 
 
 async def cmd_history(config: ConnectionConfig, args: argparse.Namespace) -> int:
@@ -208,8 +216,7 @@ async def cmd_history(config: ConnectionConfig, args: argparse.Namespace) -> int
         print_gap(args, args.since_rev, past.start - 1, "compacted")
     print_read(past, past.end, args)
     if not args.follow:
-        print_stop(past, args, past.end)
-        return 0
+        return 1 if print_stop(past, args, past.end) else 0
     # A read that stopped: the follow reads on from where it did. A --since-rev not
     # reached yet: nothing before it is printed (the follow starts there).
     printed_to = past.through if past.stopped else end
@@ -286,13 +293,8 @@ def print_gap(args: argparse.Namespace, first: int, last: int, why: str) -> None
     stderr, and with ``--json`` as a record of its own (``"type": "gap"``) on stdout."""
     if why == "compacted":
         text = f"revisions {first} to {last} are compacted; their events cannot be shown"
-    elif why == "timed out":
-        text = (
-            f"revisions {first} to {last} could not be read (etcd sent no event for"
-            f" {READ_IDLE:g} s); not printed"
-        )
     else:
-        text = f"revisions {first} to {last} could not be read ({why}); not printed"
+        text = f"revisions {first} to {last} could not be read ({_why(why)}); not printed"
     print(f"history: {text}", file=sys.stderr, flush=True)
     if args.json:
         record = {"type": "gap", "from": first, "to": last, "reason": why, "complete": False}

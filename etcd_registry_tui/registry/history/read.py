@@ -165,8 +165,11 @@ class EventsRead:
     #: in revision order, each revision whole): ``end`` when ``complete``, the start - 1
     #: when nothing is known.
     through: int = 0
-    #: The read was cut short by its ``timeout`` or ``idle`` (not merely unconfirmed).
+    #: The read was cut short by its ``timeout`` or ``idle`` (not merely unconfirmed), or
+    #: (with ``idle``) by an error of the connection.
     stopped: bool = False
+    #: Why it stopped: ``"timed out"``, or the error's one-line message.
+    why: str = ""
 
 
 async def read_events(
@@ -192,7 +195,8 @@ async def read_events(
     cannot be confirmed (see :data:`SETTLE`), or is cut short by ``timeout`` (in all) or
     ``idle`` (seconds with no event delivered: the read goes on while the replay makes
     progress), comes back with ``complete`` False; :attr:`EventsRead.through` says how far
-    it did read."""
+    it did read. With ``idle``, an error of the connection stops the read the same way
+    (:attr:`EventsRead.why` names it) instead of losing what was read."""
     read = EventsRead(through=start - 1)
     events: deque[HistoryEvent] = deque()
     bound = max(1, max_events) if max_events is not None else None
@@ -294,7 +298,14 @@ async def read_events(
         settled = not read.complete
     except TimeoutError:
         read.complete = False
-        read.stopped = True
+        read.stopped, read.why = True, "timed out"
+    except RevisionCompacted:
+        raise
+    except RegistryError as exc:
+        if idle is None:
+            raise
+        read.complete = False
+        read.stopped, read.why = True, str(exc)
     if settled and whole:
         # Unconfirmed, not timed out: every event since the last one read can still be
         # proven absent (a revision's events come whole, so from the one after it).
@@ -326,6 +337,8 @@ class PastRead:
     #: The read stopped (no progress for its ``idle`` seconds, or its timeout) before
     #: ``end``: the events after ``through`` were not read.
     stopped: bool = False
+    #: Why it stopped (see :attr:`EventsRead.why`).
+    why: str = ""
 
 
 async def read_past(
@@ -376,6 +389,7 @@ async def read_past(
         read.dropped_count,
         read.through,
         read.stopped and read.through < end,
+        read.why,
     )
 
 
@@ -404,7 +418,7 @@ async def _read_on(
         read.dropped_count += part.dropped_count
         progressed = part.through > read.through
         read.through = max(read.through, part.through)
-        read.complete, read.stopped = part.complete, part.stopped
+        read.complete, read.stopped, read.why = part.complete, part.stopped, part.why
         if part.complete or part.stopped or not progressed:
             break
     if max_events is not None and len(read.events) > max(1, max_events):
