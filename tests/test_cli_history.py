@@ -144,7 +144,9 @@ def test_history_json_one_object_per_line_with_reasons(etcd: Any, etcdctl: Any) 
         ("DELETE", f"{PREFIX}Billing/b", "DEREGISTERED"),
         ("DELETE", f"{PREFIX}Orders/a", "LEASE ENDED"),
     ]
-    assert set(lines[0]) == {"revision", "kind", "key", "service", "id", "reason", "complete"}
+    assert set(lines[0]) == {
+        "revision", "kind", "key", "key_b64", "service", "id", "reason", "complete"
+    }  # fmt: skip
     assert all(d["complete"] for d in lines)
     assert lines[0]["service"] == "Orders" and lines[0]["id"] == "a"
     revisions = [d["revision"] for d in lines]

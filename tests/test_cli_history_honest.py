@@ -272,3 +272,22 @@ def test_history_follow_reads_on_from_where_a_stopped_read_ended(
     lines = [json.loads(line) for line in out.out.splitlines()]
     assert [line.get("type") for line in lines if "type" in line] == []  # no gap
     assert [e["revision"] for e in lines] == list(range(first, end + 1))
+
+
+def test_history_json_gives_each_key_exact_bytes(etcd: Any, etcdctl: Any) -> None:
+    """A binary key and the text key that prints like it: ``key_b64`` tells them apart, and
+    equals the key etcdctl reads (its JSON keys are base64)."""
+    etcdctl.put(b"/services/Bin/\xff\xfe", "{}")
+    etcdctl.put("/services/Bin/\\xff\\xfe", "{}")
+    result = run_cli("history", "--json", "--endpoints", etcd.endpoint)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    witness = etcdctl.run_json("get", "--prefix", "--", PREFIX)
+    by_revision = {int(kv["mod_revision"]): kv["key"] for kv in witness["kvs"]}
+    assert len(lines) == 2 and lines[0]["key_b64"] != lines[1]["key_b64"]
+    assert {line["revision"]: line["key_b64"] for line in lines} == by_revision
+    assert base64.b64decode(lines[0]["key_b64"]) == b"/services/Bin/\xff\xfe"
+    listed = run_cli("list", "--json", "--history", "10", "--endpoints", etcd.endpoint)
+    assert [e["key_b64"] for e in json.loads(listed.stdout)["history"]] == [
+        line["key_b64"] for line in lines
+    ]

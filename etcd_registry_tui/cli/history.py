@@ -97,8 +97,9 @@ def add_parsers(sub: Any, add_connection_options: AddOptions) -> None:
     p_hist.add_argument(
         "--json",
         action="store_true",
-        help="one JSON object per line; a read etcd did not confirm whole adds one"
-        ' {"type": "incomplete", "from", "to", "complete": false} record',
+        help='one JSON object per line ("key_b64": the key\'s exact bytes); a read etcd'
+        ' did not confirm whole adds one {"type": "incomplete", "from", "to",'
+        ' "complete": false} record',
     )
     p_hist.add_argument(
         "--since-rev",
