@@ -144,7 +144,9 @@ def test_history_json_one_object_per_line_with_reasons(etcd: Any, etcdctl: Any) 
         ("DELETE", f"{PREFIX}Billing/b", "DEREGISTERED"),
         ("DELETE", f"{PREFIX}Orders/a", "LEASE ENDED"),
     ]
-    assert set(lines[0]) == {"revision", "kind", "key", "service", "id", "reason", "complete"}
+    assert set(lines[0]) == {
+        "revision", "kind", "key", "key_b64", "service", "id", "reason", "complete"
+    }  # fmt: skip
     assert all(d["complete"] for d in lines)
     assert lines[0]["service"] == "Orders" and lines[0]["id"] == "a"
     revisions = [d["revision"] for d in lines]
@@ -441,7 +443,8 @@ def test_history_of_a_user_who_reads_only_the_prefix_stays_honest(etcd: Any, etc
     base = ["history", "--json", "--endpoints", etcd.endpoint, "--user", "reader:pw"]
     quiet = run_cli(*base, "--since-rev", str(int(end) - 1))
     assert quiet.returncode == 0, quiet.stderr
-    assert quiet.stdout == "" and "Traceback" not in quiet.stderr
+    assert [json.loads(line)["type"] for line in quiet.stdout.splitlines()] == ["incomplete"]
+    assert "Traceback" not in quiet.stderr
     assert "incomplete" in quiet.stderr
     whole = run_cli(*base)
     assert whole.returncode == 0, whole.stderr

@@ -25,6 +25,10 @@ from .args import MAX_HISTORY, MAX_REVISION, whole_number
 
 AddOptions = Callable[[argparse.ArgumentParser, bool], None]
 
+#: A history read of the CLI stops only after this many seconds with no event from etcd
+#: (however long it takes while etcd delivers); what it did not read is then a gap record.
+READ_IDLE = 30.0
+
 
 def add_history_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -90,13 +94,19 @@ def _service_name(text: str) -> str:
 
 def add_parsers(sub: Any, add_connection_options: AddOptions) -> None:
     p_hist = sub.add_parser("history", help="print what happened in the registry, in order")
-    p_hist.add_argument("--json", action="store_true", help="one JSON object per line")
+    p_hist.add_argument(
+        "--json",
+        action="store_true",
+        help='one JSON object per line ("key_b64": the key\'s exact bytes); a read etcd'
+        ' did not confirm whole adds one {"type": "incomplete", "from", "to",'
+        ' "complete": false} record',
+    )
     p_hist.add_argument(
         "--since-rev",
         type=whole_number(1, MAX_REVISION),
         default=None,
         metavar="N",
-        help="from revision N",
+        help="from revision N (past the latest: an error, unless --follow waits for it)",
     )
     p_hist.add_argument(
         "--service", type=_service_name, default=None, metavar="NAME", help="only this service"
@@ -105,7 +115,10 @@ def add_parsers(sub: Any, add_connection_options: AddOptions) -> None:
         "--follow",
         action="store_true",
         help="keep printing live events (events etcd compacted away meanwhile: one line, and"
-        ' with --json a {"type": "gap", ...} record)',
+        ' with --json a {"type": "gap", ...} record). A history read stops only after'
+        f" {READ_IDLE:g} s with no event from etcd or a lost connection; what it did not"
+        ' read is such a gap ("reason": "timed out" or the error; status 1), or with'
+        " --follow read on from there",
     )
     add_history_option(p_hist)
     add_connection_options(p_hist, True)
@@ -114,7 +127,9 @@ def add_parsers(sub: Any, add_connection_options: AddOptions) -> None:
 async def past_of(conn: EtcdConnection, config: ConnectionConfig, end: int, revisions: int) -> Any:
     """What happened under the prefix in the ``revisions`` revisions up to ``end``: every
     event (a txn makes several in one revision; the CLI prints all it was asked for)."""
-    return await read_past(conn, config.prefix, end, revisions=revisions, max_events=None)
+    return await read_past(
+        conn, config.prefix, end, revisions=revisions, max_events=None, idle=READ_IDLE
+    )
 
 
 def print_event(
@@ -133,27 +148,62 @@ def print_event(
     print(line, flush=True)
 
 
-def print_read(read: Any, end: int, args: argparse.Namespace) -> None:
-    """Print a history read's events; first say so on stderr when etcd did not confirm that
-    every event from its start to ``end`` was read."""
+def say_incomplete(read: Any, end: int, as_json: bool = False, stops: bool = True) -> None:
+    """Say once, on stderr, when etcd did not confirm that every event of a history read
+    from its start to ``end`` was read; with ``as_json`` also as a record on stdout
+    (``"type": "incomplete"``), so a script can tell even when the read has no event.
+    ``stops``: say a read that stopped too (``history`` says it as a gap instead)."""
     if read.dropped:
-        print(
-            f"history: incomplete: {read.dropped:,} older events left out (too many to hold)",
-            file=sys.stderr,
-        )
+        text = f"{read.dropped:,} older events left out (too many to hold)"
+    elif read.stopped:
+        if not stops:
+            return
+        text = f"revisions {read.through + 1} to {end} could not be read ({_why(read.why)})"
     elif not read.complete:
-        print(
-            f"history: incomplete: etcd did not confirm that every event from revision"
-            f" {read.start} to {end} was read",
-            file=sys.stderr,
-        )
+        text = f"etcd did not confirm that every event from revision {read.start} to {end} was read"
+    else:
+        return
+    print(f"history: incomplete: {text}", file=sys.stderr, flush=True)
+    if as_json:
+        record = {"type": "incomplete", "from": read.start, "to": end, "complete": False}
+        print(json.dumps(record, ensure_ascii=True), flush=True)
+
+
+def print_read(read: Any, end: int, args: argparse.Namespace) -> None:
+    """Print a history read's events; first say so (:func:`say_incomplete`) when etcd did
+    not confirm that every event from its start to ``end`` was read."""
+    say_incomplete(read, end, args.json, stops=False)
+    # A read that stopped holds every event up to ``through``; the rest is a gap of its own.
+    whole = (read.complete or read.stopped) and not read.dropped
     for event in read.events:
-        print_event(event, args.json, args.service, read.complete and not read.dropped)
+        print_event(event, args.json, args.service, whole)
+
+
+def print_stop(read: Any, args: argparse.Namespace, to: int) -> bool:
+    """The gap a read that stopped (:attr:`PastRead.stopped`) left up to ``to``; whether
+    there is one."""
+    if not read.stopped or read.through >= to:
+        return False
+    print_gap(args, read.through + 1, to, safe_line(read.why, 200))
+    return True
+
+
+def _why(why: str) -> str:
+    """Why a read stopped, for a person."""
+    if why == "timed out":
+        return f"etcd sent no event for {READ_IDLE:g} s"
+    return safe_line(why, 200)
 
 
 async def cmd_history(config: ConnectionConfig, args: argparse.Namespace) -> int:
     async with EtcdConnection(config) as conn:
         _, end = await conn.get_prefix(config.prefix.encode(), page_size=1, keys_only=True)
+        since = args.since_rev
+        if since is not None and since > end and not args.follow:
+            raise RegistryError(
+                f"revision {since} is in the future: the latest is {end}",
+                f"give --since-rev {end} or less, or add --follow to wait for it",
+            )
         past = await read_past(
             conn,
             config.prefix,
@@ -161,13 +211,17 @@ async def cmd_history(config: ConnectionConfig, args: argparse.Namespace) -> int
             revisions=max(args.history, 0),
             max_events=None,  # every event asked for: the bound is the dashboard's memory
             since=args.since_rev,
+            idle=READ_IDLE,
         )
     if args.since_rev is not None and past.start > args.since_rev:
         print_gap(args, args.since_rev, past.start - 1, "compacted")
     print_read(past, past.end, args)
     if not args.follow:
-        return 0
-    return await _follow(config, args, end)
+        return 1 if print_stop(past, args, past.end) else 0
+    # A read that stopped: the follow reads on from where it did. A --since-rev not
+    # reached yet: nothing before it is printed (the follow starts there).
+    printed_to = past.through if past.stopped else end
+    return await _follow(config, args, max(printed_to, (since or 0) - 1))
 
 
 async def _follow(config: ConnectionConfig, args: argparse.Namespace, printed_to: int) -> int:
@@ -241,7 +295,7 @@ def print_gap(args: argparse.Namespace, first: int, last: int, why: str) -> None
     if why == "compacted":
         text = f"revisions {first} to {last} are compacted; their events cannot be shown"
     else:
-        text = f"revisions {first} to {last} could not be read ({why}); not printed"
+        text = f"revisions {first} to {last} could not be read ({_why(why)}); not printed"
     print(f"history: {text}", file=sys.stderr, flush=True)
     if args.json:
         record = {"type": "gap", "from": first, "to": last, "reason": why, "complete": False}
@@ -255,13 +309,16 @@ async def _print_gap(
     if to <= after:
         return
     try:
-        gap = await read_past(conn, config.prefix, to, max_events=None, since=after + 1)
+        gap = await read_past(
+            conn, config.prefix, to, max_events=None, since=after + 1, idle=READ_IDLE
+        )
     except RegistryError as exc:
         print_gap(args, after + 1, to, safe_line(str(exc), 200))
         return
     if gap.start > after + 1:  # not past ``to``: the live watch delivers what follows it
         print_gap(args, after + 1, min(gap.start - 1, to), "compacted")
     print_read(gap, to, args)
+    print_stop(gap, args, to)
 
 
 async def cmd_list_at(config: ConnectionConfig, revision: int, as_json: bool) -> int:

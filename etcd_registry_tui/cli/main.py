@@ -238,6 +238,7 @@ async def cmd_list(config: ConnectionConfig, as_json: bool, history: int = 0) ->
         print(f"No instances under {config.prefix} at {config.label} (revision {revision}).")
     cli_listing.print_text(groups)
     if past is not None:
+        cli_history.say_incomplete(past, revision)
         print(f"\nHistory from revision {past.start} to {revision}, oldest first:")
         for event in past.events:
             cli_history.print_event(event, as_json=False, service=None)

@@ -161,6 +161,15 @@ class EventsRead:
     dropped: int = 0
     #: How many events were left out to keep ``max_events`` / ``max_bytes``.
     dropped_count: int = 0
+    #: Every event from the read's start to this revision was delivered (the replay comes
+    #: in revision order, each revision whole): ``end`` when ``complete``, the start - 1
+    #: when nothing is known.
+    through: int = 0
+    #: The read was cut short by its ``timeout`` or ``idle`` (not merely unconfirmed), or
+    #: (with ``idle``) by an error of the connection.
+    stopped: bool = False
+    #: Why it stopped: ``"timed out"``, or the error's one-line message.
+    why: str = ""
 
 
 async def read_events(
@@ -169,8 +178,9 @@ async def read_events(
     start: int,
     end: int,
     max_events: int | None = DEFAULT_REVISIONS,
-    timeout: float = 60.0,
+    timeout: float | None = 60.0,
     max_bytes: int | None = None,
+    idle: float | None = None,
 ) -> EventsRead:
     """Every change under ``prefix`` from revision ``start`` to ``end``, oldest first (the
     newest ``max_events`` of them, ``None``: all, weighing at most ``max_bytes``; values
@@ -182,13 +192,17 @@ async def read_events(
     a replay batch shorter than :data:`REPLAY_BATCH` whose header is at or after it, or a
     progress notification at or after it that etcd sends only to a watch that caught up
     (its own, or on etcd with :func:`progress_is_ordered`). Pauses do not end it. What
-    cannot be confirmed (see :data:`SETTLE`), or is cut short by ``timeout``, comes back
-    with ``complete`` False."""
-    read = EventsRead()
+    cannot be confirmed (see :data:`SETTLE`), or is cut short by ``timeout`` (in all) or
+    ``idle`` (seconds with no event delivered: the read goes on while the replay makes
+    progress), comes back with ``complete`` False; :attr:`EventsRead.through` says how far
+    it did read. With ``idle``, an error of the connection stops the read the same way
+    (:attr:`EventsRead.why` names it) instead of losing what was read."""
+    read = EventsRead(through=start - 1)
     events: deque[HistoryEvent] = deque()
     bound = max(1, max_events) if max_events is not None else None
     if start > end:
         read.complete = True
+        read.through = max(read.through, end)
         return read
     ordered = await _ordered_progress(conn)
     loop = asyncio.get_running_loop()
@@ -215,6 +229,16 @@ async def read_events(
         events.append(made)
         weight += made.weight
 
+    began = loop.time()
+    limit: asyncio.Timeout | None = None
+
+    def deadline() -> float | None:
+        """When the read is cut short: ``timeout`` after it began, ``idle`` after now."""
+        times = [began + timeout] if timeout is not None else []
+        if idle is not None:
+            times.append(loop.time() + idle)
+        return min(times) if times else None
+
     async def collect() -> bool:
         nonlocal whole
         batch_revisions = 0  # distinct revisions in the batch so far (fragments add up)
@@ -240,6 +264,8 @@ async def read_events(
                     return False
                 continue
             quiet_since = None
+            if limit is not None and idle is not None:
+                limit.reschedule(deadline())  # progress: the idle time starts again
             reached = False  # an event at ``end``: the rest of its revision may follow
             for event in response.events:
                 revision = int(event.kv.mod_revision)
@@ -253,6 +279,7 @@ async def read_events(
             whole = not response.fragment
             if response.fragment:
                 continue  # more of the same batch (maybe of revision ``end``) follows
+            read.through = max(read.through, min(last, end))  # each revision comes whole
             if reached:
                 return True  # a revision's events come in one response (or its fragments)
             if batch_revisions < REPLAY_BATCH and header >= end:
@@ -260,17 +287,32 @@ async def read_events(
             batch_revisions = 0
         return False  # pragma: no cover - the watch never ends by itself
 
+    async def bounded() -> bool:
+        nonlocal limit
+        async with asyncio.timeout(deadline()) as limit:
+            return await collect()
+
     settled = False
     try:
-        read.complete = await within(collect(), timeout)
+        read.complete = await bounded()
         settled = not read.complete
     except TimeoutError:
         read.complete = False
+        read.stopped, read.why = True, "timed out"
+    except RevisionCompacted:
+        raise
+    except RegistryError as exc:
+        if idle is None:
+            raise
+        read.complete = False
+        read.stopped, read.why = True, str(exc)
     if settled and whole:
         # Unconfirmed, not timed out: every event since the last one read can still be
         # proven absent (a revision's events come whole, so from the one after it).
         since = max(start, events[-1].revision + 1) if events else start
         read.complete = await _quiet_until(conn, prefix, since, end)
+    if read.complete:
+        read.through = end
     read.events = list(events)
     return read
 
@@ -290,6 +332,13 @@ class PastRead:
     floor: int = 0
     #: How many events were left out to keep ``max_events`` / ``max_bytes`` (0: none).
     dropped: int = 0
+    #: Every event from ``start`` to this revision was read (``end`` when ``complete``).
+    through: int = 0
+    #: The read stopped (no progress for its ``idle`` seconds, or its timeout) before
+    #: ``end``: the events after ``through`` were not read.
+    stopped: bool = False
+    #: Why it stopped (see :attr:`EventsRead.why`).
+    why: str = ""
 
 
 async def read_past(
@@ -300,23 +349,29 @@ async def read_past(
     max_events: int | None = DEFAULT_REVISIONS,
     since: int | None = None,
     max_bytes: int | None = None,
+    idle: float | None = None,
 ) -> PastRead:
     """Up to ``revisions`` revisions before ``end`` (or from ``since``), not below the
     compaction point, with every removal classified (see :func:`classify_past`); the newest
-    ``max_events`` of them (``None``: every one)."""
+    ``max_events`` of them (``None``: every one).
+
+    With ``idle`` (the CLI's reads) there is no total timeout: the read goes on while etcd
+    delivers events, stops after ``idle`` seconds without one (:attr:`PastRead.stopped`),
+    and an unconfirmed read that made progress is taken up again from where it ended."""
     compacted = await compaction_revision(conn, prefix)
     start = since if since is not None else end - max(0, revisions) + 1
     # Not from the compaction revision itself: etcd lets a watch start there, but a delete
     # at exactly that revision is compacted away with it (no tombstone is kept).
     start = max(start, compacted + 1 if compacted else 1, 1)
-    read = EventsRead()
+    read = EventsRead(through=start - 1)
     for _attempt in range(3):
         try:
-            read = await read_events(conn, prefix, start, end, max_events, max_bytes=max_bytes)
+            read = await _read_on(conn, prefix, start, end, max_events, max_bytes, idle)
             break
         except RevisionCompacted as exc:  # compacted meanwhile: start again from there
             compacted = exc.compact_revision
             start = max(start, compacted + 1)
+            read = EventsRead(through=start - 1)
     events = read.events
     live: set[int] | None = None
     if any(e.lease for e in events):
@@ -324,4 +379,51 @@ async def read_past(
             live = set(await conn.leases())
     classify_past(events, live)
     floor = max(start - 1, read.dropped)
-    return PastRead(events, start, end, compacted, read.complete, floor, read.dropped_count)
+    return PastRead(
+        events,
+        start,
+        end,
+        compacted,
+        read.complete,
+        floor,
+        read.dropped_count,
+        read.through,
+        read.stopped and read.through < end,
+        read.why,
+    )
+
+
+async def _read_on(
+    conn: EtcdConnection,
+    prefix: str,
+    start: int,
+    end: int,
+    max_events: int | None,
+    max_bytes: int | None,
+    idle: float | None,
+) -> EventsRead:
+    """:func:`read_events` from ``start`` to ``end``; with ``idle``, without a total
+    timeout and again from where an unconfirmed read that made progress ended (the
+    :data:`SETTLE` rule can end a replay etcd was slow to send), until it is confirmed,
+    stops, or makes none."""
+    if idle is None:
+        return await read_events(conn, prefix, start, end, max_events, max_bytes=max_bytes)
+    read = EventsRead(through=start - 1)
+    while True:
+        part = await read_events(
+            conn, prefix, read.through + 1, end, max_events, None, max_bytes, idle
+        )
+        read.events.extend(part.events)
+        read.dropped = max(read.dropped, part.dropped)
+        read.dropped_count += part.dropped_count
+        progressed = part.through > read.through
+        read.through = max(read.through, part.through)
+        read.complete, read.stopped, read.why = part.complete, part.stopped, part.why
+        if part.complete or part.stopped or not progressed:
+            break
+    if max_events is not None and len(read.events) > max(1, max_events):
+        extra = len(read.events) - max(1, max_events)
+        read.dropped = max(read.dropped, read.events[extra - 1].revision)
+        read.dropped_count += extra
+        del read.events[:extra]
+    return read

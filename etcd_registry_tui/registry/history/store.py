@@ -13,6 +13,7 @@ live session appends what it sees. Each removal carries a :class:`Reason`:
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -180,6 +181,7 @@ class HistoryEvent:
             "revision": self.revision,
             "kind": self.kind.value,
             "key": self.key_text,
+            "key_b64": base64.b64encode(self.key).decode("ascii"),  # the exact bytes
             "service": self.service,
             "id": self.instance_id,
             "reason": self.reason.value if self.reason is not None else None,
