@@ -6,6 +6,10 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+#: Adds the connection options (``--endpoints``, ``--user``, …) to a subcommand's parser;
+#: the second argument: whether they are the subcommand's own (not inherited).
+AddOptions = Callable[[argparse.ArgumentParser, bool], None]
+
 #: etcd's revisions are int64: nothing beyond this is a revision.
 MAX_REVISION = 2**63 - 1
 #: The most revisions of history read back (more is a typo, not a wish).

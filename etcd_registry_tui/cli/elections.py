@@ -7,7 +7,7 @@ import asyncio
 import json
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any
 
 from ..registry.elections.campaign import Election
@@ -16,8 +16,7 @@ from ..registry.etcd.config import ConnectionConfig
 from ..registry.etcd.connection import EtcdConnection
 from ..registry.registration import validate_ttl
 from ..registry.sanitize import safe_line
-
-AddOptions = Callable[[argparse.ArgumentParser, bool], None]
+from .args import AddOptions
 
 
 def add_parsers(sub: Any, add_connection_options: AddOptions) -> None:

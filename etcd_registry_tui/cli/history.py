@@ -21,9 +21,7 @@ from ..registry.model import RegistryState
 from ..registry.sanitize import safe_line
 from ..registry.session import RegistrySession
 from . import listing as cli_listing
-from .args import MAX_HISTORY, MAX_REVISION, whole_number
-
-AddOptions = Callable[[argparse.ArgumentParser, bool], None]
+from .args import MAX_HISTORY, MAX_REVISION, AddOptions, whole_number
 
 #: A history read of the CLI stops only after this many seconds with no event from etcd
 #: (however long it takes while etcd delivers); what it did not read is then a gap record.

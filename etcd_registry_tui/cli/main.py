@@ -214,6 +214,8 @@ def resolve_config(
         cert=resolved.value("cert"),
         key=resolved.value("key"),
     )
+    if getattr(args, "max_memory", None):  # the dashboard's --max-memory, applied here only
+        config = dataclasses.replace(config, memory_budget_mb=args.max_memory)
     return config, resolved
 
 
@@ -309,8 +311,6 @@ def _run_dashboard(
             args.probe = False
             config, resolved = resolve_config(args)
             args.elections_prefix = list(resolved.value("elections_prefixes")) or None
-            if getattr(args, "max_memory", None):
-                config = dataclasses.replace(config, memory_budget_mb=args.max_memory)
 
 
 # -- main ---------------------------------------------------------------------
@@ -364,8 +364,6 @@ def _main(argv: Sequence[str] | None) -> int:
             from ..demo import run_demo
 
             return run_demo(args, config)
-        if getattr(args, "max_memory", None):
-            config = dataclasses.replace(config, memory_budget_mb=args.max_memory)
         return _run_dashboard(args, config, resolved)
     except RegistryError as exc:
         return _fail(exc.user_message())

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..cli.args import AddOptions
 from ..registry.etcd.aio import within
 from ..registry.etcd.config import ConnectionConfig, format_host_port
 from ..registry.etcd.errors import ConfigError
@@ -47,8 +48,6 @@ DEFAULT_MAX_TABS_PER_CLIENT = 3
 DEFAULT_HEARTBEAT_S = 15.0
 #: Largest websocket message from a browser (keys, pastes, resizes); larger closes the tab.
 MAX_MESSAGE_BYTES = 64 * 1024
-
-AddOptions = Callable[[argparse.ArgumentParser, bool], None]
 
 
 def add_parser(sub: Any, add_connection_options: AddOptions) -> None:
