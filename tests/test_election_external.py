@@ -53,7 +53,9 @@ async def owner_renewing(
 
 
 async def test_a_lease_with_under_a_second_left_at_start_is_not_led_on(
-    etcd: EmbeddedEtcd, etcdctl: Etcdctl, procs: list[Proc]  # noqa: F811
+    etcd: EmbeddedEtcd,
+    etcdctl: Etcdctl,
+    procs: list[Proc],  # noqa: F811
 ) -> None:
     """etcd answers remaining TTL 0 (under a second left): that is a deadline of now, not
     no deadline. Behind a frozen link etcd expires the lease and etcdctl elect leads; the

@@ -37,7 +37,20 @@ is therefore claimed at most that long (the watch still reports it at once when 
 On a lease someone else keeps alive (``lease=``) nothing is granted, renewed or revoked
 here; ``start()`` asks etcd the lease's TTL and each confirmation asks it again, so the
 deadline is the send time of that question plus the remaining TTL etcd answered (whole
-seconds, rounded down), and the confirmation rule applies as above.
+seconds, rounded down), and the confirmation rule applies as above. The deadline only moves
+forward (a lower reading is the rounding, not news); 0 at ``start()`` (under a second
+left) is a deadline of now: lost. When the deadline comes within a read timeout the TTL is
+re-read sooner than the interval (every 0.25 s), so an owner that renews every TTL-2 s
+keeps its leader. A candidacy lost on such a lease deletes its key (guarded on its
+CreateRevision) in the background, retried with backoff until done or the lease is gone,
+so no orphan leads on the owner's live lease; ``resign()`` after such a loss still
+deletes it (or raises :class:`ResignFailed`). ``proclaim()`` on a lost or resigning
+candidacy raises :class:`LeadershipLost` and writes nothing (Go's ErrElectionNotLeader).
+
+A ``start()`` that fails after its put may have gone through looks the key up by its name
+and deletes it (a caller's lease) or revokes our own lease; when etcd does not answer, its
+error names the key and the clean-up goes on in the background (on our own lease bounded by
+the TTL: it expires unrenewed anyway).
 
 One lease stands at most once in one election per process: a second candidacy on it
 (which would share the one key and both think they lead) is refused.
@@ -360,7 +373,7 @@ class Candidacy:
             if self.lease and not self.external_lease and not self._revoked:
                 unsure = True
             self._release_slot()
-            if unsure and self.lease:
+            if unsure and self.lease and (self._ending is None or self._ending.done()):
                 # keep trying in the background: delete the key (a caller's lease) or
                 # revoke our lease (bounded: it expires unrenewed anyway)
                 cleanup = self._clear_key() if self.external_lease else self._revoke_soon()
