@@ -295,7 +295,7 @@ class Candidacy:
         or until it has surely expired unrenewed (bounded)."""
         loop = asyncio.get_running_loop()
         give_up = (self.deadline or loop.time()) + self.ttl + 1
-        backoff = Backoff(initial=0.2, maximum=5.0)
+        backoff = Backoff(initial=0.2, maximum=2.0)
         while not self._revoked and loop.time() < give_up:
             try:
                 await self.election.conn.revoke(self.lease)
