@@ -16,7 +16,7 @@ from tcp_proxy import TcpProxy, tcp_proxy
 
 from etcd_registry_tui.demo.embedded import EmbeddedEtcd
 from etcd_registry_tui.registry.elections.campaign import Election, ResignFailed
-from etcd_registry_tui.registry.etcd.errors import RegistryError
+from etcd_registry_tui.registry.etcd.errors import EtcdUnavailable, RegistryError
 
 
 def lose_the_reply(proxy: TcpProxy, etcdctl: Etcdctl, done: Any) -> asyncio.Task[None]:
@@ -247,3 +247,36 @@ async def test_an_own_lease_start_that_fails_after_its_put_names_the_key_and_rev
             await eventually(lambda: etcdctl.get_prefix("orphan-own/").kvs == {}, timeout=10)
             assert etcdctl.lease_timetolive(candidacy.lease)[0] < 0  # revoked
             assert not candidacy.is_leader
+
+
+async def test_a_failed_start_whose_first_re_read_also_fails_still_deletes_the_key(
+    etcd: EmbeddedEtcd, etcdctl: Etcdctl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Why the test above once failed on a loaded machine: the one re-read that looks for
+    the key the lost put left timed out too (gRPC still reconnecting), so the key's
+    CreateRevision stayed unknown and nothing deleted it. Here that re-read fails once."""
+    lease = etcdctl.lease_grant(60)
+    with tcp_proxy(etcd.client_port) as proxy:
+        async with connection(proxy.endpoint, command_timeout=1.0) as conn:
+            election = Election(conn, "orphan-slow")
+            hold_after_lease_ttl(election, proxy, monkeypatch)
+            candidacy = election.candidacy("me", lease=lease)
+            enter, read_key = candidacy._enter, election._read_key
+
+            async def read_fails_once(key: bytes, timeout: float) -> Any:
+                monkeypatch.setattr(election, "_read_key", read_key)
+                raise EtcdUnavailable("etcd at the proxy did not answer in time")
+
+            async def enter_then_heal() -> None:
+                try:
+                    await enter()
+                finally:
+                    proxy.cut()
+                    proxy.heal()
+                    monkeypatch.setattr(election, "_read_key", read_fails_once)
+
+            monkeypatch.setattr(candidacy, "_enter", enter_then_heal)
+            with pytest.raises(RegistryError):
+                await asyncio.wait_for(candidacy.start(), 15)
+            await eventually(lambda: etcdctl.get_prefix("orphan-slow/").kvs == {}, timeout=10)
+            assert etcdctl.lease_timetolive(lease)[0] > 0
