@@ -269,7 +269,7 @@ class Candidacy:
         """Delete our key from someone else's lease (guarded on its CreateRevision, found
         by the key's name when unknown), retried with backoff until done: deleted, no
         longer ours, or gone with the lease. Other errors end it (logged)."""
-        backoff = Backoff(initial=0.2, maximum=5.0)
+        backoff = Backoff(initial=0.2, maximum=2.0)
         while not self._key_cleared and self.key:
             try:
                 if not self.create_revision:
