@@ -8,6 +8,7 @@ etcd is real; links are broken with the tests' TCP proxy; etcdctl deletes and wi
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import pytest
@@ -102,3 +103,29 @@ async def test_external_lease_kept_alive_by_its_owner_keeps_leading(
             assert candidacy.is_leader, candidacy.reason
         await candidacy.resign()
         assert etcdctl.get(candidacy.key) is None
+
+
+async def test_own_key_watch_comes_back_after_a_compaction_and_a_reconnect(
+    etcd: EmbeddedEtcd, etcdctl: Etcdctl, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The key's ModRevision is compacted away, then the link is cut: the re-watch must
+    start from a revision etcd still has (not fail as compacted, again every second, so
+    the key is only polled), and then report the key's deletion."""
+    with tcp_proxy(etcd.client_port) as proxy:
+        async with connection(proxy.endpoint) as conn:
+            candidacy = Election(conn, "compact-watch").candidacy("me", ttl=60)
+            await candidacy.start()
+            await asyncio.wait_for(candidacy.wait_elected(), 10)
+            for i in range(3):
+                etcdctl.put("compact-watch-other", str(i))
+            revision = etcdctl.get_prefix("compact-watch-other").revision
+            etcdctl.compact(revision)
+            caplog.set_level(logging.INFO, "etcd_registry_tui.registry.elections.campaign")
+            proxy.cut()  # every stream reconnects
+            await asyncio.sleep(3.0)  # the re-watch: from a revision etcd still has
+            compacted = [r for r in caplog.records if "compacted" in r.getMessage()]
+            assert compacted == [], [r.getMessage() for r in compacted]
+            etcdctl.run("del", candidacy.key.decode())
+            await asyncio.wait_for(candidacy.lost.wait(), 5)
+            assert candidacy.reason == "the candidate key was deleted"
+            await candidacy.resign()

@@ -37,7 +37,20 @@ is therefore claimed at most that long (the watch still reports it at once when 
 On a lease someone else keeps alive (``lease=``) nothing is granted, renewed or revoked
 here; ``start()`` asks etcd the lease's TTL and each confirmation asks it again, so the
 deadline is the send time of that question plus the remaining TTL etcd answered (whole
-seconds, rounded down), and the confirmation rule applies as above.
+seconds, rounded down), and the confirmation rule applies as above. The deadline only moves
+forward (a lower reading is the rounding, not news); 0 at ``start()`` (under a second
+left) is a deadline of now: lost. When the deadline comes within a read timeout the TTL is
+re-read sooner than the interval (every 0.25 s), so an owner that renews every TTL-2 s
+keeps its leader. A candidacy lost on such a lease deletes its key (guarded on its
+CreateRevision) in the background, retried with backoff until done or the lease is gone,
+so no orphan leads on the owner's live lease; ``resign()`` after such a loss still
+deletes it (or raises :class:`ResignFailed`). ``proclaim()`` on a lost or resigning
+candidacy raises :class:`LeadershipLost` and writes nothing (Go's ErrElectionNotLeader).
+
+A ``start()`` that fails after its put may have gone through looks the key up by its name
+and deletes it (a caller's lease) or revokes our own lease; when etcd does not answer, its
+error names the key and the clean-up goes on in the background (on our own lease bounded by
+the TTL: it expires unrenewed anyway).
 
 One lease stands at most once in one election per process: a second candidacy on it
 (which would share the one key and both think they lead) is refused.
@@ -68,6 +81,9 @@ log = logging.getLogger(__name__)
 
 #: Delay before retrying a failed confirmation read (doubled per failure, up to the interval).
 _CONFIRM_RETRY = 0.1
+
+#: Shortest pause between re-reads of an external lease's TTL when its deadline is near.
+_SHORT_RECHECK = 0.25
 
 
 def _interval(ttl: int) -> float:
@@ -144,6 +160,8 @@ class Candidacy:
         self._stepped_down = False  # resigning or abandoned: never reports leading again
         self._tasks: list[asyncio.Task[None]] = []
         self._stream: Any = None
+        self._revoked = False  # our own lease: revoked (or found gone) by us
+        self._key_cleared = False  # lost on an external lease: our key is known gone
 
     @property
     def is_leader(self) -> bool:
@@ -235,13 +253,61 @@ class Candidacy:
             self._ending = asyncio.create_task(self._end(), name=f"end {self.election.name}")
 
     async def _end(self) -> None:
-        """A lost candidacy: stop the heartbeats and let the lease go (if ours)."""
+        """A lost candidacy: stop the heartbeats and let the lease go (if ours); on
+        someone else's lease, which may live on, delete our key (see :meth:`_clear_key`)."""
         await self._stop_tasks()
-        if self.lease and not self.external_lease:
+        if self.external_lease:
+            await self._clear_key()
+        elif self.lease:
             try:
                 await self.election.conn.revoke(self.lease)
+                self._revoked = True
             except RegistryError as exc:  # gone already, or out of reach: it expires unrenewed
                 log.info("revoking the lost lease %x: %s", self.lease, exc)
+
+    async def _clear_key(self) -> None:
+        """Delete our key from someone else's lease (guarded on its CreateRevision, found
+        by the key's name when unknown), retried with backoff until done: deleted, no
+        longer ours, or gone with the lease. Other errors end it (logged)."""
+        backoff = Backoff(initial=0.2, maximum=2.0)
+        while not self._key_cleared and self.key:
+            try:
+                if not self.create_revision:
+                    await self._find_own_key()
+                    if not self.create_revision:  # not there, or not on our lease
+                        self._key_cleared = True
+                        return
+                await self.election._txn(
+                    [_compare_create(self.key, self.create_revision)],
+                    [rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=self.key))],
+                )
+                self._key_cleared = True  # deleted, or no longer ours (the lease took it)
+                return
+            except EtcdUnavailable as exc:
+                log.info("deleting the key of a lost candidacy in %s: %s", self.election.name, exc)
+                await asyncio.sleep(backoff.failed())
+            except RegistryError as exc:
+                log.info("deleting the key of a lost candidacy in %s: %s", self.election.name, exc)
+                return
+
+    async def _revoke_soon(self) -> None:
+        """Our own lease after a failed start: revoke it, retried with backoff until done
+        or until it has surely expired unrenewed (bounded)."""
+        loop = asyncio.get_running_loop()
+        give_up = (self.deadline or loop.time()) + self.ttl + 1
+        backoff = Backoff(initial=0.2, maximum=2.0)
+        while not self._revoked and loop.time() < give_up:
+            try:
+                await self.election.conn.revoke(self.lease)
+                self._revoked = True
+            except LeaseNotFound:
+                self._revoked = True  # expired already: so did the key
+            except EtcdUnavailable as exc:
+                log.info("revoking lease %x after a failed start: %s", self.lease, exc)
+                await asyncio.sleep(min(backoff.failed(), max(0.0, give_up - loop.time())))
+            except RegistryError as exc:
+                log.info("revoking lease %x after a failed start: %s", self.lease, exc)
+                return
 
     def _claim_slot(self) -> None:
         slot = (self.election.name, self.lease)
@@ -289,25 +355,35 @@ class Candidacy:
         try:
             await self._enter()
         except BaseException as exc:
-            unsure = False  # whether a key of ours may be left standing on the caller's lease
-            if not self.key and self.external_lease:
+            unsure = False  # whether a key of ours may be left standing
+            if not self.key and self.lease:
                 # the put may have gone through with its reply lost: find the key by its
                 # name and take it away, or it would stand on the caller's lease for ever
+                # (on our own lease, revoking it takes the key)
                 self.key = election.key_for(self.lease)
-                try:
-                    await self._find_own_key()
-                except RegistryError:
-                    unsure = True
+                if self.external_lease:
+                    try:
+                        await self._find_own_key_retried()
+                    except RegistryError:
+                        unsure = True
             try:
                 await self.resign()
             except RegistryError:
-                unsure = self.external_lease
+                unsure = True
+            if self.lease and not self.external_lease and not self._revoked:
+                unsure = True
             self._release_slot()
+            if unsure and self.lease and (self._ending is None or self._ending.done()):
+                # keep trying in the background: delete the key (a caller's lease) or
+                # revoke our lease (bounded: it expires unrenewed anyway)
+                cleanup = self._clear_key() if self.external_lease else self._revoke_soon()
+                self._ending = asyncio.create_task(cleanup, name=f"clean up {election.name}")
             if unsure and isinstance(exc, EtcdUnavailable):
                 key = self.key.decode("utf-8", "backslashreplace")
+                what = "deleting it" if self.external_lease else "revoking the lease"
                 raise EtcdUnavailable(
                     f"{exc}; its key {key} may still stand on lease {self.lease:x}:"
-                    " delete it once etcd answers"
+                    f" {what} in the background once etcd answers"
                 ) from exc
             raise
         self._tasks.append(asyncio.create_task(self._watch_own(), name=f"own key {election.name}"))
@@ -335,6 +411,21 @@ class Candidacy:
             self._confirm(sent)
             return
 
+    async def _find_own_key_retried(self) -> None:
+        """:meth:`_find_own_key`, retried on transient faults for about one command timeout."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self.election.conn.config.command_timeout
+        backoff = Backoff(initial=0.2, maximum=1.0)
+        while True:
+            try:
+                await self._find_own_key()
+                return
+            except EtcdUnavailable:
+                delay = backoff.failed()
+                if loop.time() + delay >= give_up:
+                    raise
+                await asyncio.sleep(delay)
+
     async def _find_own_key(self) -> None:
         """Learn the CreateRevision of our key (by its name) if it stands on our lease."""
         kv = await self.election._read_key(self.key, self._read_timeout())
@@ -346,7 +437,11 @@ class Candidacy:
 
     async def _lease_deadline(self, timeout: float) -> None:
         """An external lease: ask etcd its TTL; the deadline is the question's send time
-        plus the remaining TTL (rounded down by etcd). Raises LeadershipLost if it is gone."""
+        plus the remaining TTL. etcd truncates it to whole seconds (the true remaining lies
+        in [remaining, remaining + 1)), so that is never later than the expiry, and one
+        earlier than the deadline already held says nothing new: the deadline only moves
+        forward. 0 (under a second left) at start is a deadline of now: lost, not certain.
+        Raises LeadershipLost if the candidacy is lost."""
         sent = asyncio.get_running_loop().time()
         remaining, granted = await self.election._lease_ttl(self.lease, timeout)
         if remaining < 0:  # etcd's answer for a lease it does not know
@@ -355,9 +450,21 @@ class Candidacy:
         self.ttl = max(granted, 1)
         if self._past_deadline():
             self._expired()
-        # 0: under a second left, not yet renewed by its owner; the deadline stands as it was
-        if not self.lost.is_set() and remaining > 0:
+        if not self.lost.is_set() and (self.deadline is None or sent + remaining > self.deadline):
             self._extend(sent, remaining)
+            if self._past_deadline():  # under a second left, from no deadline: now
+                self._expired()
+        if self.lost.is_set():
+            raise LeadershipLost(f"candidacy in {self.election.name} ended: {self.reason}")
+
+    def _next_check(self, interval: float, timeout: float) -> float:
+        """Seconds until the next confirmation: the interval, or sooner on an external
+        lease whose deadline comes within a read timeout of it (its owner may have renewed
+        the lease since: a re-read then moves the deadline on)."""
+        if not self.external_lease or self.deadline is None or self._loop is None:
+            return interval
+        left = self.deadline - self._loop.time() - timeout
+        return min(interval, max(_SHORT_RECHECK, left))
 
     async def wait_elected(self) -> None:
         """Wait until every earlier candidate is gone, riding out transient faults; raise
@@ -386,6 +493,12 @@ class Candidacy:
     async def proclaim(self, value: str | bytes) -> None:
         """Change the leader's value, guarded on still being the same candidate key."""
         data = value.encode() if isinstance(value, str) else value
+        if self.lost.is_set() or self._stepped_down or not self.create_revision:
+            # as Go's ErrElectionNotLeader: a candidacy that lost (or resigned) writes nothing
+            raise LeadershipLost(
+                f"cannot proclaim in {self.election.name}: no longer a candidate"
+                f" ({self.reason or 'resigning'})"
+            )
         ok = await self.election._txn(
             [_compare_create(self.key, self.create_revision)],
             [rpc.RequestOp(request_put=rpc.PutRequest(key=self.key, value=data, lease=self.lease))],
@@ -431,9 +544,12 @@ class Candidacy:
         self._stepped_down = True
         await self._stop_tasks()
         if self.lost.is_set():
-            if self._ending is not None:
-                await asyncio.gather(self._ending, return_exceptions=True)
-            return
+            if not self.external_lease or self._key_cleared:
+                if self._ending is not None:
+                    await asyncio.gather(self._ending, return_exceptions=True)
+                return
+            # lost on a lease its owner may keep alive: our key may still stand there (its
+            # background deletion may still be retrying): delete it now, or say it stands
         error: RegistryError | None = None
         unknown = standing = False
         if self.key and self.create_revision:
@@ -452,8 +568,10 @@ class Candidacy:
         if self.lease and not self.external_lease:
             try:
                 await self.election.conn.revoke(self.lease)
+                self._revoked = True
                 error = None  # the key went with the lease
             except LeaseNotFound:
+                self._revoked = True
                 error = None  # expired already: so did the key
             except RegistryError as exc:
                 log.info("revoking lease %x of %s: %s", self.lease, self.election.name, exc)
@@ -466,6 +584,8 @@ class Candidacy:
             raise ResignFailed(
                 f"could not resign from {self.election.name}: {error}{state}"
             ) from None
+        if self.external_lease:
+            self._key_cleared = True
         self._lose("resigned", end=False)
 
     async def _key_gone(self) -> bool:
@@ -541,7 +661,7 @@ class Candidacy:
         docstring's confirmation rule."""
         interval, timeout = _interval(self.ttl), self._read_timeout()
         failures = 0
-        await asyncio.sleep(interval)
+        await asyncio.sleep(self._next_check(interval, timeout))
         while not self.lost.is_set():
             try:
                 if not await self._check_key(timeout):
@@ -552,7 +672,7 @@ class Candidacy:
                 await asyncio.sleep(min(interval, _CONFIRM_RETRY * 2 ** min(failures - 1, 6)))
                 continue
             failures = 0
-            await asyncio.sleep(interval)
+            await asyncio.sleep(self._next_check(interval, timeout))
 
     async def _check_key(self, timeout: float) -> bool:
         """One confirmation: read our key (and an external lease's TTL). False when the
@@ -579,11 +699,13 @@ class Candidacy:
         election = self.election
         while not self.lost.is_set():
             try:
-                kvs = (await election._range(key=self.key)).kvs
+                read = await election._range(key=self.key)
+                kvs = read.kvs
                 if not kvs or kvs[0].create_revision != self.create_revision:
                     self._lose("the candidate key was deleted")
                     return
-                async for response in election.conn.watch(self.key, int(kvs[0].mod_revision) + 1):
+                # from the read's revision (the key's own may be compacted away by now)
+                async for response in election.conn.watch(self.key, int(read.header.revision) + 1):
                     for event in response.events:
                         if event.kv.key != self.key:
                             continue
