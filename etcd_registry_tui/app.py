@@ -28,7 +28,7 @@ from .app_actions import ActionsMixin
 from .app_apply import FREEZE_SNAPSHOT_AT, ApplyMixin
 from .app_elections import ElectionsMixin
 from .app_history import HistoryMixin
-from .app_probes import ProbeOptions, ProbesMixin
+from .app_probes import ProbesMixin
 from .app_terminal import TerminalMixin, crash_log_path
 from .inspect_link import SessionInspectSource
 from .pending_updates import PendingUpdates
@@ -36,6 +36,7 @@ from .registry.etcd.aio import within
 from .registry.etcd.config import ConnectionConfig
 from .registry.history.alarms import FlapDetector, MassExpiryAlarm
 from .registry.history.store import DEFAULT_MAX_ENTRIES, DEFAULT_REVISIONS
+from .registry.probes import ProbeOptions
 from .registry.sanitize import safe_line
 from .registry.session import RegistrySession
 from .registry.supervisor import Supervisor

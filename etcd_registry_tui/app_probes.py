@@ -10,22 +10,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from .app_host import AppHost
 from .registry.model import Change, ChangeKind
-from .registry.probes import DEFAULT_CONCURRENCY, Prober, ProbeResult
+from .registry.probes import ProbeOptions, Prober, ProbeResult
 from .registry.sanitize import safe_line
 
 #: Marks reach the tree at most this often (results come in one by one).
 MARKS_INTERVAL = 0.25
-
-
-@dataclass(frozen=True, slots=True)
-class ProbeOptions:
-    enabled: bool = False
-    path: str | None = None
-    concurrency: int = DEFAULT_CONCURRENCY
 
 
 def describe_probe(result: ProbeResult | None, enabled: bool) -> str:

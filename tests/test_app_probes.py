@@ -10,9 +10,9 @@ from test_probes import closed_port, http_server, silent_server
 from textual.widgets import Label
 
 from etcd_registry_tui.app import RegistryApp
-from etcd_registry_tui.app_probes import ProbeOptions
 from etcd_registry_tui.registry.etcd.config import ConnectionConfig
 from etcd_registry_tui.registry.events import ConnState
+from etcd_registry_tui.registry.probes import ProbeOptions
 from etcd_registry_tui.screens import InspectScreen
 
 

@@ -28,6 +28,7 @@ from ..registry.etcd.config import ConnectionConfig, parse_duration
 from ..registry.etcd.connection import EtcdConnection
 from ..registry.etcd.errors import ConfigError, ConnectionOptionError, RegistryError
 from ..registry.model import RegistryState
+from ..registry.probes import ProbeOptions
 from ..registry.registration import ServiceRegistration
 from ..registry.sanitize import safe_text
 from ..registry.wording import lease_text
@@ -83,9 +84,7 @@ def add_probe_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def probe_options(args: argparse.Namespace, resolved: cli_profiles.Resolved) -> Any:
-    from ..app_probes import ProbeOptions
-
+def probe_options(args: argparse.Namespace, resolved: cli_profiles.Resolved) -> ProbeOptions:
     concurrency = getattr(args, "probe_concurrency", 32)
     if concurrency < 1:
         raise ConfigError(f"--probe-concurrency {concurrency} must be at least 1")

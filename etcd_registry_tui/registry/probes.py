@@ -24,6 +24,17 @@ from urllib.parse import quote, urlsplit
 from .etcd.aio import within
 
 DEFAULT_CONCURRENCY = 32
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeOptions:
+    """What the dashboard probes: ``enabled`` at start, the HTTP ``path``, how many at once."""
+
+    enabled: bool = False
+    path: str | None = None
+    concurrency: int = DEFAULT_CONCURRENCY
+
+
 DEFAULT_INTERVAL = 10.0
 DEFAULT_TIMEOUT = 2.0
 #: Longest status line read from an HTTP answer.
