@@ -24,7 +24,7 @@ from tcp_proxy import tcp_proxy
 from test_cli import run_cli
 
 from etcd_registry_tui.demo.embedded import EmbeddedEtcd
-from etcd_registry_tui.registry.elections.campaign import Election
+from etcd_registry_tui.registry.elections.campaign import Election, ResignFailed
 from etcd_registry_tui.registry.elections.session import ElectionsSession
 from etcd_registry_tui.registry.etcd.config import ConnectionConfig
 from etcd_registry_tui.registry.etcd.connection import EtcdConnection
@@ -251,7 +251,16 @@ async def test_resign_on_an_external_lease_raises_when_the_key_stays(
             assert etcdctl.get(candidacy.key) == b"me"  # it does still lead
             assert not candidacy.lost.is_set()
             proxy.heal()
-            await candidacy.resign()
+            # Retried as ResignFailed says: gRPC's reconnect backoff after the refusals can
+            # outlast the first retry's command timeout (1 s here).
+            for attempt in range(20):
+                try:
+                    await candidacy.resign()
+                    break
+                except ResignFailed:
+                    if attempt == 19:
+                        raise
+                    await asyncio.sleep(0.5)
             assert etcdctl.get(candidacy.key) is None
             assert candidacy.lost.is_set() and not candidacy.is_leader
             assert etcdctl.lease_timetolive(lease)[0] > 0  # someone else's lease: left alone
