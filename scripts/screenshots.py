@@ -270,20 +270,28 @@ async def alarm_and_history_shots(app: RegistryApp, pilot: Pilot, scene: Scene, 
     history view, stepped back to before they registered."""
     from etcd_registry_tui.screens.history import HistoryScreen
 
-    batch = [
-        ServiceRegistration(
-            scene.conn,
-            "BatchWorker",
-            f"http://127.0.0.1:{5400 + n}",
-            ttl=3,
-            instance_id=f"batch-{n}",
-            prefix=PREFIX,
-        )  # fmt: skip
-        for n in range(3)
-    ]
-    for reg in batch:
-        await reg.register()  # and never a heartbeat: they expire in 3 s
-    await until(pilot, lambda: app.alarm.banner(time.time()) is not None, "the alarm", 30)
+    # Only certain expiries raise it: on a loaded machine a lease read too late reads LEASE
+    # ENDED instead, so another batch is started until the alarm is up (at most three).
+    for attempt in range(3):
+        batch = [
+            ServiceRegistration(
+                scene.conn,
+                "BatchWorker",
+                f"http://127.0.0.1:{5400 + n}",
+                ttl=3,
+                instance_id=f"batch-{attempt}{n}" if attempt else f"batch-{n}",
+                prefix=PREFIX,
+            )  # fmt: skip
+            for n in range(3)
+        ]
+        for reg in batch:
+            await reg.register()  # and never a heartbeat: they expire in 3 s
+        try:
+            await until(pilot, lambda: app.alarm.banner(time.time()) is not None, "the alarm", 15)
+            break
+        except TimeoutError:
+            if attempt == 2:
+                raise
     await shoot(app, pilot, out, "alarm.svg")
 
     await pilot.press("h")
