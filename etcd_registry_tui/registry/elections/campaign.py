@@ -61,8 +61,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 from aetcd import rpc, utils
 
@@ -76,6 +76,8 @@ from ..etcd.errors import (
     WatchRejected,
 )
 from ..registration import validate_ttl
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +121,22 @@ class LeadershipLost(RegistryError):
 
 class ResignFailed(RegistryError):
     hint = "its key may still lead until its lease ends: try again, or revoke the lease"
+
+
+async def _retried(conn: EtcdConnection, op: Callable[[], Awaitable[T]]) -> T:
+    """``op``, retried on transient faults (:class:`EtcdUnavailable`) with a short backoff
+    for about one command timeout of ``conn``; then the fault is raised."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + conn.config.command_timeout
+    backoff = Backoff(initial=0.2, maximum=1.0)
+    while True:
+        try:
+            return await op()
+        except EtcdUnavailable:
+            delay = backoff.failed()
+            if loop.time() + delay >= give_up:
+                raise
+            await asyncio.sleep(delay)
 
 
 class Candidacy:
@@ -396,35 +414,19 @@ class Candidacy:
         fault: a retry finds the key a lost reply put there (the same name) and adopts it."""
         election = self.election
         loop = asyncio.get_running_loop()
-        give_up = loop.time() + election.conn.config.command_timeout
-        backoff = Backoff(initial=0.2, maximum=1.0)
-        while True:
+        sent = loop.time()
+
+        async def put() -> None:
+            nonlocal sent
             sent = loop.time()
-            try:
-                self.key, self.create_revision = await election._enter(self.value, self.lease)
-            except EtcdUnavailable:
-                delay = backoff.failed()
-                if loop.time() + delay >= give_up:
-                    raise
-                await asyncio.sleep(delay)
-                continue
-            self._confirm(sent)
-            return
+            self.key, self.create_revision = await election._enter(self.value, self.lease)
+
+        await _retried(election.conn, put)
+        self._confirm(sent)
 
     async def _find_own_key_retried(self) -> None:
         """:meth:`_find_own_key`, retried on transient faults for about one command timeout."""
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + self.election.conn.config.command_timeout
-        backoff = Backoff(initial=0.2, maximum=1.0)
-        while True:
-            try:
-                await self._find_own_key()
-                return
-            except EtcdUnavailable:
-                delay = backoff.failed()
-                if loop.time() + delay >= give_up:
-                    raise
-                await asyncio.sleep(delay)
+        await _retried(self.election.conn, self._find_own_key)
 
     async def _find_own_key(self) -> None:
         """Learn the CreateRevision of our key (by its name) if it stands on our lease."""
@@ -592,38 +594,24 @@ class Candidacy:
         """Re-read our key after a delete that may or may not have gone through: True when
         etcd confirms it is gone (or no longer ours), False when it still stands. Retried
         on transient faults for about one command timeout, then the fault is raised."""
-        conn = self.election.conn
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + conn.config.command_timeout
-        backoff = Backoff(initial=0.2, maximum=1.0)
-        while True:
-            try:
-                kv = await self.election._read_key(self.key, self._read_timeout())
-                return kv is None or kv.create_revision != self.create_revision
-            except EtcdUnavailable:
-                delay = backoff.failed()
-                if loop.time() + delay >= give_up:
-                    raise
-                await asyncio.sleep(delay)
+
+        async def gone() -> bool:
+            kv = await self.election._read_key(self.key, self._read_timeout())
+            return kv is None or kv.create_revision != self.create_revision
+
+        return await _retried(self.election.conn, gone)
 
     async def _delete_key(self) -> None:
-        """The guarded delete, retried on transient faults for about one command timeout."""
-        conn = self.election.conn
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + conn.config.command_timeout
-        backoff = Backoff(initial=0.2, maximum=1.0)
-        while True:
-            try:
-                await self.election._txn(
-                    [_compare_create(self.key, self.create_revision)],
-                    [rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=self.key))],
-                )
-                return  # deleted, or no longer ours: either way it no longer stands for us
-            except EtcdUnavailable:
-                delay = backoff.failed()
-                if loop.time() + delay >= give_up:
-                    raise
-                await asyncio.sleep(delay)
+        """The guarded delete, retried on transient faults for about one command timeout
+        (deleted, or no longer ours: either way it no longer stands for us)."""
+
+        async def delete() -> None:
+            await self.election._txn(
+                [_compare_create(self.key, self.create_revision)],
+                [rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=self.key))],
+            )
+
+        await _retried(self.election.conn, delete)
 
     async def _keep_alive(self) -> None:
         loop = asyncio.get_running_loop()
