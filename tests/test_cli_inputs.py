@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from helpers import slack
 
 from etcd_registry_tui.registry.etcd.config import ConnectionConfig, parse_duration
 from etcd_registry_tui.registry.etcd.connection import EtcdConnection
@@ -25,7 +26,7 @@ def _env(**extra: str) -> dict[str, str]:
 
 def run_cli(*args: str, timeout: float = 30, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*CLI, *args], capture_output=True, text=True, timeout=timeout, env=_env(**env)
+        [*CLI, *args], capture_output=True, text=True, timeout=slack(timeout), env=_env(**env)
     )
 
 

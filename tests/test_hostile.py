@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 from conftest import Etcdctl, require_etcd
-from helpers import eventually
+from helpers import eventually, slack
 from pty_helpers import drain, read_until, settle
 from textual.geometry import Region
 from textual.pilot import Pilot
@@ -525,7 +525,7 @@ def test_terminal_receives_no_hostile_sequence(hostile) -> None:
             os.write(fd, b"\x1b")
             out += settle(fd)
         os.write(fd, b"q")
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + slack(20)
         while not os.waitpid(pid, os.WNOHANG)[0]:
             out += drain(fd, 0.1)
             assert time.monotonic() < deadline, "the dashboard did not exit"

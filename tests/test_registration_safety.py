@@ -221,9 +221,13 @@ async def test_keepalive_waits_for_the_key_then_takes_it_when_free(
         async with reg:
             first = reg.lease_id
             assert first is not None
-            etcdctl.lease_revoke(first)  # our key goes; someone else takes the id
+            # Our key goes and someone else takes the id before our next heartbeat (paused
+            # meanwhile: etcdctl can take longer than a heartbeat interval on a loaded machine).
+            reg.pause()
+            etcdctl.lease_revoke(first)
             other = etcdctl.lease_grant(60)
             etcdctl.put(KEY, "other", lease=other)
+            reg.resume()
             await eventually(lambda: "conflict" in events, timeout=20)
             assert reg.held_by == other and reg.lease_id is None
             # it keeps retrying at the heartbeat interval, never taking the key

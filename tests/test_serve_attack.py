@@ -136,6 +136,18 @@ async def read_output(ws: Any, seconds: float, least: int = 1) -> str:
     return "".join(got)
 
 
+async def read_until(ws: Any, needle: str) -> str:
+    """What the tab sends until its output shows ``needle`` (within the deadline): a key
+    sent before the screen it is meant for is up would go elsewhere on a loaded machine."""
+    got = ""
+    hard_end = time.monotonic() + DEADLINE_S
+    while needle not in got:
+        if time.monotonic() > hard_end:
+            raise AssertionError(f"the tab never showed {needle!r}")
+        got += await read_output(ws, 0.2)
+    return got
+
+
 def http_get(url: str, host: str | None = None) -> tuple[int, dict[str, str], str]:
     request = urllib.request.Request(url, headers={"Host": host} if host else {})
     try:
@@ -683,9 +695,10 @@ def _downloads(served: Served, paths: list[str]) -> list[tuple[int, dict[str, st
         try:
             await read_output(ws, 0.5, least=100)
             await ws.send_str(json.dumps(["stdin", "\x10"]))  # ctrl+p: the command palette
-            await read_output(ws, 0.5)
+            await read_until(ws, "Search for commands")
             await ws.send_str(json.dumps(["stdin", "Screenshot"]))
-            await read_output(ws, 0.5)
+            await read_until(ws, "Screenshot")
+            await read_output(ws, 0.5)  # the palette's list follows what was typed
             await ws.send_str(json.dumps(["stdin", "\r"]))
             end = time.monotonic() + DEADLINE_S
             while time.monotonic() < end:
