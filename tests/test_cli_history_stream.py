@@ -181,3 +181,28 @@ def test_a_compaction_during_the_read_is_a_gap_where_it_happened(
     assert [(e["revision"], e["kind"], e["key"]) for e in after] == witness_watch(
         etcd.endpoint, compact_at + 1, end
     )
+
+
+def test_a_replay_slower_than_the_settle_rule_is_read_whole(
+    etcd: Any, etcdctl: Any, monkeypatch: Any, capsys: Any
+) -> None:
+    """etcd before 3.4.25 answers progress requests at once while it still replays (etcd
+    #15220); a first batch slower than the settle rule (here: the rule made to end at the
+    first such answer, as 100,000 revisions make etcd 3.4 slower than one second) must not
+    end the read with nothing while etcd holds a put in the range."""
+    from etcd_registry_tui.cli.main import main
+    from etcd_registry_tui.registry.history import read
+
+    first, end = asyncio.run(many_puts(etcd.endpoint, 2_000))
+    # (On etcd 3.4.25+ / 3.5.8+ answers are ordered and the rule is not used: passes too.)
+    monkeypatch.setattr(read, "PROGRESS_EVERY", 0.001)
+    monkeypatch.setattr(read, "SETTLE", 0.0)
+    monkeypatch.setattr(read, "SETTLE_ANSWERS", 1)
+    code = main(["history", "--json", "--since-rev", str(first), "--endpoints", etcd.endpoint])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    lines = json_lines(out.out)
+    assert [line.get("type") for line in lines if "type" in line] == []
+    assert [(e["revision"], e["kind"], e["key"]) for e in lines] == witness_watch(
+        etcd.endpoint, first, end
+    )

@@ -49,6 +49,9 @@ REPLAY_BATCH = 1_000
 #: :data:`SETTLE_ANSWERS` times (answers read in a burst after a pause of the reader do not
 #: end it: etcd picks at random between a waiting batch and an answer); the read is then
 #: *not* confirmed complete.
+#: Nor does it end so while a put etcd holds in the range (the newest ``mod_revision``
+#: under the prefix at ``end``) has not come: etcd is still replaying, however slowly
+#: (100,000 revisions can take etcd 3.4 longer than that to send a first batch).
 SETTLE = 1.0
 SETTLE_ANSWERS = 10
 #: A read that cannot be confirmed so (a window with no event under the prefix since the
@@ -78,6 +81,16 @@ async def _ordered_progress(conn: EtcdConnection) -> bool:
         return progress_is_ordered(str((await conn.status()).version))
     except RegistryError:
         return False
+
+
+async def _newest_put(conn: EtcdConnection, prefix: str, start: int, end: int) -> int:
+    """The revision of a put under ``prefix`` from ``start`` to ``end`` that etcd still
+    shows (the newest key's ``mod_revision`` at ``end``), or 0 when none is known."""
+    try:
+        newest = await conn.newest_mod_revision(prefix.encode(), end)
+    except RegistryError:
+        return 0
+    return newest if start <= newest <= end else 0
 
 
 async def _quiet_until(conn: EtcdConnection, prefix: str, start: int, end: int) -> bool:
@@ -234,6 +247,7 @@ async def read_events(
         read.through = max(read.through, end)
         return read
     ordered = await _ordered_progress(conn)
+    present = 0 if ordered else await _newest_put(conn, prefix, start, end)
     loop = asyncio.get_running_loop()
 
     weight = 0
@@ -303,6 +317,8 @@ async def read_events(
                     continue
                 if response.watch_id >= 0 or ordered:
                     return True
+                if last < present:
+                    continue  # a put etcd holds in the range has not come: not quiet
                 now = loop.time()
                 answers += 1
                 if quiet_since is None:
