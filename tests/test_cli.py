@@ -12,21 +12,11 @@ import sys
 import time
 
 import pytest
-from helpers import slack
+from cli_helpers import CLI, run_cli
 
 from etcd_registry_tui.cli.main import build_parser, config_from_args
 
-CLI = [sys.executable, "-m", "etcd_registry_tui"]
-
-
-def run_cli(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 30
-) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("ETCDCTL_")}
-    full_env.update(env or {})
-    return subprocess.run(
-        [*CLI, *args], capture_output=True, text=True, timeout=slack(timeout), env=full_env
-    )
+__all__ = ["CLI", "run_cli"]  # other tests import them from here
 
 
 def test_list_json_shows_what_etcdctl_wrote(etcd, etcdctl):

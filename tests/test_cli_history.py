@@ -6,17 +6,24 @@ import asyncio
 import base64
 import json
 import random
-import subprocess
 from typing import Any
 
 import pytest
+from cli_helpers import (
+    PREFIX,
+    cli_lines,
+    json_lines,
+    many_puts,
+    read_until,
+    reader_only,
+    run_cli,
+    witness_at,
+    witness_watch,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_cli import CLI, run_cli
 
 from etcd_registry_tui.cli.main import main
-
-PREFIX = "/services/"
 
 
 def make_history(etcdctl: Any, seed: int = 7, steps: int = 40) -> int:
@@ -164,29 +171,20 @@ def test_history_json_one_object_per_line_with_reasons(etcd: Any, etcdctl: Any) 
 
 def test_history_follow_prints_live_events_with_reasons(etcd: Any, etcdctl: Any) -> None:
     etcdctl.put(f"{PREFIX}Orders/old", '{"Id": "old"}')
-    proc = subprocess.Popen(
-        [*CLI, "history", "--endpoints", etcd.endpoint, "--json", "--follow"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        first = json.loads(proc.stdout.readline())
+    with cli_lines("history", "--endpoints", etcd.endpoint, "--json", "--follow") as next_line:
+        first = json.loads(next_line(20) or "null")
         assert first["key"] == f"{PREFIX}Orders/old"
         lease = etcdctl.lease_grant(60)
         etcdctl.put(f"{PREFIX}Orders/new", '{"Id": "new"}', lease)
-        put = json.loads(proc.stdout.readline())
+        put = json.loads(next_line(20) or "null")
         assert (put["kind"], put["id"]) == ("PUT", "new")
         etcdctl.lease_revoke(lease)
-        gone = json.loads(proc.stdout.readline())
+        gone = json.loads(next_line(20) or "null")
         assert (gone["kind"], gone["id"], gone["reason"]) == (
             "DELETE",
             "new",
             "LEASE ENDED",
         )  # another client's revoke: order unknown
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def test_list_with_history_prints_the_past_with_reasons(etcd, etcdctl):
@@ -216,36 +214,17 @@ def test_list_with_history_prints_the_past_with_reasons(etcd, etcdctl):
     assert "History" not in plain.stdout
 
 
-async def _many_puts(endpoint: str, count: int) -> tuple[int, int]:
-    """``count`` puts under the prefix, 200 at a time: one revision each. Returns the
-    first and last revision."""
-    from helpers import connection
-
-    async with connection(endpoint) as conn:
-        first = await conn.put(f"{PREFIX}Orders/first".encode(), b'{"Id": "first"}')
-        for base in range(1, count, 200):
-            await asyncio.gather(
-                *(
-                    conn.put(f"{PREFIX}Orders/o{n % 50}".encode(), f'{{"n": {n}}}'.encode())
-                    for n in range(base, min(base + 200, count))
-                )
-            )
-        _, end = await conn.get_prefix(PREFIX.encode(), page_size=1, keys_only=True)
-    return first, int(end)
-
-
 def test_history_since_rev_and_list_history_print_every_event_past_10000(
     etcd: Any, etcdctl: Any
 ) -> None:
     """12,000 events: ``history --since-rev`` and ``list --history`` print all of them (the
     10,000 bound is the dashboard's memory, not what a CLI prints)."""
-    first, end = asyncio.run(_many_puts(etcd.endpoint, 12_000))
+    first, end = asyncio.run(many_puts(etcd.endpoint, 12_000, at_once=200))
     assert end - first + 1 == 12_000
-    witness = etcdctl.run_json("get", "--prefix", f"--rev={first}", "--", PREFIX)
-    assert base64.b64decode(witness["kvs"][0]["key"]).decode() == f"{PREFIX}Orders/first"
+    assert witness_at(etcdctl, first) == {f"{PREFIX}Orders/first": first}
     result = run_cli("history", "--json", "--since-rev", str(first), "--endpoints", etcd.endpoint)
     assert result.returncode == 0, result.stderr
-    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    lines = json_lines(result.stdout)
     assert [line["revision"] for line in lines] == list(range(first, end + 1))
     assert lines[0]["key"] == f"{PREFIX}Orders/first"
     listed = run_cli("list", "--json", "--history", "12000", "--endpoints", etcd.endpoint)
@@ -254,64 +233,37 @@ def test_history_since_rev_and_list_history_print_every_event_past_10000(
     assert [e["revision"] for e in doc["history"]] == list(range(first, end + 1))
 
 
-def _line_reader(stream: Any) -> Any:
-    """``next_line(timeout)``: the next line of ``stream`` (read on one thread), or None."""
-    import queue
-    import threading
-
-    got: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [got.put(line) for line in stream], daemon=True).start()
-
-    def next_line(timeout: float) -> str | None:
-        try:
-            return got.get(timeout=timeout)
-        except queue.Empty:
-            return None
-
-    return next_line
-
-
 def test_history_follow_after_a_compaction_says_gap_instead_of_printing_a_snapshot(
     etcd: Any, etcdctl: Any
 ) -> None:
     """The follow watch is cut off while keys change and etcd compacts them away: the
     reload is not printed as events; one gap record names the compacted revisions, then
     the stream equals ``etcdctl watch --rev`` from the compaction on."""
-    from conftest import require_etcdctl
     from tcp_proxy import tcp_proxy
 
     etcdctl.put(f"{PREFIX}Orders/a", '{"Id": "a"}')
-    with tcp_proxy(etcd.client_port) as proxy:
-        proc = subprocess.Popen(
-            [*CLI, "history", "--endpoints", proxy.endpoint, "--json", "--follow"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        try:
-            assert proc.stdout is not None
-            next_line = _line_reader(proc.stdout)
-            first = json.loads(next_line(20) or "null")
-            assert first["key"] == f"{PREFIX}Orders/a"
-            etcdctl.put(f"{PREFIX}Orders/live", '{"Id": "live"}')  # the watch is live
-            assert json.loads(next_line(20) or "null")["key"] == f"{PREFIX}Orders/live"
-            _, seen = etcdctl.get_prefix(PREFIX)
-            proxy.refuse()
-            etcdctl.put(f"{PREFIX}Orders/b", '{"Id": "b"}')
-            etcdctl.put(f"{PREFIX}Orders/c", '{"Id": "c"}')
-            etcdctl.run("del", f"{PREFIX}Orders/b")
-            _, compacted = etcdctl.get_prefix(PREFIX)
-            etcdctl.compact(int(compacted))
-            etcdctl.put(f"{PREFIX}Orders/d", '{"Id": "d"}')  # after the compaction: readable
-            proxy.heal()
-            printed = []
-            while not printed or printed[-1].get("key") != f"{PREFIX}Orders/d":
-                line = next_line(30)
-                assert line is not None, f"no more lines after {printed}"
-                printed.append(json.loads(line))
-            etcdctl.put(f"{PREFIX}Orders/e", '{"Id": "e"}')
-            printed.append(json.loads(next_line(20) or "null"))
-        finally:
-            proc.terminate()
-            proc.wait(10)
+    with (
+        tcp_proxy(etcd.client_port) as proxy,
+        cli_lines("history", "--endpoints", proxy.endpoint, "--json", "--follow") as next_line,
+    ):
+        first = json.loads(next_line(20) or "null")
+        assert first["key"] == f"{PREFIX}Orders/a"
+        etcdctl.put(f"{PREFIX}Orders/live", '{"Id": "live"}')  # the watch is live
+        assert json.loads(next_line(20) or "null")["key"] == f"{PREFIX}Orders/live"
+        _, seen = etcdctl.get_prefix(PREFIX)
+        proxy.refuse()
+        etcdctl.put(f"{PREFIX}Orders/b", '{"Id": "b"}')
+        etcdctl.put(f"{PREFIX}Orders/c", '{"Id": "c"}')
+        etcdctl.run("del", f"{PREFIX}Orders/b")
+        _, compacted = etcdctl.get_prefix(PREFIX)
+        etcdctl.compact(int(compacted))
+        etcdctl.put(f"{PREFIX}Orders/d", '{"Id": "d"}')  # after the compaction: readable
+        proxy.heal()
+        printed = read_until(
+            next_line, lambda p: bool(p) and p[-1].get("key") == f"{PREFIX}Orders/d"
+        )
+        etcdctl.put(f"{PREFIX}Orders/e", '{"Id": "e"}')
+        printed.append(json.loads(next_line(20) or "null"))
     gaps = [p for p in printed if p.get("type") == "gap"]
     assert gaps == [
         {"type": "gap", "from": int(seen) + 1, "to": int(compacted), "reason": "compacted",
@@ -322,25 +274,8 @@ def test_history_follow_after_a_compaction_says_gap_instead_of_printing_a_snapsh
     # Witness: etcd no longer has the gap, and from the compaction on its history is this.
     with pytest.raises(Exception, match="compacted"):
         etcdctl.run("get", "--prefix", f"--rev={int(seen) + 1}", "--", PREFIX)
-    witness = subprocess.Popen(
-        [require_etcdctl(), "--endpoints", etcd.endpoint, "watch", "--prefix",
-         f"--rev={int(compacted) + 1}", "-w", "json", PREFIX],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert witness.stdout is not None
-        witness_line = _line_reader(witness.stdout)
-        seen_events: list[tuple[int, str]] = []
-        while len(seen_events) < 2:
-            line = witness_line(20)
-            assert line is not None
-            for ev in json.loads(line).get("Events") or []:
-                kv = ev["kv"]
-                seen_events.append((int(kv["mod_revision"]), base64.b64decode(kv["key"]).decode()))
-    finally:
-        witness.terminate()
-        witness.wait(10)
-    assert [(e["revision"], e["key"]) for e in events] == seen_events
+    seen_events = witness_watch(etcd.endpoint, int(compacted) + 1, int(compacted) + 2)
+    assert [(e["revision"], e["kind"], e["key"]) for e in events] == seen_events
 
 
 def test_history_follow_across_an_etcd_restart_prints_each_event_once(
@@ -349,27 +284,16 @@ def test_history_follow_across_an_etcd_restart_prints_each_event_once(
     """etcd restarts under ``--follow``; events written right after it (a txn of several
     keys among them): each event printed once, in order."""
     etcdctl.put(f"{PREFIX}Orders/a", '{"Id": "a"}')
-    proc = subprocess.Popen(
-        [*CLI, "history", "--endpoints", etcd.endpoint, "--json", "--follow"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        next_line = _line_reader(proc.stdout)
+    with cli_lines("history", "--endpoints", etcd.endpoint, "--json", "--follow") as next_line:
         assert json.loads(next_line(20) or "null")["key"] == f"{PREFIX}Orders/a"
         etcd.restart()
         etcdctl.put(f"{PREFIX}Orders/b", '{"Id": "b"}')
         etcdctl.run("txn", input=f"\nput {PREFIX}Orders/t1 v\nput {PREFIX}Orders/t2 v\n\n\n")
         etcdctl.put(f"{PREFIX}Orders/last", '{"Id": "last"}')
         _, last = etcdctl.get_prefix(PREFIX)
-        printed = []
-        while not printed or printed[-1].get("key") != f"{PREFIX}Orders/last":
-            line = next_line(30)
-            assert line is not None, f"no more lines after {printed}"
-            printed.append(json.loads(line))
-    finally:
-        proc.terminate()
-        proc.wait(10)
+        printed = read_until(
+            next_line, lambda p: bool(p) and p[-1].get("key") == f"{PREFIX}Orders/last"
+        )
     got = [(p["revision"], p["key"]) for p in printed]
     end = int(last)
     assert got == [
@@ -434,13 +358,7 @@ def test_history_of_a_user_who_reads_only_the_prefix_stays_honest(etcd: Any, etc
     for n in range(3):
         etcdctl.put(f"/elsewhere/{n}", "x")
     _, end = etcdctl.get_prefix(PREFIX)
-    etcdctl.run("user", "add", "root:pw")
-    etcdctl.run("role", "add", "reader")
-    etcdctl.run("role", "grant-permission", "reader", "--prefix=true", "read", PREFIX)
-    etcdctl.run("user", "add", "reader:pw")
-    etcdctl.run("user", "grant-role", "reader", "reader")
-    etcdctl.run("auth", "enable")
-    base = ["history", "--json", "--endpoints", etcd.endpoint, "--user", "reader:pw"]
+    base = ["history", "--json", "--endpoints", etcd.endpoint, *reader_only(etcdctl)]
     quiet = run_cli(*base, "--since-rev", str(int(end) - 1))
     assert quiet.returncode == 0, quiet.stderr
     assert [json.loads(line)["type"] for line in quiet.stdout.splitlines()] == ["incomplete"]

@@ -12,10 +12,17 @@ import urllib.request
 from typing import Any
 
 import pytest
-from test_cli import CLI, run_cli
-from test_cli_history import _line_reader
-
-PREFIX = "/services/"
+from cli_helpers import (
+    CLI,
+    PREFIX,
+    json_lines,
+    line_reader,
+    many_puts,
+    read_until,
+    reader_only,
+    run_cli,
+    witness_at,
+)
 
 
 def _watchers(etcd: Any) -> int:
@@ -52,15 +59,11 @@ def test_history_follow_from_a_future_revision_prints_nothing_before_it(
     )  # fmt: skip
     try:
         assert proc.stdout is not None
-        next_line = _line_reader(proc.stdout)
+        next_line = line_reader(proc.stdout)
         _wait_for_a_watcher(etcd)  # the follow is live: what follows is written after it
         for n in range(5):
             etcdctl.put(f"{PREFIX}Orders/f{n}", "{}")
-        printed = []
-        while not printed or printed[-1]["revision"] < now + 5:
-            line = next_line(20)
-            assert line is not None, f"no more lines after {printed}"
-            printed.append(json.loads(line))
+        printed = read_until(next_line, lambda p: bool(p) and p[-1]["revision"] >= now + 5, 20)
     finally:
         proc.terminate()
         proc.wait(10)
@@ -84,18 +87,6 @@ def test_history_since_a_future_revision_says_so_in_one_line(etcd: Any, etcdctl:
     assert [json.loads(line)["revision"] for line in same.stdout.splitlines()] == [now]
 
 
-def _reader_only(etcdctl: Any) -> list[str]:
-    """A user allowed to read only the prefix (it cannot watch every key, so a window with
-    no event under the prefix cannot be proven quiet on this etcd); its login options."""
-    etcdctl.run("user", "add", "root:pw")
-    etcdctl.run("role", "add", "reader")
-    etcdctl.run("role", "grant-permission", "reader", "--prefix=true", "read", PREFIX)
-    etcdctl.run("user", "add", "reader:pw")
-    etcdctl.run("user", "grant-role", "reader", "reader")
-    etcdctl.run("auth", "enable")
-    return ["--user", "reader:pw"]
-
-
 def test_list_history_text_and_history_json_say_an_unconfirmed_read(
     etcd: Any, etcdctl: Any
 ) -> None:
@@ -105,7 +96,7 @@ def test_list_history_text_and_history_json_say_an_unconfirmed_read(
     for n in range(3):
         etcdctl.put(f"/elsewhere/{n}", "x")
     end = _revision(etcdctl)
-    login = _reader_only(etcdctl)
+    login = reader_only(etcdctl)
     as_json = run_cli("list", "--json", "--history", "2", "--endpoints", etcd.endpoint, *login)
     assert as_json.returncode == 0, as_json.stderr
     assert json.loads(as_json.stdout)["history_complete"] is False  # the witness of JSON
@@ -128,24 +119,6 @@ def test_list_history_text_and_history_json_say_an_unconfirmed_read(
     assert quiet.stderr.count("incomplete") == 1
 
 
-async def _puts(endpoint: str, count: int) -> tuple[int, int]:
-    """``count`` puts under the prefix, 250 at a time: one revision each. Returns the first
-    and the last revision."""
-    from helpers import connection
-
-    async with connection(endpoint) as conn:
-        first = await conn.put(f"{PREFIX}Orders/first".encode(), b"{}")
-        for base in range(1, count, 250):
-            await asyncio.gather(
-                *(
-                    conn.put(f"{PREFIX}Orders/o{n % 50}".encode(), f'{{"n": {n}}}'.encode())
-                    for n in range(base, min(base + 250, count))
-                )
-            )
-        _, end = await conn.get_prefix(PREFIX.encode(), page_size=1, keys_only=True)
-    return int(first), int(end)
-
-
 async def test_a_read_that_makes_progress_does_not_stop_however_long_it_takes(
     etcd: Any, etcdctl: Any
 ) -> None:
@@ -155,9 +128,8 @@ async def test_a_read_that_makes_progress_does_not_stop_however_long_it_takes(
 
     from etcd_registry_tui.registry.history.read import read_past
 
-    first, end = await _puts(etcd.endpoint, 10_000)
-    witness = etcdctl.run_json("get", "--prefix", f"--rev={first}", "--", PREFIX)
-    assert base64.b64decode(witness["kvs"][0]["key"]).decode() == f"{PREFIX}Orders/first"
+    first, end = await many_puts(etcd.endpoint, 10_000)
+    assert witness_at(etcdctl, first) == {f"{PREFIX}Orders/first": first}
     idle = 0.4
     async with connection(etcd.endpoint) as conn:
         began = time.monotonic()
@@ -181,7 +153,7 @@ def test_history_that_stops_partway_says_the_exact_gap(
     from etcd_registry_tui.cli.main import main
     from etcd_registry_tui.registry.etcd.connection import EtcdConnection
 
-    first, end = asyncio.run(_puts(etcd.endpoint, 6_000))
+    first, end = asyncio.run(many_puts(etcd.endpoint, 6_000))
     if fault == "freeze":
         monkeypatch.setattr(cli_history, "READ_IDLE", 1.0)
     with tcp_proxy(etcd.client_port) as proxy:
@@ -199,7 +171,7 @@ def test_history_that_stops_partway_says_the_exact_gap(
         proxy.heal()
     assert code == 1
     out = capsys.readouterr()
-    lines = [json.loads(line) for line in out.out.splitlines()]
+    lines = json_lines(out.out)
     events, gap = lines[:-1], lines[-1]
     through = events[-1]["revision"]
     assert first <= through < end, "the read was not cut"
@@ -217,8 +189,7 @@ def test_history_that_stops_partway_says_the_exact_gap(
         assert reason != "timed out" and reason in said[0]
     # Witness: etcd holds an event under the prefix at the gap's first revision (it was
     # not read, not absent).
-    witness = etcdctl.run_json("get", "--prefix", f"--rev={through + 1}", "--", PREFIX)
-    assert through + 1 in {int(kv["mod_revision"]) for kv in witness["kvs"]}
+    assert through + 1 in witness_at(etcdctl, through + 1).values()
 
 
 def test_history_follow_reads_on_from_where_a_stopped_read_ended(
@@ -235,7 +206,7 @@ def test_history_follow_reads_on_from_where_a_stopped_read_ended(
     from etcd_registry_tui.cli.main import main
     from etcd_registry_tui.registry.etcd.connection import EtcdConnection
 
-    first, end = asyncio.run(_puts(etcd.endpoint, 6_000))
+    first, end = asyncio.run(many_puts(etcd.endpoint, 6_000))
     monkeypatch.setattr(cli_history, "READ_IDLE", 1.0)
     with tcp_proxy(etcd.client_port) as proxy:
         real_watch, real_follow, real_print = (
@@ -269,7 +240,7 @@ def test_history_follow_reads_on_from_where_a_stopped_read_ended(
     assert code == 0
     assert stopped_at and first <= stopped_at[0] < end, "the read was not cut"
     out = capsys.readouterr()
-    lines = [json.loads(line) for line in out.out.splitlines()]
+    lines = json_lines(out.out)
     assert [line.get("type") for line in lines if "type" in line] == []  # no gap
     assert [e["revision"] for e in lines] == list(range(first, end + 1))
 

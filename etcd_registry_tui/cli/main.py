@@ -20,13 +20,14 @@ import getpass  # noqa: E402
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 from .. import __version__
 from ..demo.fleet import MAX_INSTANCES, MAX_SERVICES
 from ..registry.etcd.config import ConnectionConfig, parse_duration
 from ..registry.etcd.connection import EtcdConnection
 from ..registry.etcd.errors import ConfigError, ConnectionOptionError, RegistryError
+from ..registry.history.read import past_start
+from ..registry.history.store import HistoryEvent
 from ..registry.model import RegistryState
 from ..registry.probes import ProbeOptions
 from ..registry.registration import ServiceRegistration
@@ -225,24 +226,34 @@ async def cmd_list(config: ConnectionConfig, as_json: bool, history: int = 0) ->
         state = RegistryState(config.prefix)
         state.load(kvs, revision)
         ttls = await cli_listing.lease_ttls(conn, state.leases())
-        past = await cli_history.past_of(conn, config, revision, history) if history > 0 else None
-    groups = cli_listing.service_records(state, ttls)
-    if as_json:
-        extra: dict[str, Any] = {}
-        if past is not None:
-            extra["history_from"] = past.start
-            extra["history_complete"] = past.complete
-            extra["history"] = [event.to_json() for event in past.events]
-        cli_listing.print_json(config, revision, groups, **extra)
-        return 0
-    if not groups:
-        print(f"No instances under {config.prefix} at {config.label} (revision {revision}).")
-    cli_listing.print_text(groups)
-    if past is not None:
-        cli_history.say_incomplete(past, revision)
-        print(f"\nHistory from revision {past.start} to {revision}, oldest first:")
-        for event in past.events:
-            cli_history.print_event(event, as_json=False, service=None)
+        groups = cli_listing.service_records(state, ttls)
+        start = 0
+        if history > 0:
+            start, _ = await past_start(conn, config.prefix, revision, revisions=history)
+        if as_json:
+            if history <= 0:
+                cli_listing.print_json(config, revision, groups)
+                return 0
+            # The history as it is read: "history_complete" comes last, once it is known.
+            doc = cli_listing.JsonList("history", config, revision, groups, history_from=start)
+            past = await cli_history.print_past(
+                conn, config, start, revision, lambda events: doc.add(e.to_json() for e in events)
+            )
+            doc.close(history_complete=past.complete)
+            return 0
+        if not groups:
+            print(f"No instances under {config.prefix} at {config.label} (revision {revision}).")
+        cli_listing.print_text(groups)
+        if history <= 0:
+            return 0
+        print(f"\nHistory from revision {start} to {revision}, oldest first:")
+
+        def printed(events: list[HistoryEvent]) -> None:
+            for event in events:
+                cli_history.print_event(event, as_json=False, service=None)
+
+        past = await cli_history.print_past(conn, config, start, revision, printed)
+    cli_history.say_incomplete(past, revision)
     return 0
 
 

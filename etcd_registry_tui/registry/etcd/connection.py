@@ -608,6 +608,26 @@ class EtcdConnection:
 
         return await self._call(run)
 
+    async def newest_mod_revision(self, prefix: bytes, revision: int) -> int:
+        """The newest ``mod_revision`` of a key under ``prefix`` as of ``revision`` (0:
+        none): one key, etcd sorting them (a put there is an event a replay must bring)."""
+        key, range_end = key_range(prefix)
+        request = rpc.RangeRequest(
+            key=key,
+            range_end=range_end,
+            limit=1,
+            revision=revision,
+            keys_only=True,
+            sort_order=rpc.RangeRequest.DESCEND,
+            sort_target=rpc.RangeRequest.MOD,
+        )
+
+        async def run(client: _Endpoint) -> Any:
+            return await client.kvstub.Range(request, **self._opts(client))
+
+        response = await self._call(run, idempotent=True)
+        return int(response.kvs[0].mod_revision) if response.kvs else 0
+
     async def compact(self, revision: int) -> None:
         async def run(client: _Endpoint) -> None:
             await client.kvstub.Compact(

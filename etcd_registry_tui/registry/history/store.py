@@ -206,20 +206,29 @@ def classify_past(events: Iterable[HistoryEvent], live_leases: set[int] | None) 
             last_gone[e.lease] = max(last_gone.get(e.lease, 0), e.revision)
     for e in deletes:
         lease = e.lease
-        hex_lease = lease_text(lease)
-        if not lease:
-            e.reason, e.detail = Reason.DEREGISTERED, "key deleted (no lease)"
-        elif live_leases is not None and lease in live_leases:
-            e.reason, e.detail = Reason.DEREGISTERED, f"key deleted, lease {hex_lease} lived on"
-        elif last_gone[lease] > e.revision:
-            e.reason, e.detail = Reason.DEREGISTERED, f"key deleted, lease {hex_lease} lived on"
-        elif live_leases is None and together[(e.revision, lease)] < 2:
-            e.reason, e.detail = Reason.DEREGISTERED, "key deleted"
-        else:
-            count = together[(e.revision, lease)]
-            keys = f", {count} keys with it" if count > 1 else ""
-            e.reason = Reason.LEASE_ENDED
-            e.detail = f"lease {hex_lease} ended (expired or revoked){keys}"
+        later = bool(lease) and last_gone[lease] > e.revision
+        e.reason, e.detail = removal_reason(
+            lease, live_leases, later, together.get((e.revision, lease), 0)
+        )
+
+
+def removal_reason(
+    lease: int, live_leases: set[int] | None, gone_later: bool, together: int
+) -> tuple[Reason, str]:
+    """:func:`classify_past`'s rules for one removal read back: the key's ``lease`` (0:
+    none), the leases that exist now, whether another key of its lease was deleted later
+    in the read, and how many keys of its lease went in its revision (itself included)."""
+    hex_lease = lease_text(lease)
+    if not lease:
+        return Reason.DEREGISTERED, "key deleted (no lease)"
+    if live_leases is not None and lease in live_leases:
+        return Reason.DEREGISTERED, f"key deleted, lease {hex_lease} lived on"
+    if gone_later:
+        return Reason.DEREGISTERED, f"key deleted, lease {hex_lease} lived on"
+    if live_leases is None and together < 2:
+        return Reason.DEREGISTERED, "key deleted"
+    keys = f", {together} keys with it" if together > 1 else ""
+    return Reason.LEASE_ENDED, f"lease {hex_lease} ended (expired or revoked){keys}"
 
 
 class History:
