@@ -41,16 +41,27 @@ seconds, rounded down), and the confirmation rule applies as above. The deadline
 forward (a lower reading is the rounding, not news); 0 at ``start()`` (under a second
 left) is a deadline of now: lost. When the deadline comes within a read timeout the TTL is
 re-read sooner than the interval (every 0.25 s), so an owner that renews every TTL-2 s
-keeps its leader. A candidacy lost on such a lease deletes its key (guarded on its
-CreateRevision) in the background, retried with backoff until done or the lease is gone,
-so no orphan leads on the owner's live lease; ``resign()`` after such a loss still
-deletes it (or raises :class:`ResignFailed`). ``proclaim()`` on a lost or resigning
+keeps its leader. A candidacy lost on such a lease deletes its key in the background,
+retried with backoff until done or the lease is gone, so no orphan leads on the owner's
+live lease; bounded (the later of the lease's known deadline and a minute, at most ten),
+cancelled when the connection closes, and when it gives up (or leaves a key not provably
+its own) it says so in ``cleanup_error`` and the log. ``resign()`` after such a loss still
+deletes it (or raises :class:`ResignFailed`).
+
+Every delete of our key is guarded on its CreateRevision *and* ModRevision as we last
+wrote or read them. A newer candidacy on the same lease (the same key name) adopts a key
+it finds by putting it again, which moves the ModRevision: an older candidacy's delete,
+even one delivered late, can never take the newer one's key. ``resign()`` waits up to a
+command timeout for a channel that is reconnecting (a link that just healed), so the
+first resign after a heal resigns. ``proclaim()`` on a lost or resigning
 candidacy raises :class:`LeadershipLost` and writes nothing (Go's ErrElectionNotLeader).
 
 A ``start()`` that fails after its put may have gone through looks the key up by its name
 and deletes it (a caller's lease) or revokes our own lease; when etcd does not answer, its
 error names the key and the clean-up goes on in the background (on our own lease bounded by
-the TTL: it expires unrenewed anyway).
+the TTL: it expires unrenewed anyway). The look-up by name counts only while no newer
+candidacy on the lease has stood up in this process since; after that the key is left
+alone (it may be the newer one's) and ``cleanup_error`` says so.
 
 One lease stands at most once in one election per process: a second candidacy on it
 (which would share the one key and both think they lead) is refused.
