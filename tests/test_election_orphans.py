@@ -228,7 +228,7 @@ async def test_an_own_lease_start_that_fails_after_its_put_names_the_key_and_rev
             election = Election(conn, "orphan-own")
             enter = election._enter
 
-            async def enter_held(value: bytes, lease: int) -> tuple[bytes, int]:
+            async def enter_held(value: bytes, lease: int) -> tuple[bytes, int, int]:
                 proxy.hold_replies()
                 asyncio.get_running_loop().call_later(0.3, proxy.freeze)
                 monkeypatch.setattr(election, "_enter", enter)  # once
@@ -263,7 +263,7 @@ async def test_a_failed_start_whose_first_re_read_also_fails_still_deletes_the_k
             candidacy = election.candidacy("me", lease=lease)
             enter, read_key = candidacy._enter, election._read_key
 
-            async def read_fails_once(key: bytes, timeout: float) -> Any:
+            async def read_fails_once(key: bytes, *_: float) -> Any:
                 monkeypatch.setattr(election, "_read_key", read_key)
                 raise EtcdUnavailable("etcd at the proxy did not answer in time")
 
