@@ -36,6 +36,9 @@ class TcpProxy:
         self.frozen = False
         self.refusing = False
         self.holding = False
+        #: Once etcd has sent this many bytes in all, cut every link and refuse (None: never).
+        self.cut_after: int | None = None
+        self.replied = 0  # bytes etcd sent, over all links
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
@@ -95,6 +98,15 @@ class TcpProxy:
     def hold_replies(self) -> None:
         """Forward what the client sends; hold what etcd sends back."""
         self._set(holding=True)
+
+    def cut_after_replies(self, nbytes: int) -> None:
+        """Cut every link and refuse new ones once etcd has sent ``nbytes`` more bytes
+        (mid-response: a watch's batch arrives in part)."""
+
+        async def run() -> None:
+            self.cut_after = self.replied + nbytes
+
+        self._call(run)
 
     def heal(self) -> None:
         """Forward again: no freeze, no refusal, no held replies."""
@@ -175,6 +187,16 @@ class TcpProxy:
             while data := await reader.read(65536):
                 assert flowing is not None
                 await flowing.wait()  # frozen: hold it (and read no more)
+                if flowing is self._replying and self.cut_after is not None:
+                    room = self.cut_after - self.replied
+                    if len(data) >= room:
+                        writer.write(data[: max(0, room)])
+                        await writer.drain()
+                        self.replied, self.cut_after, self.refusing = self.cut_after, None, True
+                        self._close_links()
+                        return
+                if flowing is self._replying:
+                    self.replied += len(data)
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):

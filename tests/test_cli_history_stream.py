@@ -206,3 +206,50 @@ def test_a_replay_slower_than_the_settle_rule_is_read_whole(
     assert [(e["revision"], e["kind"], e["key"]) for e in lines] == witness_watch(
         etcd.endpoint, first, end
     )
+
+
+def _big(n: int) -> bytes:
+    return json.dumps({"Id": f"o{n % 50}", "n": n, "pad": "x" * 3000}).encode()
+
+
+def _once_each(lines: list[Any]) -> list[int]:
+    revisions = [line["revision"] for line in lines if "revision" in line]
+    assert len(revisions) == len(set(revisions)), "a revision was printed twice"
+    return revisions
+
+
+def test_a_read_cut_inside_a_fragmented_batch_prints_each_event_once(etcd: Any) -> None:
+    """1,000 revisions of 3 KB: etcd replays them in one batch, sent in fragments; the link
+    is cut inside it. What was printed is printed once, the gap starts right after it, and
+    --follow (the link back) prints every revision once."""
+    from tcp_proxy import tcp_proxy
+
+    first, end = asyncio.run(many_puts(etcd.endpoint, 1000, value=_big))
+    truth = [r for r, _, _ in witness_watch(etcd.endpoint, first, end)]
+    with tcp_proxy(etcd.client_port) as proxy:
+        proxy.cut_after_replies(2_600_000)  # inside the batch's ~3 MB
+        result = run_cli("history", "--json", "--since-rev", str(first),
+                         "--endpoints", proxy.endpoint)  # fmt: skip
+    lines = json_lines(result.stdout)
+    printed = _once_each(lines)
+    gaps = [line for line in lines if line.get("type") == "gap"]
+    assert result.returncode != 0 and len(gaps) == 1, result.stderr
+    assert printed == truth[: len(printed)] and len(printed) < len(truth)
+    assert gaps[0]["from"] == (printed[-1] + 1 if printed else first) and gaps[0]["to"] >= end
+
+    from cli_helpers import cli_lines, read_until
+
+    with tcp_proxy(etcd.client_port) as proxy:
+        proxy.cut_after_replies(2_600_000)
+        follow = ("history", "--json", "--follow", "--since-rev", str(first))
+        with cli_lines(*follow, "--endpoints", proxy.endpoint) as next_line:
+            deadline = time.monotonic() + 120
+            while proxy.cut_after is not None:  # until the cut happened
+                assert time.monotonic() < deadline, "the link was never cut"
+                time.sleep(0.1)
+            time.sleep(1)
+            proxy.heal()  # the link comes back; the follow takes up where it was
+            got = read_until(
+                next_line, lambda seen: any(s.get("revision") == end for s in seen), wait=60
+            )
+    assert _once_each(got) == truth

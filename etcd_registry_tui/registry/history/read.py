@@ -584,12 +584,15 @@ async def stream_past(
         for event in events:
             if pending and event.revision != pending[-1].revision:
                 await flush()
+                # Events come in revision order: one of a later revision makes the one
+                # before whole, even within a fragmented batch that may yet be cut.
+                read.through = max(read.through, delivered)
             pending.append(event)
         if pending and pending[-1].revision <= read.through:
             await flush()  # that revision is whole
 
     while True:
-        first = read.through + 1
+        first = before = read.through + 1
         try:
             part = await read_events(conn, prefix, first, end, None, None, None, idle, sink)
         except RevisionCompacted as exc:
@@ -604,13 +607,16 @@ async def stream_past(
                 await on_compacted(gone_from, last)
             read.through = last
             continue
-        progressed = part.through > read.through
         read.through = max(read.through, part.through)
+        progressed = read.through >= before
         read.complete, read.stopped, read.why = part.complete, part.stopped, part.why
+        # A revision begun in fragments and not whole: taken up again (or left unprinted,
+        # in the gap the caller reports from ``through``), never handed over in part.
+        pending[:] = [e for e in pending if e.revision <= read.through]
         if part.complete or part.stopped or not progressed:
             break
-        # Taken up again after ``through``: a revision begun in fragments comes again.
-        pending[:] = [e for e in pending if e.revision <= read.through]
+    if read.complete:
+        read.through = end
     await flush()
     read.complete = read.complete and not lost
     return read
