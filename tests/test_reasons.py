@@ -148,7 +148,7 @@ async def each_cause(
         await other.revoke(lease)
     await asyncio.sleep(0.2)
     proxy.heal()
-    await sess.revoke(mine)
+    assert await sess.revoke(mine) == 1  # its one key went with it
     late = etcdctl.lease_grant(3)
     late_granted = time.monotonic()
     causes[put(etcdctl, "Billing", "late", lease=late)] = "revoke near the end"
@@ -254,9 +254,22 @@ def test_the_rule_in_short() -> None:
     read = LeaseWindow(lo=100.0, hi=100.4, alive_at=99.0)
     # The lease outlived the delete: deregistered, whatever the countdown said.
     assert judged(0, Clues(100.5, read))[0] == "DEREGISTERED"
-    # The dashboard's revoke answered with the delete's revision, and only then.
-    assert judged(-1, Clues(50.0, read, revoked_at=9))[0] == "REVOKED"
-    assert judged(-1, Clues(50.0, read, revoked_at=8))[0] == "LEASE ENDED"
+
+    # The dashboard's revoke answered with the delete's revision, after a read that found
+    # the key on the lease, and only then.
+    def revoked(at: int, read_at: int | None = 8, on_lease: bool = True) -> Clues:
+        return Clues(50.0, read, revoked_at=at, read_before=read_at, on_lease_before=on_lease)
+
+    assert judged(-1, revoked(9))[0] == "REVOKED"
+    assert judged(-1, revoked(10))[0] == "LEASE ENDED"
+    # etcd answers a revoke that removed nothing with the current revision: maybe that of
+    # someone else's delete. Not proof (nor is an answer without a read before it).
+    assert judged(-1, revoked(9, read_at=None))[0] == "LEASE ENDED"
+    # Gone by the read, and the revoke after it found the lease: it outlived the delete.
+    kind, detail = judged(-1, revoked(9, read_at=9, on_lease=False))
+    assert kind == "DEREGISTERED" and "lived on" in detail
+    kind, detail = judged(-1, revoked(9, on_lease=False))  # not on the lease at the read
+    assert kind == "LEASE ENDED" and "revoked from the dashboard" in detail
     # Time left for certain (even after a gap): revoked, but the key may have gone first.
     for gap in (False, True):
         kind, detail = judged(-1, Clues(98.5, read, gap=gap))
@@ -325,3 +338,50 @@ def test_the_tracker_knows_when_it_is_behind_on_a_lease() -> None:
     assert tracker.behind_on(0x77)
     tracker.note(0x77, 2, 2)  # read (renewed) again
     assert not tracker.behind_on(0x77)
+
+
+async def test_a_dashboard_revoke_after_someone_else_deleted_the_key_is_not_claimed(
+    etcd: Any, etcdctl: Any
+) -> None:
+    """Another client deletes the key (its lease lives on) while the dashboard's link is
+    slow; the operator then revokes the lease, which has no keys by then. etcd answers a
+    revoke that removes nothing with its current revision: that of the other client's
+    delete. Not proof that the revoke took the key, nor a key for the count."""
+    with tcp_proxy(etcd.client_port) as proxy:
+        async with watching(proxy.endpoint) as (sess, seen), connection(etcd.endpoint) as other:
+            lease = etcdctl.lease_grant(60)
+            key = put(etcdctl, "Orders", "victim", lease=lease)
+            await eventually(lambda: key.encode() in sess.state)
+            await tracked(sess, lease)
+            proxy.freeze()  # the dashboard hears of the delete only after it sent its revoke
+            assert await other.delete(key.encode()) == 1
+            revoking = asyncio.create_task(sess.revoke(lease))
+            await asyncio.sleep(0.3)
+            proxy.heal()
+            assert await revoking == 0  # the revoke took no key
+            await eventually(lambda: seen.reason(key) is not None)
+            # The read before the revoke found the key gone, and the revoke then found the
+            # lease: it outlived the delete.
+            assert contradictions(seen, {key: "delete"}) == []
+
+
+async def test_a_dashboard_delete_of_an_own_instance_someone_else_deleted_is_not_claimed(
+    etcd: Any,
+) -> None:
+    """The same for an own instance: the dashboard's delete revokes its lease, which by
+    then holds no key; that answer is not the revision of a delete the dashboard made."""
+    with tcp_proxy(etcd.client_port) as proxy:
+        async with watching(proxy.endpoint) as (sess, seen), connection(etcd.endpoint) as other:
+            reg = await sess.register("Orders", "10.0.0.9:80", ttl=60)
+            key = reg.key
+            await eventually(lambda: key.encode() in sess.state)
+            proxy.freeze()
+            assert await other.delete(key.encode()) == 1
+            deleting = asyncio.create_task(sess.delete(key.encode()))
+            await asyncio.sleep(0.3)
+            proxy.heal()
+            await deleting
+            await eventually(lambda: seen.reason(key) is not None)
+            gone = [e for e in seen.entries if e.key == key and e.kind is not LogKind.PUT]
+            assert gone[-1].kind in (LogKind.DEREGISTERED, ENDED), gone
+            assert "from the dashboard" not in gone[-1].detail, gone

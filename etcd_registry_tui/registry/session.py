@@ -19,11 +19,11 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from .etcd.aio import within
 from .etcd.config import ConnectionConfig
-from .etcd.connection import EtcdConnection
+from .etcd.connection import MAX_TXN_OPS, EtcdConnection
 from .etcd.errors import LeaseNotFound, RegistryError
 from .events import ChangeBatch, ConnectionStatus, ConnState
 from .history.read import compaction_revision, read_past
@@ -70,16 +70,39 @@ def _kv(inst: Instance) -> KeyValue:
     )
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Revoked:
+    """This dashboard's revoke of a lease, as etcd answered it."""
+
+    #: The revision etcd answered the revoke with (see :meth:`EtcdConnection.revoke`).
+    revision: int
+    #: The keys read just before the revoke: key -> (the revision of that read, whether
+    #: the key was on the lease then).
+    before: dict[bytes, tuple[int, bool]]
+
+    def took(self, key: bytes) -> bool:
+        """The revoke removed ``key``: it was on the lease at the read, and the revoke made
+        a revision after it (a revoke that removes nothing makes none)."""
+        read = self.before.get(key)
+        return read is not None and read[1] and self.revision > read[0]
+
+    def gone(self) -> int:
+        """How many of the keys read before went with the revoke."""
+        return sum(self.took(key) for key in self.before)
+
+
 _Answer = asyncio.Future[int | None]
 #: A removal waiting for its lease lookup: what was known when its delete arrived, and
-#: this dashboard's revoke of its lease and delete of the key if one was under way (each
-#: answers with the revision etcd gave it, None if it failed).
-_Pending = tuple[Clues, _Answer | None, _Answer | None]
+#: this dashboard's revoke of its lease and delete of the key if one was under way (they
+#: answer with what etcd said, None if they failed).
+_Pending = tuple[Clues, "asyncio.Future[Revoked | None] | None", _Answer | None]
 #: How long a removal's reason waits for the answer to the dashboard's own revoke/delete.
 ANSWER_WAIT = 10.0
 
+_A = TypeVar("_A")
 
-async def _answer(answer: asyncio.Future[int | None] | None) -> int | None:
+
+async def _answer(answer: asyncio.Future[_A | None] | None) -> _A | None:
     if answer is None:
         return None
     with contextlib.suppress(TimeoutError):
@@ -120,8 +143,8 @@ class RegistrySession:
         )
         self.tracker = LeaseTracker(self.conn, clock=clock, healthy_rate=IDLE_REFRESH_RATE)
         self.own: dict[bytes, ServiceRegistration] = {}
-        # Leases this dashboard revoked -> the revision etcd answered with (None: failed).
-        self._revokes: dict[int, asyncio.Future[int | None]] = {}
+        # Leases this dashboard revoked -> what etcd answered (None: failed).
+        self._revokes: dict[int, asyncio.Future[Revoked | None]] = {}
         # When the watch last stopped being live (the tracker's clock; None: never).
         self._lost_at: float | None = None
         # Keys deleted from the dashboard -> the revision etcd answered with (None: failed).
@@ -282,8 +305,16 @@ class RegistrySession:
                     continue
                 clues, revoke, delete = pending[id(event)]
                 if revoke is not None or delete is not None:
-                    revoked_at, deleted_at = await _answer(revoke), await _answer(delete)
-                    clues = dataclasses.replace(clues, revoked_at=revoked_at, deleted_at=deleted_at)
+                    revoked, deleted_at = await _answer(revoke), await _answer(delete)
+                    clues = dataclasses.replace(clues, deleted_at=deleted_at)
+                    if revoked is not None:
+                        read_at, on_lease = revoked.before.get(event.key, (None, False))
+                        clues = dataclasses.replace(
+                            clues,
+                            revoked_at=revoked.revision,
+                            read_before=read_at,
+                            on_lease_before=on_lease,
+                        )
                 lease = event.lease
                 if lease not in ttls:
                     try:
@@ -397,11 +428,13 @@ class RegistrySession:
         for key, reg in own:
             del self.own[key]
             await reg.stop_keepalive()
-        # The revoke took a key only if etcd answers with the revision of that key's delete.
-        answer: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+            keys.add(key)
+        answer: asyncio.Future[Revoked | None] = asyncio.get_running_loop().create_future()
         self._revokes[lease_id] = answer
+        revoked: Revoked | None = None
         try:
-            answer.set_result(await self.conn.revoke(lease_id))
+            revoked = await self._revoke_read(lease_id, keys)
+            answer.set_result(revoked)
         except LeaseNotFound:
             self._revokes.pop(lease_id, None)
             raise
@@ -414,7 +447,21 @@ class RegistrySession:
                     with contextlib.suppress(RegistryError):
                         await self.conn.revoke(reg.lease_id)
                 reg.lease_id = None
-        return len(keys)
+        assert revoked is not None  # else the revoke raised
+        return revoked.gone()
+
+    async def _revoke_read(self, lease_id: int, keys: set[bytes]) -> Revoked:
+        """Read ``keys`` (which of them are on the lease, at which revision), then revoke
+        the lease: what proves which keys the revoke removed (see :class:`Revoked`)."""
+        ordered = sorted(keys)
+        chunks = [ordered[i : i + MAX_TXN_OPS] for i in range(0, len(ordered), MAX_TXN_OPS)]
+        reads = await asyncio.gather(*(self.conn.leases_of(chunk) for chunk in chunks))
+        before = {
+            key: (revision, found.get(key) == lease_id)
+            for chunk, (revision, found) in zip(chunks, reads, strict=True)
+            for key in chunk
+        }
+        return Revoked(await self.conn.revoke(lease_id), before)
 
     async def revoke_many(self, lease_ids: set[int]) -> tuple[int, int]:
         """Revoke several leases; returns (keys gone, leases already expired)."""
@@ -440,7 +487,8 @@ class RegistrySession:
                 await reg.stop_keepalive()
                 if reg.lease_id is not None:
                     with contextlib.suppress(RegistryError):
-                        took = await self.conn.revoke(reg.lease_id)
+                        revoked = await self._revoke_read(reg.lease_id, {raw_key})
+                        took = revoked.revision if revoked.took(raw_key) else None
             gone, revision = await self.conn.delete_one(raw_key)
             if gone:
                 took = revision
