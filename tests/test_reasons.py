@@ -72,10 +72,10 @@ class Seen:
 
 
 @contextlib.asynccontextmanager
-async def watching(endpoint: str) -> AsyncIterator[tuple[RegistrySession, Seen]]:
+async def watching(endpoint: str, **config: Any) -> AsyncIterator[tuple[RegistrySession, Seen]]:
     seen = Seen()
     sess = RegistrySession(
-        ConnectionConfig(endpoints=(endpoint,)),
+        ConnectionConfig(endpoints=(endpoint,), **config),
         on_batch=lambda _b, entries: seen.entries.extend(entries),
         on_events=seen.on_events,
         history_revisions=0,
@@ -83,7 +83,7 @@ async def watching(endpoint: str) -> AsyncIterator[tuple[RegistrySession, Seen]]
     seen.sess = sess
     task = asyncio.create_task(sess.run())
     try:
-        await sess.watcher.wait_live(15)
+        await sess.watcher.wait_live(30)
         yield sess, seen
     finally:
         task.cancel()
@@ -270,6 +270,9 @@ def test_the_rule_in_short() -> None:
     assert kind == "DEREGISTERED" and "lived on" in detail
     kind, detail = judged(-1, revoked(9, on_lease=False))  # not on the lease at the read
     assert kind == "LEASE ENDED" and "revoked from the dashboard" in detail
+    # Not looked up (too many removals waiting): says so.
+    kind, detail = judged(None, Clues(100.6, read, unchecked=True))
+    assert kind == "LEASE ENDED" and "not checked" in detail
     # Time left for certain (even after a gap): revoked, but the key may have gone first.
     for gap in (False, True):
         kind, detail = judged(-1, Clues(98.5, read, gap=gap))
@@ -385,3 +388,62 @@ async def test_a_dashboard_delete_of_an_own_instance_someone_else_deleted_is_not
             gone = [e for e in seen.entries if e.key == key and e.kind is not LogKind.PUT]
             assert gone[-1].kind in (LogKind.DEREGISTERED, ENDED), gone
             assert "from the dashboard" not in gone[-1].detail, gone
+
+
+async def test_removals_faster_than_lookups_keep_their_order_and_the_lag_stays_bounded(
+    etcd: Any,
+) -> None:
+    """A slow link (0.05 s each way) and leases removed at 40 a second, faster than one
+    lookup per round trip: the reasons are looked up side by side, so the removals held
+    for them stay few (asked one at a time, they would pile up by the hundred); each
+    arrives once, in the order of its revision, with a reason."""
+    count = 160
+    with tcp_proxy(etcd.client_port, delay=0.05) as proxy:
+        async with (
+            watching(proxy.endpoint, command_timeout=15.0) as (sess, seen),
+            connection(etcd.endpoint) as other,
+        ):
+            leases, keys = [], []
+            for n in range(count):
+                lease, _ = await other.grant(300)
+                key = f"{PREFIX}Churn/i-{n}"
+                await other.put(key.encode(), b'{"Id": "i", "Address": "http://i:1"}', lease)
+                leases.append(lease)
+                keys.append(key)
+            await eventually(lambda: all(k.encode() in sess.state for k in keys), timeout=60)
+            held: list[int] = []
+
+            def sample() -> None:
+                held.append(sum(len(events) for events, *_ in sess._unresolved))
+
+            for lease in leases:  # no faster than 40 a second, and no catching up after a stall
+                await asyncio.sleep(1 / 40)
+                await other.revoke(lease)
+                sample()
+            await eventually(
+                lambda: sample() or all(seen.reason(k) is not None for k in keys), timeout=120
+            )
+            removed = [e for e in seen.events if e.kind.name == "DELETE" and e.lease in leases]
+            assert [e.revision for e in removed] == sorted({e.revision for e in removed})
+            assert len(removed) == count and all(e.reason is not None for e in removed)
+            assert max(held) <= count // 3, held
+
+
+async def test_removals_beyond_the_lookup_bound_are_judged_without_one_and_say_so(
+    etcd: Any, etcdctl: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no room for lookups left, removals are not held for one: each still arrives,
+    in order, and a reason that needed the lookup says it was not checked."""
+    from etcd_registry_tui.registry import session as session_module
+
+    monkeypatch.setattr(session_module, "MAX_LOOKING", 0)
+    async with watching(etcd.endpoint) as (sess, seen):
+        leases = [etcdctl.lease_grant(60) for _ in range(3)]
+        keys = [put(etcdctl, "Orders", f"n{n}", lease=lease) for n, lease in enumerate(leases)]
+        await eventually(lambda: all(k.encode() in sess.state for k in keys))
+        for lease in leases:
+            etcdctl.lease_revoke(lease)
+        await eventually(lambda: all(seen.reason(k) is not None for k in keys))
+        gone = [e for e in seen.entries if e.key in keys and e.kind is not LogKind.PUT]
+        assert [e.key for e in gone] == keys
+        assert all(e.kind is ENDED and "not checked" in e.detail for e in gone), gone

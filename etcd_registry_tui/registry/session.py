@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import math
 import time
 from collections import deque
@@ -52,6 +53,8 @@ IDLE_REFRESH_RATE = 5.0
 #: tells no watcher when it compacts; the question is one Range of one key).
 COMPACTION_CHECK_EVERY = 10.0
 
+
+log = logging.getLogger(__name__)
 
 BatchListener = Callable[[ChangeBatch, list[LogEntry]], None]
 StatusListener = Callable[[ConnectionStatus], None]
@@ -98,6 +101,13 @@ _Answer = asyncio.Future[int | None]
 _Pending = tuple[Clues, "asyncio.Future[Revoked | None] | None", _Answer | None]
 #: How long a removal's reason waits for the answer to the dashboard's own revoke/delete.
 ANSWER_WAIT = 10.0
+#: Lease lookups (TimeToLive) for removal reasons in flight at once: on a link with
+#: round trip r, reasons keep up with up to this many lease removals per r seconds.
+LOOKUPS_IN_FLIGHT = 32
+#: Batches of removals that may wait for their lookups at once; a batch arriving beyond
+#: that is judged without one (its reasons say "not checked"): the event log's lag stays
+#: bounded however fast leases go. No event is dropped.
+MAX_LOOKING = 256
 
 _A = TypeVar("_A")
 
@@ -155,12 +165,15 @@ class RegistrySession:
         self.history_revisions = history_revisions
         self.on_history = on_history
         self.on_events = on_events
-        # Batches of events whose removals wait for a lease lookup, in order.
-        self._unresolved: deque[tuple[list[HistoryEvent], dict[int, _Pending]]] = deque()
+        # Batches of events held for their removals' reasons, in order, each with the task
+        # that judges them (they are judged concurrently, delivered in order).
+        self._unresolved: deque[tuple[list[HistoryEvent], asyncio.Task[None]]] = deque()
         #: How many batches of removals have had their reasons given (they are filled in
         #: in place, after the events were held: a view of the history redraws on a change).
         self.reasons_given = 0
-        self._resolver: asyncio.Task[None] | None = None
+        # Batches whose lookups are under way (at most MAX_LOOKING), and the lookups' cap.
+        self._looking = 0
+        self._lookups = asyncio.Semaphore(LOOKUPS_IN_FLIGHT)
         #: Set by a UI once the first snapshot is on screen: history is read only then, so
         #: it never delays the first frame (None: read at once).
         self.history_gate: asyncio.Event | None = None
@@ -188,8 +201,9 @@ class RegistrySession:
                     timeout,
                 )
         await self.supervisor.stop()
-        if self._resolver is not None:
-            self._resolver.cancel()
+        held, self._unresolved = self._unresolved, deque()
+        for _events, task in held:
+            task.cancel()
         await self.conn.close()
 
     def _task_failed(self, failure: TaskFailure) -> None:
@@ -247,9 +261,12 @@ class RegistrySession:
         if pending or self._unresolved:
             # A lease lookup says why these went; later entries wait for them, in order.
             self.on_batch(batch, [])
-            self._unresolved.append((events, pending))
-            if self._resolver is None or self._resolver.done():
-                self._resolver = asyncio.create_task(self._resolve(), name="removal reasons")
+            checked = self._looking < MAX_LOOKING
+            task = asyncio.create_task(
+                self._judge(events, pending, checked), name="removal reasons"
+            )
+            self._unresolved.append((events, task))
+            task.add_done_callback(self._deliver)
             return
         self.on_batch(batch, [log_entry(e) for e in events])
         if events:
@@ -295,38 +312,74 @@ class RegistrySession:
         clues = Clues(self.tracker.clock(), window, gap=snapshot or lost, behind=behind)
         return clues, self._revokes.get(lease), self._deletes.get(raw_key)
 
-    async def _resolve(self) -> None:
-        """Ask etcd whether the leases of deleted keys still exist; deliver the entries."""
-        while self._unresolved:
-            events, pending = self._unresolved[0]
+    async def _judge(
+        self, events: list[HistoryEvent], pending: dict[int, _Pending], checked: bool
+    ) -> None:
+        """Give the removals in ``events`` their reasons: wait for the answers to the
+        dashboard's own revokes/deletes, ask etcd whether their leases still exist (unless
+        not ``checked``: too many batches are waiting already), judge."""
+        removals = [e for e in events if id(e) in pending]
+        if not removals:
+            return
+        if checked:
+            self._looking += 1
+        try:
+            clues = await asyncio.gather(*(self._answered(e, *pending[id(e)]) for e in removals))
             ttls: dict[int, int | None] = {}
-            for event in events:
-                if id(event) not in pending:
-                    continue
-                clues, revoke, delete = pending[id(event)]
-                if revoke is not None or delete is not None:
-                    revoked, deleted_at = await _answer(revoke), await _answer(delete)
-                    clues = dataclasses.replace(clues, deleted_at=deleted_at)
-                    if revoked is not None:
-                        read_at, on_lease = revoked.before.get(event.key, (None, False))
-                        clues = dataclasses.replace(
-                            clues,
-                            revoked_at=revoked.revision,
-                            read_before=read_at,
-                            on_lease_before=on_lease,
-                        )
-                lease = event.lease
-                if lease not in ttls:
-                    try:
-                        ttls[lease] = (await self.conn.time_to_live(lease))[0]
-                    except RegistryError:
-                        ttls[lease] = None
-                judge(event, ttls[lease], clues)
-            self._unresolved.popleft()
+            if checked:
+                leases = list(dict.fromkeys(e.lease for e in removals))
+                found = await asyncio.gather(*(self._lookup(lease) for lease in leases))
+                ttls = dict(zip(leases, found, strict=True))
+            for event, clue in zip(removals, clues, strict=True):
+                if not checked:
+                    clue = dataclasses.replace(clue, unchecked=True)
+                judge(event, ttls.get(event.lease), clue)
+        finally:
+            if checked:
+                self._looking -= 1
+
+    async def _answered(
+        self,
+        event: HistoryEvent,
+        clues: Clues,
+        revoke: asyncio.Future[Revoked | None] | None,
+        delete: _Answer | None,
+    ) -> Clues:
+        """``clues`` with what etcd answered the dashboard's own revoke and delete."""
+        if revoke is None and delete is None:
+            return clues
+        revoked, deleted_at = await _answer(revoke), await _answer(delete)
+        clues = dataclasses.replace(clues, deleted_at=deleted_at)
+        if revoked is not None:
+            read_at, on_lease = revoked.before.get(event.key, (None, False))
+            clues = dataclasses.replace(
+                clues, revoked_at=revoked.revision, read_before=read_at, on_lease_before=on_lease
+            )
+        return clues
+
+    async def _lookup(self, lease: int) -> int | None:
+        """The lease's remaining TTL as etcd tells it now (-1: gone; None: no answer)."""
+        async with self._lookups:
+            try:
+                return (await self.conn.time_to_live(lease))[0]
+            except RegistryError:
+                return None
+
+    def _deliver(self, _done: asyncio.Task[None]) -> None:
+        """Hand on the held batches whose reasons are given, oldest first, up to the first
+        still being judged (a batch is never handed on before an earlier one)."""
+        while self._unresolved and self._unresolved[0][1].done():
+            events, task = self._unresolved.popleft()
+            if not task.cancelled() and task.exception() is not None:
+                # A bug, not etcd: hand the events on all the same (their reasons unset).
+                log.error("judging removals failed", exc_info=task.exception())
             self.reasons_given += 1
-            self.on_batch(ChangeBatch([], self.state.revision), [log_entry(e) for e in events])
-            if events:
-                self.on_events(events)
+            try:
+                self.on_batch(ChangeBatch([], self.state.revision), [log_entry(e) for e in events])
+                if events:
+                    self.on_events(events)
+            except Exception:  # a listener's bug must not hold up the batches after it
+                log.exception("a listener failed on removals handed on late")
 
     # -- history -------------------------------------------------------------
     def _start_history(self, end: int) -> None:

@@ -23,7 +23,9 @@ from what can be proved:
 - ``LEASE ENDED`` otherwise (not certain), with what is known: a lease that ended while
   it certainly still had time (the delete arrived before the earliest deadline its
   readings allow) was revoked, but whether the key went with it or was deleted just
-  before ("delete, then revoke": Go's Resign then Session.Close) cannot be told.
+  before ("delete, then revoke": Go's Resign then Session.Close) cannot be told. When
+  removals come faster than their leases can be looked up, those beyond a bound are
+  not looked up, and say so.
 
 What remains unprovable from outside: an owner renewing its lease after the last reading
 and revoking it at about its old deadline is taken for an expiry, a delete made
@@ -69,6 +71,8 @@ class Clues:
     #: A reading of the lease was due and not taken (the tracker fell behind): an owner's
     #: renewal since the last reading could have gone unseen.
     behind: bool = False
+    #: The lease was not looked up (too many removals were waiting for lookups already).
+    unchecked: bool = False
 
 
 def judge(event: HistoryEvent, ttl_after: int | None, clues: Clues) -> None:
@@ -100,6 +104,11 @@ def judge(event: HistoryEvent, ttl_after: int | None, clues: Clues) -> None:
         event.detail = (
             f"lease {hex_lease} revoked from the dashboard; the key went with it"
             " or was deleted just before"
+        )
+    elif ttl_after is None and clues.unchecked:
+        event.reason = Reason.LEASE_ENDED
+        event.detail = (
+            f"gone; whether lease {hex_lease} lives on was not checked (too many removals at once)"
         )
     elif ttl_after is None:
         event.reason = Reason.LEASE_ENDED
