@@ -390,6 +390,25 @@ async def test_a_dashboard_delete_of_an_own_instance_someone_else_deleted_is_not
             assert "from the dashboard" not in gone[-1].detail, gone
 
 
+async def test_an_own_instance_that_expires_after_a_slow_registration_is_not_revoked(
+    etcd: Any,
+) -> None:
+    """On a slow link (0.5 s each way) registering takes seconds after etcd granted the
+    lease; paused at once, the instance's lease then runs out. Its deadline is bounded by
+    when the grant was asked for, not by when registering finished: the removal is never
+    "revoked with time left"."""
+    with tcp_proxy(etcd.client_port, delay=0.5) as proxy:
+        timeouts = {"command_timeout": 15.0, "dial_timeout": 15.0}
+        async with watching(proxy.endpoint, **timeouts) as (sess, seen):
+            reg = await sess.register("Orders", "10.0.0.8:80", ttl=2)
+            sess.toggle_pause(reg.key.encode())
+            key = reg.key
+            await eventually(lambda: seen.reason(key) is not None, timeout=60)
+            gone = [e for e in seen.entries if e.key == key and e.kind is not LogKind.PUT]
+            assert contradictions(seen, {key: "expiry"}) == [], gone
+            assert "left" not in gone[-1].detail, gone
+
+
 async def test_removals_faster_than_lookups_keep_their_order_and_the_lag_stays_bounded(
     etcd: Any,
 ) -> None:

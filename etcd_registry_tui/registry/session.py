@@ -455,10 +455,12 @@ class RegistrySession:
         reg = ServiceRegistration(
             self.conn, name, address, ttl=ttl, prefix=self.config.prefix, extra=extra
         )
+        started = self.tracker.clock()  # no later than the grant's request
         await reg.register()
         assert reg.lease_id is not None
-        # The TTL etcd granted (it raises 1 s to its minimum), not the one asked for.
-        self.tracker.note(reg.lease_id, reg.ttl, reg.ttl)
+        # The TTL etcd granted (it raises 1 s to its minimum), not the one asked for; the
+        # deadline is no earlier than the grant's request plus that.
+        self.tracker.note(reg.lease_id, reg.ttl, reg.ttl, sent_at=started)
         self.own[reg.key.encode()] = reg
         self._start_keepalive(reg)
         return reg
