@@ -470,7 +470,9 @@ class RegistrySession:
 
         Our own instances on it stop their heartbeats first: a heartbeat that saw the
         lease gone would register the instance again on a new lease. They stay
-        stopped even if the revoke fails: their lease then runs out by itself.
+        stopped even if the revoke fails: their lease then runs out by itself. The keys
+        are read just before (see :class:`Revoked`), while the heartbeats still run: a
+        slow read must not let a short lease run out before its revoke.
         """
         self._check_writable()
         # A copy: the state's own set empties as the watch reports the keys gone.
@@ -480,15 +482,19 @@ class RegistrySession:
             for key, reg in self.own.items()
             if key in keys or (reg.lease_id is not None and reg.lease_id == lease_id)
         ]
-        for key, reg in own:
+        for key, _reg in own:
             del self.own[key]
-            await reg.stop_keepalive()
             keys.add(key)
         answer: asyncio.Future[Revoked | None] = asyncio.get_running_loop().create_future()
         self._revokes[lease_id] = answer
         revoked: Revoked | None = None
         try:
-            revoked = await self._revoke_read(lease_id, keys)
+            try:
+                before = await self._read_before(lease_id, keys)
+            finally:
+                for _key, reg in own:
+                    await reg.stop_keepalive()
+            revoked = Revoked(await self.conn.revoke(lease_id), before)
             answer.set_result(revoked)
         except LeaseNotFound:
             self._revokes.pop(lease_id, None)
@@ -505,18 +511,17 @@ class RegistrySession:
         assert revoked is not None  # else the revoke raised
         return revoked.gone()
 
-    async def _revoke_read(self, lease_id: int, keys: set[bytes]) -> Revoked:
-        """Read ``keys`` (which of them are on the lease, at which revision), then revoke
-        the lease: what proves which keys the revoke removed (see :class:`Revoked`)."""
+    async def _read_before(self, lease_id: int, keys: set[bytes]) -> dict[bytes, tuple[int, bool]]:
+        """Read ``keys`` just before revoking ``lease_id``: key -> (the revision read at,
+        whether the key was on the lease then); see :class:`Revoked`."""
         ordered = sorted(keys)
         chunks = [ordered[i : i + MAX_TXN_OPS] for i in range(0, len(ordered), MAX_TXN_OPS)]
         reads = await asyncio.gather(*(self.conn.leases_of(chunk) for chunk in chunks))
-        before = {
+        return {
             key: (revision, found.get(key) == lease_id)
             for chunk, (revision, found) in zip(chunks, reads, strict=True)
             for key in chunk
         }
-        return Revoked(await self.conn.revoke(lease_id), before)
 
     async def revoke_many(self, lease_ids: set[int]) -> tuple[int, int]:
         """Revoke several leases; returns (keys gone, leases already expired)."""
@@ -539,11 +544,16 @@ class RegistrySession:
         try:
             reg = self.own.pop(raw_key, None)
             if reg is not None:
+                lease, before = reg.lease_id, {}
+                if lease is not None:  # read while the heartbeats still run, as revoke() does
+                    with contextlib.suppress(RegistryError):
+                        before = await self._read_before(lease, {raw_key})
                 await reg.stop_keepalive()
                 if reg.lease_id is not None:
                     with contextlib.suppress(RegistryError):
-                        revoked = await self._revoke_read(reg.lease_id, {raw_key})
-                        took = revoked.revision if revoked.took(raw_key) else None
+                        revoked = Revoked(await self.conn.revoke(reg.lease_id), before)
+                        if reg.lease_id == lease and revoked.took(raw_key):
+                            took = revoked.revision
             gone, revision = await self.conn.delete_one(raw_key)
             if gone:
                 took = revision
