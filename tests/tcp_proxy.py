@@ -29,8 +29,10 @@ from etcd_registry_tui.demo.embedded import HOST
 class TcpProxy:
     """Forwards every connection made to ``127.0.0.1:port`` to ``target_port``."""
 
-    def __init__(self, target_port: int, target_host: str = HOST) -> None:
+    def __init__(self, target_port: int, target_host: str = HOST, delay: float = 0.0) -> None:
         self.target = (target_host, target_port)
+        #: One-way latency added to everything forwarded, each way (order kept): a slow link.
+        self.delay = delay
         self.port = 0
         self.connections = 0  # connections accepted so far
         self.frozen = False
@@ -183,6 +185,19 @@ class TcpProxy:
         writer: asyncio.StreamWriter,
         flowing: asyncio.Event | None,
     ) -> None:
+        loop = asyncio.get_running_loop()
+        late: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+        async def send_late() -> None:  # with a delay: each chunk once its time has come
+            while True:
+                due, data = await late.get()
+                await asyncio.sleep(max(0.0, due - loop.time()))
+                if not data:  # the end: all before it is sent
+                    return
+                writer.write(data)
+                await writer.drain()
+
+        sender = asyncio.ensure_future(send_late()) if self.delay > 0 else None
         try:
             while data := await reader.read(65536):
                 assert flowing is not None
@@ -197,19 +212,28 @@ class TcpProxy:
                         return
                 if flowing is self._replying:
                     self.replied += len(data)
+                if sender is not None:
+                    late.put_nowait((loop.time() + self.delay, data))
+                    continue
                 writer.write(data)
                 await writer.drain()
+            if sender is not None:
+                late.put_nowait((loop.time() + self.delay, b""))
+                await sender
         except (ConnectionError, OSError):
             pass
         finally:
+            if sender is not None:
+                sender.cancel()
             with contextlib.suppress(Exception):
                 writer.close()
 
 
 @contextlib.contextmanager
-def tcp_proxy(target_port: int) -> Iterator[TcpProxy]:
-    """A started :class:`TcpProxy` to ``127.0.0.1:target_port``, stopped on the way out."""
-    proxy = TcpProxy(target_port).start()
+def tcp_proxy(target_port: int, delay: float = 0.0) -> Iterator[TcpProxy]:
+    """A started :class:`TcpProxy` to ``127.0.0.1:target_port``, stopped on the way out
+    (``delay``: one-way latency added each way)."""
+    proxy = TcpProxy(target_port, delay=delay).start()
     try:
         yield proxy
     finally:

@@ -335,9 +335,10 @@ async def test_revoking_an_own_instance_does_not_bring_it_back(
         # network): heartbeats (every ~0.7 s) must not run meanwhile and re-register.
         real_revoke = session.conn.revoke
 
-        async def slow_revoke(lease_id: int) -> None:
-            await real_revoke(lease_id)
+        async def slow_revoke(lease_id: int) -> int:
+            revision = await real_revoke(lease_id)
             await asyncio.sleep(2.5)
+            return revision
 
         session.conn.revoke = slow_revoke  # type: ignore[method-assign]
         assert await session.revoke(lease) == 1

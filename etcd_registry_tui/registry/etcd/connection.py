@@ -56,6 +56,8 @@ from .errors import (
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+#: etcd's default limit on the operations of one transaction (--max-txn-ops).
+MAX_TXN_OPS = 128
 
 CHANNEL_OPTIONS: dict[str, Any] = {
     # 100,000 instances with 200-byte values are ~30 MB in one Range response.
@@ -715,6 +717,27 @@ class EtcdConnection:
         response = await self._call(run, idempotent=True)
         return int(response.kvs[0].mod_revision) if response.kvs else 0
 
+    async def leases_of(self, keys: list[bytes]) -> tuple[int, dict[bytes, int]]:
+        """One read of several keys (a transaction of Ranges, at most :data:`MAX_TXN_OPS`):
+        (the revision it read at, the lease of each key present then)."""
+        if len(keys) > MAX_TXN_OPS:
+            raise ValueError(f"at most {MAX_TXN_OPS} keys in one read, not {len(keys)}")
+
+        async def run(client: _Endpoint) -> tuple[int, dict[bytes, int]]:
+            ops = [
+                rpc.RequestOp(request_range=rpc.RangeRequest(key=key, keys_only=True))
+                for key in keys
+            ]
+            response = await client.kvstub.Txn(rpc.TxnRequest(success=ops), **self._opts(client))
+            found = {
+                bytes(kv.key): int(kv.lease)
+                for op in response.responses
+                for kv in op.response_range.kvs
+            }
+            return int(response.header.revision), found
+
+        return await self._call(run, idempotent=True)
+
     async def compact(self, revision: int) -> None:
         async def run(client: _Endpoint) -> None:
             await client.kvstub.Compact(
@@ -787,9 +810,13 @@ class EtcdConnection:
         return await self._call(run)
 
     async def revoke(self, lease_id: int, patience: float = 0.0) -> int:
-        """Revoke a lease (its keys go at once); returns the revision etcd answered with
-        (that of the keys' delete, if it had keys). Raises :class:`LeaseNotFound`.
-        ``patience``: see :class:`_Attempts`."""
+        """Revoke a lease (its keys go at once); returns the revision etcd answered with.
+        Raises :class:`LeaseNotFound`. ``patience``: see :class:`_Attempts`.
+
+        A revoke that removed keys answers with the revision of their delete (a new
+        one); a revoke that removed none answers with the *current* revision, which may
+        be that of someone else's delete of the lease's last key. So the answer alone
+        proves nothing: compare it with a read taken just before (:meth:`leases_of`)."""
 
         async def run(client: _Endpoint) -> int:
             response = await client.leasestub.LeaseRevoke(
