@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from helpers import connection, eventually
+from helpers import connection, eventually, grant_lease_id
 from tcp_proxy import TcpProxy, tcp_proxy
 
 from etcd_registry_tui.registry.etcd.config import ConnectionConfig
@@ -64,7 +64,9 @@ class Seen:
     def on_events(self, events: list[HistoryEvent]) -> None:
         self.events.extend(events)
         assert self.sess is not None
-        self.alarm_texts += self.alarm.observe(events, self.sess.state, time.time())
+        self.alarm_texts += self.alarm.observe(
+            events, self.sess.state, time.time(), self.sess.waiting_removals()
+        )
 
     def reason(self, key: str) -> LogKind | None:
         removals = [e.kind for e in self.entries if e.key == key and e.kind not in (LogKind.PUT,)]
@@ -325,3 +327,43 @@ def test_the_tracker_knows_when_it_is_behind_on_a_lease() -> None:
     assert tracker.behind_on(0x77)
     tracker.note(0x77, 2, 2)  # read (renewed) again
     assert not tracker.behind_on(0x77)
+
+
+async def test_a_lease_granted_again_with_the_same_id_is_never_said_to_live_on(
+    etcd: Any, etcdctl: Any
+) -> None:
+    """A service that derives its lease id from its instance id restarts: its lease is
+    revoked (taking the key) and granted again with the same id before the dashboard asks
+    etcd about it. With another TTL that is certain (a lease's granted TTL never changes):
+    the lease ended. With the same TTL it cannot be told from a lease that lived on, and
+    the detail says so."""
+    with tcp_proxy(etcd.client_port) as proxy:
+        async with watching(proxy.endpoint) as (sess, seen):
+            leases = {"other ttl": (0x5A50, 60, 600), "same ttl": (0x5A51, 60, 60)}
+            keys = {}
+            for name, (lease, ttl, _) in leases.items():
+                grant_lease_id(etcd.endpoint, ttl, lease)
+                keys[name] = put(etcdctl, "Reuse", name.replace(" ", "-"), lease=lease)
+            await eventually(lambda: all(key.encode() in sess.state for key in keys.values()))
+            await eventually(lambda: all(sess.tracker.granted(v[0]) == 60 for v in leases.values()))
+            proxy.freeze()  # the dashboard hears of the revokes only after the new grants
+            for lease, _, again in leases.values():
+                etcdctl.lease_revoke(lease)
+                grant_lease_id(etcd.endpoint, again, lease)
+            await asyncio.sleep(0.3)
+            proxy.heal()
+            await eventually(
+                lambda: all(seen.reason(key) is not None for key in keys.values()), timeout=20
+            )
+            details = {
+                name: [e.detail for e in seen.entries if e.key == key and e.kind is not LogKind.PUT]
+                for name, key in keys.items()
+            }
+            assert seen.reason(keys["other ttl"]) is ENDED, details
+            assert "granted again" in details["other ttl"][-1], details
+            same = seen.reason(keys["same ttl"])
+            assert same is ENDED or (
+                same is LogKind.DEREGISTERED
+                and "unless it ended and was granted again with the same id"
+                in details["same ttl"][-1]
+            ), details

@@ -256,27 +256,42 @@ class RegistrySession:
             pass  # revoked from here: etcd's answer to the revoke says whether it took the key
         elif raw_key in self._deletes:
             pass  # deleted from here: etcd's answer to the delete says whether it took the key
-        elif self.state.keys_on_lease(lease):
-            # A lease that ends takes all its keys at once: this one was deleted.
+        elif any(
+            (held := self.state.instances.get(other)) is not None
+            and held.mod_revision < event.revision
+            for other in self.state.keys_on_lease(lease)
+        ):
+            # A lease that ends takes all its keys at once: another key put on it before
+            # this delete is still there, so this one was deleted (a key put since could be
+            # on a new lease granted with the same id).
             event.reason = Reason.DEREGISTERED
             event.detail = f"key deleted, lease {hex_lease} lives on"
 
     def _clues(self, raw_key: bytes, lease: int, snapshot: bool) -> _Pending:
         """What is known of ``lease`` as a delete of one of its keys arrives."""
         window = self.tracker.window(lease)
-        # Lost: the watch reconnected, or the link answered late (silent), since the last
-        # reading that found the lease.
-        lost_at = max(self._lost_at or -math.inf, self.tracker.steady_since())
-        lost = window is not None and lost_at >= window.alive_at
+        # Lost: the watch reconnected since the last reading that found the lease; slow:
+        # the link answered late (or silently not at all) since, while the watch stayed up.
+        lost = window is not None and (self._lost_at or -math.inf) >= window.alive_at
+        slow = window is not None and self.tracker.steady_since() >= window.alive_at
         behind = self.tracker.behind_on(lease)
-        clues = Clues(self.tracker.clock(), window, gap=snapshot or lost, behind=behind)
+        info = self.tracker.leases.get(lease)
+        clues = Clues(
+            self.tracker.clock(),
+            window,
+            gap=snapshot or lost,
+            slow=slow,
+            held_up=self.tracker.held_up_since(window.alive_at) if slow and window else 0.0,
+            behind=behind,
+            granted=info.granted if info is not None and info.alive_at is not None else None,
+        )
         return clues, self._revokes.get(lease), self._deletes.get(raw_key)
 
     async def _resolve(self) -> None:
         """Ask etcd whether the leases of deleted keys still exist; deliver the entries."""
         while self._unresolved:
             events, pending = self._unresolved[0]
-            ttls: dict[int, int | None] = {}
+            ttls: dict[int, tuple[int, int] | None] = {}
             for event in events:
                 if id(event) not in pending:
                     continue
@@ -287,15 +302,26 @@ class RegistrySession:
                 lease = event.lease
                 if lease not in ttls:
                     try:
-                        ttls[lease] = (await self.conn.time_to_live(lease))[0]
+                        ttls[lease] = (await self.conn.time_to_live(lease))[:2]
                     except RegistryError:
                         ttls[lease] = None
-                judge(event, ttls[lease], clues)
+                ttl_after, granted_after = ttls[lease] or (None, None)
+                judge(event, ttl_after, clues, granted_after)
             self._unresolved.popleft()
             self.reasons_given += 1
             self.on_batch(ChangeBatch([], self.state.revision), [log_entry(e) for e in events])
             if events:
                 self.on_events(events)
+
+    def waiting_removals(self) -> dict[str, int]:
+        """Removals seen but not yet passed on (their reasons wait for a lease lookup), per
+        service: no longer in :attr:`state`, not yet given to ``on_events``."""
+        counts: dict[str, int] = {}
+        for events, _ in self._unresolved:
+            for event in events:
+                if event.kind is EventKind.DELETE:
+                    counts[event.service] = counts.get(event.service, 0) + 1
+        return counts
 
     # -- history -------------------------------------------------------------
     def _start_history(self, end: int) -> None:

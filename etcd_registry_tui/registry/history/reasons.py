@@ -7,6 +7,9 @@ from what can be proved:
 - ``DEREGISTERED``: the lease outlived the delete (etcd still knows it when asked after
   the delete arrived; a lease that ends takes its keys with it, in the same revision), or
   this dashboard deleted the key and etcd's answer carries the revision of the delete.
+  A lease etcd knows after the delete may also be a new one granted with the same id
+  (clients may choose the id): when its granted TTL differs from the one read before,
+  it is, and the lease is judged as ended; otherwise the detail says it may be.
 - ``REVOKED``: this dashboard revoked the lease, and etcd's answer to that revoke carries
   the revision of the key's delete (the revoke removed it).
 - ``EXPIRED``: the lease's deadline, as last read from etcd while connected, had passed
@@ -21,8 +24,10 @@ from what can be proved:
   before ("delete, then revoke": Go's Resign then Session.Close) cannot be told.
 
 What remains unprovable from outside: an owner renewing its lease after the last reading
-and revoking it at about its old deadline is taken for an expiry, and a delete made
-within the watch's latency of the lease's end is taken for the lease's doing.
+and revoking it at about its old deadline is taken for an expiry, a delete made
+within the watch's latency of the lease's end is taken for the lease's doing, and a lease
+that ended and was granted again with the same id and TTL before the lookup looks like
+one that lived on (the detail of such a ``DEREGISTERED`` says so).
 """
 
 from __future__ import annotations
@@ -50,6 +55,14 @@ class Clues:
     window: LeaseWindow | None = None
     #: The connection was lost, or the state reloaded, since that reading.
     gap: bool = False
+    #: The tracker's readings came back late (or failed) since that reading, while the
+    #: connection stayed up: a renewal could have gone unseen.
+    slow: bool = False
+    #: Then: the longest a reading waited for its answer (about how long the link may
+    #: have held the delete up, so it may have happened that long before it arrived).
+    held_up: float = 0.0
+    #: The lease's granted TTL as last read (None: not known).
+    granted: int | None = None
     #: The revision etcd gave this dashboard's revoke of the lease (None: not revoked here).
     revoked_at: int | None = None
     #: The revision etcd gave this dashboard's delete of the key (None: not deleted here).
@@ -59,17 +72,40 @@ class Clues:
     behind: bool = False
 
 
-def judge(event: HistoryEvent, ttl_after: int | None, clues: Clues) -> None:
+def judge(
+    event: HistoryEvent, ttl_after: int | None, clues: Clues, granted_after: int | None = None
+) -> None:
     """Set the reason of a delete of a key with a lease, from the lease's TimeToLive
-    asked after the delete arrived (``ttl_after``; -1: gone, None: etcd did not say)."""
+    asked after the delete arrived (``ttl_after``; -1: gone, None: etcd did not say;
+    ``granted_after``: the granted TTL that answer carried)."""
     hex_lease = lease_text(event.lease)
     window = clues.window
+    again = ""
+    if (
+        ttl_after is not None
+        and ttl_after >= 0
+        and clues.granted is not None
+        and granted_after is not None
+        and granted_after != clues.granted
+    ):
+        # A lease's granted TTL never changes: this is another lease with the same id, so
+        # the one the key had ended.
+        again = (
+            f"; a lease with the same id was granted again since"
+            f" ({granted_after}s TTL, was {clues.granted}s)"
+        )
+        ttl_after = -1
+    event.ran_out = False
     if clues.deleted_at is not None and clues.deleted_at == event.revision:
         event.reason, event.detail = Reason.DEREGISTERED, "deleted from the dashboard"
     elif clues.revoked_at is not None and clues.revoked_at == event.revision:
         event.reason, event.detail = Reason.REVOKED, f"lease {hex_lease} revoked from the dashboard"
     elif ttl_after is not None and ttl_after >= 0:
-        event.reason, event.detail = Reason.DEREGISTERED, f"key deleted, lease {hex_lease} lives on"
+        event.reason = Reason.DEREGISTERED
+        event.detail = (
+            f"key deleted, lease {hex_lease} lives on"
+            " (unless it ended and was granted again with the same id)"
+        )
     elif ttl_after is None:
         event.reason = Reason.LEASE_ENDED
         event.detail = f"gone; whether lease {hex_lease} lives on is not known (etcd did not say)"
@@ -80,29 +116,50 @@ def judge(event: HistoryEvent, ttl_after: int | None, clues: Clues) -> None:
             f"lease {hex_lease} revoked with {left:.1f}s+ left; the key went with it"
             " or was deleted just before"
         )
-    elif (
+    else:
+        _ended(event, hex_lease, clues)
+    event.detail += again
+
+
+def _ended(event: HistoryEvent, hex_lease: str, clues: Clues) -> None:
+    """The reason of a key whose lease ended without certainly having time left."""
+    window = clues.window
+    if (
         window is not None
         and not clues.gap
+        and not clues.slow
         and not clues.behind
         and window.hi - window.alive_at <= FRESH
         and window.hi <= clues.arrived <= window.hi + LATE
     ):
         event.reason, event.detail = Reason.EXPIRED, f"lease {hex_lease} expired"
-    elif clues.gap:
-        event.reason = Reason.LEASE_ENDED
+        event.ran_out = True
+        return
+    event.reason = Reason.LEASE_ENDED
+    # The delete arrived once the countdown had run out (``arrived >= lo``); across an
+    # outage, or a slow link, it may have happened long before, with time left.
+    event.ran_out = not clues.gap and (
+        not clues.slow or window is None or clues.arrived - clues.held_up >= window.lo
+    )
+    if clues.gap:
         event.detail = f"lease {hex_lease} ended while the connection was down (expired or revoked)"
+    elif clues.slow and event.ran_out:
+        event.detail = (
+            f"lease {hex_lease} ended as its countdown ran out (expired, or revoked near its"
+            f" end; etcd answered the dashboard up to {clues.held_up:.1f}s late)"
+        )
+    elif clues.slow:
+        event.detail = (
+            f"lease {hex_lease} ended while etcd answered the dashboard slowly (up to"
+            f" {clues.held_up:.1f}s late; expired or revoked, a renewal may have gone unseen)"
+        )
     elif clues.behind:
-        event.reason = Reason.LEASE_ENDED
         event.detail = (
             f"lease {hex_lease} ended (expired or revoked; its countdown was not read in time)"
         )
-    elif window is not None and clues.arrived >= window.lo:
-        event.reason = Reason.LEASE_ENDED
+    elif window is not None:
         event.detail = (
             f"lease {hex_lease} ended as its countdown ran out (expired, or revoked near its end)"
         )
     else:
-        event.reason, event.detail = (
-            Reason.LEASE_ENDED,
-            f"lease {hex_lease} ended (expired or revoked)",
-        )
+        event.detail = f"lease {hex_lease} ended (expired or revoked)"
