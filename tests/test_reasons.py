@@ -22,6 +22,7 @@ from tcp_proxy import TcpProxy, tcp_proxy
 
 from etcd_registry_tui.registry.etcd.config import ConnectionConfig
 from etcd_registry_tui.registry.etcd.connection import EtcdConnection
+from etcd_registry_tui.registry.events import ConnState
 from etcd_registry_tui.registry.history.alarms import MassExpiryAlarm
 from etcd_registry_tui.registry.history.reasons import Clues, judge
 from etcd_registry_tui.registry.history.store import HistoryEvent
@@ -60,6 +61,7 @@ class Seen:
         self.alarm = MassExpiryAlarm()
         self.alarm_texts: list[str] = []
         self.sess: RegistrySession | None = None
+        self.states: list[ConnState] = []
 
     def on_events(self, events: list[HistoryEvent]) -> None:
         self.events.extend(events)
@@ -80,6 +82,7 @@ async def watching(endpoint: str) -> AsyncIterator[tuple[RegistrySession, Seen]]
         ConnectionConfig(endpoints=(endpoint,)),
         on_batch=lambda _b, entries: seen.entries.extend(entries),
         on_events=seen.on_events,
+        on_status=lambda status: seen.states.append(status.state),
         history_revisions=0,
     )
     seen.sess = sess
@@ -202,7 +205,8 @@ async def test_a_revoke_near_the_end_hidden_by_a_short_freeze_is_not_expired(
 ) -> None:
     """The link goes silent (no error, no reconnect) with about 1.3 s left on a lease, the
     lease is revoked meanwhile, and the link returns just after its deadline: the delete
-    then arrives late, as an expiry would, but nothing proves the lease ran out."""
+    then arrives late, as an expiry would, but nothing proves the lease ran out. Nor was
+    the connection down, unless the watch said so: the words say what is known."""
     with tcp_proxy(etcd.client_port) as proxy:
         async with watching(proxy.endpoint) as (sess, seen):
             lease = etcdctl.lease_grant(3)
@@ -210,12 +214,18 @@ async def test_a_revoke_near_the_end_hidden_by_a_short_freeze_is_not_expired(
             key = put(etcdctl, "Orders", "frozen", lease=lease)
             await tracked(sess, lease)
             await asyncio.sleep(max(0.0, granted + 1.7 - time.monotonic()))
+            seen.states.clear()
             proxy.freeze()
             etcdctl.lease_revoke(lease)
             await asyncio.sleep(max(0.0, granted + 3.6 - time.monotonic()))
             proxy.heal()
             await eventually(lambda: seen.reason(key) is not None, timeout=15)
             assert contradictions(seen, {key: "revoke during an outage"}) == []
+            (gone,) = [e for e in seen.events if e.key == key.encode() and e.kind.value == "DELETE"]
+            # It may have been revoked with time left: no alarm counts it as run out.
+            assert not gone.ran_out, gone.detail
+            if all(state is ConnState.LIVE for state in seen.states):
+                assert "connection was down" not in gone.detail, (gone.detail, seen.states)
 
 
 async def test_leases_that_run_out_while_connected_are_expired(etcd: Any) -> None:
@@ -367,3 +377,33 @@ async def test_a_lease_granted_again_with_the_same_id_is_never_said_to_live_on(
                 and "unless it ended and was granted again with the same id"
                 in details["same ttl"][-1]
             ), details
+
+
+def test_the_new_cases_in_short() -> None:
+    """Pure logic: a lease granted again, a slow link, and which removals may count
+    towards a mass expiry (ran_out)."""
+    read = LeaseWindow(lo=100.0, hi=100.4, alive_at=99.0)
+
+    def event_of(ttl_after: int | None, clues: Clues, granted_after: int | None) -> HistoryEvent:
+        value = b'{"Id": "a", "Address": "http://a:1"}'
+        kv = KeyValue(f"{PREFIX}S/a".encode(), value, 1, 1, 1, 0xAB)
+        event = HistoryEvent.make(PREFIX, 9, None, kv)
+        judge(event, ttl_after, clues, granted_after)
+        return event
+
+    # Another granted TTL after the delete: a new lease with the same id; the old ended.
+    again = event_of(590, Clues(100.6, read, granted=60), 600)
+    assert again.reason == "EXPIRED" and "granted again" in again.detail and again.ran_out
+    same = event_of(59, Clues(100.6, read, granted=60), 60)
+    assert same.reason == "DEREGISTERED" and "granted again with the same id" in same.detail
+    assert not same.ran_out
+    # A slow link is not a lost connection; it counts as run out only when the link was
+    # seen delivering after the countdown's lower bound.
+    slow = event_of(-1, Clues(100.6, read, slow=True, held_up=3.0), None)
+    assert "connection was down" not in slow.detail and "slowly" in slow.detail
+    assert not slow.ran_out
+    assert event_of(-1, Clues(100.6, read, slow=True, held_up=0.5), None).ran_out
+    assert not event_of(-1, Clues(100.6, read, gap=True), None).ran_out
+    assert not event_of(-1, Clues(98.5, read), None).ran_out  # revoked with time left
+    assert not event_of(None, Clues(100.6, read), None).ran_out  # may live on
+    assert event_of(-1, Clues(100.2, read), None).ran_out  # ran out, connected

@@ -119,7 +119,8 @@ class LeaseTracker:
         self._asked: dict[int, float] = {}  # reading in flight -> when it was sent
         self._asks = 0
         self._slow_at = -math.inf  # when a reading last came back late or failed
-        self._late: deque[tuple[float, float]] = deque(maxlen=1024)  # (answered, waited)
+        #: When a reading last came back within PROMPT (the link was delivering then).
+        self.prompt_at = -math.inf
 
     # -- what to track -------------------------------------------------------
     def track(self, lease_ids: Iterable[int]) -> None:
@@ -184,17 +185,6 @@ class LeaseTracker:
         if any(now - sent > PROMPT for sent in self._asked.values()):
             return now
         return self._slow_at
-
-    def held_up_since(self, since: float) -> float:
-        """The longest a reading answered (or failed) since ``since``, or still waiting,
-        has taken: about how long the link may have held up what etcd sent meanwhile."""
-        now = self.clock()
-        worst = max((now - sent for sent in self._asked.values()), default=0.0)
-        for at, waited in reversed(self._late):
-            if at < since:
-                break
-            worst = max(worst, waited)
-        return worst
 
     def note(self, lease_id: int, ttl: int, granted: int | None = None) -> None:
         """Record a TTL learnt elsewhere (a keep-alive response, a grant): no RPC."""
@@ -271,13 +261,13 @@ class LeaseTracker:
             ttl, granted, _ = await self.conn.time_to_live(lease_id)
         except BaseException:
             self._slow_at = self.clock()
-            self._late.append((self._slow_at, self._slow_at - sent_at))
             raise
         finally:
             del self._asked[ask]
         if self.clock() - sent_at > PROMPT:
             self._slow_at = self.clock()
-            self._late.append((self._slow_at, self._slow_at - sent_at))
+        else:
+            self.prompt_at = self.clock()
         if lease_id in self.leases:
             self._record(self.leases[lease_id], ttl, granted, sent_at)
 

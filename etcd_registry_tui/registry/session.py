@@ -36,7 +36,7 @@ from .history.store import (
     HistoryEvent,
     Reason,
 )
-from .leases import LeaseTracker
+from .leases import PROMPT, LeaseTracker
 from .log_entries import LogEntry, LogKind, log_entry
 from .model import Change, ChangeKind, Instance, KeyValue, RegistryState
 from .registration import ServiceRegistration
@@ -276,12 +276,15 @@ class RegistrySession:
         slow = window is not None and self.tracker.steady_since() >= window.alive_at
         behind = self.tracker.behind_on(lease)
         info = self.tracker.leases.get(lease)
+        now = self.tracker.clock()
         clues = Clues(
-            self.tracker.clock(),
+            now,
             window,
             gap=snapshot or lost,
             slow=slow,
-            held_up=self.tracker.held_up_since(window.alive_at) if slow and window else 0.0,
+            # Held up: the link was last seen delivering promptly when a reading came back
+            # in time; the delete may have waited in it since about then.
+            held_up=max(0.0, now - self.tracker.prompt_at + PROMPT),
             behind=behind,
             granted=info.granted if info is not None and info.alive_at is not None else None,
         )

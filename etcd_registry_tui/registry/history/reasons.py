@@ -32,6 +32,7 @@ one that lived on (the detail of such a ``DEREGISTERED`` says so).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ..leases import LeaseWindow
@@ -58,8 +59,9 @@ class Clues:
     #: The tracker's readings came back late (or failed) since that reading, while the
     #: connection stayed up: a renewal could have gone unseen.
     slow: bool = False
-    #: Then: the longest a reading waited for its answer (about how long the link may
-    #: have held the delete up, so it may have happened that long before it arrived).
+    #: How long the link may have held the delete up (since a reading last came back
+    #: promptly): when readings were late or not taken, it may have happened that long
+    #: before it arrived.
     held_up: float = 0.0
     #: The lease's granted TTL as last read (None: not known).
     granted: int | None = None
@@ -136,22 +138,25 @@ def _ended(event: HistoryEvent, hex_lease: str, clues: Clues) -> None:
         event.ran_out = True
         return
     event.reason = Reason.LEASE_ENDED
-    # The delete arrived once the countdown had run out (``arrived >= lo``); across an
-    # outage, or a slow link, it may have happened long before, with time left.
+    # The delete arrived once the countdown had run out (``arrived >= lo``). Across an
+    # outage it may have happened long before, with time left; with readings late or not
+    # taken, it may have waited in the link since a reading last came back promptly.
+    unsure_link = clues.slow or clues.behind
     event.ran_out = not clues.gap and (
-        not clues.slow or window is None or clues.arrived - clues.held_up >= window.lo
+        not unsure_link or window is None or clues.arrived - clues.held_up >= window.lo
     )
+    late = f"up to {clues.held_up:.1f}s late" if math.isfinite(clues.held_up) else "late"
     if clues.gap:
         event.detail = f"lease {hex_lease} ended while the connection was down (expired or revoked)"
     elif clues.slow and event.ran_out:
         event.detail = (
             f"lease {hex_lease} ended as its countdown ran out (expired, or revoked near its"
-            f" end; etcd answered the dashboard up to {clues.held_up:.1f}s late)"
+            f" end; etcd answered the dashboard {late})"
         )
     elif clues.slow:
         event.detail = (
-            f"lease {hex_lease} ended while etcd answered the dashboard slowly (up to"
-            f" {clues.held_up:.1f}s late; expired or revoked, a renewal may have gone unseen)"
+            f"lease {hex_lease} ended while etcd answered the dashboard slowly ({late};"
+            " expired or revoked, a renewal may have gone unseen)"
         )
     elif clues.behind:
         event.detail = (
