@@ -407,3 +407,77 @@ def test_the_new_cases_in_short() -> None:
     assert not event_of(-1, Clues(98.5, read), None).ran_out  # revoked with time left
     assert not event_of(None, Clues(100.6, read), None).ran_out  # may live on
     assert event_of(-1, Clues(100.2, read), None).ran_out  # ran out, connected
+
+
+async def test_the_alarm_share_counts_removals_still_waiting_for_their_lookup(
+    etcd: Any,
+) -> None:
+    """4 instances of Roll crash (their leases run out) and the other 40 are shut down
+    gracefully just after: 4 of 44 expired (under 20 %), no alarm. The crashed ones'
+    lease lookups are held (the real calls, delayed) until the 40 removals wait behind
+    them: those are no longer held in the state and not yet seen by the alarm, and still
+    count among the instances that existed."""
+    async with watching(etcd.endpoint) as (sess, seen), connection(etcd.endpoint) as fast:
+        value = b'{"Id": "x", "Address": "http://x:1"}'
+        graceful = [(await fast.grant(60))[0] for _ in range(40)]
+        for n, lease in enumerate(graceful):
+            await fast.put(f"{PREFIX}Roll/ok{n}".encode(), value, lease)
+        await eventually(
+            lambda: sum(i.raw_key.startswith(f"{PREFIX}Roll/".encode()) for i in sess.state) >= 40
+        )
+        await eventually(lambda: all(sess.tracker.window(lease) for lease in graceful))
+        crashed: dict[int, bytes] = {}
+        release = asyncio.Event()
+        real = sess.conn.time_to_live
+
+        async def held(lease_id: int, *args: Any, **kwargs: Any) -> tuple[int, int, list[bytes]]:
+            if lease_id in crashed and crashed[lease_id] not in sess.state:
+                await release.wait()  # only lookups made after the key went
+            return await real(lease_id, *args, **kwargs)
+
+        sess.conn.time_to_live = held  # type: ignore[method-assign]
+        for n in range(4):
+            lease, _ = await fast.grant(2)
+            crashed[lease] = f"{PREFIX}Roll/crash{n}".encode()
+            await fast.put(crashed[lease], value, lease)
+            await asyncio.sleep(0.17)
+        await eventually(lambda: not any(key in sess.state for key in crashed.values()), 15)
+        for lease in graceful:
+            await fast.revoke(lease)
+        await eventually(lambda: sess.waiting_removals().get("Roll", 0) >= 44, timeout=20)
+        release.set()
+        await eventually(
+            lambda: (
+                sum(e.kind.value == "DELETE" and e.service == "Roll" for e in seen.events) >= 44
+            ),
+            timeout=30,
+        )
+        assert seen.alarm_texts == [], seen.alarm_texts
+
+
+async def test_a_whole_service_expiring_raises_the_alarm_even_when_not_certain(
+    etcd: Any,
+) -> None:
+    """60 instances of MassE stop renewing at once while the tracker is starved (its rate
+    cap: a large registry on a busy machine), so few expiries are certain: the alarm
+    still fires, saying POSSIBLE when it cannot be sure."""
+    async with watching(etcd.endpoint) as (sess, seen), connection(etcd.endpoint) as fast:
+        sess.tracker.max_rate = sess.tracker.healthy_rate = 8.0
+        value = b'{"Id": "x", "Address": "http://x:1"}'
+        keys = []
+        for n in range(60):
+            lease, _ = await fast.grant(4)
+            keys.append(f"{PREFIX}MassE/m{n}".encode())
+            await fast.put(keys[-1], value, lease)
+        await eventually(
+            lambda: (
+                sum(e.kind.value == "DELETE" and e.service == "MassE" for e in seen.events) >= 60
+            ),
+            timeout=60,
+        )
+        gone = [e for e in seen.events if e.kind.value == "DELETE" and e.service == "MassE"]
+        assert all(e.reason in ("EXPIRED", "LEASE ENDED") for e in gone)
+        assert any("MASS EXPIRY" in text for text in seen.alarm_texts), (
+            seen.alarm_texts,
+            sorted({e.detail.split(" ", 2)[-1] for e in gone}),
+        )
