@@ -43,7 +43,9 @@ class HistoryMixin(AppHost):
     def _on_session_events(self, events: list[HistoryEvent]) -> None:
         now = time.time()
         self.flaps.observe(events, now)
-        alarms = self.alarm.observe(events, self.session.state, now)
+        alarms = self.alarm.observe(
+            events, self.session.state, now, self.session.waiting_removals()
+        )
         if alarms:
             self.pending.add_log(LogEntry(LogKind.ALARM, "", text) for text in alarms)
 

@@ -117,3 +117,44 @@ def test_alarm_thresholds_are_command_line_options() -> None:
     for bad in (["--alarm-fraction", "nan"], ["--alarm-minimum", "0"], ["--flap-window", "-1"]):
         with pytest.raises(SystemExit):
             build_parser().parse_args(bad)
+
+
+def ended(service: str, n: int, at: float, ran_out: bool = True) -> HistoryEvent:
+    """A LEASE ENDED removal: its countdown had run out (or was unread) or not."""
+    event = gone(service, n, at, Reason.LEASE_ENDED)
+    event.ran_out = ran_out
+    return event
+
+
+def test_endings_that_may_be_expiries_raise_a_possible_alarm_that_says_so() -> None:
+    state = state_with({"MassE": 0, "Other": 100})
+    alarm = MassExpiryAlarm()
+    events = [gone("MassE", n, 50.0) for n in range(2)]
+    events += [ended("MassE", n, 50.0) for n in range(2, 40)]
+    (text,) = alarm.observe(events, state, 50.0)
+    assert text.startswith("POSSIBLE MASS EXPIRY: 40 of 140 instances' leases ended"), text
+    assert "2 certainly expired, 38 not certain" in text and "MassE 40/40" in text
+    # It becomes certain: logged again, as MASS EXPIRY.
+    (certain,) = alarm.observe([gone("MassE", n, 51.0) for n in range(40, 50)], state, 51.0)
+    assert certain == "MASS EXPIRY: 12 of 150 instances expired in the last 60 s — MassE 12/50"
+    assert alarm.observe([gone("MassE", 50, 52.0)], state, 52.0) == []  # grew, same service
+
+
+def test_revokes_with_time_left_never_count() -> None:
+    state = state_with({"Graceful": 0})
+    alarm = MassExpiryAlarm()
+    events = [ended("Graceful", n, 50.0, ran_out=False) for n in range(50)]
+    events += [ended("Graceful", n, 50.0) for n in range(50, 52)]  # 2 ran out: under 3
+    assert alarm.observe(events, state, 50.0) == [] and alarm.banner(50.0) is None
+    events = [ended("Graceful", n, 51.0) for n in range(52, 60)]  # 10 of 60: under 20 %
+    assert alarm.observe(events, state, 51.0) == []
+
+
+def test_removals_waiting_for_their_lookup_count_among_the_instances() -> None:
+    """Removals still waiting for their lease lookup are neither held nor seen yet: they
+    count in the share's denominator (3 crashed of 64, not of 3)."""
+    state = state_with({"Roll2": 1, "Other": 4000})
+    alarm = MassExpiryAlarm()
+    crashed = [gone("Roll2", n, 50.0) for n in range(3)]
+    assert alarm.observe(crashed, state, 50.0, waiting={"Roll2": 60}) == []
+    assert MassExpiryAlarm().observe(crashed, state, 50.0) != []  # without them: 3 of 4

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from helpers import connection, eventually
+from helpers import connection, eventually, grant_lease_id
 
 from etcd_registry_tui.registry.etcd.errors import RevisionCompacted
 from etcd_registry_tui.registry.history.read import (
@@ -17,6 +17,7 @@ from etcd_registry_tui.registry.history.store import (
     EventKind,
     History,
     HistoryEvent,
+    Reason,
 )
 from etcd_registry_tui.registry.history.view import PastView
 from etcd_registry_tui.registry.model import KeyValue, RegistryState
@@ -169,3 +170,38 @@ async def test_a_long_history_is_read_whole(etcd: Any, etcdctl: Any) -> None:
         end = revision(etcdctl)
         past = await read_past(conn, PREFIX, end, revisions=10_000)
     assert [e.revision for e in past.events] == list(range(2, end + 1))
+
+
+async def test_a_lease_granted_again_with_the_same_id_is_never_said_to_have_lived_on(
+    etcd: Any, etcdctl: Any
+) -> None:
+    """Before launch: a lease revoked (taking its key) and granted again with the same id
+    (a service deriving the id from its instance id, restarting) exists now, and another
+    key went from it later. Neither proves the first key was deleted with the lease alive;
+    only a key put on the lease before the delete and still on it after does."""
+    reused, again, shared = 0x4661, 0x4662, etcdctl.lease_grant(60)
+    grant_lease_id(etcd.endpoint, 60, reused)
+    first = put(etcdctl, "Reuse", "first", lease=reused)
+    etcdctl.lease_revoke(reused)  # takes "first"
+    grant_lease_id(etcd.endpoint, 600, reused)
+    second = put(etcdctl, "Reuse", "second", lease=reused)
+    etcdctl.run("del", second)  # deleted, the new lease lives on
+    etcdctl.lease_revoke(reused)
+    grant_lease_id(etcd.endpoint, 60, again)
+    alone = put(etcdctl, "Reuse", "alone", lease=again)
+    etcdctl.lease_revoke(again)  # takes "alone"
+    grant_lease_id(etcd.endpoint, 60, again)  # exists now
+    kept, went = (
+        put(etcdctl, "Reuse", "kept", lease=shared),
+        put(etcdctl, "Reuse", "went", lease=shared),
+    )
+    etcdctl.run("del", went)  # "kept" stays on the lease: certainly deleted
+    async with connection(etcd.endpoint) as conn:
+        past = await read_past(conn, PREFIX, revision(etcdctl))
+    gone = {e.key_text: e for e in past.events if e.kind is EventKind.DELETE}
+    assert gone[first].reason is Reason.LEASE_ENDED, gone[first].detail
+    assert gone[alone].reason is Reason.LEASE_ENDED or (
+        "unless it ended and was granted again with the same id" in gone[alone].detail
+    ), gone[alone].detail
+    assert gone[went].detail == f"key deleted, lease {shared:016x} lived on", gone[went].detail
+    assert kept not in gone

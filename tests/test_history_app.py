@@ -119,7 +119,10 @@ async def test_mass_expiry_raises_the_banner_and_logs_it(etcd: Any, etcdctl: Any
             )
             assert [e.kind for e in log.entries].count(LogKind.ALARM) == 1
         else:
-            assert not banner.display, banner.text
+            # Not certain: the alarm says so (POSSIBLE), or nothing when a lease may have
+            # been revoked with time left.
+            await pilot.pause()
+            assert not banner.display or banner.text.startswith("POSSIBLE MASS EXPIRY: ")
 
 
 async def test_no_alarm_for_clean_deregistrations(etcd: Any, etcdctl: Any) -> None:

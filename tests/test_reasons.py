@@ -17,11 +17,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from helpers import connection, eventually
+from helpers import connection, eventually, grant_lease_id
 from tcp_proxy import TcpProxy, tcp_proxy
 
 from etcd_registry_tui.registry.etcd.config import ConnectionConfig
 from etcd_registry_tui.registry.etcd.connection import EtcdConnection
+from etcd_registry_tui.registry.events import ConnState
 from etcd_registry_tui.registry.history.alarms import MassExpiryAlarm
 from etcd_registry_tui.registry.history.reasons import Clues, judge
 from etcd_registry_tui.registry.history.store import HistoryEvent
@@ -60,11 +61,14 @@ class Seen:
         self.alarm = MassExpiryAlarm()
         self.alarm_texts: list[str] = []
         self.sess: RegistrySession | None = None
+        self.states: list[ConnState] = []
 
     def on_events(self, events: list[HistoryEvent]) -> None:
         self.events.extend(events)
         assert self.sess is not None
-        self.alarm_texts += self.alarm.observe(events, self.sess.state, time.time())
+        self.alarm_texts += self.alarm.observe(
+            events, self.sess.state, time.time(), self.sess.waiting_removals()
+        )
 
     def reason(self, key: str) -> LogKind | None:
         removals = [e.kind for e in self.entries if e.key == key and e.kind not in (LogKind.PUT,)]
@@ -78,6 +82,7 @@ async def watching(endpoint: str, **config: Any) -> AsyncIterator[tuple[Registry
         ConnectionConfig(endpoints=(endpoint,), **config),
         on_batch=lambda _b, entries: seen.entries.extend(entries),
         on_events=seen.on_events,
+        on_status=lambda status: seen.states.append(status.state),
         history_revisions=0,
     )
     seen.sess = sess
@@ -200,7 +205,8 @@ async def test_a_revoke_near_the_end_hidden_by_a_short_freeze_is_not_expired(
 ) -> None:
     """The link goes silent (no error, no reconnect) with about 1.3 s left on a lease, the
     lease is revoked meanwhile, and the link returns just after its deadline: the delete
-    then arrives late, as an expiry would, but nothing proves the lease ran out."""
+    then arrives late, as an expiry would, but nothing proves the lease ran out. Nor was
+    the connection down, unless the watch said so: the words say what is known."""
     with tcp_proxy(etcd.client_port) as proxy:
         async with watching(proxy.endpoint) as (sess, seen):
             lease = etcdctl.lease_grant(3)
@@ -208,12 +214,18 @@ async def test_a_revoke_near_the_end_hidden_by_a_short_freeze_is_not_expired(
             key = put(etcdctl, "Orders", "frozen", lease=lease)
             await tracked(sess, lease)
             await asyncio.sleep(max(0.0, granted + 1.7 - time.monotonic()))
+            seen.states.clear()
             proxy.freeze()
             etcdctl.lease_revoke(lease)
             await asyncio.sleep(max(0.0, granted + 3.6 - time.monotonic()))
             proxy.heal()
             await eventually(lambda: seen.reason(key) is not None, timeout=15)
             assert contradictions(seen, {key: "revoke during an outage"}) == []
+            (gone,) = [e for e in seen.events if e.key == key.encode() and e.kind.value == "DELETE"]
+            # It may have been revoked with time left: no alarm counts it as run out.
+            assert not gone.ran_out, gone.detail
+            if all(state is ConnState.LIVE for state in seen.states):
+                assert "connection was down" not in gone.detail, (gone.detail, seen.states)
 
 
 async def test_leases_that_run_out_while_connected_are_expired(etcd: Any) -> None:
@@ -466,3 +478,147 @@ async def test_removals_beyond_the_lookup_bound_are_judged_without_one_and_say_s
         gone = [e for e in seen.entries if e.key in keys and e.kind is not LogKind.PUT]
         assert [e.key for e in gone] == keys
         assert all(e.kind is ENDED and "not checked" in e.detail for e in gone), gone
+
+
+async def test_a_lease_granted_again_with_the_same_id_is_never_said_to_live_on(
+    etcd: Any, etcdctl: Any
+) -> None:
+    """A service that derives its lease id from its instance id restarts: its lease is
+    revoked (taking the key) and granted again with the same id before the dashboard asks
+    etcd about it. With another TTL that is certain (a lease's granted TTL never changes):
+    the lease ended. With the same TTL it cannot be told from a lease that lived on, and
+    the detail says so."""
+    with tcp_proxy(etcd.client_port) as proxy:
+        async with watching(proxy.endpoint) as (sess, seen):
+            leases = {"other ttl": (0x5A50, 60, 600), "same ttl": (0x5A51, 60, 60)}
+            keys = {}
+            for name, (lease, ttl, _) in leases.items():
+                grant_lease_id(etcd.endpoint, ttl, lease)
+                keys[name] = put(etcdctl, "Reuse", name.replace(" ", "-"), lease=lease)
+            await eventually(lambda: all(key.encode() in sess.state for key in keys.values()))
+            await eventually(lambda: all(sess.tracker.granted(v[0]) == 60 for v in leases.values()))
+            proxy.freeze()  # the dashboard hears of the revokes only after the new grants
+            for lease, _, again in leases.values():
+                etcdctl.lease_revoke(lease)
+                grant_lease_id(etcd.endpoint, again, lease)
+            await asyncio.sleep(0.3)
+            proxy.heal()
+            await eventually(
+                lambda: all(seen.reason(key) is not None for key in keys.values()), timeout=20
+            )
+            details = {
+                name: [e.detail for e in seen.entries if e.key == key and e.kind is not LogKind.PUT]
+                for name, key in keys.items()
+            }
+            assert seen.reason(keys["other ttl"]) is ENDED, details
+            assert "granted again" in details["other ttl"][-1], details
+            same = seen.reason(keys["same ttl"])
+            assert same is ENDED or (
+                same is LogKind.DEREGISTERED
+                and "unless it ended and was granted again with the same id"
+                in details["same ttl"][-1]
+            ), details
+
+
+def test_the_new_cases_in_short() -> None:
+    """Pure logic: a lease granted again, a slow link, and which removals may count
+    towards a mass expiry (ran_out)."""
+    read = LeaseWindow(lo=100.0, hi=100.4, alive_at=99.0)
+
+    def event_of(ttl_after: int | None, clues: Clues, granted_after: int | None) -> HistoryEvent:
+        value = b'{"Id": "a", "Address": "http://a:1"}'
+        kv = KeyValue(f"{PREFIX}S/a".encode(), value, 1, 1, 1, 0xAB)
+        event = HistoryEvent.make(PREFIX, 9, None, kv)
+        judge(event, ttl_after, clues, granted_after)
+        return event
+
+    # Another granted TTL after the delete: a new lease with the same id; the old ended.
+    again = event_of(590, Clues(100.6, read, granted=60), 600)
+    assert again.reason == "EXPIRED" and "granted again" in again.detail and again.ran_out
+    same = event_of(59, Clues(100.6, read, granted=60), 60)
+    assert same.reason == "DEREGISTERED" and "granted again with the same id" in same.detail
+    assert not same.ran_out
+    # A slow link is not a lost connection; it counts as run out only when the link was
+    # seen delivering after the countdown's lower bound.
+    slow = event_of(-1, Clues(100.6, read, slow=True, held_up=3.0), None)
+    assert "connection was down" not in slow.detail and "slowly" in slow.detail
+    assert not slow.ran_out
+    assert event_of(-1, Clues(100.6, read, slow=True, held_up=0.5), None).ran_out
+    assert not event_of(-1, Clues(100.6, read, gap=True), None).ran_out
+    assert not event_of(-1, Clues(98.5, read), None).ran_out  # revoked with time left
+    assert not event_of(None, Clues(100.6, read), None).ran_out  # may live on
+    assert event_of(-1, Clues(100.2, read), None).ran_out  # ran out, connected
+
+
+async def test_the_alarm_share_counts_removals_still_waiting_for_their_lookup(
+    etcd: Any,
+) -> None:
+    """4 instances of Roll crash (their leases run out) and the other 40 are shut down
+    gracefully just after: 4 of 44 expired (under 20 %), no alarm. The crashed ones'
+    lease lookups are held (the real calls, delayed) until the 40 removals wait behind
+    them: those are no longer held in the state and not yet seen by the alarm, and still
+    count among the instances that existed."""
+    async with watching(etcd.endpoint) as (sess, seen), connection(etcd.endpoint) as fast:
+        value = b'{"Id": "x", "Address": "http://x:1"}'
+        graceful = [(await fast.grant(60))[0] for _ in range(40)]
+        for n, lease in enumerate(graceful):
+            await fast.put(f"{PREFIX}Roll/ok{n}".encode(), value, lease)
+        await eventually(
+            lambda: sum(i.raw_key.startswith(f"{PREFIX}Roll/".encode()) for i in sess.state) >= 40
+        )
+        await eventually(lambda: all(sess.tracker.window(lease) for lease in graceful))
+        crashed: dict[int, bytes] = {}
+        release = asyncio.Event()
+        real = sess.conn.time_to_live
+
+        async def held(lease_id: int, *args: Any, **kwargs: Any) -> tuple[int, int, list[bytes]]:
+            if lease_id in crashed and crashed[lease_id] not in sess.state:
+                await release.wait()  # only lookups made after the key went
+            return await real(lease_id, *args, **kwargs)
+
+        sess.conn.time_to_live = held  # type: ignore[method-assign]
+        for n in range(4):
+            lease, _ = await fast.grant(2)
+            crashed[lease] = f"{PREFIX}Roll/crash{n}".encode()
+            await fast.put(crashed[lease], value, lease)
+            await asyncio.sleep(0.17)
+        await eventually(lambda: not any(key in sess.state for key in crashed.values()), 15)
+        for lease in graceful:
+            await fast.revoke(lease)
+        await eventually(lambda: sess.waiting_removals().get("Roll", 0) >= 44, timeout=20)
+        release.set()
+        await eventually(
+            lambda: (
+                sum(e.kind.value == "DELETE" and e.service == "Roll" for e in seen.events) >= 44
+            ),
+            timeout=30,
+        )
+        assert seen.alarm_texts == [], seen.alarm_texts
+
+
+async def test_a_whole_service_expiring_raises_the_alarm_even_when_not_certain(
+    etcd: Any,
+) -> None:
+    """60 instances of MassE stop renewing at once while the tracker is starved (its rate
+    cap: a large registry on a busy machine), so few expiries are certain: the alarm
+    still fires, saying POSSIBLE when it cannot be sure."""
+    async with watching(etcd.endpoint) as (sess, seen), connection(etcd.endpoint) as fast:
+        sess.tracker.max_rate = sess.tracker.healthy_rate = 8.0
+        value = b'{"Id": "x", "Address": "http://x:1"}'
+        keys = []
+        for n in range(60):
+            lease, _ = await fast.grant(4)
+            keys.append(f"{PREFIX}MassE/m{n}".encode())
+            await fast.put(keys[-1], value, lease)
+        await eventually(
+            lambda: (
+                sum(e.kind.value == "DELETE" and e.service == "MassE" for e in seen.events) >= 60
+            ),
+            timeout=60,
+        )
+        gone = [e for e in seen.events if e.kind.value == "DELETE" and e.service == "MassE"]
+        assert all(e.reason in ("EXPIRED", "LEASE ENDED") for e in gone)
+        assert any("MASS EXPIRY" in text for text in seen.alarm_texts), (
+            seen.alarm_texts,
+            sorted({e.detail.split(" ", 2)[-1] for e in gone}),
+        )

@@ -119,6 +119,8 @@ class LeaseTracker:
         self._asked: dict[int, float] = {}  # reading in flight -> when it was sent
         self._asks = 0
         self._slow_at = -math.inf  # when a reading last came back late or failed
+        #: When a reading last came back within PROMPT (the link was delivering then).
+        self.prompt_at = -math.inf
 
     # -- what to track -------------------------------------------------------
     def track(self, lease_ids: Iterable[int]) -> None:
@@ -285,6 +287,8 @@ class LeaseTracker:
             del self._asked[ask]
         if self.clock() - sent_at > PROMPT:
             self._slow_at = self.clock()
+        else:
+            self.prompt_at = self.clock()
         if lease_id in self.leases:
             self._record(self.leases[lease_id], ttl, granted, sent_at)
 

@@ -37,7 +37,7 @@ from .history.store import (
     HistoryEvent,
     Reason,
 )
-from .leases import LeaseTracker
+from .leases import PROMPT, LeaseTracker
 from .log_entries import LogEntry, LogKind, log_entry
 from .model import Change, ChangeKind, Instance, KeyValue, RegistryState
 from .registration import ServiceRegistration
@@ -296,20 +296,38 @@ class RegistrySession:
             pass  # revoked from here: etcd's answer to the revoke says whether it took the key
         elif raw_key in self._deletes:
             pass  # deleted from here: etcd's answer to the delete says whether it took the key
-        elif self.state.keys_on_lease(lease):
-            # A lease that ends takes all its keys at once: this one was deleted.
+        elif any(
+            (held := self.state.instances.get(other)) is not None
+            and held.mod_revision < event.revision
+            for other in self.state.keys_on_lease(lease)
+        ):
+            # A lease that ends takes all its keys at once: another key put on it before
+            # this delete is still there, so this one was deleted (a key put since could be
+            # on a new lease granted with the same id).
             event.reason = Reason.DEREGISTERED
             event.detail = f"key deleted, lease {hex_lease} lives on"
 
     def _clues(self, raw_key: bytes, lease: int, snapshot: bool) -> _Pending:
         """What is known of ``lease`` as a delete of one of its keys arrives."""
         window = self.tracker.window(lease)
-        # Lost: the watch reconnected, or the link answered late (silent), since the last
-        # reading that found the lease.
-        lost_at = max(self._lost_at or -math.inf, self.tracker.steady_since())
-        lost = window is not None and lost_at >= window.alive_at
+        # Lost: the watch reconnected since the last reading that found the lease; slow:
+        # the link answered late (or silently not at all) since, while the watch stayed up.
+        lost = window is not None and (self._lost_at or -math.inf) >= window.alive_at
+        slow = window is not None and self.tracker.steady_since() >= window.alive_at
         behind = self.tracker.behind_on(lease)
-        clues = Clues(self.tracker.clock(), window, gap=snapshot or lost, behind=behind)
+        info = self.tracker.leases.get(lease)
+        now = self.tracker.clock()
+        clues = Clues(
+            now,
+            window,
+            gap=snapshot or lost,
+            slow=slow,
+            # Held up: the link was last seen delivering promptly when a reading came back
+            # in time; the delete may have waited in it since about then.
+            held_up=max(0.0, now - self.tracker.prompt_at + PROMPT),
+            behind=behind,
+            granted=info.granted if info is not None and info.alive_at is not None else None,
+        )
         return clues, self._revokes.get(lease), self._deletes.get(raw_key)
 
     async def _judge(
@@ -325,7 +343,7 @@ class RegistrySession:
             self._looking += 1
         try:
             clues = await asyncio.gather(*(self._answered(e, *pending[id(e)]) for e in removals))
-            ttls: dict[int, int | None] = {}
+            ttls: dict[int, tuple[int, int] | None] = {}
             if checked:
                 leases = list(dict.fromkeys(e.lease for e in removals))
                 found = await asyncio.gather(*(self._lookup(lease) for lease in leases))
@@ -333,7 +351,8 @@ class RegistrySession:
             for event, clue in zip(removals, clues, strict=True):
                 if not checked:
                     clue = dataclasses.replace(clue, unchecked=True)
-                judge(event, ttls.get(event.lease), clue)
+                ttl_after, granted_after = ttls.get(event.lease) or (None, None)
+                judge(event, ttl_after, clue, granted_after)
         finally:
             if checked:
                 self._looking -= 1
@@ -357,11 +376,13 @@ class RegistrySession:
             )
         return clues
 
-    async def _lookup(self, lease: int) -> int | None:
-        """The lease's remaining TTL as etcd tells it now (-1: gone; None: no answer)."""
+    async def _lookup(self, lease: int) -> tuple[int, int] | None:
+        """The lease's remaining and granted TTL as etcd tells them now (remaining -1:
+        gone; None: no answer)."""
         async with self._lookups:
             try:
-                return (await self.conn.time_to_live(lease))[0]
+                ttl, granted, *_ = await self.conn.time_to_live(lease)
+                return ttl, granted
             except RegistryError:
                 return None
 
@@ -380,6 +401,16 @@ class RegistrySession:
                     self.on_events(events)
             except Exception:  # a listener's bug must not hold up the batches after it
                 log.exception("a listener failed on removals handed on late")
+
+    def waiting_removals(self) -> dict[str, int]:
+        """Removals seen but not yet passed on (their reasons wait for a lease lookup), per
+        service: no longer in :attr:`state`, not yet given to ``on_events``."""
+        counts: dict[str, int] = {}
+        for events, _ in self._unresolved:
+            for event in events:
+                if event.kind is EventKind.DELETE:
+                    counts[event.service] = counts.get(event.service, 0) + 1
+        return counts
 
     # -- history -------------------------------------------------------------
     def _start_history(self, end: int) -> None:

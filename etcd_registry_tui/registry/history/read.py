@@ -485,10 +485,13 @@ class _Removals:
     """:func:`classify_past`'s rules for a read that is not held (:func:`stream_past`),
     one revision at a time, before its events are printed.
 
-    One rule looks ahead: a key whose lease is gone now was deregistered if another key of
-    its lease went later in the read. The first such delete makes one more watch read the
-    rest of the read's range (:meth:`_scan`), noting only the newest delete of each lease
-    that is not live: at most one more replay, and a mapping of leases, not events."""
+    One rule looks ahead: a key whose lease is gone now was deregistered if another key,
+    put on its lease before it went (seen in this read), left the lease later in the read
+    (a lease that ends takes all its keys in one revision; a key put on a lease granted
+    again with the same id came after). The first such delete makes one more watch read
+    the rest of the read's range (:meth:`_scan`), noting only the newest delete of each
+    lease that is not live: at most one more replay, and mappings of leases and keys, not
+    events."""
 
     def __init__(self, conn: EtcdConnection, prefix: str, end: int, idle: float | None):
         self.conn, self.prefix, self.end, self.idle = conn, prefix, end, idle
@@ -498,9 +501,21 @@ class _Removals:
         self.later: dict[int, int] = {}
         self.known_to = 0
         self.scanned = False
+        #: lease -> the keys put on it in this read, still on it as far as read.
+        self.on_lease: dict[int, set[bytes]] = {}
 
     async def classify(self, revision: list[HistoryEvent]) -> None:
         """Give each removal of ``revision`` (every event of one revision) its reason."""
+        try:
+            await self._judge(revision)
+        finally:
+            for e in revision:
+                if e.prev is not None and e.prev.lease:
+                    self.on_lease.get(e.prev.lease, set()).discard(e.key)
+                if e.kv is not None and e.kv.lease:
+                    self.on_lease.setdefault(e.kv.lease, set()).add(e.key)
+
+    async def _judge(self, revision: list[HistoryEvent]) -> None:
         deletes = [e for e in revision if e.kind is EventKind.DELETE and e.reason is None]
         if not deletes:
             return
@@ -514,10 +529,12 @@ class _Removals:
                 together[e.lease] = together.get(e.lease, 0) + 1
         for e in deletes:
             lease = e.lease
-            later = False
-            if lease and not (self.live is not None and lease in self.live):
-                later = await self._gone_later(lease, e.revision)
-            e.reason, e.detail = removal_reason(lease, self.live, later, together.get(lease, 0))
+            across = False
+            gone_with = {d.key for d in deletes if d.lease == lease}
+            others = self.on_lease.get(lease, set()) - gone_with if lease else set()
+            if others and not (self.live is not None and lease in self.live):
+                across = await self._gone_later(lease, e.revision)
+            e.reason, e.detail = removal_reason(lease, self.live, across, together.get(lease, 0))
 
     async def _gone_later(self, lease: int, revision: int) -> bool:
         if self.later.get(lease, 0) <= revision and not self.scanned:
