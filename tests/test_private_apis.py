@@ -109,6 +109,13 @@ USES = [
         "textual_serve.app_service:AppService", "_download_manager", "serve/tab.py",
         "textual-serve", _app_service,
     ),
+    Use("textual_serve.app_service:AppService", "run", "serve/tab.py TabService (overridden)",
+        "textual-serve", called_by="textual_serve.app_service:AppService.start"),
+    # aiohttp (__slots__ of RequestHandler: on the class)
+    Use("aiohttp.web_protocol:RequestHandler", "_waiter", "serve/net.py GatedProtocol.idle",
+        "aiohttp"),
+    Use("aiohttp.web_protocol:RequestHandler", "_messages", "serve/net.py GatedProtocol.idle",
+        "aiohttp"),
 ]  # fmt: skip
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shlex
 import urllib.request
 from pathlib import Path
@@ -257,15 +258,18 @@ def test_tab_limits_count_per_client_and_in_all_and_give_places_back():
     assert limits.take("c") is None and limits.open == 3
 
 
+class Conn:
+    """A connection as the caps see it: idle unless told it is mid-request or mid-answer."""
+
+    def __init__(self, client: str, kept: bool = False, idle: bool = True) -> None:
+        self.client, self.kept, self.idle, self.dropped = client, kept, idle, False
+
+    def drop(self) -> None:
+        self.dropped = True
+
+
 def test_connection_limits_even_out_a_flood_and_never_take_a_tab():
     from etcd_registry_tui.serve.net import ConnectionLimits
-
-    class Conn:
-        def __init__(self, client: str, kept: bool = False) -> None:
-            self.client, self.kept, self.dropped = client, kept, False
-
-        def drop(self) -> None:
-            self.dropped = True
 
     limits = ConnectionLimits(total=4, per_client=3)
     tab = Conn("a", kept=True)
@@ -289,6 +293,38 @@ def test_connection_limits_even_out_a_flood_and_never_take_a_tab():
     assert not tabs_only.admit(Conn("t"))
     limits.release(first[1])  # already dropped: counted once
     assert limits.open == 4
+
+
+def test_connection_limits_take_idle_connections_before_busy_ones():
+    """A flood of silent sockets (one from each of many addresses) against the operator's
+    downloads in flight: the newcomer takes a silent one's place, never a download's."""
+    from etcd_registry_tui.serve.net import ConnectionLimits
+
+    limits = ConnectionLimits(total=6, per_client=3)
+    downloads = [Conn("op", idle=False), Conn("op", idle=False)]
+    kept_alive = Conn("op")  # the operator's idle keep-alive connection
+    silent = [Conn(f"x{i}") for i in range(3)]
+    assert all(limits.admit(c) for c in [*downloads, kept_alive, *silent])
+    # "op" holds the most connections, but only one idle one: as many as each flooder
+    assert limits.admit(Conn("new"))
+    assert not any(d.dropped for d in downloads)
+    assert sum(c.dropped for c in [kept_alive, *silent]) == 1
+    # the address holding the most idle connections gives first
+    more = ConnectionLimits(total=4, per_client=4)
+    flood = [Conn("f"), Conn("f")]
+    busy = [Conn("op", idle=False), Conn("op", idle=False)]
+    assert all(more.admit(c) for c in [*busy, *flood])
+    assert more.admit(Conn("g")) and flood[0].dropped and not any(b.dropped for b in busy)
+    # at its own cap an address gives its oldest idle connection, not a busy older one
+    own = ConnectionLimits(total=10, per_client=2)
+    old_busy, young_idle = Conn("op", idle=False), Conn("op")
+    assert own.admit(old_busy) and own.admit(young_idle)
+    assert own.admit(Conn("op")) and young_idle.dropped and not old_busy.dropped
+    # nothing idle anywhere: a busy one (never a tab) still makes room
+    full = ConnectionLimits(total=2, per_client=2)
+    tab, working = Conn("a", kept=True), Conn("b", idle=False)
+    assert full.admit(tab) and full.admit(working)
+    assert full.admit(Conn("c")) and working.dropped and not tab.dropped
 
 
 def test_console_log_is_bounded_and_says_what_it_left_out() -> None:
@@ -342,3 +378,60 @@ def test_running_out_of_file_handles_is_one_line_per_interval(caplog: pytest.Log
         assert "999 more" in caplog.records[-1].getMessage()
     finally:
         loop.close()
+
+
+def test_the_served_script_opens_downloads_under_the_public_url_s_path() -> None:
+    from textual_serve.server import Server
+
+    from etcd_registry_tui.serve.server import _script_with_token
+
+    stock = (Path(Server("true").statics_path) / "js" / "textual.js").read_text(encoding="utf-8")
+    at_root = _script_with_token(stock, "TOK", "http://127.0.0.1:8000")
+    assert "${window.location.origin}/download/TOK/${" in at_root
+    behind = _script_with_token(stock, "TOK", "https://ops.example.org/etcd/")
+    assert "${window.location.origin}/etcd/download/TOK/${" in behind
+    assert "origin}/download/" not in behind
+    # a path cannot end the template literal it goes into, nor interpolate
+    odd = _script_with_token(stock, "TOK", "https://ops.example.org/a`b${c}\\d")
+    assert "${window.location.origin}/a%60b%24%7Bc%7D%5Cd/download/TOK/${" in odd
+
+
+async def test_a_start_up_failure_is_logged_unless_serve_ended_the_tab() -> None:
+    import logging
+
+    from textual_serve.download_manager import DownloadManager
+
+    from etcd_registry_tui.serve import tab as tab_module
+
+    async def write(_: object) -> None:
+        return None
+
+    async def close() -> None:
+        return None
+
+    logger = logging.getLogger("test-textual-serve")
+    tab_module.quiet_ended_tabs(logger)
+    tab_module.quiet_ended_tabs(logger)  # once
+    assert sum(isinstance(f, tab_module.EndedByServe) for f in logger.filters) == 1
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    logger.addHandler(Keep())
+    logger.propagate = False
+    service = tab_module.TabService(
+        "true", write_bytes=write, write_str=write, close=close, download_manager=DownloadManager()
+    )
+
+    async def in_its_run() -> None:
+        tab_module._running.set(service)
+        logger.error(tab_module.FAILED_TO_START)  # the process ended by itself: a failure
+        service.ending = True
+        logger.error(tab_module.FAILED_TO_START)  # serve ended it: not one
+        logger.error("something else")
+
+    await asyncio.create_task(in_its_run())
+    logger.error(tab_module.FAILED_TO_START)  # outside any tab: as it is
+    assert seen == [tab_module.FAILED_TO_START, "something else", tab_module.FAILED_TO_START]

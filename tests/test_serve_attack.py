@@ -701,12 +701,14 @@ def _downloads(served: Served, paths: list[str]) -> list[tuple[int, dict[str, st
             await read_output(ws, 0.5)  # the palette's list follows what was typed
             await ws.send_str(json.dumps(["stdin", "\r"]))
             end = time.monotonic() + DEADLINE_S
+            texts = []
             while time.monotonic() < end:
                 try:
                     message = await ws.receive(timeout=0.5)
                 except TimeoutError:
                     continue
                 if message.type == aiohttp.WSMsgType.TEXT:
+                    texts.append(message.data)
                     envelope = json.loads(message.data)
                     if envelope[0] == "deliver_file_start":
                         key = str(envelope[1])
@@ -718,7 +720,7 @@ def _downloads(served: Served, paths: list[str]) -> list[tuple[int, dict[str, st
                         ]
                 elif message.type != aiohttp.WSMsgType.BINARY:
                     break
-            raise AssertionError("no file was delivered")
+            raise AssertionError(f"no file was delivered; messages: {texts}")
         finally:
             await close(ws)
 
@@ -753,6 +755,77 @@ def test_every_route_needs_the_token(served: Served):
     # a streamed answer carries the headers too, and an inline SVG runs no script
     assert headers.get("X-Content-Type-Options") == "nosniff"
     assert "sandbox" in headers.get("Content-Security-Policy", "")
+
+
+@contextlib.contextmanager
+def path_prefix_proxy(prefix: str) -> Iterator[tuple[int, list[str], list[str]]]:
+    """A reverse proxy on a loopback port serving ``prefix``/... from the serve set in the
+    yielded list (``[base]``, filled in once serve runs); (port, that list, every path it
+    was asked for)."""
+    target: list[str] = []
+    asked: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            asked.append(self.path)
+            if not self.path.startswith(prefix + "/"):
+                status, headers, body = 404, {}, b"not proxied\n"
+            else:
+                upstream = urllib.request.Request(
+                    target[0] + self.path[len(prefix) :], headers={"Host": self.headers["Host"]}
+                )
+                try:
+                    with urllib.request.urlopen(upstream, timeout=DEADLINE_S) as answer:
+                        status, headers, body = answer.status, dict(answer.headers), answer.read()
+                except urllib.error.HTTPError as refused:
+                    status, headers, body = refused.code, dict(refused.headers), refused.read()
+            self.send_response(status)
+            for name, value in headers.items():
+                if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+                    self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], target, asked
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_behind_a_proxy_with_a_path_downloads_stay_under_that_path(
+    etcd: Any, etcdctl: Etcdctl, tmp_path: Path
+):
+    """--public-url http://HOST/etcd: the page, its script and the download URL it builds all
+    go through /etcd/...; none sends the token to the origin's root."""
+    etcdctl.put(KEY, VALUE)
+    with path_prefix_proxy("/etcd") as (proxy_port, target, asked):
+        public = f"http://127.0.0.1:{proxy_port}/etcd"
+        with serving(
+            etcd.endpoint, "--allow-writes", "--public-url", public, tmp=tmp_path
+        ) as served:
+            target.append(served.base)
+            token = served.token
+            status, _, page = http_get(f"{public}/?token={token}")
+            assert status == 200 and f"{public}/static/{token}/js/textual.js" in page
+            status, _, script = http_get(f"{public}/static/{token}/js/textual.js")
+            assert status == 200
+            assert "${window.location.origin}/etcd/download/" + token + "/${" in script
+            assert "${window.location.origin}/download/" not in script
+            # through the proxy, a download's URL reaches serve's own route (a wrong key:
+            # serve's 404, not the proxy's "not proxied")
+            status, _, body = http_get(f"{public}/download/{token}/no-such-key")
+            assert status == 404 and "not proxied" not in body, (status, body)
+            outside = [path for path in asked if not path.startswith("/etcd/")]
+            assert not any(token in path for path in outside), outside
+            assert "Traceback" not in served.output()
 
 
 def test_a_frozen_browser_s_tab_ends_and_frees_its_place(etcd: Any, tmp_path: Path):
@@ -868,6 +941,54 @@ def test_a_flood_from_many_addresses_does_not_lock_out_the_operator_or_an_open_t
                 await close(tab)
 
         asyncio.run(attack())
+        assert "Traceback" not in served.output()
+
+
+def _start_download(port: int, path: str) -> socket.socket:
+    """A GET of ``path`` that reads only the answer's first bytes: mid-answer from then on
+    (a small receive buffer, nothing read), as a browser loading a page on a slow link."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(DEADLINE_S)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+    assert sock.recv(12).startswith(b"HTTP/1.1 200"), "the download did not start"
+    return sock
+
+
+def _finish_download(sock: socket.socket) -> tuple[int, int]:
+    """(Content-Length, bytes of body received) once serve is done with ``sock``."""
+    answer = b""
+    with contextlib.suppress(OSError):
+        while b"\r\n\r\n" not in answer and (chunk := sock.recv(65536)):
+            answer += chunk
+        head, _, body = answer.partition(b"\r\n\r\n")
+        length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+        while len(body) < length and (chunk := sock.recv(65536)):
+            body += chunk
+        return length, len(body)
+    return -1, len(answer)
+
+
+def test_a_flood_of_silent_sockets_never_cuts_the_operator_s_downloads(etcd: Any, tmp_path: Path):
+    """--max-connections full of silent sockets, one from each of 18 addresses, and the
+    operator's two downloads in flight: a newcomer takes a silent socket's place, not a
+    download's (the operator's address holds the most connections, but none idle)."""
+    with serving(
+        etcd.endpoint, "--max-connections", "20", "--header-timeout", "60", tmp=tmp_path
+    ) as served:  # fmt: skip
+        port = port_of(served)
+        silent = [_silent(port, f"127.0.3.{1 + i}", b"") for i in range(18)]
+        path = f"/static/{served.token}/js/textual.js"
+        downloads = [_start_download(port, path) for _ in range(2)]
+        newcomer = _silent(port, "127.0.3.100", b"")
+        wait_until(lambda: sum(map(_closed_by_peer, silent)) == 1, "a silent socket dropped")
+        for sock in downloads:
+            length, received = _finish_download(sock)
+            assert length > 100_000 and received == length, (length, received)
+        assert not _closed_by_peer(newcomer)
+        for sock in [*silent, *downloads, newcomer]:
+            sock.close()
         assert "Traceback" not in served.output()
 
 
@@ -1003,6 +1124,67 @@ def test_a_client_that_keeps_sending_but_never_reads_loses_its_tab(etcd: Any, tm
         finally:
             sock.close()
         assert "Traceback" not in served.output()
+
+
+def _masked_ping(payload: bytes) -> bytes:
+    assert len(payload) < 126
+    mask = os.urandom(4)
+    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return bytes([0x89, 0x80 | len(payload)]) + mask + body
+
+
+def test_a_client_that_floods_pings_and_never_reads_loses_its_tab(etcd: Any, tmp_path: Path):
+    """Each PING is owed a PONG that a client reading nothing never takes: the PONG is sent
+    under serve's send deadline like any output, and the tab ends and frees its place
+    (before, aiohttp answered it itself, without a deadline, and the tab lived for ever)."""
+    with serving(
+        etcd.endpoint, "--max-tabs-per-client", "1", "--heartbeat", "1", tmp=tmp_path
+    ) as served:  # fmt: skip
+        sock = _raw_handshake(served, rcvbuf=1024)
+        try:
+            wait_until(lambda: len(tab_processes(etcd.endpoint)) == 1, "a tab running")
+            ping = _masked_ping(b"p" * 125)
+            sock.settimeout(0.2)
+            end = time.monotonic() + 3 * DEADLINE_S
+            while tab_processes(etcd.endpoint):
+                assert time.monotonic() < end, "the pinging tab kept running"
+                for _ in range(50):
+                    try:
+                        sock.sendall(ping)
+                    except OSError:  # serve reads no more: it is stuck sending a PONG
+                        break
+                time.sleep(0.05)
+            wait_until(lambda: not _serve_holds(served, sock), "serve let go of the socket")
+
+            async def reopen() -> None:  # its one place is free again
+                again = await handshake(served)
+                assert not isinstance(again, int), again
+                await close(again)
+
+            asyncio.run(reopen())
+        finally:
+            sock.close()
+        assert "Traceback" not in served.output()
+
+
+def test_shutting_down_with_tabs_open_logs_no_false_start_up_failure(etcd: Any, tmp_path: Path):
+    """SIGTERM with one tab drawing and two whose dashboards are still starting: serve ends
+    them all, and its console does not say any of them failed to start."""
+    with serving(etcd.endpoint, "--max-tabs-per-client", "3", tmp=tmp_path) as served:
+        drawing = _raw_handshake(served)
+        wait_until(lambda: len(tab_processes(etcd.endpoint)) == 1, "a tab running")
+        got = 0
+        while got < 2000:  # its dashboard is up and drawing
+            got += len(drawing.recv(65536))
+        starting = [_raw_handshake(served) for _ in range(2)]
+        served.proc.send_signal(signal.SIGTERM)
+        assert served.proc.wait(timeout=3 * DEADLINE_S) == 0
+        wait_until(lambda: tab_processes(etcd.endpoint) == [], "no tab left")
+        for sock in [drawing, *starting]:
+            sock.close()
+        output = served.output()
+        assert "failed to start" not in output, output
+        assert "Traceback" not in output, output
 
 
 def test_too_few_file_handles_for_a_browser_is_a_one_line_error(etcd: Any, tmp_path: Path):
