@@ -414,7 +414,7 @@ async def probes_shot(scene: Scene, out: Path) -> None:
                     lambda: all(key in app.prober.results for key in keys),
                     "every probe of ProbedService",
                 )
-                app._push_marks()
+                app.probes.push_marks()
                 app.registry_tree.select_key(keys[0])
                 app.registry_tree.scroll_to(y=app.registry_tree.cursor_index - 2, animate=False)
                 await shoot(app, pilot, out, "probes.svg")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from etcd_registry_tui import app_terminal
-from etcd_registry_tui.app_terminal import crash_log_path
+from etcd_registry_tui.app import terminal as app_terminal
+from etcd_registry_tui.app.terminal import crash_log_path
 
 
 @pytest.fixture

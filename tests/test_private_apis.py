@@ -63,16 +63,16 @@ def _app_service(cls: type) -> Any:
 
 USES = [
     # Textual
-    Use("textual.app:App", "_driver", "app_terminal.py _restore_terminal", "textual", _app),
+    Use("textual.app:App", "_driver", "app/__init__.py _restore_terminal", "textual", _app),
     Use(
-        "textual.app:App", "_exit_renderables", "app_terminal.py _print_error_renderables",
+        "textual.app:App", "_exit_renderables", "app/__init__.py _print_error_renderables",
         "textual", _app,
     ),
     Use(
-        "textual.app:App", "_print_error_renderables", "app_terminal.py (overridden)", "textual",
+        "textual.app:App", "_print_error_renderables", "app/__init__.py (overridden)", "textual",
         called_by="textual.app:App._print_error_renderables",
     ),
-    Use("textual.app:App", "_is_mounted", "app_actions.py check_action", "textual", _app),
+    Use("textual.app:App", "_is_mounted", "app/__init__.py check_action", "textual", _app),
     Use(
         "textual.widget:Widget", "_on_click", "registry_tree.py, elections_view.py (overridden)",
         "textual",

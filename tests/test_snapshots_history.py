@@ -63,7 +63,7 @@ def test_mass_expiry_banner_snapshot(snap_compare: Any) -> None:
         # What the app does with live events (_on_session_events), at a fixed log time.
         for text in app.alarm.observe(events, app.session.state, time.time()):
             log.add([LogEntry(LogKind.ALARM, "", text, at=LOG_AT + 30)])
-        app._sync_history_marks()
+        app.history.sync_marks()
         await pilot.pause()
 
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)

@@ -74,7 +74,7 @@ def test_a_candidates_lease_is_written_as_etcdctl_writes_it():
 
 
 def test_revoke_notices_count_in_words():
-    from etcd_registry_tui.app_actions import revoked_text
+    from etcd_registry_tui.app.actions import revoked_text
 
     assert revoked_text(1, 1, 0) == "Revoked 1 lease; 1 key went with it"
     assert revoked_text(3, 5, 0) == "Revoked 3 leases; 5 keys went with them"

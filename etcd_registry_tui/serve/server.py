@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from ..cli.args import AddOptions
+from ..cli.args import AddOptions, add_elections_prefix
 from ..registry.etcd.aio import within
 from ..registry.etcd.config import ConnectionConfig, format_host_port
 from ..registry.etcd.errors import ConfigError
@@ -123,13 +123,7 @@ def add_parser(sub: Any, add_connection_options: AddOptions) -> None:
         action="store_true",
         help="let browsers register, renew and delete (default: read-only)",
     )
-    p.add_argument(
-        "--elections-prefix",
-        action="append",
-        default=argparse.SUPPRESS,
-        metavar="P",
-        help="look for elections and locks only under P (repeatable)",
-    )
+    add_elections_prefix(p)
     add_connection_options(p, True)
 
 

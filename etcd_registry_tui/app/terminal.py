@@ -1,6 +1,7 @@
 """The dashboard and its terminal: signals, hangups, ^Z, and where internal errors go.
 
-A mixin of :class:`~etcd_registry_tui.app.RegistryApp` (see :mod:`.app_host`).
+A part of :class:`~etcd_registry_tui.app.RegistryApp`: :class:`Terminal` owns the signal
+handlers it installed and the crash log; the app routes its Textual hooks here.
 """
 
 from __future__ import annotations
@@ -15,13 +16,22 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from textual.app import App
 
-from .app_host import AppHost
+from ..messages import TaskFailed
+from ..registry.log_entries import LogEntry, LogKind
+from ..registry.supervisor import TaskFailure
+from ..widgets.event_log import EventLog
+from ..widgets.status_bar import StatusBar
+
+if TYPE_CHECKING:
+    from . import RegistryApp
 
 #: This process's crash log, made on first use.
 _crash_log: Path | None = None
@@ -82,19 +92,31 @@ def crash_log_path() -> Path:
     return directories[0] / f"crash-{stamp}-{os.getpid()}-unwritable.log"
 
 
-class TerminalMixin(AppHost):
+class Terminal:
     """Signals (SIGTERM quits, SIGHUP cleans up silently), the terminal given back after a
-    hangup, a full repaint after ^Z, and the crash log."""
+    hangup, a full repaint after ^Z, and the crash log (tracebacks of supervised tasks and
+    of internal errors go there, one line to the screen).
 
-    def _install_signal_handlers(self) -> None:
-        self.app_resume_signal.subscribe(self, self._redraw_after_resume)
-        self._signal_loop = asyncio.get_running_loop()
+    ``restore_terminal`` puts the terminal back as a normal exit would (the app's, as it
+    knows Textual's driver)."""
+
+    def __init__(self, app: RegistryApp, restore_terminal: Callable[[], None]) -> None:
+        self._app = app
+        self._restore_terminal = restore_terminal
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._previous_handlers: dict[int, Any] = {}
+
+    # -- signals ---------------------------------------------------------------------
+    def install(self) -> None:
+        """On mount: SIGTERM and SIGHUP come here, ^Z's resume repaints."""
+        self._app.app_resume_signal.subscribe(self._app, self._redraw_after_resume)
+        self._loop = asyncio.get_running_loop()
         with contextlib.suppress(ValueError):  # only possible in the main thread
             for sig in (signal.SIGTERM, signal.SIGHUP):
                 self._previous_handlers[sig] = signal.signal(sig, self._on_signal)
 
-    def _restore_signal_handlers(self) -> None:
+    def restore(self) -> None:
+        """On unmount: the handlers that were there before :meth:`install`."""
         for sig, previous in self._previous_handlers.items():
             with contextlib.suppress(ValueError, TypeError):
                 signal.signal(sig, previous)
@@ -112,50 +134,50 @@ class TerminalMixin(AppHost):
         watchdog.daemon = True
         watchdog.start()
         handler = self._quit_on_signal if signum == signal.SIGTERM else self._hangup
+        if self._loop is None:
+            return
         with contextlib.suppress(RuntimeError):  # the loop is closed already
-            self._signal_loop.call_soon_threadsafe(handler)
+            self._loop.call_soon_threadsafe(handler)
 
     def _quit_on_signal(self) -> None:
-        self.run_worker(self.action_quit(), name="quit", exit_on_error=False)
+        self._app.run_worker(self._app.action_quit(), name="quit", exit_on_error=False)
 
     def _hangup(self) -> None:
         async def leave() -> None:
-            await self.shutdown_session()
+            await self._app.shutdown_session()
             self._restore_terminal()
             os._exit(129)
 
-        self.run_worker(leave(), name="hangup", exit_on_error=False)
-
-    def _restore_terminal(self) -> None:
-        """Put the terminal back as a normal exit would: tty modes, main screen, no mouse
-        reporting, cursor shown. The terminal is usually gone after a hangup, but a tmux
-        pane or terminal window that survives must be usable. Blocks at most until the
-        signal watchdog fires if the terminal no longer takes output."""
-        driver = self._driver  # Textual's private App._driver: tests/test_private_apis.py
-        if driver is None:
-            return
-        with contextlib.suppress(Exception):
-            driver.stop_application_mode()
-        with contextlib.suppress(Exception):
-            driver.close()  # waits until the writer thread has put everything out
+        self._app.run_worker(leave(), name="hangup", exit_on_error=False)
 
     def _redraw_after_resume(self, _app: App[int]) -> None:
         # Back from ^Z (`fg`): the driver re-entered the alternate screen, which the
         # terminal cleared; only a full repaint brings the dashboard back.
-        self.refresh(repaint=True, layout=True)
+        self._app.refresh(repaint=True, layout=True)
 
-    # Overrides Textual's private hook, reads App._exit_renderables
-    # (tests/test_private_apis.py checks both)
-    def _print_error_renderables(self) -> None:
-        """An internal error: the traceback goes to a file, the terminal gets one line."""
-        if not self._exit_renderables:
+    # -- where errors go -------------------------------------------------------------
+    def report_task_failure(self, failure: TaskFailure) -> None:
+        """A supervised task died (it restarts by itself): the traceback goes to the
+        crash log, one line to the screen (see :meth:`show_task_failure`)."""
+        with contextlib.suppress(OSError), crash_log_path().open("a") as log:
+            log.write(f"--- {failure.summary}\n")
+            log.write("".join(traceback.format_exception(failure.error)))
+        self._app.post_message(TaskFailed(failure))
+
+    def show_task_failure(self, failure: TaskFailure) -> None:
+        if not self._app.is_running:
             return
+        text = f"{failure.summary} (details in {crash_log_path()})"
+        self._app.query_one(EventLog).add([LogEntry(LogKind.ERROR, "", text)])
+        self._app.query_one(StatusBar).note_error(failure.summary)
+
+    def write_error_renderables(self, renderables: Iterable[object]) -> None:
+        """An internal error: the traceback goes to a file, the terminal gets one line."""
         path = crash_log_path()
         with contextlib.suppress(OSError), path.open("a") as log:
             console = Console(file=log, width=120, color_system=None)
-            for renderable in self._exit_renderables:
+            for renderable in renderables:
                 console.print(renderable)
-        self._exit_renderables.clear()
         print(
             f"etcd-registry-tui: error: the dashboard stopped on an internal error;"
             f" details in {path}",
