@@ -37,7 +37,7 @@ class ActionsMixin(AppHost):
             return False
         if action in DASHBOARD_ACTIONS and len(self.screen_stack) > 1:
             return False  # they act on the tree, which is behind the inspect/help screen
-        # self._is_mounted: Textual's private flag (tests/test_private_apis.py checks it)
+        # self._is_mounted: Textual's private flag (tests/unit/test_private_apis.py checks it)
         if action in TREE_ACTIONS and self._is_mounted and self.showing_elections:
             return False
         return True

@@ -131,7 +131,7 @@ class TerminalMixin(AppHost):
         reporting, cursor shown. The terminal is usually gone after a hangup, but a tmux
         pane or terminal window that survives must be usable. Blocks at most until the
         signal watchdog fires if the terminal no longer takes output."""
-        driver = self._driver  # Textual's private App._driver: tests/test_private_apis.py
+        driver = self._driver  # Textual's private App._driver: tests/unit/test_private_apis.py
         if driver is None:
             return
         with contextlib.suppress(Exception):
@@ -145,7 +145,7 @@ class TerminalMixin(AppHost):
         self.refresh(repaint=True, layout=True)
 
     # Overrides Textual's private hook, reads App._exit_renderables
-    # (tests/test_private_apis.py checks both)
+    # (tests/unit/test_private_apis.py checks both)
     def _print_error_renderables(self) -> None:
         """An internal error: the traceback goes to a file, the terminal gets one line."""
         if not self._exit_renderables:
