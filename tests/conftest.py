@@ -24,9 +24,10 @@ missing etcd is an error, so CI can never go green by skipping everything.
 
 ``--soak`` enables tests marked ``soak``.
 
-``./dev test`` runs the suite under pytest-xdist (``-n 3 --dist loadfile``, the slowest files
-first, see ``SLOWEST_FIRST``): each test file runs whole in one worker process, so a
-module-scoped fixture is built once and a file's tests never race each other. Across workers
+``./dev test`` runs the suite under pytest-xdist (``-n 3 --dist loadfile
+--no-loadscope-reorder``: the slowest files first, see ``SLOWEST_FIRST``): each test file
+runs whole in one worker process, so a module-scoped fixture is built once and a file's tests
+never race each other. Across workers
 nothing is shared: every etcd takes free 127.0.0.1 ports (and retries on new ones if another
 process took them first), temporary directories are per worker (``tmp_path``), the profiles
 and state directories below are per test, the one shared cache (test_rootless's wheel) is
@@ -69,7 +70,9 @@ def kind_of(path: Path) -> str | None:
 
 #: Whole files, slowest first: under xdist a file runs whole on one worker, and a slow file
 #: that starts last is the end of the run for everyone else. These start first; then the
-#: other files by kind (``ORDER``), the many short unit files last to fill the gaps.
+#: other files by kind (``ORDER``), the many short unit files last to fill the gaps. (``./dev
+#: test`` passes ``--no-loadscope-reorder``: xdist would otherwise start the files with the
+#: most tests first, and these have one or two tests each.)
 SLOWEST_FIRST = (
     "e2e/test_rootless.py",
     "bench/test_bench_history.py",
