@@ -73,18 +73,24 @@ def kind_of(path: Path) -> str | None:
 #: other files by kind (``ORDER``), the many short unit files last to fill the gaps. (``./dev
 #: test`` passes ``--no-loadscope-reorder``: xdist would otherwise start the files with the
 #: most tests first, and these have one or two tests each.)
-SLOWEST_FIRST = (
-    "e2e/test_rootless.py",
-    "bench/test_bench_history.py",
-    "bench/test_bench_app.py",
-    "e2e/test_serve_attack.py",
-    "e2e/test_screenshots_script.py",
-    "bench/test_bench_scale.py",
-    "bench/test_bench_registry.py",
-    "etcd/test_history_complete.py",
-    "app/test_app_actions.py",
-    "e2e/test_demo.py",
+SLOWEST_FIRST = (  # by the --durations of a whole run (-n 2, a loaded machine), longest first
+    "app/test_hostile.py",
     "e2e/test_serve_browser.py",
+    "bench/test_bench_app.py",
+    "etcd/test_cli_inputs.py",
+    "e2e/test_rootless.py",
+    "etcd/test_history_complete.py",
+    "e2e/test_serve_attack.py",
+    "bench/test_bench_registry.py",
+    "etcd/test_cli_history.py",
+    "bench/test_bench_scale.py",
+    "bench/test_bench_history.py",
+    "e2e/test_screenshots_script.py",
+    "etcd/test_connection.py",
+    "app/test_screens.py",
+    "app/test_load_lag.py",
+    "etcd/test_profiles.py",
+    "e2e/test_demo.py",
     "bench/test_bench_quick.py",
 )
 ORDER = ("e2e", "bench", "etcd", "app", "unit")

@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.etcdctl import in_ci
 
 from etcd_registry_tui.demo.embedded import free_ports
+from support.etcdctl import in_ci
 
 CHROMIUM_ARGS = [
     "--no-sandbox",

@@ -17,8 +17,6 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from support.etcdctl import Etcdctl, EtcdctlError
-
 from etcd_registry_tui.demo.embedded import (
     HOST,
     ClientTls,
@@ -26,6 +24,7 @@ from etcd_registry_tui.demo.embedded import (
     EtcdMember,
     free_ports,
 )
+from support.etcdctl import Etcdctl, EtcdctlError
 
 
 def enable_auth(etcdctl: Etcdctl, password: str = "pw") -> Etcdctl:
