@@ -3,7 +3,7 @@
 This module puts the app together: layout, start-up, quitting, and the routing of Textual's
 bindings, messages and hooks (Textual looks for them on the app class) to its parts. Each
 part is a plain object that owns its state and is reached only through its public methods
-(tests/test_app_privacy.py checks that no part touches another's private attributes or
+(tests/unit/test_app_privacy.py checks that no part touches another's private attributes or
 the app's):
 
 * :class:`~.flush.Flush` (flush.py): the data layer → screen path, the registry view;
@@ -398,7 +398,7 @@ class RegistryApp(App[int]):
 
     # -- bindings → the parts -----------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        # self._is_mounted: Textual's private flag (tests/test_private_apis.py checks it)
+        # self._is_mounted: Textual's private flag (tests/unit/test_private_apis.py checks it)
         showing = self._is_mounted and self.showing_elections
         return allowed(action, self.read_only, len(self.screen_stack), showing)
 
@@ -451,7 +451,7 @@ class RegistryApp(App[int]):
     def _election_action(self, message: ElectionsView.ActionRequested) -> None:
         self.elections_ui.action_requested(message)
 
-    # -- Textual's private hooks (tests/test_private_apis.py checks both) -------------
+    # -- Textual's private hooks (tests/unit/test_private_apis.py checks both) -------------
     def _restore_terminal(self) -> None:
         """Put the terminal back as a normal exit would: tty modes, main screen, no mouse
         reporting, cursor shown. The terminal is usually gone after a hangup, but a tmux

@@ -168,7 +168,7 @@ class GatedProtocol(asyncio.Protocol):
 
         Reads aiohttp's private ``RequestHandler._waiter`` (set while it waits for the next
         request) and ``_messages`` (heads received, not yet handled); see
-        tests/test_private_apis.py.
+        tests/unit/test_private_apis.py.
         """
         transport = self.transport
         if transport is None:

@@ -360,7 +360,7 @@ def make_server(p: ServePlan) -> Any:
     from aiohttp import WSCloseCode, WSMsgType, web
 
     # log, to_int and Server._make_app (overridden below) are textual-serve's undocumented
-    # names (tests/test_private_apis.py checks them, and that Server.serve calls _make_app).
+    # names (tests/unit/test_private_apis.py checks them, and that Server.serve calls _make_app).
     from textual_serve.server import Server, log, to_int
 
     from .guard import DEFAULT_SIZE, SECURITY_HEADERS, Gate, TabLimits, parse_size

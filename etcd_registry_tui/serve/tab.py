@@ -85,7 +85,7 @@ class TabService(AppService):
 
     It overrides textual-serve's private ``_open_app_process`` and uses its private
     ``_build_environment``, ``_process``, ``_stdin``, ``_task`` and ``_download_manager``
-    (tests/test_private_apis.py checks each one).
+    (tests/unit/test_private_apis.py checks each one).
     """
 
     def __init__(self, command: str, **kwargs: Any) -> None:
