@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from support.helpers import slack
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -16,6 +18,6 @@ def run_bench(script: str, *args: str, timeout: float) -> subprocess.CompletedPr
         [sys.executable, str(ROOT / "bench" / script), *args],
         capture_output=True,
         text=True,
-        timeout=timeout,
+        timeout=slack(timeout),
         cwd=ROOT,
     )
