@@ -852,6 +852,10 @@ class Candidacy:
                         if event.kv.lease != self.lease:  # overwritten off our lease
                             self._lose("the candidate key was overwritten without our lease")
                             return
+            except RevisionCompacted as exc:
+                # A resumed watch (after a cut) asked for a revision compacted since the
+                # read: read the key again at once and watch from there.
+                log.debug("watching own key of %s: %s; reading it again", election.name, exc)
             except RegistryError as exc:
                 log.info("watching own key of %s: %s", election.name, exc)
                 await asyncio.sleep(1.0)

@@ -265,7 +265,7 @@ class _Attempts:
                 redialed = loop.time() + 0.2
                 continue
             try:
-                await asyncio.wait_for(ep.channel.wait_for_state_change(state), min(left, 0.2))
+                await within(ep.channel.wait_for_state_change(state), min(left, 0.2))
             except asyncio.CancelledError:
                 if _cancelled_by_us():
                     raise
