@@ -15,7 +15,13 @@ from textual import work
 from .app_host import AppHost
 from .registry.elections.campaign import Candidacy
 from .registry.elections.session import ElectionsSession
-from .registry.elections.state import Candidate, Election, ElectionKind, LeaderChange
+from .registry.elections.state import (
+    Candidate,
+    Election,
+    ElectionKind,
+    LeaderChange,
+    name_text,
+)
 from .registry.etcd.errors import LeaseNotFound, RegistryError
 from .registry.log_entries import LogEntry, LogKind
 from .registry.model import Instance
@@ -38,7 +44,7 @@ def leader_change_entry(change: LeaderChange) -> LogEntry:
         return safe_line(candidate.value_text()) or f"lease {candidate.lease_hex}"
 
     return LogEntry(
-        LogKind.LEADER, safe_line(change.name), f"{who(change.old)} → {who(change.new)}"
+        LogKind.LEADER, safe_line(name_text(change.name)), f"{who(change.old)} → {who(change.new)}"
     )
 
 
@@ -77,6 +83,7 @@ class ElectionsMixin(AppHost):
             on_error=self._on_elections_error,
             read_only=self.read_only,
             on_failure=self._on_task_failure,
+            on_lost=self._on_own_candidate_lost,
         )
 
     async def _run_elections(self) -> None:
@@ -111,6 +118,7 @@ class ElectionsMixin(AppHost):
             return
         view = self.elections_view
         view.own_leases = set(self.elections.own)
+        view.lost_leases = dict(self.elections.lost)
         view.paused_leases = self.elections.paused_leases()
         view.set_state(self.elections.state, changes)
         # What the first snapshot found is the starting point, not a change (as for the
@@ -122,6 +130,23 @@ class ElectionsMixin(AppHost):
             self._refresh_leader_marks()
             if self.showing_elections:
                 self._show_election_detail()
+
+    def _on_own_candidate_lost(self, candidacy: Candidacy) -> None:
+        """One of our candidates is lost: said at once, whatever the watch shows (on a
+        frozen link its key still leads there until the lease is gone)."""
+        if not self.is_running:
+            return
+        view = self.elections_view
+        view.own_leases = set(self.elections.own)
+        view.lost_leases = dict(self.elections.lost)
+        view.refresh()
+        name = safe_line(name_text(candidacy.election.name))
+        value = safe_line(candidacy.value.decode("utf-8", "backslashreplace"))
+        why = safe_line(candidacy.reason or "lost")
+        entry = LogEntry(LogKind.LEADER, name, f"own candidate {value or '(empty)'} lost: {why}")
+        self.query_one(EventLog).add([entry])
+        if self.showing_elections:
+            self._show_election_detail()
 
     def _on_elections_error(self, error: str | None) -> None:
         if not self.is_running:
@@ -185,6 +210,7 @@ class ElectionsMixin(AppHost):
             candidate,
             self.elections.ttl(lease) if lease else (None, None),
             own=lease in self.elections.own,
+            lost=self.elections.lost.get(lease) if lease else None,
             paused=lease in self.elections.paused_leases(),
             led_for=view.led_for(row.name) if row is not None else None,
         )
