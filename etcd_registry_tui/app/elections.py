@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from ..registry.elections.campaign import Candidacy
 from ..registry.elections.session import ElectionsSession
-from ..registry.elections.state import Candidate, Election, ElectionKind, LeaderChange
+from ..registry.elections.state import (
+    Candidate,
+    Election,
+    ElectionKind,
+    LeaderChange,
+    name_text,
+)
 from ..registry.etcd.errors import LeaseNotFound, RegistryError
 from ..registry.log_entries import LogEntry, LogKind
 from ..registry.model import Instance
@@ -43,7 +49,7 @@ def leader_change_entry(change: LeaderChange) -> LogEntry:
         return safe_line(candidate.value_text()) or f"lease {candidate.lease_hex}"
 
     return LogEntry(
-        LogKind.LEADER, safe_line(change.name), f"{who(change.old)} → {who(change.new)}"
+        LogKind.LEADER, safe_line(name_text(change.name)), f"{who(change.old)} → {who(change.new)}"
     )
 
 
@@ -90,6 +96,7 @@ class Elections:
             on_error=self._on_elections_error,
             read_only=read_only,
             on_failure=on_failure,
+            on_lost=self._on_own_candidate_lost,
         )
 
     async def run(self) -> None:
@@ -128,6 +135,7 @@ class Elections:
         elections = self.session
         view = self.view
         view.own_leases = set(elections.own)
+        view.lost_leases = dict(elections.lost)
         view.paused_leases = elections.paused_leases()
         view.set_state(elections.state, changes)
         # What the first snapshot found is the starting point, not a change (as for the
@@ -139,6 +147,23 @@ class Elections:
             self.refresh_leader_marks()
             if self.showing:
                 self._show_detail()
+
+    def _on_own_candidate_lost(self, candidacy: Candidacy) -> None:
+        """One of our candidates is lost: said at once, whatever the watch shows (on a
+        frozen link its key still leads there until the lease is gone)."""
+        if not self._app.is_running:
+            return
+        view = self.view
+        view.own_leases = set(self.session.own)
+        view.lost_leases = dict(self.session.lost)
+        view.refresh()
+        name = safe_line(name_text(candidacy.election.name))
+        value = safe_line(candidacy.value.decode("utf-8", "backslashreplace"))
+        why = safe_line(candidacy.reason or "lost")
+        entry = LogEntry(LogKind.LEADER, name, f"own candidate {value or '(empty)'} lost: {why}")
+        self._app.query_one(EventLog).add([entry])
+        if self.showing:
+            self._show_detail()
 
     def _on_elections_error(self, error: str | None) -> None:
         if not self._app.is_running:
@@ -204,6 +229,7 @@ class Elections:
             candidate,
             elections.ttl(lease) if lease else (None, None),
             own=lease in elections.own,
+            lost=elections.lost.get(lease) if lease else None,
             paused=lease in elections.paused_leases(),
             led_for=view.led_for(row.name) if row is not None else None,
         )

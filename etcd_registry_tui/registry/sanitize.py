@@ -14,7 +14,9 @@ replace each dangerous character with a visible escape:
   format characters that can disguise text (U+061C, U+200B, U+200E, U+200F, U+2060–U+2064,
   U+206A–U+206F, U+FEFF, U+FFF9–U+FFFB) and the line and paragraph separators
   (U+2028, U+2029) as ``\\x9b`` / ``\\u202e`` text; so are lone surrogates, which JSON
-  can carry (``"\\ud800"``) and no terminal encoding can print.
+  can carry (``"\\ud800"``) and no terminal encoding can print;
+* the dashboard's own marks (:data:`MARKS`: ``♛ ★ ✓ ✗ …``) as ``\\u265b`` text, so that
+  no key or value can forge one.
 
 Clean text, the usual case, is returned as the very same object (one regex search).
 This module is pure Python: the model computes the display text once per instance and
@@ -40,6 +42,13 @@ UNSAFE_RANGES: tuple[tuple[int, int], ...] = (
     (0xFEFF, 0xFEFF),  # zero width no-break space (BOM)
     (0xFFF9, 0xFFFB),  # interlinear annotation
 )
+
+#: The marks the dashboard draws itself next to untrusted text (the tree's ``♛ leader``,
+#: ``★`` own, ``✓ 12 ms`` / ``✗ refused`` probes, ``◆`` marks, ``⏸ paused``, ``↻``
+#: flapping, ``⚠`` problems; the elections view's ``★`` and ``✗ lost``): in a key or value
+#: they are shown escaped (``\\u265b``), so no writer of etcd can draw a mark that looks
+#: like the dashboard's own.
+MARKS = "♛★✓✗◆⏸↻⚠"
 
 
 def _escape(code: int) -> str:
@@ -71,12 +80,13 @@ def _split_around(low: int, high: int, holes: set[int]) -> list[tuple[int, int]]
     return spans
 
 
+_RANGES = UNSAFE_RANGES + tuple((ord(c), ord(c)) for c in MARKS)
 _TABLE: dict[int, str] = {
-    code: _escape(code) for low, high in UNSAFE_RANGES for code in range(low, high + 1)
+    code: _escape(code) for low, high in _RANGES for code in range(low, high + 1)
 }
 _TEXT_TABLE = {**_TABLE, ord("\n"): "\n"}
-_UNSAFE_LINE = _char_class(UNSAFE_RANGES)
-_UNSAFE_TEXT = _char_class(UNSAFE_RANGES, keep="\n")
+_UNSAFE_LINE = _char_class(_RANGES)
+_UNSAFE_TEXT = _char_class(_RANGES, keep="\n")
 
 
 def _cut(text: str, limit: int | None) -> str:

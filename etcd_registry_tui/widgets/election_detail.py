@@ -5,7 +5,12 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from etcd_registry_tui.registry.elections.state import Candidate, Election, ElectionKind
+from etcd_registry_tui.registry.elections.state import (
+    Candidate,
+    Election,
+    ElectionKind,
+    name_text,
+)
 from etcd_registry_tui.registry.wording import revision_text
 from etcd_registry_tui.widgets.elections_view import clip
 from etcd_registry_tui.widgets.ttl_text import describe_ttl, format_seconds
@@ -31,6 +36,7 @@ class ElectionDetail(Static):
         candidate: Candidate | None,
         ttl: tuple[float | None, int | None] = (None, None),
         own: bool = False,
+        lost: str | None = None,
         paused: bool = False,
         led_for: float | None = None,
     ) -> None:
@@ -52,7 +58,7 @@ class ElectionDetail(Static):
             text.append(f"{label:<11}", style="bold")
             text.append(value + "\n", style=style)
 
-        row("name", clip(election.name, DETAIL_WIDTH))
+        row("name", clip(name_text(election.name), DETAIL_WIDTH))
         row("kind", election.kind.value)
         row("candidates", f"{count} ({max(0, count - 1)} waiting)")
         if led_for is not None and count:
@@ -68,16 +74,21 @@ class ElectionDetail(Static):
             else:
                 role = f"waiting #{place}"
             text.append("\n")
-            row(
-                "role",
-                role + ("  ★ own candidate" if own else "") + ("  ⏸ paused" if paused else ""),
-            )
+            if lost is not None:  # ours, lost: whatever the watch still shows, it leads no more
+                row("role", f"✗ lost — {lost}", "bold red")
+                if place == 0:
+                    row("leader", "not certain: the key may still stand until its lease goes")
+            else:
+                row(
+                    "role",
+                    role + ("  ★ own candidate" if own else "") + ("  ⏸ paused" if paused else ""),
+                )
             if candidate.stands_in is None:
                 row("queues", "by age only: not a candidate's key (clientv3 counts it)", "yellow")
             elif candidate.stands_in != election.name:
                 row(
                     "queues",
-                    f"as a candidate of {clip(candidate.stands_in, DETAIL_WIDTH)}",
+                    f"as a candidate of {clip(name_text(candidate.stands_in), DETAIL_WIDTH)}",
                     "yellow",
                 )
             row("key", clip(candidate.key_text, DETAIL_WIDTH))

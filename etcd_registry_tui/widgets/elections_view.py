@@ -33,6 +33,7 @@ from etcd_registry_tui.registry.elections.state import (
     ElectionKind,
     ElectionState,
     LeaderChange,
+    name_text,
 )
 from etcd_registry_tui.registry.sanitize import safe_line
 from etcd_registry_tui.widgets.ttl_text import format_remaining, format_seconds, lease_level
@@ -201,6 +202,8 @@ class ElectionsView(ScrollView, can_focus=True):
         self.cursor = 0
         self.read_only = False
         self.own_leases: set[int] = set()
+        #: Our candidates lost (lease -> why) whose keys the watch may still show.
+        self.lost_leases: dict[int, str] = {}
         self.paused_leases: set[int] = set()
         self.empty_text = "no elections or locks found"
         # election name -> (leader key, when the dashboard saw it take over)
@@ -349,11 +352,14 @@ class ElectionsView(ScrollView, can_focus=True):
             led = self.led_for(row.name)
             leader = election.leader if election is not None else None
             count = len(election.candidates) if election is not None else 0
-            return (row.name, kind, leader, None if led is None else int(led), count, cursor, width)
+            lost = self.lost_leases.get(leader.lease) if leader is not None else None
+            led_s = None if led is None else int(led)
+            return (row.name, kind, leader, lost, led_s, count, cursor, width)
         remaining, granted = self.ttl_source(c.lease)
         countdown = None if remaining is None else (math.ceil(remaining), granted)
         own, paused = c.lease in self.own_leases, c.lease in self.paused_leases
-        return (row.name, kind, c, row.place, own, paused, countdown, cursor, width)
+        lost = self.lost_leases.get(c.lease)
+        return (row.name, kind, c, row.place, own, lost, paused, countdown, cursor, width)
 
     def render_line(self, y: int) -> Strip:
         width = self.scrollable_content_region.width or self.size.width
@@ -384,7 +390,7 @@ class ElectionsView(ScrollView, can_focus=True):
     def _header(self, row: ElectionRow) -> Text:
         election = self.election(row.name)
         text = Text(style=self.rich_style)
-        text.append(clip(row.name, NAME_WIDTH), self._style("elections-view--name"))
+        text.append(clip(name_text(row.name), NAME_WIDTH), self._style("elections-view--name"))
         if election is None:
             return text
         kind = election.kind
@@ -392,7 +398,11 @@ class ElectionsView(ScrollView, can_focus=True):
         text.append(f"  {kind.value}", self._style("elections-view--muted"))
         leader = election.leader
         word = "holder" if kind is ElectionKind.LOCK else "leader"
-        if leader is not None:
+        if leader is not None and leader.lease in self.lost_leases:
+            # our candidate, lost: its key may stand until its lease goes (a frozen link)
+            text.append(f"  {word} not certain", self._style("elections-view--warning"))
+            text.append("  (own candidate lost)", self._style("elections-view--muted"))
+        elif leader is not None:
             value = clip(leader.value_text(), LEADER_VALUE_WIDTH) or "(empty)"
             text.append(f"  {word} {value}", self._style("elections-view--leader"))
             led = self.led_for(row.name)
@@ -412,7 +422,10 @@ class ElectionsView(ScrollView, can_focus=True):
         assert c is not None
         election = self.election(row.name)
         lock = election is not None and election.kind is ElectionKind.LOCK
-        if row.place == 0:
+        lost = self.lost_leases.get(c.lease)
+        if lost is not None:
+            role, role_style = "✗ lost", "elections-view--critical"
+        elif row.place == 0:
             role, role_style = ("holder" if lock else "leader"), "elections-view--leader"
         else:
             role, role_style = f"waiting #{row.place}", "elections-view--waiting"
@@ -428,10 +441,12 @@ class ElectionsView(ScrollView, can_focus=True):
         nested = ""
         if c.stands_in != row.name:  # in the queue by its age, as clientv3 counts it
             nested = (
-                f"  in {clip(c.stands_in, NAME_WIDTH // 2)}" if c.stands_in else "  not a candidate"
+                f"  in {clip(name_text(c.stands_in), NAME_WIDTH // 2)}"
+                if c.stands_in
+                else "  not a candidate"
             )
         # The key below the election's name (on the header line): …/<lease id>, …/sub/<id>
-        prefix = row.name + "/"
+        prefix = name_text(row.name) + "/"
         tail = c.key_text[len(prefix) :] if c.key_text.startswith(prefix) else c.key_text
         key = clip(("…/" + tail) if tail != c.key_text else tail, KEY_WIDTH)
         # clientv3 names the key by the lease in %x; Node's etcd3 writes it in decimal
@@ -453,4 +468,6 @@ class ElectionsView(ScrollView, can_focus=True):
         if nested:
             text.append(nested, self._style("elections-view--warning"))
         text.append(f"  {key}", self._style("elections-view--muted"))
+        if lost is not None:
+            text.append(f"  — {safe_line(lost)}", self._style("elections-view--critical"))
         return text

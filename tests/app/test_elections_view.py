@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import signal
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from support.etcdctl import Etcdctl
-from test_app_actions import dashboard, notifications, until
+from support.tcp_proxy import tcp_proxy
+from test_app_actions import dashboard, notifications, text_of, until
 from test_elections import EtcdctlCandidate
 
 from etcd_registry_tui.app import RegistryApp
 from etcd_registry_tui.registry.log_entries import LogKind
 from etcd_registry_tui.screens.campaign import CampaignScreen, ProclaimScreen
 from etcd_registry_tui.screens.confirm import ConfirmScreen
+from etcd_registry_tui.widgets.election_detail import ElectionDetail
 from etcd_registry_tui.widgets.event_log import EventLog
 
 
@@ -161,3 +165,64 @@ async def test_registry_tree_marks_the_instance_that_leads_its_services_election
         await until(pilot, lambda: marked() == ["job-0"], timeout=20)
         etcdctl.lease_revoke(leases[0])  # the leader's instance and candidacy end together
         await until(pilot, lambda: marked() == ["job-1"], timeout=20)
+
+
+async def test_own_candidate_lost_on_a_frozen_link_is_shown_lost_at_once(etcd: Any) -> None:
+    """The dashboard's own candidate leads; its link freezes. The library gives it up
+    (unconfirmed past the confirm window) while the frozen watch still shows its key
+    leading: the view, the pane and the event log say it is lost, and why."""
+    with tcp_proxy(etcd.client_port) as proxy:
+        async with dashboard(SimpleNamespace(endpoint=proxy.endpoint)) as (app, pilot):
+            await pilot.press("e")
+            cand = await app.elections.campaign("jobz", "dash", 8)
+            await until(pilot, lambda: "leader dash" in (view_lines(app) or [""])[0], timeout=30)
+            await until(pilot, lambda: cand.is_leader, timeout=30)
+            proxy.freeze()
+            await until(pilot, cand.lost.is_set, timeout=60, message="never lost")
+            assert cand.reason
+            # the watch is frozen: its key is still the leader in what the watch knows
+            assert app.elections.state.leader_of("jobz") is not None
+
+            def shown_lost() -> bool:
+                lines = view_lines(app) or [""]
+                return (
+                    "leader dash" not in lines[0]
+                    and "not certain" in lines[0]
+                    and any("✗ lost" in line and "dash" in line for line in lines[1:])
+                )
+
+            await until(pilot, shown_lost, timeout=30, message=lambda: str(view_lines(app)))
+            assert not any(line.startswith("  ★") for line in view_lines(app))  # not ours now
+            detail = text_of(app.query_one(ElectionDetail))
+            assert "✗ lost" in detail and "own candidate" not in detail
+            logged = [e for e in leader_entries(app) if "lost" in e]
+            assert logged and logged[0].startswith("jobz: own candidate dash lost")
+            proxy.heal()
+            # once the watch sees the key go, nothing is left of it
+            await until(pilot, lambda: "jobz" not in " ".join(view_lines(app)), timeout=60)
+            assert app.elections.lost == {}
+
+
+async def test_no_key_or_value_can_forge_the_dashboards_marks(etcd: Any, etcdctl: Etcdctl) -> None:
+    """A writer of /services/ puts the marks in an address and an id: they are drawn
+    escaped, so the only "♛ leader" on the screen is the dashboard's own."""
+    real, fake = etcdctl.lease_grant(120), etcdctl.lease_grant(120)
+    etcdctl.put(
+        "/services/OrderService/i-real", json.dumps({"Address": "http://10.0.0.1:8080"}), real
+    )
+    forged = json.dumps({"Id": "★ i-fake ✓ 1 ms", "Address": "http://10.0.0.2:8080  ♛ leader"})
+    etcdctl.put("/services/OrderService/i-fake", forged, lease=fake)
+    etcdctl.put(f"/elections/OrderService/{real:x}", "i-real", lease=real)
+    async with dashboard(etcd) as (app, pilot):
+        tree = app.registry_tree
+        await until(pilot, lambda: len(tree.leader_keys) == 1, timeout=20)
+
+        def lines() -> list[str]:
+            return [tree.render_line(y).text.rstrip() for y in range(tree.row_count)]
+
+        await until(pilot, lambda: any("10.0.0.2" in line for line in lines()), timeout=20)
+        crowned = [line for line in lines() if "♛" in line]
+        assert len(crowned) == 1 and "i-real" in crowned[0], lines()
+        fake_line = next(line for line in lines() if "10.0.0.2" in line)
+        assert "♛" not in fake_line and "★" not in fake_line and "✓" not in fake_line
+        assert "\\u265b leader" in fake_line  # shown, escaped

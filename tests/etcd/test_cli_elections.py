@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -136,3 +137,47 @@ def test_elections_lists_locks_and_honours_prefixes(etcd, etcdctl: Etcdctl, proc
 
     text = run_cli("elections", "--endpoints", etcd.endpoint)
     assert text.returncode == 0 and "holder" in text.stdout and "leader" in text.stdout
+
+
+def test_elect_takes_argv_bytes_that_are_not_utf8_as_etcdctl_does(etcd, etcdctl: Etcdctl, procs):
+    # argv is bytes: Python hands undecodable ones over as surrogates; they go to etcd as
+    # the very bytes given, as `etcdctl elect` writes them (no UnicodeEncodeError)
+    name, value = b"my\xffjob", b"\xff\x01bad"
+    cmd = [*CLI, "elect", os.fsdecode(name), os.fsdecode(value), "--endpoints", etcd.endpoint]
+    ours = spawn(procs, cmd)
+    wait_for(lambda: etcdctl.get_prefix(name + b"/").kvs != {} or ours.poll() is not None)
+    assert ours.poll() is None, ours.stderr.read().decode() if ours.stderr else ""
+    (kv,) = etcdctl.get_prefix(name + b"/").kvs.values()
+    assert kv.value == value
+    assert ours.stdout is not None
+    key_line = ours.stdout.readline().decode().strip()
+    assert key_line.startswith("my\\xffjob/")  # shown escaped, never as raw bytes
+    ours.send_signal(signal.SIGTERM)
+    assert ours.wait(20) == 0
+    assert etcdctl.get_prefix(name + b"/").kvs == {}
+
+
+def test_elections_json_gives_exact_bytes_and_names_that_are_not_utf8(
+    etcd, etcdctl: Etcdctl, procs
+):
+    spawn(procs, etcdctl._cmd(["elect", "/e/bin", b"\xff\xfe"]))  # type: ignore[list-item]
+    wait_for(lambda: etcdctl.get_prefix("/e/bin/").kvs != {})
+    spawn(procs, etcdctl._cmd(["elect", "/e/txt", "\\xff\\xfe"]))  # its text spelling
+    spawn(procs, etcdctl._cmd(["elect", b"/e/na\xffme", "seen"]))  # type: ignore[list-item]
+    wait_for(lambda: len(etcdctl.get_prefix("/e/").kvs) == 3)
+    raw = etcdctl.get_prefix("/e/").kvs
+
+    doc = {e["name"]: e for e in elections(etcd.endpoint)}
+    assert set(doc) == {"/e/bin", "/e/txt", "/e/na\\xffme"}  # not UTF-8: shown escaped
+    for election in doc.values():
+        (c,) = election["candidates"]  # type: ignore[misc]
+        key, value = base64.b64decode(c["key_b64"]), base64.b64decode(c["value_b64"])
+        assert raw[key].value == value  # the exact bytes etcd holds
+    values = {n: base64.b64decode(e["candidates"][0]["value_b64"]) for n, e in doc.items()}  # type: ignore[index]
+    assert values == {"/e/bin": b"\xff\xfe", "/e/txt": b"\\xff\\xfe", "/e/na\\xffme": b"seen"}
+    # the text fields stay as they were: printable, the two values alike in them
+    assert doc["/e/bin"]["candidates"][0]["value"] == doc["/e/txt"]["candidates"][0]["value"]  # type: ignore[index]
+    assert doc["/e/na\\xffme"]["candidates"][0]["key"].startswith("/e/na\\xffme/")  # type: ignore[index]
+
+    text = run_cli("elections", "--endpoints", etcd.endpoint)
+    assert text.returncode == 0 and "/e/na\\xffme" in text.stdout

@@ -888,7 +888,7 @@ class Election:
             raise RegistryError(f"election name {name!r} must be non-empty and not end in '/'")
         self.conn = conn
         self.name = name
-        self.prefix = name.encode() + b"/"
+        self.prefix = name.encode("utf-8", "surrogateescape") + b"/"  # argv bytes as given
 
     def key_for(self, lease: int) -> bytes:
         return self.prefix + format(lease, "x").encode()
@@ -984,7 +984,7 @@ class Election:
         """A candidate not yet started: ``await c.start()``, then ``await c.wait_elected()``.
 
         ``lease``: stand on this lease (kept alive by its owner) instead of a new one."""
-        data = value.encode() if isinstance(value, str) else value
+        data = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
         return Candidacy(self, data, ttl, lease)
 
     @contextlib.asynccontextmanager

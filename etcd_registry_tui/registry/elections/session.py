@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 ChangeListener = Callable[[list[LeaderChange]], None]
 ErrorListener = Callable[[str | None], None]
+LostListener = Callable[[Candidacy], None]
 
 
 class ElectionsSession:
@@ -38,6 +39,7 @@ class ElectionsSession:
         on_error: ErrorListener = lambda _: None,
         read_only: bool = False,
         on_failure: Callable[[TaskFailure], None] = lambda _: None,
+        on_lost: LostListener = lambda _: None,
     ) -> None:
         self.conn = conn
         self.read_only = read_only
@@ -49,6 +51,11 @@ class ElectionsSession:
         self.own: dict[int, Candidacy] = {}  # lease -> our candidate
         self._gone: set[Candidacy] = set()  # lost ones still letting their lease go
         self._waiters: dict[int, asyncio.Task[None]] = {}
+        self.on_lost = on_lost
+        #: Our candidates lost (not resigned) whose keys etcd may still show: lease ->
+        #: why. The watch may show such a key leading for a while (a frozen link).
+        self.lost: dict[int, str] = {}
+        self._lost_watches: dict[int, asyncio.Task[None]] = {}
 
     @property
     def state(self) -> ElectionState:
@@ -66,7 +73,7 @@ class ElectionsSession:
         own = [*self.own.values(), *self._gone]
         self.own.clear()
         self._gone.clear()
-        for task in self._waiters.values():
+        for task in [*self._waiters.values(), *self._lost_watches.values()]:
             task.cancel()
         await asyncio.gather(*(c.resign() for c in own), return_exceptions=True)
         await self.supervisor.stop()
@@ -75,10 +82,11 @@ class ElectionsSession:
         gained, lost = self.state.drain_leases()  # what changed, not every lease again
         self.tracker.untrack(lost)
         self.tracker.track(gained)
-        for lease in [lease for lease, c in self.own.items() if c.lost.is_set()]:
-            # a lost candidacy stops its heartbeats and revokes its lease by itself
-            self._gone.add(self.own.pop(lease))
+        for candidacy in [c for c in self.own.values() if c.lost.is_set()]:
+            self._lost(candidacy)
         self._gone = {c for c in self._gone if not c.ended}
+        for lease in [lease for lease in self.lost if not self.state.keys_on_lease(lease)]:
+            del self.lost[lease]  # its key is gone from the view as well
         self.on_change(changes)
 
     def _error(self, error: str | None) -> None:
@@ -110,7 +118,31 @@ class ElectionsSession:
             self._waiters.pop(candidacy.lease, None)
 
         self._waiters[candidacy.lease] = asyncio.create_task(wait(), name=f"campaign {name}")
+        self._lost_watches[candidacy.lease] = asyncio.create_task(
+            self._watch_lost(candidacy), name=f"lost {name}"
+        )
         return candidacy
+
+    async def _watch_lost(self, candidacy: Candidacy) -> None:
+        """Say at once when a candidate of ours is lost (not resigned): the watch may not
+        show it for a long while (a frozen link), and until then its key still leads."""
+        try:
+            await candidacy.lost.wait()
+        finally:
+            self._lost_watches.pop(candidacy.lease, None)
+        self._lost(candidacy)
+
+    def _lost(self, candidacy: Candidacy) -> None:
+        """A candidacy of ours is lost: no longer ours to act on; said (``on_lost``) once,
+        unless it was resigned here."""
+        lease = candidacy.lease
+        if self.own.get(lease) is not candidacy:
+            return  # resigned, revoked or shut down here, or said already
+        # a lost candidacy stops its heartbeats and revokes its lease by itself
+        self._gone.add(self.own.pop(lease))
+        if candidacy.reason != "resigned":
+            self.lost[lease] = candidacy.reason or "lost"
+            self.on_lost(candidacy)
 
     async def proclaim(self, lease: int, value: str) -> None:
         self._check_writable()

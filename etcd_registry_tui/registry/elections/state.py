@@ -15,6 +15,7 @@ candidate with the lowest CreateRevision; the others wait in CreateRevision orde
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -27,6 +28,17 @@ from ..wording import lease_text
 class ElectionKind(StrEnum):
     ELECTION = "election"
     LOCK = "lock"
+
+
+def name_bytes(name: str) -> bytes:
+    """An election's name as the bytes of its keys (a name that is not UTF-8 is held
+    with its undecodable bytes as surrogates: ``surrogateescape``)."""
+    return name.encode("utf-8", "surrogateescape")
+
+
+def name_text(name: str) -> str:
+    """The name printable, bytes that are not UTF-8 as ``\\xff`` (as :attr:`Candidate.key_text`)."""
+    return name_bytes(name).decode("utf-8", "backslashreplace")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +62,7 @@ def parse_candidate_key(raw_key: bytes, lease: int) -> CandidateKey | None:
     if slash <= 0:
         return None
     last = raw_key[slash + 1 :]
-    try:
-        name = raw_key[:slash].decode("utf-8")
-    except UnicodeDecodeError:
-        return None
+    name = raw_key[:slash].decode("utf-8", "surrogateescape")  # every name etcd can hold
     if last == format(lease, "x").encode():
         return CandidateKey(name, lease, decimal=False)
     if last == str(lease).encode():
@@ -114,7 +123,7 @@ class Election:
 
     @property
     def prefix(self) -> bytes:
-        return self.name.encode() + b"/"
+        return name_bytes(self.name) + b"/"
 
     def add(self, candidate: Candidate) -> None:
         key = candidate.key
@@ -240,7 +249,7 @@ class ElectionState:
         parsed = parse_candidate_key(raw_key, lease)
         if parsed is None or self.is_instance(raw_key):
             return None
-        if not self.covers(parsed.name.encode() + b"/"):
+        if not self.covers(name_bytes(parsed.name) + b"/"):
             return None  # its queue is not all watched: a leader could not be told
         return parsed
 
@@ -300,7 +309,7 @@ class ElectionState:
 
     def _new_election(self, name: str) -> Election:
         election = self.elections[name] = Election(name)
-        self._raw[name.encode()] = election
+        self._raw[name_bytes(name)] = election
         self._sorted = None
         return election
 
@@ -366,7 +375,7 @@ class ElectionState:
     def _drop(self, election: Election) -> None:
         """No key names the election any more: it goes, and the keys only it held."""
         del self.elections[election.name]
-        del self._raw[election.name.encode()]
+        del self._raw[name_bytes(election.name)]
         self._sorted = None
         self.unloaded.discard(election.name)
         for key, candidate in list(election.candidates.items()):
@@ -469,16 +478,18 @@ class ElectionState:
         for election in self.sorted():
             out.append(
                 {
-                    "name": election.name,
+                    "name": name_text(election.name),
                     "kind": election.kind.value,
                     "candidates": [
                         {
                             "key": c.key_text,
+                            "key_b64": base64.b64encode(c.key).decode("ascii"),  # exact bytes
                             "value": c.value_text(),
+                            "value_b64": base64.b64encode(c.value).decode("ascii"),
                             "lease": c.lease_hex,
                             "ttl": ttl_of(c.lease) if ttl_of is not None and c.lease else None,
                             "create_revision": c.create_revision,
-                            "stands_in": c.stands_in,
+                            "stands_in": None if c.stands_in is None else name_text(c.stands_in),
                         }
                         for c in election.queue()
                     ],

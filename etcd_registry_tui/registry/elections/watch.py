@@ -18,7 +18,7 @@ from aetcd import rpc
 
 from ..etcd.connection import EtcdConnection, key_range
 from ..etcd.errors import RegistryError, RevisionCompacted
-from .state import ElectionState, LeaderChange
+from .state import ElectionState, LeaderChange, name_bytes
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ class ElectionWatcher:
 
     async def _read_queue(self, name: str, revision: int) -> list[Any]:
         """Every key under ``NAME/`` at ``revision`` (clientv3's queue is all of them)."""
-        prefix, prefix_end = key_range(name.encode() + b"/")
+        prefix, prefix_end = key_range(name_bytes(name) + b"/")
         response = await self._range(
             rpc.RangeRequest(key=prefix, range_end=prefix_end, revision=revision)
         )
