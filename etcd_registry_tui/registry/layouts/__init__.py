@@ -5,7 +5,7 @@ a framework's placeholder key (:data:`PLACEHOLDER`), or None. Each framework's m
 the source file its rules come from and can write what that framework's registrar writes.
 """
 
-from .base import PLACEHOLDER, Layout, Recognised
+from .base import FRAMEWORKS, PLACEHOLDER, Layout, Recognised
 from .recognise import recognise
 
-__all__ = ["PLACEHOLDER", "Layout", "Recognised", "recognise"]
+__all__ = ["FRAMEWORKS", "PLACEHOLDER", "Layout", "Recognised", "recognise"]

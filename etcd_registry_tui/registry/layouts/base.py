@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import itertools
 import re
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
 
@@ -37,6 +38,23 @@ class Layout(StrEnum):
     COREDNS = "coredns"  # CoreDNS / SkyDNS plugin/etcd
 
 
+#: Who writes each layout, as the detail pane names it.
+FRAMEWORKS: Final[dict[Layout, str]] = {
+    Layout.WALKTHROUGH: "the walkthrough's {Id, Name, Address}",
+    Layout.GRPC: "etcd gRPC naming (naming/endpoints)",
+    Layout.MICRO: "go-micro",
+    Layout.KRATOS: "Kratos",
+    Layout.GO_ZERO: "go-zero",
+    Layout.DUBBO: "dubbo-go, interface level",
+    Layout.DUBBO_APP: "dubbo-go, application level",
+    Layout.KITEX: "Kitex",
+    Layout.HERTZ: "Hertz",
+    Layout.RPCX: "rpcx",
+    Layout.GOFRAME: "GoFrame",
+    Layout.COREDNS: "CoreDNS / SkyDNS",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Recognised:
     """One instance as its framework describes it."""
@@ -51,6 +69,9 @@ class Recognised:
     fields: tuple[tuple[str, str], ...] = ()
     #: The framework's own health flag, where it has one (None: it has none).
     healthy: bool | None = None
+    #: The tree group: ``{service} · {layout}`` (made once, shared by the service's
+    #: instances).
+    group: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         cut = tuple(
@@ -61,6 +82,7 @@ class Recognised:
             object.__setattr__(self, "addresses", cut)
         if len(self.fields) > MAX_ITEMS:
             object.__setattr__(self, "fields", self.fields[:MAX_ITEMS])
+        object.__setattr__(self, "group", sys.intern(f"{self.service} · {self.layout.value}"))
 
     @property
     def address(self) -> str | None:
