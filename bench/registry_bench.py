@@ -16,7 +16,7 @@ Figures, each printed on one line with its target and "ok" or "over":
    largest |tracker remaining - etcd TimeToLive| over a sample of leases asked directly
    (target <= 1 s; shown separately for leases nobody renews and for renewed ones);
 4. renewed leases: 1,000 leases of TTL 15 s renewed every 2 s by their owner (one
-   keep-alive stream of a plain aetcd client, tests/renewals.py), the LeaseTracker with
+   keep-alive stream of a plain aetcd client, tests/support/renewals.py), the LeaseTracker with
    its default cap following them for 60 s (four TTLs), every shown countdown sampled
    four times a second: the lowest countdown shown against the lease's true remaining
    time at that moment (a hard lower bound from the renewal schedule), and the share of
@@ -65,7 +65,7 @@ from etcd_registry_tui.registry.events import ChangeBatch  # noqa: E402
 from etcd_registry_tui.registry.leases import LeaseTracker  # noqa: E402
 from etcd_registry_tui.registry.model import RegistryState  # noqa: E402
 from etcd_registry_tui.registry.watcher import RegistryWatcher  # noqa: E402
-from tests.renewals import Renewer  # noqa: E402
+from tests.support.renewals import Renewer  # noqa: E402
 
 T = TypeVar("T")
 

@@ -270,8 +270,9 @@ async def alarm_and_history_shots(app: RegistryApp, pilot: Pilot, scene: Scene, 
     history view, stepped back to before they registered."""
     from etcd_registry_tui.screens.history import HistoryScreen
 
-    # Only certain expiries raise it: on a loaded machine a lease read too late reads LEASE
-    # ENDED instead, so another batch is started until the alarm is up (at most three).
+    # Certain expiries raise MASS EXPIRY: on a loaded machine a lease read too late reads
+    # LEASE ENDED instead (at most POSSIBLE MASS EXPIRY), so another batch is started until
+    # the certain alarm is up (at most three).
     for attempt in range(3):
         batch = [
             ServiceRegistration(
@@ -287,7 +288,12 @@ async def alarm_and_history_shots(app: RegistryApp, pilot: Pilot, scene: Scene, 
         for reg in batch:
             await reg.register()  # and never a heartbeat: they expire in 3 s
         try:
-            await until(pilot, lambda: app.alarm.banner(time.time()) is not None, "the alarm", 15)
+            await until(
+                pilot,
+                lambda: (app.alarm.banner(time.time()) or "").startswith("MASS EXPIRY"),
+                "the alarm",
+                15,
+            )
             break
         except TimeoutError:
             if attempt == 2:
@@ -408,7 +414,7 @@ async def probes_shot(scene: Scene, out: Path) -> None:
                     lambda: all(key in app.prober.results for key in keys),
                     "every probe of ProbedService",
                 )
-                app._push_marks()
+                app.probes.push_marks()
                 app.registry_tree.select_key(keys[0])
                 app.registry_tree.scroll_to(y=app.registry_tree.cursor_index - 2, animate=False)
                 await shoot(app, pilot, out, "probes.svg")

@@ -16,6 +16,23 @@ MAX_REVISION = 2**63 - 1
 MAX_HISTORY = 1_000_000
 
 
+def add_elections_prefix(parser: argparse.ArgumentParser) -> None:
+    """``--elections-prefix P`` (repeatable), for the dashboard, ``elections`` and ``serve``.
+
+    One default rule wherever it is given: absent (``argparse.SUPPRESS``) unless given, so
+    an option given before a subcommand is not overwritten by the subcommand's default;
+    then the profile's ``elections_prefixes``; else everywhere (see ``cli.main``).
+    """
+    parser.add_argument(
+        "--elections-prefix",
+        action="append",
+        default=argparse.SUPPRESS,
+        metavar="P",
+        help="look for elections and locks only under P (repeatable; default: the profile's"
+        " elections_prefixes, else everywhere)",
+    )
+
+
 def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
     """An argparse ``type``: a whole number from ``low`` (to ``high``), else a clear error."""
 

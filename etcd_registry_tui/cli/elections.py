@@ -16,7 +16,7 @@ from ..registry.etcd.config import ConnectionConfig
 from ..registry.etcd.connection import EtcdConnection
 from ..registry.registration import validate_ttl
 from ..registry.sanitize import safe_line
-from .args import AddOptions
+from .args import AddOptions, add_elections_prefix
 
 
 def add_parsers(sub: Any, add_connection_options: AddOptions) -> None:
@@ -43,16 +43,6 @@ def add_parsers(sub: Any, add_connection_options: AddOptions) -> None:
     add_connection_options(p_list, True)
 
 
-def add_elections_prefix(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--elections-prefix",
-        action="append",
-        default=None,
-        metavar="P",
-        help="look for elections and locks only under P (repeatable; default: everywhere)",
-    )
-
-
 def _short(value: str, limit: int = 60) -> str:
     """A value on one line of the listing (the whole value is in --json)."""
     text = safe_line(value)
@@ -70,7 +60,7 @@ def _nesting(name: str, stands_in: str | None, key: str) -> str:
 
 async def cmd_elections(config: ConnectionConfig, args: argparse.Namespace) -> int:
     async with EtcdConnection(config) as conn:
-        watcher = ElectionWatcher(conn, tuple(args.elections_prefix or ()))
+        watcher = ElectionWatcher(conn, tuple(getattr(args, "elections_prefix", None) or ()))
         await watcher.load_snapshot()
         leases = watcher.state.leases()
         ttls: dict[int, int] = {}

@@ -15,7 +15,7 @@ from ..registry.etcd.connection import EtcdConnection
 from ..registry.etcd.errors import RegistryError, RevisionCompacted
 from ..registry.events import ChangeBatch
 from ..registry.history.alarms import FlapDetector, MassExpiryAlarm
-from ..registry.history.read import get_at, read_past
+from ..registry.history.read import HistoryRead, get_at, past_start, stream_past
 from ..registry.history.store import DEFAULT_REVISIONS, HistoryEvent
 from ..registry.model import RegistryState
 from ..registry.sanitize import safe_line
@@ -97,7 +97,7 @@ def add_parsers(sub: Any, add_connection_options: AddOptions) -> None:
         action="store_true",
         help='one JSON object per line ("key_b64": the key\'s exact bytes); a read etcd'
         ' did not confirm whole adds one {"type": "incomplete", "from", "to",'
-        ' "complete": false} record',
+        ' "complete": false} record after its events',
     )
     p_hist.add_argument(
         "--since-rev",
@@ -122,19 +122,35 @@ def add_parsers(sub: Any, add_connection_options: AddOptions) -> None:
     add_connection_options(p_hist, True)
 
 
-async def past_of(conn: EtcdConnection, config: ConnectionConfig, end: int, revisions: int) -> Any:
-    """What happened under the prefix in the ``revisions`` revisions up to ``end``: every
-    event (a txn makes several in one revision; the CLI prints all it was asked for)."""
-    return await read_past(
-        conn, config.prefix, end, revisions=revisions, max_events=None, idle=READ_IDLE
-    )
+async def print_past(
+    conn: EtcdConnection,
+    config: ConnectionConfig,
+    start: int,
+    end: int,
+    on_events: Callable[[list[HistoryEvent]], None],
+    args: argparse.Namespace | None = None,
+) -> HistoryRead:
+    """Every event under the prefix from ``start`` to ``end`` (a txn makes several in one
+    revision; the CLI prints all it was asked for), each revision's handed to
+    ``on_events`` as the replay delivers it: nothing is held, and a slow stdout slows the
+    watch. Events compacted away during the read are a gap record there (with ``args``)."""
+
+    async def printed(events: list[HistoryEvent]) -> None:
+        on_events(events)
+
+    async def compacted(first: int, last: int) -> None:
+        if args is not None:
+            print_gap(args, first, last, "compacted")
+
+    return await stream_past(conn, config.prefix, start, end, printed, compacted, idle=READ_IDLE)
 
 
 def print_event(
     event: HistoryEvent, as_json: bool, service: str | None, complete: bool = True
 ) -> None:
-    """One line of ``history``. ``complete``: the history the event belongs to was
-    confirmed whole by etcd (a JSON field; text output says it once, on stderr)."""
+    """One line of ``history``. ``complete`` (a JSON field): every event before it was
+    read (a read prints in revision order, so a read's events say true; whether etcd
+    confirmed the read whole is said once it is known, after them: :func:`say_incomplete`)."""
     if service is not None and event.service != service:
         return
     if as_json:
@@ -146,7 +162,7 @@ def print_event(
     print(line, flush=True)
 
 
-def say_incomplete(read: Any, end: int, as_json: bool = False, stops: bool = True) -> None:
+def say_incomplete(read: HistoryRead, end: int, as_json: bool = False, stops: bool = True) -> None:
     """Say once, on stderr, when etcd did not confirm that every event of a history read
     from its start to ``end`` was read; with ``as_json`` also as a record on stdout
     (``"type": "incomplete"``), so a script can tell even when the read has no event.
@@ -167,18 +183,29 @@ def say_incomplete(read: Any, end: int, as_json: bool = False, stops: bool = Tru
         print(json.dumps(record, ensure_ascii=True), flush=True)
 
 
-def print_read(read: Any, end: int, args: argparse.Namespace) -> None:
-    """Print a history read's events; first say so (:func:`say_incomplete`) when etcd did
-    not confirm that every event from its start to ``end`` was read."""
+async def print_read(
+    conn: EtcdConnection,
+    config: ConnectionConfig,
+    start: int,
+    end: int,
+    args: argparse.Namespace,
+) -> HistoryRead:
+    """Print a history read's events as they come (:func:`print_past`); then, once it is
+    known, say so (:func:`say_incomplete`) when etcd did not confirm that every event from
+    its start to ``end`` was read. Each event's ``complete`` is true: etcd delivers in
+    revision order, so every event before it was read (or said by a gap record)."""
+
+    def printed(events: list[HistoryEvent]) -> None:
+        for event in events:
+            print_event(event, args.json, args.service)
+
+    read = await print_past(conn, config, start, end, printed, args)
     say_incomplete(read, end, args.json, stops=False)
-    # A read that stopped holds every event up to ``through``; the rest is a gap of its own.
-    whole = (read.complete or read.stopped) and not read.dropped
-    for event in read.events:
-        print_event(event, args.json, args.service, whole)
+    return read
 
 
-def print_stop(read: Any, args: argparse.Namespace, to: int) -> bool:
-    """The gap a read that stopped (:attr:`PastRead.stopped`) left up to ``to``; whether
+def print_stop(read: HistoryRead, args: argparse.Namespace, to: int) -> bool:
+    """The gap a read that stopped (:attr:`HistoryRead.stopped`) left up to ``to``; whether
     there is one."""
     if not read.stopped or read.through >= to:
         return False
@@ -202,20 +229,15 @@ async def cmd_history(config: ConnectionConfig, args: argparse.Namespace) -> int
                 f"revision {since} is in the future: the latest is {end}",
                 f"give --since-rev {end} or less, or add --follow to wait for it",
             )
-        past = await read_past(
-            conn,
-            config.prefix,
-            end,
-            revisions=max(args.history, 0),
-            max_events=None,  # every event asked for: the bound is the dashboard's memory
-            since=args.since_rev,
-            idle=READ_IDLE,
+        start, _ = await past_start(
+            conn, config.prefix, end, revisions=max(args.history, 0), since=since
         )
-    if args.since_rev is not None and past.start > args.since_rev:
-        print_gap(args, args.since_rev, past.start - 1, "compacted")
-    print_read(past, past.end, args)
+        if since is not None and start > since:
+            print_gap(args, since, start - 1, "compacted")
+        # Every event asked for, printed as it comes: the bound is the dashboard's memory.
+        past = await print_read(conn, config, start, end, args)
     if not args.follow:
-        return 1 if print_stop(past, args, past.end) else 0
+        return 1 if print_stop(past, args, end) else 0
     # A read that stopped: the follow reads on from where it did. A --since-rev not
     # reached yet: nothing before it is printed (the follow starts there).
     printed_to = past.through if past.stopped else end
@@ -307,15 +329,13 @@ async def _print_gap(
     if to <= after:
         return
     try:
-        gap = await read_past(
-            conn, config.prefix, to, max_events=None, since=after + 1, idle=READ_IDLE
-        )
+        start, _ = await past_start(conn, config.prefix, to, since=after + 1)
+        if start > after + 1:  # not past ``to``: the live watch delivers what follows it
+            print_gap(args, after + 1, min(start - 1, to), "compacted")
+        gap = await print_read(conn, config, start, to, args)
     except RegistryError as exc:
         print_gap(args, after + 1, to, safe_line(str(exc), 200))
         return
-    if gap.start > after + 1:  # not past ``to``: the live watch delivers what follows it
-        print_gap(args, after + 1, min(gap.start - 1, to), "compacted")
-    print_read(gap, to, args)
     print_stop(gap, args, to)
 
 

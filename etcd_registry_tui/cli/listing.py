@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
+from collections.abc import Iterable
 from typing import Any
 
 import humanize
@@ -82,9 +84,43 @@ def print_json(
         "services": groups,
         **extra,
     }
+    print(_json_text(doc))
+
+
+class JsonList:
+    """:func:`print_json`'s document written as it is made: one list of it (``key``) item
+    by item (:meth:`add`), then fields known only at the end (:meth:`close`). The text is
+    what ``json.dumps(..., indent=2)`` of the whole would be, with those fields last."""
+
+    def __init__(
+        self, key: str, config: ConnectionConfig, revision: int, groups: list[dict[str, Any]],
+        **extra: Any,
+    ) -> None:  # fmt: skip
+        doc = {"endpoint": config.label, "prefix": config.prefix, "revision": revision,
+               "services": groups, **extra, key: []}  # fmt: skip
+        text = _json_text(doc)
+        assert text.endswith("[]\n}")
+        sys.stdout.write(text[: -len("]\n}")])
+        self.items = 0
+
+    def add(self, items: Iterable[dict[str, Any]]) -> None:
+        for item in items:
+            sys.stdout.write(",\n    " if self.items else "\n    ")
+            sys.stdout.write(_json_text(item).replace("\n", "\n    "))
+            self.items += 1
+        sys.stdout.flush()
+
+    def close(self, **fields: Any) -> None:
+        tail = _json_text(fields)[1:] if fields else "\n}"
+        sys.stdout.write(("\n  ]" if self.items else "]") + ("," + tail if fields else tail))
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+
+
+def _json_text(doc: Any) -> str:
     # Strict JSON for any client: ASCII only, so every control, C1 and bidi character of
     # a key or value travels \u-escaped; NaN/Infinity were made text when parsed.
-    print(json.dumps(doc, indent=2, ensure_ascii=True, allow_nan=False))
+    return json.dumps(doc, indent=2, ensure_ascii=True, allow_nan=False)
 
 
 def lease_text(record: dict[str, Any]) -> str:

@@ -19,14 +19,15 @@ import dataclasses
 import getpass  # noqa: E402
 import signal
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
 from .. import __version__
 from ..demo.fleet import MAX_INSTANCES, MAX_SERVICES
 from ..registry.etcd.config import ConnectionConfig, parse_duration
 from ..registry.etcd.connection import EtcdConnection
 from ..registry.etcd.errors import ConfigError, ConnectionOptionError, RegistryError
+from ..registry.history.read import past_start
+from ..registry.history.store import HistoryEvent
 from ..registry.layouts import Layout
 from ..registry.layouts.registrar import DEFAULT_TTL
 from ..registry.model import RegistryState
@@ -39,7 +40,7 @@ from . import elections as cli_elections
 from . import history as cli_history
 from . import listing as cli_listing
 from . import profiles as cli_profiles
-from .args import MAX_HISTORY, MAX_REVISION, whole_number
+from .args import MAX_HISTORY, MAX_REVISION, add_elections_prefix, whole_number
 
 PROG = "etcd-registry-tui"
 
@@ -119,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="memory budget for the prefix's keys; a larger prefix is not loaded and the"
         " dashboard says so (default: half the machine's memory, at most 4096)",
     )
-    cli_elections.add_elections_prefix(parser)
+    add_elections_prefix(parser)
     cli_history.add_history_option(parser)
     cli_history.add_alarm_options(parser)
     add_probe_options(parser)
@@ -191,7 +192,47 @@ def build_parser() -> argparse.ArgumentParser:
         "--read-only", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
     )
     _add_connection_options(p_demo, suppress=True)
+
+    # What each command runs: ``args.func(args)`` (the dashboard without a command).
+    parser.set_defaults(func=_connected(_run_dashboard))
+    commands: dict[str, Command] = {
+        "list": _connected(_run_list),
+        "register": _connected(lambda args, config, _: asyncio.run(cmd_register(config, args))),
+        "elect": _connected(
+            lambda args, config, _: asyncio.run(cli_elections.cmd_elect(config, args))
+        ),
+        "elections": _connected(
+            lambda args, config, _: asyncio.run(cli_elections.cmd_elections(config, args))
+        ),
+        "serve": _connected(lambda args, config, _: serve.run_serve(args, config)),
+        "history": _connected(
+            lambda args, config, _: asyncio.run(cli_history.cmd_history(config, args))
+        ),
+        "profiles": cli_profiles.cmd_profiles,  # reads the profiles file, connects nowhere
+        "demo": _connected(_run_demo),
+    }
+    assert set(commands) == set(sub.choices), "every subcommand runs something"
+    for name, command in commands.items():
+        sub.choices[name].set_defaults(func=command)
     return parser
+
+
+#: A command: the parsed arguments in, the exit code out.
+Command = Callable[[argparse.Namespace], int]
+
+
+def _connected(
+    run: Callable[[argparse.Namespace, ConnectionConfig, cli_profiles.Resolved], int],
+) -> Command:
+    """A command that runs on the connection the arguments, the profile and ``ETCDCTL_*``
+    resolve to (see :func:`resolve_config`), its ``--elections-prefix`` resolved as well."""
+
+    def command(args: argparse.Namespace) -> int:
+        config, resolved = resolve_config(args)
+        args.elections_prefix = list(resolved.value("elections_prefixes")) or None
+        return run(args, config, resolved)
+
+    return command
 
 
 def config_from_args(args: argparse.Namespace) -> ConnectionConfig:
@@ -233,30 +274,46 @@ def resolve_config(
 
 
 # -- list ---------------------------------------------------------------------
+def _run_list(args: argparse.Namespace, config: ConnectionConfig, _: cli_profiles.Resolved) -> int:
+    if args.rev is not None:
+        return asyncio.run(cli_history.cmd_list_at(config, args.rev, args.json))
+    return asyncio.run(cmd_list(config, args.json, args.list_history))
+
+
 async def cmd_list(config: ConnectionConfig, as_json: bool, history: int = 0) -> int:
     async with EtcdConnection(config) as conn:
         kvs, revision = await conn.get_prefix(config.prefix.encode())
         state = RegistryState(config.prefix)
         state.load(kvs, revision)
         ttls = await cli_listing.lease_ttls(conn, state.leases())
-        past = await cli_history.past_of(conn, config, revision, history) if history > 0 else None
-    groups = cli_listing.service_records(state, ttls)
-    if as_json:
-        extra: dict[str, Any] = {}
-        if past is not None:
-            extra["history_from"] = past.start
-            extra["history_complete"] = past.complete
-            extra["history"] = [event.to_json() for event in past.events]
-        cli_listing.print_json(config, revision, groups, **extra)
-        return 0
-    if not groups:
-        print(f"No instances under {config.prefix} at {config.label} (revision {revision}).")
-    cli_listing.print_text(groups)
-    if past is not None:
-        cli_history.say_incomplete(past, revision)
-        print(f"\nHistory from revision {past.start} to {revision}, oldest first:")
-        for event in past.events:
-            cli_history.print_event(event, as_json=False, service=None)
+        groups = cli_listing.service_records(state, ttls)
+        start = 0
+        if history > 0:
+            start, _ = await past_start(conn, config.prefix, revision, revisions=history)
+        if as_json:
+            if history <= 0:
+                cli_listing.print_json(config, revision, groups)
+                return 0
+            # The history as it is read: "history_complete" comes last, once it is known.
+            doc = cli_listing.JsonList("history", config, revision, groups, history_from=start)
+            past = await cli_history.print_past(
+                conn, config, start, revision, lambda events: doc.add(e.to_json() for e in events)
+            )
+            doc.close(history_complete=past.complete)
+            return 0
+        if not groups:
+            print(f"No instances under {config.prefix} at {config.label} (revision {revision}).")
+        cli_listing.print_text(groups)
+        if history <= 0:
+            return 0
+        print(f"\nHistory from revision {start} to {revision}, oldest first:")
+
+        def printed(events: list[HistoryEvent]) -> None:
+            for event in events:
+                cli_history.print_event(event, as_json=False, service=None)
+
+        past = await cli_history.print_past(conn, config, start, revision, printed)
+    cli_history.say_incomplete(past, revision)
     return 0
 
 
@@ -328,6 +385,12 @@ def _run_dashboard(
             args.elections_prefix = list(resolved.value("elections_prefixes")) or None
 
 
+def _run_demo(args: argparse.Namespace, config: ConnectionConfig, _: cli_profiles.Resolved) -> int:
+    from ..demo import run_demo
+
+    return run_demo(args, config)
+
+
 # -- main ---------------------------------------------------------------------
 def _fail(message: str, code: int = 1) -> int:
     print(f"{PROG}: error: {safe_text(message)}", file=sys.stderr)
@@ -357,29 +420,8 @@ def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        if args.command == "profiles":
-            return cli_profiles.cmd_profiles(args)
-        config, resolved = resolve_config(args)
-        args.elections_prefix = list(resolved.value("elections_prefixes")) or None
-        if args.command == "list" and args.rev is not None:
-            return asyncio.run(cli_history.cmd_list_at(config, args.rev, args.json))
-        if args.command == "list":
-            return asyncio.run(cmd_list(config, args.json, args.list_history))
-        if args.command == "history":
-            return asyncio.run(cli_history.cmd_history(config, args))
-        if args.command == "register":
-            return asyncio.run(cmd_register(config, args))
-        if args.command == "elections":
-            return asyncio.run(cli_elections.cmd_elections(config, args))
-        if args.command == "elect":
-            return asyncio.run(cli_elections.cmd_elect(config, args))
-        if args.command == "serve":
-            return serve.run_serve(args, config)
-        if args.command == "demo":
-            from ..demo import run_demo
-
-            return run_demo(args, config)
-        return _run_dashboard(args, config, resolved)
+        code: int = args.func(args)
+        return code
     except RegistryError as exc:
         return _fail(exc.user_message())
     except KeyboardInterrupt:

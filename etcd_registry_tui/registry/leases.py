@@ -119,6 +119,8 @@ class LeaseTracker:
         self._asked: dict[int, float] = {}  # reading in flight -> when it was sent
         self._asks = 0
         self._slow_at = -math.inf  # when a reading last came back late or failed
+        #: When a reading last came back within PROMPT (the link was delivering then).
+        self.prompt_at = -math.inf
 
     # -- what to track -------------------------------------------------------
     def track(self, lease_ids: Iterable[int]) -> None:
@@ -184,12 +186,20 @@ class LeaseTracker:
             return now
         return self._slow_at
 
-    def note(self, lease_id: int, ttl: int, granted: int | None = None) -> None:
-        """Record a TTL learnt elsewhere (a keep-alive response, a grant): no RPC."""
+    def note(
+        self, lease_id: int, ttl: int, granted: int | None = None, sent_at: float | None = None
+    ) -> None:
+        """Record a TTL learnt elsewhere (a keep-alive response, a grant): no RPC.
+
+        ``sent_at``: when the request that renewed or granted the lease was sent (this
+        tracker's clock), or earlier: etcd set the deadline to ``ttl`` after some moment
+        between then and now, so the deadline is no earlier than ``sent_at + ttl``. Without
+        it the answer is taken to have come at most a quarter second after its request."""
         info = self.leases.get(lease_id)
         if info is None:
             info = self.leases[lease_id] = LeaseInfo(lease_id)
-        self._record(info, ttl, granted if granted is not None else info.granted or ttl, None)
+        granted = granted if granted is not None else info.granted or ttl
+        self._record(info, ttl, granted, None, renewed_at=sent_at)
 
     # -- when to read --------------------------------------------------------
     def _schedule(self, info: LeaseInfo, now: float) -> None:
@@ -220,7 +230,14 @@ class LeaseTracker:
             heapq.heappush(self._refresh, (info.refresh, info.lease_id))
         heapq.heappush(self._need, (info.need, info.lease_id))
 
-    def _record(self, info: LeaseInfo, ttl: int, granted: int, sent_at: float | None) -> None:
+    def _record(
+        self,
+        info: LeaseInfo,
+        ttl: int,
+        granted: int,
+        sent_at: float | None,
+        renewed_at: float | None = None,
+    ) -> None:
         now = self.clock()
         info.synced_at = now
         info.narrowed = False
@@ -232,11 +249,17 @@ class LeaseTracker:
         else:
             info.exists = True
             info.granted = granted
-            info.alive_at = now
-            if sent_at is None:  # a keep-alive or grant answer: renewed just now, to the second
-                lo, hi = now + ttl - 0.25, now + ttl
-            else:  # etcd truncates the remaining time toward zero: it lies in [ttl, ttl + 1),
-                # or in (-1, 1) for a 0 (a lease past its deadline lives until it is revoked)
+            if sent_at is None:  # a keep-alive or grant answer: renewed to the second, between
+                # its request (renewed_at, or a quarter second ago) and now
+                start = min(now - 0.25 if renewed_at is None else renewed_at, now)
+                lo, hi = start + ttl, now + ttl
+                # Found alive at some moment since its request: the earliest, to be safe.
+                info.alive_at = start
+            else:
+                # A reading: etcd truncates the remaining time toward zero: it lies in
+                # [ttl, ttl + 1), or in (-1, 1) for a 0 (a lease past its deadline lives until
+                # it is revoked); found alive at some moment since its request.
+                info.alive_at = sent_at
                 lo, hi = sent_at + ttl - (1 if ttl == 0 else 0), now + ttl + 1
             if info.lo is not None and info.hi is not None and lo <= info.hi and info.lo <= hi:
                 lo, hi = max(lo, info.lo), min(hi, info.hi)  # not renewed: narrow the window
@@ -264,6 +287,8 @@ class LeaseTracker:
             del self._asked[ask]
         if self.clock() - sent_at > PROMPT:
             self._slow_at = self.clock()
+        else:
+            self.prompt_at = self.clock()
         if lease_id in self.leases:
             self._record(self.leases[lease_id], ttl, granted, sent_at)
 

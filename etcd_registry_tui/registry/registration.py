@@ -95,7 +95,7 @@ class ServiceRegistration:
     ) -> None:
         if isinstance(client, aetcd.Client):
             # aetcd keeps these private: Client._host/_port/_username/_password
-            # (tests/test_private_apis.py checks them)
+            # (tests/unit/test_private_apis.py checks them)
             client = EtcdConnection(
                 ConnectionConfig(
                     endpoints=(f"{client._host}:{client._port}",),

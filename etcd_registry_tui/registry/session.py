@@ -15,15 +15,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import math
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from .etcd.aio import within
 from .etcd.config import ConnectionConfig
-from .etcd.connection import EtcdConnection
+from .etcd.connection import MAX_TXN_OPS, EtcdConnection
 from .etcd.errors import LeaseNotFound, RegistryError
 from .events import ChangeBatch, ConnectionStatus, ConnState
 from .history.read import compaction_revision, read_past
@@ -36,7 +37,7 @@ from .history.store import (
     HistoryEvent,
     Reason,
 )
-from .leases import LeaseTracker
+from .leases import PROMPT, LeaseTracker
 from .log_entries import LogEntry, LogKind, log_entry
 from .model import Change, ChangeKind, Instance, KeyValue, RegistryState
 from .registration import ServiceRegistration
@@ -52,6 +53,8 @@ IDLE_REFRESH_RATE = 5.0
 #: tells no watcher when it compacts; the question is one Range of one key).
 COMPACTION_CHECK_EVERY = 10.0
 
+
+log = logging.getLogger(__name__)
 
 BatchListener = Callable[[ChangeBatch, list[LogEntry]], None]
 StatusListener = Callable[[ConnectionStatus], None]
@@ -70,16 +73,46 @@ def _kv(inst: Instance) -> KeyValue:
     )
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Revoked:
+    """This dashboard's revoke of a lease, as etcd answered it."""
+
+    #: The revision etcd answered the revoke with (see :meth:`EtcdConnection.revoke`).
+    revision: int
+    #: The keys read just before the revoke: key -> (the revision of that read, whether
+    #: the key was on the lease then).
+    before: dict[bytes, tuple[int, bool]]
+
+    def took(self, key: bytes) -> bool:
+        """The revoke removed ``key``: it was on the lease at the read, and the revoke made
+        a revision after it (a revoke that removes nothing makes none)."""
+        read = self.before.get(key)
+        return read is not None and read[1] and self.revision > read[0]
+
+    def gone(self) -> int:
+        """How many of the keys read before went with the revoke."""
+        return sum(self.took(key) for key in self.before)
+
+
 _Answer = asyncio.Future[int | None]
 #: A removal waiting for its lease lookup: what was known when its delete arrived, and
-#: this dashboard's revoke of its lease and delete of the key if one was under way (each
-#: answers with the revision etcd gave it, None if it failed).
-_Pending = tuple[Clues, _Answer | None, _Answer | None]
+#: this dashboard's revoke of its lease and delete of the key if one was under way (they
+#: answer with what etcd said, None if they failed).
+_Pending = tuple[Clues, "asyncio.Future[Revoked | None] | None", _Answer | None]
 #: How long a removal's reason waits for the answer to the dashboard's own revoke/delete.
 ANSWER_WAIT = 10.0
+#: Lease lookups (TimeToLive) for removal reasons in flight at once: on a link with
+#: round trip r, reasons keep up with up to this many lease removals per r seconds.
+LOOKUPS_IN_FLIGHT = 32
+#: Batches of removals that may wait for their lookups at once; a batch arriving beyond
+#: that is judged without one (its reasons say "not checked"): the event log's lag stays
+#: bounded however fast leases go. No event is dropped.
+MAX_LOOKING = 256
+
+_A = TypeVar("_A")
 
 
-async def _answer(answer: asyncio.Future[int | None] | None) -> int | None:
+async def _answer(answer: asyncio.Future[_A | None] | None) -> _A | None:
     if answer is None:
         return None
     with contextlib.suppress(TimeoutError):
@@ -120,8 +153,8 @@ class RegistrySession:
         )
         self.tracker = LeaseTracker(self.conn, clock=clock, healthy_rate=IDLE_REFRESH_RATE)
         self.own: dict[bytes, ServiceRegistration] = {}
-        # Leases this dashboard revoked -> the revision etcd answered with (None: failed).
-        self._revokes: dict[int, asyncio.Future[int | None]] = {}
+        # Leases this dashboard revoked -> what etcd answered (None: failed).
+        self._revokes: dict[int, asyncio.Future[Revoked | None]] = {}
         # When the watch last stopped being live (the tracker's clock; None: never).
         self._lost_at: float | None = None
         # Keys deleted from the dashboard -> the revision etcd answered with (None: failed).
@@ -132,12 +165,15 @@ class RegistrySession:
         self.history_revisions = history_revisions
         self.on_history = on_history
         self.on_events = on_events
-        # Batches of events whose removals wait for a lease lookup, in order.
-        self._unresolved: deque[tuple[list[HistoryEvent], dict[int, _Pending]]] = deque()
+        # Batches of events held for their removals' reasons, in order, each with the task
+        # that judges them (they are judged concurrently, delivered in order).
+        self._unresolved: deque[tuple[list[HistoryEvent], asyncio.Task[None]]] = deque()
         #: How many batches of removals have had their reasons given (they are filled in
         #: in place, after the events were held: a view of the history redraws on a change).
         self.reasons_given = 0
-        self._resolver: asyncio.Task[None] | None = None
+        # Batches whose lookups are under way (at most MAX_LOOKING), and the lookups' cap.
+        self._looking = 0
+        self._lookups = asyncio.Semaphore(LOOKUPS_IN_FLIGHT)
         #: Set by a UI once the first snapshot is on screen: history is read only then, so
         #: it never delays the first frame (None: read at once).
         self.history_gate: asyncio.Event | None = None
@@ -165,8 +201,9 @@ class RegistrySession:
                     timeout,
                 )
         await self.supervisor.stop()
-        if self._resolver is not None:
-            self._resolver.cancel()
+        held, self._unresolved = self._unresolved, deque()
+        for _events, task in held:
+            task.cancel()
         await self.conn.close()
 
     def _task_failed(self, failure: TaskFailure) -> None:
@@ -224,9 +261,12 @@ class RegistrySession:
         if pending or self._unresolved:
             # A lease lookup says why these went; later entries wait for them, in order.
             self.on_batch(batch, [])
-            self._unresolved.append((events, pending))
-            if self._resolver is None or self._resolver.done():
-                self._resolver = asyncio.create_task(self._resolve(), name="removal reasons")
+            checked = self._looking < MAX_LOOKING
+            task = asyncio.create_task(
+                self._judge(events, pending, checked), name="removal reasons"
+            )
+            self._unresolved.append((events, task))
+            task.add_done_callback(self._deliver)
             return
         self.on_batch(batch, [log_entry(e) for e in events])
         if events:
@@ -256,46 +296,121 @@ class RegistrySession:
             pass  # revoked from here: etcd's answer to the revoke says whether it took the key
         elif raw_key in self._deletes:
             pass  # deleted from here: etcd's answer to the delete says whether it took the key
-        elif self.state.keys_on_lease(lease):
-            # A lease that ends takes all its keys at once: this one was deleted.
+        elif any(
+            (held := self.state.instances.get(other)) is not None
+            and held.mod_revision < event.revision
+            for other in self.state.keys_on_lease(lease)
+        ):
+            # A lease that ends takes all its keys at once: another key put on it before
+            # this delete is still there, so this one was deleted (a key put since could be
+            # on a new lease granted with the same id).
             event.reason = Reason.DEREGISTERED
             event.detail = f"key deleted, lease {hex_lease} lives on"
 
     def _clues(self, raw_key: bytes, lease: int, snapshot: bool) -> _Pending:
         """What is known of ``lease`` as a delete of one of its keys arrives."""
         window = self.tracker.window(lease)
-        # Lost: the watch reconnected, or the link answered late (silent), since the last
-        # reading that found the lease.
-        lost_at = max(self._lost_at or -math.inf, self.tracker.steady_since())
-        lost = window is not None and lost_at >= window.alive_at
+        # Lost: the watch reconnected since the last reading that found the lease; slow:
+        # the link answered late (or silently not at all) since, while the watch stayed up.
+        lost = window is not None and (self._lost_at or -math.inf) >= window.alive_at
+        slow = window is not None and self.tracker.steady_since() >= window.alive_at
         behind = self.tracker.behind_on(lease)
-        clues = Clues(self.tracker.clock(), window, gap=snapshot or lost, behind=behind)
+        info = self.tracker.leases.get(lease)
+        now = self.tracker.clock()
+        clues = Clues(
+            now,
+            window,
+            gap=snapshot or lost,
+            slow=slow,
+            # Held up: the link was last seen delivering promptly when a reading came back
+            # in time; the delete may have waited in it since about then.
+            held_up=max(0.0, now - self.tracker.prompt_at + PROMPT),
+            behind=behind,
+            granted=info.granted if info is not None and info.alive_at is not None else None,
+        )
         return clues, self._revokes.get(lease), self._deletes.get(raw_key)
 
-    async def _resolve(self) -> None:
-        """Ask etcd whether the leases of deleted keys still exist; deliver the entries."""
-        while self._unresolved:
-            events, pending = self._unresolved[0]
-            ttls: dict[int, int | None] = {}
-            for event in events:
-                if id(event) not in pending:
-                    continue
-                clues, revoke, delete = pending[id(event)]
-                if revoke is not None or delete is not None:
-                    revoked_at, deleted_at = await _answer(revoke), await _answer(delete)
-                    clues = dataclasses.replace(clues, revoked_at=revoked_at, deleted_at=deleted_at)
-                lease = event.lease
-                if lease not in ttls:
-                    try:
-                        ttls[lease] = (await self.conn.time_to_live(lease))[0]
-                    except RegistryError:
-                        ttls[lease] = None
-                judge(event, ttls[lease], clues)
-            self._unresolved.popleft()
+    async def _judge(
+        self, events: list[HistoryEvent], pending: dict[int, _Pending], checked: bool
+    ) -> None:
+        """Give the removals in ``events`` their reasons: wait for the answers to the
+        dashboard's own revokes/deletes, ask etcd whether their leases still exist (unless
+        not ``checked``: too many batches are waiting already), judge."""
+        removals = [e for e in events if id(e) in pending]
+        if not removals:
+            return
+        if checked:
+            self._looking += 1
+        try:
+            clues = await asyncio.gather(*(self._answered(e, *pending[id(e)]) for e in removals))
+            ttls: dict[int, tuple[int, int] | None] = {}
+            if checked:
+                leases = list(dict.fromkeys(e.lease for e in removals))
+                found = await asyncio.gather(*(self._lookup(lease) for lease in leases))
+                ttls = dict(zip(leases, found, strict=True))
+            for event, clue in zip(removals, clues, strict=True):
+                if not checked:
+                    clue = dataclasses.replace(clue, unchecked=True)
+                ttl_after, granted_after = ttls.get(event.lease) or (None, None)
+                judge(event, ttl_after, clue, granted_after)
+        finally:
+            if checked:
+                self._looking -= 1
+
+    async def _answered(
+        self,
+        event: HistoryEvent,
+        clues: Clues,
+        revoke: asyncio.Future[Revoked | None] | None,
+        delete: _Answer | None,
+    ) -> Clues:
+        """``clues`` with what etcd answered the dashboard's own revoke and delete."""
+        if revoke is None and delete is None:
+            return clues
+        revoked, deleted_at = await _answer(revoke), await _answer(delete)
+        clues = dataclasses.replace(clues, deleted_at=deleted_at)
+        if revoked is not None:
+            read_at, on_lease = revoked.before.get(event.key, (None, False))
+            clues = dataclasses.replace(
+                clues, revoked_at=revoked.revision, read_before=read_at, on_lease_before=on_lease
+            )
+        return clues
+
+    async def _lookup(self, lease: int) -> tuple[int, int] | None:
+        """The lease's remaining and granted TTL as etcd tells them now (remaining -1:
+        gone; None: no answer)."""
+        async with self._lookups:
+            try:
+                ttl, granted, *_ = await self.conn.time_to_live(lease)
+                return ttl, granted
+            except RegistryError:
+                return None
+
+    def _deliver(self, _done: asyncio.Task[None]) -> None:
+        """Hand on the held batches whose reasons are given, oldest first, up to the first
+        still being judged (a batch is never handed on before an earlier one)."""
+        while self._unresolved and self._unresolved[0][1].done():
+            events, task = self._unresolved.popleft()
+            if not task.cancelled() and task.exception() is not None:
+                # A bug, not etcd: hand the events on all the same (their reasons unset).
+                log.error("judging removals failed", exc_info=task.exception())
             self.reasons_given += 1
-            self.on_batch(ChangeBatch([], self.state.revision), [log_entry(e) for e in events])
-            if events:
-                self.on_events(events)
+            try:
+                self.on_batch(ChangeBatch([], self.state.revision), [log_entry(e) for e in events])
+                if events:
+                    self.on_events(events)
+            except Exception:  # a listener's bug must not hold up the batches after it
+                log.exception("a listener failed on removals handed on late")
+
+    def waiting_removals(self) -> dict[str, int]:
+        """Removals seen but not yet passed on (their reasons wait for a lease lookup), per
+        service: no longer in :attr:`state`, not yet given to ``on_events``."""
+        counts: dict[str, int] = {}
+        for events, _ in self._unresolved:
+            for event in events:
+                if event.kind is EventKind.DELETE:
+                    counts[event.service] = counts.get(event.service, 0) + 1
+        return counts
 
     # -- history -------------------------------------------------------------
     def _start_history(self, end: int) -> None:
@@ -371,10 +486,12 @@ class RegistrySession:
         reg = ServiceRegistration(
             self.conn, name, address, ttl=ttl, prefix=self.config.prefix, extra=extra
         )
+        started = self.tracker.clock()  # no later than the grant's request
         await reg.register()
         assert reg.lease_id is not None
-        # The TTL etcd granted (it raises 1 s to its minimum), not the one asked for.
-        self.tracker.note(reg.lease_id, reg.ttl, reg.ttl)
+        # The TTL etcd granted (it raises 1 s to its minimum), not the one asked for; the
+        # deadline is no earlier than the grant's request plus that.
+        self.tracker.note(reg.lease_id, reg.ttl, reg.ttl, sent_at=started)
         self.own[reg.key.encode()] = reg
         self._start_keepalive(reg)
         return reg
@@ -384,7 +501,9 @@ class RegistrySession:
 
         Our own instances on it stop their heartbeats first: a heartbeat that saw the
         lease gone would register the instance again on a new lease. They stay
-        stopped even if the revoke fails: their lease then runs out by itself.
+        stopped even if the revoke fails: their lease then runs out by itself. The keys
+        are read just before (see :class:`Revoked`), while the heartbeats still run: a
+        slow read must not let a short lease run out before its revoke.
         """
         self._check_writable()
         # A copy: the state's own set empties as the watch reports the keys gone.
@@ -394,14 +513,20 @@ class RegistrySession:
             for key, reg in self.own.items()
             if key in keys or (reg.lease_id is not None and reg.lease_id == lease_id)
         ]
-        for key, reg in own:
+        for key, _reg in own:
             del self.own[key]
-            await reg.stop_keepalive()
-        # The revoke took a key only if etcd answers with the revision of that key's delete.
-        answer: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+            keys.add(key)
+        answer: asyncio.Future[Revoked | None] = asyncio.get_running_loop().create_future()
         self._revokes[lease_id] = answer
+        revoked: Revoked | None = None
         try:
-            answer.set_result(await self.conn.revoke(lease_id))
+            try:
+                before = await self._read_before(lease_id, keys)
+            finally:
+                for _key, reg in own:
+                    await reg.stop_keepalive()
+            revoked = Revoked(await self.conn.revoke(lease_id), before)
+            answer.set_result(revoked)
         except LeaseNotFound:
             self._revokes.pop(lease_id, None)
             raise
@@ -414,7 +539,20 @@ class RegistrySession:
                     with contextlib.suppress(RegistryError):
                         await self.conn.revoke(reg.lease_id)
                 reg.lease_id = None
-        return len(keys)
+        assert revoked is not None  # else the revoke raised
+        return revoked.gone()
+
+    async def _read_before(self, lease_id: int, keys: set[bytes]) -> dict[bytes, tuple[int, bool]]:
+        """Read ``keys`` just before revoking ``lease_id``: key -> (the revision read at,
+        whether the key was on the lease then); see :class:`Revoked`."""
+        ordered = sorted(keys)
+        chunks = [ordered[i : i + MAX_TXN_OPS] for i in range(0, len(ordered), MAX_TXN_OPS)]
+        reads = await asyncio.gather(*(self.conn.leases_of(chunk) for chunk in chunks))
+        return {
+            key: (revision, found.get(key) == lease_id)
+            for chunk, (revision, found) in zip(chunks, reads, strict=True)
+            for key in chunk
+        }
 
     async def revoke_many(self, lease_ids: set[int]) -> tuple[int, int]:
         """Revoke several leases; returns (keys gone, leases already expired)."""
@@ -437,10 +575,16 @@ class RegistrySession:
         try:
             reg = self.own.pop(raw_key, None)
             if reg is not None:
+                lease, before = reg.lease_id, {}
+                if lease is not None:  # read while the heartbeats still run, as revoke() does
+                    with contextlib.suppress(RegistryError):
+                        before = await self._read_before(lease, {raw_key})
                 await reg.stop_keepalive()
                 if reg.lease_id is not None:
                     with contextlib.suppress(RegistryError):
-                        took = await self.conn.revoke(reg.lease_id)
+                        revoked = Revoked(await self.conn.revoke(reg.lease_id), before)
+                        if reg.lease_id == lease and revoked.took(raw_key):
+                            took = revoked.revision
             gone, revision = await self.conn.delete_one(raw_key)
             if gone:
                 took = revision

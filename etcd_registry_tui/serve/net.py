@@ -4,7 +4,9 @@ the request head, and one log line (not thousands) when file handles run out.
 Every accepted connection is counted, in total and per source address, before a byte of it
 is parsed; one over the address's cap is closed at once (so 300 silent sockets from one
 address cannot take the handles the operator's own request needs), and when the total is
-full a newcomer takes the place of an idle one of the address holding the most. A connection has
+full a newcomer takes the place of an idle one (no request head yet, or kept alive between
+requests) of the address holding the most idle ones; one mid-request or mid-answer (the
+operator's download) is taken only when no connection at all is idle. A connection has
 ``header_timeout`` seconds from its accept (and after each answer, when kept alive) to send
 a whole request line and headers: aiohttp's keep-alive timer, started at accept, closes it
 otherwise, however slowly it drips bytes.
@@ -16,6 +18,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,10 +37,13 @@ log = logging.getLogger("etcd_registry_tui.serve.server")
 
 class Connection(Protocol):
     """What the caps need of a connection: its address, whether it may be taken (a tab's
-    websocket may not), and a way to drop it."""
+    websocket may not), whether it is idle (taken first), and a way to drop it."""
 
     client: str
     kept: bool
+
+    @property
+    def idle(self) -> bool: ...
 
     def drop(self) -> None: ...
 
@@ -47,10 +53,12 @@ class ConnectionLimits:
     """At most ``total`` open connections, at most ``per_client`` from one address.
 
     A newcomer is never refused while a connection that is not a tab can make room: at its
-    address's cap it takes the place of that address's oldest such connection; when
-    ``total`` is full, of the oldest one of the address holding the most (the newcomer's
-    own included). A flood, from one address or many, churns among
-    its own connections and cannot keep the operator out; a tab is never taken.
+    address's cap it takes the place of that address's oldest idle connection (its oldest
+    busy one if none is idle); when ``total`` is full, of the oldest idle one of the address
+    holding the most idle ones (the newcomer's own included). A connection mid-request or
+    mid-answer is taken only when none at all is idle: a flood of silent sockets, from one
+    address or many, churns among its own connections and cannot cut the operator's
+    downloads or keep the operator out; a tab is never taken.
     """
 
     total: int
@@ -66,7 +74,7 @@ class ConnectionLimits:
         """True (and ``conn`` is counted) if it may stay open; may drop another."""
         mine = self._by_client.get(conn.client, [])
         if len(mine) >= self.per_client:
-            victim = next((c for c in mine if not c.kept), None)
+            victim = _oldest(mine, idle=True) or _oldest(mine, idle=False)
             if victim is None:
                 return False
             self.release(victim)
@@ -82,12 +90,19 @@ class ConnectionLimits:
         return True
 
     def _victim(self) -> Connection | None:
-        """The oldest connection that is not a tab, of the address holding the most."""
+        """The oldest idle connection of the address holding the most idle ones; if none is
+        idle, the oldest connection that is not a tab of the address holding the most."""
         best: Connection | None = None
         most = 0
         for conns in self._by_client.values():
+            idle = [c for c in conns if not c.kept and c.idle]
+            if len(idle) > most:
+                best, most = idle[0], len(idle)
+        if best is not None:
+            return best
+        for conns in self._by_client.values():
             if len(conns) > most:
-                candidate = next((c for c in conns if not c.kept), None)
+                candidate = _oldest(conns, idle=False)
                 if candidate is not None:
                     best, most = candidate, len(conns)
         return best
@@ -101,6 +116,28 @@ class ConnectionLimits:
         if not conns:
             del self._by_client[conn.client]
         self._open -= 1
+
+
+def _unsent(transport: asyncio.Transport) -> int:
+    """Bytes the kernel holds for ``transport``'s socket, not yet taken by the other end
+    (Linux's SIOCOUTQ); 0 where that cannot be asked. An answer aiohttp has finished
+    writing may still be there (a 500 kB script fits a loopback socket's buffers)."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return 0
+    try:
+        import fcntl
+        import termios
+
+        queued = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")  # = SIOCOUTQ
+        return int.from_bytes(queued, sys.byteorder, signed=True)
+    except (ImportError, AttributeError, OSError, ValueError):
+        return 0
+
+
+def _oldest(conns: list[Connection], idle: bool) -> Connection | None:
+    """The oldest of ``conns`` that is not a tab (and, if ``idle``, is idle)."""
+    return next((c for c in conns if not c.kept and (c.idle or not idle)), None)
 
 
 class GatedProtocol(asyncio.Protocol):
@@ -123,6 +160,23 @@ class GatedProtocol(asyncio.Protocol):
             return
         self.transport = transport
         self.inner.connection_made(transport)
+
+    @property
+    def idle(self) -> bool:
+        """Waiting for a request head, with nothing left to send: a silent socket, or one
+        kept alive between requests; not one mid-request or mid-answer.
+
+        Reads aiohttp's private ``RequestHandler._waiter`` (set while it waits for the next
+        request) and ``_messages`` (heads received, not yet handled); see
+        tests/unit/test_private_apis.py.
+        """
+        transport = self.transport
+        if transport is None:
+            return True
+        if transport.get_write_buffer_size() > 0 or _unsent(transport) > 0:
+            return False  # an answer still on its way (in serve's buffer or the kernel's)
+        waiting = getattr(self.inner, "_waiter", None) is not None
+        return waiting and not getattr(self.inner, "_messages", None)
 
     def drop(self) -> None:
         if self.transport is not None:

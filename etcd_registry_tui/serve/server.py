@@ -25,9 +25,9 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
-from ..cli.args import AddOptions
+from ..cli.args import AddOptions, add_elections_prefix
 from ..registry.etcd.aio import within
 from ..registry.etcd.config import ConnectionConfig, format_host_port
 from ..registry.etcd.errors import ConfigError
@@ -123,13 +123,7 @@ def add_parser(sub: Any, add_connection_options: AddOptions) -> None:
         action="store_true",
         help="let browsers register, renew and delete (default: read-only)",
     )
-    p.add_argument(
-        "--elections-prefix",
-        action="append",
-        default=argparse.SUPPRESS,
-        metavar="P",
-        help="look for elections and locks only under P (repeatable)",
-    )
+    add_elections_prefix(p)
     add_connection_options(p, True)
 
 
@@ -279,17 +273,22 @@ def _page_template(source: str, title_expr: str = "{{ application.name }}") -> s
     return cleaned.replace("<head>", f"<head>\n    <title>{title_expr}</title>", 1)
 
 
-#: Where textual.js builds a download's URL (``/download/KEY``, with no token).
+#: Where textual.js builds a download's URL (``${window.location.origin}/download/KEY``,
+#: with no token and no path prefix).
 _STOCK_DOWNLOAD_URL = "/download/${"
 
 
-def _script_with_token(source: str, token: str) -> str:
-    """textual.js, opening downloads at ``/download/TOKEN/KEY``. If a textual-serve
-    release spells the URL otherwise, the script is served as it is and downloads are
-    refused (403), never served without the token."""
+def _script_with_token(source: str, token: str, public_url: str = "") -> str:
+    """textual.js, opening downloads at ``/download/TOKEN/KEY`` under the public URL's
+    path (behind a proxy serving ``https://example.org/etcd``: ``/etcd/download/...``,
+    not the origin's root, where the token would go to whatever else is served there).
+    If a textual-serve release spells the URL otherwise, the script is served as it is and
+    downloads are refused (403), never served without the token."""
     if source.count(_STOCK_DOWNLOAD_URL) != 1:
         return source
-    return source.replace(_STOCK_DOWNLOAD_URL, f"/download/{token}/${{")
+    # in a JavaScript template literal: nothing that could end it or interpolate
+    prefix = quote(urlsplit(public_url).path.rstrip("/"), safe="/%:@!&'()*+,;=-._~")
+    return source.replace(_STOCK_DOWNLOAD_URL, f"{prefix}/download/{token}/${{")
 
 
 def _static_file(root: Path, path: str) -> Path | None:
@@ -361,12 +360,12 @@ def make_server(p: ServePlan) -> Any:
     from aiohttp import WSCloseCode, WSMsgType, web
 
     # log, to_int and Server._make_app (overridden below) are textual-serve's undocumented
-    # names (tests/test_private_apis.py checks them, and that Server.serve calls _make_app).
+    # names (tests/unit/test_private_apis.py checks them, and that Server.serve calls _make_app).
     from textual_serve.server import Server, log, to_int
 
     from .guard import DEFAULT_SIZE, SECURITY_HEADERS, Gate, TabLimits, parse_size
     from .net import keep
-    from .tab import TabService
+    from .tab import TabService, quiet_ended_tabs
 
     gate = Gate.for_serving(p.token, p.public_url, p.host, p.port)
     send_timeout = send_timeout_for(p.heartbeat)
@@ -431,6 +430,7 @@ def make_server(p: ServePlan) -> Any:
 
         def initialize_logging(self) -> None:
             super().initialize_logging()
+            quiet_ended_tabs()
             for handler in logging.getLogger().handlers:
                 handler.addFilter(ConsoleLogFilter(p.token))
 
@@ -479,7 +479,12 @@ def make_server(p: ServePlan) -> Any:
 
         async def handle_websocket(self, request: web.Request) -> web.WebSocketResponse:
             """A tab: every check passes before its process starts."""
-            websocket = web.WebSocketResponse(heartbeat=p.heartbeat, max_msg_size=MAX_MESSAGE_BYTES)
+            # autoping=False: aiohttp would answer a browser's PING itself inside receive(),
+            # with no deadline; one that floods PINGs and reads nothing would park it there
+            # for ever, its tab never ended. _process_messages answers under send_timeout.
+            websocket = web.WebSocketResponse(
+                heartbeat=p.heartbeat, max_msg_size=MAX_MESSAGE_BYTES, autoping=False
+            )
             if not websocket.can_prepare(request).ok:
                 raise refuse(web.HTTPBadRequest, "/ws is a websocket: open the page instead")
             refusal = gate.refusal(
@@ -569,6 +574,8 @@ def make_server(p: ServePlan) -> Any:
                         return
                     if message.type is WSMsgType.TEXT:
                         await self._handle_message(websocket, service, message.data)
+                    elif message.type is WSMsgType.PING:
+                        await self._deliver(websocket.pong(message.data))
             finally:
                 gone.cancel()
 
@@ -589,14 +596,19 @@ def make_server(p: ServePlan) -> Any:
                 if size is not None:
                     await service.set_terminal_size(*size)
             elif kind == "ping" and isinstance(data, str) and len(data) <= 64:
-                try:
-                    await within(websocket.send_json(["pong", data]), send_timeout)
-                except TimeoutError:
-                    raise ConnectionError("the browser takes no output") from None
+                await self._deliver(websocket.send_json(["pong", data]))
             elif kind == "blur":
                 await service.blur()
             elif kind == "focus":
                 await service.focus()
+
+        async def _deliver(self, sending: Awaitable[None]) -> None:
+            """An answer to the browser (a PONG, a pong message), taken within the send
+            timeout or the tab ends."""
+            try:
+                await within(sending, send_timeout)
+            except TimeoutError:
+                raise ConnectionError("the browser takes no output") from None
 
         async def on_shutdown(self, app: web.Application) -> None:
             await asyncio.gather(
@@ -660,7 +672,7 @@ def make_server(p: ServePlan) -> Any:
     page = _page_template(stock)
     static_root = Path(server.statics_path).resolve()
     script = _script_with_token(
-        (static_root / "js" / "textual.js").read_text(encoding="utf-8"), p.token
+        (static_root / "js" / "textual.js").read_text(encoding="utf-8"), p.token, p.public_url
     )
     return server
 

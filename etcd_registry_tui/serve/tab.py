@@ -4,13 +4,16 @@ textual-serve's ``AppService`` starts the process; this one starts it in a proce
 its own, asks Linux to end it if ``serve`` dies (``PR_SET_PDEATHSIG``), and ends it in
 steps: the dashboard's own quit, then SIGTERM, then SIGKILL to the whole group, each with a
 timeout. A browser that went away mid-output (the socket raises ``ConnectionError``) no
-longer keeps its dashboard running.
+longer keeps its dashboard running. A tab that serve ends before its dashboard has started
+(serve shutting down, a frozen browser) is not logged as "Application failed to start".
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import logging
 import os
 import signal
 import sys
@@ -20,6 +23,33 @@ from typing import Any
 from textual_serve.app_service import AppService
 
 from ..registry.etcd.aio import within
+
+#: What textual-serve's ``AppService.run`` logs when the process's output ends before its
+#: start-up line: true of a dashboard that failed, false of one serve ended while it started.
+FAILED_TO_START = "Application failed to start"
+
+#: The tab whose ``run`` the current task is (textual-serve logs from inside it).
+_running: contextvars.ContextVar[TabService | None] = contextvars.ContextVar(
+    "etcd_registry_tui_tab", default=None
+)
+
+
+class EndedByServe(logging.Filter):
+    """Drops textual-serve's "Application failed to start" when serve itself ended that
+    tab (it asked the process to quit before it printed its start-up line); a dashboard
+    that really fails to start is still logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        tab = _running.get()
+        return not (tab is not None and tab.ending and record.getMessage() == FAILED_TO_START)
+
+
+def quiet_ended_tabs(logger: logging.Logger | None = None) -> None:
+    """Install :class:`EndedByServe` on textual-serve's logger (once)."""
+    target = logger or logging.getLogger("textual-serve")
+    if not any(isinstance(f, EndedByServe) for f in target.filters):
+        target.addFilter(EndedByServe())
+
 
 #: How long the dashboard gets to quit by itself, then to answer SIGTERM.
 QUIT_GRACE_S = 5.0
@@ -55,12 +85,14 @@ class TabService(AppService):
 
     It overrides textual-serve's private ``_open_app_process`` and uses its private
     ``_build_environment``, ``_process``, ``_stdin``, ``_task`` and ``_download_manager``
-    (tests/test_private_apis.py checks each one).
+    (tests/unit/test_private_apis.py checks each one).
     """
 
     def __init__(self, command: str, **kwargs: Any) -> None:
         super().__init__(command, **kwargs)
         self.gone = asyncio.Event()
+        #: serve asked this tab to end (its process ending is not a failure)
+        self.ending = False
 
     @property
     def pid(self) -> int | None:
@@ -89,6 +121,7 @@ class TabService(AppService):
             self.gone.set()
 
     async def run(self) -> None:
+        _running.set(self)  # this task's own context: what EndedByServe reads
         try:
             await super().run()
         finally:
@@ -103,10 +136,12 @@ class TabService(AppService):
 
     def kill_now(self) -> None:
         """SIGKILL the tab's process group (serve is exiting)."""
+        self.ending = True
         self._signal_group(signal.SIGKILL)
 
     async def end(self, quit_grace: float = QUIT_GRACE_S, term_grace: float = TERM_GRACE_S) -> None:
         """End the process: quit, then SIGTERM, then SIGKILL its group; never raises."""
+        self.ending = True
         process = self._process
         with contextlib.suppress(Exception):
             await within(

@@ -309,7 +309,7 @@ class ElectionsView(ScrollView, can_focus=True):
     def action_page_down(self) -> None:
         self._move(self.cursor + max(1, self.scrollable_content_region.height - 1))
 
-    # Overrides Textual's private Widget._on_click (tests/test_private_apis.py checks it).
+    # Overrides Textual's private Widget._on_click (tests/unit/test_private_apis.py checks it).
     async def _on_click(self, event: events.Click) -> None:
         self._move(round(self.scroll_y) + event.y)
 

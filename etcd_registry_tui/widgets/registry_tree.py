@@ -470,7 +470,7 @@ class RegistryTree(TreeRendering, ScrollView, can_focus=True):
         else:
             self.post_message(self.Selected(self, row.raw_key))  # type: ignore[union-attr]
 
-    # Overrides Textual's private Widget._on_click (tests/test_private_apis.py checks it).
+    # Overrides Textual's private Widget._on_click (tests/unit/test_private_apis.py checks it).
     async def _on_click(self, event: events.Click) -> None:
         offset = event.get_content_offset(self)
         if offset is None:

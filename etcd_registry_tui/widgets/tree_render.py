@@ -106,7 +106,7 @@ class TreeRendering(TreeHost):
 
     def _fit_caches(self, height: int) -> None:
         """Room in the line cache for a screen ``height`` lines high."""
-        # LRUCache.grow: textual.cache is Textual's internal module (tests/test_private_apis.py)
+        # LRUCache.grow: textual.cache is Textual's internal module (test_private_apis.py)
         self._line_cache.grow(max(1024, height * 8))
 
     # -- header counts ---------------------------------------------------------

@@ -41,16 +41,27 @@ seconds, rounded down), and the confirmation rule applies as above. The deadline
 forward (a lower reading is the rounding, not news); 0 at ``start()`` (under a second
 left) is a deadline of now: lost. When the deadline comes within a read timeout the TTL is
 re-read sooner than the interval (every 0.25 s), so an owner that renews every TTL-2 s
-keeps its leader. A candidacy lost on such a lease deletes its key (guarded on its
-CreateRevision) in the background, retried with backoff until done or the lease is gone,
-so no orphan leads on the owner's live lease; ``resign()`` after such a loss still
-deletes it (or raises :class:`ResignFailed`). ``proclaim()`` on a lost or resigning
+keeps its leader. A candidacy lost on such a lease deletes its key in the background,
+retried with backoff until done or the lease is gone, so no orphan leads on the owner's
+live lease; bounded (the later of the lease's known deadline and a minute, at most ten),
+cancelled when the connection closes, and when it gives up (or leaves a key not provably
+its own) it says so in ``cleanup_error`` and the log. ``resign()`` after such a loss still
+deletes it (or raises :class:`ResignFailed`).
+
+Every delete of our key is guarded on its CreateRevision *and* ModRevision as we last
+wrote or read them. A newer candidacy on the same lease (the same key name) adopts a key
+it finds by putting it again, which moves the ModRevision: an older candidacy's delete,
+even one delivered late, can never take the newer one's key. ``resign()`` waits up to a
+command timeout for a channel that is reconnecting (a link that just healed), so the
+first resign after a heal resigns. ``proclaim()`` on a lost or resigning
 candidacy raises :class:`LeadershipLost` and writes nothing (Go's ErrElectionNotLeader).
 
 A ``start()`` that fails after its put may have gone through looks the key up by its name
 and deletes it (a caller's lease) or revokes our own lease; when etcd does not answer, its
 error names the key and the clean-up goes on in the background (on our own lease bounded by
-the TTL: it expires unrenewed anyway).
+the TTL: it expires unrenewed anyway). The look-up by name counts only while no newer
+candidacy on the lease has stood up in this process since; after that the key is left
+alone (it may be the newer one's) and ``cleanup_error`` says so.
 
 One lease stands at most once in one election per process: a second candidacy on it
 (which would share the one key and both think they lead) is refused.
@@ -87,6 +98,12 @@ _CONFIRM_RETRY = 0.1
 #: Shortest pause between re-reads of an external lease's TTL when its deadline is near.
 _SHORT_RECHECK = 0.25
 
+#: The background deletion of a lost candidacy's key on someone else's lease keeps trying
+#: until the later of the lease's known deadline and this many seconds from its start...
+_CLEAR_KEY_PATIENCE = 60.0
+#: ... but never longer than this (the lease's owner may keep it alive for ever).
+_CLEAR_KEY_MAX = 600.0
+
 
 def _interval(ttl: int) -> float:
     """Seconds between keep-alives, and between confirmations of the key."""
@@ -113,6 +130,10 @@ _RETRYABLE = (EtcdUnavailable, WatchRejected, RevisionCompacted)
 #: (election name, lease id) -> the candidacy standing on it in this process (not keyed
 #: on the endpoints as typed: two spellings of one etcd would both lead on one key).
 _standing: dict[tuple[str, int], Candidacy] = {}
+
+#: (election name, lease id) -> candidacies that no longer stand on it but may still delete
+#: their key there in the background; a new candidacy on it marks them superseded.
+_clearing: dict[tuple[str, int], set[Candidacy]] = {}
 
 
 class LeadershipLost(RegistryError):
@@ -180,6 +201,15 @@ class Candidacy:
         self._stream: Any = None
         self._revoked = False  # our own lease: revoked (or found gone) by us
         self._key_cleared = False  # lost on an external lease: our key is known gone
+        #: The ModRevision of our key as we last wrote (or, before knowing it, read) it;
+        #: every delete of our key is guarded on it as well as on the CreateRevision.
+        self.mod_revision = 0
+        #: A newer candidacy on our lease stood up in this election in this process after
+        #: ours stepped down: a key by our name is no longer provably ours.
+        self._superseded = False
+        #: Why a background clean-up gave up with a key of ours possibly left standing
+        #: (or left it alone, not provably ours); None when none did. Also logged.
+        self.cleanup_error: str | None = None
 
     @property
     def is_leader(self) -> bool:
@@ -268,7 +298,54 @@ class Candidacy:
                 timer.cancel()
         self._timer = self._confirm_timer = None
         if end and not self._quiet and self._ending is None:
-            self._ending = asyncio.create_task(self._end(), name=f"end {self.election.name}")
+            if self.external_lease:
+                self._clearing_add()
+            self._ending = self._background(self._end, f"end {self.election.name}")
+
+    def _background(self, cleanup: Callable[[], Awaitable[None]], name: str) -> asyncio.Task[None]:
+        """A clean-up task: held by the connection (cancelled when it closes) and logged
+        if it fails, so none is left running or unretrieved. Cut short with our key on
+        someone else's lease maybe standing, it says so in :attr:`cleanup_error`."""
+
+        async def run() -> None:
+            try:
+                await cleanup()
+            except asyncio.CancelledError:
+                if self.external_lease and self.key and not self._key_cleared:
+                    if self.cleanup_error is None:
+                        key = self.key.decode("utf-8", "backslashreplace")
+                        self._cleanup_failed(
+                            f"deleting {key} was cut short (the connection closed): it may"
+                            f" still stand on lease {self.lease:x} until that ends"
+                        )
+                self._clearing_done()
+                raise
+
+        task = asyncio.create_task(run(), name=name)
+        self.election.conn.background(task)
+        task.add_done_callback(self._background_done)
+        return task
+
+    def _background_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.warning(
+                "clean-up of a candidacy in %s failed: %r", self.election.name, task.exception()
+            )
+
+    def _clearing_add(self) -> None:
+        _clearing.setdefault((self.election.name, self.lease), set()).add(self)
+
+    def _clearing_done(self) -> None:
+        slot = (self.election.name, self.lease)
+        others = _clearing.get(slot)
+        if others is not None:
+            others.discard(self)
+            if not others:
+                del _clearing[slot]
+
+    def _cleanup_failed(self, message: str) -> None:
+        self.cleanup_error = message
+        log.warning("candidacy in %s: %s", self.election.name, message)
 
     async def _end(self) -> None:
         """A lost candidacy: stop the heartbeats and let the lease go (if ours); on
@@ -284,29 +361,84 @@ class Candidacy:
                 log.info("revoking the lost lease %x: %s", self.lease, exc)
 
     async def _clear_key(self) -> None:
-        """Delete our key from someone else's lease (guarded on its CreateRevision, found
-        by the key's name when unknown), retried with backoff until done: deleted, no
-        longer ours, or gone with the lease. Other errors end it (logged)."""
+        """Delete our key from someone else's lease (guarded on its CreateRevision and
+        ModRevision; the CreateRevision found by the key's name when unknown, only while no
+        newer candidacy stands on the lease here), retried with backoff until done (deleted,
+        no longer ours, or gone with the lease), until the later of the lease's known
+        deadline and ``_CLEAR_KEY_PATIENCE`` (at most ``_CLEAR_KEY_MAX``), or until the
+        connection closes. Giving up with the key possibly standing, or leaving a key not
+        provably ours, is said in :attr:`cleanup_error` (and logged)."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        known = self.deadline if self.deadline is not None else now
+        give_up = min(max(known, now + _CLEAR_KEY_PATIENCE), now + _CLEAR_KEY_MAX)
         backoff = Backoff(initial=0.2, maximum=2.0)
-        while not self._key_cleared and self.key:
-            try:
-                if not self.create_revision:
-                    await self._find_own_key()
-                    if not self.create_revision:  # not there, or not on our lease
-                        self._key_cleared = True
+        key = self.key.decode("utf-8", "backslashreplace")
+        try:
+            while not self._key_cleared and self.key:
+                try:
+                    if not self.create_revision:
+                        if not self._superseded:
+                            await self._find_own_key()
+                        if self._superseded and not self.create_revision:
+                            self._cleanup_failed(
+                                f"left {key} alone: a newer candidacy on lease {self.lease:x}"
+                                " stands in this election (the key may be its own)"
+                            )
+                            return
+                        if not self.create_revision:  # not there, or not on our lease
+                            self._key_cleared = True
+                            return
+                    await self._delete_guarded()
+                    return
+                except EtcdUnavailable as exc:
+                    log.info(
+                        "deleting the key of a lost candidacy in %s: %s", self.election.name, exc
+                    )
+                    delay = backoff.failed()
+                    if loop.time() + delay >= give_up:
+                        self._cleanup_failed(
+                            f"gave up deleting {key} (it may still stand on lease"
+                            f" {self.lease:x} until that ends): {exc}"
+                        )
                         return
-                await self.election._txn(
-                    [_compare_create(self.key, self.create_revision)],
-                    [rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=self.key))],
+                    await asyncio.sleep(delay)
+                except RegistryError as exc:
+                    self._cleanup_failed(f"could not delete {key}: {exc}")
+                    return
+        finally:
+            self._clearing_done()
+
+    async def _delete_guarded(self, patience: float = 0.0) -> None:
+        """One guarded delete of our key (CreateRevision and ModRevision): deleted, gone,
+        or no longer ours, then ``_key_cleared``. A key rewritten since (its ModRevision
+        moved) is deleted anyway only while this candidacy still stands on the lease here
+        (nobody else's adoption can have moved it); otherwise it is left alone and said
+        so in :attr:`cleanup_error`. Transient faults are raised."""
+        for _ in range(3):
+            response = await self.election._txn_raw(
+                [
+                    _compare_create(self.key, self.create_revision),
+                    _compare_mod(self.key, self.mod_revision),
+                ],
+                [rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=self.key))],
+                [rpc.RequestOp(request_range=rpc.RangeRequest(key=self.key))],
+                patience=patience,
+            )
+            kvs = [] if response.succeeded else response.responses[0].response_range.kvs
+            if not kvs or kvs[0].create_revision != self.create_revision:
+                self._key_cleared = True  # deleted, or gone (with the lease) or replaced
+                return
+            if self._slot is None or _standing.get(self._slot) is not self:
+                key = self.key.decode("utf-8", "backslashreplace")
+                self._cleanup_failed(
+                    f"left {key} alone: it was rewritten since this candidacy stepped"
+                    " down (perhaps adopted by a newer candidacy on its lease)"
                 )
-                self._key_cleared = True  # deleted, or no longer ours (the lease took it)
+                self._key_cleared = True  # nothing more we may do to it
                 return
-            except EtcdUnavailable as exc:
-                log.info("deleting the key of a lost candidacy in %s: %s", self.election.name, exc)
-                await asyncio.sleep(backoff.failed())
-            except RegistryError as exc:
-                log.info("deleting the key of a lost candidacy in %s: %s", self.election.name, exc)
-                return
+            self.mod_revision = int(kvs[0].mod_revision)  # someone wrote it: still ours
+        raise RegistryError(f"the key of {self.election.name} kept changing under its delete")
 
     async def _revoke_soon(self) -> None:
         """Our own lease after a failed start: revoke it, retried with backoff until done
@@ -338,6 +470,8 @@ class Candidacy:
             )
         _standing[slot] = self
         self._slot = slot
+        for older in _clearing.pop(slot, set()):
+            older._superseded = True
 
     def _release_slot(self) -> None:
         if self._slot is not None and _standing.get(self._slot) is self:
@@ -394,8 +528,10 @@ class Candidacy:
             if unsure and self.lease and (self._ending is None or self._ending.done()):
                 # keep trying in the background: delete the key (a caller's lease) or
                 # revoke our lease (bounded: it expires unrenewed anyway)
-                cleanup = self._clear_key() if self.external_lease else self._revoke_soon()
-                self._ending = asyncio.create_task(cleanup, name=f"clean up {election.name}")
+                if self.external_lease:
+                    self._clearing_add()
+                cleanup = self._clear_key if self.external_lease else self._revoke_soon
+                self._ending = self._background(cleanup, f"clean up {election.name}")
             if unsure and isinstance(exc, EtcdUnavailable):
                 key = self.key.decode("utf-8", "backslashreplace")
                 what = "deleting it" if self.external_lease else "revoking the lease"
@@ -419,7 +555,9 @@ class Candidacy:
         async def put() -> None:
             nonlocal sent
             sent = loop.time()
-            self.key, self.create_revision = await election._enter(self.value, self.lease)
+            self.key, self.create_revision, self.mod_revision = await election._enter(
+                self.value, self.lease
+            )
 
         await _retried(election.conn, put)
         self._confirm(sent)
@@ -429,10 +567,13 @@ class Candidacy:
         await _retried(self.election.conn, self._find_own_key)
 
     async def _find_own_key(self) -> None:
-        """Learn the CreateRevision of our key (by its name) if it stands on our lease."""
+        """Learn the CreateRevision (and ModRevision) of our key, by its name, if it stands
+        on our lease and no newer candidacy on the lease stood up here meanwhile (a key by
+        that name might then be its own)."""
         kv = await self.election._read_key(self.key, self._read_timeout())
-        if kv is not None and kv.lease == self.lease:
+        if kv is not None and kv.lease == self.lease and not self._superseded:
             self.create_revision = int(kv.create_revision)
+            self.mod_revision = int(kv.mod_revision)
 
     def _read_timeout(self) -> float:
         return _read_timeout(self.ttl, self.election.conn.config.command_timeout)
@@ -501,14 +642,16 @@ class Candidacy:
                 f"cannot proclaim in {self.election.name}: no longer a candidate"
                 f" ({self.reason or 'resigning'})"
             )
-        ok = await self.election._txn(
+        response = await self.election._txn_raw(
             [_compare_create(self.key, self.create_revision)],
             [rpc.RequestOp(request_put=rpc.PutRequest(key=self.key, value=data, lease=self.lease))],
+            [],
         )
-        if not ok:
+        if not response.succeeded:
             self._lose("the candidate key was replaced or deleted")
             raise LeadershipLost(f"cannot proclaim in {self.election.name}: no longer a candidate")
         self.value = data
+        self.mod_revision = int(response.header.revision)
 
     async def _stop_tasks(self) -> None:
         current = asyncio.current_task()
@@ -528,6 +671,10 @@ class Candidacy:
         self._stepped_down = True
         self._release_slot()
         await self._stop_tasks()
+        ending = self._ending
+        if ending is not None and not ending.done():
+            ending.cancel()
+            await asyncio.gather(ending, return_exceptions=True)
 
     async def resign(self) -> None:
         """Stop heartbeats, delete the key (guarded on its CreateRevision), revoke the lease
@@ -569,7 +716,7 @@ class Candidacy:
                         unknown = True
         if self.lease and not self.external_lease:
             try:
-                await self.election.conn.revoke(self.lease)
+                await self.election.conn.revoke(self.lease, patience=self._patience())
                 self._revoked = True
                 error = None  # the key went with the lease
             except LeaseNotFound:
@@ -586,8 +733,8 @@ class Candidacy:
             raise ResignFailed(
                 f"could not resign from {self.election.name}: {error}{state}"
             ) from None
-        if self.external_lease:
-            self._key_cleared = True
+        if self.external_lease and (self.create_revision or not self.key):
+            self._key_cleared = True  # (not when a failed start never learned it: unknown)
         self._lose("resigned", end=False)
 
     async def _key_gone(self) -> bool:
@@ -596,22 +743,24 @@ class Candidacy:
         on transient faults for about one command timeout, then the fault is raised."""
 
         async def gone() -> bool:
-            kv = await self.election._read_key(self.key, self._read_timeout())
+            kv = await self.election._read_key(self.key, self._read_timeout(), self._patience())
             return kv is None or kv.create_revision != self.create_revision
 
         return await _retried(self.election.conn, gone)
 
     async def _delete_key(self) -> None:
-        """The guarded delete, retried on transient faults for about one command timeout
-        (deleted, or no longer ours: either way it no longer stands for us)."""
+        """The guarded delete (:meth:`_delete_guarded`), retried on transient faults for
+        about one command timeout, each attempt waiting up to that long for a channel
+        that is reconnecting (a link that just healed)."""
 
         async def delete() -> None:
-            await self.election._txn(
-                [_compare_create(self.key, self.create_revision)],
-                [rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=self.key))],
-            )
+            await self._delete_guarded(self._patience())
 
         await _retried(self.election.conn, delete)
+
+    def _patience(self) -> float:
+        """How long resign's calls wait for a reconnecting channel: one command timeout."""
+        return self.election.conn.config.command_timeout
 
     async def _keep_alive(self) -> None:
         loop = asyncio.get_running_loop()
@@ -721,6 +870,12 @@ def _compare_create(key: bytes, create_revision: int) -> Any:
     )
 
 
+def _compare_mod(key: bytes, mod_revision: int) -> Any:
+    return rpc.Compare(
+        key=key, target=rpc.Compare.MOD, result=rpc.Compare.EQUAL, mod_revision=mod_revision
+    )
+
+
 class Election:
     """One election (or lock) named ``name``; see the module docstring."""
 
@@ -735,19 +890,18 @@ class Election:
         return self.prefix + format(lease, "x").encode()
 
     # -- raw operations ---------------------------------------------------------
-    async def _txn(self, compare: list[Any], success: list[Any], failure: list[Any] = ()) -> bool:  # type: ignore[assignment]
-        return bool((await self._txn_raw(compare, success, list(failure))).succeeded)
-
-    async def _txn_raw(self, compare: list[Any], success: list[Any], failure: list[Any]) -> Any:
-        return await self.conn.txn(compare, success, failure)
+    async def _txn_raw(
+        self, compare: list[Any], success: list[Any], failure: list[Any], patience: float = 0.0
+    ) -> Any:
+        return await self.conn.txn(compare, success, failure, patience=patience)
 
     async def _range(self, **kwargs: Any) -> Any:
         return await self.conn.range(rpc.RangeRequest(**kwargs))
 
-    async def _read_key(self, key: bytes, timeout: float) -> Any | None:
+    async def _read_key(self, key: bytes, timeout: float, patience: float = 0.0) -> Any | None:
         """A linearizable read of one key with its own timeout (retried on the next
         endpoint); the key-value or None."""
-        response = await self.conn.range(rpc.RangeRequest(key=key), timeout)
+        response = await self.conn.range(rpc.RangeRequest(key=key), timeout, patience)
         return response.kvs[0] if response.kvs else None
 
     async def _lease_ttl(self, lease: int, timeout: float) -> tuple[int, int]:
@@ -770,23 +924,26 @@ class Election:
         return kvs[0] if kvs else None
 
     # -- campaigning --------------------------------------------------------------
-    async def _enter(self, value: bytes, lease: int) -> tuple[bytes, int]:
-        """Put our key if absent; returns (key, its CreateRevision)."""
+    async def _enter(self, value: bytes, lease: int) -> tuple[bytes, int, int]:
+        """Put our key, keeping its CreateRevision (its place) if it stands already (a put
+        whose reply was lost, or an older candidacy's key on this lease: adopted, as
+        clientv3's Campaign does); returns (key, CreateRevision, ModRevision).
+
+        The put is made even when the key already holds our value, so its ModRevision
+        moves: a delete an older candidacy sent guarded on the ModRevision it knew (see
+        :meth:`Candidacy._delete_guarded`) can no longer take the adopted key away."""
         key = self.key_for(lease)
+        put = rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=value, lease=lease))
         response = await self._txn_raw(
             [_compare_create(key, 0)],
-            [rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=value, lease=lease))],
-            [rpc.RequestOp(request_range=rpc.RangeRequest(key=key))],
+            [put],
+            [put, rpc.RequestOp(request_range=rpc.RangeRequest(key=key))],
         )
+        revision = int(response.header.revision)
         if response.succeeded:
-            return key, int(response.header.revision)
-        kv = response.responses[0].response_range.kvs[0]
-        if kv.value != value:
-            await self._txn(
-                [_compare_create(key, kv.create_revision)],
-                [rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=value, lease=lease))],
-            )
-        return key, int(kv.create_revision)
+            return key, revision, revision
+        kv = response.responses[1].response_range.kvs[0]
+        return key, int(kv.create_revision), revision
 
     async def _wait_deletes(self, create_revision: int) -> None:
         """Wait until no key under the prefix was created before ``create_revision``.

@@ -99,9 +99,10 @@ class ElectionsSession:
         """Stand as a candidate (kept alive here); it leads once those before it go."""
         self._check_writable()
         candidacy = Election(self.conn, name).candidacy(value, ttl)
+        started = self.tracker.clock()  # no later than the grant's request
         await candidacy.start()
         self.own[candidacy.lease] = candidacy
-        self.tracker.note(candidacy.lease, candidacy.ttl, candidacy.ttl)
+        self.tracker.note(candidacy.lease, candidacy.ttl, candidacy.ttl, sent_at=started)
 
         async def wait() -> None:
             with contextlib.suppress(RegistryError):

@@ -56,6 +56,8 @@ from .errors import (
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+#: etcd's default limit on the operations of one transaction (--max-txn-ops).
+MAX_TXN_OPS = 128
 
 CHANNEL_OPTIONS: dict[str, Any] = {
     # 100,000 instances with 200-byte values are ~30 MB in one Range response.
@@ -72,6 +74,9 @@ CHANNEL_OPTIONS: dict[str, Any] = {
     # whose handshake took longer, however long the dial timeout.)
     "grpc.initial_reconnect_backoff_ms": 300,
     "grpc.max_reconnect_backoff_ms": 2000,
+    # A channel of its own connection: a fresh channel (see _Attempts._redial) dials at
+    # once instead of sharing the old one's subchannel and its reconnect backoff.
+    "grpc.use_local_subchannel_pool": 1,
 }
 
 
@@ -117,13 +122,23 @@ class _Attempts:
     anything else: given up as a typed :class:`RegistryError` naming the endpoint.
     ``again`` returns to repeat and raises to give up. Unary calls use :meth:`run`;
     streams use :meth:`open`, :meth:`close` and :meth:`again` around their own reads.
+
+    ``patience`` (seconds, 0: none) lets a unary call wait for its endpoint's channel to
+    connect before it is sent, instead of failing at once while gRPC reconnects (after a
+    link heals gRPC may sit in its reconnect backoff for seconds): a channel in
+    TRANSIENT_FAILURE is replaced by a fresh one (which dials at once), and the call waits
+    for it to be ready for at most its share of the patience (split across endpoints, so
+    a dead one still fails over). Nothing is repeated for it: the call is only held back.
     """
 
     __slots__ = (
         "authenticated",
         "committed",
         "conn",
+        "deadline",
         "failover",
+        "held",
+        "patience",
         "reauthenticated",
         "token",
         "tries",
@@ -136,8 +151,12 @@ class _Attempts:
         what: str,
         failover: _Failover,
         authenticated: bool = True,
+        patience: float = 0.0,
     ) -> None:
         self.conn = conn
+        self.patience = patience
+        self.deadline = 0.0  # event-loop time the patience of this operation runs out
+        self.held: _Endpoint | None = None  # the endpoint run() holds (see _ready)
         self.what = what  # "a call", "the watch": for a cut-off message
         self.failover = failover
         self.authenticated = authenticated  # calls carry the token (not Authenticate itself)
@@ -171,14 +190,20 @@ class _Attempts:
 
     async def run(self, fn: Callable[[_Endpoint], Awaitable[T]]) -> T:
         """``fn(endpoint)`` under the policy."""
+        if self.patience > 0:
+            self.deadline = asyncio.get_running_loop().time() + self.patience
         while True:
-            ep = await self.open()
+            ep = self.held = await self.open()
             try:
+                if self.patience > 0:
+                    await self._ready()
+                    ep = self.held
                 return await fn(ep)
             except (Exception, asyncio.CancelledError) as exc:
                 failure: BaseException = exc
             finally:
-                self.close(ep)
+                self.close(self.held)
+                self.held = None
             await self.again(failure, ep)
 
     async def again(self, failure: BaseException, ep: _Endpoint | None) -> None:
@@ -205,6 +230,48 @@ class _Attempts:
         if err is failure:
             raise err
         raise err from None
+
+    def _redial(self) -> None:
+        """Hold a fresh channel to the held endpoint's address instead of the held one
+        (which sits in TRANSIENT_FAILURE: gRPC would dial again only after its backoff)."""
+        ep = self.held
+        assert ep is not None
+        if ep.retired:
+            return
+        self.conn._retire(ep)
+        self.held = self.conn._acquire()
+        self.conn._release(ep)
+
+    async def _ready(self) -> None:
+        """Wait until the held endpoint's channel is connected, for at most this
+        endpoint's share of what is left of the patience; a channel that fails to connect
+        meanwhile is replaced by a fresh one (at most every 0.2 s)."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + (self.deadline - loop.time()) / max(
+            1, len(self.conn._slots) - self.tries
+        )
+        redialed = 0.0
+        while (left := until - loop.time()) > 0:
+            ep = self.held
+            assert ep is not None
+            try:
+                state = ep.channel.get_state(try_to_connect=True)
+            except Exception:  # a closed channel: the call reports it
+                return
+            if state is grpc.ChannelConnectivity.READY:
+                return
+            if state is grpc.ChannelConnectivity.TRANSIENT_FAILURE and loop.time() >= redialed:
+                self._redial()
+                redialed = loop.time() + 0.2
+                continue
+            try:
+                await asyncio.wait_for(ep.channel.wait_for_state_change(state), min(left, 0.2))
+            except asyncio.CancelledError:
+                if _cancelled_by_us():
+                    raise
+                return
+            except Exception:  # no change within 0.2 s (or closed under us): look again
+                pass
 
     def _may_reauthenticate(self) -> bool:
         return (
@@ -250,6 +317,7 @@ class EtcdConnection:
         self._current = 0
         self._retired: set[_Endpoint] = set()  # replaced, closed once unused
         self._closing: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[Any]] = set()  # see background()
         self._credentials: grpc.ChannelCredentials | None = None
         self._token: str | None = None
         self._auth_lock = asyncio.Lock()
@@ -360,8 +428,21 @@ class EtcdConnection:
         """Connect and prove etcd answers (a cheap Status call), or raise."""
         await self._call(self._status_raw, idempotent=True)
 
+    def background(self, task: asyncio.Task[Any]) -> None:
+        """Hold ``task`` (a clean-up that uses this connection after its caller has gone)
+        until it ends; :meth:`close` cancels it first, so none outlives the connection
+        (or reopens a channel on it)."""
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def close(self) -> None:
-        """Close every channel (live streams on them end as unavailable)."""
+        """Cancel the background clean-ups (see :meth:`background`), then close every
+        channel (live streams on them end as unavailable)."""
+        if self._background:
+            tasks = set(self._background)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
         endpoints = [ep for ep in self._slots if ep is not None] + list(self._retired)
         self._slots = [None] * len(self._slots)
         self._retired.clear()
@@ -418,17 +499,23 @@ class EtcdConnection:
             self.authentications += 1
 
     # -- calls ---------------------------------------------------------------
-    async def _call(self, fn: Callable[[_Endpoint], Awaitable[T]], idempotent: bool = False) -> T:
+    async def _call(
+        self,
+        fn: Callable[[_Endpoint], Awaitable[T]],
+        idempotent: bool = False,
+        patience: float = 0.0,
+    ) -> T:
         """Run ``fn(endpoint)`` on the current endpoint.
 
         A stale token is replaced once and the call repeated. When the endpoint is
         unavailable, the next one becomes current; the call is repeated there when it
         is ``idempotent`` or was certainly not sent (connection refused). Every ``fn``
         passes :meth:`_opts` to its stub call, so gRPC enforces the deadline itself (no
-        extra task per call, which the lease tracker would feel).
+        extra task per call, which the lease tracker would feel). ``patience``: see
+        :class:`_Attempts` (the call waits that long for a channel that is reconnecting).
         """
         failover = _Failover.RETRY if idempotent else _Failover.RETRY_UNSENT
-        return await _Attempts(self, "a call", failover).run(fn)
+        return await _Attempts(self, "a call", failover, patience=patience).run(fn)
 
     def _opts(self, client: _Endpoint, timeout: float | None = None) -> dict[str, Any]:
         return {
@@ -532,15 +619,15 @@ class EtcdConnection:
             start = kvs[-1].key + b"\0"
             limit = page_size
 
-    async def range(self, request: Any, timeout: float | None = None) -> Any:
+    async def range(self, request: Any, timeout: float | None = None, patience: float = 0.0) -> Any:
         """The raw ``RangeResponse`` to ``request`` (an ``rpc.RangeRequest``); read-only,
         so repeated on the next endpoint when this one is unavailable. ``timeout``
-        defaults to the command timeout."""
+        defaults to the command timeout; ``patience``: see :class:`_Attempts`."""
 
         async def run(client: _Endpoint) -> Any:
             return await client.kvstub.Range(request, **self._opts(client, timeout))
 
-        return await self._call(run, idempotent=True)
+        return await self._call(run, idempotent=True, patience=patience)
 
     async def txn(
         self,
@@ -548,9 +635,11 @@ class EtcdConnection:
         success: Sequence[Any],
         failure: Sequence[Any] = (),
         timeout: float | None = None,
+        patience: float = 0.0,
     ) -> Any:
         """The raw ``TxnResponse`` of one transaction (``rpc.Compare`` and
-        ``rpc.RequestOp`` lists); repeated elsewhere only when it was certainly not sent."""
+        ``rpc.RequestOp`` lists); repeated elsewhere only when it was certainly not sent.
+        ``patience``: see :class:`_Attempts`."""
         request = rpc.TxnRequest(
             compare=list(compare), success=list(success), failure=list(failure)
         )
@@ -558,7 +647,7 @@ class EtcdConnection:
         async def run(client: _Endpoint) -> Any:
             return await client.kvstub.Txn(request, **self._opts(client, timeout))
 
-        return await self._call(run)
+        return await self._call(run, patience=patience)
 
     async def get(self, key: bytes) -> Any | None:
         async def run(client: _Endpoint) -> Any | None:
@@ -607,6 +696,47 @@ class EtcdConnection:
             return int(response.deleted), int(response.header.revision)
 
         return await self._call(run)
+
+    async def newest_mod_revision(self, prefix: bytes, revision: int) -> int:
+        """The newest ``mod_revision`` of a key under ``prefix`` as of ``revision`` (0:
+        none): one key, etcd sorting them (a put there is an event a replay must bring)."""
+        key, range_end = key_range(prefix)
+        request = rpc.RangeRequest(
+            key=key,
+            range_end=range_end,
+            limit=1,
+            revision=revision,
+            keys_only=True,
+            sort_order=rpc.RangeRequest.DESCEND,
+            sort_target=rpc.RangeRequest.MOD,
+        )
+
+        async def run(client: _Endpoint) -> Any:
+            return await client.kvstub.Range(request, **self._opts(client))
+
+        response = await self._call(run, idempotent=True)
+        return int(response.kvs[0].mod_revision) if response.kvs else 0
+
+    async def leases_of(self, keys: list[bytes]) -> tuple[int, dict[bytes, int]]:
+        """One read of several keys (a transaction of Ranges, at most :data:`MAX_TXN_OPS`):
+        (the revision it read at, the lease of each key present then)."""
+        if len(keys) > MAX_TXN_OPS:
+            raise ValueError(f"at most {MAX_TXN_OPS} keys in one read, not {len(keys)}")
+
+        async def run(client: _Endpoint) -> tuple[int, dict[bytes, int]]:
+            ops = [
+                rpc.RequestOp(request_range=rpc.RangeRequest(key=key, keys_only=True))
+                for key in keys
+            ]
+            response = await client.kvstub.Txn(rpc.TxnRequest(success=ops), **self._opts(client))
+            found = {
+                bytes(kv.key): int(kv.lease)
+                for op in response.responses
+                for kv in op.response_range.kvs
+            }
+            return int(response.header.revision), found
+
+        return await self._call(run, idempotent=True)
 
     async def compact(self, revision: int) -> None:
         async def run(client: _Endpoint) -> None:
@@ -679,9 +809,14 @@ class EtcdConnection:
 
         return await self._call(run)
 
-    async def revoke(self, lease_id: int) -> int:
-        """Revoke a lease (its keys go at once); returns the revision etcd answered with
-        (that of the keys' delete, if it had keys). Raises :class:`LeaseNotFound`."""
+    async def revoke(self, lease_id: int, patience: float = 0.0) -> int:
+        """Revoke a lease (its keys go at once); returns the revision etcd answered with.
+        Raises :class:`LeaseNotFound`. ``patience``: see :class:`_Attempts`.
+
+        A revoke that removed keys answers with the revision of their delete (a new
+        one); a revoke that removed none answers with the *current* revision, which may
+        be that of someone else's delete of the lease's last key. So the answer alone
+        proves nothing: compare it with a read taken just before (:meth:`leases_of`)."""
 
         async def run(client: _Endpoint) -> int:
             response = await client.leasestub.LeaseRevoke(
@@ -689,7 +824,7 @@ class EtcdConnection:
             )
             return int(response.header.revision)
 
-        return await self._call(run)
+        return await self._call(run, patience=patience)
 
     async def time_to_live(
         self, lease_id: int, keys: bool = False, timeout: float | None = None

@@ -7,7 +7,7 @@ minutes" or "in the last 60 s" cannot be said of what happened before launch.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from ..model import RegistryState
@@ -77,22 +77,30 @@ class MassExpiryAlarm:
     ``minimum``) — or of the whole registry — expire within ``window`` seconds; it stays
     until no instance expired for ``quiet`` seconds.
 
-    Only certain expiries (``EXPIRED``, :mod:`.reasons`) count: a lease that ended as its
-    countdown ran out may have been revoked by its owner just then (a graceful shutdown of
-    a whole fleet looks like that), so it raises nothing. The share is of the instances
-    that existed in the window: those held now plus every removal seen in it."""
+    Certain expiries (``EXPIRED``, :mod:`.reasons`) raise ``MASS EXPIRY``. A lease that
+    ended as its countdown ran out, or with its countdown unread, may have expired or been
+    revoked by its owner just then (``LEASE ENDED`` with :attr:`HistoryEvent.ran_out`):
+    when the certain ones are too few and these make up the rest, the alarm is raised as
+    ``POSSIBLE MASS EXPIRY`` and says how many are not certain. A lease that may have been
+    revoked with time left (certainly, or across an outage) never counts. The share is of
+    the instances that existed in the window: those held now, every removal seen in it,
+    and those removed whose reason is still being looked up (``waiting``)."""
 
     fraction: float = 0.2
     minimum: int = 3
     window: float = 60.0
     quiet: float = 60.0
-    #: (when, service) of each expiry within the window.
+    #: (when, service) of each certain expiry within the window.
     _expired: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=100_000))
+    #: (when, service) of each removal whose lease may have expired (not certain).
+    _unsure: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=100_000))
     #: (when, service) of every removal within the window (the share's denominator).
     _removed: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=100_000))
     #: The services named when the alarm was last logged (it logs again only for more).
     _named: frozenset[str] = frozenset()
     _text: str | None = None
+    #: The alarm shown is certain (MASS EXPIRY), not only possible.
+    _certain: bool = False
     _last_expiry: float = 0.0
 
     @property
@@ -100,10 +108,15 @@ class MassExpiryAlarm:
         return self._text is not None
 
     def observe(
-        self, events: Iterable[HistoryEvent], state: RegistryState, now: float
+        self,
+        events: Iterable[HistoryEvent],
+        state: RegistryState,
+        now: float,
+        waiting: Mapping[str, int] | None = None,
     ) -> list[str]:
         """Take in live events; returns the alarm's text when it is raised (or grows to
-        more services), for the event log."""
+        more services, or becomes certain), for the event log. ``waiting``: removals not
+        yet passed on, per service (:meth:`RegistrySession.waiting_removals`)."""
         removed = [e for e in events if e.kind is EventKind.DELETE]
         if not removed:
             return []
@@ -112,51 +125,89 @@ class MassExpiryAlarm:
             self._removed.append((at, event.service))
             if event.reason is Reason.EXPIRED:
                 self._expired.append((at, event.service))
+            elif event.ran_out and event.reason is Reason.LEASE_ENDED:
+                self._unsure.append((at, event.service))
         limit = now - self.window
-        for seen in (self._expired, self._removed):
+        for seen in (self._expired, self._unsure, self._removed):
             while seen and seen[0][0] < limit:
                 seen.popleft()
-        if not any(e.reason is Reason.EXPIRED for e in removed):
+        if not any(
+            e.reason is Reason.EXPIRED or (e.ran_out and e.reason is Reason.LEASE_ENDED)
+            for e in removed
+        ):
             return []
         self._last_expiry = now
-        expired: dict[str, int] = {}
-        for _, service in self._expired:
-            expired[service] = expired.get(service, 0) + 1
-        gone: dict[str, int] = {}
-        for _, service in self._removed:
-            gone[service] = gone.get(service, 0) + 1
+        waiting = waiting or {}
+        expired, unsure, gone = (
+            _per_service(self._expired),
+            _per_service(self._unsure),
+            _per_service(self._removed),
+        )
 
         def existed(name: str) -> int:
             """Instances of ``name`` in the window: held now, plus those removed in it."""
             group = state.groups.get(name)
-            return (len(group.instances) if group is not None else 0) + gone.get(name, 0)
+            held = len(group.instances) if group is not None else 0
+            return held + gone.get(name, 0) + waiting.get(name, 0)
 
         def alarming(count: int, of: int) -> bool:
             return count >= self.minimum and count >= self.fraction * of
 
+        of_all = len(state) + len(self._removed) + sum(waiting.values())
+        certain = len(self._expired)
         hit = {
             name: (count, existed(name))
             for name, count in expired.items()
             if alarming(count, existed(name))
         }
-        total, of_all = len(self._expired), len(state) + len(self._removed)
-        if not hit and not alarming(total, of_all):
-            return []
-        parts = ", ".join(
-            f"{safe_line(name)} {count}/{of}"
-            for name, (count, of) in sorted(hit.items(), key=lambda kv: -kv[1][0])
-        )
-        text = f"MASS EXPIRY: {total} of {of_all} instances expired in the last {self.window:.0f} s"
+        if hit or alarming(certain, of_all):
+            parts = ", ".join(
+                f"{safe_line(name)} {count:,}/{of:,}"
+                for name, (count, of) in sorted(hit.items(), key=lambda kv: -kv[1][0])
+            )
+            text = (
+                f"MASS EXPIRY: {certain:,} of {of_all:,} instances expired"
+                f" in the last {self.window:.0f} s"
+            )
+        else:
+            both = {n: expired.get(n, 0) + unsure.get(n, 0) for n in expired.keys() | unsure}
+            hit = {
+                name: (count, existed(name))
+                for name, count in both.items()
+                if alarming(count, existed(name))
+            }
+            total = certain + len(self._unsure)
+            if not hit and not alarming(total, of_all):
+                return []
+            parts = ", ".join(
+                f"{safe_line(name)} {count:,}/{of:,}"
+                for name, (count, of) in sorted(hit.items(), key=lambda kv: -kv[1][0])
+            )
+            text = (
+                f"POSSIBLE MASS EXPIRY: {total:,} of {of_all:,} instances' leases ended"
+                f" in the last {self.window:.0f} s — {certain:,} certainly expired,"
+                f" {len(self._unsure):,} not certain (expired, or revoked near their end)"
+            )
         if parts:
             text += f" — {parts}"
-        # Logged when raised, and again only when it spreads to more services.
-        raised = self._text is None or not set(hit) <= self._named
+        now_certain = text.startswith("MASS")
+        # Logged when raised, again when it spreads to more services or becomes certain.
+        raised = (
+            self._text is None or not set(hit) <= self._named or (now_certain and not self._certain)
+        )
         self._named = (self._named if self._text is not None else frozenset()) | set(hit)
-        self._text = text
+        self._text, self._certain = text, now_certain
         return [text] if raised else []
 
     def banner(self, now: float) -> str | None:
         """The banner's text while the alarm lasts, else ``None``."""
         if self._text is not None and now - self._last_expiry >= self.quiet:
-            self._text, self._named = None, frozenset()
+            self._text, self._named, self._certain = None, frozenset(), False
         return self._text
+
+
+def _per_service(seen: Iterable[tuple[float, str]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for _, service in seen:
+        counts[service] = counts.get(service, 0) + 1
+    return counts

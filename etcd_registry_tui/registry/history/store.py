@@ -14,6 +14,7 @@ live session appends what it sees. Each removal carries a :class:`Reason`:
 from __future__ import annotations
 
 import base64
+import bisect
 import hashlib
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -104,6 +105,11 @@ class HistoryEvent:
     #: keep: ``kv.value`` / ``prev.value`` is then empty (see :meth:`slim`).
     kv_held: HeldValue | None = None
     prev_held: HeldValue | None = None
+    #: Seen live: the key's lease ended once its countdown had run out, as far as the
+    #: dashboard can tell, or with its countdown never read (``EXPIRED``, or ``LEASE
+    #: ENDED`` where an expiry is possible but not certain). Not set where the lease may
+    #: have been revoked with time left (certainly, or across an outage or a slow link).
+    ran_out: bool = False
 
     @classmethod
     def make(
@@ -192,34 +198,83 @@ def classify_past(events: Iterable[HistoryEvent], live_leases: set[int] | None) 
     """Give every removal in ``events`` (read back from etcd) a reason.
 
     ``live_leases``: the leases that exist now (``None`` when unknown). A key with no lease,
-    or whose lease still exists, or that went alone while another key of its lease went
-    later, was deleted: DEREGISTERED. Otherwise its lease ended (expiry or revoke, which
-    etcd's history cannot tell apart): LEASE ENDED. Without ``live_leases``, several keys
-    of one lease gone in one revision are taken as the lease ending.
+    or that went alone while another key put on its lease before it stayed on after it
+    (a lease that ends takes all its keys in one revision), was deleted: DEREGISTERED. A
+    key whose lease exists now was deleted too, unless the lease ended and was granted
+    again with the same id (clients may choose the id): the detail says so. Otherwise its
+    lease ended (expiry or revoke, which etcd's history cannot tell apart): LEASE ENDED.
+    Without ``live_leases``, several keys of one lease gone in one revision are taken as
+    the lease ending.
     """
+    events = list(events)
     deletes = [e for e in events if e.kind is EventKind.DELETE and e.reason is None]
     together: dict[tuple[int, int], int] = {}
-    last_gone: dict[int, int] = {}
     for e in deletes:
         if e.lease:
             together[(e.revision, e.lease)] = together.get((e.revision, e.lease), 0) + 1
-            last_gone[e.lease] = max(last_gone.get(e.lease, 0), e.revision)
+    # For each lease, when each key was put on it and when it left it (its delete, or
+    # never: still there at the end of what was read).
+    last: dict[bytes, HistoryEvent] = {}
+    for e in events:
+        last[e.key] = e
+    spans: dict[int, list[tuple[int, int]]] = {}
+    for e in events:
+        if e.kind is EventKind.DELETE and e.lease and e.prev is not None:
+            spans.setdefault(e.lease, []).append((e.prev.mod_revision, e.revision))
+    for e in last.values():
+        if e.kv is not None and e.kv.lease:
+            spans.setdefault(e.kv.lease, []).append((e.kv.mod_revision, _FOREVER))
+    held = {lease: _Spans(found) for lease, found in spans.items()}
     for e in deletes:
         lease = e.lease
-        hex_lease = lease_text(lease)
-        if not lease:
-            e.reason, e.detail = Reason.DEREGISTERED, "key deleted (no lease)"
-        elif live_leases is not None and lease in live_leases:
-            e.reason, e.detail = Reason.DEREGISTERED, f"key deleted, lease {hex_lease} lived on"
-        elif last_gone[lease] > e.revision:
-            e.reason, e.detail = Reason.DEREGISTERED, f"key deleted, lease {hex_lease} lived on"
-        elif live_leases is None and together[(e.revision, lease)] < 2:
-            e.reason, e.detail = Reason.DEREGISTERED, "key deleted"
-        else:
-            count = together[(e.revision, lease)]
-            keys = f", {count} keys with it" if count > 1 else ""
-            e.reason = Reason.LEASE_ENDED
-            e.detail = f"lease {hex_lease} ended (expired or revoked){keys}"
+        across = bool(lease) and lease in held and held[lease].across(e.revision)
+        e.reason, e.detail = removal_reason(
+            lease, live_leases, across, together.get((e.revision, lease), 0)
+        )
+
+
+def removal_reason(
+    lease: int, live_leases: set[int] | None, across: bool, together: int
+) -> tuple[Reason, str]:
+    """:func:`classify_past`'s rules for one removal read back: the key's ``lease`` (0:
+    none), the leases that exist now, whether another key put on its lease before it
+    stayed on it after (``across``: the lease certainly lived on), and how many keys of
+    its lease went in its revision (itself included)."""
+    hex_lease = lease_text(lease)
+    if not lease:
+        return Reason.DEREGISTERED, "key deleted (no lease)"
+    if across:
+        return Reason.DEREGISTERED, f"key deleted, lease {hex_lease} lived on"
+    if live_leases is not None and lease in live_leases:
+        return Reason.DEREGISTERED, (
+            f"key deleted, lease {hex_lease} lived on"
+            " (unless it ended and was granted again with the same id: it exists now)"
+        )
+    if live_leases is None and together < 2:
+        return Reason.DEREGISTERED, "key deleted"
+    keys = f", {together} keys with it" if together > 1 else ""
+    return Reason.LEASE_ENDED, f"lease {hex_lease} ended (expired or revoked){keys}"
+
+
+_FOREVER = 1 << 62
+
+
+class _Spans:
+    """When keys were on one lease: (put at, gone at) revisions."""
+
+    def __init__(self, spans: list[tuple[int, int]]) -> None:
+        spans.sort(key=lambda span: span[1])
+        self._gone = [gone for _, gone in spans]
+        # _first_put[i]: the earliest put of the keys gone at _gone[i] or later.
+        self._first_put = [put for put, _ in spans]
+        for i in range(len(spans) - 2, -1, -1):
+            self._first_put[i] = min(self._first_put[i], self._first_put[i + 1])
+
+    def across(self, revision: int) -> bool:
+        """A key was put on the lease before ``revision`` and left it after: the lease
+        did not end at ``revision``."""
+        i = bisect.bisect_right(self._gone, revision)
+        return i < len(self._gone) and self._first_put[i] < revision
 
 
 class History:
