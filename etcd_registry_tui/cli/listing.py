@@ -41,7 +41,13 @@ def instance_record(inst: Instance, ttls: Ttls) -> dict[str, Any]:
         "id": inst.instance_id,
         "address": inst.address,
         "lease": inst.lease_hex if inst.lease else None,
+        "layout": inst.layout_name,
     }
+    if inst.layout is not None:  # what the framework says of it
+        record["addresses"] = list(inst.layout.addresses)
+        record["details"] = dict(inst.layout.fields)
+        if inst.layout.healthy is not None:
+            record["healthy"] = inst.layout.healthy
     if ttls is not None:
         ttl, granted = ttls.get(inst.lease, (None, None)) if inst.lease else (None, None)
         record["ttl"] = max(ttl, 0) if ttl is not None else None

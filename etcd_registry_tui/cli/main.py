@@ -28,6 +28,8 @@ from ..registry.etcd.connection import EtcdConnection
 from ..registry.etcd.errors import ConfigError, ConnectionOptionError, RegistryError
 from ..registry.history.read import past_start
 from ..registry.history.store import HistoryEvent
+from ..registry.layouts import Layout
+from ..registry.layouts.registrar import DEFAULT_TTL
 from ..registry.model import RegistryState
 from ..registry.probes import ProbeOptions
 from ..registry.registration import ServiceRegistration
@@ -147,8 +149,20 @@ def build_parser() -> argparse.ArgumentParser:
     p_reg = sub.add_parser("register", help="register an instance and keep it alive until ^C")
     p_reg.add_argument("--name", required=True, help="service name, e.g. OrderShippingService")
     p_reg.add_argument("--address", required=True, help="instance URL, e.g. http://localhost:5000")
-    p_reg.add_argument("--ttl", type=int, default=30, help="lease TTL in seconds (default 30)")
+    p_reg.add_argument(
+        "--ttl",
+        type=int,
+        default=None,
+        help="lease TTL in seconds (default 30, or the --layout framework's own default)",
+    )
     p_reg.add_argument("--id", dest="instance_id", help="instance id (default: a new UUID)")
+    p_reg.add_argument(
+        "--layout",
+        choices=[layout.value for layout in Layout],
+        default=Layout.WALKTHROUGH.value,
+        help="write what this framework's registrar writes (default: services, the"
+        " walkthrough's /services/{name}/{id}); see README's registry layouts",
+    )
     _add_connection_options(p_reg, suppress=True)
 
     cli_elections.add_parsers(sub, _add_connection_options)
@@ -310,9 +324,11 @@ async def cmd_register(config: ConnectionConfig, args: argparse.Namespace) -> in
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with EtcdConnection(config) as conn:
+        layout = Layout(args.layout)
+        ttl = args.ttl if args.ttl is not None else DEFAULT_TTL[layout]
         reg = ServiceRegistration(
-            conn, args.name, args.address, ttl=args.ttl, instance_id=args.instance_id,
-            prefix=config.prefix,
+            conn, args.name, args.address, ttl=ttl, instance_id=args.instance_id,
+            prefix=config.prefix, layout=layout,
         )  # fmt: skip
         async with reg:
             print(

@@ -23,11 +23,17 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+from .layouts import PLACEHOLDER, Layout, Recognised, recognise
 from .sanitize import safe_line, safe_text
 from .wording import lease_text
 
 #: Service name under which entries whose *key* does not fit the format are grouped.
 UNRECOGNISED = "(unrecognised keys)"
+#: Group of the "directory" keys some frameworks write beside their instances (dubbo-go's
+#: empty path keys, rpcx's ``rpcx_path``): shown, last, but no service.
+FRAMEWORK_PATHS = "(framework path keys)"
+#: Groups that are no service: counted apart and listed last.
+NOT_SERVICES = frozenset({UNRECOGNISED, FRAMEWORK_PATHS})
 
 _FIELD_ALIASES: dict[str, tuple[str, ...]] = {
     "id": ("Id", "id", "ID", "instanceId", "InstanceId"),
@@ -231,6 +237,7 @@ class Instance:
         "version",
         "lease",
         "first_seen",
+        "layout",
         "_display",
         "_display_value",
     )
@@ -247,6 +254,9 @@ class Instance:
     version: int
     lease: int
     first_seen: float
+    #: The framework layout the key was recognised as (None: the walkthrough's layout, or
+    #: a key that fits none), with what that framework says of the instance.
+    layout: Recognised | None
     #: Display-safe key, service, id and address when any of them is not clean, else None.
     _display: tuple[str, str, str, str | None] | None
     _display_value: str | None
@@ -266,6 +276,7 @@ class Instance:
         version: int,
         lease: int,
         first_seen: float | None = None,
+        layout: Recognised | None = None,
     ) -> None:
         self.raw_key = raw_key
         self.service = _shared(service)
@@ -279,6 +290,7 @@ class Instance:
         self.version = version
         self.lease = lease
         self.first_seen = time.time() if first_seen is None else first_seen
+        self.layout = layout
         self._display_value = None
         limit = DISPLAY_LINE_CHARS
         display_key = safe_line(key, limit)
@@ -304,8 +316,22 @@ class Instance:
     @classmethod
     def from_kv(cls, kv: KeyValueLike, prefix: str, first_seen: float | None = None) -> Instance:
         key, key_error = decode_key(kv.key)
-        service, instance_id, split_error = split_key(key, prefix)
         fields, parse_error = parse_value(kv.value)
+        hit = None if key_error else recognise(key, fields, kv.value, kv.lease)
+        if hit is PLACEHOLDER:
+            return cls(
+                kv.key, key, FRAMEWORK_PATHS, key, kv.value, None, None, None,
+                kv.create_revision, kv.mod_revision, kv.version, kv.lease, first_seen,
+            )  # fmt: skip
+        if isinstance(hit, Recognised):
+            if fields is None:
+                parse_error = None  # a framework whose values are no JSON objects
+            return cls(
+                kv.key, key, hit.service, hit.instance_id, kv.value, hit.address, parse_error,
+                None, kv.create_revision, kv.mod_revision, kv.version, kv.lease, first_seen,
+                hit,
+            )  # fmt: skip
+        service, instance_id, split_error = split_key(key, prefix)
         address = _pick(fields, "address") if fields is not None else None
         return cls(
             raw_key=kv.key,
@@ -356,16 +382,33 @@ class Instance:
 
     @property
     def group(self) -> str:
-        """The tree group: the service name, or :data:`UNRECOGNISED` for odd keys."""
+        """The tree group: the service name (with its layout's mark for a framework's:
+        ``shop · dubbo-app``), or :data:`UNRECOGNISED` for odd keys."""
+        if self.layout is not None:
+            return self.layout.group
         return UNRECOGNISED if self.key_error else self.service
 
     @property
+    def layout_name(self) -> str | None:
+        """The layout's short name: a framework's (``kratos``, ``go-zero`` …), ``services``
+        for the walkthrough's, None for a key that fits none (or a framework's path key)."""
+        if self.layout is not None:
+            return self.layout.layout.value
+        if self.key_error or self.service == FRAMEWORK_PATHS:
+            return None
+        return Layout.WALKTHROUGH.value
+
+    @property
     def name(self) -> str | None:
+        if self.layout is not None:
+            return self.layout.service
         fields = self.fields
         return _pick(fields, "name") if fields is not None else None
 
     @property
     def declared_id(self) -> str | None:
+        if self.layout is not None:
+            return self.layout.instance_id
         fields = self.fields
         return _pick(fields, "id") if fields is not None else None
 
@@ -478,11 +521,11 @@ class RegistryState:
 
     @property
     def service_count(self) -> int:
-        return sum(1 for name in self.groups if name != UNRECOGNISED)
+        return sum(1 for name in self.groups if name not in NOT_SERVICES)
 
     def sorted_groups(self) -> list[Service]:
-        """Services sorted by name, the unrecognised group last."""
-        return sorted(self.groups.values(), key=lambda s: (s.name == UNRECOGNISED, s.name))
+        """Services sorted by name, the groups that are no service last."""
+        return sorted(self.groups.values(), key=lambda s: (s.name in NOT_SERVICES, s.name))
 
     def keys_on_lease(self, lease: int) -> set[bytes]:
         return self.by_lease.get(lease, set()) if lease else set()

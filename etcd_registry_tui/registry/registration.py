@@ -29,6 +29,8 @@ import aetcd
 from .etcd.config import ConnectionConfig
 from .etcd.connection import EtcdConnection
 from .etcd.errors import ConfigError, LeaseNotFound, RegistryError
+from .layouts import Layout
+from .layouts.registrar import Plan, plan
 from .wording import lease_text
 
 log = logging.getLogger(__name__)
@@ -89,6 +91,7 @@ class ServiceRegistration:
         prefix: str = "/services/",
         extra: dict[str, Any] | None = None,
         on_event: Callable[[str, ServiceRegistration], None] | None = None,
+        layout: Layout | str = Layout.WALKTHROUGH,
     ) -> None:
         if isinstance(client, aetcd.Client):
             # aetcd keeps these private: Client._host/_port/_username/_password
@@ -111,6 +114,20 @@ class ServiceRegistration:
         if "/" in self.instance_id or not self.instance_id:
             raise ConfigError(f"instance id {self.instance_id!r} must be non-empty without '/'")
         self.prefix = prefix
+        try:
+            self.layout = Layout(layout)
+        except ValueError:
+            known = ", ".join(item.value for item in Layout)
+            raise ConfigError(f"unknown layout {layout!r} (known: {known})") from None
+        if self.layout is not Layout.WALKTHROUGH and extra:
+            raise ConfigError("extra fields are written only in the walkthrough's layout")
+        # The lease the key was made for (go-zero's key names its lease).
+        self._key_lease = 0
+        if self.layout is not Layout.WALKTHROUGH:
+            try:
+                self._plan(1)
+            except ValueError as exc:
+                raise ConfigError(f"{exc} ({self.layout.value} needs host:port)") from None
         self.extra = dict(extra or {})
         self.on_event = on_event
         self.lease_id: int | None = None
@@ -132,14 +149,34 @@ class ServiceRegistration:
     # -- the record ----------------------------------------------------------
     @property
     def key(self) -> str:
+        if self.layout is not Layout.WALKTHROUGH:
+            return self._plan(self._key_lease).key
         return f"{self.prefix}{self.name}/{self.instance_id}"
+
+    def _plan(self, lease: int) -> Plan:
+        return plan(self.layout, self.name, self.instance_id, self.address, lease)
+
+    @property
+    def key_names_lease(self) -> bool:
+        """The key holds the lease id (go-zero's): known only once the lease is granted."""
+        return self.layout is Layout.GO_ZERO
 
     def value(self) -> dict[str, Any]:
         return {"Id": self.instance_id, "Name": self.name, "Address": self.address, **self.extra}
 
     def payload(self) -> bytes:
-        """The bytes stored under :attr:`key` (PascalCase JSON, as .NET writes it)."""
+        """The bytes stored under :attr:`key`: PascalCase JSON, as .NET writes it, or
+        what the layout's framework writes."""
+        if self.layout is not Layout.WALKTHROUGH:
+            return self._plan(self._key_lease).value
         return json.dumps(self.value()).encode()
+
+    async def _put_paths(self, lease_id: int) -> None:
+        """The path keys the layout's framework writes beside an instance (if absent)."""
+        if self.layout is Layout.WALKTHROUGH:
+            return
+        for key, value, leased in self._plan(lease_id).paths:
+            await self.conn.put_if_absent(key.encode(), value, lease=lease_id if leased else 0)
 
     def _emit(self, what: str) -> None:
         if self.on_event is None:
@@ -157,14 +194,18 @@ class ServiceRegistration:
         Only if the key is free (a create-if-absent transaction): a key held by another
         instance raises :class:`InstanceConflict` and nothing is written or leaked.
         """
-        key = self.key.encode()
         for _attempt in range(3):
-            existing = await self.conn.get(key)
+            # A key that names its own lease is held by no one else.
+            existing = None if self.key_names_lease else await self.conn.get(self.key.encode())
             if existing is None:
                 lease_id, granted = await self.conn.grant(self.requested_ttl)
                 # Known at once, so an unregister() revokes it even if the put is cancelled.
                 self.lease_id, self.ttl, self.last_ttl = lease_id, granted, granted
+                if self.key_names_lease:
+                    self._key_lease = lease_id
+                key = self.key.encode()
                 try:
+                    await self._put_paths(lease_id)
                     created, existing = await self.conn.put_if_absent(
                         key, self.payload(), lease=lease_id
                     )

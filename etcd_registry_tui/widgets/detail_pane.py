@@ -17,6 +17,7 @@ from textual.containers import VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Static
 
+from ..registry.layouts import FRAMEWORKS
 from ..registry.model import Instance
 from ..registry.sanitize import safe_line
 from ..registry.wording import lease_text, plural, revision_text
@@ -141,9 +142,21 @@ class DetailPane(VerticalScroll):
         table.add_column(overflow="fold")
         table.add_row("key", Text(inst.display_key))
         table.add_row("service", Text(inst.display_service or "—"))
-        table.add_row(
-            "address", Text(inst.display_address or "(none)", "" if inst.address else "dim")
-        )
+        layout = inst.layout
+        if layout is not None:
+            table.add_row("layout", Text(f"{layout.layout.value} — {FRAMEWORKS[layout.layout]}"))
+        if layout is not None and len(layout.addresses) > 1:
+            for n, address in enumerate(layout.addresses):
+                table.add_row("address" if n == 0 else "", Text(safe_line(address)))
+        else:
+            table.add_row(
+                "address", Text(inst.display_address or "(none)", "" if inst.address else "dim")
+            )
+        if layout is not None:
+            if layout.healthy is not None:
+                table.add_row("health", Text("healthy" if layout.healthy else "✗ not healthy"))
+            for name, value in layout.fields:
+                table.add_row(safe_line(name, LABEL_WIDTH), Text(safe_line(value)))
         if inst.lease:
             table.add_row("lease", Text(lease_row_text(inst.lease, self._lease_keys)))
         else:

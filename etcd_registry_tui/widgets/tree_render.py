@@ -21,7 +21,7 @@ from textual.cache import LRUCache
 from textual.geometry import Region, Size
 from textual.strip import Strip
 
-from etcd_registry_tui.registry.model import UNRECOGNISED, Instance
+from etcd_registry_tui.registry.model import NOT_SERVICES, Instance
 from etcd_registry_tui.registry.sanitize import safe_line
 from etcd_registry_tui.registry.wording import plural
 from etcd_registry_tui.widgets.fit_text import elide_middle, fit_address
@@ -442,7 +442,7 @@ class TreeRendering(TreeHost):
     ) -> list[Segment]:
         style = self._style
         classes = ["registry-tree--service"]
-        if name == UNRECOGNISED:
+        if name in NOT_SERVICES:
             classes.append("registry-tree--unrecognised")
         row = style(*classes, cursor=cursor)
         plain = style(cursor=cursor)

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable
 from functools import lru_cache
 
-from etcd_registry_tui.registry.model import UNRECOGNISED, Instance
+from etcd_registry_tui.registry.model import NOT_SERVICES, Instance
 from etcd_registry_tui.widgets.fit_text import IdForms
 
 #: ``ttl_source(lease_id) -> (remaining seconds or None, granted TTL or None)``.
@@ -32,7 +32,7 @@ def no_ttl(lease: int) -> tuple[float | None, int | None]:
 
 @lru_cache(maxsize=8192)
 def group_key(name: str) -> tuple[bool, str]:
-    return (name == UNRECOGNISED, name)
+    return (name in NOT_SERVICES, name)
 
 
 def _inst_key(inst: Instance) -> tuple[str, bytes]:
@@ -44,11 +44,11 @@ def row_group(row: Row) -> str:
 
 
 def row_key(row: Row) -> SortKey:
-    """The row's position in the tree: groups (unrecognised last), header, instances by id."""
+    """The row's position in the tree: groups (non-services last), header, instances by id."""
     if row.__class__ is str:
-        return (row == UNRECOGNISED, row, 0, "", b"")
+        return (row in NOT_SERVICES, row, 0, "", b"")
     group = row.group  # type: ignore[union-attr]
-    return (group == UNRECOGNISED, group, 1, row.instance_id, row.raw_key)  # type: ignore[union-attr]
+    return (group in NOT_SERVICES, group, 1, row.instance_id, row.raw_key)  # type: ignore[union-attr]
 
 
 class Block:
