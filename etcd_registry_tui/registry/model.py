@@ -318,21 +318,17 @@ class Instance:
         key, key_error = decode_key(kv.key)
         fields, parse_error = parse_value(kv.value)
         hit = None if key_error else recognise(key, fields, kv.value, kv.lease)
-        if hit is PLACEHOLDER:
-            return cls(
-                kv.key, key, FRAMEWORK_PATHS, key, kv.value, None, None, None,
-                kv.create_revision, kv.mod_revision, kv.version, kv.lease, first_seen,
-            )  # fmt: skip
-        if isinstance(hit, Recognised):
+        layout: Recognised | None = None
+        if hit is PLACEHOLDER:  # a framework's path key: kept, in no service
+            service, instance_id, address, parse_error = FRAMEWORK_PATHS, key, None, None
+        elif isinstance(hit, Recognised):
+            layout, service, instance_id, address = hit, hit.service, hit.instance_id, hit.address
             if fields is None:
                 parse_error = None  # a framework whose values are no JSON objects
-            return cls(
-                kv.key, key, hit.service, hit.instance_id, kv.value, hit.address, parse_error,
-                None, kv.create_revision, kv.mod_revision, kv.version, kv.lease, first_seen,
-                hit,
-            )  # fmt: skip
-        service, instance_id, split_error = split_key(key, prefix)
-        address = _pick(fields, "address") if fields is not None else None
+        else:
+            service, instance_id, split_error = split_key(key, prefix)
+            key_error = key_error or split_error
+            address = _pick(fields, "address") if fields is not None else None
         return cls(
             raw_key=kv.key,
             key=key,
@@ -341,12 +337,13 @@ class Instance:
             value=kv.value,
             address=address,
             parse_error=parse_error,
-            key_error=key_error or split_error,
+            key_error=key_error,
             create_revision=kv.create_revision,
             mod_revision=kv.mod_revision,
             version=kv.version,
             lease=kv.lease,
             first_seen=first_seen,
+            layout=layout,
         )
 
     # -- made on demand ------------------------------------------------------

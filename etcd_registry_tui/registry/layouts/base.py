@@ -115,6 +115,11 @@ def is_host_port(text: str) -> bool:
     return len(text) <= 300 and _HOST_PORT.match(text) is not None
 
 
+def join_host_port(host: str, port: int) -> str:
+    """``host:port`` as Go's ``net.JoinHostPort`` writes it (``[v6]:port``)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def short(value: Any, depth: int = 0) -> str:
     """A field's value as a bounded display string (JSON scalars as JSON writes them;
     objects and lists as ``k=v, …`` at most :data:`MAX_ITEMS` items and three levels deep)."""

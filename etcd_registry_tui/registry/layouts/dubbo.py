@@ -26,6 +26,7 @@ from .base import (
     Layout,
     Recognised,
     _Placeholder,
+    join_host_port,
     pick,
     short,
     text_field,
@@ -59,9 +60,7 @@ def _instance(iface: str, role: str, escaped: str) -> Recognised | None:
         return None
     if not url.scheme or not host:
         return None
-    address = f"{host}:{port}" if port else host
-    if ":" in host and port:
-        address = f"[{host}]:{port}"
+    address = join_host_port(host, port) if port else host
     query = dict(parse_qsl(url.query, keep_blank_values=False)[:64])
     extra: tuple[tuple[str, str], ...] = (("role", role), ("protocol", url.scheme))
     extra += tuple((name, short(query[name])) for name in _SHOWN if query.get(name))

@@ -10,7 +10,7 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from . import cloudwego, coredns, dubbo, goframe, gozero, grpc, kratos, micro, rpcx
-from .base import Layout
+from .base import Layout, join_host_port
 
 #: Each framework's default lease TTL in seconds (its registrar's default; see the modules).
 DEFAULT_TTL: Final[dict[Layout, int]] = {
@@ -65,8 +65,7 @@ def host_port(address: str) -> tuple[str, int]:
 
 
 def _bare(address: str) -> str:
-    host, port = host_port(address)
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return join_host_port(*host_port(address))
 
 
 def plan(layout: Layout, service: str, instance_id: str, address: str, lease: int) -> Plan:
