@@ -98,6 +98,8 @@ class Runner:
         self.conn = conn
         self.watcher_conn = watcher_conn
         self.faults = 0
+        # A burst runs its operations at once: two compactions must not race for one revision.
+        self._compacting = asyncio.Lock()
         self.prefix = prefix.encode()
         self.leases: list[int] = []
         self.short_leases: list[int] = []
@@ -131,9 +133,10 @@ class Runner:
                 if kind == "compact_cut":
                     # A write outside the prefix first: the revision to compact is always
                     # new (a second compaction at an already compacted one is refused).
-                    await self.conn.put(b"/prop-compaction-mark", b"")
-                    revision = int((await self.conn.status()).header.revision)
-                    await self.conn.compact(revision)
+                    async with self._compacting:
+                        await self.conn.put(b"/prop-compaction-mark", b"")
+                        revision = int((await self.conn.status()).header.revision)
+                        await self.conn.compact(revision)
                 await self.watcher_conn.close()  # its streams end; it reconnects by itself
                 self.faults += 1
             elif kind == "expire":
