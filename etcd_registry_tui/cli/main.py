@@ -29,7 +29,7 @@ from ..registry.etcd.errors import ConfigError, ConnectionOptionError, RegistryE
 from ..registry.history.read import past_start
 from ..registry.history.store import HistoryEvent
 from ..registry.layouts import Layout
-from ..registry.layouts.registrar import DEFAULT_TTL
+from ..registry.layouts.registrar import DEFAULT_TTL, check_address
 from ..registry.model import RegistryState
 from ..registry.probes import ProbeOptions
 from ..registry.registration import ServiceRegistration
@@ -323,8 +323,12 @@ async def cmd_register(config: ConnectionConfig, args: argparse.Namespace) -> in
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    layout = Layout(args.layout)
+    try:  # before connecting: a typo is a usage error, not a lease granted and revoked
+        check_address(layout, args.address)
+    except ValueError as exc:
+        return _fail(f"--address: {exc}", 2)
     async with EtcdConnection(config) as conn:
-        layout = Layout(args.layout)
         ttl = args.ttl if args.ttl is not None else DEFAULT_TTL[layout]
         reg = ServiceRegistration(
             conn, args.name, args.address, ttl=ttl, instance_id=args.instance_id,

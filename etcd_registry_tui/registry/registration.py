@@ -30,7 +30,7 @@ from .etcd.config import ConnectionConfig
 from .etcd.connection import EtcdConnection
 from .etcd.errors import ConfigError, LeaseNotFound, RegistryError
 from .layouts import Layout
-from .layouts.registrar import Plan, plan
+from .layouts.registrar import Plan, check_address, plan
 from .wording import lease_text
 
 log = logging.getLogger(__name__)
@@ -123,11 +123,10 @@ class ServiceRegistration:
             raise ConfigError("extra fields are written only in the walkthrough's layout")
         # The lease the key was made for (go-zero's key names its lease).
         self._key_lease = 0
-        if self.layout is not Layout.WALKTHROUGH:
-            try:
-                self._plan(1)
-            except ValueError as exc:
-                raise ConfigError(f"{exc} ({self.layout.value} needs host:port)") from None
+        try:
+            check_address(self.layout, address)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         self.extra = dict(extra or {})
         self.on_event = on_event
         self.lease_id: int | None = None

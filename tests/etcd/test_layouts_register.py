@@ -11,10 +11,11 @@ import subprocess
 from typing import Any
 
 import pytest
+from support.cli_helpers import CLI, run_cli
 from support.helpers import connection
-from test_cli import CLI, run_cli
 
 from etcd_registry_tui.registry.layouts import Layout, Recognised, recognise
+from etcd_registry_tui.registry.layouts.registrar import check_address
 from etcd_registry_tui.registry.model import parse_value
 from etcd_registry_tui.registry.registration import ServiceRegistration
 
@@ -95,11 +96,41 @@ def test_cli_register_layout_uses_the_framework_ttl(etcd: Any, etcdctl: Any) -> 
     assert etcdctl.get("/microservices/shop/k1") is None
 
 
-def test_cli_register_layout_refuses_an_address_it_cannot_write(etcd: Any) -> None:
+BAD_ADDRESSES = {
+    "no-port": "is not host:port",
+    "127.0.0.1:0": "port 0 is not in 1-65535",
+    "127.0.0.1:99999": "port 99999 is not in 1-65535",
+    "http://127.0.0.1:70000": "port 70000 is not in 1-65535",  # a URL's port too
+    "127.0.0.1:http": "port 'http' is not a number",
+    "::1:8080": "an IPv6 host goes in brackets",
+    " ": "the address is empty",
+}
+
+
+@pytest.mark.parametrize("address", list(BAD_ADDRESSES))
+@pytest.mark.parametrize("layout", ["kitex", "kratos"])
+def test_cli_register_refuses_a_bad_address_before_it_writes(
+    etcd: Any, etcdctl: Any, layout: str, address: str
+) -> None:
     result = run_cli(
-        "register", "--layout", "kitex", "--name", "echo", "--address", "no-port",
+        "register", "--layout", layout, "--name", "echo", "--address", address,
         "--endpoints", etcd.endpoint,
     )  # fmt: skip
-    assert result.returncode == 1
+    assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "host:port" in lines[0], result.stderr
+    assert len(lines) == 1 and BAD_ADDRESSES[address] in lines[0], result.stderr
+    assert "--address" in lines[0] and "Traceback" not in result.stderr
+    # Refused before it connected: no lease was granted, no key written.
+    assert etcdctl.run("lease", "list").split()[:2] == ["found", "0"]
+    assert not etcdctl.get_prefix("").kvs
+
+
+def test_cli_register_walkthrough_refuses_only_an_empty_address(etcd: Any) -> None:
+    result = run_cli("register", "--name", "echo", "--address", "", "--endpoints", etcd.endpoint)
+    assert result.returncode == 2 and "the address is empty" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("address", ["[::1]:8080", "http://[::1]:5000", "localhost:1"])
+def test_a_good_address_passes_the_check(address: str) -> None:
+    for layout in Layout:
+        check_address(layout, address)

@@ -55,12 +55,25 @@ class Plan:
 
 
 def host_port(address: str) -> tuple[str, int]:
-    """``host`` and ``port`` of ``h:p``, ``[v6]:p`` or a URL; ValueError when there is none."""
+    """``host`` and ``port`` of ``h:p``, ``[v6]:p`` or a URL; ValueError, with a message
+    that names the address, when there is none."""
     text = address if "://" in address else f"tcp://{address}"
-    parts = urlsplit(text)
-    host, port = parts.hostname, parts.port  # ValueError on a bad port
+    port_text = text.rpartition(":")[2]
+    try:
+        parts = urlsplit(text)
+        host, port = parts.hostname, parts.port
+    except ValueError as exc:  # a port out of range or no number, an unbracketed IPv6 host
+        if "out of range" in str(exc):
+            raise ValueError(f"address {address!r}: port {port_text} is not in 1-65535") from None
+        if ":" in text.partition("://")[2].rpartition(":")[0].lstrip("["):
+            raise ValueError(
+                f"address {address!r} is not host:port (an IPv6 host goes in brackets: [::1]:80)"
+            ) from None
+        raise ValueError(f"address {address!r}: port {port_text!r} is not a number") from None
+    if port == 0:
+        raise ValueError(f"address {address!r}: port 0 is not in 1-65535")
     if not host or not port:
-        raise ValueError(f"address {address!r} has no host:port")
+        raise ValueError(f"address {address!r} is not host:port")
     return host, port
 
 
@@ -77,7 +90,8 @@ def plan(layout: Layout, service: str, instance_id: str, address: str, lease: in
     if layout is Layout.MICRO:
         return Plan(*micro.write(service, f"{service}-{instance_id}", _bare(address)))
     if layout is Layout.KRATOS:
-        endpoint = address if "://" in address else f"grpc://{_bare(address)}"
+        endpoint = f"grpc://{_bare(address)}" if "://" not in address else address
+        host_port(endpoint)  # a URL's port is checked too
         return Plan(*kratos.write(service, instance_id, [endpoint]))
     if layout is Layout.GO_ZERO:
         return Plan(*gozero.write(service, _bare(address), lease))
@@ -100,3 +114,16 @@ def plan(layout: Layout, service: str, instance_id: str, address: str, lease: in
         host, port = host_port(address)
         return Plan(*coredns.write(f"{instance_id}.{service}.skydns.local", host, port))
     raise ValueError(f"layout {layout.value} is written by the registration itself")
+
+
+def check_address(layout: Layout, address: str) -> None:
+    """ValueError (naming the address and what ``layout`` needs) unless ``address`` is one
+    that ``layout``'s registrar can write: ``host:port`` for the frameworks, any non-blank
+    text for the walkthrough, whose ``Address`` is free-form (a URL, say)."""
+    if not address.strip():
+        raise ValueError("the address is empty")
+    if layout is not Layout.WALKTHROUGH:
+        try:
+            plan(layout, "service", "id", address, 1)
+        except ValueError as exc:
+            raise ValueError(f"{exc} ({layout.value} needs host:port)") from None
