@@ -18,6 +18,9 @@ services; values ``{"Id","Name","Address","Zone","Version"}``, one lease per
 ``--quick``: 1 and 2,000 instances, short windows (the test suite runs it).
 ``SCALE_BENCH_PROFILE=/tmp/idle``: cProfile the idle window of each size into
 ``/tmp/idle.<instances>`` (the idle CPU figure then includes the profiler's own cost).
+``--layouts mixed``: the fleet spread round-robin over the walkthrough and every framework
+layout whose keys start with ``/`` (each written as ``registry/layouts/registrar.plan`` writes
+it, path keys included), watched with ``--prefix /`` (issue 18's cost of recognising layouts).
 ``--sizes 1x1,10000x100,1000000x1000``: other sizes. ``--memory-budget MB`` passes
 the dashboard's budget to the child (see ``--max-memory`` of the CLI).
 
@@ -77,7 +80,9 @@ async def child_main(opts: dict[str, Any]) -> dict[str, Any]:
     kwargs: dict[str, Any] = {}
     if opts.get("memory_budget"):
         kwargs["memory_budget_mb"] = opts["memory_budget"]
-    config = ConnectionConfig(endpoints=(opts["endpoint"],), prefix=PREFIX, **kwargs)
+    config = ConnectionConfig(
+        endpoints=(opts["endpoint"],), prefix=opts.get("prefix", PREFIX), **kwargs
+    )
     app = RegistryApp(
         config, **({} if opts.get("history") is None else {"history_revisions": opts["history"]})
     )
@@ -119,7 +124,7 @@ async def child_main(opts: dict[str, Any]) -> dict[str, Any]:
             return result
         await wait_for(
             lambda: (
-                len(app.session.state) == instances and app.session.status.state.value == "live"
+                len(app.session.state) >= instances and app.session.status.state.value == "live"
             ),
             opts["load_timeout"],
             "every instance loaded",
@@ -198,9 +203,50 @@ async def child_main(opts: dict[str, Any]) -> dict[str, Any]:
 # The parent
 
 
-async def load_fleet(endpoint: str, instances: int, services: int, per_lease: int) -> None:
+MIXED_PREFIX = "/"
+
+
+def mixed_items(
+    instances: int, services: int, lease_of: Any
+) -> tuple[list[tuple[bytes, bytes, int]], list[tuple[bytes, bytes, int]]]:
+    """The fleet spread round-robin over the walkthrough and each framework layout whose
+    keys start with ``/``, as its registrar writes it: ``(path keys, instance keys)``."""
+    from etcd_registry_tui.registry.layouts.base import Layout
+    from etcd_registry_tui.registry.layouts.registrar import plan
+
+    layouts = [Layout.WALKTHROUGH]
+    for layout in Layout:
+        if layout is Layout.WALKTHROUGH:
+            continue
+        if plan(layout, "S", "i", "127.0.0.1:1", 1).key.startswith("/"):
+            layouts.append(layout)
+    paths: dict[bytes, tuple[bytes, bytes, int]] = {}
+    items: list[tuple[bytes, bytes, int]] = []
+    for n, (key, value) in enumerate(fleet_items(instances, services)):
+        layout = layouts[n % len(layouts)]
+        lease = lease_of(n)
+        if layout is Layout.WALKTHROUGH:
+            items.append((key, value, lease))
+            continue
+        service = key.decode().split("/")[2]
+        address = f"127.{n // 65536 % 256}.{n // 256 % 256}.{n % 256}:8080"
+        p = plan(layout, service, f"i{n:07d}", address, lease)
+        for pkey, pvalue, on_lease in p.paths:
+            paths.setdefault(pkey.encode(), (pkey.encode(), pvalue, lease if on_lease else 0))
+        items.append((p.key.encode(), p.value, lease))
+    return list(paths.values()), items
+
+
+async def load_fleet(
+    endpoint: str, instances: int, services: int, per_lease: int, layouts: str = "walkthrough"
+) -> None:
     async with EtcdConnection(ConnectionConfig(endpoints=(endpoint,))) as conn:
         leases = await grant_many(conn, max(1, -(-instances // per_lease)), FLEET_TTL)
+        if layouts == "mixed":
+            paths, items3 = mixed_items(instances, services, lambda n: leases[n // per_lease])
+            await put_many(conn, paths)
+            await put_many(conn, items3)
+            return
         items = fleet_items(instances, services)
         await put_many(conn, [(k, v, leases[n // per_lease]) for n, (k, v) in enumerate(items)])
 
@@ -241,7 +287,7 @@ def measure(instances: int, services: int, args: argparse.Namespace) -> dict[str
     etcd.start()
     try:
         started = time.monotonic()
-        asyncio.run(load_fleet(etcd.endpoint, instances, services, args.per_lease))
+        asyncio.run(load_fleet(etcd.endpoint, instances, services, args.per_lease, args.layouts))
         written = time.monotonic() - started
         pb = etcdctl_seconds(etcd.endpoint, "protobuf")
         js = etcdctl_seconds(etcd.endpoint, "json", runs=1 if instances > 200_000 else 3)
@@ -258,6 +304,8 @@ def measure(instances: int, services: int, args: argparse.Namespace) -> dict[str
             "history": args.history,
             "expect_refusal": args.expect_refusal and instances > 1,
         }
+        if args.layouts == "mixed":
+            opts["prefix"] = MIXED_PREFIX
         runs = [run_child(opts, timeout=1200) for _ in range(args.runs if instances > 1 else 3)]
     finally:
         etcd.cleanup()
@@ -301,6 +349,12 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=None,
         help="revisions of history read at start (default: the dashboard's)",
+    )
+    parser.add_argument(
+        "--layouts",
+        choices=("walkthrough", "mixed"),
+        default="walkthrough",
+        help="the fleet's layouts: the walkthrough only, or mixed over the frameworks (--prefix /)",
     )
     parser.add_argument("--expect-refusal", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child", help=argparse.SUPPRESS)
