@@ -63,7 +63,11 @@ def _add_connection_options(parser: argparse.ArgumentParser, suppress: bool) -> 
     group.add_argument(
         "--command-timeout", default=default, help="deadline of each request (default 5s)"
     )
-    group.add_argument("--prefix", default=default, help="registry key prefix (default /services/)")
+    group.add_argument(
+        "--prefix",
+        default=default,
+        help="registry key prefix, ending in / (default /services/; e.g. kitex/registry-etcd/)",
+    )
     group.add_argument("--cacert", default=default, help="CA bundle to verify etcd's TLS cert")
     group.add_argument("--cert", default=default, help="client TLS certificate")
     group.add_argument("--key", default=default, help="client TLS key")

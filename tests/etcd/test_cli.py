@@ -72,7 +72,7 @@ def test_list_on_empty_registry(etcd):
         (["--endpoints", "127.0.0.1:1"], "cannot reach etcd at 127.0.0.1:1"),
         (["--endpoints", "127.0.0.1:notaport"], "is not a number"),
         (["--endpoints", "ftp://127.0.0.1:2379"], "only http:// and https://"),
-        (["--prefix", "services"], "must start and end with '/'"),
+        (["--prefix", "services"], "must end with '/'"),
         (["--dial-timeout", "soon"], "not understood"),
     ],
 )

@@ -114,3 +114,20 @@ def test_dubbo_go_and_the_walkthrough_share_services(etcd: Any, etcdctl: Any) ->
     assert set(walk) == {"a1", "b2"}
     assert walk["a1"]["layout"] == "services" and walk["a1"]["address"] == "http://127.0.0.1:5000"
     assert walk["b2"]["layout"] == "services"
+
+
+def test_a_prefix_without_leading_slash_is_watched(etcd: Any, etcdctl: Any) -> None:
+    """Kitex's keys have no leading '/': ``--prefix kitex/registry-etcd/`` is accepted
+    and reads exactly what etcdctl holds under it (the walkthrough's key is outside)."""
+    lease = etcdctl.lease_grant(60)
+    key = "kitex/registry-etcd/echo/127.0.0.1:40123"
+    etcdctl.put(key, '{"network":"tcp","address":"127.0.0.1:40123","weight":10}', lease=lease)
+    etcdctl.put(*WALKTHROUGH, lease=lease)
+    result = run_cli(
+        "list", "--json", "--endpoints", etcd.endpoint, "--prefix", "kitex/registry-etcd/"
+    )
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    keys = [i["key"] for s in doc["services"] for i in s["instances"]]
+    assert keys == [k.decode() for k in etcdctl.get_prefix("kitex/registry-etcd/").kvs]
+    assert keys == [key]

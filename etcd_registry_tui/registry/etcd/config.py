@@ -99,9 +99,13 @@ class ConnectionConfig:
                 raise ConfigError(
                     f"{name} timeout {value!r} is not a positive, finite time", DURATION_HINT
                 )
-        if not self.prefix.startswith("/") or not self.prefix.endswith("/"):
+        # Any non-empty prefix ending in '/': go-zero's and Kitex's keys have no leading
+        # '/' (``kitex/registry-etcd/``, ``user.rpc/``); the trailing '/' keeps
+        # ``{prefix}{service}/{id}`` splitting on whole names.
+        if not self.prefix.endswith("/"):
             raise ConfigError(
-                f"prefix {self.prefix!r} must start and end with '/'", "e.g. --prefix /services/"
+                f"prefix {self.prefix!r} must end with '/'",
+                "e.g. --prefix /services/ or --prefix kitex/registry-etcd/",
             )
 
     @property
