@@ -47,10 +47,14 @@ def _recognise(
         if (found := goframe.recognise(key, fields)) is not None:
             return found
     if fields is not None:
+        # Each recogniser needs one name in the value (a dict lookup), checked first: the
+        # walkthrough's values, most of a registry, then cost three lookups, not three
+        # comparisons of key sets.
         found = (
-            grpc.recognise(key, fields)
-            or cloudwego.recognise(key, fields)
-            or dubbo.recognise_app(key, fields)
+            ("Addr" in fields and grpc.recognise(key, fields))
+            or ("network" in fields and cloudwego.recognise(key, fields))
+            or ("ServiceName" in fields and dubbo.recognise_app(key, fields))
+            or None
         )
         if found is None and len(fields) == len(kratos.VALUE_KEYS):
             found = kratos.recognise(key, fields)
