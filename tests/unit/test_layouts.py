@@ -23,7 +23,7 @@ from etcd_registry_tui.registry.layouts import (
     recognise,
     rpcx,
 )
-from etcd_registry_tui.registry.model import parse_value
+from etcd_registry_tui.registry.model import Instance, KeyValue, parse_value
 
 
 def judge(key: str, raw: bytes, lease: int = 0) -> Recognised | object | None:
@@ -125,6 +125,12 @@ def test_dubbo_interface_level() -> None:
     assert ("version", "1.0") in got.fields
     metadata = b'{"app":"shop","revision":"abc","services":{}}'
     assert judge("/dubbo/shop/abc", metadata) is PLACEHOLDER
+    # Only a metadata report is one: another lease-less value there is no path key, and is
+    # shown where the walkthrough's rules put it (review: it was hidden among path keys).
+    for other in (b'{"Id":"1","Name":"n","Address":"a:1"}', b"plain", b'{"app":"shop"}'):
+        assert judge("/dubbo/app/rev1", other) is None, other
+        inst = Instance.from_kv(KeyValue(b"/dubbo/app/rev1", other), "/dubbo/")
+        assert inst.service == "app" and inst.instance_id == "rev1"
 
 
 def test_dubbo_application_level_beside_the_walkthrough() -> None:

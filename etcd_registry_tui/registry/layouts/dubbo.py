@@ -39,7 +39,14 @@ _ROLES = {"providers": "provider", "consumers": "consumer"}
 _SHOWN = ("side", "version", "group", "weight", "application", "release")
 
 
-def recognise(key: str, raw: bytes, lease: int) -> Recognised | _Placeholder | None:
+#: The names of dubbo-go's MetadataInfo JSON (``app``, ``revision``, ``services``), of which
+#: a metadata report's value has the first two at least.
+METADATA_KEYS = frozenset({"app", "revision"})
+
+
+def recognise(
+    key: str, raw: bytes, lease: int, fields: dict[str, Any] | None = None
+) -> Recognised | _Placeholder | None:
     if not key.startswith(ROOT) and key != ROOT.rstrip("/"):
         return None
     parts = key[1:].split("/")  # "dubbo", iface, role, url
@@ -47,7 +54,7 @@ def recognise(key: str, raw: bytes, lease: int) -> Recognised | _Placeholder | N
         return _instance(parts[1], _ROLES[parts[2]], parts[3])
     if not raw and lease == 0 and len(parts) <= 3:
         return PLACEHOLDER  # a path key: /dubbo, /dubbo/{iface}, /dubbo/{iface}/providers
-    if lease == 0 and len(parts) == 3:
+    if lease == 0 and len(parts) == 3 and fields is not None and METADATA_KEYS <= fields.keys():
         return PLACEHOLDER  # metadata report /dubbo/{app}/{revision} (MetadataInfo JSON)
     return None
 

@@ -41,7 +41,7 @@ def _recognise(
         if (found := coredns.recognise(key, fields)) is not None:
             return found
     elif key.startswith("/dubbo"):
-        if (hit := dubbo.recognise(key, raw, lease)) is not None:
+        if (hit := dubbo.recognise(key, raw, lease, fields)) is not None:
             return hit
     elif key.startswith("/service/"):
         if (found := goframe.recognise(key, fields)) is not None:
