@@ -16,6 +16,9 @@ from typing import Any
 from . import cloudwego, coredns, dubbo, goframe, gozero, grpc, kratos, micro, rpcx
 from .base import Recognised, _Placeholder
 
+#: The frameworks' fixed prefixes, tried first.
+_FIXED_PREFIXES = ("/micro", "/skydns/", "/dubbo", "/service/")
+
 
 def recognise(
     key: str, fields: dict[str, Any] | None, raw: bytes, lease: int
@@ -33,19 +36,20 @@ def recognise(
 def _recognise(
     key: str, fields: dict[str, Any] | None, raw: bytes, lease: int
 ) -> Recognised | _Placeholder | None:
-    if key.startswith("/micro"):
-        found = micro.recognise(key, fields) or kratos.recognise(key, fields)
-        if found is not None:
-            return found
-    elif key.startswith("/skydns/"):
-        if (found := coredns.recognise(key, fields)) is not None:
-            return found
-    elif key.startswith("/dubbo"):
-        if (hit := dubbo.recognise(key, raw, lease, fields)) is not None:
-            return hit
-    elif key.startswith("/service/"):
-        if (found := goframe.recognise(key, fields)) is not None:
-            return found
+    if key.startswith(_FIXED_PREFIXES):  # one test for the many keys under none of them
+        if key.startswith("/micro"):
+            found = micro.recognise(key, fields) or kratos.recognise(key, fields)
+            if found is not None:
+                return found
+        elif key.startswith("/skydns/"):
+            if (found := coredns.recognise(key, fields)) is not None:
+                return found
+        elif key.startswith("/dubbo"):
+            if (hit := dubbo.recognise(key, raw, lease, fields)) is not None:
+                return hit
+        elif key.startswith("/service/"):
+            if (found := goframe.recognise(key, fields)) is not None:
+                return found
     if fields is not None:
         # Each recogniser needs one name in the value (a dict lookup), checked first: the
         # walkthrough's values, most of a registry, then cost three lookups, not three
