@@ -180,3 +180,11 @@ def _no_user_profiles(
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("xdg-config")))
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("xdg-state")))
     monkeypatch.delenv("ETCD_REGISTRY_TUI_PROFILE", raising=False)
+
+
+@pytest.fixture(scope="session")
+def go_peer() -> Path:
+    """The built Go peer (support/go_peers.py): real clientv3, endpoints manager, resolver."""
+    from support.go_peers import build_peer
+
+    return build_peer()
