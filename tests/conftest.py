@@ -80,6 +80,7 @@ SLOWEST_FIRST = (  # by the --durations of a whole run (-n 2, a loaded machine),
     "etcd/test_cli_inputs.py",
     "e2e/test_rootless.py",
     "etcd/test_history_complete.py",
+    "etcd/test_go_clients.py",  # the Go peer's build: about a minute with an empty Go cache
     "e2e/test_serve_attack.py",
     "bench/test_bench_registry.py",
     "etcd/test_cli_history.py",
