@@ -329,6 +329,8 @@ async def cmd_register(config: ConnectionConfig, args: argparse.Namespace) -> in
         loop.add_signal_handler(sig, stop.set)
     layout = Layout(args.layout)
     try:  # before connecting: a typo is a usage error, not a lease granted and revoked
+        if not args.address.strip():
+            raise ValueError("the address is empty")
         check_address(layout, args.address)
     except ValueError as exc:
         return _fail(f"--address: {exc}", 2)
