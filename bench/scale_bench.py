@@ -243,9 +243,9 @@ async def load_fleet(
     async with EtcdConnection(ConnectionConfig(endpoints=(endpoint,))) as conn:
         leases = await grant_many(conn, max(1, -(-instances // per_lease)), FLEET_TTL)
         if layouts == "mixed":
-            paths, items3 = mixed_items(instances, services, lambda n: leases[n // per_lease])
+            paths, mixed = mixed_items(instances, services, lambda n: leases[n // per_lease])
             await put_many(conn, paths)
-            await put_many(conn, items3)
+            await put_many(conn, mixed)
             return
         items = fleet_items(instances, services)
         await put_many(conn, [(k, v, leases[n // per_lease]) for n, (k, v) in enumerate(items)])

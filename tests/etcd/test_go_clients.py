@@ -13,9 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from support.cli_helpers import line_reader, run_cli
+from support.cli_helpers import CLI, line_reader, run_cli
 from support.helpers import slack
-from test_cli import CLI
 
 TARGET = "echo"  # dialled as etcd:///echo (the register CLI refuses a name with "/")
 
@@ -71,8 +70,7 @@ def test_cli_grpc_instance_is_found_and_dialled_by_go(etcd: Any, go_peer: Path) 
 
 
 def test_go_manager_endpoint_is_listed_here(etcd: Any, go_peer: Path, etcdctl: Any) -> None:
-    # list watches one prefix, which must start with "/": a Go target "/grpc/echo" (dialled
-    # as etcd:////grpc/echo) is one it can read; a target such as "echo" is not, yet.
+    # A Go target "/grpc/echo" (dialled as etcd:////grpc/echo), read with --prefix /grpc/.
     target = "/grpc/echo"
     key = f"{target}/127.0.0.1:50051"
     with running(

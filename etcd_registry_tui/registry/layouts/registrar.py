@@ -90,8 +90,11 @@ def plan(layout: Layout, service: str, instance_id: str, address: str, lease: in
     if layout is Layout.MICRO:
         return Plan(*micro.write(service, f"{service}-{instance_id}", _bare(address)))
     if layout is Layout.KRATOS:
-        endpoint = f"grpc://{_bare(address)}" if "://" not in address else address
-        host_port(endpoint)  # a URL's port is checked too
+        if "://" in address:
+            host_port(address)  # a URL's port is checked too
+            endpoint = address
+        else:
+            endpoint = f"grpc://{_bare(address)}"
         return Plan(*kratos.write(service, instance_id, [endpoint]))
     if layout is Layout.GO_ZERO:
         return Plan(*gozero.write(service, _bare(address), lease))

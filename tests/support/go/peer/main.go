@@ -59,6 +59,16 @@ func client(eps string) *clientv3.Client {
 	return cli
 }
 
+// manager: a client of eps and etcd's endpoints manager of target on it.
+func manager(eps, target string) (*clientv3.Client, endpoints.Manager) {
+	cli := client(eps)
+	em, err := endpoints.NewManager(cli, target)
+	if err != nil {
+		fail("manager: %v", err)
+	}
+	return cli, em
+}
+
 func main() {
 	if len(os.Args) < 2 {
 		fail("usage: gopeer list|watch|add|serve|dial [flags]")
@@ -75,12 +85,8 @@ func main() {
 	_ = fs.Parse(os.Args[2:])
 	switch cmd {
 	case "list":
-		cli := client(*eps)
+		cli, em := manager(*eps, *target)
 		defer cli.Close()
-		em, err := endpoints.NewManager(cli, *target)
-		if err != nil {
-			fail("manager: %v", err)
-		}
 		ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 		defer cancel()
 		m, err := em.List(ctx)
@@ -89,12 +95,8 @@ func main() {
 		}
 		emit(m)
 	case "watch":
-		cli := client(*eps)
+		cli, em := manager(*eps, *target)
 		defer cli.Close()
-		em, err := endpoints.NewManager(cli, *target)
-		if err != nil {
-			fail("manager: %v", err)
-		}
 		ch, err := em.NewWatchChannel(context.Background())
 		if err != nil {
 			fail("watch: %v", err)
@@ -143,12 +145,8 @@ func main() {
 }
 
 func runAdd(eps, target, key, addr string, ttl int64, meta string) {
-	cli := client(eps)
+	cli, em := manager(eps, target)
 	defer cli.Close()
-	em, err := endpoints.NewManager(cli, target)
-	if err != nil {
-		fail("manager: %v", err)
-	}
 	var md any
 	if meta != "" {
 		if err := json.Unmarshal([]byte(meta), &md); err != nil {
