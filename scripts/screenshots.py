@@ -19,6 +19,8 @@ countdown is known:
   stopped expire together;
 * ``history.svg``   the history view (``h``) stepped back to the last revision at which
   the three BatchWorker instances were all registered;
+* ``mixed.svg``     ``demo --mixed``'s fleet under ``--prefix /``: the walkthrough's services
+  beside Kratos, go-micro, dubbo-go, GoFrame and CoreDNS ones, a Kratos instance highlighted;
 * ``probes.svg``    probes on (``P``): a ProbedService whose instances answer over HTTP, refuse,
   hang (a server that accepts and never replies) or have no address, all on live leases,
   next to the fleet's addresses where nothing listens.
@@ -51,7 +53,12 @@ from textual.widgets import Input  # noqa: E402
 
 from etcd_registry_tui.app import RegistryApp  # noqa: E402
 from etcd_registry_tui.demo.embedded import EmbeddedEtcd  # noqa: E402
-from etcd_registry_tui.demo.fleet import ELECTION_NAME, Fleet  # noqa: E402
+from etcd_registry_tui.demo.fleet import (  # noqa: E402
+    ELECTION_NAME,
+    MIXED_LAYOUTS,
+    MIXED_PREFIX,
+    Fleet,
+)
 from etcd_registry_tui.registry.etcd.config import ConnectionConfig  # noqa: E402
 from etcd_registry_tui.registry.etcd.connection import EtcdConnection  # noqa: E402
 from etcd_registry_tui.registry.events import ConnState  # noqa: E402
@@ -72,6 +79,7 @@ NAMES = (
     "probes.svg",
     "alarm.svg",
     "history.svg",
+    "mixed.svg",
 )
 PROBED_SERVICE = "ProbedService"
 #: Wider: the marks sit between the address and the countdown.
@@ -423,6 +431,29 @@ async def probes_shot(scene: Scene, out: Path) -> None:
             await scene.conn.revoke(lease)
 
 
+async def mixed_shot(endpoint: str, out: Path) -> None:
+    """``demo --mixed``'s fleet (each service in a framework's layout) watched under ``/``,
+    a Kratos instance highlighted: its parsed fields in the detail pane."""
+    fleet_config = ConnectionConfig(endpoints=(endpoint,), prefix=PREFIX)
+    fleet = Fleet(
+        fleet_config, services=len(MIXED_LAYOUTS), max_instances=2, seed=SEED,
+        elections=False, layouts=MIXED_LAYOUTS,
+    )  # fmt: skip
+    await fleet.start()
+    try:
+        config = ConnectionConfig(endpoints=(endpoint,), prefix=MIXED_PREFIX)
+        app = RegistryApp(config, read_only=True)
+        async with app.run_test(size=SIZE) as pilot:
+            kvs, _ = await fleet.conn.get_prefix(MIXED_PREFIX.encode())
+            await until(pilot, lambda: settled(app, len(kvs)), "the mixed fleet")
+            kratos = next(g for g in app.session.state.groups if g.endswith("· kratos"))
+            app.registry_tree.select_key(first_instance_of(app, kratos))
+            await shoot(app, pilot, out, "mixed.svg")
+            await app.shutdown_session()
+    finally:
+        await fleet.stop()
+
+
 async def run(endpoint: str, out: Path) -> None:
     config = ConnectionConfig(endpoints=(endpoint,), prefix=PREFIX)
     scene = Scene(config)
@@ -436,6 +467,7 @@ async def run(endpoint: str, out: Path) -> None:
         await probes_shot(scene, out)
     finally:
         await scene.stop()
+    await mixed_shot(endpoint, out)
 
 
 def main(argv: list[str] | None = None) -> int:

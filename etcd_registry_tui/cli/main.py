@@ -188,6 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"most instances per service (default 6, at most {MAX_INSTANCES})",
     )
     p_demo.add_argument("--seed", type=int, default=None, help="same seed, same fleet")
+    p_demo.add_argument(
+        "--mixed",
+        action="store_true",
+        help="services in the frameworks' layouts too (kratos, micro, dubbo-app, goframe, coredns)",
+    )
     p_demo.add_argument("--etcd-binary", help="etcd executable (default: etcd on PATH)")
     p_demo.add_argument(
         "--no-ui", action="store_true", help="run only etcd and the fleet, print the endpoint"

@@ -49,21 +49,33 @@ class Answers:
     def __len__(self) -> int:
         return len(self._servers) + len(self._held)
 
+    def reserve(self) -> str:
+        """A new address (``http://127.0.0.1:PORT``) whose port is bound but refuses until
+        :meth:`serve` makes it answer: known before the instance that uses it is built."""
+        try:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        except OSError as exc:
+            raise _no_port(exc.strerror or str(exc)) from None
+        try:
+            sock.bind((HOST, 0))  # bound, never listening: ours, and a connect is refused
+        except OSError as exc:
+            sock.close()
+            raise _no_port(exc.strerror or str(exc)) from None
+        address = f"http://{HOST}:{sock.getsockname()[1]}"
+        self._held[address] = sock
+        return address
+
     async def open(self, health: Health) -> str:
         """A new address (``http://127.0.0.1:PORT``) that answers as ``health`` says."""
-        if health is Health.REFUSING:
-            try:
-                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            except OSError as exc:
-                raise _no_port(exc.strerror or str(exc)) from None
-            try:
-                sock.bind((HOST, 0))  # bound, never listening: ours, and a connect is refused
-            except OSError as exc:
-                sock.close()
-                raise _no_port(exc.strerror or str(exc)) from None
-            address = f"http://{HOST}:{sock.getsockname()[1]}"
-            self._held[address] = sock
-            return address
+        address = self.reserve()
+        await self.serve(address, health)
+        return address
+
+    async def serve(self, address: str, health: Health) -> None:
+        """Make an address from :meth:`reserve` answer as ``health`` says (a refusing one stays
+        bound and refusing)."""
+        if health is Health.REFUSING or address not in self._held:
+            return
         status = _STATUS[health]
 
         async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -81,16 +93,13 @@ class Answers:
             finally:
                 writer.close()
 
+        sock = self._held.pop(address)
         try:
-            server = await asyncio.start_server(answer, HOST, 0, limit=REQUEST_LIMIT)
+            server = await asyncio.start_server(answer, sock=sock, limit=REQUEST_LIMIT)
         except OSError as exc:
+            sock.close()
             raise _no_port(exc.strerror or str(exc)) from None
-        if not server.sockets:  # what asyncio leaves when no socket could be opened
-            server.close()
-            raise _no_port("no socket")
-        address = f"http://{HOST}:{server.sockets[0].getsockname()[1]}"
         self._servers[address] = server
-        return address
 
     def close(self, address: str) -> None:
         """The instance at ``address`` is gone: its port refuses from now on."""

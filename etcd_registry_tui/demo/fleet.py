@@ -23,6 +23,7 @@ from ..registry.elections.campaign import Candidacy, Election
 from ..registry.etcd.config import ConnectionConfig
 from ..registry.etcd.connection import EtcdConnection
 from ..registry.etcd.errors import ConfigError, RegistryError
+from ..registry.layouts import Layout
 from ..registry.registration import ServiceRegistration
 from .answers import Answers, Health
 
@@ -53,6 +54,18 @@ ELECTION_TTL = 10
 LOCK_NAME = "/locks/NightlyReport"
 #: How an instance answers on its address (drawn with the seed): mostly healthy.
 HEALTH_ODDS = ((0.7, Health.HEALTHY), (0.85, Health.FAILING), (1.0, Health.REFUSING))
+#: ``demo --mixed``: the services take these layouts in turn (each written as its
+#: framework's registrar writes it; all under ``/``, which the dashboard then watches).
+MIXED_LAYOUTS = (
+    Layout.WALKTHROUGH,
+    Layout.KRATOS,
+    Layout.MICRO,
+    Layout.DUBBO_APP,
+    Layout.GOFRAME,
+    Layout.COREDNS,
+)
+#: The prefix the dashboard watches in a mixed demo: every layout above starts with it.
+MIXED_PREFIX = "/"
 #: The biggest demo: more services or instances is a typo (and would grow without bound).
 MAX_SERVICES = 100
 MAX_INSTANCES = 50
@@ -98,9 +111,11 @@ class Fleet:
         ttls: Sequence[int] = TTLS,
         elections: bool = True,
         answer: bool = False,
+        layouts: Sequence[Layout] = (Layout.WALKTHROUGH,),
     ) -> None:
         """``answer``: each address answers probes (:mod:`.answers`, as the demo does);
-        without it addresses are fixed ports where nothing listens (the screenshots')."""
+        without it addresses are fixed ports where nothing listens (the screenshots').
+        ``layouts``: the services take these registry layouts in turn (see MIXED_LAYOUTS)."""
         validate_size(services, max_instances)
         self.config = config
         self.seed = seed if seed is not None else random.randrange(2**31)
@@ -115,6 +130,7 @@ class Fleet:
         self.plan = FleetPlan(
             {n: self.rng.randint(self.min_instances, max_instances) for n in names}, self.seed
         )
+        self.layouts = {n: layouts[i % len(layouts)] for i, n in enumerate(names)}
         self.live: dict[str, ServiceRegistration] = {}  # key -> registration
         self.crashed = 0
         self.joined = 0
@@ -143,9 +159,10 @@ class Fleet:
         return next(health for odds, health in HEALTH_ODDS if draw < odds)
 
     def _address(self, fixed: int | None = None) -> str:
-        """A fixed address without ``answer``; else "" (opened by :meth:`_start`)."""
+        """A fixed address without ``answer``; else a port reserved for the instance (made
+        to answer by :meth:`_start`)."""
         if self.answer:
-            return ""
+            return self.answers.reserve()
         if fixed is None:
             self._port += 1
             fixed = self._port
@@ -154,14 +171,19 @@ class Fleet:
     def _new_registration(self, service: str) -> ServiceRegistration:
         """An instance of ``service``; with ``answer``, its address opens when it starts."""
         instance_id = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+        address, ttl = self._address(), self.rng.choice(self.ttls)
+        extra = {"Zone": self.rng.choice(ZONES), "Version": f"1.{self.rng.randint(0, 9)}.0"}
+        layout = self.layouts.get(service, Layout.WALKTHROUGH)
         reg = ServiceRegistration(
             self.conn,
             service,
-            self._address(),
-            ttl=self.rng.choice(self.ttls),
+            address,
+            ttl=ttl,
             instance_id=instance_id,
             prefix=self.config.prefix,
-            extra={"Zone": self.rng.choice(ZONES), "Version": f"1.{self.rng.randint(0, 9)}.0"},
+            # A framework's layout has no room for the walkthrough's extra fields.
+            extra=extra if layout is Layout.WALKTHROUGH else None,
+            layout=layout,
         )
         self.health[reg.key] = self._draw_health()
         return reg
@@ -175,8 +197,7 @@ class Fleet:
 
     async def _start(self, reg: ServiceRegistration) -> None:
         self.live[reg.key] = reg  # first: stop() then revokes it even if cancelled midway
-        if not reg.address:
-            reg.address = await self.answers.open(self.health.get(reg.key, Health.HEALTHY))
+        await self.answers.serve(reg.address, self.health.get(reg.key, Health.HEALTHY))
         try:
             await reg.register()
         except RegistryError:
@@ -195,7 +216,8 @@ class Fleet:
         await self._start(odd)
         # A key without a lease: a permanent entry.
         key = f"{prefix}ConfigService/static-1".encode()
-        address = self._address(4000) or await self.answers.open(Health.HEALTHY)
+        address = self._address(4000)
+        await self.answers.serve(address, Health.HEALTHY)
         value = {"Id": "static-1", "Name": "ConfigService", "Address": address}
         self._static_keys.append(key)
         await self.conn.put(key, json.dumps(value).encode())

@@ -13,8 +13,9 @@ from collections.abc import Awaitable, Callable
 from ..registry.etcd.config import ConnectionConfig
 from ..registry.etcd.connection import EtcdConnection
 from ..registry.etcd.errors import RegistryError
+from ..registry.layouts import Layout
 from .embedded import EmbeddedEtcd, EtcdBinaryNotFound, EtcdStartError
-from .fleet import ELECTION_INSTANCES, Fleet, validate_size
+from .fleet import ELECTION_INSTANCES, MIXED_LAYOUTS, MIXED_PREFIX, Fleet, validate_size
 from .stop_signals import StopSignals
 
 
@@ -119,9 +120,17 @@ def _run_fleet(
     args: argparse.Namespace, config: ConnectionConfig, etcd: EmbeddedEtcd | None
 ) -> int:
     _allow_open_files(args.services * args.instances + ELECTION_INSTANCES + 2)
+    mixed = getattr(args, "mixed", False)
     fleet = Fleet(
-        config, services=args.services, max_instances=args.instances, seed=args.seed, answer=True
+        config,
+        services=args.services,
+        max_instances=args.instances,
+        seed=args.seed,
+        answer=True,
+        layouts=MIXED_LAYOUTS if mixed else (Layout.WALKTHROUGH,),
     )
+    # A mixed fleet writes under several prefixes: the dashboard watches what they share.
+    shown = dataclasses.replace(config, prefix=MIXED_PREFIX) if mixed else config
     where = f"private etcd {etcd.endpoint}" if etcd else config.label
     if args.no_ui:
         return asyncio.run(_run_headless(fleet, config.label))
@@ -134,7 +143,7 @@ def _run_fleet(
             await asyncio.to_thread(etcd.cleanup)
 
     return run_app(
-        config,
+        shown,
         background=[_fleet_task(fleet)],
         on_shutdown=[fleet.stop, stop_etcd],
         subtitle=f"demo on {where} · seed {fleet.seed}",

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+from .etcd.config import DEFAULT_PREFIX
 from .layouts import PLACEHOLDER, Layout, Recognised, recognise
 from .sanitize import safe_line, safe_text
 from .wording import lease_text
@@ -105,7 +106,23 @@ def decode_key(raw_key: bytes) -> tuple[str, str | None]:
 
 
 def split_key(key: str, prefix: str) -> tuple[str, str, str | None]:
-    """Split ``{prefix}{service}/{id}`` into (service, id, error)."""
+    """Split ``{prefix}{service}/{id}`` into (service, id, error).
+
+    Under a prefix wider than the walkthrough's (``--prefix /``), a key that does not fit
+    but lies under ``/services/`` is split there: the walkthrough's instances stay theirs.
+    """
+    service, instance_id, error = _split(key, prefix)
+    if (
+        error is not None
+        and prefix != DEFAULT_PREFIX
+        and key.startswith(DEFAULT_PREFIX)
+        and DEFAULT_PREFIX.startswith(prefix)
+    ):
+        return _split(key, DEFAULT_PREFIX)
+    return service, instance_id, error
+
+
+def _split(key: str, prefix: str) -> tuple[str, str, str | None]:
     rest = key[len(prefix) :] if key.startswith(prefix) else key
     parts = rest.split("/")
     if len(parts) == 1:

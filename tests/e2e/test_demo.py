@@ -370,3 +370,39 @@ def test_the_demo_fits_its_ports_under_a_low_open_files_limit(tmp_path):
         _, err = proc.communicate(timeout=30)
     assert "Traceback" not in err and "Too many open files" not in err, err
     assert _leftovers(tmp_path) == []
+
+
+async def test_a_mixed_fleet_reads_back_in_every_layout_and_answers(etcd, etcdctl):
+    """demo --mixed: each service in its framework's layout, read back by `list --json
+    --prefix /` with that layout, its address answering probes as drawn."""
+    from support.cli_helpers import run_cli
+
+    from etcd_registry_tui.demo.fleet import MIXED_LAYOUTS
+
+    fleet = Fleet(
+        ConnectionConfig(endpoints=(etcd.endpoint,)), services=len(MIXED_LAYOUTS),
+        max_instances=2, seed=3, elections=False, answer=True, layouts=MIXED_LAYOUTS,
+    )  # fmt: skip
+    await fleet.start()
+    try:
+        result = run_cli("list", "--json", "--prefix", "/", "--endpoints", etcd.endpoint)
+        assert result.returncode == 0, result.stderr
+        found = {s["name"]: s["instances"] for s in json.loads(result.stdout)["services"]}
+        layouts = {i["layout"] for insts in found.values() for i in insts}
+        assert layouts >= {layout.value for layout in MIXED_LAYOUTS}, sorted(found)
+        by_key = {i["key"]: (name, i) for name, insts in found.items() for i in insts}
+        for reg in fleet.live.values():
+            if reg.name == "LegacyBillingService":
+                continue
+            group, inst = by_key[reg.key]
+            assert group.startswith(reg.name), (group, reg.name)  # CoreDNS: the DNS name
+            assert inst["layout"] == reg.layout.value and inst["ttl"] > 0, inst
+            # Each address, as the framework writes it, still answers as drawn.
+            address = inst["address"] if "://" in inst["address"] else f"http://{inst['address']}"
+            mark = (await probe(parse_target(address), timeout=2)).mark
+            health = fleet.health[reg.key]
+            assert mark.startswith("✓") == (health is Health.HEALTHY), (reg.key, health, mark)
+        assert sum(len(i) for i in found.values()) == len(etcdctl.get_prefix("/").kvs)
+    finally:
+        await fleet.stop()
+    assert etcdctl.get_prefix("/").kvs == {}

@@ -26,6 +26,7 @@ NAMES = (
     "probes.svg",
     "alarm.svg",
     "history.svg",
+    "mixed.svg",
 )
 SERVICES = (
     "CatalogService",
@@ -176,3 +177,15 @@ def test_history_view_at_a_past_revision(shots: dict[str, str]) -> None:
     assert match and int(match[1]) < int(match[2]), text
     assert "BatchWorker  3 instances" in text  # as it was before they expired
     assert f"rev {match[1]}" in text  # the changes of that revision, beside the tree
+
+
+def test_mixed_fleet_view(shots: dict[str, str]) -> None:
+    """demo --mixed's fleet under --prefix /: each framework's services marked with their
+    layout, the walkthrough's beside them unmarked, a Kratos instance in the detail pane."""
+    text = shots["mixed.svg"]
+    for mark in ("· kratos", "· micro", "· dubbo-app", "· goframe", "· coredns"):
+        assert mark in text, mark
+    assert "OrderShippingService  2 instances" in text  # the walkthrough's, unmarked
+    assert "(unrecognised keys)" not in text
+    assert "layout     kratos" in text and "/microservices/PaymentService/" in text
+    assert "lease ?" not in text and "live" in text

@@ -75,6 +75,14 @@ def test_every_layout_under_one_prefix_reads_back(etcd: Any, etcdctl: Any) -> No
         assert inst["granted_ttl"] in (60, 30) and inst["ttl"] > 0
         assert "error" not in inst, inst
     assert found["shop · dubbo-app"][0]["healthy"] is True
+    # Under a prefix wider than /services/, the walkthrough's keys are still its instances.
+    (walk,) = found["shop"]
+    assert (walk["layout"], walk["id"], walk["address"]) == (
+        "services",
+        "a1",
+        "http://127.0.0.1:5000",
+    )
+    assert "(unrecognised keys)" not in found
     assert found["shop.api · kratos"][0]["addresses"] == [
         "grpc://127.0.0.1:9000",
         "http://127.0.0.1:8000",
