@@ -155,7 +155,9 @@ class RegistryApp(App[int]):
         self.start_session = start_session
         self.background = list(background)
         self.on_shutdown = list(on_shutdown)
-        self.sub_title = subtitle or f"{self.config.label}  {self.config.prefix}"
+        self.sub_title = (
+            subtitle or f"{self.config.label}  {' '.join(self.config.watched_prefixes)}"
+        )
         #: What the session brought and the screen has not shown yet (the one owner).
         self.pending = PendingUpdates(self._wake_flush)
         self._quitting = False

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..registry.etcd.config import ConnectionConfig
 from ..registry.etcd.connection import EtcdConnection
-from ..registry.etcd.errors import RegistryError, RevisionCompacted
+from ..registry.etcd.errors import ConfigError, RegistryError, RevisionCompacted
 from ..registry.events import ChangeBatch
 from ..registry.history.alarms import FlapDetector, MassExpiryAlarm
 from ..registry.history.read import HistoryRead, get_at, past_start, stream_past
@@ -221,6 +221,11 @@ def _why(why: str) -> str:
 
 
 async def cmd_history(config: ConnectionConfig, args: argparse.Namespace) -> int:
+    if len(config.watched_prefixes) > 1:
+        raise ConfigError(
+            "history reads one prefix: give --prefix once",
+            "run it once per prefix; the dashboard shows the history of every prefix",
+        )
     async with EtcdConnection(config) as conn:
         _, end = await conn.get_prefix(config.prefix.encode(), page_size=1, keys_only=True)
         since = args.since_rev

@@ -80,6 +80,7 @@ def print_json(
     doc: dict[str, Any] = {
         "endpoint": config.label,
         "prefix": config.prefix,
+        **({"prefixes": list(config.prefixes)} if len(config.prefixes) > 1 else {}),
         "revision": revision,
         "services": groups,
         **extra,
@@ -98,6 +99,8 @@ class JsonList:
     ) -> None:  # fmt: skip
         doc = {"endpoint": config.label, "prefix": config.prefix, "revision": revision,
                "services": groups, **extra, key: []}  # fmt: skip
+        if len(config.prefixes) > 1:
+            doc["prefixes"] = list(config.prefixes)
         text = _json_text(doc)
         assert text.endswith("[]\n}")
         sys.stdout.write(text[: -len("]\n}")])

@@ -66,7 +66,9 @@ def _add_connection_options(parser: argparse.ArgumentParser, suppress: bool) -> 
     group.add_argument(
         "--prefix",
         default=default,
-        help="registry key prefix, ending in / (default /services/; e.g. kitex/registry-etcd/)",
+        action="append",
+        help="registry key prefix, ending in / (default /services/; e.g. kitex/registry-etcd/);"
+        " repeat it to watch several, one watch each",
     )
     group.add_argument("--cacert", default=default, help="CA bundle to verify etcd's TLS cert")
     group.add_argument("--cert", default=default, help="client TLS certificate")
@@ -258,6 +260,7 @@ def resolve_config(
         return parse_duration(value, option) if value is not None else None
 
     resolved = cli_profiles.resolve_args(args)
+    given = list(getattr(args, "prefix", None) or [])  # --prefix, once or more
     user, password = resolved.value("user"), resolved.value("password")
     if user and ":" not in user and password is None:
         if not sys.stdin.isatty():
@@ -272,10 +275,11 @@ def resolve_config(
         password=password,
         dial_timeout=duration(args.dial_timeout, "--dial-timeout"),
         command_timeout=duration(args.command_timeout, "--command-timeout"),
-        prefix="" if args.prefix == "" else resolved.value("prefix"),
+        prefix="" if given[:1] == [""] else resolved.value("prefix"),
         cacert=resolved.value("cacert"),
         cert=resolved.value("cert"),
         key=resolved.value("key"),
+        more_prefixes=tuple(given[1:]),
     )
     if getattr(args, "max_memory", None):  # the dashboard's --max-memory, applied here only
         config = dataclasses.replace(config, memory_budget_mb=args.max_memory)
@@ -284,6 +288,11 @@ def resolve_config(
 
 # -- list ---------------------------------------------------------------------
 def _run_list(args: argparse.Namespace, config: ConnectionConfig, _: cli_profiles.Resolved) -> int:
+    if len(config.watched_prefixes) > 1 and (args.rev is not None or args.list_history > 0):
+        raise ConfigError(
+            "list --rev and --history read one prefix: give --prefix once",
+            "several prefixes are listed as they are now (without --rev or --history)",
+        )
     if args.rev is not None:
         return asyncio.run(cli_history.cmd_list_at(config, args.rev, args.json))
     return asyncio.run(cmd_list(config, args.json, args.list_history))
@@ -291,8 +300,9 @@ def _run_list(args: argparse.Namespace, config: ConnectionConfig, _: cli_profile
 
 async def cmd_list(config: ConnectionConfig, as_json: bool, history: int = 0) -> int:
     async with EtcdConnection(config) as conn:
-        kvs, revision = await conn.get_prefix(config.prefix.encode())
-        state = RegistryState(config.prefix)
+        watched = config.watched_prefixes
+        kvs, revision = await conn.get_prefixes([p.encode() for p in watched])
+        state = RegistryState(config.prefixes)
         state.load(kvs, revision)
         ttls = await cli_listing.lease_ttls(conn, state.leases())
         groups = cli_listing.service_records(state, ttls)
@@ -311,7 +321,8 @@ async def cmd_list(config: ConnectionConfig, as_json: bool, history: int = 0) ->
             doc.close(history_complete=past.complete)
             return 0
         if not groups:
-            print(f"No instances under {config.prefix} at {config.label} (revision {revision}).")
+            under = ", ".join(watched)
+            print(f"No instances under {under} at {config.label} (revision {revision}).")
         cli_listing.print_text(groups)
         if history <= 0:
             return 0

@@ -105,12 +105,24 @@ def decode_key(raw_key: bytes) -> tuple[str, str | None]:
         return raw_key.decode("utf-8", "backslashreplace"), "key is not valid UTF-8"
 
 
-def split_key(key: str, prefix: str) -> tuple[str, str, str | None]:
-    """Split ``{prefix}{service}/{id}`` into (service, id, error).
+def prefix_of(key: str, prefixes: str | tuple[str, ...]) -> str:
+    """The longest of ``prefixes`` that ``key`` starts with (the first one when none does)."""
+    if isinstance(prefixes, str):
+        return prefixes
+    if len(prefixes) == 1:
+        return prefixes[0]
+    fits = [p for p in prefixes if key.startswith(p)]
+    return max(fits, key=len) if fits else prefixes[0]
+
+
+def split_key(key: str, prefix: str | tuple[str, ...]) -> tuple[str, str, str | None]:
+    """Split ``{prefix}{service}/{id}`` into (service, id, error); of several prefixes,
+    the longest that the key starts with.
 
     Under a prefix wider than the walkthrough's (``--prefix /``), a key that does not fit
     but lies under ``/services/`` is split there: the walkthrough's instances stay theirs.
     """
+    prefix = prefix_of(key, prefix)
     service, instance_id, error = _split(key, prefix)
     if (
         error is not None
@@ -331,7 +343,9 @@ class Instance:
         )
 
     @classmethod
-    def from_kv(cls, kv: KeyValueLike, prefix: str, first_seen: float | None = None) -> Instance:
+    def from_kv(
+        cls, kv: KeyValueLike, prefix: str | tuple[str, ...], first_seen: float | None = None
+    ) -> Instance:
         key, key_error = decode_key(kv.key)
         fields, parse_error = parse_value(kv.value)
         hit = None if key_error else recognise(key, fields, kv.value, kv.lease)
@@ -516,8 +530,10 @@ class RegistryState:
     (watch events) and never talks to etcd itself.
     """
 
-    def __init__(self, prefix: str = "/services/") -> None:
-        self.prefix = prefix
+    def __init__(self, prefix: str | tuple[str, ...] = "/services/") -> None:
+        #: Every prefix held (a key is split on the longest that fits); the first primary.
+        self.prefixes = (prefix,) if isinstance(prefix, str) else tuple(prefix)
+        self.prefix = self.prefixes[0]
         self.revision = 0
         self.instances: dict[bytes, Instance] = {}
         self.groups: dict[str, Service] = {}
@@ -584,7 +600,7 @@ class RegistryState:
         if previous is not None and kv.mod_revision <= previous.mod_revision:
             return None
         first_seen = previous.first_seen if previous is not None else None
-        inst = Instance.from_kv(kv, self.prefix, first_seen)
+        inst = Instance.from_kv(kv, self.prefixes, first_seen)
         if previous is not None:
             self._remove(previous)
         self._insert(inst)
@@ -613,7 +629,7 @@ class RegistryState:
         if previous is not None and previous.mod_revision == kv.mod_revision:
             return None
         first_seen = previous.first_seen if previous else None
-        inst = Instance.from_kv(kv, self.prefix, first_seen)
+        inst = Instance.from_kv(kv, self.prefixes, first_seen)
         if previous is not None:
             self._remove(previous)
         self._insert(inst)
@@ -622,7 +638,7 @@ class RegistryState:
 
     def copy(self) -> RegistryState:
         """Another state with the same (shared, never mutated) instances."""
-        other = RegistryState(self.prefix)
+        other = RegistryState(self.prefixes)
         other.revision = self.revision
         for inst in self.instances.values():
             other._insert(inst)
@@ -637,7 +653,7 @@ class RegistryState:
             previous = held.get(kv.key)
             if previous is None or previous.mod_revision != kv.mod_revision:
                 first_seen = previous.first_seen if previous is not None else now
-                parsed[kv.key] = Instance.from_kv(kv, self.prefix, first_seen)
+                parsed[kv.key] = Instance.from_kv(kv, self.prefixes, first_seen)
         return parsed
 
     def add(self, instances: Iterable[Instance], revision: int) -> list[Change]:
@@ -677,7 +693,8 @@ class RegistryState:
                 continue
             inst = parsed.get(kv.key) if parsed else None
             if inst is None or inst.mod_revision != kv.mod_revision:
-                inst = Instance.from_kv(kv, self.prefix, previous.first_seen if previous else None)
+                seen = previous.first_seen if previous else None
+                inst = Instance.from_kv(kv, self.prefixes, seen)
             self._insert(inst)
             kind = ChangeKind.UPDATE if previous is not None else ChangeKind.CREATE
             changes.append(Change(kind, inst, previous, kv.mod_revision))

@@ -27,8 +27,9 @@ from .etcd.config import ConnectionConfig
 from .etcd.connection import MAX_TXN_OPS, EtcdConnection
 from .etcd.errors import LeaseNotFound, RegistryError
 from .events import ChangeBatch, ConnectionStatus, ConnState
-from .history.read import compaction_revision, read_past
+from .history.read import compaction_revision
 from .history.reasons import Clues, judge
+from .history.several import read_past_prefixes
 from .history.store import (
     DEFAULT_MAX_ENTRIES,
     DEFAULT_REVISIONS,
@@ -143,13 +144,13 @@ class RegistrySession:
         self.config = config
         self.read_only = read_only
         self.conn = EtcdConnection(config)
-        self.state = RegistryState(config.prefix)
+        self.state = RegistryState(config.prefixes)
         self.on_batch = on_batch
         self.on_status = on_status
         self.on_failure = on_failure
         self.supervisor = Supervisor(self._task_failed)
         self.watcher = RegistryWatcher(
-            self.conn, self._batch, self._status, state=self.state, prefix=config.prefix
+            self.conn, self._batch, self._status, state=self.state, prefixes=config.prefixes
         )
         self.tracker = LeaseTracker(self.conn, clock=clock, healthy_rate=IDLE_REFRESH_RATE)
         self.own: dict[bytes, ServiceRegistration] = {}
@@ -277,13 +278,13 @@ class RegistrySession:
         if change.kind is ChangeKind.DELETE:
             prev = _kv(inst)
             event = HistoryEvent.make(
-                self.config.prefix, change.revision, None, prev, key=inst.raw_key, at=time.time()
+                self.config.prefixes, change.revision, None, prev, key=inst.raw_key, at=time.time()
             )
             self._reason_now(event, inst.raw_key)
             return event
         before = _kv(change.previous) if change.previous is not None else None
         return HistoryEvent.make(
-            self.config.prefix, change.revision, _kv(inst), before, at=time.time()
+            self.config.prefixes, change.revision, _kv(inst), before, at=time.time()
         )
 
     def _reason_now(self, event: HistoryEvent, raw_key: bytes) -> None:
@@ -423,9 +424,9 @@ class RegistrySession:
             if self.history_gate is not None:
                 await self.history_gate.wait()
             try:
-                past = await read_past(
+                past = await read_past_prefixes(
                     self.conn,
-                    self.config.prefix,
+                    self.watcher.watched,
                     end,
                     revisions=self.history_revisions,
                     max_events=self.history.max_entries,
@@ -445,7 +446,7 @@ class RegistrySession:
             while True:
                 await asyncio.sleep(COMPACTION_CHECK_EVERY)
                 with contextlib.suppress(RegistryError, TimeoutError):
-                    compacted = await compaction_revision(self.conn, self.config.prefix)
+                    compacted = await compaction_revision(self.conn, self.watcher.watched[0])
                     if self.history.note_compacted(compacted):
                         self.on_history([])
 

@@ -7,6 +7,14 @@ the last applied revision, or later when etcd's progress notifications vouch tha
 nothing under the prefix changed since. Only when that revision was compacted
 meanwhile does it reload the snapshot and report the difference as ordinary changes.
 
+Several prefixes (``--prefix`` given more than once) are one watch each, a *lane*: the
+snapshot reads every prefix at one revision R, each lane watches from R, and each keeps
+its own applied and vouched revisions, so each prefix has these same semantics. A key
+lives under exactly one watched prefix (prefixes under another are watched by that
+one), so each key's changes still arrive in etcd's order; changes under different
+prefixes may arrive in a different order than etcd made them. A lane that fails stops
+them all; they resume together, each from its own revision.
+
 Progress: while the stream is quiet the connection asks etcd for a progress
 notification every ``progress_interval`` seconds (etcd itself sends one only every
 10 minutes by default). etcd 3.4 before 3.4.25 may send the answer to such a request
@@ -17,13 +25,16 @@ is trusted only once a later notification arrives with no event in between.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from .budget import default_budget_mb, estimate_mb, too_large_message
 from .etcd.aio import within
 from .etcd.backoff import Backoff
+from .etcd.config import watched_prefixes
 from .etcd.connection import EtcdConnection
 from .etcd.errors import RegistryError, RevisionCompacted
 from .events import ChangeBatch, ConnectionStatus, ConnState
@@ -39,6 +50,8 @@ _PUT = 0  # mvccpb.Event.PUT; DELETE is 1
 PARSE_SLICE = 5000
 #: A prefix over the memory budget is counted again this often (it may have shrunk).
 TOO_LARGE_RETRY = 30.0
+#: Responses of several lanes waiting for the loop (a lane waits while it is full).
+LANE_QUEUE = 64
 
 
 class PrefixTooLarge(RegistryError):
@@ -49,8 +62,36 @@ def _ignore(_: Any) -> None:
     return None
 
 
+@dataclass(slots=True)
+class Lane:
+    """One watched prefix: how far its changes are known to be in the state."""
+
+    prefix: bytes
+    #: The snapshot's revision, then the newest revision of an event this lane delivered.
+    applied: int = 0
+    #: Vouched for by progress notifications (see the module docstring).
+    progress: int = 0
+    candidate: int = 0
+
+    @property
+    def resume(self) -> int:
+        """Everything under this prefix up to here is in the state."""
+        return max(self.applied, self.progress)
+
+    def loaded(self, revision: int) -> None:
+        """A snapshot at ``revision`` holds this prefix."""
+        self.applied = revision
+        self.progress = self.candidate = 0
+
+    def notified(self, revision: int) -> None:
+        """A progress notification: trusted once the next one comes with no event between."""
+        candidate, self.candidate = self.candidate, revision
+        if candidate > self.progress:
+            self.progress = candidate
+
+
 class RegistryWatcher:
-    """One long-lived watch of the prefix feeding a :class:`RegistryState`.
+    """One long-lived watch of each prefix feeding a :class:`RegistryState`.
 
     ``run()`` loops until cancelled; it never raises for etcd trouble, it reports it.
     Callbacks are plain functions called on the event loop; keep them quick.
@@ -63,14 +104,19 @@ class RegistryWatcher:
         on_status: StatusCallback = _ignore,
         state: RegistryState | None = None,
         prefix: str | None = None,
+        prefixes: Sequence[str] | None = None,
         backoff_initial: float = 0.5,
         backoff_max: float = 10.0,
         progress_interval: float | None = 10.0,
         memory_budget_mb: float | None = None,
     ) -> None:
         self.conn = conn
-        self.prefix = prefix or conn.config.prefix
-        self.state = state if state is not None else RegistryState(self.prefix)
+        given = tuple(prefixes) if prefixes else (prefix,) if prefix else conn.config.prefixes
+        #: Every prefix given (keys split on the longest that fits), the first one primary.
+        self.prefixes = given
+        self.prefix = given[0]
+        self.state = state if state is not None else RegistryState(given)
+        self.lanes = [Lane(p.encode()) for p in watched_prefixes(given)]
         self.on_batch = on_batch
         self.on_status = on_status
         self.backoff_initial = backoff_initial
@@ -83,18 +129,23 @@ class RegistryWatcher:
         self.reconnects = 0
         self.progress_notifications = 0
         self._live = asyncio.Event()
-        # Revisions vouched for by progress notifications (see the module docstring).
-        self._progress_revision = 0
-        self._progress_candidate = 0
+
+    @property
+    def watched(self) -> tuple[str, ...]:
+        """The prefixes watched, one watch each (those under another are left out)."""
+        return tuple(lane.prefix.decode("utf-8", "surrogateescape") for lane in self.lanes)
 
     @property
     def resume_revision(self) -> int:
-        """Everything under the prefix up to this revision is in the state.
+        """Everything under every prefix up to this revision is in the state.
 
-        At least ``state.revision`` (the last applied change or snapshot); later when
-        progress notifications showed that nothing under the prefix changed since.
+        For one prefix at least ``state.revision`` (the last applied change or snapshot),
+        later when progress notifications showed that nothing under the prefix changed
+        since; for several, the least of the lanes' such revisions.
         """
-        return max(self.state.revision, self._progress_revision)
+        if len(self.lanes) == 1:
+            return max(self.state.revision, self.lanes[0].progress)
+        return min(lane.resume for lane in self.lanes)
 
     # -- reporting -----------------------------------------------------------
     def _report(self, state: ConnState, **kwargs: Any) -> None:
@@ -113,7 +164,6 @@ class RegistryWatcher:
 
     # -- the loop ------------------------------------------------------------
     async def run(self) -> None:
-        prefix = self.prefix.encode()
         need_snapshot = True
         backoff = Backoff(self.backoff_initial, self.backoff_max)
         try:
@@ -123,7 +173,7 @@ class RegistryWatcher:
                         self._report(
                             ConnState.LOADING if backoff.attempt == 0 else ConnState.RECONNECTING
                         )
-                        await self._load_snapshot(prefix)
+                        await self._load_snapshot()
                         need_snapshot = False
                     # From the last revision we hold, not the one after: etcd lets a watch
                     # start *at* its compaction revision, but a delete at exactly that
@@ -131,19 +181,20 @@ class RegistryWatcher:
                     # resuming at R+1 after a compaction at R+1 would miss that delete.
                     # Starting at R, such a compaction is reported and the snapshot is
                     # reloaded; the events at R itself, already applied, are skipped.
-                    start = max(1, self.resume_revision)
-                    async for response in self.conn.watch(
-                        prefix, start, progress_every=self.progress_interval
-                    ):
+                    created: set[int] = set()
+                    async for index, response in self._responses():
+                        lane = self.lanes[index]
                         if response.created:
                             # Not yet proof of health: a stream can be created and then fail.
-                            self._report(ConnState.LIVE)
+                            created.add(index)
+                            if len(created) == len(self.lanes):
+                                self._report(ConnState.LIVE)
                             continue
                         backoff.succeeded()  # the stream delivered: it works
                         if response.events:
-                            self._apply(response)
+                            self._apply(lane, response)
                         else:
-                            self._progress(int(response.header.revision))
+                            self._progress(lane, int(response.header.revision))
                 except PrefixTooLarge as exc:
                     self._report(ConnState.TOO_LARGE, error=str(exc))
                     await asyncio.sleep(TOO_LARGE_RETRY)
@@ -158,7 +209,8 @@ class RegistryWatcher:
                 except RegistryError as exc:
                     delay = backoff.failed()
                     self.reconnects += 1
-                    self._progress_candidate = 0  # only ever confirmed on the same stream
+                    for lane in self.lanes:
+                        lane.candidate = 0  # only ever confirmed on the same stream
                     self._report(
                         ConnState.RECONNECTING,
                         error=exc.user_message() if backoff.attempt == 1 else str(exc),
@@ -171,71 +223,119 @@ class RegistryWatcher:
         finally:
             self._report(ConnState.STOPPED)
 
-    def _progress(self, revision: int) -> None:
-        """A progress notification: no event under the prefix up to ``revision``.
+    def _watch(self, lane: Lane) -> AsyncIterator[Any]:
+        start = max(1, self.resume_revision if len(self.lanes) == 1 else lane.resume)
+        return self.conn.watch(lane.prefix, start, progress_every=self.progress_interval)
+
+    async def _responses(self) -> AsyncIterator[tuple[int, Any]]:
+        """Every lane's watch responses as they come, each with its lane's index. The
+        first lane to fail ends them all (its error is raised here)."""
+        if len(self.lanes) == 1:
+            async for response in self._watch(self.lanes[0]):
+                yield 0, response
+            return
+        queue: asyncio.Queue[tuple[int, Any, BaseException | None]] = asyncio.Queue(
+            maxsize=LANE_QUEUE
+        )
+
+        async def pump(index: int) -> None:
+            try:
+                async for response in self._watch(self.lanes[index]):
+                    await queue.put((index, response, None))
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:  # handed to the loop, which decides
+                await queue.put((index, None, exc))
+                return
+            await queue.put((index, None, RegistryError("a watch ended by itself")))
+
+        pumps = [
+            asyncio.create_task(pump(i), name=f"watch of {safe_line(repr(lane.prefix), 80)}")
+            for i, lane in enumerate(self.lanes)
+        ]
+        try:
+            while True:
+                index, response, error = await queue.get()
+                if error is not None:
+                    raise error
+                yield index, response
+        finally:
+            for task in pumps:
+                task.cancel()
+            for task in pumps:
+                with contextlib.suppress(BaseException):
+                    await task
+
+    def _progress(self, lane: Lane, revision: int) -> None:
+        """A progress notification: no event under the lane's prefix up to ``revision``.
 
         Trusted once the next notification arrives with no event in between (see the
         module docstring); a revision that is already applied needs no trust.
         """
         self.progress_notifications += 1
-        candidate, self._progress_candidate = self._progress_candidate, revision
-        if candidate > self._progress_revision:
-            self._progress_revision = candidate
+        lane.notified(revision)
 
-    async def _load_snapshot(self, prefix: bytes) -> None:
+    async def _load_snapshot(self) -> None:
         if not self.state.instances and not self.snapshots_loaded:
             try:
-                await self._load_pages(prefix)
+                await self._load_pages()
                 return
             except RegistryError as exc:
                 if "compacted" not in str(exc) or not self.state.instances:
                     raise
                 # Compacted between pages: read it all again, keeping what was shown.
-        await self._load_whole(prefix)
+        await self._load_whole()
 
-    async def _load_pages(self, prefix: bytes) -> None:
+    async def _load_pages(self) -> None:
         """The first snapshot, page by page: each page is applied and reported (a
         ``loading`` batch) as soon as it is parsed, so the first screen shows while the
-        rest arrives. All pages are read at one revision and the watch starts after it,
-        as with :meth:`_load_whole`: no change is lost or reported twice."""
+        rest arrives. All pages of every prefix are read at one revision (the first
+        page's) and the watches start after it, as with :meth:`_load_whole`: no change is
+        lost or reported twice."""
         state = self.state
-        loaded = 0
-        async for kvs, revision, total, more in self.conn.iter_prefix(prefix):
-            if not loaded:
-                self._check_budget(kvs, total)
-            changes: list[Change] = []
-            for start in range(0, len(kvs), PARSE_SLICE):
-                parsed = state.parse(kvs[start : start + PARSE_SLICE])
-                changes.extend(state.add(parsed.values(), revision))
-                if start + PARSE_SLICE < len(kvs):
-                    await asyncio.sleep(0)
-            loaded += len(kvs)
-            state.revision = revision
-            if not more:
-                self._progress_revision = self._progress_candidate = 0
-                self.snapshots_loaded += 1
-            else:
-                self._report(ConnState.LOADING, loaded=loaded, total=max(total, loaded))
-            self.on_batch(ChangeBatch(changes, revision, snapshot=True, loading=True))
-            await asyncio.sleep(0)
+        loaded = before = 0  # keys read; keys of the prefixes read before this one
+        at = 0
+        for number, lane in enumerate(self.lanes):
+            last = number == len(self.lanes) - 1
+            async for kvs, revision, total, more in self.conn.iter_prefix(lane.prefix, revision=at):
+                at = revision
+                if not loaded:
+                    self._check_budget(kvs, total)
+                changes: list[Change] = []
+                for start in range(0, len(kvs), PARSE_SLICE):
+                    parsed = state.parse(kvs[start : start + PARSE_SLICE])
+                    changes.extend(state.add(parsed.values(), revision))
+                    if start + PARSE_SLICE < len(kvs):
+                        await asyncio.sleep(0)
+                loaded += len(kvs)
+                state.revision = revision
+                if not more and last:
+                    for each in self.lanes:
+                        each.loaded(revision)
+                    self.snapshots_loaded += 1
+                else:
+                    whole = max(before + total, loaded)
+                    self._report(ConnState.LOADING, loaded=loaded, total=whole)
+                self.on_batch(ChangeBatch(changes, revision, snapshot=True, loading=True))
+                await asyncio.sleep(0)
+            before = loaded
 
     def _check_budget(self, sample: list[Any], total: int) -> None:
         needed = estimate_mb(sample, total)
         if needed <= self.memory_budget_mb:
             return
-        narrower = self.prefix
+        prefix = self.lanes[0].prefix.decode("utf-8", "backslashreplace")
+        narrower = prefix
         if sample:
-            service, _, error = split_key(
-                sample[0].key.decode("utf-8", "backslashreplace"), self.prefix
-            )
+            service, _, error = split_key(sample[0].key.decode("utf-8", "backslashreplace"), prefix)
             if service and error is None:
-                narrower = safe_line(f"{self.prefix}{service}/", 200)
+                narrower = safe_line(f"{prefix}{service}/", 200)
         raise PrefixTooLarge(
-            too_large_message(self.prefix, total, needed, self.memory_budget_mb, narrower)
+            too_large_message(prefix, total, needed, self.memory_budget_mb, narrower)
         )
 
-    async def _load_whole(self, prefix: bytes) -> None:
-        kvs, revision = await self.conn.get_prefix(prefix)
+    async def _load_whole(self) -> None:
+        kvs, revision = await self.conn.get_prefixes([lane.prefix for lane in self.lanes])
         # Parse in slices, letting the event loop breathe between them: a UI on the
         # same loop stays responsive while 100,000 instances load.
         parsed: dict[bytes, Instance] = {}
@@ -243,19 +343,24 @@ class RegistryWatcher:
             parsed.update(self.state.parse(kvs[start : start + PARSE_SLICE]))
             await asyncio.sleep(0)
         changes = self.state.load(kvs, revision, parsed)
-        self._progress_revision = self._progress_candidate = 0
+        for lane in self.lanes:
+            lane.loaded(revision)
         self.snapshots_loaded += 1
         self.on_batch(ChangeBatch(changes, revision, snapshot=True))
 
-    def _apply(self, response: Any) -> None:
+    def _apply(self, lane: Lane, response: Any) -> None:
         state = self.state
-        self._progress_candidate = 0  # events after a notification: it may have run ahead
+        lane.candidate = 0  # events after a notification: it may have run ahead
         changes: list[Change] = []
-        applied = state.revision
+        # One lane: everything applied is in state.revision (a snapshot, or this lane's
+        # events); several: each lane's own (another lane may have gone further).
+        applied = state.revision if len(self.lanes) == 1 else lane.applied
+        newest = applied
         for event in response.events:
             kv = event.kv
             if kv.mod_revision <= applied:
                 continue  # the revision the watch resumed at: already in the state
+            newest = max(newest, kv.mod_revision)
             change = (
                 state.apply_put(kv)
                 if event.type == _PUT
@@ -263,5 +368,6 @@ class RegistryWatcher:
             )
             if change is not None:
                 changes.append(change)
+        lane.applied = newest
         if changes:
             self.on_batch(ChangeBatch(changes, state.revision))

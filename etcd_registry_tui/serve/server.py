@@ -183,7 +183,9 @@ def served_argv(
     argv = [python, "-m", "etcd_registry_tui", "--no-profile-switch"]
     if read_only:
         argv.append("--read-only")
-    argv += ["--endpoints", ",".join(config.endpoints), "--prefix", config.prefix]
+    argv += ["--endpoints", ",".join(config.endpoints)]
+    for prefix in config.prefixes:
+        argv += ["--prefix", prefix]
     argv += ["--dial-timeout", f"{config.dial_timeout:g}s"]
     argv += ["--command-timeout", f"{config.command_timeout:g}s"]
     if config.user is not None:
@@ -253,7 +255,9 @@ def plan(
     else:
         url = f"http://{format_host_port(host, port)}"
     mode = "" if writes else " (read-only)"
-    title = safe_line(f"etcd-registry-tui · {config.label}{config.prefix}{mode}")
+    title = safe_line(
+        f"etcd-registry-tui · {config.label}{' '.join(config.watched_prefixes)}{mode}"
+    )
     return ServePlan(
         command, env, host, port, url, title, not writes,
         token=token if token is not None else new_token(),

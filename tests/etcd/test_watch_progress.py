@@ -104,13 +104,13 @@ class _ScriptedConnection:
     def __init__(self, deliver: list[int]) -> None:
         self.deliver = deliver  # per stream: how many responses after creation
         self.streams = 0
-        self.config = type("Config", (), {"prefix": PREFIX})()
+        self.config = type("Config", (), {"prefix": PREFIX, "prefixes": (PREFIX,)})()
 
-    async def get_prefix(self, prefix: bytes) -> tuple[list[object], int]:
+    async def get_prefix(self, prefix: bytes, revision: int = 0) -> tuple[list[object], int]:
         return [], 10
 
     async def iter_prefix(
-        self, prefix: bytes
+        self, prefix: bytes, revision: int = 0
     ) -> AsyncIterator[tuple[list[object], int, int, bool]]:
         yield [], 10, 0, False
 

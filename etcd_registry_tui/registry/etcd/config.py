@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .errors import ConfigError, ConnectionOptionError
@@ -67,6 +67,17 @@ def parse_endpoint(text: str) -> tuple[str, int, bool]:
     return host, port, tls
 
 
+def watched_prefixes(prefixes: Sequence[str]) -> tuple[str, ...]:
+    """The prefixes to watch: each given one, except those under another (and repeats),
+    in the order given."""
+    kept: list[str] = []
+    for prefix in prefixes:
+        if not any(prefix.startswith(other) for other in prefixes if other != prefix):
+            if prefix not in kept:
+                kept.append(prefix)
+    return tuple(kept)
+
+
 @dataclass(frozen=True, slots=True)
 class ConnectionConfig:
     endpoints: tuple[str, ...] = (DEFAULT_ENDPOINT,)
@@ -82,6 +93,8 @@ class ConnectionConfig:
     tls: bool = False
     #: MB the dashboard may use for the prefix's keys (None: see registry/budget.py).
     memory_budget_mb: float | None = None
+    #: Prefixes watched beside ``prefix`` (``--prefix`` given more than once).
+    more_prefixes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.endpoints:
@@ -102,11 +115,27 @@ class ConnectionConfig:
         # Any non-empty prefix ending in '/': go-zero's and Kitex's keys have no leading
         # '/' (``kitex/registry-etcd/``, ``user.rpc/``); the trailing '/' keeps
         # ``{prefix}{service}/{id}`` splitting on whole names.
-        if not self.prefix.endswith("/"):
-            raise ConfigError(
-                f"prefix {self.prefix!r} must end with '/'",
-                "e.g. --prefix /services/ or --prefix kitex/registry-etcd/",
-            )
+        for prefix in self.prefixes:
+            if not prefix:
+                raise ConfigError(
+                    "--prefix is empty",
+                    "give the registry's key prefix, or --prefix / for every key",
+                )
+            if not prefix.endswith("/"):
+                raise ConfigError(
+                    f"prefix {prefix!r} must end with '/'",
+                    "e.g. --prefix /services/ or --prefix kitex/registry-etcd/",
+                )
+
+    @property
+    def prefixes(self) -> tuple[str, ...]:
+        """Every prefix given, the primary one (``prefix``) first, each once."""
+        return tuple(dict.fromkeys((self.prefix, *self.more_prefixes)))
+
+    @property
+    def watched_prefixes(self) -> tuple[str, ...]:
+        """The prefixes that are watched, one watch each (see :func:`watched_prefixes`)."""
+        return watched_prefixes(self.prefixes)
 
     @property
     def label(self) -> str:
@@ -136,6 +165,7 @@ class ConnectionConfig:
         cert: str | None = None,
         key: str | None = None,
         env: Mapping[str, str] | None = None,
+        more_prefixes: tuple[str, ...] = (),
     ) -> ConnectionConfig:
         """Build from command-line values, falling back to the ``ETCDCTL_*`` variables."""
         env = os.environ if env is None else env
@@ -168,6 +198,7 @@ class ConnectionConfig:
             cacert=cacert or env.get("ETCDCTL_CACERT") or None,
             cert=cert or env.get("ETCDCTL_CERT") or None,
             key=key or env.get("ETCDCTL_KEY") or None,
+            more_prefixes=more_prefixes,
         )
 
 

@@ -582,16 +582,29 @@ class EtcdConnection:
                     raise
         raise RegistryError(f"etcd at {self.endpoint} kept compacting during the snapshot")
 
+    async def get_prefixes(
+        self, prefixes: Sequence[bytes], keys_only: bool = False
+    ) -> tuple[list[Any], int]:
+        """:meth:`get_prefix` of each of ``prefixes``, all at the first one's revision:
+        one consistent snapshot of them all."""
+        kvs: list[Any] = []
+        revision = 0
+        for prefix in prefixes:
+            more, revision = await self.get_prefix(prefix, keys_only=keys_only, revision=revision)
+            kvs.extend(more)
+        return kvs, revision
+
     async def iter_prefix(
         self,
         prefix: bytes,
         page_size: int = 20_000,
         first_page: int = 1_000,
         timeout: float | None = None,
+        revision: int = 0,
     ) -> AsyncIterator[tuple[list[Any], int, int, bool]]:
         """The key-values under ``prefix`` page by page, in key order, all read at the
-        revision of the first page: yields ``(kvs, revision, total, more)``, ``total``
-        being how many keys the prefix held at that revision.
+        revision of the first page (or at ``revision``): yields ``(kvs, revision, total,
+        more)``, ``total`` being how many keys the prefix held at that revision.
 
         The first page is small, so a caller can show something at once. Unlike
         :meth:`get_prefix` a compaction between pages is not retried: it raises
@@ -599,7 +612,6 @@ class EtcdConnection:
         """
         start, end = key_range(prefix)
         deadline = timeout or max(30.0, self.config.command_timeout)
-        revision = 0
         limit = first_page
         while True:
             request = rpc.RangeRequest(key=start, range_end=end, limit=limit, revision=revision)

@@ -114,7 +114,7 @@ class HistoryEvent:
     @classmethod
     def make(
         cls,
-        prefix: str,
+        prefix: str | tuple[str, ...],
         revision: int,
         kv: KeyValue | None,
         prev: KeyValue | None,
@@ -316,12 +316,20 @@ class History:
             self.floor = max(self.floor, gone.revision)
 
     def append(self, events: Iterable[HistoryEvent]) -> None:
-        """Hold ``events`` (newer than any held), large values slimmed; the oldest go
-        past ``max_entries`` events or ``max_bytes``."""
+        """Hold ``events``, large values slimmed; the oldest go past ``max_entries`` events
+        or ``max_bytes``. They are usually newer than any held; one older than the newest
+        held (another prefix's watch was behind: several ``--prefix``) goes in its place
+        by revision, so the history stays in etcd's order."""
         held = self.events
         for event in events:
             event.slim()
-            held.append(event)
+            if held and event.revision < held[-1].revision:
+                at = len(held) - 1
+                while at > 0 and held[at - 1].revision > event.revision:
+                    at -= 1
+                held.insert(at, event)
+            else:
+                held.append(event)
             self.bytes += event.weight
         self._drop_oldest()
 

@@ -1,0 +1,245 @@
+"""``--prefix`` given more than once: one watch per prefix (a lane), one snapshot of them
+all at one revision, and each lane revision-exact through cuts and compaction. etcdctl is
+the witness: its ``get --prefix`` of each prefix, and its ``watch --prefix`` of each."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import subprocess
+from typing import Any
+
+from support.cli_helpers import line_reader, run_cli
+from support.etcdctl import require_etcdctl
+from support.helpers import (
+    View,
+    connection,
+    describe_diff,
+    etcdctl_view,
+    eventually,
+    running_watcher,
+)
+from support.tcp_proxy import tcp_proxy
+
+from etcd_registry_tui.registry.etcd.config import ConnectionConfig, watched_prefixes
+from etcd_registry_tui.registry.events import ChangeBatch
+from etcd_registry_tui.registry.model import ChangeKind
+from etcd_registry_tui.registry.session import RegistrySession
+
+WALK = "/services/"
+KITEX = "kitex/registry-etcd/"
+PREFIXES = (WALK, KITEX)
+
+
+def _kitex(port: int) -> str:
+    return json.dumps({"network": "tcp", "address": f"127.0.0.1:{port}", "weight": 10, "tags": {}})
+
+
+def _walk(name: str, i: int) -> str:
+    return json.dumps({"Id": f"i{i}", "Name": name, "Address": f"http://127.0.0.1:{5000 + i}"})
+
+
+def union_view(etcdctl: Any) -> View:
+    view: View = {}
+    for prefix in PREFIXES:
+        view.update(etcdctl_view(etcdctl, prefix))
+    return view
+
+
+async def wait_equal(run: Any, etcdctl: Any, timeout: float = 20) -> None:
+    seen: dict[str, View] = {}
+
+    async def equal() -> bool:
+        seen["etcd"] = await asyncio.to_thread(union_view, etcdctl)
+        seen["watcher"] = run.state.as_dict()
+        return seen["watcher"] == seen["etcd"]
+
+    await eventually(
+        equal,
+        timeout=timeout,
+        interval=0.2,
+        message=lambda: describe_diff(seen.get("watcher", {}), seen.get("etcd", {})),
+    )
+
+
+def witness(endpoint: str, prefix: str, start: int, until: int) -> list[tuple[int, str, bytes]]:
+    """``etcdctl watch --prefix --rev=start`` until ``until``: (revision, PUT/DELETE, key)."""
+    proc = subprocess.Popen(
+        [require_etcdctl(), "--endpoints", endpoint, "watch", "--prefix",
+         f"--rev={start}", "-w", "json", prefix],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    seen: list[tuple[int, str, bytes]] = []
+    try:
+        assert proc.stdout is not None
+        next_line = line_reader(proc.stdout)
+        while not seen or seen[-1][0] < until:
+            line = next_line(30)
+            assert line is not None, f"etcdctl watch of {prefix} stopped after {seen[-1:]}"
+            for ev in json.loads(line).get("Events") or []:
+                kind = "DELETE" if ev.get("type") == 1 else "PUT"
+                seen.append(
+                    (int(ev["kv"]["mod_revision"]), kind, base64.b64decode(ev["kv"]["key"]))
+                )
+    finally:
+        proc.terminate()
+        proc.wait(5)
+    return seen
+
+
+def mark_ends(etcdctl: Any) -> dict[str, int]:
+    """A last put under each prefix; the revision of each (a witness reads up to it)."""
+    ends = {}
+    for prefix in PREFIXES:
+        etcdctl.put(f"{prefix}end/mark", _walk("end", 0))
+        ends[prefix] = etcdctl.get_prefix(f"{prefix}end/mark").revision
+    return ends
+
+
+def shown(batches: list[ChangeBatch], prefix: str) -> list[tuple[int, str, bytes]]:
+    """The watcher's changes under ``prefix``, in the order it reported them."""
+    return [
+        (c.revision, "DELETE" if c.kind is ChangeKind.DELETE else "PUT", c.key)
+        for b in batches
+        if not b.snapshot
+        for c in b.changes
+        if c.key.startswith(prefix.encode())
+    ]
+
+
+def test_prefixes_under_another_are_watched_by_it() -> None:
+    assert watched_prefixes(["/services/", "/services/shop/", "kitex/"]) == ("/services/", "kitex/")
+    assert watched_prefixes(["/services/", "/", "/services/"]) == ("/",)
+    config = ConnectionConfig(prefix="/services/", more_prefixes=("/services/", KITEX))
+    assert config.prefixes == ("/services/", KITEX)
+
+
+async def test_two_prefixes_one_snapshot_then_every_event_of_each_in_etcds_order(
+    etcd: Any, etcdctl: Any
+) -> None:
+    etcdctl.put(f"{WALK}shop/i0", _walk("shop", 0))
+    etcdctl.put(f"{KITEX}echo/127.0.0.1:8888", _kitex(8888))
+    etcdctl.put("/elsewhere/x", "not watched")
+    etcdctl.put("kitex/other/x", "not watched either")
+    batches: list[ChangeBatch] = []
+    async with connection(etcd.endpoint) as conn:
+        async with running_watcher(conn, prefixes=PREFIXES, on_batch_list=batches) as run:
+            assert len(run.watcher.lanes) == 2
+            await wait_equal(run, etcdctl)
+            echo = run.state.get(f"{KITEX}echo/127.0.0.1:8888".encode())
+            assert echo is not None and echo.layout_name == "kitex"
+            assert echo.display_address == "127.0.0.1:8888"
+            shop = run.state.get(f"{WALK}shop/i0".encode())
+            assert shop is not None and (shop.service, shop.instance_id) == ("shop", "i0")
+            start = etcdctl.get_prefix("/").revision + 1
+            for i in range(1, 25):  # interleaved: each prefix's changes between the other's
+                etcdctl.put(f"{WALK}shop/i{i % 5}", _walk("shop", i))
+                etcdctl.put(f"{KITEX}echo/127.0.0.1:{9000 + i % 4}", _kitex(9000 + i))
+                etcdctl.put("/elsewhere/y", str(i))
+                if i % 6 == 0:
+                    etcdctl.del_prefix(f"{KITEX}echo/127.0.0.1:{9000 + i % 4}")
+                    etcdctl.del_prefix(f"{WALK}shop/i{i % 5}")
+            ends = mark_ends(etcdctl)
+            end = max(ends.values())
+            await wait_equal(run, etcdctl)
+            for prefix in PREFIXES:
+                expected = await asyncio.to_thread(
+                    witness, etcd.endpoint, prefix, start, ends[prefix]
+                )
+                assert shown(batches, prefix) == expected, prefix
+            assert run.watcher.resume_revision <= end
+
+
+async def test_a_cut_and_a_compaction_leave_both_prefixes_equal_to_etcd(
+    etcd: Any, etcdctl: Any
+) -> None:
+    for i in range(3):
+        etcdctl.put(f"{WALK}shop/i{i}", _walk("shop", i))
+        etcdctl.put(f"{KITEX}echo/127.0.0.1:{8000 + i}", _kitex(8000 + i))
+    batches: list[ChangeBatch] = []
+    with tcp_proxy(etcd.client_port) as proxy:
+        async with connection(proxy.endpoint, dial_timeout=1.0, command_timeout=2.0) as conn:
+            async with running_watcher(
+                conn, prefixes=PREFIXES, on_batch_list=batches, backoff_initial=0.05,
+                backoff_max=0.5,
+            ) as run:  # fmt: skip
+                await wait_equal(run, etcdctl)
+                # A cut: both lanes resume, each from its own revision; nothing lost.
+                start = etcdctl.get_prefix("/").revision + 1
+                proxy.cut()
+                etcdctl.put(f"{KITEX}echo/127.0.0.1:8100", _kitex(8100))
+                etcdctl.del_prefix(f"{WALK}shop/i0")
+                ends = mark_ends(etcdctl)
+                await wait_equal(run, etcdctl)
+                for prefix in PREFIXES:
+                    expected = await asyncio.to_thread(
+                        witness, etcd.endpoint, prefix, start, ends[prefix]
+                    )
+                    assert shown(batches, prefix)[-len(expected) :] == expected, prefix
+                # Cut off while both prefixes change and etcd compacts past the lanes: the
+                # snapshot of both is read again, and the view is etcd's.
+                proxy.refuse()
+                etcdctl.put(f"{WALK}shop/i9", _walk("shop", 9))
+                etcdctl.del_prefix(f"{KITEX}echo/127.0.0.1:8001")
+                etcdctl.put("/elsewhere/z", "z")
+                etcdctl.compact(etcdctl.get_prefix("/").revision)
+                snapshots = run.watcher.snapshots_loaded
+                proxy.heal()
+                await wait_equal(run, etcdctl, timeout=30)
+                assert run.watcher.snapshots_loaded > snapshots
+
+
+def test_list_reads_every_prefix_and_history_says_it_reads_one(etcd: Any, etcdctl: Any) -> None:
+    etcdctl.put(f"{WALK}shop/i0", _walk("shop", 0))
+    etcdctl.put(f"{KITEX}echo/127.0.0.1:8888", _kitex(8888))
+    etcdctl.put("/elsewhere/x", "x")
+    both = ["--endpoints", etcd.endpoint, "--prefix", WALK, "--prefix", KITEX]
+    result = run_cli("list", "--json", *both)
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["prefixes"] == list(PREFIXES)
+    keys = {i["key"] for s in doc["services"] for i in s["instances"]}
+    assert keys == {f"{WALK}shop/i0", f"{KITEX}echo/127.0.0.1:8888"}
+    for command in (["history"], ["list", "--rev", "2"]):
+        result = run_cli(*command, *both)
+        assert result.returncode != 0
+        assert "give --prefix once" in result.stderr
+        assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) <= 2
+    result = run_cli("list", "--endpoints", etcd.endpoint, "--prefix", WALK, "--prefix", "")
+    assert result.returncode != 0 and "--prefix is empty" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+async def test_the_dashboards_history_holds_every_prefixs_past_and_live_events(
+    etcd: Any, etcdctl: Any
+) -> None:
+    start = etcdctl.get_prefix("/").revision + 1
+    for i in range(4):  # the past: read back when the session starts
+        etcdctl.put(f"{WALK}shop/i{i % 2}", _walk("shop", i))
+        etcdctl.put(f"{KITEX}echo/127.0.0.1:{8000 + i % 3}", _kitex(8000 + i))
+        etcdctl.put("/elsewhere/x", str(i))
+    etcdctl.del_prefix(f"{WALK}shop/i0")
+    config = ConnectionConfig(endpoints=(etcd.endpoint,), prefix=WALK, more_prefixes=(KITEX,))
+    sess = RegistrySession(config, read_only=True, history_revisions=1000)
+    task = asyncio.create_task(sess.run())
+    try:
+        await sess.watcher.wait_live(15)
+        await eventually(lambda: sess.history.loaded)
+        etcdctl.put(f"{KITEX}echo/127.0.0.1:8100", _kitex(8100))  # and live ones
+        etcdctl.del_prefix(f"{KITEX}echo/127.0.0.1:8001")
+        etcdctl.put(f"{WALK}shop/i5", _walk("shop", 5))
+        ends = mark_ends(etcdctl)
+        await eventually(lambda: max(e.revision for e in sess.history) >= max(ends.values()))
+        held = [(e.revision, "DELETE" if e.kv is None else "PUT", e.key) for e in sess.history]
+        assert held == sorted(held, key=lambda e: e[0])
+        for prefix in PREFIXES:
+            expected = await asyncio.to_thread(witness, etcd.endpoint, prefix, start, ends[prefix])
+            assert [e for e in held if e[2].startswith(prefix.encode())] == expected, prefix
+        assert not [e for e in held if e[2].startswith(b"/elsewhere/")]
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await sess.shutdown()
