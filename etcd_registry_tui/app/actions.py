@@ -89,7 +89,7 @@ class Actions:
         app = self._app
         try:
             reg = await self._session.register(
-                request.name, request.address, request.ttl, request.extra
+                request.name, request.address, request.ttl, request.extra, request.layout
             )
         except Exception as exc:
             notify_failed(app, exc, "Register")
@@ -100,6 +100,15 @@ class Actions:
         )
         self._flush.sync_marks()
         key = reg.key.encode()
+        prefix = self._session.config.prefix
+        if not key.startswith(prefix.encode()):
+            app.notify(
+                f"{safe_line(reg.key)} is outside the watched prefix {safe_line(prefix)!r}:"
+                " start with --prefix to see it",
+                severity="warning",
+                markup=False,
+            )
+            return
         # The watch may not have brought the new key to the tree yet: then the flush
         # selects it when it arrives.
         # (A key already held but hidden by the filter is not waited for.)

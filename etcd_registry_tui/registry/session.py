@@ -38,6 +38,7 @@ from .history.store import (
     HistoryEvent,
     Reason,
 )
+from .layouts import Layout
 from .leases import PROMPT, LeaseTracker
 from .log_entries import LogEntry, LogKind, log_entry
 from .model import Change, ChangeKind, Instance, KeyValue, RegistryState
@@ -481,12 +482,20 @@ class RegistrySession:
             raise ReadOnlyError("writing is turned off")
 
     async def register(
-        self, name: str, address: str, ttl: int = 30, extra: dict[str, Any] | None = None
+        self,
+        name: str,
+        address: str,
+        ttl: int = 30,
+        extra: dict[str, Any] | None = None,
+        layout: Layout = Layout.WALKTHROUGH,
     ) -> ServiceRegistration:
+        """Register an instance of ``name`` and keep it alive; written in ``layout`` (as
+        ``register --layout`` does: a framework's key and value, wherever the prefix)."""
         self._check_writable()
         reg = ServiceRegistration(
-            self.conn, name, address, ttl=ttl, prefix=self.config.prefix, extra=extra
-        )
+            self.conn, name, address, ttl=ttl, prefix=self.config.prefix, extra=extra,
+            layout=layout,
+        )  # fmt: skip
         started = self.tracker.clock()  # no later than the grant's request
         await reg.register()
         assert reg.lease_id is not None

@@ -1,7 +1,9 @@
 """The "register a test instance" form.
 
 The screen only collects and validates input; the caller does the registering with
-the :class:`RegisterRequest` it gets back (``None`` when cancelled).
+the :class:`RegisterRequest` it gets back (``None`` when cancelled). The layout to write
+in is picked from the layouts :class:`~etcd_registry_tui.registry.layouts.Layout` knows (as
+``register --layout`` takes it); a framework's address is checked as the CLI checks it.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Static
+from textual.widgets import Button, Input, Label, Select, Static
 
 from ..registry.etcd.errors import ConfigError
+from ..registry.layouts import FRAMEWORKS, Layout
+from ..registry.layouts.registrar import DEFAULT_TTL, check_address
 from ..registry.registration import validate_name, validate_ttl
 
 #: The longest TTL the form accepts: a week. Anything longer is almost certainly a typo.
@@ -30,6 +34,8 @@ MAX_TTL = 7 * 24 * 3600
 RESERVED_FIELDS = ("Id", "Name", "Address")
 
 _DIGITS = re.compile(r"\d+")
+
+EXTRA_PLACEHOLDER = 'optional JSON object, e.g. {"Zone": "eu-1"}'
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -47,6 +53,7 @@ class RegisterRequest:
     address: str
     ttl: int
     extra: dict[str, Any] = field(default_factory=dict)
+    layout: Layout = Layout.WALKTHROUGH
 
 
 class FormError(ValueError):
@@ -72,6 +79,19 @@ def parse_address(text: str) -> str:
         parsed.port  # noqa: B018 - raises on a port that is not a number or out of range
     except ValueError:
         raise FormError("address", f"address {address!r} has an invalid port") from None
+    return address
+
+
+def parse_layout_address(layout: Layout, text: str) -> str:
+    """A framework layout's address, checked as ``register --layout`` checks it (the
+    registrar's one-line message); the walkthrough's as :func:`parse_address`."""
+    if layout is Layout.WALKTHROUGH:
+        return parse_address(text)
+    address = text.strip()
+    try:
+        check_address(layout, address)
+    except ValueError as exc:
+        raise FormError("address", str(exc)) from None
     return address
 
 
@@ -113,25 +133,44 @@ def parse_extra(text: str) -> dict[str, Any]:
     return extra
 
 
-def parse_form(name: str, address: str, ttl: str, extra: str) -> RegisterRequest:
+def parse_form(
+    name: str, address: str, ttl: str, extra: str, layout: Layout = Layout.WALKTHROUGH
+) -> RegisterRequest:
     """Validate the raw form values; raises :class:`FormError` on the first bad one."""
     try:
         clean_name = validate_name(name)
     except ConfigError as exc:
         raise FormError("name", str(exc)) from None
+    clean_address = parse_layout_address(layout, address)
+    clean_ttl = parse_ttl(ttl)
+    if layout is not Layout.WALKTHROUGH and extra.strip():
+        raise FormError(
+            "extra",
+            f"extra fields are written only in the {Layout.WALKTHROUGH.value} layout"
+            f" (clear them for {layout.value})",
+        )
     return RegisterRequest(
         name=clean_name,
-        address=parse_address(address),
-        ttl=parse_ttl(ttl),
+        address=clean_address,
+        ttl=clean_ttl,
         extra=parse_extra(extra),
+        layout=layout,
     )
 
 
-class RegisterScreen(ModalScreen[RegisterRequest | None]):
-    """Ask for a service name, address, TTL and extra fields; dismiss with the request.
+def layout_options() -> list[tuple[str, Layout]]:
+    """Every layout the registrar writes, as the select lists it: ``name · framework``."""
+    return [(f"{layout.value} · {FRAMEWORKS[layout]}", layout) for layout in Layout]
 
-    Enter in any field submits, Escape or Cancel dismisses with ``None``. Invalid input
-    shows a message inside the form and keeps it open.
+
+class RegisterScreen(ModalScreen[RegisterRequest | None]):
+    """Ask for a service name, layout, address, TTL and extra fields; dismiss with the
+    request.
+
+    Enter in any field submits, Escape or Cancel dismisses with ``None``; on the layout,
+    Enter opens its list (arrows move, Enter picks). Invalid input shows a message inside
+    the form and keeps it open. Picking a layout sets the TTL to its framework's default
+    (unless the TTL was typed) and checks the address for it at once.
     """
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
@@ -159,6 +198,9 @@ class RegisterScreen(ModalScreen[RegisterRequest | None]):
         grid-columns: 14 1fr;
         grid-rows: 3;
         height: auto;
+    }
+    RegisterScreen #layout {
+        width: 1fr;
     }
     RegisterScreen .field-label {
         padding-top: 1;
@@ -200,6 +242,9 @@ class RegisterScreen(ModalScreen[RegisterRequest | None]):
             default_address if default_address is not None else f"http://localhost:{free_port()}"
         )
         self.default_ttl = default_ttl
+        self._picked = Layout.WALKTHROUGH
+        # The TTL the form put in itself (a layout's default follows it until one is typed).
+        self._given_ttl = str(default_ttl)
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="dialog"):
@@ -207,12 +252,16 @@ class RegisterScreen(ModalScreen[RegisterRequest | None]):
             with Grid(id="form"):
                 yield Label("Service name", classes="field-label")
                 yield Input(self.default_name, placeholder="OrderShippingService", id="name")
+                yield Label("Layout", classes="field-label")
+                yield Select(
+                    layout_options(), value=Layout.WALKTHROUGH, allow_blank=False, id="layout"
+                )
                 yield Label("Address", classes="field-label")
                 yield Input(self.default_address, placeholder="http://localhost:5000", id="address")
                 yield Label("TTL (seconds)", classes="field-label")
                 yield Input(str(self.default_ttl), placeholder="30", id="ttl")
                 yield Label("Extra fields", classes="field-label")
-                yield Input(placeholder='optional JSON object, e.g. {"Zone": "eu-1"}', id="extra")
+                yield Input(placeholder=EXTRA_PLACEHOLDER, id="extra")
             yield Static("", id="error", markup=False)
             with Horizontal(id="buttons"):
                 yield Button("Register", variant="primary", id="register")
@@ -221,6 +270,11 @@ class RegisterScreen(ModalScreen[RegisterRequest | None]):
     # -- reading the form ----------------------------------------------------
     def _value(self, field_id: str) -> str:
         return self.query_one(f"#{field_id}", Input).value
+
+    @property
+    def picked_layout(self) -> Layout:
+        """The layout picked (the walkthrough's until another is)."""
+        return self._picked
 
     @property
     def error(self) -> str:
@@ -242,6 +296,7 @@ class RegisterScreen(ModalScreen[RegisterRequest | None]):
                 self._value("address"),
                 self._value("ttl"),
                 self._value("extra"),
+                self._picked,
             )
         except FormError as exc:
             self.show_error(str(exc), exc.field)
@@ -249,7 +304,31 @@ class RegisterScreen(ModalScreen[RegisterRequest | None]):
         self.show_error("")
         self.dismiss(request)
 
+    def pick_layout(self, layout: Layout) -> None:
+        """Follow a new layout: its TTL (unless one was typed), the extra fields' hint, and
+        the address checked for it (its message shown, or the form's cleared)."""
+        self._picked = layout
+        ttl = self.query_one("#ttl", Input)
+        if ttl.value.strip() == self._given_ttl:
+            self._given_ttl = ttl.value = str(DEFAULT_TTL[layout])
+        framework = layout is not Layout.WALKTHROUGH
+        self.query_one("#extra", Input).placeholder = (
+            f"only in the {Layout.WALKTHROUGH.value} layout" if framework else EXTRA_PLACEHOLDER
+        )
+        try:
+            parse_layout_address(layout, self._value("address"))
+        except FormError as exc:
+            self.show_error(str(exc))
+        else:
+            self.show_error("")
+
     # -- events --------------------------------------------------------------
+    @on(Select.Changed, "#layout")
+    def _on_layout_picked(self, event: Select.Changed) -> None:
+        event.stop()
+        if isinstance(event.value, Layout) and event.value is not self._picked:
+            self.pick_layout(event.value)
+
     @on(Input.Submitted)
     def _on_submitted(self, event: Input.Submitted) -> None:
         event.stop()
