@@ -100,11 +100,11 @@ class Actions:
         )
         self._flush.sync_marks()
         key = reg.key.encode()
-        prefix = self._session.config.prefix
-        if not key.startswith(prefix.encode()):
+        watched = self._session.config.watched_prefixes
+        if not any(key.startswith(prefix.encode()) for prefix in watched):
             app.notify(
-                f"{safe_line(reg.key)} is outside the watched prefix {safe_line(prefix)!r}:"
-                " start with --prefix to see it",
+                f"{safe_line(reg.key)} is outside the watched prefixes"
+                f" {safe_line(' '.join(watched))!r}: add its --prefix to see it",
                 severity="warning",
                 markup=False,
             )

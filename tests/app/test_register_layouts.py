@@ -8,6 +8,7 @@ must read the same key and bytes on a lease with the same TTL: the layout's defa
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 from typing import Any
@@ -130,7 +131,8 @@ async def test_a_bad_address_in_a_framework_layout_is_refused_in_the_dialog(
     etcd: Any, etcdctl: Any
 ) -> None:
     address = "127.0.0.1:99999"
-    cli = subprocess.run(
+    cli = await asyncio.to_thread(
+        subprocess.run,
         [*CLI, "register", "--layout", "kratos", "--name", NAME, "--address", address,
          "--endpoints", etcd.endpoint],
         capture_output=True, text=True, timeout=30, env=_env(),
