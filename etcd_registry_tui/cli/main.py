@@ -260,7 +260,6 @@ def resolve_config(
         return parse_duration(value, option) if value is not None else None
 
     resolved = cli_profiles.resolve_args(args)
-    given = list(getattr(args, "prefix", None) or [])  # --prefix, once or more
     user, password = resolved.value("user"), resolved.value("password")
     if user and ":" not in user and password is None:
         if not sys.stdin.isatty():
@@ -269,17 +268,19 @@ def resolve_config(
             )
         password = getpass.getpass(f"Password for {user}: ")  # as etcdctl asks
     endpoints = resolved.value("endpoints")
+    prefix = resolved.value("prefix")  # one (a profile's or the default) or several
+    prefixes = (prefix,) if isinstance(prefix, str) else tuple(prefix)
     config = ConnectionConfig.from_options(
         endpoints=",".join(endpoints) if isinstance(endpoints, tuple) else endpoints,
         user=user,
         password=password,
         dial_timeout=duration(args.dial_timeout, "--dial-timeout"),
         command_timeout=duration(args.command_timeout, "--command-timeout"),
-        prefix="" if given[:1] == [""] else resolved.value("prefix"),
+        prefix=prefixes[0],
         cacert=resolved.value("cacert"),
         cert=resolved.value("cert"),
         key=resolved.value("key"),
-        more_prefixes=tuple(given[1:]),
+        more_prefixes=prefixes[1:],
     )
     if getattr(args, "max_memory", None):  # the dashboard's --max-memory, applied here only
         config = dataclasses.replace(config, memory_budget_mb=args.max_memory)

@@ -9,7 +9,7 @@
     user = "viewer"
     password_env = "STAGING_ETCD_PASSWORD"           # or password_command = "pass show …"
     cacert = "~/certs/ca.pem"
-    prefix = "/services/"
+    prefix = "/services/"                            # or ["/", "kitex/registry-etcd/"]
     elections_prefixes = ["/elections/"]
     read_only = true
     probe = false
@@ -43,11 +43,11 @@ PASSWORD_COMMAND_TIMEOUT = 30.0
 #: After this many seconds a running password_command is said to be awaited (on stderr).
 PASSWORD_COMMAND_NOTICE = 1.0
 
-_STRINGS = ("user", "password_env", "password_command", "cacert", "cert", "key", "prefix")
+_STRINGS = ("user", "password_env", "password_command", "cacert", "cert", "key")
 _BOOLS = ("read_only", "probe")
 _LISTS = ("endpoints", "elections_prefixes")
 _PATHS = ("cacert", "cert", "key")
-KNOWN_KEYS = frozenset(_STRINGS + _BOOLS + _LISTS)
+KNOWN_KEYS = frozenset((*_STRINGS, *_BOOLS, *_LISTS, "prefix"))
 
 #: Settings shown by ``profiles`` and resolved by :func:`resolve`, with the ETCDCTL_*
 #: variable each falls back to (None: none) and its default.
@@ -92,7 +92,8 @@ class Profile:
     cacert: str | None = None
     cert: str | None = None
     key: str | None = None
-    prefix: str | None = None
+    #: One prefix, or several (``prefix = ["/", "kitex/registry-etcd/"]``), as ``--prefix``.
+    prefix: str | tuple[str, ...] | None = None
     elections_prefixes: tuple[str, ...] | None = None
     read_only: bool | None = None
     probe: bool | None = None
@@ -303,7 +304,12 @@ def _profile(
             )
         if key not in KNOWN_KEYS:
             raise bad(f"profile {name!r}: unknown key {key!r}", line)
-        if key in _STRINGS:
+        if key == "prefix":
+            several = isinstance(value, list) and all(isinstance(v, str) for v in value)
+            if not (isinstance(value, str) or (several and value)):
+                raise bad(f"profile {name!r}: prefix must be a string or a list of strings", line)
+            values[key] = value if isinstance(value, str) else tuple(value)
+        elif key in _STRINGS:
             if not isinstance(value, str):
                 raise bad(f"profile {name!r}: {key} must be a string", line)
             values[key] = _expand(value, env) if key in _PATHS else value

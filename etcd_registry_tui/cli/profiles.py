@@ -56,13 +56,6 @@ class Resolved:
         return self.settings[name].value
 
 
-def _first(values: list[str] | str | None) -> str | None:
-    """The first of a repeatable option's values (the primary ``--prefix``)."""
-    if isinstance(values, list):
-        return values[0] if values else None
-    return values
-
-
 def cli_values(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "endpoints": getattr(args, "endpoints", None),
@@ -71,7 +64,7 @@ def cli_values(args: argparse.Namespace) -> dict[str, Any]:
         "cacert": getattr(args, "cacert", None),
         "cert": getattr(args, "cert", None),
         "key": getattr(args, "key", None),
-        "prefix": _first(getattr(args, "prefix", None)),
+        "prefix": tuple(getattr(args, "prefix", None) or ()),  # --prefix, once or more
         "elections_prefixes": tuple(getattr(args, "elections_prefix", None) or ()),
         "read_only": bool(getattr(args, "read_only", False)),
         "probe": bool(getattr(args, "probe", False)),

@@ -243,3 +243,31 @@ async def test_the_dashboards_history_holds_every_prefixs_past_and_live_events(
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await sess.shutdown()
+
+
+def test_a_profile_names_several_prefixes_and_the_command_line_wins(
+    etcd: Any, etcdctl: Any, tmp_path: Any
+) -> None:
+    etcdctl.put(f"{WALK}shop/i0", _walk("shop", 0))
+    etcdctl.put(f"{KITEX}echo/127.0.0.1:8888", _kitex(8888))
+    config_dir = tmp_path / "etcd-registry-tui"
+    config_dir.mkdir()
+    (config_dir / "config.toml").write_text(
+        f'default = "dev"\n[profiles.dev]\nendpoints = ["{etcd.endpoint}"]\n'
+        f'prefix = ["{WALK}", "{KITEX}"]\n'
+    )
+    env = {"XDG_CONFIG_HOME": str(tmp_path)}
+
+    def listed(*args: str) -> set[str]:
+        result = run_cli("list", "--json", *args, env=env)
+        assert result.returncode == 0, result.stderr
+        return {i["key"] for s in json.loads(result.stdout)["services"] for i in s["instances"]}
+
+    assert listed() == {f"{WALK}shop/i0", f"{KITEX}echo/127.0.0.1:8888"}
+    assert listed("--prefix", KITEX) == {f"{KITEX}echo/127.0.0.1:8888"}
+    (config_dir / "config.toml").write_text('[profiles.dev]\nprefix = ["/services/", 3]\n')
+    result = run_cli("list", "--profile", "dev", env=env)
+    assert (
+        result.returncode != 0 and "prefix must be a string or a list of strings" in result.stderr
+    )
+    assert "Traceback" not in result.stderr
