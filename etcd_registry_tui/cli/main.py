@@ -23,7 +23,8 @@ from collections.abc import Callable, Sequence
 
 from .. import __version__
 from ..demo.fleet import MAX_INSTANCES, MAX_SERVICES
-from ..registry.etcd.config import ConnectionConfig, parse_duration
+from ..registry.discover import MAX_SCAN_KEYS, discover
+from ..registry.etcd.config import DEFAULT_PREFIX, ConnectionConfig, parse_duration
 from ..registry.etcd.connection import EtcdConnection
 from ..registry.etcd.errors import ConfigError, ConnectionOptionError, RegistryError
 from ..registry.history.read import past_start
@@ -126,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="memory budget for the prefix's keys; a larger prefix is not loaded and the"
         " dashboard says so (default: half the machine's memory, at most 4096)",
     )
+    add_discover_option(parser, suppress=False)
     add_elections_prefix(parser)
     cli_history.add_history_option(parser)
     cli_history.add_alarm_options(parser)
@@ -134,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_list = sub.add_parser("list", help="print services, instances and their lease TTLs")
     p_list.add_argument("--json", action="store_true", help="machine-readable output")
+    add_discover_option(p_list, suppress=True)
     p_list.add_argument(
         "--rev",
         type=whole_number(1, MAX_REVISION),
@@ -173,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_elections.add_parsers(sub, _add_connection_options)
     serve.add_parser(sub, _add_connection_options)
+    add_discover_option(sub.choices["serve"], suppress=True)
     cli_history.add_parsers(sub, _add_connection_options)
     cli_profiles.add_parser(sub)
 
@@ -240,10 +244,34 @@ def _connected(
 
     def command(args: argparse.Namespace) -> int:
         config, resolved = resolve_config(args)
+        if getattr(args, "discover", False):
+            config = asyncio.run(discovered(config))
         args.elections_prefix = list(resolved.value("elections_prefixes")) or None
         return run(args, config, resolved)
 
     return command
+
+
+def add_discover_option(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    parser.add_argument(
+        "--discover",
+        action="store_true",
+        default=argparse.SUPPRESS if suppress else False,
+        help="scan the keyspace once (keys only, at most"
+        f" {MAX_SCAN_KEYS:,}) and watch every prefix where a known layout writes, beside"
+        " any --prefix given",
+    )
+
+
+async def discovered(config: ConnectionConfig) -> ConnectionConfig:
+    """``config`` watching every prefix :func:`discover` finds too; what was found where is
+    said on stderr in one line."""
+    async with EtcdConnection(config) as conn:
+        found = await discover(conn)
+    print(f"discover: {safe_text(found.describe())}", file=sys.stderr, flush=True)
+    given = config.prefixes if config.prefixes != (DEFAULT_PREFIX,) else ()
+    every = tuple(dict.fromkeys((*given, *found.prefixes))) or config.prefixes
+    return dataclasses.replace(config, prefix=every[0], more_prefixes=every[1:])
 
 
 def config_from_args(args: argparse.Namespace) -> ConnectionConfig:
