@@ -241,7 +241,7 @@ class RegistryApp(App[int]):
                 yield self.elections_ui.compose_detail()
                 yield EventLog(
                     max_entries=self.session.history.max_entries,
-                    prefix=self.config.prefix,
+                    prefix=self.config.prefixes,
                     id="events",
                 )
         yield Input(placeholder="filter: service name, id or address", id="filter")

@@ -16,6 +16,7 @@ from textual.strip import Strip
 from textual.timer import Timer
 
 from ..registry.log_entries import LogEntry, LogKind
+from ..registry.model import prefix_of
 from ..registry.sanitize import safe_line
 from ..registry.wording import revision_text
 from .fit_text import elide_end, elide_middle
@@ -54,7 +55,7 @@ BURST_OVER = 10
 
 
 def summarise_bursts(
-    entries: list[LogEntry], prefix: str = "", over: int = BURST_OVER
+    entries: list[LogEntry], prefix: str | tuple[str, ...] = "", over: int = BURST_OVER
 ) -> list[LogEntry]:
     """``entries`` (oldest first) with their UPDATEs as one summary line when there are more
     than ``over`` of them: "N updates to M keys …, the latest …". Every other kind (PUT,
@@ -64,7 +65,7 @@ def summarise_bursts(
         return entries
     first, last = updates[0], updates[-1]
     keys = len({entry.key for entry in updates})
-    latest = last.key.removeprefix(prefix) if prefix else last.key
+    latest = last.key.removeprefix(prefix_of(last.key, prefix)) if prefix else last.key
     summary = LogEntry(
         LogKind.UPDATE,
         f"{keys} keys",
@@ -114,8 +115,11 @@ class EventLog(ScrollView):
     EventLog { height: 1fr; overflow-x: hidden; }
     """
 
-    def __init__(self, max_entries: int = 1000, prefix: str = "", **kwargs: object) -> None:
+    def __init__(
+        self, max_entries: int = 1000, prefix: str | tuple[str, ...] = "", **kwargs: object
+    ) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
+        #: The watched prefixes: a key is shown without the longest one it starts with.
         self.prefix = prefix
         self.entries: deque[LogEntry] = deque(maxlen=max_entries)
         self.total = 0
@@ -204,7 +208,7 @@ class EventLog(ScrollView):
         else:
             stamp = time.strftime("%H:%M:%S", time.localtime(entry.at))
         # Keys and details come from etcd: only their display-safe text is drawn.
-        key = safe_line(entry.key.removeprefix(self.prefix), LINE_CHARS)
+        key = safe_line(entry.key.removeprefix(prefix_of(entry.key, self.prefix)), LINE_CHARS)
         detail = safe_line(entry.detail, LINE_CHARS) if entry.detail else ""
         kind, kind_width = entry.kind.value, KIND_WIDTH
         if width < SHORT_KINDS_UNDER:
