@@ -221,7 +221,7 @@ def _why(why: str) -> str:
 
 
 async def cmd_history(config: ConnectionConfig, args: argparse.Namespace) -> int:
-    if len(config.watched_prefixes) > 1:
+    if len(config.prefixes) > 1:
         raise ConfigError(
             "history reads one prefix: give --prefix once",
             "run it once per prefix; the dashboard shows the history of every prefix",

@@ -317,7 +317,7 @@ def resolve_config(
 
 # -- list ---------------------------------------------------------------------
 def _run_list(args: argparse.Namespace, config: ConnectionConfig, _: cli_profiles.Resolved) -> int:
-    if len(config.watched_prefixes) > 1 and (args.rev is not None or args.list_history > 0):
+    if len(config.prefixes) > 1 and (args.rev is not None or args.list_history > 0):
         raise ConfigError(
             "list --rev and --history read one prefix: give --prefix once",
             "several prefixes are listed as they are now (without --rev or --history)",

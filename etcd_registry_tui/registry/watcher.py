@@ -211,9 +211,14 @@ class RegistryWatcher:
                     self.reconnects += 1
                     for lane in self.lanes:
                         lane.candidate = 0  # only ever confirmed on the same stream
+                    said = exc.user_message() if backoff.attempt == 1 else str(exc)
+                    lane_prefix = getattr(exc, "lane", None)
+                    if isinstance(lane_prefix, bytes):  # one of several prefixes' watches
+                        shown = safe_line(lane_prefix.decode("utf-8", "backslashreplace"), 80)
+                        said = f"the watch of {shown}: {said}"
                     self._report(
                         ConnState.RECONNECTING,
-                        error=exc.user_message() if backoff.attempt == 1 else str(exc),
+                        error=said,
                         retry_in=delay,
                         attempt=backoff.attempt,
                     )
@@ -245,6 +250,8 @@ class RegistryWatcher:
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:  # handed to the loop, which decides
+                if isinstance(exc, RegistryError):
+                    exc.lane = self.lanes[index].prefix  # type: ignore[attr-defined]
                 await queue.put((index, None, exc))
                 return
             await queue.put((index, None, RegistryError("a watch ended by itself")))
@@ -295,12 +302,16 @@ class RegistryWatcher:
         state = self.state
         loaded = before = 0  # keys read; keys of the prefixes read before this one
         at = 0
+        needed = 0.0  # MB the prefixes read so far will need, all of them
         for number, lane in enumerate(self.lanes):
             last = number == len(self.lanes) - 1
+            first = True
             async for kvs, revision, total, more in self.conn.iter_prefix(lane.prefix, revision=at):
                 at = revision
-                if not loaded:
-                    self._check_budget(kvs, total)
+                if first:  # each prefix's first page: the whole snapshot counts
+                    first = False
+                    needed += estimate_mb(kvs, total)
+                    self._check_budget(lane, kvs, total, needed)
                 changes: list[Change] = []
                 for start in range(0, len(kvs), PARSE_SLICE):
                     parsed = state.parse(kvs[start : start + PARSE_SLICE])
@@ -320,11 +331,12 @@ class RegistryWatcher:
                 await asyncio.sleep(0)
             before = loaded
 
-    def _check_budget(self, sample: list[Any], total: int) -> None:
-        needed = estimate_mb(sample, total)
+    def _check_budget(self, lane: Lane, sample: list[Any], total: int, needed: float) -> None:
+        """Refuse a snapshot whose prefixes together need more than the budget (named:
+        the prefix whose keys went over it)."""
         if needed <= self.memory_budget_mb:
             return
-        prefix = self.lanes[0].prefix.decode("utf-8", "backslashreplace")
+        prefix = lane.prefix.decode("utf-8", "backslashreplace")
         narrower = prefix
         if sample:
             service, _, error = split_key(sample[0].key.decode("utf-8", "backslashreplace"), prefix)

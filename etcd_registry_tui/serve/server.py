@@ -185,7 +185,7 @@ def served_argv(
         argv.append("--read-only")
     argv += ["--endpoints", ",".join(config.endpoints)]
     for prefix in config.prefixes:
-        argv += ["--prefix", prefix]
+        argv.append(f"--prefix={prefix}")  # '=': a prefix may start with '-'
     argv += ["--dial-timeout", f"{config.dial_timeout:g}s"]
     argv += ["--command-timeout", f"{config.command_timeout:g}s"]
     if config.user is not None:

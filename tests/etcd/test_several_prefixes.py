@@ -24,9 +24,10 @@ from support.helpers import (
 from support.tcp_proxy import tcp_proxy
 
 from etcd_registry_tui.registry.etcd.config import ConnectionConfig, watched_prefixes
-from etcd_registry_tui.registry.events import ChangeBatch
+from etcd_registry_tui.registry.events import ChangeBatch, ConnState
 from etcd_registry_tui.registry.model import ChangeKind
 from etcd_registry_tui.registry.session import RegistrySession
+from etcd_registry_tui.registry.watcher import RegistryWatcher
 
 WALK = "/services/"
 KITEX = "kitex/registry-etcd/"
@@ -271,3 +272,47 @@ def test_a_profile_names_several_prefixes_and_the_command_line_wins(
         result.returncode != 0 and "prefix must be a string or a list of strings" in result.stderr
     )
     assert "Traceback" not in result.stderr
+
+
+async def test_the_memory_budget_counts_every_prefix_and_names_the_one_over_it(
+    etcd: Any, etcdctl: Any
+) -> None:
+    etcdctl.put("q1/svc/1", _walk("svc", 1))
+    big = "x" * 1000
+    for i in range(30):
+        etcdctl.put(f"q2/svc/{i}", big)
+    async with connection(etcd.endpoint) as conn:
+        watcher = RegistryWatcher(conn, prefixes=("q1/", "qempty/", "q2/"), memory_budget_mb=0.01)
+        task = asyncio.create_task(watcher.run())
+        try:
+            await eventually(lambda: watcher.status.state is ConnState.TOO_LARGE)
+            assert "keys under q2/" in (watcher.status.error or "")
+            assert len(watcher.state) < 31  # not loaded past the budget
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def test_several_prefixes_refused_where_one_is_read_and_bad_ones_in_one_line(
+    etcd: Any, etcdctl: Any
+) -> None:
+    nested = ["--endpoints", etcd.endpoint, "--prefix", "a/b/", "--prefix", "a/"]
+    for command in (["history"], ["list", "--rev", "1"], ["list", "--history", "5"]):
+        result = run_cli(*command, *nested)  # nested: one watch, but two prefixes to split on
+        assert result.returncode != 0 and "give --prefix once" in result.stderr, command
+    many = [f"--prefix=p{i}/" for i in range(65)]
+    result = run_cli("list", "--endpoints", etcd.endpoint, *many)
+    assert result.returncode != 0 and "65 prefixes given: at most 64" in result.stderr
+    bad = run_cli("list", "--endpoints", etcd.endpoint, "--prefix", "a/", "--prefix", "\udcff/")
+    assert bad.returncode != 0 and "is not valid UTF-8" in bad.stderr
+    for result in (bad,):
+        assert "Traceback" not in result.stderr
+
+
+def test_serve_hands_every_prefix_to_its_tabs_even_one_starting_with_a_dash() -> None:
+    from etcd_registry_tui.serve.server import served_argv
+
+    config = ConnectionConfig(prefix="-x/", more_prefixes=(KITEX,))
+    argv = served_argv(config, read_only=True)
+    assert [a for a in argv if a.startswith("--prefix")] == ["--prefix=-x/", f"--prefix={KITEX}"]

@@ -78,6 +78,10 @@ def watched_prefixes(prefixes: Sequence[str]) -> tuple[str, ...]:
     return tuple(kept)
 
 
+#: ``--prefix`` may be given at most this often (each is a watch of its own).
+MAX_PREFIXES = 64
+
+
 @dataclass(frozen=True, slots=True)
 class ConnectionConfig:
     endpoints: tuple[str, ...] = (DEFAULT_ENDPOINT,)
@@ -115,7 +119,19 @@ class ConnectionConfig:
         # Any non-empty prefix ending in '/': go-zero's and Kitex's keys have no leading
         # '/' (``kitex/registry-etcd/``, ``user.rpc/``); the trailing '/' keeps
         # ``{prefix}{service}/{id}`` splitting on whole names.
+        if len(self.prefixes) > MAX_PREFIXES:
+            raise ConfigError(
+                f"{len(self.prefixes):,} prefixes given: at most {MAX_PREFIXES}",
+                "give the prefixes they share (--prefix / covers every key starting with /)",
+            )
         for prefix in self.prefixes:
+            try:
+                prefix.encode()
+            except UnicodeEncodeError:
+                raise ConfigError(
+                    f"prefix {prefix.encode('utf-8', 'surrogateescape')!r} is not valid UTF-8",
+                    "give the prefix as UTF-8 text",
+                ) from None
             if not prefix:
                 raise ConfigError(
                     "--prefix is empty",
@@ -135,7 +151,7 @@ class ConnectionConfig:
     @property
     def watched_prefixes(self) -> tuple[str, ...]:
         """The prefixes that are watched, one watch each (see :func:`watched_prefixes`)."""
-        return watched_prefixes(self.prefixes)
+        return watched_prefixes(self.prefixes) if self.more_prefixes else (self.prefix,)
 
     @property
     def label(self) -> str:
