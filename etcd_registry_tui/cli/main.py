@@ -68,6 +68,9 @@ def _add_connection_options(parser: argparse.ArgumentParser, suppress: bool) -> 
         "--prefix",
         default=default,
         action="append",
+        # Before a command (``--prefix A list --prefix B``) its own list: argparse would
+        # let the command's replace it; cli_values() joins the two.
+        dest="prefix" if suppress else "prefix_before",
         help="registry key prefix, ending in / (default /services/; e.g. kitex/registry-etcd/);"
         " repeat it to watch several, one watch each",
     )
@@ -404,7 +407,16 @@ async def cmd_register(config: ConnectionConfig, args: argparse.Namespace) -> in
 # -- dashboard ----------------------------------------------------------------
 #: Connection options a profile switch from the dashboard's palette drops: the new profile
 #: is what the user picked.
-_PROFILE_SWITCH_CLEARS = ("endpoints", "user", "password", "cacert", "cert", "key", "prefix")
+_PROFILE_SWITCH_CLEARS = (
+    "endpoints",
+    "user",
+    "password",
+    "cacert",
+    "cert",
+    "key",
+    "prefix",
+    "prefix_before",
+)
 
 
 def _run_dashboard(

@@ -64,7 +64,11 @@ def cli_values(args: argparse.Namespace) -> dict[str, Any]:
         "cacert": getattr(args, "cacert", None),
         "cert": getattr(args, "cert", None),
         "key": getattr(args, "key", None),
-        "prefix": tuple(getattr(args, "prefix", None) or ()),  # --prefix, once or more
+        # --prefix, once or more, before the command and after it
+        "prefix": (
+            *(getattr(args, "prefix_before", None) or ()),
+            *(getattr(args, "prefix", None) or ()),
+        ),
         "elections_prefixes": tuple(getattr(args, "elections_prefix", None) or ()),
         "read_only": bool(getattr(args, "read_only", False)),
         "probe": bool(getattr(args, "probe", False)),

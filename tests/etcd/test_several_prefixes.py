@@ -316,3 +316,13 @@ def test_serve_hands_every_prefix_to_its_tabs_even_one_starting_with_a_dash() ->
     config = ConnectionConfig(prefix="-x/", more_prefixes=(KITEX,))
     argv = served_argv(config, read_only=True)
     assert [a for a in argv if a.startswith("--prefix")] == ["--prefix=-x/", f"--prefix={KITEX}"]
+
+
+def test_a_prefix_before_the_command_joins_the_commands_own(etcd: Any, etcdctl: Any) -> None:
+    etcdctl.put(f"{WALK}shop/i0", _walk("shop", 0))
+    etcdctl.put(f"{KITEX}echo/127.0.0.1:8888", _kitex(8888))
+    result = run_cli(
+        "--prefix", WALK, "list", "--json", "--endpoints", etcd.endpoint, "--prefix", KITEX
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["prefixes"] == [WALK, KITEX]
