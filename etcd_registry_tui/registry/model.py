@@ -267,6 +267,7 @@ class Instance:
         "lease",
         "first_seen",
         "layout",
+        "_group",
         "_display",
         "_display_value",
     )
@@ -286,6 +287,8 @@ class Instance:
     #: The framework layout the key was recognised as (None: the walkthrough's layout, or
     #: a key that fits none), with what that framework says of the instance.
     layout: Recognised | None
+    #: The tree group when it is not the service name alone (see :attr:`group`).
+    _group: str | None
     #: Display-safe key, service, id and address when any of them is not clean, else None.
     _display: tuple[str, str, str, str | None] | None
     _display_value: str | None
@@ -306,6 +309,7 @@ class Instance:
         lease: int,
         first_seen: float | None = None,
         layout: Recognised | None = None,
+        home: str | None = None,
     ) -> None:
         self.raw_key = raw_key
         self.service = _shared(service)
@@ -320,6 +324,7 @@ class Instance:
         self.lease = lease
         self.first_seen = time.time() if first_seen is None else first_seen
         self.layout = layout
+        self._group = _shared(f"{self.service} · {home}") if home else None
         self._display_value = None
         limit = DISPLAY_LINE_CHARS
         display_key = safe_line(key, limit)
@@ -350,6 +355,7 @@ class Instance:
         fields, parse_error = parse_value(kv.value)
         hit = None if key_error else recognise(key, fields, kv.value, kv.lease)
         layout: Recognised | None = None
+        home: str | None = None
         if hit is PLACEHOLDER:  # a framework's path key: kept, in no service
             service, instance_id, address, parse_error = FRAMEWORK_PATHS, key, None, None
         elif isinstance(hit, Recognised):
@@ -360,6 +366,10 @@ class Instance:
             service, instance_id, split_error = split_key(key, prefix)
             key_error = key_error or split_error
             address = _pick(fields, "address") if fields is not None else None
+            if not isinstance(prefix, str) and len(prefix) > 1:
+                # Several prefixes: the same service name under two of them is two groups.
+                home = prefix_of(key, prefix)
+                home = None if home == DEFAULT_PREFIX or not key.startswith(home) else home
         return cls(
             raw_key=kv.key,
             key=key,
@@ -375,6 +385,7 @@ class Instance:
             lease=kv.lease,
             first_seen=first_seen,
             layout=layout,
+            home=home,
         )
 
     # -- made on demand ------------------------------------------------------
@@ -411,10 +422,14 @@ class Instance:
     @property
     def group(self) -> str:
         """The tree group: the service name (with its layout's mark for a framework's:
-        ``shop · dubbo-app``), or :data:`UNRECOGNISED` for odd keys."""
+        ``shop · dubbo-app``; with its prefix for the walkthrough's under one of several
+        prefixes other than ``/services/``: ``shop · /staging/``), or :data:`UNRECOGNISED`
+        for odd keys."""
         if self.layout is not None:
             return self.layout.group
-        return UNRECOGNISED if self.key_error else self.service
+        if self.key_error:
+            return UNRECOGNISED
+        return self.service if self._group is None else self._group
 
     @property
     def layout_name(self) -> str | None:

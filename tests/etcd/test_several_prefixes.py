@@ -326,3 +326,19 @@ def test_a_prefix_before_the_command_joins_the_commands_own(etcd: Any, etcdctl: 
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["prefixes"] == [WALK, KITEX]
+
+
+def test_one_service_name_under_two_prefixes_is_two_services(etcd: Any, etcdctl: Any) -> None:
+    etcdctl.put("/prod/svc/1", _walk("svc", 1))
+    etcdctl.put("/staging/svc/1", _walk("svc", 2))
+    result = run_cli(
+        "list", "--json", "--endpoints", etcd.endpoint, "--prefix", "/prod/", "--prefix",
+        "/staging/",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    assert sorted(len(s["instances"]) for s in services) == [1, 1], services
+    text = run_cli(
+        "list", "--endpoints", etcd.endpoint, "--prefix", "/prod/", "--prefix", "/staging/"
+    )
+    assert "/staging/" in text.stdout, text.stdout
