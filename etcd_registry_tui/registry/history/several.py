@@ -25,12 +25,15 @@ async def read_past_prefixes(
 ) -> HistoryRead:
     """:func:`read_past` of each of ``prefixes`` (which must not lie under each other),
     merged; one prefix is simply its read."""
-    reads = [
-        await read_past(
-            conn, prefix, end, revisions=revisions, max_events=max_events, max_bytes=max_bytes
+    reads: list[HistoryRead] = []
+    left = max_bytes  # one budget for them all: what one read holds, the next may not
+    for prefix in prefixes:
+        read = await read_past(
+            conn, prefix, end, revisions=revisions, max_events=max_events, max_bytes=left
         )
-        for prefix in prefixes
-    ]
+        reads.append(read)
+        if left is not None:
+            left = max(1, left - sum(e.weight for e in read.events))
     return merge_reads(reads, max_events)
 
 
