@@ -90,6 +90,22 @@ class Lane:
             self.progress = candidate
 
 
+def _tag(exc: RegistryError, lane: Lane) -> RegistryError:
+    """Say which prefix ``exc`` came from (read by :meth:`RegistryWatcher.run`)."""
+    exc.lane = lane.prefix  # type: ignore[attr-defined]
+    return exc
+
+
+async def _tagged(pages: AsyncIterator[Any], lane: Lane) -> AsyncIterator[Any]:
+    """``pages`` with a failure tagged with the lane's prefix (:func:`_tag`)."""
+    try:
+        async for page in pages:
+            yield page
+    except RegistryError as exc:
+        _tag(exc, lane)
+        raise
+
+
 class RegistryWatcher:
     """One long-lived watch of each prefix feeding a :class:`RegistryState`.
 
@@ -182,6 +198,7 @@ class RegistryWatcher:
                     # Starting at R, such a compaction is reported and the snapshot is
                     # reloaded; the events at R itself, already applied, are skipped.
                     created: set[int] = set()
+                    delivered: set[int] = set()
                     async for index, response in self._responses():
                         lane = self.lanes[index]
                         if response.created:
@@ -190,7 +207,13 @@ class RegistryWatcher:
                             if len(created) == len(self.lanes):
                                 self._report(ConnState.LIVE)
                             continue
-                        backoff.succeeded()  # the stream delivered: it works
+                        if len(delivered) < len(self.lanes):
+                            delivered.add(index)
+                            if len(delivered) == len(self.lanes):
+                                # Every stream delivered (events or a progress answer): they
+                                # work. Not one alone: a healthy prefix's events must not
+                                # reset the backoff of another one's failing watch.
+                                backoff.succeeded()
                         if response.events:
                             self._apply(lane, response)
                         else:
@@ -213,9 +236,9 @@ class RegistryWatcher:
                         lane.candidate = 0  # only ever confirmed on the same stream
                     said = exc.user_message() if backoff.attempt == 1 else str(exc)
                     lane_prefix = getattr(exc, "lane", None)
-                    if isinstance(lane_prefix, bytes):  # one of several prefixes' watches
+                    if isinstance(lane_prefix, bytes) and len(self.lanes) > 1:
                         shown = safe_line(lane_prefix.decode("utf-8", "backslashreplace"), 80)
-                        said = f"the watch of {shown}: {said}"
+                        said = f"under {shown}: {said}"
                     self._report(
                         ConnState.RECONNECTING,
                         error=said,
@@ -251,7 +274,7 @@ class RegistryWatcher:
                 raise
             except BaseException as exc:  # handed to the loop, which decides
                 if isinstance(exc, RegistryError):
-                    exc.lane = self.lanes[index].prefix  # type: ignore[attr-defined]
+                    _tag(exc, self.lanes[index])
                 await queue.put((index, None, exc))
                 return
             await queue.put((index, None, RegistryError("a watch ended by itself")))
@@ -306,7 +329,8 @@ class RegistryWatcher:
         for number, lane in enumerate(self.lanes):
             last = number == len(self.lanes) - 1
             first = True
-            async for kvs, revision, total, more in self.conn.iter_prefix(lane.prefix, revision=at):
+            pages = self.conn.iter_prefix(lane.prefix, revision=at)
+            async for kvs, revision, total, more in _tagged(pages, lane):
                 at = revision
                 if first:  # each prefix's first page: the whole snapshot counts
                     first = False
@@ -347,7 +371,15 @@ class RegistryWatcher:
         )
 
     async def _load_whole(self) -> None:
-        kvs, revision = await self.conn.get_prefixes([lane.prefix for lane in self.lanes])
+        kvs: list[Any] = []
+        revision = 0
+        for lane in self.lanes:
+            try:
+                more, revision = await self.conn.get_prefix(lane.prefix, revision=revision)
+            except RegistryError as exc:
+                _tag(exc, lane)
+                raise
+            kvs.extend(more)
         # Parse in slices, letting the event loop breathe between them: a UI on the
         # same loop stays responsive while 100,000 instances load.
         parsed: dict[bytes, Instance] = {}

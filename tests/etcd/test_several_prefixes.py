@@ -342,3 +342,34 @@ def test_one_service_name_under_two_prefixes_is_two_services(etcd: Any, etcdctl:
         "list", "--endpoints", etcd.endpoint, "--prefix", "/prod/", "--prefix", "/staging/"
     )
     assert "/staging/" in text.stdout, text.stdout
+
+
+async def test_a_prefix_etcd_refuses_is_named_and_retried_with_a_growing_delay(
+    etcd: Any, etcdctl: Any
+) -> None:
+    from support.cluster_helpers import enable_auth
+
+    root = enable_auth(etcdctl)
+    root.run("user", "add", "u1:u1pw")
+    root.run("role", "add", "p1reader")
+    root.run("role", "grant-permission", "p1reader", "--prefix=true", "read", "p1/")
+    root.run("user", "grant-role", "u1", "p1reader")
+    root.put("p1/svc/1", _walk("svc", 1))
+    async with connection(etcd.endpoint, user="u1", password="u1pw") as conn:
+        watcher = RegistryWatcher(
+            conn, prefixes=("p1/", "p2/"), backoff_initial=0.05, backoff_max=0.8
+        )
+        statuses: list[Any] = []
+        watcher.on_status = statuses.append
+        task = asyncio.create_task(watcher.run())
+        try:
+            await eventually(lambda: watcher.reconnects >= 6, timeout=30)
+            delays = [s.retry_in for s in statuses if s.retry_in]
+            assert max(delays) >= 0.4, delays
+            errors = [s.error for s in statuses if s.error]
+            assert errors and all(e.startswith("under p2/: ") for e in errors), errors[-3:]
+            assert "denied" in errors[-1]
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

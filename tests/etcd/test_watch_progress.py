@@ -162,3 +162,29 @@ def test_backoff_policy() -> None:
     assert backoff.failed() == 1.0
     jittery = Backoff(initial=1.0, maximum=1.0, jitter=0.2)
     assert all(0.8 <= jittery.failed() <= 1.2 for _ in range(50))
+
+
+class _OneLaneFailing(_ScriptedConnection):
+    """Two prefixes: ``a/``'s watch delivers all the time, ``b/``'s breaks soon after it
+    is created, every time."""
+
+    def __init__(self) -> None:
+        super().__init__(deliver=[])
+        self.config = type("Config", (), {"prefix": "a/", "prefixes": ("a/", "b/")})()
+
+    async def watch(
+        self, prefix: bytes, start: int, progress_every: float | None = None
+    ) -> AsyncIterator[_Response]:
+        self.streams += 1
+        yield _Response(created=True)
+        if prefix == b"a/":
+            while True:
+                yield _Response(revision=start + 5)
+                await asyncio.sleep(0.001)
+        await asyncio.sleep(0.01)
+        raise EtcdUnavailable("stream broke")
+
+
+async def test_one_prefixs_deliveries_do_not_reset_anothers_backoff() -> None:
+    attempts = await _attempts(_OneLaneFailing(), streams=10)
+    assert attempts[:4] == [1, 2, 3, 4]
