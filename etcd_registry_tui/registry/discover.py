@@ -5,8 +5,9 @@ The keys are grouped by their first path segment (``/services/``, ``/microservic
 first :data:`SAMPLES_PER_ROOT` second segments is read with its value, at the scan's
 revision, and recognised as the dashboard recognises every key (:mod:`.layouts`, the
 walkthrough's layout in :mod:`.model`). A root where one of them is an instance is a
-prefix to watch. The scan counts first and refuses a keyspace over :data:`MAX_SCAN_KEYS`
-keys, as the elections scan does; no value is read but the samples'.
+prefix to watch. The scan refuses a keyspace over :data:`MAX_SCAN_KEYS` keys on its first
+page (whose count is etcd's for the whole keyspace), as the elections scan does; no value is
+read but the samples'.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from typing import Any
-
-from aetcd import rpc
 
 from .etcd.connection import EtcdConnection
 from .etcd.errors import RegistryError
@@ -25,8 +24,6 @@ MAX_SCAN_KEYS = 200_000
 SAMPLES_PER_ROOT = 20
 #: At most this many roots are sampled (a keyspace of many roots is not a registry's).
 MAX_ROOTS = 200
-_PAGE = 20_000
-_WHOLE_KEYSPACE = (b"\0", b"\0")
 
 
 class KeyspaceTooLargeToDiscover(RegistryError):
@@ -92,23 +89,16 @@ async def discover(
     conn: EtcdConnection, max_keys: int = MAX_SCAN_KEYS, samples: int = SAMPLES_PER_ROOT
 ) -> Discovery:
     """Scan the keyspace (keys only, at one revision) and sample each root's values."""
-    start, end = _WHOLE_KEYSPACE
-    counted = await conn.range(rpc.RangeRequest(key=start, range_end=end, count_only=True))
-    if counted.count > max_keys:
-        raise KeyspaceTooLargeToDiscover(
-            f"{counted.count:,} keys to scan to discover registries (more than {max_keys:,})"
-        )
-    revision = int(counted.header.revision)
     counts: dict[bytes, int] = {}
     picked: dict[bytes, dict[bytes, bytes]] = {}  # root -> second segment -> first key
-    page_start, scanned = start, 0
-    while True:
-        response = await conn.range(
-            rpc.RangeRequest(
-                key=page_start, range_end=end, revision=revision, keys_only=True, limit=_PAGE
+    revision = scanned = 0
+    async for kvs, at, total, _more in conn.iter_prefix(b"", keys_only=True):
+        revision = at  # every page's: the first one's
+        if total > max_keys:  # said on the first page, before the rest is read
+            raise KeyspaceTooLargeToDiscover(
+                f"{total:,} keys to scan to discover registries (more than {max_keys:,})"
             )
-        )
-        for kv in response.kvs:
+        for kv in kvs:
             scanned += 1
             root = root_of(kv.key)
             if root is None:
@@ -117,9 +107,6 @@ async def discover(
             seconds = picked.setdefault(root, {}) if len(picked) < MAX_ROOTS else picked.get(root)
             if seconds is not None and len(seconds) < samples:
                 seconds.setdefault(_second(kv.key, root), kv.key)
-        if not response.more or not response.kvs:
-            break
-        page_start = response.kvs[-1].key + b"\0"
         await asyncio.sleep(0)
     found: list[Found] = []
     for root, seconds in picked.items():

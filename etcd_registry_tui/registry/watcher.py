@@ -155,12 +155,10 @@ class RegistryWatcher:
     def resume_revision(self) -> int:
         """Everything under every prefix up to this revision is in the state.
 
-        For one prefix at least ``state.revision`` (the last applied change or snapshot),
-        later when progress notifications showed that nothing under the prefix changed
-        since; for several, the least of the lanes' such revisions.
+        The least of the lanes' :attr:`Lane.resume`: the last change or snapshot each
+        applied, or later when progress notifications showed that nothing under its
+        prefix changed since.
         """
-        if len(self.lanes) == 1:
-            return max(self.state.revision, self.lanes[0].progress)
         return min(lane.resume for lane in self.lanes)
 
     # -- reporting -----------------------------------------------------------
@@ -252,7 +250,7 @@ class RegistryWatcher:
             self._report(ConnState.STOPPED)
 
     def _watch(self, lane: Lane) -> AsyncIterator[Any]:
-        start = max(1, self.resume_revision if len(self.lanes) == 1 else lane.resume)
+        start = max(1, lane.resume)
         return self.conn.watch(lane.prefix, start, progress_every=self.progress_interval)
 
     async def _responses(self) -> AsyncIterator[tuple[int, Any]]:
@@ -396,9 +394,8 @@ class RegistryWatcher:
         state = self.state
         lane.candidate = 0  # events after a notification: it may have run ahead
         changes: list[Change] = []
-        # One lane: everything applied is in state.revision (a snapshot, or this lane's
-        # events); several: each lane's own (another lane may have gone further).
-        applied = state.revision if len(self.lanes) == 1 else lane.applied
+        # This lane's own revision: another lane may have gone further.
+        applied = lane.applied
         newest = applied
         for event in response.events:
             kv = event.kv

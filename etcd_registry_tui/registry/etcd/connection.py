@@ -601,10 +601,12 @@ class EtcdConnection:
         first_page: int = 1_000,
         timeout: float | None = None,
         revision: int = 0,
+        keys_only: bool = False,
     ) -> AsyncIterator[tuple[list[Any], int, int, bool]]:
-        """The key-values under ``prefix`` page by page, in key order, all read at the
-        revision of the first page (or at ``revision``): yields ``(kvs, revision, total,
-        more)``, ``total`` being how many keys the prefix held at that revision.
+        """The key-values (``keys_only``: keys and leases) under ``prefix`` page by page, in
+        key order, all read at the revision of the first page (or at ``revision``): yields
+        ``(kvs, revision, total, more)``, ``total`` being how many keys the prefix held at
+        that revision.
 
         The first page is small, so a caller can show something at once. Unlike
         :meth:`get_prefix` a compaction between pages is not retried: it raises
@@ -614,7 +616,9 @@ class EtcdConnection:
         deadline = timeout or max(30.0, self.config.command_timeout)
         limit = first_page
         while True:
-            request = rpc.RangeRequest(key=start, range_end=end, limit=limit, revision=revision)
+            request = rpc.RangeRequest(
+                key=start, range_end=end, limit=limit, revision=revision, keys_only=keys_only
+            )
 
             async def run(client: _Endpoint, request: Any = request) -> Any:
                 return await client.kvstub.Range(request, **self._opts(client, deadline))
