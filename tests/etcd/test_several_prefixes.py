@@ -5,14 +5,11 @@ the witness: its ``get --prefix`` of each prefix, and its ``watch --prefix`` of 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
-import subprocess
 from typing import Any
 
-from support.cli_helpers import line_reader, run_cli
-from support.etcdctl import require_etcdctl
+from support.cli_helpers import run_cli, witness_watch
 from support.helpers import (
     View,
     connection,
@@ -25,7 +22,6 @@ from support.tcp_proxy import tcp_proxy
 
 from etcd_registry_tui.registry.etcd.config import ConnectionConfig, watched_prefixes
 from etcd_registry_tui.registry.events import ChangeBatch, ConnState
-from etcd_registry_tui.registry.model import ChangeKind
 from etcd_registry_tui.registry.session import RegistrySession
 from etcd_registry_tui.registry.watcher import RegistryWatcher
 
@@ -65,31 +61,6 @@ async def wait_equal(run: Any, etcdctl: Any, timeout: float = 20) -> None:
     )
 
 
-def witness(endpoint: str, prefix: str, start: int, until: int) -> list[tuple[int, str, bytes]]:
-    """``etcdctl watch --prefix --rev=start`` until ``until``: (revision, PUT/DELETE, key)."""
-    proc = subprocess.Popen(
-        [require_etcdctl(), "--endpoints", endpoint, "watch", "--prefix",
-         f"--rev={start}", "-w", "json", prefix],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    seen: list[tuple[int, str, bytes]] = []
-    try:
-        assert proc.stdout is not None
-        next_line = line_reader(proc.stdout)
-        while not seen or seen[-1][0] < until:
-            line = next_line(30)
-            assert line is not None, f"etcdctl watch of {prefix} stopped after {seen[-1:]}"
-            for ev in json.loads(line).get("Events") or []:
-                kind = "DELETE" if ev.get("type") == 1 else "PUT"
-                seen.append(
-                    (int(ev["kv"]["mod_revision"]), kind, base64.b64decode(ev["kv"]["key"]))
-                )
-    finally:
-        proc.terminate()
-        proc.wait(5)
-    return seen
-
-
 def mark_ends(etcdctl: Any) -> dict[str, int]:
     """A last put under each prefix; the revision of each (a witness reads up to it)."""
     ends = {}
@@ -99,10 +70,11 @@ def mark_ends(etcdctl: Any) -> dict[str, int]:
     return ends
 
 
-def shown(batches: list[ChangeBatch], prefix: str) -> list[tuple[int, str, bytes]]:
-    """The watcher's changes under ``prefix``, in the order it reported them."""
+def shown(batches: list[ChangeBatch], prefix: str) -> list[tuple[int, str, str]]:
+    """The watcher's changes under ``prefix``, in the order it reported them, as
+    :func:`witness_watch` names them."""
     return [
-        (c.revision, "DELETE" if c.kind is ChangeKind.DELETE else "PUT", c.key)
+        (c.revision, c.kind.value, c.key.decode())
         for b in batches
         if not b.snapshot
         for c in b.changes
@@ -147,7 +119,7 @@ async def test_two_prefixes_one_snapshot_then_every_event_of_each_in_etcds_order
             await wait_equal(run, etcdctl)
             for prefix in PREFIXES:
                 expected = await asyncio.to_thread(
-                    witness, etcd.endpoint, prefix, start, ends[prefix]
+                    witness_watch, etcd.endpoint, start, ends[prefix], prefix
                 )
                 assert shown(batches, prefix) == expected, prefix
             assert run.watcher.resume_revision <= end
@@ -176,7 +148,7 @@ async def test_a_cut_and_a_compaction_leave_both_prefixes_equal_to_etcd(
                 await wait_equal(run, etcdctl)
                 for prefix in PREFIXES:
                     expected = await asyncio.to_thread(
-                        witness, etcd.endpoint, prefix, start, ends[prefix]
+                        witness_watch, etcd.endpoint, start, ends[prefix], prefix
                     )
                     assert shown(batches, prefix)[-len(expected) :] == expected, prefix
                 # Cut off while both prefixes change and etcd compacts past the lanes: the
@@ -233,12 +205,14 @@ async def test_the_dashboards_history_holds_every_prefixs_past_and_live_events(
         etcdctl.put(f"{WALK}shop/i5", _walk("shop", 5))
         ends = mark_ends(etcdctl)
         await eventually(lambda: max(e.revision for e in sess.history) >= max(ends.values()))
-        held = [(e.revision, "DELETE" if e.kv is None else "PUT", e.key) for e in sess.history]
+        held = [(e.revision, e.kind.value, e.key.decode()) for e in sess.history]
         assert held == sorted(held, key=lambda e: e[0])
         for prefix in PREFIXES:
-            expected = await asyncio.to_thread(witness, etcd.endpoint, prefix, start, ends[prefix])
-            assert [e for e in held if e[2].startswith(prefix.encode())] == expected, prefix
-        assert not [e for e in held if e[2].startswith(b"/elsewhere/")]
+            expected = await asyncio.to_thread(
+                witness_watch, etcd.endpoint, start, ends[prefix], prefix
+            )
+            assert [e for e in held if e[2].startswith(prefix)] == expected, prefix
+        assert not [e for e in held if e[2].startswith("/elsewhere/")]
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -146,15 +146,17 @@ def witness_at(etcdctl: Any, revision: int) -> dict[str, int]:
     }
 
 
-def witness_watch(endpoint: str, revision: int, until: int) -> list[tuple[int, str, str]]:
-    """``etcdctl watch --prefix --rev``: (revision, kind, key) of every event under the
-    prefix from ``revision`` to ``until``, in etcd's order; the kind as ``history`` names
-    it (a put of version 1 is a PUT, a later one an UPDATE)."""
+def witness_watch(
+    endpoint: str, revision: int, until: int, prefix: str = PREFIX
+) -> list[tuple[int, str, str]]:
+    """``etcdctl watch --prefix --rev``: (revision, kind, key) of every event under
+    ``prefix`` from ``revision`` to ``until``, in etcd's order; the kind as ``history``
+    names it (a put of version 1 is a PUT, a later one an UPDATE)."""
     from support.etcdctl import require_etcdctl
 
     proc = subprocess.Popen(
         [require_etcdctl(), "--endpoints", endpoint, "watch", "--prefix",
-         f"--rev={revision}", "-w", "json", PREFIX],
+         f"--rev={revision}", "-w", "json", prefix],
         stdout=subprocess.PIPE, text=True, env={**_env(), "ETCDCTL_API": "3"},
     )  # fmt: skip
     seen: list[tuple[int, str, str]] = []
