@@ -363,13 +363,14 @@ class Instance:
             if fields is None:
                 parse_error = None  # a framework whose values are no JSON objects
         else:
-            service, instance_id, split_error = split_key(key, prefix)
+            under = prefix_of(key, prefix)
+            service, instance_id, split_error = split_key(key, under)
             key_error = key_error or split_error
             address = _pick(fields, "address") if fields is not None else None
             if not isinstance(prefix, str) and len(prefix) > 1:
                 # Several prefixes: the same service name under two of them is two groups.
-                home = prefix_of(key, prefix)
-                home = None if home == DEFAULT_PREFIX or not key.startswith(home) else home
+                fits = under != DEFAULT_PREFIX and key.startswith(under)
+                home = under if fits else None
         return cls(
             raw_key=kv.key,
             key=key,
