@@ -173,7 +173,9 @@ class Flush:
 
     def _update_counts(self) -> None:
         state = self._session.state
-        self._app.query_one(StatusBar).set_counts(state.revision, state.service_count, len(state))
+        bar = self._app.query_one(StatusBar)
+        bar.set_counts(state.revision, state.service_count, len(state))
+        bar.set_layouts(state.layout_totals())
 
     def sync_marks(self) -> None:
         """The tree's marks: own (★), paused, leaders."""

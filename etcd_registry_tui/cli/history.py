@@ -368,11 +368,12 @@ async def cmd_list_at(config: ConnectionConfig, revision: int, as_json: bool) ->
     state.load(kvs, revision)
     groups = cli_listing.service_records(state, None)
     if as_json:
-        cli_listing.print_json(config, revision, groups)
+        cli_listing.print_json(config, revision, groups, state.layouts())
         return 0
     if not groups:
         print(f"No instances under {config.prefix} at revision {revision}.")
         return 0
     print(f"as of revision {revision}")
     cli_listing.print_text(groups)
+    cli_listing.print_layouts(state.layouts())
     return 0

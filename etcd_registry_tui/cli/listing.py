@@ -14,6 +14,7 @@ from typing import Any
 
 import humanize
 
+from ..registry.census import RAW, LayoutCount, describe
 from ..registry.etcd.config import ConnectionConfig
 from ..registry.etcd.connection import EtcdConnection
 from ..registry.model import Instance, RegistryState
@@ -74,8 +75,23 @@ def service_records(state: RegistryState, ttls: Ttls) -> list[dict[str, Any]]:
     ]
 
 
+def layouts_json(layouts: list[LayoutCount]) -> list[dict[str, object]]:
+    """Which layouts were found where, for ``"layouts"``: most instances first."""
+    return [c.to_json() for c in layouts]
+
+
+def print_layouts(layouts: list[LayoutCount]) -> None:
+    """The text listing's last line, when more than the walkthrough's layout is held."""
+    if any(c.layout not in ("services", RAW) for c in layouts):
+        print(f"layouts: {safe_line(describe(layouts))}")
+
+
 def print_json(
-    config: ConnectionConfig, revision: int, groups: list[dict[str, Any]], **extra: Any
+    config: ConnectionConfig,
+    revision: int,
+    groups: list[dict[str, Any]],
+    layouts: list[LayoutCount],
+    **extra: Any,
 ) -> None:
     doc: dict[str, Any] = {
         "endpoint": config.label,
@@ -83,6 +99,7 @@ def print_json(
         **({"prefixes": list(config.prefixes)} if len(config.prefixes) > 1 else {}),
         "revision": revision,
         "services": groups,
+        "layouts": layouts_json(layouts),
         **extra,
     }
     print(_json_text(doc))
@@ -95,10 +112,11 @@ class JsonList:
 
     def __init__(
         self, key: str, config: ConnectionConfig, revision: int, groups: list[dict[str, Any]],
-        **extra: Any,
+        layouts: list[LayoutCount], **extra: Any,
     ) -> None:  # fmt: skip
         doc = {"endpoint": config.label, "prefix": config.prefix, "revision": revision,
-               "services": groups, **extra, key: []}  # fmt: skip
+               "services": groups, "layouts": layouts_json(layouts), **extra,
+               key: []}  # fmt: skip
         if len(config.prefixes) > 1:
             doc["prefixes"] = list(config.prefixes)
         text = _json_text(doc)

@@ -343,10 +343,12 @@ async def cmd_list(config: ConnectionConfig, as_json: bool, history: int = 0) ->
             start, _ = await past_start(conn, config.prefix, revision, revisions=history)
         if as_json:
             if history <= 0:
-                cli_listing.print_json(config, revision, groups)
+                cli_listing.print_json(config, revision, groups, state.layouts())
                 return 0
             # The history as it is read: "history_complete" comes last, once it is known.
-            doc = cli_listing.JsonList("history", config, revision, groups, history_from=start)
+            doc = cli_listing.JsonList(
+                "history", config, revision, groups, state.layouts(), history_from=start
+            )
             past = await cli_history.print_past(
                 conn, config, start, revision, lambda events: doc.add(e.to_json() for e in events)
             )
@@ -356,6 +358,7 @@ async def cmd_list(config: ConnectionConfig, as_json: bool, history: int = 0) ->
             under = ", ".join(watched)
             print(f"No instances under {under} at {config.label} (revision {revision}).")
         cli_listing.print_text(groups)
+        cli_listing.print_layouts(state.layouts())
         if history <= 0:
             return 0
         print(f"\nHistory from revision {start} to {revision}, oldest first:")

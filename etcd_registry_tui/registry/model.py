@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+from .census import RAW, LayoutCensus, LayoutCount, where_of
 from .etcd.config import DEFAULT_PREFIX
 from .layouts import PLACEHOLDER, Layout, Recognised, recognise
 from .sanitize import safe_line, safe_text
@@ -539,6 +540,14 @@ class Change:
         return self.instance.raw_key
 
 
+def _census_name(inst: Instance) -> str | None:
+    """The layout an instance is counted as (None: a framework's path key, no instance)."""
+    name = inst.layout_name
+    if name is not None:
+        return name
+    return RAW if inst.service != FRAMEWORK_PATHS else None
+
+
 class RegistryState:
     """Everything under the prefix, indexed by key, group and lease.
 
@@ -550,10 +559,12 @@ class RegistryState:
         #: Every prefix held (a key is split on the longest that fits); the first primary.
         self.prefixes = (prefix,) if isinstance(prefix, str) else tuple(prefix)
         self.prefix = self.prefixes[0]
+        self._raw_prefixes = tuple(p.encode() for p in self.prefixes)
         self.revision = 0
         self.instances: dict[bytes, Instance] = {}
         self.groups: dict[str, Service] = {}
         self.by_lease: dict[int, set[bytes]] = {}
+        self._census = LayoutCensus()
 
     # -- queries -------------------------------------------------------------
     def __len__(self) -> int:
@@ -579,6 +590,15 @@ class RegistryState:
     def leases(self) -> set[int]:
         return set(self.by_lease)
 
+    def layouts(self) -> list[LayoutCount]:
+        """Which layouts are held and where, most instances first (raw keys last)."""
+        return self._census.counts()
+
+    def layout_totals(self) -> list[LayoutCount]:
+        """Instances per layout, most first (raw keys last), with the one place each was
+        found in ("" when several): cheap enough for every flush."""
+        return self._census.totals()
+
     def as_dict(self) -> dict[bytes, tuple[bytes, int, int]]:
         """Comparable content: key -> (value, lease, mod_revision)."""
         return {k: (i.value, i.lease, i.mod_revision) for k, i in self.instances.items()}
@@ -595,9 +615,17 @@ class RegistryState:
         group.instances[inst.raw_key] = inst
         if inst.lease:
             self.by_lease.setdefault(inst.lease, set()).add(inst.raw_key)
+        counted = _census_name(inst)
+        if counted is not None:
+            where = where_of(inst.raw_key, self._raw_prefixes, by_root=counted != RAW)
+            self._census.add(counted, where)
 
     def _remove(self, inst: Instance) -> None:
         del self.instances[inst.raw_key]
+        counted = _census_name(inst)
+        if counted is not None:
+            where = where_of(inst.raw_key, self._raw_prefixes, by_root=counted != RAW)
+            self._census.remove(counted, where)
         group = self.groups.get(inst.group)
         if group is not None:
             group.instances.pop(inst.raw_key, None)
@@ -701,6 +729,7 @@ class RegistryState:
         self.instances = {}
         self.groups = {}
         self.by_lease = {}
+        self._census = LayoutCensus()
         changes: list[Change] = []
         for kv in kvs:
             previous = old.pop(kv.key, None)

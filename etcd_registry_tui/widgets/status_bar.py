@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import time
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.widgets import Static
 
+from ..registry.census import RAW, LayoutCount
 from ..registry.events import ConnectionStatus, ConnState
 from ..registry.sanitize import safe_line
 from ..registry.wording import plural, revision_text
@@ -23,6 +25,26 @@ _STATE_STYLE = {
 
 #: How long the last error stays on the line (as "last error: …") once the state is fine.
 ERROR_LINGER = 15.0
+
+
+#: Layouts not worth a word on their own: the walkthrough's, and keys that fit none.
+PLAIN = frozenset({"services", RAW})
+#: At most this many layouts are named on the line; the rest are counted ("+2 more").
+SHOWN_LAYOUTS = 4
+
+
+def layouts_text(totals: list[LayoutCount], with_places: bool) -> str:
+    """``kratos 3 in /microservices/ · services 12 in /services/``; "" when the registry holds
+    no framework's layout (the walkthrough's and raw keys are what the tree shows anyway).
+    Places are raw etcd bytes: the caller makes the text safe."""
+    if all(c.layout in PLAIN for c in totals):
+        return ""
+    parts = []
+    for c in totals[:SHOWN_LAYOUTS]:
+        place = f" in {c.where}" if with_places and c.where else ""
+        parts.append(f"{c.layout} {c.instances:,}{place}")
+    more = len(totals) - SHOWN_LAYOUTS
+    return " · ".join(parts) + (f" +{more} more" if more > 0 else "")
 
 
 def counts_text(revision: int, services: int, instances: int) -> str:
@@ -47,6 +69,8 @@ class StatusBar(Static):
         self.services = 0
         self.instances = 0
         self.filter_text = ""
+        #: Instances per layout (see :meth:`RegistryState.layout_totals`).
+        self.layouts: list[LayoutCount] = []
         #: How far back the history reaches ("history from rev 1,234").
         self.history_text = ""
         self._last: Text | None = None
@@ -82,6 +106,14 @@ class StatusBar(Static):
             self.revision, self.services, self.instances = revision, services, instances
             self._redraw()
 
+    def set_layouts(self, totals: list[LayoutCount]) -> None:
+        if totals != self.layouts:
+            self.layouts = totals
+            self._redraw()
+
+    def on_resize(self) -> None:
+        self._redraw()  # places in the layouts' text come and go with the width
+
     def set_history(self, text: str) -> None:
         if text != self.history_text:
             self.history_text = text
@@ -97,6 +129,15 @@ class StatusBar(Static):
     def set_filter(self, text: str) -> None:
         self.filter_text = text
         self._redraw()
+
+    def _append_layouts(self, text: Text) -> None:
+        """The layouts held, with where each was found when the line has room for it."""
+        room = self.size.width - 2 - text.cell_len if self.is_mounted else 0
+        shown = safe_line(layouts_text(self.layouts, with_places=True))
+        if cell_len(shown) + 2 > room:
+            shown = safe_line(layouts_text(self.layouts, with_places=False))
+        if shown:
+            text.append(f"  {shown}", "cyan")
 
     def _redraw(self) -> None:
         text = Text()
@@ -117,8 +158,6 @@ class StatusBar(Static):
         ).split("  ", 1)
         text.append(f"  {rev}", "dim")
         text.append(f"  {counts}")
-        if self.history_text:
-            text.append(f"  {self.history_text}", "dim")
         if self.filter_text:
             text.append(f"  filter: {safe_line(repr(self.filter_text))}", "bold cyan")
         if self.read_only:
@@ -126,6 +165,10 @@ class StatusBar(Static):
         last_error = self.last_error
         if last_error and (self.status is None or last_error != self.status.error):
             text.append(f"  last error: {last_error}", "yellow")
+        # The least urgent last: a narrow line cuts them first.
+        self._append_layouts(text)
+        if self.history_text:
+            text.append(f"  {self.history_text}", "dim")
         if text != self._last:
             self._last = text
             # One line of fixed height: no layout pass for a new revision (every flush).

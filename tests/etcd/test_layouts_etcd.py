@@ -100,6 +100,20 @@ def test_every_layout_under_one_prefix_reads_back(etcd: Any, etcdctl: Any) -> No
     }
     total = sum(len(insts) for insts in found.values())
     assert total == len(etcdctl.get_prefix("/").kvs)
+    # Which layouts were found where: each instance counted once, under its key's root.
+    layouts = {
+        (c["layout"], c["prefix"]): c["instances"] for c in json.loads(result.stdout)["layouts"]
+    }
+    assert layouts == {
+        ("micro", "/micro/"): 1, ("kratos", "/microservices/"): 1, ("dubbo-app", "/services/"): 1,
+        ("services", "/services/"): 1, ("goframe", "/service/"): 1, ("grpc", "/grpc/"): 1,
+        ("dubbo", "/dubbo/"): 1, ("rpcx", "/rpcx_test/"): 1,
+    }  # fmt: skip
+    assert sum(layouts.values()) == total - len(paths)
+    text = run_cli("list", "--prefix", "/", "--endpoints", etcd.endpoint)
+    assert text.returncode == 0, text.stderr
+    last = text.stdout.strip().splitlines()[-1]
+    assert last.startswith("layouts: ") and "kratos 1 under /microservices/" in last, last
 
 
 def test_dubbo_go_and_the_walkthrough_share_services(etcd: Any, etcdctl: Any) -> None:
