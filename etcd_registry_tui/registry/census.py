@@ -34,13 +34,17 @@ def where_of(raw_key: bytes, prefixes: tuple[bytes, ...], by_root: bool = True) 
     Raw keys are counted by watched prefix only: their first segments are anyone's, and
     the census must not grow with them.
     """
-    fits = [p for p in prefixes if raw_key.startswith(p)] if len(prefixes) > 1 else prefixes
-    prefix = max(fits, key=len) if fits else prefixes[0]
+    if len(prefixes) == 1:
+        prefix = prefixes[0]
+    else:
+        fits = [p for p in prefixes if raw_key.startswith(p)]
+        prefix = max(fits, key=len) if fits else prefixes[0]
     if not by_root:
         return prefix
-    at = raw_key.find(b"/", 1)
-    root = raw_key[: at + 1] if at > 0 else b""
-    return root if len(root) > len(prefix) and raw_key.startswith(prefix) else prefix
+    at = raw_key.find(b"/", 1)  # the root is raw_key[: at + 1]: is it longer than prefix?
+    if at < len(prefix) or not raw_key.startswith(prefix):
+        return prefix
+    return raw_key[: at + 1]
 
 
 class LayoutCensus:
