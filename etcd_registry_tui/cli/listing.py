@@ -14,7 +14,7 @@ from typing import Any
 
 import humanize
 
-from ..registry.census import RAW, LayoutCount, describe
+from ..registry.census import LayoutCount, describe, names_frameworks
 from ..registry.etcd.config import ConnectionConfig
 from ..registry.etcd.connection import EtcdConnection
 from ..registry.model import Instance, RegistryState
@@ -82,7 +82,7 @@ def layouts_json(layouts: list[LayoutCount]) -> list[dict[str, object]]:
 
 def print_layouts(layouts: list[LayoutCount]) -> None:
     """The text listing's last line, when more than the walkthrough's layout is held."""
-    if any(c.layout not in ("services", RAW) for c in layouts):
+    if names_frameworks(layouts):
         print(f"layouts: {safe_line(describe(layouts))}")
 
 

@@ -15,6 +15,9 @@ from dataclasses import dataclass
 
 #: The census name of keys that fit no layout (shown raw, as ``(unrecognised keys)``).
 RAW = "unrecognised"
+#: Layouts not worth a word on their own: the walkthrough's, and keys that fit none (what the
+#: tree shows anyway).
+PLAIN = frozenset({"services", RAW})
 
 
 @dataclass(slots=True, frozen=True)
@@ -27,9 +30,15 @@ class LayoutCount:
         return {"layout": self.layout, "prefix": self.where, "instances": self.instances}
 
 
+def root_of(key: bytes) -> bytes | None:
+    """The first path segment with its '/', the leading one included (None: no '/')."""
+    at = key.find(b"/", 1)
+    return key[: at + 1] if at > 0 else None
+
+
 def where_of(raw_key: bytes, prefixes: tuple[bytes, ...], by_root: bool = True) -> bytes:
     """The longer of the watched prefix ``raw_key`` lies under (the longest that fits) and
-    (``by_root``) the key's first path segment with its '/'.
+    (``by_root``) its :func:`root_of`.
 
     Raw keys are counted by watched prefix only: their first segments are anyone's, and
     the census must not grow with them.
@@ -39,12 +48,11 @@ def where_of(raw_key: bytes, prefixes: tuple[bytes, ...], by_root: bool = True) 
     else:
         fits = [p for p in prefixes if raw_key.startswith(p)]
         prefix = max(fits, key=len) if fits else prefixes[0]
-    if not by_root:
+    # A '/' inside the prefix ends the root there: no longer root (and no slice to make).
+    if not by_root or raw_key.find(b"/", 1, len(prefix)) > 0 or not raw_key.startswith(prefix):
         return prefix
-    at = raw_key.find(b"/", 1)  # the root is raw_key[: at + 1]: is it longer than prefix?
-    if at < len(prefix) or not raw_key.startswith(prefix):
-        return prefix
-    return raw_key[: at + 1]
+    root = root_of(raw_key)
+    return root if root is not None and len(root) > len(prefix) else prefix
 
 
 class LayoutCensus:
@@ -111,8 +119,11 @@ def _text(where: bytes) -> str:
     return where.decode("utf-8", "backslashreplace")
 
 
+def names_frameworks(counts: list[LayoutCount]) -> bool:
+    """Whether ``counts`` hold a framework's layout (more than :data:`PLAIN` ones)."""
+    return any(c.layout not in PLAIN for c in counts)
+
+
 def describe(counts: list[LayoutCount]) -> str:
     """One line: ``kratos 3 under /microservices/; services 12 under /services/``."""
-    return (
-        "; ".join(f"{c.layout} {c.instances:,} under {c.where}" for c in counts) or "no instances"
-    )
+    return "; ".join(f"{c.layout} {c.instances:,} under {c.where}" for c in counts)

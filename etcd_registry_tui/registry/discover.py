@@ -16,6 +16,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
+from .census import root_of
 from .etcd.connection import EtcdConnection
 from .etcd.errors import RegistryError
 from .model import Instance
@@ -61,12 +62,6 @@ class Discovery:
         ]
         more = f"; {self.unsampled:,} roots not looked at" if self.unsampled else ""
         return f"found {'; '.join(parts)}{more}"
-
-
-def root_of(key: bytes) -> bytes | None:
-    """The first path segment with its '/', the leading one included (None: no '/')."""
-    at = key.find(b"/", 1)
-    return key[: at + 1] if at > 0 else None
 
 
 def _second(key: bytes, root: bytes) -> bytes:

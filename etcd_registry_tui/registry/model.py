@@ -540,14 +540,6 @@ class Change:
         return self.instance.raw_key
 
 
-def _census_name(inst: Instance) -> str | None:
-    """The layout an instance is counted as (None: a framework's path key, no instance)."""
-    name = inst.layout_name
-    if name is not None:
-        return name
-    return RAW if inst.service != FRAMEWORK_PATHS else None
-
-
 class RegistryState:
     """Everything under the prefix, indexed by key, group and lease.
 
@@ -607,6 +599,16 @@ class RegistryState:
         return iter(self.instances.values())
 
     # -- mutation ------------------------------------------------------------
+    def _census_slot(self, inst: Instance) -> tuple[str, bytes] | None:
+        """The layout and place an instance is counted as (None: a framework's path key,
+        no instance)."""
+        name = inst.layout_name
+        if name is None:
+            if inst.service == FRAMEWORK_PATHS:
+                return None
+            name = RAW
+        return name, where_of(inst.raw_key, self._raw_prefixes, by_root=name != RAW)
+
     def _insert(self, inst: Instance) -> None:
         self.instances[inst.raw_key] = inst
         group = self.groups.get(inst.group)
@@ -615,17 +617,15 @@ class RegistryState:
         group.instances[inst.raw_key] = inst
         if inst.lease:
             self.by_lease.setdefault(inst.lease, set()).add(inst.raw_key)
-        counted = _census_name(inst)
-        if counted is not None:
-            where = where_of(inst.raw_key, self._raw_prefixes, by_root=counted != RAW)
-            self._census.add(counted, where)
+        slot = self._census_slot(inst)
+        if slot is not None:
+            self._census.add(*slot)
 
     def _remove(self, inst: Instance) -> None:
         del self.instances[inst.raw_key]
-        counted = _census_name(inst)
-        if counted is not None:
-            where = where_of(inst.raw_key, self._raw_prefixes, by_root=counted != RAW)
-            self._census.remove(counted, where)
+        slot = self._census_slot(inst)
+        if slot is not None:
+            self._census.remove(*slot)
         group = self.groups.get(inst.group)
         if group is not None:
             group.instances.pop(inst.raw_key, None)

@@ -8,7 +8,7 @@ from rich.cells import cell_len
 from rich.text import Text
 from textual.widgets import Static
 
-from ..registry.census import RAW, LayoutCount
+from ..registry.census import LayoutCount, names_frameworks
 from ..registry.events import ConnectionStatus, ConnState
 from ..registry.sanitize import safe_line
 from ..registry.wording import plural, revision_text
@@ -27,8 +27,6 @@ _STATE_STYLE = {
 ERROR_LINGER = 15.0
 
 
-#: Layouts not worth a word on their own: the walkthrough's, and keys that fit none.
-PLAIN = frozenset({"services", RAW})
 #: At most this many layouts are named on the line; the rest are counted ("+2 more").
 SHOWN_LAYOUTS = 4
 
@@ -37,7 +35,7 @@ def layouts_text(totals: list[LayoutCount], with_places: bool) -> str:
     """``kratos 3 in /microservices/ · services 12 in /services/``; "" when the registry holds
     no framework's layout (the walkthrough's and raw keys are what the tree shows anyway).
     Places are raw etcd bytes: the caller makes the text safe."""
-    if all(c.layout in PLAIN for c in totals):
+    if not names_frameworks(totals):
         return ""
     parts = []
     for c in totals[:SHOWN_LAYOUTS]:
